@@ -1,0 +1,34 @@
+# Two entry points for a fresh Debian/Ubuntu machine (see README.md):
+#   make demo   installs and starts the engines if needed, builds ocx, builds the demo image
+#   make test   the whole test suite against real podman and dockerd
+CARGO ?= cargo
+OCX := target/release/ocx
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: demo test lint unit engines engines-down bench toolchain
+
+toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
+
+engines:
+	scripts/test-engines.sh up
+
+demo: toolchain engines
+	$(CARGO) build --release --locked
+	cd examples/demo && ../../$(OCX) build && ../../$(OCX) build && ../../$(OCX) opencode --version
+
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit: toolchain
+	$(CARGO) test --locked --lib
+
+test: lint engines
+	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker $(CARGO) test --locked
+
+bench: toolchain engines
+	scripts/bench.sh
+
+engines-down:
+	scripts/test-engines.sh down

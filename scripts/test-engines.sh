@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Brings up the real engines our tests and `make demo` use, on a fresh Debian/Ubuntu machine:
+# podman (+buildah, skopeo), dockerd (Debian docker.io), a plain-HTTP registry on
+# 127.0.0.1:5000, qemu-user-static binfmt for linux/arm64, and local base images imported from
+# rootfs tarballs (nothing can be pulled on an offline machine).
+#
+#   scripts/test-engines.sh up     install, configure, start; idempotent
+#   scripts/test-engines.sh down   stop the daemons this script started
+#   scripts/test-engines.sh status one line per component
+#
+# Traps this works around (each found on a Firecracker VM, root, no systemd, cgroup v1 hybrid):
+# - crun refuses hybrid cgroups, so podman is pointed at runc;
+# - without CAP_SYS_RESOURCE podman's default rlimits fail (setrlimit RLIMIT_NOFILE), so they
+#   are capped in containers.conf;
+# - binfmt_misc may not be mounted, so qemu-aarch64 is registered by hand;
+# - dockerd 20.10 ignores `docker import --platform`, so arm64 images reach docker via podman save.
+set -euo pipefail
+
+STATE=${AGENT_IMAGES_ENGINE_STATE:-/var/tmp/agent-images-engines}
+WITH_DEBIAN=${AGENT_IMAGES_DEBIAN:-1}
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+log() { printf '[test-engines %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+mirror() {
+  local m
+  m=$(sed -n 's/^URIs: *\([^ ]*\/debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+  [ -n "$m" ] || m=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+install_packages() {
+  local want=(podman buildah skopeo runc docker.io docker-registry qemu-user-static
+              binfmt-support debootstrap busybox-static curl ca-certificates)
+  local missing=()
+  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  log "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1 \
+    || { tail -30 "$STATE/apt.log"; die "apt-get install failed"; }
+}
+
+configure_podman() {
+  $SUDO mkdir -p /etc/containers/registries.conf.d
+  $SUDO tee /etc/containers/containers.conf >/dev/null <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  $SUDO tee /etc/containers/registries.conf.d/50-agent-images-local.conf >/dev/null <<'CONF'
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true
+
+[[registry]]
+location = "localhost:5000"
+insecure = true
+CONF
+}
+
+setup_binfmt() {
+  mountpoint -q /proc/sys/fs/binfmt_misc || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $SUDO update-binfmts --enable >/dev/null 2>&1 || true
+  grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 binfmt handler not enabled"
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_registry() {
+  alive "$STATE/registry.pid" && return 0
+  mkdir -p "$STATE/registry-data"
+  cat >"$STATE/registry.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $STATE/registry-data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+CONF
+  nohup docker-registry serve "$STATE/registry.yml" >"$STATE/registry.log" 2>&1 &
+  echo $! >"$STATE/registry.pid"
+  for _ in $(seq 1 50); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && return 0; sleep 0.2; done
+  cat "$STATE/registry.log"; die "registry did not answer on 127.0.0.1:5000"
+}
+
+start_dockerd() {
+  docker info >/dev/null 2>&1 && return 0
+  nohup dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}" >"$STATE/dockerd.log" 2>&1 &
+  echo $! >"$STATE/dockerd.pid"
+  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
+  tail -40 "$STATE/dockerd.log"; die "dockerd did not start"
+}
+
+# A static busybox root filesystem: the smallest base that still has a shell and adduser.
+busybox_rootfs() {
+  local arch=$1 out="$STATE/busybox-$1.tar.gz" w="$STATE/work-busybox-$1"
+  [ -s "$out" ] && return 0
+  rm -rf "$w"; mkdir -p "$w/dl" "$w/root/bin" "$w/root/etc" "$w/root/tmp" "$w/root/root"
+  if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+    cp /bin/busybox "$w/root/bin/busybox"
+  else
+    # fetch the foreign .deb with a private apt state so the host's dpkg is untouched
+    local d="$STATE/apt-$arch"
+    mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+    local o=(-o "APT::Architecture=$arch" -o "APT::Architectures=$arch" -o "Dir::State::Lists=$d/lists"
+             -o "Dir::Cache=$d/cache" -o "Dir::State::status=/dev/null" -o Debug::NoLocking=1
+             -o APT::Sandbox::User=root)
+    apt-get "${o[@]}" update -qq
+    (cd "$w/dl" && apt-get "${o[@]}" download busybox-static >/dev/null)
+    dpkg-deb -x "$w"/dl/busybox-static_*.deb "$w/x"
+    cp "$w/x/bin/busybox" "$w/root/bin/busybox"
+  fi
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$w/root/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$w/root/etc/passwd"
+  printf 'root:x:0:\n' >"$w/root/etc/group"
+  chmod 1777 "$w/root/tmp"
+  tar --numeric-owner -C "$w/root" -czf "$out.tmp" . && mv "$out.tmp" "$out"
+  rm -rf "$w"
+}
+
+debian_rootfs() {
+  local out="$STATE/debian-bookworm-amd64.tar.gz" w="$STATE/work-debian"
+  [ -s "$out" ] && return 0
+  rm -rf "$w"
+  log "debootstrap --variant=minbase bookworm (about 30 s)"
+  $SUDO debootstrap --arch=amd64 --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap.log" 2>&1 \
+    || { tail -30 "$STATE/debootstrap.log"; die "debootstrap failed"; }
+  # apt inside the image should use the same mirror the host reaches
+  rm -rf "$w"/var/cache/apt/archives/*.deb "$w"/var/lib/apt/lists/*
+  tar --numeric-owner -C "$w" -czf "$out.tmp" . && mv "$out.tmp" "$out"
+  rm -rf "$w"
+}
+
+import_image() { # tarball ref arch
+  local tgz=$1 ref=$2 arch=$3
+  if ! podman image exists "$ref"; then
+    podman import --arch "$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
+  fi
+  if ! docker image inspect "$ref" >/dev/null 2>&1; then
+    if [ "$arch" = amd64 ]; then
+      docker import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
+    else
+      podman save -o "$STATE/save-$arch.tar" "localhost/$ref" >/dev/null
+      docker load -i "$STATE/save-$arch.tar" >/dev/null
+      docker tag "localhost/$ref" "$ref"
+      docker rmi "localhost/$ref" >/dev/null
+      rm -f "$STATE/save-$arch.tar"
+    fi
+  fi
+}
+
+base_images() {
+  busybox_rootfs amd64
+  busybox_rootfs arm64
+  import_image "$STATE/busybox-amd64.tar.gz" local/busybox:amd64 amd64
+  import_image "$STATE/busybox-arm64.tar.gz" local/busybox:arm64 arm64
+  if [ "$WITH_DEBIAN" = 1 ]; then
+    debian_rootfs
+    import_image "$STATE/debian-bookworm-amd64.tar.gz" local/debian:bookworm amd64
+  fi
+  # a multi-arch busybox in the registry, for FROM lines resolved per --platform
+  if ! skopeo inspect --raw docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1; then
+    podman manifest rm local/busybox:multi >/dev/null 2>&1 || true
+    podman manifest create local/busybox:multi >/dev/null
+    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:amd64 >/dev/null
+    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:arm64 >/dev/null
+    podman manifest push --all local/busybox:multi docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1
+  fi
+}
+
+cmd_up() {
+  mkdir -p "$STATE"
+  local t0=$SECONDS
+  install_packages;   log "packages ok ($((SECONDS - t0))s)"
+  configure_podman
+  setup_binfmt;       log "binfmt ok"
+  start_registry;     log "registry on 127.0.0.1:5000"
+  start_dockerd;      log "dockerd $(docker version -f '{{.Server.Version}}')"
+  base_images;        log "base images ok ($((SECONDS - t0))s)"
+  log "up: podman $(podman --version | awk '{print $3}'); state in $STATE"
+}
+
+cmd_down() {
+  local f pid
+  for f in "$STATE/dockerd.pid" "$STATE/registry.pid"; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    fi
+    rm -f "$f"
+  done
+  log "down"
+}
+
+cmd_status() {
+  command -v podman >/dev/null && echo "podman: $(podman --version)" || echo "podman: missing"
+  docker info >/dev/null 2>&1 && echo "dockerd: $(docker version -f '{{.Server.Version}}')" || echo "dockerd: not running"
+  curl -sf http://127.0.0.1:5000/v2/ >/dev/null && echo "registry: 127.0.0.1:5000" || echo "registry: not running"
+  grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null && echo "binfmt: qemu-aarch64" || echo "binfmt: missing"
+}
+
+case "${1:-up}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,115 @@
+//! The engine-neutral build model: what to build ([`BuildRequest`]), what an engine knows about
+//! an image ([`ImageInfo`]), and what to run ([`RunSpec`]). Workflows produce these; backends
+//! turn them into [`crate::invocation::Invocation`]s.
+
+use crate::image_ref::ImageRef;
+use crate::platform::Platform;
+use camino::Utf8PathBuf;
+use std::collections::BTreeMap;
+
+/// Where a build's result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Into the engine's local image store (one platform on buildx's docker driver).
+    Load,
+    /// To the registry named by the tags.
+    Push,
+    /// An OCI layout tarball at this path.
+    Oci(Utf8PathBuf),
+}
+
+/// When the engine should pull the FROM image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Pull only if not present locally (every engine's default).
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub context: Utf8PathBuf,
+    pub dockerfile: Utf8PathBuf,
+    /// The first tag names the result (and the podman manifest list on multi-platform builds).
+    pub tags: Vec<ImageRef>,
+    pub platforms: Vec<Platform>,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: PullPolicy,
+    pub output: Output,
+}
+
+impl BuildRequest {
+    pub fn new(context: Utf8PathBuf, dockerfile: Utf8PathBuf, tag: ImageRef) -> Self {
+        BuildRequest {
+            context,
+            dockerfile,
+            tags: vec![tag],
+            platforms: vec![Platform::host()],
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            pull: PullPolicy::Missing,
+            output: Output::Load,
+        }
+    }
+
+    pub fn primary_tag(&self) -> &ImageRef {
+        &self.tags[0]
+    }
+
+    pub fn is_multi_platform(&self) -> bool {
+        self.platforms.len() > 1
+    }
+}
+
+/// What one `image inspect` tells us about one requested reference.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageInfo {
+    pub exists: bool,
+    pub id: Option<String>,
+    pub digest: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Architectures present: one for an image, several for a manifest list.
+    pub architectures: Vec<String>,
+}
+
+impl ImageInfo {
+    pub fn missing() -> Self {
+        ImageInfo::default()
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+/// A bind mount from host to container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: Utf8PathBuf,
+    pub container: Utf8PathBuf,
+    pub read_only: bool,
+}
+
+/// A container to run in the foreground.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunSpec {
+    pub image: String,
+    pub command: Vec<String>,
+    pub mounts: Vec<Mount>,
+    pub workdir: Option<Utf8PathBuf>,
+    /// Environment variable names passed through from our environment (`-e NAME`), never values.
+    pub env_names: Vec<String>,
+    /// `uid:gid` to run as.
+    pub user: Option<(u32, u32)>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub platform: Option<Platform>,
+    pub remove: bool,
+}

@@ -1,0 +1,104 @@
+//! Commands are data: an [`Invocation`] is everything needed to spawn an engine process, built
+//! by a backend and asserted on in unit tests before anything runs. Its `Display` is the
+//! shell-quoted command line that `--dry-run` prints and errors quote.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Extra environment for the child, on top of ours. Never holds secrets: those are passed
+    /// by name (`-e NAME`) and inherited, or through `stdin`.
+    pub env: Vec<(String, String)>,
+    /// Bytes written to the child's stdin, e.g. a password for `login --password-stdin`.
+    pub stdin: Option<Vec<u8>>,
+    /// A failure is expected and harmless (removing something that may not exist, on a CLI
+    /// with no `--ignore` flag for it); the runner reports it and goes on.
+    pub may_fail: bool,
+}
+
+impl Invocation {
+    pub fn new(program: impl Into<String>) -> Self {
+        Invocation {
+            program: program.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn may_fail(mut self) -> Self {
+        self.may_fail = true;
+        self
+    }
+
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// The argv as one list, program first; handy for assertions.
+    pub fn argv(&self) -> Vec<&str> {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// POSIX shell quoting: bare when every character is safe, else single quotes.
+pub fn quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@,+%^".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+impl fmt::Display for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (k, v) in &self.env {
+            write!(f, "{}={} ", k, quote(v))?;
+        }
+        write!(f, "{}", quote(&self.program))?;
+        for a in &self.args {
+            write!(f, " {}", quote(a))?;
+        }
+        if self.stdin.is_some() {
+            write!(f, " <stdin>")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_shell_quoted() {
+        let inv = Invocation::new("podman")
+            .args(["build", "--label", "a=b c", "-t", "x:1"])
+            .env("DOCKER_BUILDKIT", "0");
+        assert_eq!(
+            inv.to_string(),
+            "DOCKER_BUILDKIT=0 podman build --label 'a=b c' -t x:1"
+        );
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("--pull=missing"), "--pull=missing");
+        assert_eq!(quote("<ctx>/Dockerfile"), "'<ctx>/Dockerfile'");
+    }
+}

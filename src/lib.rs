@@ -1,0 +1,16 @@
+//! agent-images: builds and runs the container images CLI coding agents run in, on docker
+//! (buildx or classic), podman and Apple `container`. See DESIGN.md for the layers.
+
+pub mod backend;
+pub mod build;
+pub mod cli;
+pub mod dirs;
+pub mod engine;
+pub mod error;
+pub mod exec;
+pub mod fingerprint;
+pub mod image_ref;
+pub mod invocation;
+pub mod ocx;
+pub mod platform;
+pub mod progress;

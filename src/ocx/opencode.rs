@@ -1,0 +1,527 @@
+//! The opencode binary: resolved to a concrete version, downloaded on the host, checked against
+//! the checksum its source publishes, and cached by version and asset so later builds are
+//! offline. A binary only enters the cache after its checksum matched.
+
+use super::config::{OpencodeSource, OpencodeVersion};
+use crate::error::UserError;
+use crate::exec::Runner;
+use crate::fingerprint::hex;
+use crate::invocation::Invocation;
+use crate::platform::Platform;
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use sha2::{Digest, Sha256, Sha512};
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// Environment variables that point the GitHub source elsewhere (a mirror, or a test server).
+pub const ENV_GITHUB_API: &str = "OCX_GITHUB_API_URL";
+pub const ENV_GITHUB_REPO: &str = "OCX_GITHUB_REPO";
+const GITHUB_API: &str = "https://api.github.com";
+const GITHUB_REPO: &str = "sst/opencode";
+
+/// Upstream build variants. Chosen by the user, never detected from this machine's CPU: the
+/// image runs elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    #[default]
+    Standard,
+    Baseline,
+    Musl,
+    BaselineMusl,
+}
+
+impl Variant {
+    pub fn parse(s: &str) -> Result<Self, UserError> {
+        match s {
+            "standard" | "" => Ok(Variant::Standard),
+            "baseline" => Ok(Variant::Baseline),
+            "musl" => Ok(Variant::Musl),
+            "baseline-musl" => Ok(Variant::BaselineMusl),
+            _ => Err(UserError(format!(
+                "invalid opencode_variant {s:?}: use standard, baseline, musl or baseline-musl"
+            ))),
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Variant::Standard => "",
+            Variant::Baseline => "-baseline",
+            Variant::Musl => "-musl",
+            Variant::BaselineMusl => "-baseline-musl",
+        }
+    }
+}
+
+/// `opencode-linux-<x64|arm64>[-baseline][-musl]`, as upstream names release assets and npm
+/// packages.
+pub fn asset_name(platform: Platform, variant: Variant) -> String {
+    format!(
+        "opencode-linux-{}{}",
+        platform.opencode_arch(),
+        variant.suffix()
+    )
+}
+
+/// A verified binary in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub platform: Platform,
+    pub asset: String,
+    pub path: Utf8PathBuf,
+    /// The checksum the source published for what we downloaded, e.g. `sha512-…` or `sha256:…`.
+    pub published: String,
+}
+
+/// A checksum mismatch is bad input from the source; it is reported like one (exit 2).
+fn mismatch(what: &str, want: &str, got: &str) -> anyhow::Error {
+    UserError(format!(
+        "checksum mismatch for {what}: the source publishes {want} but the download hashes to {got}; nothing was cached or built, retry or check the mirror"
+    ))
+    .into()
+}
+
+pub struct Fetcher<'a> {
+    pub source: &'a OpencodeSource,
+    pub variant: Variant,
+    pub cache_dir: Utf8PathBuf,
+    pub vars: &'a BTreeMap<String, String>,
+    pub runner: &'a Runner,
+}
+
+impl Fetcher<'_> {
+    fn github_api(&self) -> String {
+        self.vars
+            .get(ENV_GITHUB_API)
+            .cloned()
+            .unwrap_or_else(|| GITHUB_API.into())
+    }
+
+    fn github_repo(&self) -> String {
+        self.vars
+            .get(ENV_GITHUB_REPO)
+            .cloned()
+            .unwrap_or_else(|| GITHUB_REPO.into())
+    }
+
+    fn entry_dir(&self, version: &str, asset: &str) -> Utf8PathBuf {
+        self.cache_dir.join(version).join(asset)
+    }
+
+    /// The cached binary, if a verified one is there.
+    pub fn cached(&self, version: &str, platform: Platform) -> Option<Binary> {
+        let asset = asset_name(platform, self.variant);
+        let dir = self.entry_dir(version, &asset);
+        let published = std::fs::read_to_string(dir.join("checksum")).ok()?;
+        let path = dir.join("opencode");
+        path.is_file().then(|| Binary {
+            platform,
+            asset,
+            path,
+            published: published.trim().to_string(),
+        })
+    }
+
+    /// Turns `latest` into a concrete version available for every platform. Offline, it falls
+    /// back to the newest version already cached for all of them.
+    pub async fn resolve(
+        &self,
+        version: &OpencodeVersion,
+        platforms: &[Platform],
+    ) -> Result<String> {
+        let v = match version {
+            OpencodeVersion::Exact(v) => return Ok(v.clone()),
+            OpencodeVersion::Latest => self.latest(platforms).await,
+        };
+        match v {
+            Ok(v) => Ok(v),
+            Err(e) => match self.newest_cached(platforms) {
+                Some(v) => {
+                    self.runner.reporter().warn(&format!(
+                        "could not resolve the latest opencode version ({e:#}); using {v} from the cache"
+                    ));
+                    Ok(v)
+                }
+                None => Err(e.context("resolving opencode_version \"latest\"; pin a version with opencode_version to build offline")),
+            },
+        }
+    }
+
+    fn newest_cached(&self, platforms: &[Platform]) -> Option<String> {
+        let mut versions: Vec<String> = std::fs::read_dir(&self.cache_dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|v| platforms.iter().all(|p| self.cached(v, *p).is_some()))
+            .collect();
+        versions.sort_by_key(|v| version_key(v));
+        versions.pop()
+    }
+
+    async fn latest(&self, platforms: &[Platform]) -> Result<String> {
+        match self.source {
+            OpencodeSource::Github => {
+                let url = format!("{}/repos/{}/releases/latest", self.github_api(), self.github_repo());
+                let rel: serde_json::Value = serde_json::from_slice(&self.http_get(&url).await?)
+                    .with_context(|| format!("parsing {url}"))?;
+                let tag = rel["tag_name"].as_str().ok_or_else(|| anyhow!("{url}: no tag_name"))?;
+                Ok(tag.trim_start_matches('v').to_string())
+            }
+            OpencodeSource::Npm => {
+                // the per-arch packages are published separately and can lag each other, so
+                // take the newest version every requested arch has
+                let mut common: Option<Vec<String>> = None;
+                for p in platforms {
+                    let pkg = asset_name(*p, self.variant);
+                    let out = self.runner.check(&Invocation::new("npm").args(["view", &pkg, "versions", "--json"])).await?;
+                    let vs: Vec<String> = serde_json::from_str(&out.stdout).with_context(|| format!("parsing `npm view {pkg} versions`"))?;
+                    common = Some(match common {
+                        None => vs,
+                        Some(c) => c.into_iter().filter(|v| vs.contains(v)).collect(),
+                    });
+                }
+                let mut vs: Vec<String> = common.unwrap_or_default().into_iter().filter(|v| !v.contains('-')).collect();
+                vs.sort_by_key(|v| version_key(v));
+                vs.pop().ok_or_else(|| anyhow!("no opencode version is published for all of {}", Platform::join(platforms)))
+            }
+            OpencodeSource::File(_) | OpencodeSource::Url(_) => Err(UserError(
+                "opencode_version \"latest\" needs the github or npm source; set opencode_version to X.Y.Z".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// The verified binary for one platform, downloading it if it is not cached.
+    pub async fn fetch(&self, version: &str, platform: Platform) -> Result<Binary> {
+        if let Some(b) = self.cached(version, platform) {
+            return Ok(b);
+        }
+        let asset = asset_name(platform, self.variant);
+        let (archive_name, bytes, published) = match self.source {
+            OpencodeSource::Github => self.download_github(version, &asset).await?,
+            OpencodeSource::Npm => self.download_npm(version, &asset).await?,
+            OpencodeSource::Url(t) => self.download_url(t, version, platform, &asset).await?,
+            OpencodeSource::File(t) => self.read_file_source(t, version, platform, &asset)?,
+        };
+        let binary = extract(&archive_name, &bytes)?;
+        check_elf(&binary, platform)
+            .with_context(|| format!("{archive_name} from {}", self.source))?;
+        // write beside the final location and rename, so an interrupted or failed fetch never
+        // leaves a half entry that `cached` would trust
+        let dir = self.entry_dir(version, &asset);
+        std::fs::create_dir_all(dir.parent().unwrap_or(&dir))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".fetch-")
+            .tempdir_in(dir.parent().unwrap_or(&dir))?;
+        let tmp_path =
+            Utf8Path::from_path(tmp.path()).ok_or_else(|| anyhow!("non-UTF-8 cache path"))?;
+        write_executable(&tmp_path.join("opencode"), &binary)?;
+        std::fs::write(tmp_path.join("checksum"), &published)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let kept = tmp.keep();
+        if let Err(e) = std::fs::rename(&kept, &dir) {
+            let _ = std::fs::remove_dir_all(&kept);
+            // a concurrent ocx may have just put the same verified entry in place
+            return self
+                .cached(version, platform)
+                .ok_or_else(|| anyhow!("moving into {dir}: {e}"));
+        }
+        Ok(Binary {
+            platform,
+            asset,
+            path: dir.join("opencode"),
+            published,
+        })
+    }
+
+    async fn http_get(&self, url: &str) -> Result<Vec<u8>> {
+        let url = url.to_string();
+        // a token raises GitHub's rate limit; it goes in a header, never in argv or logs
+        let token = self
+            .vars
+            .get("GITHUB_TOKEN")
+            .cloned()
+            .filter(|_| url.starts_with(&self.github_api()));
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let agent = ureq::AgentBuilder::new()
+                .timeout_connect(std::time::Duration::from_secs(20))
+                .timeout_read(std::time::Duration::from_secs(120))
+                .build();
+            let mut req = agent.get(&url).set("User-Agent", "agent-images-ocx");
+            if let Some(t) = token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            let resp = req.call().map_err(|e| anyhow!("GET {url}: {e}"))?;
+            let mut buf = Vec::new();
+            resp.into_reader()
+                .take(1 << 30)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("reading {url}"))?;
+            Ok(buf)
+        })
+        .await?
+    }
+
+    async fn download_github(
+        &self,
+        version: &str,
+        asset: &str,
+    ) -> Result<(String, Vec<u8>, String)> {
+        let url = format!(
+            "{}/repos/{}/releases/tags/v{version}",
+            self.github_api(),
+            self.github_repo()
+        );
+        let rel: serde_json::Value = serde_json::from_slice(&self.http_get(&url).await?)
+            .with_context(|| format!("parsing {url}"))?;
+        let assets = rel["assets"]
+            .as_array()
+            .ok_or_else(|| anyhow!("{url}: no assets"))?;
+        let found = assets.iter().find(|a| {
+            let n = a["name"].as_str().unwrap_or("");
+            n == format!("{asset}.tar.gz") || n == format!("{asset}.zip")
+        });
+        let Some(a) = found else {
+            return Err(UserError(format!(
+                "opencode v{version} has no release asset {asset}.tar.gz or .zip on GitHub"
+            ))
+            .into());
+        };
+        let name = a["name"].as_str().unwrap_or_default().to_string();
+        let digest = a["digest"].as_str().ok_or_else(|| {
+            anyhow!("GitHub publishes no sha256 digest for {name}; refusing an unverified download (use opencode_source npm)")
+        })?;
+        let want = digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| anyhow!("unsupported digest {digest} for {name}"))?
+            .to_ascii_lowercase();
+        let dl = a["browser_download_url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{name}: no download URL"))?;
+        let bytes = self.http_get(dl).await?;
+        let got = hex(&Sha256::digest(&bytes));
+        if got != want {
+            return Err(mismatch(
+                &name,
+                &format!("sha256:{want}"),
+                &format!("sha256:{got}"),
+            ));
+        }
+        Ok((name, bytes, format!("sha256:{want}")))
+    }
+
+    async fn download_npm(&self, version: &str, pkg: &str) -> Result<(String, Vec<u8>, String)> {
+        let spec = format!("{pkg}@{version}");
+        let view = self
+            .runner
+            .check(&Invocation::new("npm").args(["view", &spec, "dist.integrity", "--json"]))
+            .await?;
+        let integrity: String = serde_json::from_str(view.stdout.trim())
+            .map_err(|_| UserError(format!("npm has no {spec}; check opencode_version")))?;
+        let dir = tempfile::tempdir()?;
+        let d = Utf8Path::from_path(dir.path()).ok_or_else(|| anyhow!("non-UTF-8 temp dir"))?;
+        let out = self
+            .runner
+            .check(&Invocation::new("npm").args([
+                "pack",
+                &spec,
+                "--pack-destination",
+                d.as_str(),
+                "--json",
+            ]))
+            .await?;
+        let packed: serde_json::Value =
+            serde_json::from_str(&out.stdout).context("parsing `npm pack --json`")?;
+        let file = packed[0]["filename"]
+            .as_str()
+            .ok_or_else(|| anyhow!("npm pack printed no filename"))?;
+        let bytes = std::fs::read(d.join(file.rsplit('/').next().unwrap_or(file)))?;
+        let want = integrity
+            .strip_prefix("sha512-")
+            .ok_or_else(|| anyhow!("unsupported npm integrity {integrity}"))?;
+        let got = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&bytes));
+        if got != want {
+            return Err(mismatch(&spec, &integrity, &format!("sha512-{got}")));
+        }
+        Ok((file.to_string(), bytes, integrity))
+    }
+
+    async fn download_url(
+        &self,
+        template: &str,
+        version: &str,
+        p: Platform,
+        asset: &str,
+    ) -> Result<(String, Vec<u8>, String)> {
+        let url = expand(template, version, p, asset);
+        let sums = String::from_utf8_lossy(
+            &self
+                .http_get(&format!("{url}.sha256"))
+                .await
+                .context("fetching the published .sha256 next to the binary")?,
+        )
+        .into_owned();
+        let want = sums
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if want.len() != 64 || !want.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("{url}.sha256 does not hold a sha256 checksum");
+        }
+        let bytes = self.http_get(&url).await?;
+        let got = hex(&Sha256::digest(&bytes));
+        if got != want {
+            return Err(mismatch(
+                &url,
+                &format!("sha256:{want}"),
+                &format!("sha256:{got}"),
+            ));
+        }
+        let name = url.rsplit('/').next().unwrap_or(asset).to_string();
+        Ok((name, bytes, format!("sha256:{want}")))
+    }
+
+    fn read_file_source(
+        &self,
+        template: &Utf8Path,
+        version: &str,
+        p: Platform,
+        asset: &str,
+    ) -> Result<(String, Vec<u8>, String)> {
+        let path = Utf8PathBuf::from(expand(template.as_str(), version, p, asset));
+        let bytes = std::fs::read(&path)
+            .map_err(|e| UserError(format!("cannot read opencode_source file {path}: {e}")))?;
+        let got = hex(&Sha256::digest(&bytes));
+        let sums = Utf8PathBuf::from(format!("{path}.sha256"));
+        if let Ok(s) = std::fs::read_to_string(&sums) {
+            let want = s
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if want != got {
+                return Err(mismatch(
+                    path.as_str(),
+                    &format!("sha256:{want}"),
+                    &format!("sha256:{got}"),
+                ));
+            }
+        }
+        Ok((
+            path.file_name().unwrap_or(asset).to_string(),
+            bytes,
+            format!("sha256:{got}"),
+        ))
+    }
+}
+
+fn expand(template: &str, version: &str, p: Platform, asset: &str) -> String {
+    template
+        .replace("{version}", version)
+        .replace("{asset}", asset)
+        .replace("{arch}", p.opencode_arch())
+}
+
+/// Sort key for X.Y.Z versions.
+fn version_key(v: &str) -> (Vec<u64>, String) {
+    let (core, pre) = v.split_once('-').unwrap_or((v, "~"));
+    (
+        core.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
+        pre.to_string(),
+    )
+}
+
+/// The `opencode` executable from a .tar.gz/.tgz or .zip, or the bytes themselves.
+fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+    let is_ours = |p: &str| p.rsplit('/').next() == Some("opencode");
+    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        for entry in ar.entries()? {
+            let mut entry = entry?;
+            if is_ours(&entry.path()?.to_string_lossy()) {
+                let mut buf = Vec::new();
+                entry.read_to_end(&mut buf)?;
+                return Ok(buf);
+            }
+        }
+        bail!("{name} holds no `opencode` executable");
+    }
+    if name.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+        for i in 0..zip.len() {
+            let mut f = zip.by_index(i)?;
+            if is_ours(f.name()) {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf)?;
+                return Ok(buf);
+            }
+        }
+        bail!("{name} holds no `opencode` executable");
+    }
+    Ok(bytes.to_vec())
+}
+
+/// Refuses a binary for the wrong architecture before it goes into an image.
+fn check_elf(bin: &[u8], p: Platform) -> Result<()> {
+    if bin.len() < 20 || &bin[..4] != b"\x7fELF" {
+        return Err(
+            UserError("the opencode download is not a Linux (ELF) executable".into()).into(),
+        );
+    }
+    let machine = u16::from_le_bytes([bin[18], bin[19]]);
+    let want = match p {
+        Platform::LinuxAmd64 => 62,
+        Platform::LinuxArm64 => 183,
+    };
+    if machine != want {
+        return Err(UserError(format!("the opencode download for {p} is an ELF binary for another architecture (e_machine {machine})")).into());
+    }
+    Ok(())
+}
+
+fn write_executable(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_names_follow_upstream() {
+        assert_eq!(
+            asset_name(Platform::LinuxAmd64, Variant::Standard),
+            "opencode-linux-x64"
+        );
+        assert_eq!(
+            asset_name(Platform::LinuxArm64, Variant::BaselineMusl),
+            "opencode-linux-arm64-baseline-musl"
+        );
+        assert_eq!(
+            asset_name(Platform::LinuxAmd64, Variant::Musl),
+            "opencode-linux-x64-musl"
+        );
+    }
+
+    #[test]
+    fn versions_sort_numerically() {
+        let mut v = vec!["1.10.0", "1.9.9", "1.18.18", "1.18.2"];
+        v.sort_by_key(|s| version_key(s));
+        assert_eq!(v, ["1.9.9", "1.10.0", "1.18.2", "1.18.18"]);
+    }
+
+    #[test]
+    fn elf_arch_is_checked() {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[18] = 183;
+        assert!(check_elf(&elf, Platform::LinuxArm64).is_ok());
+        assert!(check_elf(&elf, Platform::LinuxAmd64).is_err());
+        assert!(check_elf(b"#!/bin/sh\n echo hi.........", Platform::LinuxAmd64).is_err());
+    }
+}

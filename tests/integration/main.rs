@@ -1,0 +1,7 @@
+//! One integration test binary (as ripgrep does): the real `ocx`/`hjk` binaries against fake
+//! engines, real podman and real dockerd.
+
+mod ocx_engines;
+mod ocx_fake;
+mod ocx_input;
+mod util;

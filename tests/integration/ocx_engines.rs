@@ -1,0 +1,180 @@
+//! ocx on real engines: podman and dockerd (classic builder, since no buildx plugin exists
+//! here), with the real opencode binary from npm. Needs `scripts/test-engines.sh up`.
+
+use crate::util::{engine_available, run, shared_cache, TestEnv};
+use std::os::unix::fs::MetadataExt;
+
+const OPENCODE: &str = "1.18.18";
+
+/// A project whose base already has a UID-1000 user (like ubuntu:24.04's `ubuntu`) owning GID
+/// 1000, and whose default user is not root; ocx is asked for user `dev` with 1000:1000.
+fn colliding_project(engine: &str) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    env.write(
+        "project/docker/Dockerfile.dev",
+        "FROM local/debian:bookworm\nRUN groupadd -g 1000 ubuntu && useradd -m -u 1000 -g 1000 -s /bin/bash ubuntu\nUSER ubuntu\n",
+    );
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "ocx-e2e/{engine}-dev", "custom_base_dockerfile": "docker/Dockerfile.dev",
+                "opencode_version": "{OPENCODE}", "opencode_source": "npm", "uid": 1000, "gid": 1000, "username": "dev"}}"#
+        ),
+    );
+    // the host user in this scenario is 1000, who owns the project
+    std::os::unix::fs::chown(env.project(), Some(1000), Some(1000)).unwrap();
+    env
+}
+
+fn e2e(engine: &str, real: &str) {
+    let env = colliding_project(engine);
+    env.recording(engine, real);
+    let out = run(env.ocx(&[
+        "--backend",
+        engine,
+        "--progress",
+        "plain",
+        "build",
+        "--rebuild-base",
+        "--force",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("built ocx-ocx-e2e-{engine}-dev:{OPENCODE}")),
+        "{}",
+        out.stderr
+    );
+    if engine == "docker" {
+        assert!(
+            out.stderr
+                .contains("warning: docker buildx is not available"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    // second build: one engine process, one inspect naming base and final image, no build
+    env.clear_log();
+    let out = run(env.ocx(&["--backend", engine, "build"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let base = format!("ocx-e2e/{engine}-dev");
+    let image = format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}");
+    assert_eq!(
+        env.log(),
+        [vec![
+            engine.to_string(),
+            "image".into(),
+            "inspect".into(),
+            base,
+            image.clone()
+        ]]
+    );
+    assert!(
+        out.stderr.contains(&format!("{image} is up to date")),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(env.ocx(&["--backend", engine, "opencode", "--version"]));
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, OPENCODE),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(env.ocx(&["--backend", engine, "exec", "--", "sh", "-c", "id -u; id -g; id -un; getent passwd ubuntu || echo no-ubuntu; touch written-in-container; exit 7"]));
+    assert_eq!(out.code, 7, "exit code passes through: {}", out.stderr);
+    // the base's `ubuntu` (uid 1000) was renamed to dev, not duplicated
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["1000", "1000", "dev", "no-ubuntu"]
+    );
+    let meta = std::fs::metadata(env.project().join("written-in-container")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+}
+
+#[test]
+fn podman_builds_real_opencode_for_a_colliding_uid() {
+    if engine_available("podman") {
+        e2e("podman", "/usr/bin/podman");
+    }
+}
+
+#[test]
+fn docker_classic_builds_real_opencode_for_a_colliding_uid() {
+    if engine_available("docker") {
+        let real = which::which("docker").unwrap();
+        e2e("docker", real.to_str().unwrap());
+    }
+}
+
+#[test]
+fn podman_multi_arch_busybox_manifest_has_both_arches() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    env.write(
+        "project/Dockerfile.base",
+        "ARG TARGETARCH\nFROM local/busybox:${TARGETARCH}\n",
+    );
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "ocx-e2e/busybox-multi", "custom_base_dockerfile": "Dockerfile.base", "opencode_version": "{OPENCODE}",
+                "opencode_source": "npm", "uid": 1001, "gid": 1001, "username": "dev", "platforms": ["linux/amd64", "linux/arm64"]}}"#
+        ),
+    );
+    let out = run(env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let image = format!("ocx-ocx-e2e-busybox-multi:{OPENCODE}");
+    let manifest = std::process::Command::new("podman")
+        .args(["manifest", "inspect", &image])
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    let mut arches: Vec<&str> = m["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    // the arm64 image's opencode is an aarch64 ELF (e_machine 183), and its user was made
+    // with busybox tools or by editing /etc/passwd
+    let out = std::process::Command::new("podman")
+        .args([
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            &image,
+            "sh",
+            "-c",
+            "uname -m; od -An -tu1 -j18 -N2 /usr/local/bin/opencode; id",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "aarch64",
+            "183 0",
+            "uid=1001(dev) gid=1001(dev) groups=1001(dev)"
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,499 @@
+//! ocx against fake docker (buildx), Apple `container` and podman CLIs that record their argv:
+//! the engines this machine cannot run, and download paths that need no engine.
+
+use crate::util::{run, serve, sha256_hex, tar_gz, TestEnv};
+use std::collections::BTreeMap;
+
+const BASE: &str = "myproject-dev";
+const FINAL: &str = "ocx-myproject-dev:1.2.3";
+
+/// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
+fn fake_elf(machine: u8) -> Vec<u8> {
+    let mut b = vec![0u8; 128];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[18] = machine;
+    b
+}
+
+/// A project whose opencode comes from local files, so no network is involved.
+fn project(engine: &str, extra: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.fake(engine);
+    let bins = env.root().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    std::fs::write(bins.join("opencode-linux-x64"), fake_elf(62)).unwrap();
+    std::fs::write(bins.join("opencode-linux-arm64"), fake_elf(183)).unwrap();
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "opencode_source": "file:{}/{{asset}}", "uid": 1000, "gid": 1000, "username": "dev"{extra}}}"#,
+            bins.display()
+        ),
+    );
+    env
+}
+
+fn docker_inspect_entry(tag: &str, labels: &str) -> String {
+    format!(
+        r#"{{"Id": "sha256:{}", "RepoTags": ["{tag}"], "RepoDigests": [], "Architecture": "amd64", "Config": {{"Labels": {labels}}}}}"#,
+        "1".repeat(64)
+    )
+}
+
+fn label_of(argv: &[String]) -> String {
+    let i = argv
+        .iter()
+        .position(|a| a.starts_with("io.agent-images.fingerprint="))
+        .expect("fingerprint label in build argv");
+    argv[i]
+        .trim_start_matches("io.agent-images.fingerprint=")
+        .to_string()
+}
+
+fn find<'a>(log: &'a [Vec<String>], words: &[&str]) -> Vec<&'a Vec<String>> {
+    log.iter()
+        .filter(|a| {
+            a.len() > words.len() && a[1..=words.len()].iter().zip(words).all(|(x, w)| x == w)
+        })
+        .collect()
+}
+
+#[test]
+fn buildx_single_arch_build_then_noop_is_one_inspect() {
+    let env = project("docker", "");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = env.log();
+    assert_eq!(log[0], ["docker", "image", "inspect", BASE, FINAL]);
+    assert_eq!(log[1], ["docker", "buildx", "version"]);
+    let build = find(&log, &["buildx", "build"]);
+    assert_eq!(build.len(), 1, "{log:?}");
+    let b = build[0];
+    let ctx = b.last().unwrap();
+    let expected: Vec<String> = [
+        "docker",
+        "buildx",
+        "build",
+        "--tag",
+        FINAL,
+        "--platform",
+        "linux/amd64",
+        "--file",
+        &format!("{ctx}/Dockerfile"),
+        "--label",
+        &format!("io.agent-images.fingerprint={}", label_of(b)),
+        "--load",
+        "--progress",
+        "plain",
+        ctx,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(b, &expected);
+    assert!(
+        !std::path::Path::new(ctx).exists(),
+        "the generated context is removed after the build"
+    );
+
+    // the engine now reports the image with the label the build set: nothing to do
+    let fp = label_of(b);
+    env.fake_reply(
+        "inspect.json",
+        &format!(
+            "[{}, {}]",
+            docker_inspect_entry(BASE, "null"),
+            docker_inspect_entry(
+                FINAL,
+                &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
+            )
+        ),
+    );
+    env.clear_log();
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.log(), [["docker", "image", "inspect", BASE, FINAL]]);
+    assert!(
+        out.stderr.contains("ocx-myproject-dev:1.2.3 is up to date"),
+        "{}",
+        out.stderr
+    );
+
+    env.clear_log();
+    let out = run(env.ocx(&["build", "--force"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        find(&env.log(), &["buildx", "build"]).len(),
+        1,
+        "--force rebuilds"
+    );
+}
+
+#[test]
+fn buildx_multi_arch_load_is_refused_before_building() {
+    let env = project("docker", r#", "platforms": "linux/amd64,linux/arm64""#);
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("docker cannot load a multi-platform image (linux/amd64,linux/arm64) into its image store"), "{}", out.stderr);
+    assert!(find(&env.log(), &["buildx", "build"]).is_empty());
+}
+
+#[test]
+fn buildx_docker_driver_cannot_build_multi_arch() {
+    use agent_images::backend::{docker::Docker, Backend};
+    use agent_images::build::{BuildRequest, Output};
+    use agent_images::exec::Captured;
+    let d = Docker::new("docker");
+    let mut req = BuildRequest::new(
+        "ctx".into(),
+        "ctx/Dockerfile".into(),
+        "r/x:1".parse().unwrap(),
+    );
+    req.platforms = agent_images::platform::Platform::ALL.to_vec();
+    req.output = Output::Push;
+    let probe = d.probe(&req).unwrap();
+    d.learn(
+        &probe,
+        &Captured {
+            success: true,
+            ..Default::default()
+        },
+    );
+    let probe = d.probe(&req).unwrap();
+    assert_eq!(probe.argv(), ["docker", "buildx", "inspect"]);
+    d.learn(
+        &probe,
+        &Captured {
+            success: true,
+            stdout: "Name: default\nDriver: docker\n".into(),
+            ..Default::default()
+        },
+    );
+    let err = d.check_build(&req).unwrap_err();
+    assert!(
+        err.0
+            .contains("`docker` driver, which cannot build several platforms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
+    let env = project("docker", "");
+    env.fake_reply("no-buildx", "").fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build", "--progress", "plain"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("warning: docker buildx is not available"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("+ DOCKER_BUILDKIT=0 docker build --tag ocx-myproject-dev:1.2.3"),
+        "{}",
+        out.stderr
+    );
+    let log = env.log();
+    let b = find(&log, &["build"])[0];
+    assert!(
+        b.windows(2)
+            .any(|w| w[0] == "--build-arg" && w[1] == "TARGETARCH=amd64"),
+        "{b:?}"
+    );
+    assert!(!b.contains(&"--load".to_string()));
+}
+
+#[test]
+fn failed_build_shows_command_and_last_lines() {
+    let env = project("podman", "");
+    env.fake_reply("build-exit", "3").fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("caused by: command failed with exit code 3: podman build --format docker --tag ocx-myproject-dev:1.2.3"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--- last 4 lines of output ---"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("STEP 3/3: RUN sh setup-user.sh"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn apple_inspect_new(name: &str, labels: &str) -> String {
+    format!(
+        r#"{{"name": "{name}", "index": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
+          "variants": [{{"platform": {{"os": "linux", "architecture": "arm64"}}, "size": 1000,
+                         "config": {{"architecture": "arm64", "os": "linux", "config": {{"Labels": {labels}}}}}}},
+                       {{"platform": {{"os": "unknown", "architecture": "unknown"}}, "size": 10, "config": {{}}}}]}}"#,
+        d = "2".repeat(64)
+    )
+}
+
+fn apple_inspect_old(name: &str, labels: &str) -> String {
+    format!(
+        r#"{{"reference": "{name}", "descriptor": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
+          "variants": [{{"platform": {{"os": "linux", "architecture": "amd64"}},
+                         "config": {{"architecture": "amd64", "os": "linux", "config": {{"Labels": {labels}}}}}}}]}}"#,
+        d = "3".repeat(64)
+    )
+}
+
+#[test]
+fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
+    for shape in [
+        apple_inspect_new as fn(&str, &str) -> String,
+        apple_inspect_old,
+    ] {
+        let env = project(
+            "container",
+            r#", "platforms": ["linux/amd64", "linux/arm64"]"#,
+        );
+        env.fake_reply("inspect.json", &format!("[{}]", shape(BASE, "{}")));
+        let out = run(env.ocx(&["build"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let log = env.log();
+        assert_eq!(log[0], ["container", "image", "inspect", BASE, FINAL]);
+        let b = find(&log, &["build"])[0];
+        let ctx = b.last().unwrap().clone();
+        let fp = label_of(b);
+        assert_eq!(
+            b[..9],
+            [
+                "container",
+                "build",
+                "--tag",
+                FINAL,
+                "--arch",
+                "amd64",
+                "--arch",
+                "arm64",
+                "--os"
+            ]
+            .map(String::from)
+        );
+        assert_eq!(
+            b[b.len() - 3..],
+            ["--progress".to_string(), "plain".into(), ctx]
+        );
+
+        env.fake_reply(
+            "inspect.json",
+            &format!(
+                "[{}, {}]",
+                shape(BASE, "{}"),
+                shape(
+                    FINAL,
+                    &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
+                )
+            ),
+        );
+        env.clear_log();
+        let out = run(env.ocx(&["build"]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(env.log().len(), 1, "{:?}", env.log());
+        assert!(out.stderr.contains("is up to date"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn apple_run_passes_exit_code_and_env_by_name() {
+    let mut env = project("container", "");
+    env.set("ANTHROPIC_API_KEY", "sk-secret-value");
+    env.fake_reply("run-exit", "3").fake_reply(
+        "inspect.json",
+        &format!("[{}]", apple_inspect_new(BASE, "{}")),
+    );
+    let out = run(env.ocx(&["opencode", "--version"]));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let log = env.log();
+    let r = find(&log, &["run"])[0];
+    let project = env.project().canonicalize().unwrap().display().to_string();
+    let home = env.root().join("home").display().to_string();
+    let expected: Vec<String> = [
+        "container",
+        "run",
+        "--rm",
+        "-i",
+        "-v",
+        &format!("{project}:{project}"),
+        "-v",
+        &format!("{home}/.config/opencode:/home/dev/.config/opencode"),
+        "-v",
+        &format!("{home}/.local/share/opencode:/home/dev/.local/share/opencode"),
+        "-w",
+        &project,
+        "-e",
+        "ANTHROPIC_API_KEY",
+        "--user",
+        "1000:1000",
+        FINAL,
+        "opencode",
+        "--version",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(r, &expected);
+    let all = std::fs::read_to_string(env.root().join("fake/log")).unwrap();
+    assert!(!all.contains("sk-secret-value") && !out.stderr.contains("sk-secret-value"));
+}
+
+#[test]
+fn dry_run_prints_every_command_and_runs_none() {
+    let re = regex::Regex::new("fingerprint=[0-9a-f]{64}").unwrap();
+    for engine in ["docker", "podman", "container"] {
+        let mut env = project(engine, r#", "custom_base_dockerfile": "Dockerfile.dev""#);
+        env.write("project/Dockerfile.dev", "FROM scratch\n");
+        env.set("OPENAI_API_KEY", "sk-never-printed");
+        let out = run(env.ocx(&[
+            "opencode",
+            "--dry-run",
+            "--",
+            "run",
+            "fix the bug; don't stop",
+        ]));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(env.log().is_empty(), "dry-run spawned {:?}", env.log());
+        assert!(!out.stdout.contains("sk-never-printed"));
+        let root = env.root().canonicalize().unwrap().display().to_string();
+        let stdout = re
+            .replace_all(&out.stdout.replace(&root, "[ROOT]"), "fingerprint=[FP]")
+            .into_owned();
+        insta::assert_snapshot!(format!("dry_run_{engine}"), stdout);
+    }
+}
+
+/// A GitHub API + release download server serving one release with both assets.
+fn github_server(version: &str, x64: &[u8], digest_override: Option<&str>) -> u16 {
+    let mut files = BTreeMap::new();
+    let asset = tar_gz("opencode", x64);
+    let digest = digest_override
+        .map(String::from)
+        .unwrap_or_else(|| sha256_hex(&asset));
+    files.insert("/dl/opencode-linux-x64.tar.gz".to_string(), asset);
+    // the port is only known after binding, so URLs are relative to a placeholder fixed below
+    let port = serve_later(files, move |port| {
+        let rel = format!(
+            r#"{{"tag_name": "v{version}", "assets": [{{"name": "opencode-linux-x64.tar.gz", "digest": "sha256:{digest}", "browser_download_url": "http://127.0.0.1:{port}/dl/opencode-linux-x64.tar.gz"}}]}}"#
+        );
+        vec![
+            (
+                format!("/repos/sst/opencode/releases/tags/v{version}"),
+                rel.clone(),
+            ),
+            ("/repos/sst/opencode/releases/latest".to_string(), rel),
+        ]
+    });
+    port
+}
+
+/// Binds first, then adds documents that need to know the port.
+fn serve_later(
+    mut files: BTreeMap<String, Vec<u8>>,
+    docs: impl FnOnce(u16) -> Vec<(String, String)>,
+) -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    for (p, d) in docs(port) {
+        files.insert(p, d.into_bytes());
+    }
+    crate::util::serve_on(port, files);
+    port
+}
+
+fn github_project(port: u16, version: &str) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.fake("podman");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
+    env.write("project/ocx.json", &format!(r#"{{"custom_base_image": "{BASE}", "opencode_version": "{version}", "uid": 1000, "gid": 1000}}"#));
+    env
+}
+
+#[test]
+fn github_source_downloads_verifies_caches_and_resolves_latest() {
+    let port = github_server("2.0.1", &fake_elf(62), None);
+    let env = github_project(port, "latest");
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cached = env
+        .root()
+        .join("cache/ocx/opencode/2.0.1/opencode-linux-x64");
+    assert_eq!(
+        std::fs::read(cached.join("opencode")).unwrap(),
+        fake_elf(62)
+    );
+    assert!(std::fs::read_to_string(cached.join("checksum"))
+        .unwrap()
+        .starts_with("sha256:"));
+    let b = find(&env.log(), &["build"])[0].clone();
+    assert!(
+        b.contains(&"ocx-myproject-dev:2.0.1".to_string()),
+        "latest resolved before tagging: {b:?}"
+    );
+}
+
+#[test]
+fn checksum_mismatch_caches_nothing_and_builds_nothing() {
+    let port = github_server("2.0.2", &fake_elf(62), Some(&"0".repeat(64)));
+    let env = github_project(port, "2.0.2");
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("error: checksum mismatch for opencode-linux-x64.tar.gz: the source publishes sha256:0000"), "{}", out.stderr);
+    let cache = env.root().join("cache/ocx/opencode/2.0.2");
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "cache holds {left:?}");
+    assert!(find(&env.log(), &["build"]).is_empty());
+}
+
+#[test]
+fn url_template_source_checks_published_sha256() {
+    let bin = fake_elf(62);
+    let mut files = BTreeMap::new();
+    files.insert("/mirror/3.0.0/opencode-linux-x64".to_string(), bin.clone());
+    files.insert(
+        "/mirror/3.0.0/opencode-linux-x64.sha256".to_string(),
+        format!("{}  opencode-linux-x64\n", sha256_hex(&bin)).into_bytes(),
+    );
+    let port = serve(files);
+    let env = TestEnv::new();
+    env.fake("podman").fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    env.write(
+        "project/ocx.json",
+        &format!(r#"{{"custom_base_image": "{BASE}", "opencode_version": "3.0.0", "opencode_source": "http://127.0.0.1:{port}/mirror/{{version}}/{{asset}}", "uid": 1000, "gid": 1000}}"#),
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(find(&env.log(), &["build"]).len(), 1);
+}

@@ -1,0 +1,212 @@
+//! Bad input: each is one line on stderr, exit code 2, and no engine build started.
+
+use crate::util::{run, TestEnv};
+
+/// Asserts the one-line error and that the fake engine never built anything.
+fn assert_bad_input(env: &TestEnv, args: &[&str], needle: &str) {
+    let out = run(env.ocx(args));
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {:?}", out.stderr);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(needle),
+        "{needle:?} not in {:?}",
+        out.stderr
+    );
+    let builds: Vec<_> = env
+        .log()
+        .into_iter()
+        .filter(|a| a.iter().any(|x| x == "build"))
+        .collect();
+    assert!(builds.is_empty(), "a build started: {builds:?}");
+}
+
+fn env_with_config(json: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.fake("podman").write("project/ocx.json", json);
+    env
+}
+
+#[test]
+fn malformed_ocx_json_names_line_and_column() {
+    let env = env_with_config("{\n  \"opencode_version\": \"1.2.3\"\n  \"username\": \"x\"\n}\n");
+    assert_bad_input(&env, &["build"], "line 3 column 3");
+}
+
+#[test]
+fn invalid_custom_base_image() {
+    let env = env_with_config(r#"{"custom_base_image": "My Project:dev"}"#);
+    assert_bad_input(
+        &env,
+        &["build"],
+        "invalid image reference \"My Project:dev\"",
+    );
+}
+
+#[test]
+fn username_with_newline_or_shell_metacharacters() {
+    for bad in ["dev\\nUSER root", "dev;rm -rf /", "$(id)", "dev`id`"] {
+        let env = env_with_config(&format!(
+            r#"{{"username": "{bad}", "opencode_version": "1.0.0"}}"#
+        ));
+        assert_bad_input(&env, &["build"], "invalid username");
+    }
+}
+
+#[test]
+fn version_with_newline_or_shell_metacharacters() {
+    for bad in ["1.2.3\\nRUN id", "1.2.3;id", "$(id)", "latest && id"] {
+        let env = env_with_config(&format!(r#"{{"opencode_version": "{bad}"}}"#));
+        assert_bad_input(&env, &["build"], "invalid opencode_version");
+    }
+    let env = env_with_config("{}");
+    assert_bad_input(
+        &env,
+        &["build", "--opencode-version", "1.0|id"],
+        "(from flag --opencode-version)",
+    );
+}
+
+#[test]
+fn missing_dockerfile_lists_both_paths_tried() {
+    let env = env_with_config(
+        r#"{"custom_base_image": "dev", "custom_base_dockerfile": "docker/Dockerfile.dev", "opencode_version": "1.0.0"}"#,
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let project = env.project().canonicalize().unwrap();
+    let global = env.root().join("config/ocx/project/docker/Dockerfile.dev");
+    assert_eq!(
+        out.stderr.trim(),
+        format!("error: custom_base_dockerfile docker/Dockerfile.dev not found; tried {}/docker/Dockerfile.dev and {}", project.display(), global.display())
+    );
+    assert!(
+        env.log().is_empty(),
+        "no engine call at all: {:?}",
+        env.log()
+    );
+}
+
+#[test]
+fn dockerfile_found_in_global_config_dir_is_used_with_its_context() {
+    let env = env_with_config(
+        r#"{"custom_base_image": "dev", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "1.0.0"}"#,
+    );
+    env.write("config/ocx/project/Dockerfile.dev", "FROM scratch\n");
+    let out = run(env.ocx(&["build", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ctx = env.root().join("config/ocx/project");
+    assert!(
+        out.stdout
+            .contains(&format!("--file {}/Dockerfile.dev", ctx.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("--pull=missing {}\n", ctx.display())),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn no_engine_on_path() {
+    let mut env = TestEnv::new();
+    let bin = env.bin().display().to_string();
+    env.set("PATH", bin);
+    env.write("project/ocx.json", r#"{"opencode_version": "1.0.0"}"#);
+    assert_bad_input(
+        &env,
+        &["build"],
+        "no container engine found: looked for `docker`, `podman`, `container` on PATH",
+    );
+}
+
+#[test]
+fn unknown_backend() {
+    let env = env_with_config(r#"{"opencode_version": "1.0.0"}"#);
+    assert_bad_input(
+        &env,
+        &["build", "--backend", "rkt"],
+        "unknown backend \"rkt\"",
+    );
+    let mut env = env_with_config(r#"{"opencode_version": "1.0.0"}"#);
+    env.set("OCX_BACKEND", "lxc");
+    assert_bad_input(&env, &["build"], "(from env OCX_BACKEND)");
+}
+
+#[test]
+fn chosen_backend_not_installed() {
+    let env = env_with_config(r#"{"opencode_version": "1.0.0", "backend": "docker"}"#);
+    assert_bad_input(&env, &["build"], "backend docker (from");
+}
+
+#[test]
+fn missing_custom_base_without_dockerfile() {
+    let env = env_with_config(
+        r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.0.0", "opencode_source": "file:/nonexistent"}"#,
+    );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.starts_with("error: custom base image myproject-dev not found and no custom_base_dockerfile configured"), "{}", out.stderr);
+    assert_eq!(env.log().len(), 1, "only the inspect: {:?}", env.log());
+}
+
+#[test]
+fn unknown_config_key_is_rejected() {
+    let env = env_with_config(r#"{"custom_base": "x"}"#);
+    assert_bad_input(&env, &["build"], "unknown field `custom_base`");
+}
+
+#[test]
+fn config_show_prints_values_and_sources() {
+    let mut env = TestEnv::new();
+    env.write(
+        "config/ocx/ocx.json",
+        r#"{"username": "globaluser", "uid": 1500}"#,
+    );
+    env.write(
+        "project/ocx.json",
+        r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.18.18"}"#,
+    );
+    env.set("OCX_GID", "1600");
+    let out = run(env.ocx(&["config", "show", "--opencode-source", "npm"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let root = env.root().display().to_string();
+    let shown = out.stdout.replace(&root, "[ROOT]");
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        line("custom_base_image"),
+        [
+            "custom_base_image",
+            "myproject-dev",
+            "[ROOT]/project/ocx.json"
+        ]
+    );
+    assert_eq!(
+        line("username"),
+        ["username", "globaluser", "[ROOT]/config/ocx/ocx.json"]
+    );
+    assert_eq!(line("gid"), ["gid", "1600", "env", "OCX_GID"]);
+    assert_eq!(
+        line("opencode_source"),
+        ["opencode_source", "npm", "flag", "--opencode-source"]
+    );
+    assert_eq!(
+        line("custom_base_dockerfile"),
+        ["custom_base_dockerfile", "(unset)", "unset"]
+    );
+}

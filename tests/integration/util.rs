@@ -1,0 +1,252 @@
+//! A hermetic environment per test: its own HOME, XDG dirs, project directory and a bin dir at
+//! the front of PATH for fake or recording engines. Tests pass env to the child process only;
+//! the test process's own environment is never mutated.
+
+use assert_cmd::Command;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub vars: BTreeMap<String, String>,
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Where real-engine tests keep downloaded opencode binaries, shared across tests and runs so
+/// each version is fetched once.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-cache")
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ai-test-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        for d in ["home", "config", "cache", "bin", "project", "fake"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let mut vars = BTreeMap::new();
+        // only the test's own bin dir: the machine's real engines must not be detected
+        vars.insert("PATH".into(), root.join("bin").display().to_string());
+        vars.insert("HOME".into(), root.join("home").display().to_string());
+        vars.insert(
+            "XDG_CONFIG_HOME".into(),
+            root.join("config").display().to_string(),
+        );
+        vars.insert(
+            "XDG_CACHE_HOME".into(),
+            root.join("cache").display().to_string(),
+        );
+        vars.insert(
+            "FAKE_LOG".into(),
+            root.join("fake/log").display().to_string(),
+        );
+        vars.insert("FAKE_DIR".into(), root.join("fake").display().to_string());
+        vars.insert("CI".into(), "true".into());
+        TestEnv { dir, vars }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root().join("project")
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        self.root().join("bin")
+    }
+
+    /// Installs the fake engine under `name` (docker, podman or container).
+    pub fn fake(&self, name: &str) -> &Self {
+        std::os::unix::fs::symlink(
+            fixtures().join("fake-bin/fake-engine"),
+            self.bin().join(name),
+        )
+        .unwrap();
+        self
+    }
+
+    /// Puts a wrapper named `name` first on PATH that records each argv, then runs the real one.
+    pub fn recording(&self, name: &str, real: &str) -> &Self {
+        let script = format!(
+            "#!/bin/sh\n{{ printf '%s' {name}; for a in \"$@\"; do printf '\\t%s' \"$a\"; done; printf '\\n'; }} >>\"$FAKE_LOG\"\nexec {real} \"$@\"\n"
+        );
+        self.write_exe(name, &script);
+        self
+    }
+
+    pub fn write_exe(&self, name: &str, body: &str) {
+        let p = self.bin().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A file in FAKE_DIR that steers the fake engine's replies.
+    pub fn fake_reply(&self, file: &str, content: &str) -> &Self {
+        std::fs::write(self.root().join("fake").join(file), content).unwrap();
+        self
+    }
+
+    pub fn write(&self, rel: &str, content: &str) -> &Self {
+        let p = self.root().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Adds the machine's PATH after the test's bin dir (real engines, npm).
+    pub fn with_system_path(&mut self) -> &mut Self {
+        let p = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            self.bin().display()
+        );
+        self.set("PATH", p)
+    }
+
+    pub fn set(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
+        self.vars.insert(k.into(), v.into());
+        self
+    }
+
+    /// Each recorded invocation as its argv.
+    pub fn log(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.root().join("fake/log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\t').map(String::from).collect())
+            .collect()
+    }
+
+    pub fn clear_log(&self) {
+        let _ = std::fs::remove_file(self.root().join("fake/log"));
+    }
+
+    pub fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::cargo_bin(bin).unwrap();
+        c.env_clear().envs(&self.vars).current_dir(self.project());
+        c
+    }
+
+    pub fn ocx(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd("ocx");
+        c.args(args);
+        c
+    }
+}
+
+/// Output of a finished command as text.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(mut c: Command) -> Out {
+    let o = c.output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Real engines: present, or a failure when `AGENT_IMAGES_REQUIRE_ENGINES` names them.
+pub fn engine_available(engine: &str) -> bool {
+    let ok = std::process::Command::new(engine)
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let required = std::env::var("AGENT_IMAGES_REQUIRE_ENGINES").unwrap_or_default();
+    let required = required
+        .split(',')
+        .map(str::trim)
+        .any(|e| e == engine || e == "all");
+    if !ok && required {
+        panic!("AGENT_IMAGES_REQUIRE_ENGINES names {engine}, but `{engine} info` fails; run scripts/test-engines.sh up");
+    }
+    if !ok {
+        eprintln!("skipping: {engine} is not running (set AGENT_IMAGES_REQUIRE_ENGINES to make this fail)");
+    }
+    ok
+}
+
+/// A minimal HTTP/1.1 file server on 127.0.0.1 for download tests (GitHub API and release
+/// assets, URL-template mirrors). Serves `files` by path; anything else is a 404.
+pub fn serve(files: BTreeMap<String, Vec<u8>>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    serve_listener(listener, files);
+    port
+}
+
+pub fn serve_on(port: u16, files: BTreeMap<String, Vec<u8>>) {
+    serve_listener(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        files,
+    );
+}
+
+fn serve_listener(listener: std::net::TcpListener, files: BTreeMap<String, Vec<u8>>) {
+    use std::io::{BufRead, BufReader, Write};
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, body) = match files.get(&path) {
+                Some(b) => ("200 OK", b.clone()),
+                None => ("404 Not Found", b"not found".to_vec()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+}
+
+/// A gzipped tarball holding one file.
+pub fn tar_gz(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder.append_data(&mut header, name, content).unwrap();
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
