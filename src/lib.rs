@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod fingerprint;
+pub mod hjk;
 pub mod image_ref;
 pub mod invocation;
 pub mod ocx;

@@ -5,6 +5,7 @@
 use super::{common_build_flags, labels_at, Backend, BackendKind};
 use crate::build::{BuildRequest, ImageInfo, Output, RunSpec};
 use crate::error::UserError;
+use crate::exec::Captured;
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 
@@ -64,38 +65,45 @@ impl Backend for Apple {
             .args(refs.iter().map(|r| r.as_str()))
     }
 
-    fn parse_inspect(&self, refs: &[&ImageRef], stdout: &str) -> Option<Vec<ImageInfo>> {
-        let entries: Vec<serde_json::Value> = if stdout.trim().is_empty() {
+    /// Two shapes exist: 0.x prints `{name, index: {digest}, variants}`, 1.x prints
+    /// `{id, configuration: {name, descriptor: {digest}}, variants}`. Labels and architecture
+    /// live in `variants[]` in both; `unknown/unknown` variants are attestations.
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
+        let entries: Vec<serde_json::Value> = if out.stdout.trim().is_empty() {
             Vec::new()
         } else {
-            serde_json::from_str(stdout).ok()?
+            serde_json::from_str(&out.stdout).ok()?
         };
-        let mut out = vec![ImageInfo::missing(); refs.len()];
+        // 1.x prints nothing at all when any one image is missing: ask one at a time
+        if !out.success && entries.is_empty() && refs.len() > 1 {
+            return None;
+        }
+        let mut infos = vec![ImageInfo::missing(); refs.len()];
         for e in &entries {
             let name = e
                 .get("name")
-                .or_else(|| e.pointer("/reference"))
+                .or_else(|| e.pointer("/configuration/name"))
                 .and_then(|n| n.as_str())
                 .unwrap_or("");
             let i = refs.iter().position(|r| r.matches_engine_name(name))?;
             let digest = e
                 .pointer("/index/digest")
-                .or_else(|| e.pointer("/descriptor/digest"))
+                .or_else(|| e.pointer("/configuration/descriptor/digest"))
                 .and_then(|d| d.as_str())
                 .map(String::from);
-            let variants = e
-                .get("variants")
-                .and_then(|v| v.as_array())
-                .cloned()
-                .unwrap_or_default();
             let mut labels = Default::default();
             let mut architectures = Vec::new();
-            for v in &variants {
+            for v in e
+                .get("variants")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 let arch = v
                     .pointer("/platform/architecture")
                     .and_then(|a| a.as_str())
-                    .unwrap_or("");
-                if arch.is_empty() || arch == "unknown" {
+                    .unwrap_or("unknown");
+                if arch == "unknown" {
                     continue;
                 }
                 architectures.push(arch.to_string());
@@ -104,7 +112,7 @@ impl Backend for Apple {
                     labels = l;
                 }
             }
-            out[i] = ImageInfo {
+            infos[i] = ImageInfo {
                 exists: true,
                 id: digest.clone(),
                 digest,
@@ -112,7 +120,7 @@ impl Backend for Apple {
                 architectures,
             };
         }
-        Some(out)
+        Some(infos)
     }
 
     fn pull(&self, image: &ImageRef) -> Invocation {
@@ -140,5 +148,102 @@ impl Backend for Apple {
             inv = inv.args(["--arch", p.arch()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    const OLD: &str = r#"[{"name":"docker.io/library/ocx-dev:1","index":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:1111","size":856},
+        "variants":[{"platform":{"os":"linux","architecture":"arm64","variant":"v8"},"config":{"architecture":"arm64","os":"linux","config":{"Labels":{"k":"v"}}},"size":3},
+                    {"platform":{"os":"unknown","architecture":"unknown"},"config":{},"size":1}]}]"#;
+    const NEW: &str = r#"[{"configuration":{"creationDate":"2026-06-01T10:00:00Z","descriptor":{"digest":"sha256:2222","mediaType":"application/vnd.oci.image.index.v1+json","size":856},"name":"docker.io/library/ocx-dev:1"},
+        "id":"2222","variants":[{"config":{"architecture":"amd64","os":"linux","config":{"Labels":{"k":"w"}}},"configDigest":"sha256:3333","digest":"sha256:4444","platform":{"architecture":"amd64","os":"linux"},"size":3}]}]"#;
+
+    #[test]
+    fn both_inspect_shapes() {
+        let a = Apple::new("container");
+        let r = ImageRef::parse("ocx-dev:1").unwrap();
+        let old = a
+            .parse_inspect(&[&r], &Captured::stdout(OLD))
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (
+                old.digest.as_deref(),
+                old.architectures.clone(),
+                old.label("k")
+            ),
+            (Some("sha256:1111"), vec!["arm64".to_string()], Some("v"))
+        );
+        let new = a
+            .parse_inspect(&[&r], &Captured::stdout(NEW))
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (
+                new.digest.as_deref(),
+                new.architectures.clone(),
+                new.label("k")
+            ),
+            (Some("sha256:2222"), vec!["amd64".to_string()], Some("w"))
+        );
+    }
+
+    #[test]
+    fn a_missing_image_on_1x_means_asking_one_at_a_time() {
+        let a = Apple::new("container");
+        let (x, y) = (
+            ImageRef::parse("x:1").unwrap(),
+            ImageRef::parse("y:1").unwrap(),
+        );
+        let failed = Captured {
+            success: false,
+            code: Some(1),
+            ..Default::default()
+        };
+        assert!(a.parse_inspect(&[&x, &y], &failed).is_none());
+        assert!(!a.parse_inspect(&[&x], &failed).unwrap()[0].exists);
+    }
+
+    #[test]
+    fn build_repeats_arch_and_image_commands_live_under_image() {
+        let a = Apple::new("container");
+        let mut req = BuildRequest::new(
+            "/c".into(),
+            "/c/Dockerfile".into(),
+            ImageRef::parse("hj:dind").unwrap(),
+        );
+        req.platforms = Platform::ALL.to_vec();
+        req.output = Output::Push;
+        let invs = a.build(&req);
+        assert_eq!(invs[0].to_string(), "container build --tag hj:dind --arch amd64 --arch arm64 --os linux --file /c/Dockerfile --progress plain /c");
+        assert_eq!(invs[1].argv(), ["container", "image", "push", "hj:dind"]);
+        let src = ImageRef::parse("a:1").unwrap();
+        assert_eq!(
+            a.tag(&src, &req.tags[0]).argv(),
+            ["container", "image", "tag", "a:1", "hj:dind"]
+        );
+        assert_eq!(
+            a.remove(&[&src]).argv(),
+            ["container", "image", "delete", "a:1"]
+        );
+        let spec = RunSpec {
+            image: "a:1".into(),
+            command: vec!["sh".into()],
+            env_names: vec!["GEMINI_API_KEY".into()],
+            user: Some((501, 20)),
+            remove: true,
+            platform: Some(Platform::LinuxAmd64),
+            ..Default::default()
+        };
+        assert_eq!(
+            a.run(&spec).to_string(),
+            "container run --rm -e GEMINI_API_KEY --user 501:20 --arch amd64 a:1 sh"
+        );
     }
 }

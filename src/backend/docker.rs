@@ -172,8 +172,8 @@ impl Backend for Docker {
             .args(refs.iter().map(|r| r.as_str()))
     }
 
-    fn parse_inspect(&self, refs: &[&ImageRef], stdout: &str) -> Option<Vec<ImageInfo>> {
-        match_inspect(refs, stdout, |v| ImageInfo {
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
+        match_inspect(refs, &out.stdout, |v| ImageInfo {
             exists: true,
             id: v.get("Id").and_then(|i| i.as_str()).map(String::from),
             digest: v
@@ -216,5 +216,126 @@ impl Backend for Docker {
             inv = inv.args(["--platform".to_string(), p.to_string()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::Mount;
+
+    fn req(platforms: &[Platform], output: Output) -> BuildRequest {
+        let mut r = BuildRequest::new(
+            "/ctx".into(),
+            "/ctx/Dockerfile".into(),
+            ImageRef::parse("reg.io/a/b:1").unwrap(),
+        );
+        r.tags
+            .push(ImageRef::parse("reg.io/a/b:latest-dev").unwrap());
+        r.platforms = platforms.to_vec();
+        r.build_args
+            .insert("BASE_IMAGE".into(), "reg.io/a/base:1".into());
+        r.labels.insert("k".into(), "v".into());
+        r.target = Some("final".into());
+        r.output = output;
+        r
+    }
+
+    #[test]
+    fn buildx_single_multi_and_oci() {
+        let d = Docker::with_builder("docker", Builder::Buildx);
+        let single = d.build(&req(&[Platform::LinuxAmd64], Output::Load));
+        assert_eq!(
+            single[0].to_string(),
+            "docker buildx build --tag reg.io/a/b:1 --tag reg.io/a/b:latest-dev --platform linux/amd64 --file /ctx/Dockerfile \
+             --build-arg BASE_IMAGE=reg.io/a/base:1 --label k=v --target final --load --progress plain /ctx"
+        );
+        let multi = d.build(&req(&Platform::ALL, Output::Push));
+        assert_eq!(multi.len(), 1);
+        assert!(
+            multi[0]
+                .to_string()
+                .contains("--platform linux/amd64,linux/arm64 ")
+                && multi[0].args.contains(&"--push".into())
+        );
+        let oci = d.build(&req(&Platform::ALL, Output::Oci("/out/img.tar".into())));
+        assert!(oci[0]
+            .args
+            .windows(2)
+            .any(|w| w == ["--output", "type=oci,dest=/out/img.tar"]));
+        assert!(d.check_build(&req(&Platform::ALL, Output::Load)).is_err());
+        assert!(d.check_build(&req(&Platform::ALL, Output::Push)).is_ok());
+    }
+
+    #[test]
+    fn classic_sets_platform_args_and_pushes_separately() {
+        let d = Docker::with_builder("docker", Builder::Classic);
+        let mut r = req(&[Platform::LinuxArm64], Output::Push);
+        r.pull = PullPolicy::Always;
+        let invs = d.build(&r);
+        assert_eq!(
+            invs[0].env,
+            [("DOCKER_BUILDKIT".to_string(), "0".to_string())]
+        );
+        assert_eq!(invs[0].args[0], "build");
+        assert!(invs[0].to_string().contains("--build-arg TARGETARCH=arm64"));
+        assert!(
+            invs[0].args.contains(&"--pull".into()) && !invs[0].args.contains(&"--push".into())
+        );
+        assert_eq!(invs[1].argv(), ["docker", "push", "reg.io/a/b:1"]);
+        assert_eq!(invs[2].argv(), ["docker", "push", "reg.io/a/b:latest-dev"]);
+        let err = d
+            .check_build(&req(&Platform::ALL, Output::Load))
+            .unwrap_err();
+        assert!(err
+            .0
+            .starts_with("the classic docker builder cannot build several platforms"));
+    }
+
+    #[test]
+    fn image_operations_and_run() {
+        let d = Docker::new("docker");
+        let a = ImageRef::parse("a:1").unwrap();
+        let b = ImageRef::parse("b:2").unwrap();
+        assert_eq!(
+            d.inspect(&[&a, &b]).argv(),
+            ["docker", "image", "inspect", "a:1", "b:2"]
+        );
+        assert_eq!(d.tag(&a, &b).argv(), ["docker", "tag", "a:1", "b:2"]);
+        assert_eq!(d.remove(&[&a]).argv(), ["docker", "image", "rm", "a:1"]);
+        let spec = RunSpec {
+            image: "a:1".into(),
+            command: vec!["opencode".into()],
+            mounts: vec![Mount {
+                host: "/p".into(),
+                container: "/p".into(),
+                read_only: true,
+            }],
+            workdir: Some("/p".into()),
+            env_names: vec!["OPENAI_API_KEY".into()],
+            user: Some((1000, 1001)),
+            tty: true,
+            interactive: true,
+            platform: Some(Platform::LinuxArm64),
+            remove: true,
+        };
+        assert_eq!(
+            d.run(&spec).to_string(),
+            "docker run --rm -i -t -v /p:/p:ro -w /p -e OPENAI_API_KEY --user 1000:1001 --platform linux/arm64 a:1 opencode"
+        );
+    }
+
+    #[test]
+    fn inspect_output_maps_to_requests_even_with_missing_images() {
+        let d = Docker::new("docker");
+        let a = ImageRef::parse("local/a:1").unwrap();
+        let b = ImageRef::parse("b:2").unwrap();
+        let out = r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:ddd"],"Architecture":"arm64","Config":{"Labels":{"x":"y"}}}]"#;
+        let infos = d.parse_inspect(&[&a, &b], &Captured::stdout(out)).unwrap();
+        assert!(!infos[0].exists);
+        assert_eq!(infos[1].id.as_deref(), Some("sha256:aaa"));
+        assert_eq!(infos[1].digest.as_deref(), Some("sha256:ddd"));
+        assert_eq!(infos[1].architectures, ["arm64"]);
+        assert_eq!(infos[1].label("x"), Some("y"));
     }
 }

@@ -103,13 +103,36 @@ pub trait Backend: Send + Sync {
 
     /// Facts per requested reference, in request order. `None` if the output cannot be matched
     /// to the requests unambiguously (then the caller inspects one at a time).
-    fn parse_inspect(&self, refs: &[&ImageRef], stdout: &str) -> Option<Vec<ImageInfo>>;
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>>;
 
     fn pull(&self, image: &ImageRef) -> Invocation;
     fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation;
     fn push(&self, image: &ImageRef, multi_platform: bool) -> Invocation;
     fn remove(&self, images: &[&ImageRef]) -> Invocation;
     fn run(&self, spec: &RunSpec) -> Invocation;
+
+    /// How a hierarchy build covers several platforms with this engine.
+    fn multi_platform(&self) -> MultiPlatform {
+        MultiPlatform::OneInvocation
+    }
+
+    /// Commands that (re)make `list` as a local manifest list of `instances` (one image per
+    /// platform), for engines whose strategy is [`MultiPlatform::PerPlatformThenList`].
+    fn assemble_list(&self, _list: &ImageRef, _instances: &[&ImageRef]) -> Vec<Invocation> {
+        Vec::new()
+    }
+}
+
+/// How an engine builds one image for several platforms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiPlatform {
+    /// One build names every platform (buildx `--platform a,b`, Apple repeated `--arch`); the
+    /// engine checks up front whether it can keep the result.
+    OneInvocation,
+    /// One build per platform, each tagged on its own, then a local manifest list (podman):
+    /// every child is built FROM the exact per-platform image of its parent, which also keeps
+    /// podman's platform-blind layer cache from mixing architectures.
+    PerPlatformThenList,
 }
 
 /// Docker and podman both print `image inspect` as a JSON array, skipping missing images but

@@ -4,9 +4,22 @@
 use super::{common_build_flags, common_run_flags, labels_at, match_inspect, Backend, BackendKind};
 use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
+use crate::exec::Captured;
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
+
+/// The name podman stores a locally built image under: short names get `localhost/`.
+fn local_name(r: &ImageRef) -> String {
+    let first = r.as_str().split('/').next().unwrap_or("");
+    let has_domain = r.as_str().contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost");
+    if has_domain {
+        r.as_str().to_string()
+    } else {
+        format!("localhost/{}", r.as_str())
+    }
+}
 
 pub struct Podman {
     program: String,
@@ -98,8 +111,8 @@ impl Backend for Podman {
             .args(refs.iter().map(|r| r.as_str()))
     }
 
-    fn parse_inspect(&self, refs: &[&ImageRef], stdout: &str) -> Option<Vec<ImageInfo>> {
-        match_inspect(refs, stdout, |v| ImageInfo {
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
+        match_inspect(refs, &out.stdout, |v| ImageInfo {
             exists: true,
             id: v.get("Id").and_then(|i| i.as_str()).map(|i| {
                 if i.starts_with("sha256:") {
@@ -143,6 +156,29 @@ impl Backend for Podman {
             .args(images.iter().map(|r| r.as_str()))
     }
 
+    fn multi_platform(&self) -> super::MultiPlatform {
+        super::MultiPlatform::PerPlatformThenList
+    }
+
+    fn assemble_list(&self, list: &ImageRef, instances: &[&ImageRef]) -> Vec<Invocation> {
+        let mut out = vec![
+            // a stale list would keep old instances; podman 4.3 has no `manifest rm --ignore`
+            self.cmd()
+                .args(["manifest", "rm", list.as_str()])
+                .may_fail(),
+            self.cmd().args(["manifest", "create", list.as_str()]),
+        ];
+        for i in instances {
+            out.push(self.cmd().args([
+                "manifest",
+                "add",
+                list.as_str(),
+                &format!("containers-storage:{}", local_name(i)),
+            ]));
+        }
+        out
+    }
+
     fn run(&self, spec: &RunSpec) -> Invocation {
         let mut inv = self.cmd().arg("run");
         if self.rootless && spec.user.is_some() {
@@ -153,5 +189,124 @@ impl Backend for Podman {
             inv = inv.args(["--platform".to_string(), p.to_string()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(platforms: &[Platform], output: Output) -> BuildRequest {
+        let mut r = BuildRequest::new(
+            "/ctx".into(),
+            "/ctx/Dockerfile".into(),
+            ImageRef::parse("hj:base").unwrap(),
+        );
+        r.tags.push(ImageRef::parse("hj:base-v1").unwrap());
+        r.platforms = platforms.to_vec();
+        r.output = output;
+        r
+    }
+
+    #[test]
+    fn single_platform_uses_docker_format_and_tags() {
+        let p = Podman::new("podman", false);
+        let invs = p.build(&req(&[Platform::LinuxAmd64], Output::Push));
+        assert_eq!(
+            invs[0].to_string(),
+            "podman build --format docker --tag hj:base --tag hj:base-v1 --platform linux/amd64 --file /ctx/Dockerfile --pull=missing /ctx"
+        );
+        assert_eq!(
+            invs[1].argv(),
+            ["podman", "push", "hj:base", "docker://hj:base"]
+        );
+    }
+
+    #[test]
+    fn multi_platform_builds_a_fresh_manifest_list() {
+        let p = Podman::new("podman", false);
+        let invs = p.build(&req(&Platform::ALL, Output::Oci("/o.tar".into())));
+        assert_eq!(invs[0].argv(), ["podman", "manifest", "rm", "hj:base"]);
+        assert!(invs[0].may_fail);
+        assert!(invs[1].to_string().starts_with(
+            "podman build --format docker --manifest hj:base --platform linux/amd64,linux/arm64 "
+        ));
+        assert_eq!(invs[2].argv(), ["podman", "tag", "hj:base", "hj:base-v1"]);
+        assert_eq!(
+            invs[3].argv(),
+            [
+                "podman",
+                "manifest",
+                "push",
+                "--all",
+                "hj:base",
+                "oci-archive:/o.tar"
+            ]
+        );
+        assert_eq!(
+            p.push(&ImageRef::parse("r.io/x:1").unwrap(), true).argv(),
+            [
+                "podman",
+                "manifest",
+                "push",
+                "--all",
+                "r.io/x:1",
+                "docker://r.io/x:1"
+            ]
+        );
+    }
+
+    #[test]
+    fn assembles_lists_from_local_per_platform_images() {
+        let p = Podman::new("podman", false);
+        let list = ImageRef::parse("hj:top").unwrap();
+        let a = ImageRef::parse("hj:top-amd64").unwrap();
+        let b = ImageRef::parse("localhost:5000/hj:top-arm64").unwrap();
+        let invs = p.assemble_list(&list, &[&a, &b]);
+        let argv: Vec<String> = invs.iter().map(|i| i.to_string()).collect();
+        assert_eq!(
+            argv,
+            [
+                "podman manifest rm hj:top",
+                "podman manifest create hj:top",
+                "podman manifest add hj:top containers-storage:localhost/hj:top-amd64",
+                "podman manifest add hj:top containers-storage:localhost:5000/hj:top-arm64",
+            ]
+        );
+    }
+
+    #[test]
+    fn podman_inspect_shape() {
+        let p = Podman::new("podman", false);
+        let r = ImageRef::parse("ocx-dev:1").unwrap();
+        let out = r#"[{"Id":"abc","Digest":"sha256:def","RepoTags":["localhost/ocx-dev:1"],"Architecture":"amd64","Labels":{"io.agent-images.fingerprint":"f"}}]"#;
+        let info = p
+            .parse_inspect(&[&r], &Captured::stdout(out))
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(
+            (info.id.as_deref(), info.digest.as_deref()),
+            (Some("sha256:abc"), Some("sha256:def"))
+        );
+        assert_eq!(info.label("io.agent-images.fingerprint"), Some("f"));
+    }
+
+    #[test]
+    fn rootless_run_keeps_the_host_user() {
+        let spec = RunSpec {
+            image: "x".into(),
+            user: Some((1000, 1000)),
+            remove: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            Podman::new("podman", true).run(&spec).to_string(),
+            "podman run --userns=keep-id --rm --user 1000:1000 x"
+        );
+        assert_eq!(
+            Podman::new("podman", false).run(&spec).to_string(),
+            "podman run --rm --user 1000:1000 x"
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! One integration test binary (as ripgrep does): the real `ocx`/`hjk` binaries against fake
 //! engines, real podman and real dockerd.
 
+mod hjk;
+mod hjk_engines;
+mod images_lint;
 mod ocx_engines;
 mod ocx_fake;
 mod ocx_input;

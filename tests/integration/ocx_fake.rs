@@ -240,9 +240,10 @@ fn failed_build_shows_command_and_last_lines() {
     );
 }
 
-fn apple_inspect_new(name: &str, labels: &str) -> String {
+/// `container image inspect` as 0.x prints it.
+fn apple_inspect_0x(name: &str, labels: &str) -> String {
     format!(
-        r#"{{"name": "{name}", "index": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
+        r#"{{"name": "docker.io/library/{name}", "index": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
           "variants": [{{"platform": {{"os": "linux", "architecture": "arm64"}}, "size": 1000,
                          "config": {{"architecture": "arm64", "os": "linux", "config": {{"Labels": {labels}}}}}}},
                        {{"platform": {{"os": "unknown", "architecture": "unknown"}}, "size": 10, "config": {{}}}}]}}"#,
@@ -250,10 +251,13 @@ fn apple_inspect_new(name: &str, labels: &str) -> String {
     )
 }
 
-fn apple_inspect_old(name: &str, labels: &str) -> String {
+/// `container image inspect` as 1.x prints it.
+fn apple_inspect_1x(name: &str, labels: &str) -> String {
     format!(
-        r#"{{"reference": "{name}", "descriptor": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
-          "variants": [{{"platform": {{"os": "linux", "architecture": "amd64"}},
+        r#"{{"configuration": {{"creationDate": "2026-06-01T10:00:00Z", "name": "docker.io/library/{name}",
+              "descriptor": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}}}},
+          "id": "{d}",
+          "variants": [{{"platform": {{"os": "linux", "architecture": "amd64"}}, "digest": "sha256:{d}", "configDigest": "sha256:{d}",
                          "config": {{"architecture": "amd64", "os": "linux", "config": {{"Labels": {labels}}}}}}}]}}"#,
         d = "3".repeat(64)
     )
@@ -262,8 +266,8 @@ fn apple_inspect_old(name: &str, labels: &str) -> String {
 #[test]
 fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
     for shape in [
-        apple_inspect_new as fn(&str, &str) -> String,
-        apple_inspect_old,
+        apple_inspect_0x as fn(&str, &str) -> String,
+        apple_inspect_1x,
     ] {
         let env = project(
             "container",
@@ -322,7 +326,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
     env.set("ANTHROPIC_API_KEY", "sk-secret-value");
     env.fake_reply("run-exit", "3").fake_reply(
         "inspect.json",
-        &format!("[{}]", apple_inspect_new(BASE, "{}")),
+        &format!("[{}]", apple_inspect_0x(BASE, "{}")),
     );
     let out = run(env.ocx(&["opencode", "--version"]));
     assert_eq!(out.code, 3, "{}", out.stderr);
@@ -496,4 +500,110 @@ fn url_template_source_checks_published_sha256() {
     let out = run(env.ocx(&["build"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(find(&env.log(), &["build"]).len(), 1);
+}
+
+#[test]
+fn ctrl_c_kills_the_engine_and_removes_the_context() {
+    let env = project("podman", "");
+    env.fake_reply("build-sleep", "").fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ocx"))
+        .arg("build")
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = env.root().join("fake/build.pid");
+    for _ in 0..100 {
+        if pid_file.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let engine_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: plain kill(2) on pids this test started
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: signal 0 only checks whether the process exists
+    let alive = unsafe { libc::kill(engine_pid, 0) } == 0;
+    assert!(!alive, "the engine process {engine_pid} survived Ctrl-C");
+    let log = env.log();
+    let ctx = find(&log, &["build"])[0].last().unwrap().clone();
+    assert!(
+        !std::path::Path::new(&ctx).exists(),
+        "{ctx} was left behind"
+    );
+}
+
+#[test]
+fn progress_json_is_one_event_per_line() {
+    let env = project("podman", "");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build", "--progress", "json"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert!(
+        kinds.contains(&"step") && kinds.contains(&"line") && kinds.contains(&"finish"),
+        "{kinds:?}"
+    );
+    // stdout and stderr are read concurrently, so steps from the two streams may interleave
+    let mut steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "step")
+        .map(|e| e["current"].as_u64().unwrap() * 10 + e["total"].as_u64().unwrap())
+        .collect();
+    steps.sort();
+    assert_eq!(steps, [13, 23, 33]);
+    assert_eq!(
+        events.last().unwrap()["text"],
+        "built ocx-myproject-dev:1.2.3"
+    );
+}
+
+#[test]
+fn no_custom_base_uses_the_builtin_default_and_tags_ocx_version() {
+    let env = TestEnv::new();
+    env.fake("podman");
+    env.write(
+        "project/ocx.json",
+        r#"{"opencode_version": "1.2.3", "uid": 1000, "gid": 1000}"#,
+    );
+    let out = run(env.ocx(&["build", "--dry-run"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("podman image inspect ocx-default-base:")
+            && lines[0].ends_with(" ocx:1.2.3"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("podman build --format docker --tag ocx-default-base:"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--tag ocx:1.2.3 "), "{}", out.stdout);
 }

@@ -1,0 +1,175 @@
+//! Headjack config: defaults < `~/.config/headjack/config.yaml` < `HJK_*` env < flags.
+
+use crate::backend::BackendKind;
+use crate::error::UserError;
+use crate::image_ref::ImageRef;
+use camino::Utf8PathBuf;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_REGISTRY: &str = "ghcr.io/gilmanlab/headjack";
+pub const DEFAULT_BASE_IMAGE: &str = "ghcr.io/gilmanlab/headjack:base";
+
+/// Environment overrides, one per key.
+pub const ENV_RUNTIME: &str = "HJK_RUNTIME_NAME";
+pub const ENV_BASE_IMAGE: &str = "HJK_DEFAULT_BASE_IMAGE";
+pub const ENV_REGISTRY: &str = "HJK_IMAGES_REGISTRY";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    runtime: Option<RawRuntime>,
+    default: Option<RawDefault>,
+    images: Option<RawImages>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefault {
+    base_image: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImages {
+    registry: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HjkConfig {
+    pub runtime: Option<(BackendKind, String)>,
+    pub base_image: ImageRef,
+    /// A repository: tags are `<registry>:<variant>`.
+    pub registry: ImageRef,
+}
+
+pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+    crate::dirs::config_home(vars).map(|h| h.join("headjack/config.yaml"))
+}
+
+/// `runtime.name` says `apple` where ocx says `container`; both parse to the same backend.
+pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
+    let path = config_path(vars);
+    let raw: RawConfig = match path.as_ref().map(std::fs::read_to_string) {
+        Some(Ok(text)) if !text.trim().is_empty() => {
+            serde_yaml_ng::from_str(&text).map_err(|e| {
+                let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+                UserError(format!(
+                    "malformed config {p}: {}",
+                    e.to_string().replace('\n', " ")
+                ))
+            })?
+        }
+        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(UserError(format!(
+                "cannot read {}: {e}",
+                path.unwrap_or_default()
+            )));
+        }
+        _ => RawConfig::default(),
+    };
+    let file = path.map(|p| p.to_string()).unwrap_or_default();
+    let pick = |env: &str, v: Option<String>| -> Option<(String, String)> {
+        vars.get(env)
+            .map(|e| (e.clone(), format!("env {env}")))
+            .or(v.map(|v| (v, file.clone())))
+    };
+    let runtime = match pick(ENV_RUNTIME, raw.runtime.and_then(|r| r.name)) {
+        Some((v, src)) => {
+            let kind: BackendKind = v
+                .parse()
+                .map_err(|e: UserError| UserError(format!("runtime.name: {} (from {src})", e.0)))?;
+            Some((kind, src))
+        }
+        None => None,
+    };
+    let (base, src) = pick(ENV_BASE_IMAGE, raw.default.and_then(|d| d.base_image))
+        .unwrap_or((DEFAULT_BASE_IMAGE.into(), "default".into()));
+    let base_image = ImageRef::parse(&base)
+        .map_err(|e| UserError(format!("default.base_image: {} (from {src})", e.0)))?;
+    let (reg, src) = pick(ENV_REGISTRY, raw.images.and_then(|i| i.registry))
+        .unwrap_or((DEFAULT_REGISTRY.into(), "default".into()));
+    let registry = parse_registry(&reg)
+        .map_err(|e| UserError(format!("images.registry: {} (from {src})", e.0)))?;
+    Ok(HjkConfig {
+        runtime,
+        base_image,
+        registry,
+    })
+}
+
+/// A registry repository has no tag or digest of its own.
+pub fn parse_registry(s: &str) -> Result<ImageRef, UserError> {
+    let r = ImageRef::parse(s)?;
+    if r.digest().is_some() || r.name_as_written() != s {
+        return Err(UserError(format!(
+            "registry {s:?} must be a repository without tag or digest, e.g. ghcr.io/org/headjack"
+        )));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars_with(
+        yaml: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (tempfile::TempDir, BTreeMap<String, String>) {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(y) = yaml {
+            std::fs::create_dir_all(dir.path().join("headjack")).unwrap();
+            std::fs::write(dir.path().join("headjack/config.yaml"), y).unwrap();
+        }
+        let mut vars: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.insert("XDG_CONFIG_HOME".into(), dir.path().display().to_string());
+        (dir, vars)
+    }
+
+    #[test]
+    fn env_beats_file_beats_default() {
+        let (_d, vars) = vars_with(
+            Some("runtime:\n  name: apple\nimages:\n  registry: registry.example/hj\n"),
+            &[(ENV_REGISTRY, "127.0.0.1:5000/hj")],
+        );
+        let c = load(&vars).unwrap();
+        assert_eq!(c.runtime.unwrap().0, BackendKind::Apple);
+        assert_eq!(c.registry.as_str(), "127.0.0.1:5000/hj");
+        assert_eq!(c.base_image.as_str(), DEFAULT_BASE_IMAGE);
+    }
+
+    #[test]
+    fn malformed_yaml_is_one_line_with_position() {
+        let (_d, vars) = vars_with(Some("runtime:\n  name: [podman\n"), &[]);
+        let err = load(&vars).unwrap_err();
+        assert!(err.0.starts_with("malformed config "), "{err}");
+        assert!(err.0.contains("line"), "{err}");
+        assert!(!err.0.contains('\n'));
+        let (_d, vars) = vars_with(Some("runtime:\n  nmae: podman\n"), &[]);
+        assert!(load(&vars).unwrap_err().0.contains("unknown field `nmae`"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let (_d, vars) = vars_with(None, &[(ENV_RUNTIME, "lxc")]);
+        assert!(load(&vars)
+            .unwrap_err()
+            .0
+            .starts_with("runtime.name: unknown backend \"lxc\""));
+        let (_d, vars) = vars_with(None, &[(ENV_REGISTRY, "ghcr.io/x:tag")]);
+        assert!(load(&vars)
+            .unwrap_err()
+            .0
+            .contains("must be a repository without tag"));
+    }
+}

@@ -1,0 +1,485 @@
+//! `hjk images build` and `hjk images list`: the variant hierarchy as a plan of nodes, each
+//! built FROM the exact local tag of its freshly built parent (no engine-specific build
+//! contexts, so the same plan runs on podman, docker and Apple `container`).
+
+use super::variants::{Graph, Variant};
+use crate::backend::MultiPlatform;
+use crate::build::{BuildRequest, ImageInfo, Output};
+use crate::engine::Engine;
+use crate::error::UserError;
+use crate::fingerprint::{self, Fingerprint};
+use crate::image_ref::ImageRef;
+use crate::platform::Platform;
+use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What `hjk images build` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    pub variants: Vec<String>,
+    pub platforms: Vec<Platform>,
+    pub registry: ImageRef,
+    pub version: Option<String>,
+    pub push: bool,
+    pub no_cache: bool,
+    pub no_fastfail: bool,
+    /// Overrides the root variant's `ARG BASE_IMAGE` (mirrors, tests).
+    pub base_image: Option<ImageRef>,
+}
+
+/// One build: a variant for one platform (podman) or for all of them (buildx, Apple).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub variant: String,
+    pub platforms: Vec<Platform>,
+    /// The tag this node's image gets locally; children are built FROM it.
+    pub tag: ImageRef,
+    pub extra_tags: Vec<ImageRef>,
+    pub parent: Option<usize>,
+    pub dockerfile: Utf8PathBuf,
+    pub context: Utf8PathBuf,
+    pub base_arg: Option<String>,
+    pub fingerprint: String,
+}
+
+/// A manifest list made from per-platform nodes (podman with several platforms).
+#[derive(Debug, Clone)]
+pub struct List {
+    pub variant: String,
+    pub tags: Vec<ImageRef>,
+    pub nodes: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub nodes: Vec<Node>,
+    pub lists: Vec<List>,
+    root_base: Option<ImageRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Built,
+    UpToDate,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    pub variant: String,
+    pub platform: String,
+    pub tag: String,
+    pub outcome: Outcome,
+    pub seconds: f64,
+    pub id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A version is a tag suffix: `v1.2.3` or `1.2.3`, with an optional pre-release.
+pub fn parse_version(s: &str) -> Result<String, UserError> {
+    let re = regex::Regex::new(r"^v?\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.]{1,40})?$")
+        .expect("version regex");
+    if re.is_match(s) {
+        Ok(s.to_string())
+    } else {
+        Err(UserError(format!(
+            "invalid --version {s:?}: use vX.Y.Z, e.g. v1.4.0"
+        )))
+    }
+}
+
+/// The default of `ARG BASE_IMAGE=...` in a Dockerfile, if it has one.
+fn base_arg_default(dockerfile: &str) -> Option<String> {
+    dockerfile.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("ARG ")?.trim();
+        rest.strip_prefix("BASE_IMAGE=")
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
+/// Hashes every file under the context, in a stable order, so any change rebuilds.
+fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let p = Utf8PathBuf::from_path_buf(e.path())
+                .map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))?;
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    for p in files {
+        let rel = p.strip_prefix(dir).unwrap_or(&p).to_string();
+        f = f.add(&rel, std::fs::read(&p)?);
+    }
+    Ok(f)
+}
+
+pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<Plan> {
+    let mut wanted: Vec<&Variant> = Vec::new();
+    for name in &spec.variants {
+        for v in graph.chain(name)? {
+            if !wanted.iter().any(|w| w.name == v.name) {
+                wanted.push(v);
+            }
+        }
+    }
+    // keep declaration order: parents first
+    wanted.sort_by_key(|v| graph.variants.iter().position(|o| o.name == v.name));
+    let per_platform = strategy == MultiPlatform::PerPlatformThenList && spec.platforms.len() > 1;
+    let groups: Vec<Vec<Platform>> = if per_platform {
+        spec.platforms.iter().map(|p| vec![*p]).collect()
+    } else {
+        vec![spec.platforms.clone()]
+    };
+    let tag = |variant: &str, suffix: Option<&str>| -> Result<ImageRef> {
+        let t = match suffix {
+            Some(s) => format!("{variant}-{s}"),
+            None => variant.to_string(),
+        };
+        Ok(spec.registry.with_tag(&t)?)
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut lists = Vec::new();
+    let mut root_base = None;
+    for v in &wanted {
+        let dockerfile = graph.dockerfile(v)?;
+        let text = std::fs::read_to_string(&dockerfile)?;
+        let context = graph.dir(v);
+        let mut members = Vec::new();
+        for group in &groups {
+            let arch = per_platform.then(|| group[0].arch());
+            // with several per-platform nodes, the plain tags name the manifest list instead
+            let (node_tag, extra) = match (arch, &spec.version) {
+                (Some(a), _) => (tag(&v.name, Some(a))?, vec![]),
+                (None, Some(ver)) => (tag(&v.name, Some(ver))?, vec![tag(&v.name, None)?]),
+                (None, None) => (tag(&v.name, None)?, vec![]),
+            };
+            let parent = match &v.parent {
+                Some(p) => Some(
+                    nodes
+                        .iter()
+                        .position(|n| &n.variant == p && n.platforms == *group)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("parent {p} of {} was not planned", v.name)
+                        })?,
+                ),
+                None => None,
+            };
+            let base_arg = match parent {
+                Some(i) => Some(nodes[i].tag.to_string()),
+                None => spec.base_image.as_ref().map(|b| b.to_string()),
+            };
+            if parent.is_none() {
+                let b = base_arg.clone().or_else(|| base_arg_default(&text));
+                root_base = b.and_then(|b| ImageRef::parse(&b).ok());
+            }
+            let mut f = Fingerprint::new()
+                .add("dockerfile-path", dockerfile.file_name().unwrap_or(""))
+                .add("platforms", Platform::join(group))
+                .add("version", spec.version.as_deref().unwrap_or(""))
+                .add("base-arg", base_arg.as_deref().unwrap_or(""))
+                .add(
+                    "parent",
+                    parent.map(|i| nodes[i].fingerprint.as_str()).unwrap_or(""),
+                );
+            f = hash_context(&context, f)?;
+            members.push(nodes.len());
+            nodes.push(Node {
+                variant: v.name.clone(),
+                platforms: group.clone(),
+                tag: node_tag,
+                extra_tags: extra,
+                parent,
+                dockerfile: dockerfile.clone(),
+                context: context.clone(),
+                base_arg,
+                fingerprint: f.finish(),
+            });
+        }
+        if per_platform {
+            let mut tags = vec![tag(&v.name, None)?];
+            if let Some(ver) = &spec.version {
+                tags.push(tag(&v.name, Some(ver))?);
+            }
+            lists.push(List {
+                variant: v.name.clone(),
+                tags,
+                nodes: members,
+            });
+        }
+    }
+    Ok(Plan {
+        nodes,
+        lists,
+        root_base,
+    })
+}
+
+impl Plan {
+    fn request(&self, n: &Node, spec: &BuildSpec, root_base_id: Option<&str>) -> BuildRequest {
+        let mut req = BuildRequest::new(n.context.clone(), n.dockerfile.clone(), n.tag.clone());
+        req.tags.extend(n.extra_tags.iter().cloned());
+        req.platforms = n.platforms.clone();
+        if let Some(b) = &n.base_arg {
+            req.build_args.insert("BASE_IMAGE".into(), b.clone());
+        }
+        if let Some(v) = &spec.version {
+            req.build_args.insert("VERSION".into(), v.clone());
+            req.labels
+                .insert("org.opencontainers.image.version".into(), v.clone());
+        }
+        let fp = match (n.parent, root_base_id) {
+            (None, Some(id)) => Fingerprint::new()
+                .add("node", &n.fingerprint)
+                .add("base-id", id)
+                .finish(),
+            _ => n.fingerprint.clone(),
+        };
+        req.labels.insert(fingerprint::LABEL.into(), fp);
+        req.no_cache = spec.no_cache;
+        // a pushed list is assembled locally first (podman); one-invocation engines push directly
+        req.output = if spec.push && self.lists.is_empty() {
+            Output::Push
+        } else {
+            Output::Load
+        };
+        req
+    }
+}
+
+/// Builds what is not current, in order, and returns one result per node.
+pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<NodeResult>> {
+    let plan = plan(graph, spec, engine.backend.multi_platform())?;
+    let reporter = engine.runner.reporter();
+    // one inspect for every node, every manifest list and the root's base: all a no-op costs
+    let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
+    refs.extend(plan.lists.iter().map(|l| &l.tags[0]));
+    refs.extend(plan.root_base.as_ref());
+    let mut infos = engine.inspect(&refs).await?;
+    let base_id = plan
+        .root_base
+        .as_ref()
+        .and_then(|_| infos.pop())
+        .and_then(|i| i.id);
+    let list_exists: Vec<bool> = infos
+        .split_off(plan.nodes.len())
+        .iter()
+        .map(|i| i.exists)
+        .collect();
+    let reqs: Vec<BuildRequest> = plan
+        .nodes
+        .iter()
+        .map(|n| plan.request(n, spec, base_id.as_deref()))
+        .collect();
+    let current: Vec<bool> = plan
+        .nodes
+        .iter()
+        .zip(&infos)
+        .zip(&reqs)
+        .map(|((_, info), req)| {
+            !spec.no_cache
+                && info.exists
+                && info.label(fingerprint::LABEL)
+                    == req.labels.get(fingerprint::LABEL).map(String::as_str)
+        })
+        .collect();
+    // every build is checked before the first one starts, so nothing is half-built
+    for (req, cur) in reqs.iter().zip(&current) {
+        if !cur {
+            engine.prepare(req).await?;
+        }
+    }
+    let mut results: Vec<NodeResult> = Vec::new();
+    let mut failed = vec![false; plan.nodes.len()];
+    let mut stop = false;
+    for (i, (n, req)) in plan.nodes.iter().zip(&reqs).enumerate() {
+        let platform = Platform::join(&n.platforms);
+        let mut row = NodeResult {
+            variant: n.variant.clone(),
+            platform,
+            tag: n.tag.to_string(),
+            outcome: Outcome::UpToDate,
+            seconds: 0.0,
+            id: infos[i].id.clone(),
+            error: None,
+        };
+        if stop || n.parent.is_some_and(|p| failed[p]) {
+            failed[i] = true;
+            row.outcome = Outcome::Skipped;
+            row.error = Some(if stop {
+                "an earlier build failed".into()
+            } else {
+                "its parent failed".into()
+            });
+        } else if current[i] {
+            reporter.info(&format!("{} ({}) is up to date", n.tag, row.platform));
+        } else {
+            reporter.info(&format!("building {} ({})", n.tag, row.platform));
+            let started = Instant::now();
+            match engine.build(req).await {
+                Ok(()) => row.outcome = Outcome::Built,
+                Err(e) => {
+                    failed[i] = true;
+                    row.outcome = Outcome::Failed;
+                    row.error = Some(format!("{e:#}"));
+                    stop = !spec.no_fastfail;
+                }
+            }
+            row.seconds = started.elapsed().as_secs_f64();
+        }
+        results.push(row);
+    }
+    for (list, exists) in plan.lists.iter().zip(list_exists) {
+        if list.nodes.iter().any(|&i| failed[i]) {
+            continue;
+        }
+        let any_built = list
+            .nodes
+            .iter()
+            .any(|&i| results[i].outcome == Outcome::Built);
+        if any_built || !exists || engine.runner.dry_run() {
+            let instances: Vec<&ImageRef> =
+                list.nodes.iter().map(|&i| &plan.nodes[i].tag).collect();
+            for tag in &list.tags {
+                for inv in engine.backend.assemble_list(tag, &instances) {
+                    engine.runner.stream(&inv).await?;
+                }
+            }
+        }
+        if spec.push {
+            for tag in &list.tags {
+                engine
+                    .runner
+                    .stream(&engine.backend.push(tag, true))
+                    .await?;
+            }
+        }
+    }
+    if !engine.runner.dry_run() {
+        let built: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].outcome == Outcome::Built)
+            .collect();
+        if !built.is_empty() {
+            let refs: Vec<&ImageRef> = built.iter().map(|&i| &plan.nodes[i].tag).collect();
+            for (&i, info) in built.iter().zip(engine.inspect(&refs).await?) {
+                results[i].id = info.id.or(info.digest);
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// The end-of-build table: variant x platform, result, time, image id.
+pub fn summary(results: &[NodeResult]) -> String {
+    let mut out = format!(
+        "{:<12} {:<24} {:<11} {:>8}  {}\n",
+        "VARIANT", "PLATFORM", "RESULT", "TIME", "IMAGE"
+    );
+    for r in results {
+        let outcome = match r.outcome {
+            Outcome::Built => "built",
+            Outcome::UpToDate => "up-to-date",
+            Outcome::Failed => "FAILED",
+            Outcome::Skipped => "skipped",
+        };
+        let id = r.id.as_deref().map(short_id).unwrap_or("-");
+        out.push_str(&format!(
+            "{:<12} {:<24} {:<11} {:>7.1}s  {} {}\n",
+            r.variant, r.platform, outcome, r.seconds, r.tag, id
+        ));
+    }
+    out
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// One row of `hjk images list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListRow {
+    pub variant: String,
+    pub parent: Option<String>,
+    pub tag: String,
+    pub built: bool,
+    pub current: bool,
+    pub id: Option<String>,
+    pub digest: Option<String>,
+}
+
+pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<ListRow>> {
+    let plan = plan(graph, spec, engine.backend.multi_platform())?;
+    let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
+    if let Some(b) = &plan.root_base {
+        refs.push(b);
+    }
+    let mut infos: Vec<ImageInfo> = engine.inspect(&refs).await?;
+    let base_id = plan
+        .root_base
+        .as_ref()
+        .and_then(|_| infos.pop())
+        .and_then(|i| i.id);
+    let graph_parents: BTreeMap<&str, Option<&String>> = graph
+        .variants
+        .iter()
+        .map(|v| (v.name.as_str(), v.parent.as_ref()))
+        .collect();
+    Ok(plan
+        .nodes
+        .iter()
+        .zip(infos)
+        .map(|(n, info)| {
+            let want = plan
+                .request(n, spec, base_id.as_deref())
+                .labels
+                .get(fingerprint::LABEL)
+                .cloned();
+            ListRow {
+                variant: n.variant.clone(),
+                parent: graph_parents
+                    .get(n.variant.as_str())
+                    .cloned()
+                    .flatten()
+                    .cloned(),
+                tag: n.tag.to_string(),
+                built: info.exists,
+                current: info.exists && info.label(fingerprint::LABEL).map(String::from) == want,
+                id: info.id.clone(),
+                digest: info.digest.clone(),
+            }
+        })
+        .collect())
+}
+
+pub fn list_table(rows: &[ListRow]) -> String {
+    let mut out = format!(
+        "{:<12} {:<12} {:<48} {:<6} {:<8} {}\n",
+        "VARIANT", "PARENT", "TAG", "BUILT", "CURRENT", "ID"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<12} {:<12} {:<48} {:<6} {:<8} {}\n",
+            r.variant,
+            r.parent.as_deref().unwrap_or("-"),
+            r.tag,
+            if r.built { "yes" } else { "no" },
+            if r.current { "yes" } else { "no" },
+            r.id.as_deref().map(short_id).unwrap_or("-")
+        ));
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! The variant graph, read from `images/variants.yaml`: the one place it is declared.
+
+use crate::error::UserError;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+
+pub const FILE: &str = "variants.yaml";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub dir: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub root: Utf8PathBuf,
+    pub variants: Vec<Variant>,
+}
+
+impl Graph {
+    pub fn load(images_dir: &Utf8Path) -> Result<Graph, UserError> {
+        let path = images_dir.join(FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UserError(format!(
+                "cannot read {path}: {e}; pass --images-dir pointing at the directory with {FILE}"
+            ))
+        })?;
+        let file: File = serde_yaml_ng::from_str(&text).map_err(|e| {
+            UserError(format!(
+                "malformed {path}: {}",
+                e.to_string().replace('\n', " ")
+            ))
+        })?;
+        let g = Graph {
+            root: images_dir.to_owned(),
+            variants: file.variants,
+        };
+        g.check()?;
+        Ok(g)
+    }
+
+    fn check(&self) -> Result<(), UserError> {
+        let name_ok = regex::Regex::new(r"^[a-z0-9][a-z0-9-]{0,40}$").expect("name regex");
+        for (i, v) in self.variants.iter().enumerate() {
+            if !name_ok.is_match(&v.name) {
+                return Err(UserError(format!(
+                    "variant name {:?} must be lowercase letters, digits and -",
+                    v.name
+                )));
+            }
+            if self.variants[..i].iter().any(|o| o.name == v.name) {
+                return Err(UserError(format!("variant {} is declared twice", v.name)));
+            }
+            if v.dir.contains("..") || v.dir.starts_with('/') {
+                return Err(UserError(format!(
+                    "variant {} dir {:?} must be inside the images directory",
+                    v.name, v.dir
+                )));
+            }
+            if let Some(p) = &v.parent {
+                // parents are declared before children, so the graph is acyclic by construction
+                if !self.variants[..i].iter().any(|o| &o.name == p) {
+                    return Err(UserError(format!(
+                        "variant {}'s parent {p} is not declared before it",
+                        v.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.variants.iter().map(|v| v.name.as_str()).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Variant, UserError> {
+        self.variants
+            .iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| {
+                UserError(format!(
+                    "unknown variant {name:?}; known variants: {}",
+                    self.names().join(", ")
+                ))
+            })
+    }
+
+    /// The variant and its ancestors, root first.
+    pub fn chain(&self, name: &str) -> Result<Vec<&Variant>, UserError> {
+        let mut out = vec![self.get(name)?];
+        while let Some(p) = &out.last().expect("non-empty").parent {
+            out.push(self.get(p)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every variant, parents before children.
+    pub fn all(&self) -> Vec<&Variant> {
+        self.variants.iter().collect()
+    }
+
+    pub fn dir(&self, v: &Variant) -> Utf8PathBuf {
+        self.root.join(&v.dir)
+    }
+
+    pub fn dockerfile(&self, v: &Variant) -> Result<Utf8PathBuf, UserError> {
+        let d = self.dir(v);
+        ["Dockerfile", "Containerfile"]
+            .iter()
+            .map(|f| d.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| UserError(format!("variant {} has no Dockerfile in {d}", v.name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(yaml: &str) -> Result<Graph, UserError> {
+        let t = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(t.path().to_owned()).unwrap();
+        std::fs::write(root.join(FILE), yaml).unwrap();
+        Graph::load(&root)
+    }
+
+    #[test]
+    fn chain_is_root_first_and_unknown_lists_known() {
+        let g = graph("variants:\n - {name: base, dir: base}\n - {name: systemd, parent: base, dir: systemd}\n - {name: dind, parent: systemd, dir: dind}\n").unwrap();
+        let names: Vec<&str> = g
+            .chain("dind")
+            .unwrap()
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["base", "systemd", "dind"]);
+        assert_eq!(
+            g.get("dinb").unwrap_err().0,
+            "unknown variant \"dinb\"; known variants: base, systemd, dind"
+        );
+    }
+
+    #[test]
+    fn parents_must_come_first() {
+        let err = graph("variants:\n - {name: a, parent: b, dir: a}\n - {name: b, dir: b}\n")
+            .unwrap_err();
+        assert_eq!(err.0, "variant a's parent b is not declared before it");
+        assert!(graph("variants:\n - {name: a, dir: ../x}\n").is_err());
+    }
+}

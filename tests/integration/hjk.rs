@@ -1,0 +1,357 @@
+//! hjk without real engines: `images resolve` tables, bad input, and `images build --dry-run`
+//! plans for the real images/ on all three backends (fake CLIs on PATH).
+
+use crate::util::{run, TestEnv};
+use std::path::Path;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hjk(env: &TestEnv, args: &[&str]) -> crate::util::Out {
+    let mut c = env.cmd("hjk");
+    c.args(args);
+    run(c)
+}
+
+/// `hjk images resolve` in a project with the given files; returns (exit code, stdout, stderr).
+fn resolve(
+    files: &[(&str, &str)],
+    config: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String, TestEnv) {
+    let env = TestEnv::new();
+    for (path, content) in files {
+        env.write(&format!("project/{path}"), content);
+    }
+    if let Some(c) = config {
+        env.write("config/headjack/config.yaml", c);
+    }
+    let mut all = vec!["images", "resolve"];
+    all.extend_from_slice(args);
+    let out = hjk(&env, &all);
+    let root = env.project().canonicalize().unwrap().display().to_string();
+    (
+        out.code,
+        out.stdout.replace(&root, "[PROJECT]"),
+        out.stderr,
+        env,
+    )
+}
+
+struct Case<'a> {
+    name: &'a str,
+    files: &'a [(&'a str, &'a str)],
+    config: Option<&'a str>,
+    args: &'a [&'a str],
+    want: &'a str,
+}
+
+#[test]
+fn resolve_sources_and_precedence() {
+    let dc_image = (
+        ".devcontainer/devcontainer.json",
+        r#"{ "image": "mcr.microsoft.com/devcontainers/base:ubuntu" }"#,
+    );
+    let dc_build = (
+        ".devcontainer.json",
+        "// JSON with comments, as devcontainer.json allows\n{\n  /* build from a Dockerfile */\n  \"build\": { \"dockerfile\": \"docker/Dev.Dockerfile\", \"context\": \"..\", \"args\": { \"X\": \"1\", }, },\n}\n",
+    );
+    let df = ("docker/Dev.Dockerfile", "FROM scratch\n");
+    let cfg = Some("default:\n  base_image: registry.example/org/agent:1\n");
+    let digest = format!("alpine@sha256:{}", "a".repeat(64));
+    let digest_want = format!("registry docker.io/library/{digest}\n");
+    let cases = [
+        Case {
+            name: "default from config",
+            files: &[],
+            config: cfg,
+            args: &[],
+            want: "default registry.example/org/agent:1\n",
+        },
+        Case {
+            name: "built-in default",
+            files: &[],
+            config: None,
+            args: &[],
+            want: "default ghcr.io/gilmanlab/headjack:base\n",
+        },
+        Case {
+            name: "devcontainer image beats default",
+            files: &[dc_image],
+            config: cfg,
+            args: &[],
+            want: "devcontainer mcr.microsoft.com/devcontainers/base:ubuntu\n",
+        },
+        Case {
+            name: "devcontainer build with comments",
+            files: &[dc_build, df],
+            config: cfg,
+            args: &[],
+            want: "devcontainer [PROJECT]/docker/Dev.Dockerfile\n",
+        },
+        Case {
+            name: ".devcontainer/ beats .devcontainer.json",
+            files: &[dc_image, dc_build, df],
+            config: None,
+            args: &[],
+            want: "devcontainer mcr.microsoft.com/devcontainers/base:ubuntu\n",
+        },
+        Case {
+            name: "--image ref beats devcontainer",
+            files: &[dc_image],
+            config: cfg,
+            args: &["--image", "ubuntu"],
+            want: "registry docker.io/library/ubuntu:latest\n",
+        },
+        Case {
+            name: "--image Dockerfile path",
+            files: &[dc_image, df],
+            config: cfg,
+            args: &["--image", "docker/Dev.Dockerfile"],
+            want: "dockerfile [PROJECT]/docker/Dev.Dockerfile\n",
+        },
+        Case {
+            name: "--image Containerfile path",
+            files: &[("Containerfile", "FROM scratch\n")],
+            config: None,
+            args: &["--image", "./Containerfile"],
+            want: "dockerfile [PROJECT]/Containerfile\n",
+        },
+        Case {
+            name: "IPv6 registry host",
+            files: &[],
+            config: None,
+            args: &["--image", "[::1]:5000/team/img:v1"],
+            want: "registry [::1]:5000/team/img:v1\n",
+        },
+        Case {
+            name: "registry with port",
+            files: &[],
+            config: None,
+            args: &["--image", "localhost:5000/img"],
+            want: "registry localhost:5000/img:latest\n",
+        },
+        Case {
+            name: "uppercase tag is fine",
+            files: &[],
+            config: None,
+            args: &["--image", "ubuntu:Noble"],
+            want: "registry docker.io/library/ubuntu:Noble\n",
+        },
+        Case {
+            name: "digest",
+            files: &[],
+            config: None,
+            args: &["--image", &digest],
+            want: &digest_want,
+        },
+    ];
+    for c in cases {
+        let (code, stdout, stderr, _env) = resolve(c.files, c.config, c.args);
+        assert_eq!((code, stdout.as_str()), (0, c.want), "{}: {stderr}", c.name);
+    }
+}
+
+#[test]
+fn resolve_rejects_bad_references_in_one_line() {
+    let long = format!("a/{}", "b".repeat(300));
+    for bad in [
+        "Ubuntu",
+        "ubuntu:tag with space",
+        "ubuntu@sha256:abc",
+        "[::1/img",
+        "[zz::1]:5000/img",
+        long.as_str(),
+        "-rm",
+        "img:",
+        "a//b",
+    ] {
+        let (code, _out, stderr, _env) = resolve(&[], None, &[&format!("--image={bad}")]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(
+            stderr.starts_with("error: invalid image reference"),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn resolve_json_and_devcontainer_build_args() {
+    let (code, out, stderr, _env) = resolve(
+        &[(".devcontainer/devcontainer.json", "{\n // comment\n \"build\": {\"dockerfile\": \"Dockerfile\", \"args\": {\"VARIANT\": \"noble\"}}\n}"), (".devcontainer/Dockerfile", "FROM scratch\n")],
+        None,
+        &["--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kind"], "devcontainer");
+    assert_eq!(v["dockerfile"], "[PROJECT]/.devcontainer/Dockerfile");
+    assert_eq!(v["context"], "[PROJECT]/.devcontainer");
+    assert_eq!(v["build_args"]["VARIANT"], "noble");
+}
+
+#[test]
+fn resolve_bad_devcontainer_and_config_are_exit_2() {
+    let (code, _o, stderr, _e) = resolve(&[(".devcontainer.json", "{ \"image\": ")], None, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: malformed ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let (code, _o, stderr, _e) = resolve(&[], Some("default:\n  base_image: [\n"), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: malformed config ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+fn build_env(engine: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.fake(engine);
+    env
+}
+
+#[test]
+fn unknown_variant_lists_known_ones() {
+    let env = build_env("podman");
+    let images = repo().join("images").display().to_string();
+    let out = hjk(
+        &env,
+        &[
+            "images",
+            "build",
+            "--variant",
+            "dinb",
+            "--images-dir",
+            &images,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: unknown variant \"dinb\"; known variants: base, systemd, dind"
+    );
+    assert!(env.log().is_empty());
+}
+
+#[test]
+fn unknown_platform_and_malformed_config_are_exit_2() {
+    let env = build_env("podman");
+    let images = repo().join("images").display().to_string();
+    let out = hjk(
+        &env,
+        &[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--platform",
+            "linux/riscv64",
+            "--images-dir",
+            &images,
+        ],
+    );
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: unknown platform \"linux/riscv64\"; supported: linux/amd64, linux/arm64"
+    );
+    env.write(
+        "config/headjack/config.yaml",
+        "runtime:\n  name: podman\n images: x\n",
+    );
+    let out = hjk(
+        &env,
+        &[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--images-dir",
+            &images,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: malformed config ") && out.stderr.lines().count() == 1,
+        "{}",
+        out.stderr
+    );
+    assert!(env.log().is_empty());
+}
+
+#[test]
+fn buildx_multi_platform_without_push_is_refused_up_front() {
+    let env = build_env("docker");
+    let images = repo().join("images").display().to_string();
+    let out = hjk(
+        &env,
+        &[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--images-dir",
+            &images,
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("docker cannot load a multi-platform image"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.log().iter().any(|a| a.contains(&"build".to_string())),
+        "{:?}",
+        env.log()
+    );
+}
+
+#[test]
+fn dry_run_plans_for_the_real_images_on_every_backend() {
+    let re = regex::Regex::new("fingerprint=[0-9a-f]{64}").unwrap();
+    let images = repo().join("images").display().to_string();
+    for (engine, extra) in [
+        ("docker", &["--push"][..]),
+        ("podman", &[][..]),
+        ("container", &[][..]),
+    ] {
+        let env = build_env(engine);
+        let mut args = vec![
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--version",
+            "v1.2.3",
+            "--dry-run",
+            "--images-dir",
+            &images,
+        ];
+        args.extend_from_slice(extra);
+        let out = hjk(&env, &args);
+        assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
+        assert!(env.log().is_empty(), "dry-run spawned {:?}", env.log());
+        let stdout = re
+            .replace_all(&out.stdout.replace(&images, "[IMAGES]"), "fingerprint=[FP]")
+            .into_owned();
+        let order: Vec<usize> = ["/base", "/systemd", "/dind"]
+            .iter()
+            .map(|v| stdout.find(&format!("[IMAGES]{v}")).unwrap_or(usize::MAX))
+            .collect();
+        assert!(
+            order[0] < order[1] && order[1] < order[2],
+            "{engine}: base, then systemd, then dind:\n{stdout}"
+        );
+        insta::assert_snapshot!(format!("hjk_dry_run_{engine}"), stdout);
+    }
+}

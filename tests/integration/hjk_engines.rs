@@ -1,0 +1,278 @@
+//! hjk images build on real engines, with the fixture hierarchy in tests/fixtures/hierarchy
+//! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
+
+use crate::util::{engine_available, fixtures, run, TestEnv};
+
+fn copy_fixture(env: &TestEnv) -> String {
+    let dst = env.root().join("images");
+    for v in ["base", "middle", "top"] {
+        std::fs::create_dir_all(dst.join(v)).unwrap();
+        std::fs::copy(
+            fixtures().join(format!("hierarchy/{v}/Dockerfile")),
+            dst.join(format!("{v}/Dockerfile")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        fixtures().join("hierarchy/variants.yaml"),
+        dst.join("variants.yaml"),
+    )
+    .unwrap();
+    dst.display().to_string()
+}
+
+fn inspect(engine: &str, image: &str) -> serde_json::Value {
+    let out = std::process::Command::new(engine)
+        .args(["image", "inspect", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+fn layers(engine: &str, image: &str) -> Vec<String> {
+    inspect(engine, image)["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_chained(engine: &str, parent: &str, child: &str) {
+    let (p, c) = (layers(engine, parent), layers(engine, child));
+    assert!(
+        c.len() > p.len() && c[..p.len()] == p[..],
+        "{child} does not build on {parent}: {p:?} vs {c:?}"
+    );
+}
+
+/// Rows of the summary table: (variant, platform, result).
+fn rows(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+fn hjk(env: &TestEnv, args: &[&str]) -> crate::util::Out {
+    let mut c = env.cmd("hjk");
+    c.args(args);
+    run(c)
+}
+
+#[test]
+fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.recording("podman", "/usr/bin/podman");
+    let images = copy_fixture(&env);
+    let reg = "localhost/hjk-e2e/podman";
+    let args = [
+        "images",
+        "build",
+        "--variant",
+        "top",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        &images,
+        "--registry",
+        reg,
+        "--backend",
+        "podman",
+        "--progress",
+        "plain",
+    ];
+    let out = hjk(&env, &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let got = rows(&out.stdout);
+    assert_eq!(got.len(), 6, "{}", out.stdout);
+    assert!(
+        got.iter().all(|r| r.2 == "built" || r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+
+    let list = std::process::Command::new("podman")
+        .args(["manifest", "inspect", &format!("{reg}:top")])
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let mut arches: Vec<&str> = m["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        assert_chained(
+            "podman",
+            &format!("{reg}:base-{arch}"),
+            &format!("{reg}:middle-{arch}"),
+        );
+        assert_chained(
+            "podman",
+            &format!("{reg}:middle-{arch}"),
+            &format!("{reg}:top-{arch}"),
+        );
+        assert_eq!(
+            inspect("podman", &format!("{reg}:top-{arch}"))["Architecture"],
+            arch
+        );
+    }
+
+    // a second build rebuilds nothing: one engine call, an inspect of every node and list
+    env.clear_log();
+    let out = hjk(&env, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        rows(&out.stdout).iter().all(|r| r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+    let log = env.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0][1..3], ["image".to_string(), "inspect".into()]);
+    // (the fixture's root base depends on TARGETARCH, so it is not a fixed reference to inspect)
+    assert_eq!(log[0].len(), 3 + 6 + 3, "6 nodes and 3 lists: {log:?}");
+
+    // changing only the top Dockerfile rebuilds only top
+    let top = format!("{images}/top/Dockerfile");
+    let mut text = std::fs::read_to_string(&top).unwrap();
+    text.push_str("LABEL io.example.changed=1\n");
+    std::fs::write(&top, text).unwrap();
+    let out = hjk(&env, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = rows(&out.stdout);
+    let built: Vec<&str> = got
+        .iter()
+        .filter(|r| r.2 == "built")
+        .map(|r| r.0.as_str())
+        .collect();
+    assert_eq!(built, ["top", "top"], "{}", out.stdout);
+}
+
+#[test]
+fn docker_classic_builds_the_hierarchy_chained() {
+    if !engine_available("docker") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let images = copy_fixture(&env);
+    let reg = "hjk-e2e/docker";
+    let args = [
+        "images",
+        "build",
+        "--all",
+        "--images-dir",
+        &images,
+        "--registry",
+        reg,
+        "--backend",
+        "docker",
+        "--version",
+        "v0.1.0",
+    ];
+    let out = hjk(&env, &args);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        rows(&out.stdout)
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect::<Vec<_>>(),
+        ["base", "middle", "top"]
+    );
+    assert_chained(
+        "docker",
+        &format!("{reg}:base-v0.1.0"),
+        &format!("{reg}:middle-v0.1.0"),
+    );
+    assert_chained("docker", &format!("{reg}:middle"), &format!("{reg}:top"));
+    assert_eq!(
+        inspect("docker", &format!("{reg}:top"))["Config"]["Labels"]
+            ["org.opencontainers.image.version"],
+        "v0.1.0"
+    );
+    let out = hjk(&env, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        rows(&out.stdout).iter().all(|r| r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+
+    // list: built and current until the top Dockerfile changes
+    let list_args = [
+        "images",
+        "list",
+        "--images-dir",
+        &images,
+        "--registry",
+        reg,
+        "--backend",
+        "docker",
+        "--version",
+        "v0.1.0",
+        "--json",
+    ];
+    let current = |env: &TestEnv| -> Vec<(String, Option<String>, bool, bool)> {
+        let out = hjk(env, &list_args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        v.iter()
+            .map(|r| {
+                (
+                    r["variant"].as_str().unwrap().to_string(),
+                    r["parent"].as_str().map(String::from),
+                    r["built"].as_bool().unwrap(),
+                    r["current"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        current(&env),
+        [
+            ("base".into(), None, true, true),
+            ("middle".into(), Some("base".into()), true, true),
+            ("top".into(), Some("middle".into()), true, true)
+        ]
+    );
+    std::fs::write(
+        format!("{images}/top/Dockerfile"),
+        std::fs::read_to_string(format!("{images}/top/Dockerfile")).unwrap() + "LABEL changed=1\n",
+    )
+    .unwrap();
+    assert_eq!(
+        current(&env)[2],
+        ("top".into(), Some("middle".into()), true, false)
+    );
+    let mut table_args = list_args.to_vec();
+    table_args.pop();
+    let out = hjk(&env, &table_args);
+    assert!(
+        out.stdout.starts_with("VARIANT      PARENT       TAG"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("hjk-e2e/docker:top-v0.1.0"),
+        "{}",
+        out.stdout
+    );
+}
