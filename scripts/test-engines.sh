@@ -155,7 +155,7 @@ import_image() { # tarball ref arch [podman-only]
     if [ "$arch" = amd64 ]; then
       docker import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
     else
-      podman save -o "$STATE/save-$arch.tar" "localhost/$ref" >/dev/null
+      podman save -o "$STATE/save-$arch.tar" "localhost/$ref" >/dev/null 2>>"$STATE/import.log"
       docker load -i "$STATE/save-$arch.tar" >/dev/null
       docker tag "localhost/$ref" "$ref"
       docker rmi "localhost/$ref" >/dev/null
@@ -180,9 +180,9 @@ base_images() {
   # a multi-arch busybox in the registry, for FROM lines resolved per --platform
   if ! skopeo inspect --raw docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1; then
     podman manifest rm local/busybox:multi >/dev/null 2>&1 || true
-    podman manifest create local/busybox:multi >/dev/null
-    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:amd64 >/dev/null
-    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:arm64 >/dev/null
+    podman manifest create local/busybox:multi >/dev/null 2>>"$STATE/import.log"
+    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:amd64 >/dev/null 2>>"$STATE/import.log"
+    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:arm64 >/dev/null 2>>"$STATE/import.log"
     podman manifest push --all local/busybox:multi docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1
   fi
 }

@@ -49,9 +49,9 @@ pub struct EngineArgs {
     /// Repository for the tags `<registry>:<variant>` (default: images.registry).
     #[arg(long)]
     pub registry: Option<String>,
-    /// Comma-separated platforms.
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
+    /// Comma-separated platforms (default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
     /// Also tag `<registry>:<variant>-<version>`.
     #[arg(long)]
     pub version: Option<String>,
@@ -132,7 +132,10 @@ fn setup(
     for v in &variants {
         graph.get(v)?;
     }
-    let platforms = Platform::parse_list(&args.platform)?;
+    let platforms = match &args.platform {
+        Some(p) => Platform::parse_list(p)?,
+        None => vec![Platform::host()],
+    };
     let registry = match &args.registry {
         Some(r) => config::parse_registry(r)?,
         None => cfg.registry.clone(),

@@ -451,7 +451,7 @@ impl Plan {
             .filter(|n| self.vars.contains_key(**n))
             .map(|n| n.to_string())
             .collect();
-        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let tty = std::io::stdin().is_terminal();
         Ok(RunSpec {
             image: self.image.to_string(),
             command,

@@ -1,17 +1,11 @@
 //! hjk without real engines: `images resolve` tables, bad input, and `images build --dry-run`
 //! plans for the real images/ on all three backends (fake CLIs on PATH).
 
-use crate::util::{run, TestEnv};
+use crate::util::{summary_rows, TestEnv};
 use std::path::Path;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn hjk(env: &TestEnv, args: &[&str]) -> crate::util::Out {
-    let mut c = env.cmd("hjk");
-    c.args(args);
-    run(c)
 }
 
 /// `hjk images resolve` in a project with the given files; returns (exit code, stdout, stderr).
@@ -29,7 +23,7 @@ fn resolve(
     }
     let mut all = vec!["images", "resolve"];
     all.extend_from_slice(args);
-    let out = hjk(&env, &all);
+    let out = env.hjk(&all);
     let root = env.project().canonicalize().unwrap().display().to_string();
     (
         out.code,
@@ -218,17 +212,14 @@ fn build_env(engine: &str) -> TestEnv {
 fn unknown_variant_lists_known_ones() {
     let env = build_env("podman");
     let images = repo().join("images").display().to_string();
-    let out = hjk(
-        &env,
-        &[
-            "images",
-            "build",
-            "--variant",
-            "dinb",
-            "--images-dir",
-            &images,
-        ],
-    );
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "dinb",
+        "--images-dir",
+        &images,
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(
         out.stderr.trim(),
@@ -241,19 +232,16 @@ fn unknown_variant_lists_known_ones() {
 fn unknown_platform_and_malformed_config_are_exit_2() {
     let env = build_env("podman");
     let images = repo().join("images").display().to_string();
-    let out = hjk(
-        &env,
-        &[
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--platform",
-            "linux/riscv64",
-            "--images-dir",
-            &images,
-        ],
-    );
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "dind",
+        "--platform",
+        "linux/riscv64",
+        "--images-dir",
+        &images,
+    ]);
     assert_eq!(out.code, 2);
     assert_eq!(
         out.stderr.trim(),
@@ -263,17 +251,14 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
         "config/headjack/config.yaml",
         "runtime:\n  name: podman\n images: x\n",
     );
-    let out = hjk(
-        &env,
-        &[
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--images-dir",
-            &images,
-        ],
-    );
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "dind",
+        "--images-dir",
+        &images,
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.starts_with("error: malformed config ") && out.stderr.lines().count() == 1,
@@ -287,19 +272,16 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
 fn buildx_multi_platform_without_push_is_refused_up_front() {
     let env = build_env("docker");
     let images = repo().join("images").display().to_string();
-    let out = hjk(
-        &env,
-        &[
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--images-dir",
-            &images,
-        ],
-    );
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "dind",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        &images,
+    ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
@@ -338,7 +320,7 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
             &images,
         ];
         args.extend_from_slice(extra);
-        let out = hjk(&env, &args);
+        let out = env.hjk(&args);
         assert_eq!(out.code, 0, "{engine}: {}", out.stderr);
         assert!(env.log().is_empty(), "dry-run spawned {:?}", env.log());
         let stdout = re
@@ -354,4 +336,58 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
         );
         insta::assert_snapshot!(format!("hjk_dry_run_{engine}"), stdout);
     }
+}
+
+#[test]
+fn a_failed_arch_stops_the_build_unless_no_fastfail() {
+    let images = repo().join("images").display().to_string();
+    let run_with = |extra: &[&str]| {
+        let env = build_env("podman");
+        env.fake_reply("build-fail-match", "--platform linux/arm64");
+        let mut args = vec![
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--images-dir",
+            &images,
+        ];
+        args.extend_from_slice(extra);
+        let out = env.hjk(&args);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("build(s) failed: ghcr.io/gilmanlab/headjack:base-arm64"),
+            "{}",
+            out.stderr
+        );
+        summary_rows(&out.stdout)
+            .into_iter()
+            .map(|(v, p, r)| format!("{v} {p} {r}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run_with(&[]),
+        [
+            "base linux/amd64 built",
+            "base linux/arm64 FAILED",
+            "systemd linux/amd64 skipped",
+            "systemd linux/arm64 skipped",
+            "dind linux/amd64 skipped",
+            "dind linux/arm64 skipped"
+        ]
+    );
+    assert_eq!(
+        run_with(&["--no-fastfail"]),
+        [
+            "base linux/amd64 built",
+            "base linux/arm64 FAILED",
+            "systemd linux/amd64 built",
+            "systemd linux/arm64 skipped",
+            "dind linux/amd64 built",
+            "dind linux/arm64 skipped"
+        ]
+    );
 }

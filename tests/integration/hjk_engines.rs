@@ -1,7 +1,7 @@
 //! hjk images build on real engines, with the fixture hierarchy in tests/fixtures/hierarchy
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
-use crate::util::{engine_available, fixtures, run, TestEnv};
+use crate::util::{engine_available, fixtures, manifest_arches, summary_rows, TestEnv};
 
 fn copy_fixture(env: &TestEnv) -> String {
     let dst = env.root().join("images");
@@ -51,24 +51,6 @@ fn assert_chained(engine: &str, parent: &str, child: &str) {
     );
 }
 
-/// Rows of the summary table: (variant, platform, result).
-fn rows(stdout: &str) -> Vec<(String, String, String)> {
-    stdout
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[1].to_string(), f[2].to_string())
-        })
-        .collect()
-}
-
-fn hjk(env: &TestEnv, args: &[&str]) -> crate::util::Out {
-    let mut c = env.cmd("hjk");
-    c.args(args);
-    run(c)
-}
-
 #[test]
 fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     if !engine_available("podman") {
@@ -95,9 +77,9 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
         "--progress",
         "plain",
     ];
-    let out = hjk(&env, &args);
+    let out = env.hjk(&args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let got = rows(&out.stdout);
+    let got = summary_rows(&out.stdout);
     assert_eq!(got.len(), 6, "{}", out.stdout);
     assert!(
         got.iter().all(|r| r.2 == "built" || r.2 == "up-to-date"),
@@ -105,19 +87,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
         out.stdout
     );
 
-    let list = std::process::Command::new("podman")
-        .args(["manifest", "inspect", &format!("{reg}:top")])
-        .output()
-        .unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let mut arches: Vec<&str> = m["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    arches.sort();
-    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(manifest_arches(&format!("{reg}:top")), ["amd64", "arm64"]);
     for arch in ["amd64", "arm64"] {
         assert_chained(
             "podman",
@@ -137,10 +107,12 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // a second build rebuilds nothing: one engine call, an inspect of every node and list
     env.clear_log();
-    let out = hjk(&env, &args);
+    let out = env.hjk(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        rows(&out.stdout).iter().all(|r| r.2 == "up-to-date"),
+        summary_rows(&out.stdout)
+            .iter()
+            .all(|r| r.2 == "up-to-date"),
         "{}",
         out.stdout
     );
@@ -155,15 +127,61 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     let mut text = std::fs::read_to_string(&top).unwrap();
     text.push_str("LABEL io.example.changed=1\n");
     std::fs::write(&top, text).unwrap();
-    let out = hjk(&env, &args);
+    let out = env.hjk(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let got = rows(&out.stdout);
+    let got = summary_rows(&out.stdout);
     let built: Vec<&str> = got
         .iter()
         .filter(|r| r.2 == "built")
         .map(|r| r.0.as_str())
         .collect();
     assert_eq!(built, ["top", "top"], "{}", out.stdout);
+
+    // --push to the local registry: the pushed top is a two-arch list, tagged with the version
+    let pushed = "127.0.0.1:5000/hjk-e2e/podman";
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "top",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        &images,
+        "--registry",
+        pushed,
+        "--version",
+        "v0.2.0",
+        "--push",
+        "--backend",
+        "podman",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for tag in ["top", "top-v0.2.0", "base"] {
+        let raw = std::process::Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{pushed}:{tag}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            raw.status.success(),
+            "{tag}: {}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
+        let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+        let mut arches: Vec<&str> = m["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["platform"]["architecture"].as_str().unwrap())
+            .collect();
+        arches.sort();
+        assert_eq!(arches, ["amd64", "arm64"], "{tag}");
+    }
 }
 
 #[test]
@@ -188,10 +206,10 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "--version",
         "v0.1.0",
     ];
-    let out = hjk(&env, &args);
+    let out = env.hjk(&args);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
-        rows(&out.stdout)
+        summary_rows(&out.stdout)
             .iter()
             .map(|r| r.0.as_str())
             .collect::<Vec<_>>(),
@@ -208,10 +226,12 @@ fn docker_classic_builds_the_hierarchy_chained() {
             ["org.opencontainers.image.version"],
         "v0.1.0"
     );
-    let out = hjk(&env, &args);
+    let out = env.hjk(&args);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        rows(&out.stdout).iter().all(|r| r.2 == "up-to-date"),
+        summary_rows(&out.stdout)
+            .iter()
+            .all(|r| r.2 == "up-to-date"),
         "{}",
         out.stdout
     );
@@ -231,7 +251,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "--json",
     ];
     let current = |env: &TestEnv| -> Vec<(String, Option<String>, bool, bool)> {
-        let out = hjk(env, &list_args);
+        let out = env.hjk(&list_args);
         assert_eq!(out.code, 0, "{}", out.stderr);
         let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
         v.iter()
@@ -264,7 +284,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
     );
     let mut table_args = list_args.to_vec();
     table_args.pop();
-    let out = hjk(&env, &table_args);
+    let out = env.hjk(&table_args);
     assert!(
         out.stdout.starts_with("VARIANT      PARENT       TAG"),
         "{}",

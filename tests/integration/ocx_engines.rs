@@ -1,7 +1,7 @@
 //! ocx on real engines: podman and dockerd (classic builder, since no buildx plugin exists
 //! here), with the real opencode binary from npm. Needs `scripts/test-engines.sh up`.
 
-use crate::util::{engine_available, run, shared_cache, TestEnv};
+use crate::util::{engine_available, manifest_arches, run, shared_cache, TestEnv};
 use std::os::unix::fs::MetadataExt;
 
 const OPENCODE: &str = "1.18.18";
@@ -134,19 +134,7 @@ fn podman_multi_arch_busybox_manifest_has_both_arches() {
     let out = run(env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let image = format!("ocx-ocx-e2e-busybox-multi:{OPENCODE}");
-    let manifest = std::process::Command::new("podman")
-        .args(["manifest", "inspect", &image])
-        .output()
-        .unwrap();
-    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
-    let mut arches: Vec<&str> = m["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    arches.sort();
-    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
     // the arm64 image's opencode is an aarch64 ELF (e_machine 183), and its user was made
     // with busybox tools or by editing /etc/passwd
     let out = std::process::Command::new("podman")

@@ -250,3 +250,46 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+impl TestEnv {
+    /// Runs `hjk ARGS` to completion.
+    pub fn hjk(&self, args: &[&str]) -> Out {
+        let mut c = self.cmd("hjk");
+        c.args(args);
+        run(c)
+    }
+}
+
+/// The rows of hjk's summary table as (variant, platform, result).
+pub fn summary_rows(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// The architectures a podman manifest list names, sorted.
+pub fn manifest_arches(image: &str) -> Vec<String> {
+    let out = std::process::Command::new("podman")
+        .args(["manifest", "inspect", image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "podman manifest inspect {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut arches: Vec<String> = m["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap().to_string())
+        .collect();
+    arches.sort();
+    arches
+}
