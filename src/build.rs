@@ -41,6 +41,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     pub pull: PullPolicy,
     pub output: Output,
+    /// The FROM image exists only in the engine's local store (built by us just before), so
+    /// a builder that cannot see that store (buildx with a container driver) must refuse.
+    pub local_parent: bool,
 }
 
 impl BuildRequest {
@@ -56,6 +59,7 @@ impl BuildRequest {
             no_cache: false,
             pull: PullPolicy::Missing,
             output: Output::Load,
+            local_parent: false,
         }
     }
 

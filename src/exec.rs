@@ -202,18 +202,27 @@ impl Runner {
             self.reporter.clone(),
             tail.clone(),
         );
-        let waited = async {
-            let (_, _, status) = tokio::join!(out, err, child.wait());
-            status
-        };
-        let status = tokio::select! {
-            status = waited => status.with_context(|| format!("waiting for {inv}"))?,
-            _ = tokio::signal::ctrl_c() => {
-                // returning drops the child, and kill_on_drop kills it
-                self.reporter.event(Event::Finish { command: inv.to_string(), success: false, seconds: started.elapsed().as_secs_f64() });
-                return Err(Interrupted.into());
+        let finished = {
+            let waited = async {
+                let (_, _, status) = tokio::join!(out, err, child.wait());
+                status
+            };
+            tokio::select! {
+                status = waited => Some(status),
+                _ = tokio::signal::ctrl_c() => None,
             }
         };
+        let Some(status) = finished else {
+            // kill and reap, so no engine process outlives us (kill_on_drop would not reap)
+            let _ = child.kill().await;
+            self.reporter.event(Event::Finish {
+                command: inv.to_string(),
+                success: false,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            return Err(Interrupted.into());
+        };
+        let status = status.with_context(|| format!("waiting for {inv}"))?;
         self.reporter.event(Event::Finish {
             command: inv.to_string(),
             success: status.success(),

@@ -58,7 +58,9 @@ impl Backend for Docker {
     fn probe(&self, req: &BuildRequest) -> Option<Invocation> {
         match self.builder.get() {
             None => Some(self.cmd().args(["buildx", "version"])),
-            Some(Builder::Buildx) if req.is_multi_platform() && self.driver.get().is_none() => {
+            Some(Builder::Buildx)
+                if (req.is_multi_platform() || req.local_parent) && self.driver.get().is_none() =>
+            {
                 Some(self.cmd().args(["buildx", "inspect"]))
             }
             _ => None,
@@ -117,6 +119,15 @@ impl Backend for Docker {
                      first"
                         .into(),
                 ))
+            }
+            Builder::Buildx
+                if req.local_parent
+                    && self.driver.get().is_some_and(|d| d != "docker") =>
+            {
+                Err(UserError(format!(
+                    "the current buildx builder uses the `{}` driver, which cannot see images in the local docker store that this build is FROM; run `docker buildx use default`, or push the parent first (--push)",
+                    self.driver.get().map(String::as_str).unwrap_or_default()
+                )))
             }
             _ => Ok(()),
         }
@@ -265,6 +276,24 @@ mod tests {
             .any(|w| w == ["--output", "type=oci,dest=/out/img.tar"]));
         assert!(d.check_build(&req(&Platform::ALL, Output::Load)).is_err());
         assert!(d.check_build(&req(&Platform::ALL, Output::Push)).is_ok());
+    }
+
+    #[test]
+    fn container_driver_cannot_build_from_a_local_parent() {
+        let d = Docker::with_builder("docker", Builder::Buildx);
+        let mut r = req(&[Platform::LinuxAmd64], Output::Load);
+        r.local_parent = true;
+        let probe = d.probe(&r).unwrap();
+        assert_eq!(probe.argv(), ["docker", "buildx", "inspect"]);
+        d.learn(
+            &probe,
+            &Captured::stdout("Name: b\nDriver: docker-container\n"),
+        );
+        assert!(d.check_build(&r).unwrap_err().0.contains(
+            "`docker-container` driver, which cannot see images in the local docker store"
+        ));
+        r.local_parent = false;
+        assert!(d.check_build(&r).is_ok());
     }
 
     #[test]

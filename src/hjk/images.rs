@@ -241,15 +241,18 @@ impl Plan {
             req.labels
                 .insert("org.opencontainers.image.version".into(), v.clone());
         }
-        let fp = match (n.parent, root_base_id) {
-            (None, Some(id)) => Fingerprint::new()
+        // the base's local id reaches every node, so a new base rebuilds the whole chain
+        let fp = match root_base_id {
+            Some(id) => Fingerprint::new()
                 .add("node", &n.fingerprint)
                 .add("base-id", id)
                 .finish(),
-            _ => n.fingerprint.clone(),
+            None => n.fingerprint.clone(),
         };
         req.labels.insert(fingerprint::LABEL.into(), fp);
         req.no_cache = spec.no_cache;
+        // a child is FROM its parent's local tag unless the parent went to the registry
+        req.local_parent = n.parent.is_some() && !spec.push;
         // a pushed list is assembled locally first (podman); one-invocation engines push directly
         req.output = if spec.push && self.lists.is_empty() {
             Output::Push
@@ -269,11 +272,8 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
     refs.extend(plan.lists.iter().map(|l| &l.tags[0]));
     refs.extend(plan.root_base.as_ref());
     let mut infos = engine.inspect(&refs).await?;
-    let base_id = plan
-        .root_base
-        .as_ref()
-        .and_then(|_| infos.pop())
-        .and_then(|i| i.id);
+    let base_info = plan.root_base.as_ref().and_then(|_| infos.pop());
+    let base_id = base_identity(engine, &plan, base_info).await?;
     let list_exists: Vec<bool> = infos
         .split_off(plan.nodes.len())
         .iter()
@@ -284,18 +284,7 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
         .iter()
         .map(|n| plan.request(n, spec, base_id.as_deref()))
         .collect();
-    let current: Vec<bool> = plan
-        .nodes
-        .iter()
-        .zip(&infos)
-        .zip(&reqs)
-        .map(|((_, info), req)| {
-            !spec.no_cache
-                && info.exists
-                && info.label(fingerprint::LABEL)
-                    == req.labels.get(fingerprint::LABEL).map(String::as_str)
-        })
-        .collect();
+    let current = current_nodes(&plan, &infos, &reqs, spec.no_cache);
     // every build is checked before the first one starts, so nothing is half-built
     for (req, cur) in reqs.iter().zip(&current) {
         if !cur {
@@ -342,6 +331,21 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
         }
         results.push(row);
     }
+    // after a failure nothing more is pushed: a release is all of it or none of it
+    let push = spec.push && !failed.iter().any(|f| *f);
+    if push && plan.lists.is_empty() {
+        // current nodes skipped their build, which is where one-invocation engines push
+        for (n, r) in plan.nodes.iter().zip(&results) {
+            if r.outcome == Outcome::UpToDate {
+                for tag in std::iter::once(&n.tag).chain(&n.extra_tags) {
+                    engine
+                        .runner
+                        .stream(&engine.backend.push(tag, n.platforms.len() > 1))
+                        .await?;
+                }
+            }
+        }
+    }
     for (list, exists) in plan.lists.iter().zip(list_exists) {
         if list.nodes.iter().any(|&i| failed[i]) {
             continue;
@@ -359,7 +363,7 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
                 }
             }
         }
-        if spec.push {
+        if push {
             for tag in &list.tags {
                 engine
                     .runner
@@ -380,6 +384,54 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
         }
     }
     Ok(results)
+}
+
+/// A digest-pinned root base is identified by its reference (hashed with the Dockerfile); only
+/// a base named by tag needs its local image id to notice that it changed.
+fn base_pinned(plan: &Plan) -> bool {
+    plan.root_base.as_ref().is_none_or(|b| b.digest().is_some())
+}
+
+/// The root base's id for the fingerprints. A tag-named base that is not local yet is pulled
+/// first, so the id a build records is the one the next run sees.
+async fn base_identity(
+    engine: &Engine,
+    plan: &Plan,
+    info: Option<ImageInfo>,
+) -> Result<Option<String>> {
+    if base_pinned(plan) {
+        return Ok(None);
+    }
+    let (Some(base), Some(info)) = (&plan.root_base, info) else {
+        return Ok(None);
+    };
+    if info.exists || engine.runner.dry_run() {
+        return Ok(info.id);
+    }
+    if !engine.pull(base).await? {
+        return Ok(None);
+    }
+    Ok(engine.inspect(&[base]).await?.pop().and_then(|i| i.id))
+}
+
+/// A node is current when its label matches and its parent is current too: a rebuilt parent
+/// always rebuilds its children.
+fn current_nodes(
+    plan: &Plan,
+    infos: &[ImageInfo],
+    reqs: &[BuildRequest],
+    no_cache: bool,
+) -> Vec<bool> {
+    let mut current: Vec<bool> = Vec::with_capacity(plan.nodes.len());
+    for ((n, info), req) in plan.nodes.iter().zip(infos).zip(reqs) {
+        let own = !no_cache
+            && info.exists
+            && info.label(fingerprint::LABEL)
+                == req.labels.get(fingerprint::LABEL).map(String::as_str);
+        let parent_ok = n.parent.is_none_or(|p| current[p]);
+        current.push(own && parent_ok);
+    }
+    current
 }
 
 /// The end-of-build table: variant x platform, result, time, image id.
@@ -428,11 +480,14 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Ve
         refs.push(b);
     }
     let mut infos: Vec<ImageInfo> = engine.inspect(&refs).await?;
-    let base_id = plan
-        .root_base
-        .as_ref()
-        .and_then(|_| infos.pop())
-        .and_then(|i| i.id);
+    let base_info = plan.root_base.as_ref().and_then(|_| infos.pop());
+    let base_id = base_info.filter(|_| !base_pinned(&plan)).and_then(|i| i.id);
+    let reqs: Vec<BuildRequest> = plan
+        .nodes
+        .iter()
+        .map(|n| plan.request(n, spec, base_id.as_deref()))
+        .collect();
+    let current = current_nodes(&plan, &infos, &reqs, false);
     let graph_parents: BTreeMap<&str, Option<&String>> = graph
         .variants
         .iter()
@@ -442,43 +497,38 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Ve
         .nodes
         .iter()
         .zip(infos)
-        .map(|(n, info)| {
-            let want = plan
-                .request(n, spec, base_id.as_deref())
-                .labels
-                .get(fingerprint::LABEL)
-                .cloned();
-            ListRow {
-                variant: n.variant.clone(),
-                parent: graph_parents
-                    .get(n.variant.as_str())
-                    .cloned()
-                    .flatten()
-                    .cloned(),
-                tag: n.tag.to_string(),
-                built: info.exists,
-                current: info.exists && info.label(fingerprint::LABEL).map(String::from) == want,
-                id: info.id.clone(),
-                digest: info.digest.clone(),
-            }
+        .zip(current)
+        .map(|((n, info), current)| ListRow {
+            variant: n.variant.clone(),
+            parent: graph_parents
+                .get(n.variant.as_str())
+                .cloned()
+                .flatten()
+                .cloned(),
+            tag: n.tag.to_string(),
+            built: info.exists,
+            current,
+            id: info.id.clone(),
+            digest: info.digest.clone(),
         })
         .collect())
 }
 
 pub fn list_table(rows: &[ListRow]) -> String {
     let mut out = format!(
-        "{:<12} {:<12} {:<48} {:<6} {:<8} {}\n",
-        "VARIANT", "PARENT", "TAG", "BUILT", "CURRENT", "ID"
+        "{:<12} {:<12} {:<48} {:<6} {:<8} {:<13} {}\n",
+        "VARIANT", "PARENT", "TAG", "BUILT", "CURRENT", "ID", "DIGEST"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<12} {:<12} {:<48} {:<6} {:<8} {}\n",
+            "{:<12} {:<12} {:<48} {:<6} {:<8} {:<13} {}\n",
             r.variant,
             r.parent.as_deref().unwrap_or("-"),
             r.tag,
             if r.built { "yes" } else { "no" },
             if r.current { "yes" } else { "no" },
-            r.id.as_deref().map(short_id).unwrap_or("-")
+            r.id.as_deref().map(short_id).unwrap_or("-"),
+            r.digest.as_deref().unwrap_or("-"),
         ));
     }
     out

@@ -12,11 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The keys, in the order `config show` prints them.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 10] = [
     "custom_base_image",
     "custom_base_dockerfile",
     "opencode_version",
     "opencode_source",
+    "opencode_variant",
     "backend",
     "platforms",
     "username",
@@ -32,6 +33,7 @@ pub struct RawConfig {
     pub custom_base_dockerfile: Option<String>,
     pub opencode_version: Option<String>,
     pub opencode_source: Option<String>,
+    pub opencode_variant: Option<String>,
     pub backend: Option<String>,
     pub platforms: Option<PlatformsValue>,
     pub username: Option<String>,
@@ -184,6 +186,8 @@ pub struct Config {
     pub custom_base_dockerfile: Option<Utf8PathBuf>,
     pub opencode_version: OpencodeVersion,
     pub opencode_source: OpencodeSource,
+    /// Which upstream build: standard, baseline (no AVX2), musl (Alpine), baseline-musl.
+    pub opencode_variant: super::opencode::Variant,
     pub backend: Option<BackendKind>,
     pub platforms: Vec<Platform>,
     pub username: Username,
@@ -249,6 +253,7 @@ fn raw_to_layer(raw: RawConfig, src: &Source, layer: &mut Layer) {
     put("custom_base_dockerfile", raw.custom_base_dockerfile);
     put("opencode_version", raw.opencode_version);
     put("opencode_source", raw.opencode_source);
+    put("opencode_variant", raw.opencode_variant);
     put("backend", raw.backend);
     put(
         "platforms",
@@ -340,13 +345,6 @@ fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
     };
     let (v, s) = take("platforms", Some(Platform::host().to_string())).expect("default");
     let platforms = Platform::parse_list(&v).map_err(|e| at(e, &s))?;
-    let default_user = if env.host_uid == 0 {
-        "root"
-    } else {
-        "developer"
-    };
-    let (v, s) = take("username", Some(default_user.into())).expect("default");
-    let username = Username::parse(&v).map_err(|e| at(e, &s))?;
     let id = |key: &'static str, v: String, s: Source| -> Result<u32, UserError> {
         v.trim()
             .parse::<u32>()
@@ -365,17 +363,26 @@ fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
     let uid = id("uid", v, s)?;
     let (v, s) = take("gid", Some(env.host_gid.to_string())).expect("default");
     let gid = id("gid", v, s)?;
-    if uid == 0 && username.as_str() != "root" {
-        return Err(UserError(format!(
-            "uid 0 is root; set username to \"root\" or choose a non-zero uid (username is {:?})",
-            username.as_str()
-        )));
+    let default_user = if uid == 0 { "root" } else { "developer" };
+    let (v, s) = take("username", Some(default_user.into())).expect("default");
+    let username = Username::parse(&v).map_err(|e| at(e, &s))?;
+    if (uid == 0) != (username.as_str() == "root") {
+        return Err(at(
+            UserError(format!(
+                "username {:?} does not fit uid {uid}: root is uid 0 and uid 0 is root",
+                username.as_str()
+            )),
+            &s,
+        ));
     }
+    let (v, s) = take("opencode_variant", Some("standard".into())).expect("default");
+    let opencode_variant = super::opencode::Variant::parse(&v).map_err(|e| at(e, &s))?;
     Ok(Config {
         custom_base_image,
         custom_base_dockerfile,
         opencode_version,
         opencode_source,
+        opencode_variant,
         backend,
         platforms,
         username,
@@ -412,6 +419,7 @@ impl Config {
                 }
                 "opencode_version" => Some(self.opencode_version.to_string()),
                 "opencode_source" => Some(self.opencode_source.to_string()),
+                "opencode_variant" => Some(self.opencode_variant.name().to_string()),
                 "backend" => self.backend.map(|b| b.to_string()),
                 "platforms" => Some(Platform::join(&self.platforms)),
                 "username" => Some(self.username.as_str().to_string()),
@@ -537,6 +545,21 @@ mod tests {
         assert!(err.0.ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"), "{err}");
         assert!(
             err.0.contains("repository names must be lowercase"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_root_host_building_for_uid_1000_gets_a_developer_user() {
+        let (_t, home, project) = dirs();
+        let mut env = env_with(&[("OCX_UID", "1000")], &home);
+        env.host_uid = 0;
+        let c = load(&project, &env, &Flags::default()).unwrap();
+        assert_eq!((c.username.as_str(), c.uid), ("developer", 1000));
+        let env = env_with(&[("OCX_USERNAME", "root")], &home);
+        let err = load(&project, &env, &Flags::default()).unwrap_err();
+        assert!(
+            err.0.starts_with("username \"root\" does not fit uid 1234"),
             "{err}"
         );
     }

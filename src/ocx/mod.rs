@@ -16,7 +16,7 @@ use crate::progress::{self, ProgressMode};
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use config::{Config, ConfigEnv, Flags};
-use opencode::{Binary, Fetcher, Variant};
+use opencode::{Binary, Fetcher};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -195,7 +195,7 @@ impl Plan {
     fn fetcher(&self) -> Fetcher<'_> {
         Fetcher {
             source: &self.config.opencode_source,
-            variant: Variant::Standard,
+            variant: self.config.opencode_variant,
             cache_dir: self.cache_dir.clone(),
             vars: &self.vars,
             runner: &self.engine.runner,
@@ -242,10 +242,17 @@ impl Plan {
         if runner.dry_run() && matches!(self.base, Base::Image(_)) {
             base_info.exists = true;
         }
+        if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
+            return user_error("--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base");
+        }
+        if !base_info.exists && matches!(self.base, Base::Image(_)) {
+            return Err(missing_base(&base).into());
+        }
+        // verified binaries first: a bad download must not leave a freshly built base behind
+        let binaries = self.binaries().await?;
         if !base_info.exists || opts.rebuild_base {
             base_info = self.build_base(&base, base_info.exists).await?;
         }
-        let binaries = self.binaries().await?;
         let rendered = dockerfile::render(&dockerfile::Render {
             base: &base,
             version: &self.version,
@@ -282,11 +289,7 @@ impl Plan {
         let runner = &self.engine.runner;
         let _default_ctx;
         let (dockerfile, context) = match &self.base {
-            Base::Image(_) => {
-                return user_error(format!(
-                    "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
-                ));
-            }
+            Base::Image(_) => return Err(missing_base(base).into()),
             Base::Dockerfile {
                 dockerfile,
                 context,
@@ -338,7 +341,7 @@ impl Plan {
                 match fetcher.cached(&self.version, *p) {
                     Some(b) => out.push(b),
                     None => {
-                        let asset = opencode::asset_name(*p, Variant::Standard);
+                        let asset = opencode::asset_name(*p, self.config.opencode_variant);
                         self.engine.runner.note(&format!(
                             "download {asset} {} from {} and verify its checksum",
                             self.version, self.config.opencode_source
@@ -409,6 +412,7 @@ impl Plan {
         req.platforms = self.config.platforms.clone();
         req.labels.insert(fingerprint::LABEL.into(), fp);
         req.output = Output::Load;
+        req.local_parent = true;
         self.engine
             .build(&req)
             .await
@@ -465,6 +469,12 @@ impl Plan {
             remove: true,
         })
     }
+}
+
+fn missing_base(base: &ImageRef) -> UserError {
+    UserError(format!(
+        "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
+    ))
 }
 
 /// `ocx build`

@@ -35,13 +35,22 @@ pub enum Variant {
 impl Variant {
     pub fn parse(s: &str) -> Result<Self, UserError> {
         match s {
-            "standard" | "" => Ok(Variant::Standard),
+            "standard" => Ok(Variant::Standard),
             "baseline" => Ok(Variant::Baseline),
             "musl" => Ok(Variant::Musl),
             "baseline-musl" => Ok(Variant::BaselineMusl),
             _ => Err(UserError(format!(
                 "invalid opencode_variant {s:?}: use standard, baseline, musl or baseline-musl"
             ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Standard => "standard",
+            Variant::Baseline => "baseline",
+            Variant::Musl => "musl",
+            Variant::BaselineMusl => "baseline-musl",
         }
     }
 
@@ -133,7 +142,18 @@ impl Fetcher<'_> {
     ) -> Result<String> {
         let v = match version {
             OpencodeVersion::Exact(v) => return Ok(v.clone()),
-            OpencodeVersion::Latest => self.latest(platforms).await,
+            // what a source answers goes into paths, tags and labels: it must be X.Y.Z too
+            OpencodeVersion::Latest => {
+                self.latest(platforms)
+                    .await
+                    .and_then(|v| match OpencodeVersion::parse(&v) {
+                        Ok(OpencodeVersion::Exact(v)) => Ok(v),
+                        _ => Err(anyhow!(
+                            "the {} source answered {v:?} for the latest opencode version, which is not X.Y.Z",
+                            self.source
+                        )),
+                    })
+            }
         };
         match v {
             Ok(v) => Ok(v),
@@ -238,12 +258,13 @@ impl Fetcher<'_> {
     async fn http_get(&self, url: &str) -> Result<Vec<u8>> {
         let url = url.to_string();
         // a token raises GitHub's rate limit; it goes in a header, never in argv or logs
+        // only to GitHub's own API, never to a mirror named by OCX_GITHUB_API_URL
         let token = self
             .vars
             .get("GITHUB_TOKEN")
             .cloned()
-            .filter(|_| url.starts_with(&self.github_api()));
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            .filter(|_| url.starts_with(GITHUB_API));
+        let download = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
             let agent = ureq::AgentBuilder::new()
                 .timeout_connect(std::time::Duration::from_secs(20))
                 .timeout_read(std::time::Duration::from_secs(120))
@@ -259,8 +280,12 @@ impl Fetcher<'_> {
                 .read_to_end(&mut buf)
                 .with_context(|| format!("reading {url}"))?;
             Ok(buf)
-        })
-        .await?
+        });
+        tokio::select! {
+            got = download => got?,
+            // the blocking thread is abandoned; the process exits before it matters
+            _ = tokio::signal::ctrl_c() => Err(crate::exec::Interrupted.into()),
+        }
     }
 
     async fn download_github(

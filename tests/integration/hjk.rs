@@ -391,3 +391,61 @@ fn a_failed_arch_stops_the_build_unless_no_fastfail() {
         ]
     );
 }
+
+#[test]
+fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
+    let env = build_env("docker");
+    env.fake_reply("buildx-driver", "docker-container");
+    let images = repo().join("images").display().to_string();
+    let out = env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "dind",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        &images,
+        "--registry",
+        "127.0.0.1:5000/hj",
+        "--push",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = env.log();
+    let builds: Vec<&Vec<String>> = log
+        .iter()
+        .filter(|a| a[1] == "buildx" && a[2] == "build")
+        .collect();
+    assert_eq!(builds.len(), 3, "{log:?}");
+    for (b, parent) in builds.iter().zip([
+        None,
+        Some("127.0.0.1:5000/hj:base"),
+        Some("127.0.0.1:5000/hj:systemd"),
+    ]) {
+        assert!(
+            b.windows(2)
+                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
+            "{b:?}"
+        );
+        assert!(
+            b.contains(&"--push".to_string()) && !b.contains(&"--load".to_string()),
+            "{b:?}"
+        );
+        if let Some(p) = parent {
+            assert!(
+                b.windows(2)
+                    .any(|w| w[0] == "--build-arg" && w[1] == format!("BASE_IMAGE={p}")),
+                "{b:?}"
+            );
+        }
+    }
+    assert_eq!(
+        summary_rows(&out.stdout)
+            .iter()
+            .filter(|r| r.2 == "built")
+            .count(),
+        3,
+        "{}",
+        out.stdout
+    );
+}

@@ -236,6 +236,27 @@ fn docker_classic_builds_the_hierarchy_chained() {
         out.stdout
     );
 
+    // a changed parent rebuilds its children too, even though their own files did not change
+    let middle = format!("{images}/middle/Dockerfile");
+    std::fs::write(
+        &middle,
+        std::fs::read_to_string(&middle).unwrap() + "LABEL io.example.middle=2\n",
+    )
+    .unwrap();
+    let out = env.hjk(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results: Vec<String> = summary_rows(&out.stdout)
+        .into_iter()
+        .map(|r| format!("{} {}", r.0, r.2))
+        .collect();
+    assert_eq!(
+        results,
+        ["base up-to-date", "middle built", "top built"],
+        "{}",
+        out.stdout
+    );
+    assert_chained("docker", &format!("{reg}:middle"), &format!("{reg}:top"));
+
     // list: built and current until the top Dockerfile changes
     let list_args = [
         "images",

@@ -601,9 +601,125 @@ fn no_custom_base_uses_the_builtin_default_and_tags_ocx_version() {
         out.stdout
     );
     assert!(
-        lines[1].starts_with("podman build --format docker --tag ocx-default-base:"),
+        lines
+            .iter()
+            .any(|l| l.starts_with("podman build --format docker --tag ocx-default-base:")),
         "{}",
         out.stdout
     );
     assert!(out.stdout.contains("--tag ocx:1.2.3 "), "{}", out.stdout);
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar_instead_of_log_lines() {
+    let mut env = project("podman", "");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    env.vars.remove("CI");
+    env.set("TERM", "xterm");
+    // `script` gives ocx a pseudo-terminal, as a user's shell would
+    let ocx = assert_cmd::cargo::cargo_bin("ocx");
+    let mut c = std::process::Command::new("/usr/bin/script");
+    c.args(["-qec", &format!("{} build", ocx.display()), "/dev/null"])
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project());
+    let out = c.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("built ocx-myproject-dev:1.2.3"), "{screen}");
+    assert!(
+        !screen.contains("+ podman build"),
+        "plain log lines on a terminal: {screen}"
+    );
+    assert!(
+        screen.contains("\u{1b}["),
+        "no terminal control sequences, so no bar: {screen}"
+    );
+    // the bar counts the engine's steps (the fake prints three)
+    assert!(
+        screen.contains("/3 ") && (screen.contains('█') || screen.contains('░')),
+        "{screen:?}"
+    );
+}
+
+#[test]
+fn buildx_container_driver_cannot_build_from_the_local_base() {
+    let env = project("docker", "");
+    env.fake_reply("buildx-driver", "docker-container")
+        .fake_reply(
+            "inspect.json",
+            &format!("[{}]", docker_inspect_entry(BASE, "null")),
+        );
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`docker-container` driver, which cannot see images in the local docker store"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(find(&env.log(), &["buildx", "build"]).is_empty());
+}
+
+#[test]
+fn docker_run_is_recorded_with_the_project_mounted() {
+    let env = project("docker", "");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    )
+    .fake_reply("run-exit", "5");
+    let out = run(env.ocx(&["opencode", "run", "hello"]));
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let log = env.log();
+    let r = find(&log, &["run"])[0];
+    let project = env.project().canonicalize().unwrap().display().to_string();
+    assert_eq!(
+        r[..6],
+        [
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "-v",
+            &format!("{project}:{project}")
+        ]
+        .map(String::from)
+    );
+    assert_eq!(
+        r[r.len() - 4..],
+        [FINAL, "opencode", "run", "hello"].map(String::from)
+    );
+}
+
+#[test]
+fn a_checksum_mismatch_stops_before_the_base_is_built() {
+    let port = github_server("2.0.3", &fake_elf(62), Some(&"0".repeat(64)));
+    let env = github_project(port, "2.0.3");
+    env.fake_reply("inspect.json", "[]");
+    env.write(
+        "project/ocx.json",
+        &format!(r#"{{"custom_base_image": "{BASE}", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "2.0.3", "uid": 1000, "gid": 1000}}"#),
+    );
+    env.write("project/Dockerfile.dev", "FROM scratch\n");
+    let out = run(env.ocx(&["build"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("checksum mismatch"), "{}", out.stderr);
+    assert!(find(&env.log(), &["build"]).is_empty(), "{:?}", env.log());
+}
+
+#[test]
+fn rebuild_base_needs_a_dockerfile() {
+    let env = project("podman", "");
+    env.fake_reply(
+        "inspect.json",
+        &format!("[{}]", docker_inspect_entry(BASE, "null")),
+    );
+    let out = run(env.ocx(&["build", "--rebuild-base"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.stderr.trim(), "error: --rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base");
 }
