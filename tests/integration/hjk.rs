@@ -208,18 +208,18 @@ fn build_env(engine: &str) -> TestEnv {
     env
 }
 
+/// `hjk images build --images-dir <repo>/images ARGS...` against whatever engine `env` has.
+fn build_real(env: &TestEnv, args: &[&str]) -> crate::util::Out {
+    let images = repo().join("images").display().to_string();
+    let mut all = vec!["images", "build", "--images-dir", images.as_str()];
+    all.extend_from_slice(args);
+    env.hjk(&all)
+}
+
 #[test]
 fn unknown_variant_lists_known_ones() {
     let env = build_env("podman");
-    let images = repo().join("images").display().to_string();
-    let out = env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "dinb",
-        "--images-dir",
-        &images,
-    ]);
+    let out = build_real(&env, &["--variant", "dinb"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(
         out.stderr.trim(),
@@ -231,17 +231,7 @@ fn unknown_variant_lists_known_ones() {
 #[test]
 fn unknown_platform_and_malformed_config_are_exit_2() {
     let env = build_env("podman");
-    let images = repo().join("images").display().to_string();
-    let out = env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "dind",
-        "--platform",
-        "linux/riscv64",
-        "--images-dir",
-        &images,
-    ]);
+    let out = build_real(&env, &["--variant", "dind", "--platform", "linux/riscv64"]);
     assert_eq!(out.code, 2);
     assert_eq!(
         out.stderr.trim(),
@@ -251,14 +241,7 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
         "config/headjack/config.yaml",
         "runtime:\n  name: podman\n images: x\n",
     );
-    let out = env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "dind",
-        "--images-dir",
-        &images,
-    ]);
+    let out = build_real(&env, &["--variant", "dind"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.starts_with("error: malformed config ") && out.stderr.lines().count() == 1,
@@ -271,17 +254,10 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
 #[test]
 fn buildx_multi_platform_without_push_is_refused_up_front() {
     let env = build_env("docker");
-    let images = repo().join("images").display().to_string();
-    let out = env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "dind",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-    ]);
+    let out = build_real(
+        &env,
+        &["--variant", "dind", "--platform", "linux/amd64,linux/arm64"],
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr
@@ -396,20 +372,18 @@ fn a_failed_arch_stops_the_build_unless_no_fastfail() {
 fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
     let env = build_env("docker");
     env.fake_reply("buildx-driver", "docker-container");
-    let images = repo().join("images").display().to_string();
-    let out = env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "dind",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        "127.0.0.1:5000/hj",
-        "--push",
-    ]);
+    let out = build_real(
+        &env,
+        &[
+            "--variant",
+            "dind",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--registry",
+            "127.0.0.1:5000/hj",
+            "--push",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = env.log();
     let builds: Vec<&Vec<String>> = log
