@@ -5,12 +5,12 @@
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use camino::Utf8PathBuf;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a build's result goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Into the engine's local image store (one platform on buildx's docker driver).
+    /// Into the engine's local image store (if the engine can keep it: see `Backend::can_load`).
     Load,
     /// To the registry named by the tags.
     Push,
@@ -32,7 +32,8 @@ pub enum PullPolicy {
 pub struct BuildRequest {
     pub context: Utf8PathBuf,
     pub dockerfile: Utf8PathBuf,
-    /// The first tag names the result (and the podman manifest list on multi-platform builds).
+    /// The first tag names the result (and the local multi-platform image, where an engine
+    /// makes one).
     pub tags: Vec<ImageRef>,
     pub platforms: Vec<Platform>,
     pub build_args: BTreeMap<String, String>,
@@ -42,8 +43,11 @@ pub struct BuildRequest {
     pub pull: PullPolicy,
     pub output: Output,
     /// The FROM image exists only in the engine's local store (built by us just before), so
-    /// a builder that cannot see that store (buildx with a container driver) must refuse.
+    /// a builder that cannot see that store (a remote builder) must refuse.
     pub local_parent: bool,
+    /// The `ARG` names the Dockerfile declares, when known: a builder that must pass the
+    /// platform arguments itself passes only these (others draw an "unused" warning).
+    pub declared_args: Option<BTreeSet<String>>,
 }
 
 impl BuildRequest {
@@ -60,7 +64,13 @@ impl BuildRequest {
             pull: PullPolicy::Missing,
             output: Output::Load,
             local_parent: false,
+            declared_args: None,
         }
+    }
+
+    /// Whether the Dockerfile declares `ARG name` (true when unknown).
+    pub fn declares_arg(&self, name: &str) -> bool {
+        self.declared_args.as_ref().is_none_or(|a| a.contains(name))
     }
 
     pub fn primary_tag(&self) -> &ImageRef {
@@ -81,6 +91,8 @@ pub struct ImageInfo {
     pub labels: BTreeMap<String, String>,
     /// Architectures present: one for an image, several for a manifest list.
     pub architectures: Vec<String>,
+    /// The image's default user (`USER`), if it sets one.
+    pub user: Option<String>,
 }
 
 impl ImageInfo {
@@ -105,6 +117,8 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunSpec {
     pub image: String,
+    /// A name we choose, so a container that outlives an interrupted session can be removed.
+    pub name: Option<String>,
     pub command: Vec<String>,
     pub mounts: Vec<Mount>,
     pub workdir: Option<Utf8PathBuf>,
@@ -116,4 +130,46 @@ pub struct RunSpec {
     pub interactive: bool,
     pub platform: Option<Platform>,
     pub remove: bool,
+}
+
+/// The `ARG` names a Dockerfile declares, in any stage. Continuation lines and comments are
+/// handled the way the builders read them; quoting and defaults do not matter for the name.
+pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut logical = String::new();
+    for raw in dockerfile.lines() {
+        let t = raw.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if let Some(body) = t.strip_suffix('\\') {
+            logical.push_str(body);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(t);
+        let line = std::mem::take(&mut logical);
+        let mut words = line.split_whitespace();
+        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("ARG")) {
+            for w in words {
+                let name = w.split('=').next().unwrap_or("");
+                if !name.is_empty() {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_args_in_every_stage() {
+        let text = "ARG BASE_IMAGE=x\nFROM ${BASE_IMAGE}\n# ARG NOPE\narg TARGETARCH\nARG A=1 \\\n  B\nRUN echo\n";
+        let got: Vec<String> = declared_args(text).into_iter().collect();
+        assert_eq!(got, ["A", "B", "BASE_IMAGE", "TARGETARCH"]);
+    }
 }

@@ -1,4 +1,5 @@
-//! XDG base directories, computed from a passed-in environment so tests stay hermetic.
+//! The process environment and the XDG base directories, computed from a passed-in
+//! environment so tests stay hermetic.
 
 use camino::Utf8PathBuf;
 use std::collections::BTreeMap;
@@ -27,4 +28,25 @@ pub fn home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     vars.get("HOME")
         .filter(|h| !h.is_empty())
         .map(Utf8PathBuf::from)
+}
+
+/// The environment as UTF-8 strings. A variable whose name or value is not UTF-8 cannot be one
+/// we read (ours are all ASCII names with text values), so it is left out instead of panicking
+/// the way `std::env::vars` does; one of ours with a non-UTF-8 value is reported.
+pub fn process_env() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => {
+                out.insert(k, v);
+            }
+            (Ok(k), Err(_)) if k.starts_with("OCX_") || k.starts_with("HJK_") => {
+                crate::report::stderr(&format!(
+                    "warning: ignoring {k}: its value is not valid UTF-8\n"
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
 }

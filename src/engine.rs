@@ -1,75 +1,221 @@
-//! A backend bound to the runner: the workflows' handle on an engine. It runs probes lazily
-//! (only before a build), and falls back to one inspect per image only when a combined inspect
-//! cannot be matched to its requests.
+//! A backend bound to the runner: the workflows' only handle on an engine. Its fields are
+//! private, so every engine call goes through a method here and gets the same treatment: probes
+//! run lazily (only before a build), an inspect that cannot be matched falls back to one call
+//! per image, a dead engine is an error and never "image missing", and an interrupted session
+//! does not leave its container behind.
 
-use crate::backend::Backend;
+use crate::backend::{detect, Backend, BackendKind, Inspected, MultiPlatform};
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
-use crate::exec::Runner;
+use crate::error::UserError;
+use crate::exec::{Attach, Captured, NoParser, Runner};
 use crate::image_ref::ImageRef;
-use anyhow::Result;
+use crate::invocation::Invocation;
+use crate::platform::Platform;
+use crate::report::Reporter;
+use anyhow::{anyhow, Result};
+use std::ffi::OsString;
+use std::sync::Arc;
 
 pub struct Engine {
-    pub backend: Box<dyn Backend>,
-    pub runner: Runner,
+    backend: Box<dyn Backend>,
+    runner: Runner,
+    /// Added to every engine call (a temporary registry auth file, set after a login).
+    env: Vec<(String, String)>,
+}
+
+/// Where the user's choice of engine came from, for error messages (`--backend`, `env
+/// OCX_BACKEND`, a config file).
+#[derive(Debug, Clone)]
+pub struct Choice {
+    pub value: String,
+    pub from: String,
 }
 
 impl Engine {
     pub fn new(backend: Box<dyn Backend>, runner: Runner) -> Self {
-        Engine { backend, runner }
+        Engine {
+            backend,
+            runner,
+            env: Vec::new(),
+        }
     }
 
-    /// One `image inspect` for all references.
+    /// Picks the engine (the explicit choice, else the first on `path`) and binds it to a runner
+    /// reporting through `reporter`.
+    pub fn open(
+        choice: Option<&Choice>,
+        path: Option<&OsString>,
+        reporter: Arc<dyn Reporter>,
+        dry_run: bool,
+    ) -> Result<Engine, UserError> {
+        let explicit = choice.map(|c| (c.value.as_str(), c.from.as_str()));
+        let backend = detect::detect(explicit, path)?;
+        Ok(Engine::new(backend, Runner::new(reporter, dry_run)))
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.runner.dry_run()
+    }
+
+    pub fn reporter(&self) -> &dyn Reporter {
+        self.runner.reporter()
+    }
+
+    /// In dry-run mode, shows work that is not a command (a download) in the plan.
+    pub fn note(&self, text: &str) {
+        self.runner.note(text);
+    }
+
+    pub fn multi_platform(&self) -> MultiPlatform {
+        self.backend.multi_platform()
+    }
+
+    pub fn can_load(&self, platforms: &[Platform]) -> bool {
+        self.backend.can_load(platforms)
+    }
+
+    /// Sets environment for every later engine call (e.g. where a login stored credentials).
+    pub fn set_env(&mut self, vars: Vec<(String, String)>) {
+        self.env = vars;
+    }
+
+    fn with_env(&self, inv: Invocation) -> Invocation {
+        inv.envs(self.env.iter().cloned())
+    }
+
+    async fn capture(&self, inv: Invocation) -> Result<Captured> {
+        self.runner.capture(&self.with_env(inv)).await
+    }
+
+    async fn stream(&self, inv: Invocation) -> Result<()> {
+        self.runner
+            .stream(&self.with_env(inv), self.backend.as_ref())
+            .await
+    }
+
+    /// One `image inspect` for all references. An engine that cannot answer (daemon down) is
+    /// an error showing the engine's own message, never "missing".
     pub async fn inspect(&self, refs: &[&ImageRef]) -> Result<Vec<ImageInfo>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
         let inv = self.backend.inspect(refs);
-        let out = self.runner.capture(&inv).await?;
-        if let Some(infos) = self.backend.parse_inspect(refs, &out) {
-            return Ok(infos);
+        let shown = inv.to_string();
+        let out = self.capture(inv).await?;
+        match self.backend.parse_inspect(refs, &out) {
+            Inspected::Facts(infos) => return Ok(infos),
+            Inspected::EngineFailed(msg) => return Err(self.engine_failed(&shown, &msg)),
+            Inspected::Ambiguous => {}
         }
         let mut infos = Vec::with_capacity(refs.len());
         for r in refs {
             let inv = self.backend.inspect(&[r]);
-            let out = self.runner.capture(&inv).await?;
-            let info = self.backend.parse_inspect(&[r], &out);
-            infos.push(
-                info.and_then(|mut v| v.pop())
-                    .unwrap_or_else(ImageInfo::missing),
-            );
+            let shown = inv.to_string();
+            let out = self.capture(inv).await?;
+            match self.backend.parse_inspect(&[r], &out) {
+                Inspected::Facts(mut v) => infos.push(v.pop().unwrap_or_default()),
+                Inspected::EngineFailed(msg) => return Err(self.engine_failed(&shown, &msg)),
+                Inspected::Ambiguous => infos.push(ImageInfo::missing()),
+            }
         }
         Ok(infos)
     }
 
-    /// Probes what the backend needs, checks the request, then runs the build processes.
-    pub async fn build(&self, req: &BuildRequest) -> Result<()> {
-        self.prepare(req).await?;
-        for inv in self.backend.build(req) {
-            self.runner.stream(&inv).await?;
-        }
-        Ok(())
+    fn engine_failed(&self, command: &str, msg: &str) -> anyhow::Error {
+        let hint = self
+            .backend
+            .hint(&[msg.to_string()])
+            .map(|h| format!("\nhint: {h}"))
+            .unwrap_or_default();
+        anyhow!(
+            "{} could not answer `{command}`: {msg}{hint}",
+            self.backend.kind()
+        )
     }
 
-    /// Probes and checks without building, so a multi-node plan can fail before any build.
+    /// Probes what the backend needs and checks the request, without building, so a plan of
+    /// several builds can fail before the first one starts. Probes are read-only and also run
+    /// in dry-run mode, so the printed plan uses the builder a real run would use.
     pub async fn prepare(&self, req: &BuildRequest) -> Result<()> {
-        if !self.runner.dry_run() {
-            while let Some(probe) = self.backend.probe(req) {
-                let out = self.runner.capture(&probe).await?;
-                if let Some(w) = self.backend.learn(&probe, &out) {
-                    self.runner.reporter().warn(&w);
-                }
+        while let Some(probe) = self.backend.probe(req) {
+            let out = self.capture(probe.invocation).await?;
+            if let Some(w) = self.backend.learn(probe.kind, &out) {
+                self.runner.reporter().warn(&w);
             }
         }
         self.backend.check_build(req)?;
         Ok(())
     }
 
-    pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
-        Ok(self
-            .runner
-            .capture(&self.backend.pull(image))
-            .await?
-            .success)
+    /// Prepares, then runs the build processes. A failure is a [`crate::exec::CommandFailed`]
+    /// naming the step it failed at.
+    pub async fn build(&self, req: &BuildRequest) -> Result<()> {
+        self.prepare(req).await?;
+        for inv in self.backend.build(req) {
+            self.stream(inv).await?;
+        }
+        Ok(())
     }
 
-    pub async fn run_interactive(&self, spec: &RunSpec) -> Result<i32> {
-        self.runner.interactive(&self.backend.run(spec)).await
+    /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
+    pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
+        Ok(self.capture(self.backend.pull(image)).await?.success)
     }
+
+    /// Publishes `tags` (see [`Backend::publish`]).
+    pub async fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Result<()> {
+        for inv in self.backend.publish(tags, instances) {
+            self.stream(inv).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `list` a local multi-platform image of `instances`.
+    pub async fn assemble_list(&self, list: &ImageRef, instances: &[&ImageRef]) -> Result<()> {
+        for inv in self.backend.assemble_list(list, instances) {
+            self.stream(inv).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a container attached to the terminal and returns its exit code. If the session is
+    /// interrupted, the named container is removed too: its main process may ignore the signal
+    /// (PID 1 has no default handlers), and the CLI that started it is gone.
+    pub async fn run_interactive(&self, spec: &RunSpec, attach: Attach) -> Result<i32> {
+        let inv = self.with_env(self.backend.run(spec));
+        let result = self.runner.interactive(&inv, attach).await;
+        if let (Err(e), Some(name)) = (&result, &spec.name) {
+            if crate::error::interruption(e).is_some() {
+                let rm = self.with_env(self.backend.remove_container(name));
+                let runner = Runner::new(Arc::new(Silent), false);
+                // the stop request is already recorded, so this call must not wait on it
+                let _ = tokio::time::timeout(
+                    crate::exec::STOP_GRACE,
+                    runner.capture_ignoring_stop(&rm),
+                )
+                .await;
+            }
+        }
+        result
+    }
+
+    /// Runs a tool that is not the engine (npm, cosign, syft, trivy) and requires success.
+    pub async fn tool(&self, inv: &Invocation) -> Result<Captured> {
+        self.runner.check(inv, &NoParser).await
+    }
+
+    /// Runs a long tool process with its output streamed like a build's.
+    pub async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
+        self.runner.stream(inv, &NoParser).await
+    }
+}
+
+/// Reports nothing: for the cleanup after an interruption, which the user did not ask for.
+struct Silent;
+impl Reporter for Silent {
+    fn event(&self, _ev: crate::report::Event) {}
 }

@@ -1,20 +1,32 @@
-//! The one place that spawns processes. Every engine call goes through [`Runner`], so dry-run,
-//! streaming, progress, Ctrl-C and error reporting behave the same for all backends.
+//! The one place that spawns processes. Every engine and tool call goes through [`Runner`], so
+//! dry-run, streaming, progress, signals and error reporting behave the same for all of them.
+//!
+//! Stopping: on SIGINT/SIGTERM/SIGHUP (see [`crate::interrupt`]) the runner forwards the signal
+//! to its child and gives it [`STOP_GRACE`] to clean up (an engine removes its working
+//! container or cancels the build), then kills it; a second Ctrl-C kills at once. Children that do not
+//! need the terminal run in their own process group, so a terminal's Ctrl-C reaches them once,
+//! through us, and never twice.
 
+use crate::error::Interrupted;
+use crate::interrupt;
 use crate::invocation::Invocation;
-use crate::progress::{parse_step, Event, Reporter};
+use crate::report::{Event, Reporter, Step};
 use anyhow::{anyhow, Context, Result};
 use std::collections::VecDeque;
-use std::process::Stdio;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
-use tokio::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
 
 /// How many trailing output lines a failure shows.
 pub const TAIL_LINES: usize = 20;
 
-/// What a captured process printed.
+/// How long a child gets to exit after we forward a stop signal, before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What a captured process printed (decoded lossily: engines may print any bytes).
 #[derive(Debug, Clone, Default)]
 pub struct Captured {
     pub success: bool,
@@ -33,6 +45,29 @@ impl Captured {
             stderr: String::new(),
         }
     }
+
+    /// A failed run that printed `stderr`.
+    pub fn failed(code: i32, stderr: &str) -> Self {
+        Captured {
+            success: false,
+            code: Some(code),
+            stdout: String::new(),
+            stderr: stderr.to_string(),
+        }
+    }
+
+    /// The last [`TAIL_LINES`] lines of both streams.
+    pub fn tail(&self) -> Vec<String> {
+        let mut tail: Vec<String> = self
+            .stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .map(String::from)
+            .collect();
+        let n = tail.len().saturating_sub(TAIL_LINES);
+        tail.drain(..n);
+        tail
+    }
 }
 
 /// A process failed. Shows the exact command and the last lines it printed.
@@ -42,13 +77,20 @@ pub struct CommandFailed {
     pub code: Option<i32>,
     pub tail: Vec<String>,
     pub hint: Option<String>,
+    /// The last build step the engine reported, so a caller can tell which step failed.
+    pub step: Option<Step>,
 }
 
 impl std::fmt::Display for CommandFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = self
+            .step
+            .as_ref()
+            .map(|s| format!(" at step {}/{} ({})", s.current, s.total, s.text))
+            .unwrap_or_default();
         match self.code {
-            Some(c) => write!(f, "command failed with exit code {c}: {}", self.command)?,
-            None => write!(f, "command was killed by a signal: {}", self.command)?,
+            Some(c) => write!(f, "command failed with exit code {c}{at}: {}", self.command)?,
+            None => write!(f, "command was killed by a signal{at}: {}", self.command)?,
         }
         if !self.tail.is_empty() {
             write!(f, "\n--- last {} lines of output ---", self.tail.len())?;
@@ -66,20 +108,39 @@ impl std::fmt::Display for CommandFailed {
 
 impl std::error::Error for CommandFailed {}
 
-/// The user pressed Ctrl-C; the child was killed.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted; the engine process was stopped")
+/// What a runner needs to know about a program's output: its build-step lines and the hints
+/// for its known failures. Backends implement it for their engine; tools use [`NoParser`].
+pub trait OutputParser: Sync {
+    fn step(&self, _line: &str) -> Option<Step> {
+        None
+    }
+    fn hint(&self, _tail: &[String]) -> Option<String> {
+        None
+    }
+    /// A line that only alarms and tells the user nothing (the backend explains it once).
+    fn noise(&self, _line: &str) -> bool {
+        false
     }
 }
 
-impl std::error::Error for Interrupted {}
+pub struct NoParser;
+impl OutputParser for NoParser {}
 
-/// Spawns invocations. With `dry_run` it prints each command (shell-quoted) to stdout instead
-/// and pretends it succeeded with empty output, so workflows plan as if nothing existed yet.
+/// How an interactive child is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attach {
+    /// Our stdin is a terminal the child reads: it stays in our process group, and a Ctrl-C
+    /// from the terminal reaches it directly (opencode's TUI handles it), so we do not forward
+    /// SIGINT; SIGTERM and SIGHUP are still forwarded.
+    pub terminal: bool,
+    /// Its stdout becomes `line` events instead of ours (`--progress json` keeps stdout JSON).
+    pub capture_stdout: bool,
+}
+
+/// Spawns invocations. With `dry_run` it reports each command instead of running it and
+/// pretends it succeeded with empty output; read-only queries still run, so the plan a dry run
+/// prints is the plan a real run follows.
+#[derive(Clone)]
 pub struct Runner {
     dry_run: bool,
     reporter: Arc<dyn Reporter>,
@@ -98,15 +159,29 @@ impl Runner {
         self.reporter.as_ref()
     }
 
-    /// In dry-run mode, prints a note (as a shell comment) about work that is not an engine
-    /// command, such as a download.
+    /// In dry-run mode, reports work that is not a command (a download) as a `#` comment.
     pub fn note(&self, text: &str) {
         if self.dry_run {
-            println!("# {text}");
+            self.reporter.event(Event::Command {
+                command: format!("# {text}"),
+                ran: false,
+            });
         }
     }
 
-    fn command(inv: &Invocation) -> Command {
+    /// Whether to run `inv` for real; in dry-run mode, reports it either way.
+    fn runs(&self, inv: &Invocation) -> bool {
+        if self.dry_run {
+            self.reporter.event(Event::Command {
+                command: inv.to_string(),
+                ran: inv.read_only,
+            });
+            return inv.read_only;
+        }
+        true
+    }
+
+    fn command(inv: &Invocation, own_group: bool) -> Command {
         let mut cmd = Command::new(&inv.program);
         cmd.args(&inv.args)
             .envs(inv.env.iter().map(|(k, v)| (k, v)))
@@ -116,32 +191,60 @@ impl Runner {
             } else {
                 Stdio::null()
             });
+        if own_group {
+            cmd.process_group(0);
+        }
         cmd
     }
 
-    fn spawn_error(inv: &Invocation, e: std::io::Error) -> anyhow::Error {
-        anyhow!("could not start `{}`: {e}", inv.program)
+    fn spawn(inv: &Invocation, cmd: &mut Command) -> Result<Child> {
+        cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                crate::error::UserError(format!(
+                    "could not start `{}`: it is not on PATH; install it or fix PATH",
+                    inv.program
+                ))
+                .into()
+            } else {
+                anyhow!("could not start `{}`: {e}", inv.program)
+            }
+        })
     }
 
     /// Runs to completion and returns its output; a non-zero exit is not an error here, since
     /// callers like `image inspect` treat "missing" as an answer.
     pub async fn capture(&self, inv: &Invocation) -> Result<Captured> {
-        if self.dry_run {
-            println!("{inv}");
-            return Ok(Captured {
-                success: true,
-                code: Some(0),
-                ..Default::default()
-            });
+        if !self.runs(inv) {
+            return Ok(Captured::stdout(""));
         }
-        let mut cmd = Self::command(inv);
+        interrupt::check()?;
+        let mut cmd = Self::command(inv, true);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| Self::spawn_error(inv, e))?;
+        let mut child = Self::spawn(inv, &mut cmd)?;
         feed_stdin(&mut child, inv).await?;
-        let out = tokio::select! {
-            out = child.wait_with_output() => out.with_context(|| format!("waiting for {inv}"))?,
-            _ = tokio::signal::ctrl_c() => return Err(Interrupted.into()),
-        };
+        let out = tokio::spawn(read_all(child.stdout.take()));
+        let err = tokio::spawn(read_all(child.stderr.take()));
+        let status = wait_or_stop(&mut child, false).await;
+        let (out, err) = (
+            drained(out).await.unwrap_or_default(),
+            drained(err).await.unwrap_or_default(),
+        );
+        let status = status.with_context(|| format!("running {inv}"))?;
+        Ok(Captured {
+            success: status.success(),
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    /// Runs to completion even though a stop was requested: for the cleanup an interruption
+    /// itself needs (removing a container the interrupted session left).
+    pub async fn capture_ignoring_stop(&self, inv: &Invocation) -> Result<Captured> {
+        let mut cmd = Self::command(inv, true);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = Self::spawn(inv, &mut cmd)?;
+        let out = child.wait_with_output().await?;
         Ok(Captured {
             success: out.status.success(),
             code: out.status.code(),
@@ -151,22 +254,16 @@ impl Runner {
     }
 
     /// Runs and requires success; a failure is a [`CommandFailed`] with the output tail.
-    pub async fn check(&self, inv: &Invocation) -> Result<Captured> {
+    pub async fn check(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<Captured> {
         let out = self.capture(inv).await?;
-        if !out.success {
-            let mut tail: Vec<String> = out
-                .stdout
-                .lines()
-                .chain(out.stderr.lines())
-                .map(String::from)
-                .collect();
-            let n = tail.len().saturating_sub(TAIL_LINES);
-            tail.drain(..n);
+        if !out.success && !inv.may_fail {
+            let tail = out.tail();
             return Err(CommandFailed {
                 command: inv.to_string(),
                 code: out.code,
+                hint: parser.hint(&tail),
                 tail,
-                hint: None,
+                step: None,
             }
             .into());
         }
@@ -175,70 +272,78 @@ impl Runner {
 
     /// Runs a long process (a build), streaming stdout and stderr concurrently to the reporter
     /// line by line, turning step lines into progress, and keeping the last lines for errors.
-    /// Ctrl-C kills the child and returns [`Interrupted`].
-    pub async fn stream(&self, inv: &Invocation) -> Result<()> {
-        if self.dry_run {
-            println!("{inv}");
+    pub async fn stream(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<()> {
+        if !self.runs(inv) {
             return Ok(());
         }
+        interrupt::check()?;
         let started = Instant::now();
+        let command = inv.to_string();
         self.reporter.event(Event::Start {
-            command: inv.to_string(),
+            command: command.clone(),
         });
-        let mut cmd = Self::command(inv);
+        let mut cmd = Self::command(inv, true);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| Self::spawn_error(inv, e))?;
+        let mut child = Self::spawn(inv, &mut cmd)?;
         feed_stdin(&mut child, inv).await?;
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
-        let out = pump(
-            child.stdout.take(),
-            "stdout",
-            self.reporter.clone(),
-            tail.clone(),
-        );
-        let err = pump(
-            child.stderr.take(),
-            "stderr",
-            self.reporter.clone(),
-            tail.clone(),
-        );
-        let finished = {
-            let waited = async {
-                let (_, _, status) = tokio::join!(out, err, child.wait());
-                status
-            };
-            tokio::select! {
-                status = waited => Some(status),
-                _ = tokio::signal::ctrl_c() => None,
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        // steps are parsed here, where the parser lives; the pumps only move bytes to lines
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, String)>();
+        let pumps = [
+            tokio::spawn(pump(child.stdout.take(), "stdout", tx.clone())),
+            tokio::spawn(pump(child.stderr.take(), "stderr", tx)),
+        ];
+        let reporter = self.reporter.clone();
+        let seen2 = seen.clone();
+        let forward = async move {
+            while let Some((stream, line)) = rx.recv().await {
+                if parser.noise(&line) {
+                    continue;
+                }
+                let step = parser.step(&line);
+                {
+                    let mut s = seen2.lock().unwrap_or_else(|p| p.into_inner());
+                    if s.tail.len() == TAIL_LINES {
+                        s.tail.pop_front();
+                    }
+                    s.tail.push_back(line.clone());
+                    if let Some(st) = &step {
+                        s.step = Some(st.clone());
+                    }
+                }
+                if let Some(st) = step {
+                    reporter.event(Event::Step(st));
+                }
+                reporter.event(Event::Line { stream, line });
             }
         };
-        let Some(status) = finished else {
-            // kill and reap, so no engine process outlives us (kill_on_drop would not reap)
-            let _ = child.kill().await;
-            self.reporter.event(Event::Finish {
-                command: inv.to_string(),
-                success: false,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-            return Err(Interrupted.into());
-        };
-        let status = status.with_context(|| format!("waiting for {inv}"))?;
+        let (status, ()) = tokio::join!(
+            async {
+                let st = wait_or_stop(&mut child, false).await;
+                for p in pumps {
+                    let _ = drained(p).await;
+                }
+                st
+            },
+            forward
+        );
+        let seconds = started.elapsed().as_secs_f64();
+        let ok = status.as_ref().map(|s| s.success()).unwrap_or(false);
         self.reporter.event(Event::Finish {
-            command: inv.to_string(),
-            success: status.success(),
-            seconds: started.elapsed().as_secs_f64(),
+            command: command.clone(),
+            success: ok,
+            seconds,
         });
-        if !status.success() && inv.may_fail {
-            return Ok(());
-        }
-        if !status.success() {
-            let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
-            let hint = hint_for(&tail);
+        let status = status.with_context(|| format!("running {command}"))?;
+        let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+        if !status.success() && !inv.may_fail {
+            let tail: Vec<String> = seen.tail.into_iter().collect();
             return Err(CommandFailed {
-                command: inv.to_string(),
+                command,
                 code: status.code(),
+                hint: parser.hint(&tail),
                 tail,
-                hint,
+                step: seen.step,
             }
             .into());
         }
@@ -246,77 +351,185 @@ impl Runner {
     }
 
     /// Runs with the terminal attached (an agent session) and returns the child's exit code, so
-    /// a wrapper can pass it through. Ctrl-C reaches the child through the terminal; we keep
-    /// waiting for it instead of dying first.
-    pub async fn interactive(&self, inv: &Invocation) -> Result<i32> {
-        if self.dry_run {
-            println!("{inv}");
+    /// a wrapper can pass it through.
+    pub async fn interactive(&self, inv: &Invocation, attach: Attach) -> Result<i32> {
+        if !self.runs(inv) {
             return Ok(0);
         }
+        interrupt::check()?;
         let mut cmd = Command::new(&inv.program);
         cmd.args(&inv.args)
             .envs(inv.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| Self::spawn_error(inv, e))?;
-        loop {
-            tokio::select! {
-                status = child.wait() => {
-                    let status = status.with_context(|| format!("waiting for {inv}"))?;
-                    use std::os::unix::process::ExitStatusExt;
-                    return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
-                }
-                _ = tokio::signal::ctrl_c() => continue,
-            }
+        if !attach.terminal {
+            cmd.process_group(0);
         }
+        if attach.capture_stdout {
+            cmd.stdout(Stdio::piped());
+        }
+        let mut child = Self::spawn(inv, &mut cmd)?;
+        let pump = tokio::spawn({
+            let reporter = self.reporter.clone();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let p = pump(child.stdout.take(), "stdout", tx);
+            async move {
+                let fwd = async {
+                    while let Some((stream, line)) = rx.recv().await {
+                        reporter.event(Event::Line { stream, line });
+                    }
+                };
+                tokio::join!(p, fwd);
+            }
+        });
+        let status = wait_or_stop(&mut child, attach.terminal).await;
+        let _ = drained(pump).await;
+        let status = status.with_context(|| format!("running {inv}"))?;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 }
 
-async fn feed_stdin(child: &mut tokio::process::Child, inv: &Invocation) -> Result<()> {
+#[derive(Default)]
+struct Seen {
+    tail: VecDeque<String>,
+    step: Option<Step>,
+}
+
+/// Waits for the child; on a stop request forwards the signal, waits [`STOP_GRACE`] (or a
+/// second stop), kills what is left, and fails with [`Interrupted`]. `terminal`: a terminal
+/// Ctrl-C already reached the child, so SIGINT is not forwarded (nor counted as a stop).
+async fn wait_or_stop(child: &mut Child, terminal: bool) -> Result<ExitStatus> {
+    let why = tokio::select! {
+        status = child.wait() => return Ok(status?),
+        why = interrupt::wait_where(|w| !(terminal && w == Interrupted::Signal(libc::SIGINT))) => why,
+    };
+    stop(child, why).await;
+    Err(why.into())
+}
+
+async fn stop(child: &mut Child, why: Interrupted) {
+    let sig = match why {
+        Interrupted::Signal(libc::SIGINT) => libc::SIGINT,
+        _ => libc::SIGTERM,
+    };
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on a pid we spawned and have not reaped yet
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+    let pid = child.id();
+    tokio::select! {
+        _ = child.wait() => return,
+        _ = tokio::time::sleep(STOP_GRACE) => {}
+        _ = interrupt::escalated() => {}
+    }
+    if let Some(pid) = pid {
+        // the whole group: whatever the engine started and could not clean up
+        // SAFETY: kill(2) on the process group of a child we spawned
+        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    }
+    let _ = child.kill().await;
+}
+
+async fn feed_stdin(child: &mut Child, inv: &Invocation) -> Result<()> {
     if let (Some(data), Some(mut stdin)) = (&inv.stdin, child.stdin.take()) {
         stdin
             .write_all(data)
             .await
-            .context("writing to the engine's stdin")?;
+            .context("writing to the child's stdin")?;
         drop(stdin);
     }
     Ok(())
 }
 
-async fn pump(
-    stream: Option<impl AsyncRead + Unpin>,
-    name: &'static str,
-    reporter: Arc<dyn Reporter>,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) {
-    let Some(stream) = stream else { return };
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(step) = parse_step(&line) {
-            reporter.event(Event::Step(step));
-        }
-        {
-            let mut t = tail.lock().unwrap();
-            if t.len() == TAIL_LINES {
-                t.pop_front();
-            }
-            t.push_back(line.clone());
-        }
-        reporter.event(Event::Line { stream: name, line });
+async fn read_all(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut s) = stream {
+        let _ = s.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// Joins an output task, but not forever: a grandchild that inherited the pipe (a daemon the
+/// engine started) can keep it open after the child itself exited.
+async fn drained<T>(task: tokio::task::JoinHandle<T>) -> Option<T> {
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(v)) => Some(v),
+        _ => None,
     }
 }
 
-/// Known failures in engine output, with what to do about them.
-fn hint_for(tail: &[String]) -> Option<String> {
-    let text = tail.join("\n");
-    let hints = [
-        ("exec format error", "the base image lacks this architecture or qemu binfmt is not installed; install qemu-user-static"),
-        ("no space left on device", "free disk space, e.g. `podman system prune` or `docker system prune`"),
-        ("permission denied while trying to connect to the docker daemon", "add yourself to the docker group or use --backend podman"),
-        ("Cannot connect to the Docker daemon", "start dockerd (e.g. `sudo systemctl start docker`) or use --backend podman"),
-        ("manifest unknown", "the base image tag does not exist in the registry; check the name"),
-    ];
-    hints
-        .iter()
-        .find(|(needle, _)| text.contains(needle))
-        .map(|(_, h)| h.to_string())
+/// Splits a stream into lines. Reads bytes and decodes lossily, so a non-UTF-8 byte never stops
+/// the draining (a child blocked on a full pipe would hang, or die of a broken pipe).
+async fn pump(
+    stream: Option<impl AsyncRead + Unpin>,
+    name: &'static str,
+    tx: tokio::sync::mpsc::UnboundedSender<(&'static str, String)>,
+) {
+    let Some(stream) = stream else { return };
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                if tx.send((name, line)).is_err() {
+                    // nobody listens any more; keep draining so the child never blocks
+                    continue;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Event;
+
+    struct Collect(Mutex<Vec<String>>);
+    impl Reporter for Collect {
+        fn event(&self, ev: Event) {
+            if let Event::Line { line, .. } = ev {
+                self.0.lock().unwrap().push(line);
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn non_utf8_output_is_drained_and_decoded_lossily() {
+        let rep = Arc::new(Collect(Mutex::new(Vec::new())));
+        let runner = Runner::new(rep.clone(), false);
+        // 200 lines with an invalid byte each, more than a pipe buffer, then a marker
+        let script = r#"i=0; while [ $i -lt 2000 ]; do printf 'caf\351 %s\n' $i; i=$((i+1)); done; echo done"#;
+        let inv = Invocation::new("sh").args(["-c", script]);
+        runner.stream(&inv, &NoParser).await.unwrap();
+        let lines = rep.0.lock().unwrap();
+        assert_eq!(lines.len(), 2001);
+        assert_eq!(lines[0], "caf\u{fffd} 0");
+        assert_eq!(lines.last().unwrap(), "done");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failure_names_the_command_and_keeps_the_tail() {
+        let rep = Arc::new(Collect(Mutex::new(Vec::new())));
+        let runner = Runner::new(rep, false);
+        let inv = Invocation::new("sh").args(["-c", "echo one; echo two >&2; exit 3"]);
+        let err = runner.stream(&inv, &NoParser).await.unwrap_err();
+        let failed = err.downcast_ref::<CommandFailed>().unwrap();
+        assert_eq!(failed.code, Some(3));
+        let mut tail = failed.tail.clone();
+        tail.sort();
+        assert_eq!(tail, ["one", "two"]);
+        let out = runner
+            .capture(&Invocation::new("sh").args(["-c", "printf 'a\\377'; exit 4"]))
+            .await
+            .unwrap();
+        assert_eq!((out.code, out.stdout.as_str()), (Some(4), "a\u{fffd}"));
+    }
 }

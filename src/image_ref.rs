@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 /// A validated image reference. Keeps what the user wrote (engines resolve short names against
-/// their own local stores, and podman would not find `docker.io/local/x` for a local `local/x`)
+/// their own local stores, and an engine may not find `docker.io/local/x` for a local `local/x`)
 /// alongside the docker-normalized form used for comparison and display.
 ///
 /// oci-spec's grammar regex takes ~60 ms to compile (its tag class is Unicode `\w{0,127}`),
@@ -98,20 +98,20 @@ impl ImageRef {
         }
     }
 
-    /// Whether `other` names the same image as `self` once both are normalized. Podman reports
-    /// locally built images as `localhost/<name>`, which docker-style normalization does not
-    /// produce, so that form is accepted too.
-    pub fn matches_engine_name(&self, engine_name: &str) -> bool {
-        let Ok(other) = ImageRef::parse(engine_name) else {
-            return false;
-        };
-        if other.normalized() == self.normalized() {
-            return true;
+    /// Whether the reference names its registry host (`ghcr.io/x`, `localhost:5000/x`), by
+    /// the distribution rule for the first path component. Engines resolve the rest against a
+    /// default registry (each engine has its own; see the backends' `names_match`).
+    pub fn has_explicit_registry(&self) -> bool {
+        let s = self.name_as_written();
+        match s.split_once('/') {
+            Some((first, _)) => {
+                first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.starts_with('[')
+                    || first.chars().any(|c| c.is_ascii_uppercase())
+            }
+            None => false,
         }
-        other.registry() == "localhost"
-            && self.registry() == "docker.io"
-            && other.repository() == self.name_as_written()
-            && other.tag() == self.tag()
     }
 
     /// A repository name derived from this reference: lowercase, with registry, path, tag and
@@ -304,12 +304,20 @@ mod tests {
     }
 
     #[test]
-    fn podman_localhost_names_match() {
-        let r = ImageRef::parse("ocx-dev:1.2.3").unwrap();
-        assert!(r.matches_engine_name("localhost/ocx-dev:1.2.3"));
-        assert!(r.matches_engine_name("docker.io/library/ocx-dev:1.2.3"));
-        assert!(!r.matches_engine_name("localhost/ocx-dev:1.2.4"));
-        let r = ImageRef::parse("local/debian:bookworm").unwrap();
-        assert!(r.matches_engine_name("localhost/local/debian:bookworm"));
+    fn explicit_registry_hosts() {
+        for (r, want) in [
+            ("ocx-dev:1", false),
+            ("local/debian:bookworm", false),
+            ("localhost/x", true),
+            ("ghcr.io/a/b", true),
+            ("localhost:5000/x", true),
+            ("[::1]:5000/x", true),
+        ] {
+            assert_eq!(
+                ImageRef::parse(r).unwrap().has_explicit_registry(),
+                want,
+                "{r}"
+            );
+        }
     }
 }

@@ -16,6 +16,9 @@ pub struct Invocation {
     /// A failure is expected and harmless (removing something that may not exist, on a CLI
     /// with no `--ignore` flag for it); the runner reports it and goes on.
     pub may_fail: bool,
+    /// Changes nothing (an inspect, a version probe), so `--dry-run` runs it for real and the
+    /// plan it prints is the plan a real run follows.
+    pub read_only: bool,
 }
 
 impl Invocation {
@@ -42,6 +45,28 @@ impl Invocation {
 
     pub fn may_fail(mut self) -> Self {
         self.may_fail = true;
+        self
+    }
+
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Bytes for the child's stdin: how secrets reach a child (`login --password-stdin`).
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -90,12 +115,12 @@ mod tests {
 
     #[test]
     fn display_is_shell_quoted() {
-        let inv = Invocation::new("podman")
+        let inv = Invocation::new("engine")
             .args(["build", "--label", "a=b c", "-t", "x:1"])
             .env("DOCKER_BUILDKIT", "0");
         assert_eq!(
             inv.to_string(),
-            "DOCKER_BUILDKIT=0 podman build --label 'a=b c' -t x:1"
+            "DOCKER_BUILDKIT=0 engine build --label 'a=b c' -t x:1"
         );
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert_eq!(quote("--pull=missing"), "--pull=missing");

@@ -1,5 +1,6 @@
 //! agent-images: builds and runs the container images CLI coding agents run in, on docker
-//! (buildx or classic), podman and Apple `container`. See DESIGN.md for the layers.
+//! (buildx or classic), podman and Apple `container`. ARCHITECTURE.md describes the layers;
+//! `backend/` is the only module that knows one engine from another.
 
 pub mod backend;
 pub mod build;
@@ -11,7 +12,9 @@ pub mod exec;
 pub mod fingerprint;
 pub mod hjk;
 pub mod image_ref;
+pub mod interrupt;
 pub mod invocation;
 pub mod ocx;
 pub mod platform;
-pub mod progress;
+pub mod report;
+pub mod version;

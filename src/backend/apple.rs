@@ -1,13 +1,16 @@
 //! Apple `container`: `container build` with one `--arch` per platform, and image commands
 //! under `container image ...`. It has no build contexts beyond the directory, which is why
-//! parents are built by us and referenced by tag.
+//! parents are built by us and referenced by tag. Its builder is BuildKit, so step lines are
+//! BuildKit's. <https://github.com/apple/container/blob/main/docs/command-reference.md>
 
-use super::{common_build_flags, labels_at, Backend, BackendKind};
-use crate::build::{BuildRequest, ImageInfo, Output, RunSpec};
+use super::compat::{build_flags, run_flags};
+use super::{hint_from, labels_at, Backend, BackendKind, Inspected};
+use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
-use crate::exec::Captured;
+use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
+use crate::report::Step;
 
 pub struct Apple {
     program: String,
@@ -25,12 +28,35 @@ impl Apple {
     }
 }
 
+impl OutputParser for Apple {
+    fn step(&self, line: &str) -> Option<Step> {
+        super::buildkit_step(line)
+    }
+
+    fn hint(&self, tail: &[String]) -> Option<String> {
+        hint_from(
+            tail,
+            &[(
+                "xpc connection error",
+                "the container system service is not running: `container system start`",
+            )],
+        )
+    }
+}
+
 impl Backend for Apple {
     fn kind(&self) -> BackendKind {
         BackendKind::Apple
     }
 
-    fn check_build(&self, _req: &BuildRequest) -> Result<(), UserError> {
+    /// `container build` has no pull-policy flag: it always resolves the base from its own
+    /// store or the registry, so a policy other than the default would be silently ignored.
+    fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
+        if req.pull != PullPolicy::Missing {
+            return Err(UserError(
+                "Apple container's builder has no pull policy flag; drop the pull option or use --backend docker/podman".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -43,18 +69,14 @@ impl Backend for Apple {
             inv = inv.args(["--arch", p.arch()]);
         }
         inv = inv.args(["--os", "linux"]);
-        inv = inv.args(common_build_flags(req));
+        inv = inv.args(build_flags(req));
         if let Output::Oci(p) = &req.output {
             inv = inv.args(["--output".to_string(), format!("type=oci,dest={p}")]);
         }
         inv = inv.args(["--progress", "plain"]).arg(req.context.as_str());
         let mut out = vec![inv];
         if req.output == Output::Push {
-            out.extend(
-                req.tags
-                    .iter()
-                    .map(|t| self.push(t, req.is_multi_platform())),
-            );
+            out.extend(self.publish(&req.tags, &[]));
         }
         out
     }
@@ -63,20 +85,29 @@ impl Backend for Apple {
         self.cmd()
             .args(["image", "inspect"])
             .args(refs.iter().map(|r| r.as_str()))
+            .read_only()
     }
 
     /// Two shapes exist: 0.x prints `{name, index: {digest}, variants}`, 1.x prints
     /// `{id, configuration: {name, descriptor: {digest}}, variants}`. Labels and architecture
     /// live in `variants[]` in both; `unknown/unknown` variants are attestations.
-    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected {
         let entries: Vec<serde_json::Value> = if out.stdout.trim().is_empty() {
             Vec::new()
         } else {
-            serde_json::from_str(&out.stdout).ok()?
+            match serde_json::from_str(&out.stdout) {
+                Ok(e) => e,
+                Err(_) => return Inspected::EngineFailed(out.stderr.trim().to_string()),
+            }
         };
+        let err = out.stderr.to_ascii_lowercase();
+        let missing = err.contains("not found") || err.contains("notfound");
+        if !out.success && !missing {
+            return Inspected::EngineFailed(out.stderr.trim().to_string());
+        }
         // 1.x prints nothing at all when any one image is missing: ask one at a time
         if !out.success && entries.is_empty() && refs.len() > 1 {
-            return None;
+            return Inspected::Ambiguous;
         }
         let mut infos = vec![ImageInfo::missing(); refs.len()];
         for e in &entries {
@@ -85,7 +116,9 @@ impl Backend for Apple {
                 .or_else(|| e.pointer("/configuration/name"))
                 .and_then(|n| n.as_str())
                 .unwrap_or("");
-            let i = refs.iter().position(|r| r.matches_engine_name(name))?;
+            let Some(i) = refs.iter().position(|r| self.names_match(r, name)) else {
+                return Inspected::Ambiguous;
+            };
             let digest = e
                 .pointer("/index/digest")
                 .or_else(|| e.pointer("/configuration/descriptor/digest"))
@@ -93,6 +126,7 @@ impl Backend for Apple {
                 .map(String::from);
             let mut labels = Default::default();
             let mut architectures = Vec::new();
+            let mut user = None;
             for v in e
                 .get("variants")
                 .and_then(|v| v.as_array())
@@ -107,6 +141,11 @@ impl Backend for Apple {
                     continue;
                 }
                 architectures.push(arch.to_string());
+                user = user.or_else(|| {
+                    v.pointer("/config/config/User")
+                        .and_then(|u| u.as_str())
+                        .map(String::from)
+                });
                 let l = labels_at(v.pointer("/config/config/Labels"));
                 if !l.is_empty() {
                     labels = l;
@@ -118,9 +157,10 @@ impl Backend for Apple {
                 digest,
                 labels,
                 architectures,
+                user,
             };
         }
-        Some(infos)
+        Inspected::Facts(infos)
     }
 
     fn pull(&self, image: &ImageRef) -> Invocation {
@@ -132,8 +172,12 @@ impl Backend for Apple {
             .args(["image", "tag", src.as_str(), dst.as_str()])
     }
 
-    fn push(&self, image: &ImageRef, _multi_platform: bool) -> Invocation {
-        self.cmd().args(["image", "push", image.as_str()])
+    /// Apple's store keeps one image with every architecture it was built for, so a tag is
+    /// pushed whole; per-platform instances are never built on this engine.
+    fn publish(&self, tags: &[ImageRef], _instances: &[&ImageRef]) -> Vec<Invocation> {
+        tags.iter()
+            .map(|t| self.cmd().args(["image", "push", t.as_str()]))
+            .collect()
     }
 
     fn remove(&self, images: &[&ImageRef]) -> Invocation {
@@ -143,11 +187,15 @@ impl Backend for Apple {
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation {
-        let mut inv = self.cmd().arg("run").args(super::common_run_flags(spec));
+        let mut inv = self.cmd().arg("run").args(run_flags(spec));
         if let Some(p) = spec.platform {
             inv = inv.args(["--arch", p.arch()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+
+    fn remove_container(&self, name: &str) -> Invocation {
+        self.cmd().args(["delete", "--force", name]).may_fail()
     }
 }
 
@@ -166,11 +214,11 @@ mod tests {
     fn both_inspect_shapes() {
         let a = Apple::new("container");
         let r = ImageRef::parse("ocx-dev:1").unwrap();
-        let old = a
-            .parse_inspect(&[&r], &Captured::stdout(OLD))
-            .unwrap()
-            .pop()
-            .unwrap();
+        let facts = |out: &str| match a.parse_inspect(&[&r], &Captured::stdout(out)) {
+            Inspected::Facts(mut v) => v.pop().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let old = facts(OLD);
         assert_eq!(
             (
                 old.digest.as_deref(),
@@ -179,11 +227,7 @@ mod tests {
             ),
             (Some("sha256:1111"), vec!["arm64".to_string()], Some("v"))
         );
-        let new = a
-            .parse_inspect(&[&r], &Captured::stdout(NEW))
-            .unwrap()
-            .pop()
-            .unwrap();
+        let new = facts(NEW);
         assert_eq!(
             (
                 new.digest.as_deref(),
@@ -201,13 +245,14 @@ mod tests {
             ImageRef::parse("x:1").unwrap(),
             ImageRef::parse("y:1").unwrap(),
         );
-        let failed = Captured {
-            success: false,
-            code: Some(1),
-            ..Default::default()
-        };
-        assert!(a.parse_inspect(&[&x, &y], &failed).is_none());
-        assert!(!a.parse_inspect(&[&x], &failed).unwrap()[0].exists);
+        let failed = Captured::failed(1, "Error: notFound: \"x:1\"");
+        assert_eq!(a.parse_inspect(&[&x, &y], &failed), Inspected::Ambiguous);
+        assert!(matches!(a.parse_inspect(&[&x], &failed), Inspected::Facts(v) if !v[0].exists));
+        let down = Captured::failed(1, "Error: XPC connection error: Connection invalid");
+        assert!(matches!(
+            a.parse_inspect(&[&x], &down),
+            Inspected::EngineFailed(_)
+        ));
     }
 
     #[test]
@@ -243,7 +288,7 @@ mod tests {
         };
         assert_eq!(
             a.run(&spec).to_string(),
-            "container run --rm -e GEMINI_API_KEY --user 501:20 --arch amd64 a:1 sh"
+            "container run --rm --env GEMINI_API_KEY --user 501:20 --arch amd64 a:1 sh"
         );
     }
 }

@@ -35,12 +35,16 @@ pub fn detect(
             }
             kind
         }
-        None => BackendKind::ALL
-            .into_iter()
-            .find(|k| find_on_path(k.program(), path).is_some())
-            .ok_or_else(no_engine)?,
+        None => first_on_path(path).ok_or_else(no_engine)?,
     };
     Ok(construct(kind))
+}
+
+/// The engine detection picks when nothing is chosen, if any is installed.
+pub fn first_on_path(path: Option<&OsString>) -> Option<BackendKind> {
+    BackendKind::ALL
+        .into_iter()
+        .find(|k| find_on_path(k.program(), path).is_some())
 }
 
 pub fn construct(kind: BackendKind) -> Box<dyn Backend> {

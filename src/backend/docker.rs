@@ -1,13 +1,17 @@
 //! Docker: `docker buildx build` when the buildx plugin answers, otherwise the classic builder
 //! (`DOCKER_BUILDKIT=0 docker build`), which is single-platform and does not set TARGETARCH.
+//! <https://docs.docker.com/reference/cli/docker/buildx/build/>,
+//! <https://docs.docker.com/reference/cli/docker/image/build_legacy/>
 
-use super::{common_build_flags, common_run_flags, labels_at, match_inspect, Backend, BackendKind};
+use super::compat::{build_flags, DockerCli};
+use super::{hint_from, labels_at, Backend, BackendKind, Inspected, Probe, ProbeKind};
 use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
-use crate::exec::Captured;
+use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
+use crate::report::Step;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,36 +21,69 @@ pub enum Builder {
 }
 
 pub struct Docker {
-    program: String,
+    cli: DockerCli,
     builder: OnceLock<Builder>,
     /// The current buildx builder's driver (`docker`, `docker-container`, ...), learned only
-    /// for multi-platform builds, where the `docker` driver cannot work.
+    /// for multi-platform builds and builds FROM a local image, where it matters.
     driver: OnceLock<String>,
 }
+
+/// The docker 23+ client prints this block on every classic build; the warning we give when
+/// we fall back says why, once, and the block itself is kept out of the output.
+const LEGACY_NOTICE: [&str; 3] = [
+    "DEPRECATED: The legacy builder is deprecated",
+    "Install the buildx component to build images with BuildKit",
+    "https://docs.docker.com/go/buildx/",
+];
 
 impl Docker {
     pub fn new(program: impl Into<String>) -> Self {
         Docker {
-            program: program.into(),
+            cli: DockerCli::new(program),
             builder: OnceLock::new(),
             driver: OnceLock::new(),
         }
     }
 
-    /// A backend whose builder is already known (tests, dry-run snapshots).
+    /// A backend whose builder is already known (tests).
     pub fn with_builder(program: impl Into<String>, builder: Builder) -> Self {
         let d = Docker::new(program);
         let _ = d.builder.set(builder);
         d
     }
 
-    /// Dry-run plans assume buildx when nothing was probed.
+    /// Before the probe has answered, plans assume buildx.
     pub fn builder(&self) -> Builder {
         *self.builder.get().unwrap_or(&Builder::Buildx)
     }
 
     fn cmd(&self) -> Invocation {
-        Invocation::new(&self.program)
+        self.cli.cmd()
+    }
+}
+
+impl OutputParser for Docker {
+    fn step(&self, line: &str) -> Option<Step> {
+        use std::sync::OnceLock;
+        static CLASSIC: OnceLock<regex::Regex> = OnceLock::new();
+        let re =
+            CLASSIC.get_or_init(|| regex::Regex::new(r"^Step (\d+)/(\d+) : (.*)$").expect("step"));
+        super::step_from(re, line).or_else(|| super::buildkit_step(line))
+    }
+
+    fn hint(&self, tail: &[String]) -> Option<String> {
+        hint_from(
+            tail,
+            &[
+                ("permission denied while trying to connect to the docker daemon", "add yourself to the docker group, or use --backend podman"),
+                ("cannot connect to the docker daemon", "start dockerd (e.g. `sudo systemctl start docker`), check DOCKER_HOST / `docker context ls`, or use --backend podman"),
+                ("no space left on device", "docker's storage is full: `docker system prune` frees unused images and build cache"),
+            ],
+        )
+    }
+
+    fn noise(&self, line: &str) -> bool {
+        LEGACY_NOTICE.iter().any(|n| line.contains(n))
     }
 }
 
@@ -55,78 +92,88 @@ impl Backend for Docker {
         BackendKind::Docker
     }
 
-    fn probe(&self, req: &BuildRequest) -> Option<Invocation> {
-        match self.builder.get() {
-            None => Some(self.cmd().args(["buildx", "version"])),
+    fn probe(&self, req: &BuildRequest) -> Option<Probe> {
+        let (kind, args) = match self.builder.get() {
+            None => (ProbeKind::Builder, ["buildx", "version"]),
             Some(Builder::Buildx)
                 if (req.is_multi_platform() || req.local_parent) && self.driver.get().is_none() =>
             {
-                Some(self.cmd().args(["buildx", "inspect"]))
+                (ProbeKind::BuilderDriver, ["buildx", "inspect"])
             }
-            _ => None,
-        }
+            _ => return None,
+        };
+        Some(Probe {
+            kind,
+            invocation: self.cmd().args(args).read_only(),
+        })
     }
 
-    fn learn(&self, probe: &Invocation, out: &Captured) -> Option<String> {
-        if probe.args.get(1).map(String::as_str) == Some("version") {
-            let b = if out.success {
-                Builder::Buildx
-            } else {
-                Builder::Classic
-            };
-            let _ = self.builder.set(b);
-            return (b == Builder::Classic).then(|| {
-                "docker buildx is not available (`docker buildx version` failed); using the classic \
-                 builder, which builds one platform at a time. Install the buildx plugin \
-                 (docker-buildx-plugin) for multi-platform builds."
-                    .to_string()
-            });
+    fn learn(&self, probe: ProbeKind, out: &Captured) -> Option<String> {
+        match probe {
+            ProbeKind::Builder => {
+                let b = if out.success {
+                    Builder::Buildx
+                } else {
+                    Builder::Classic
+                };
+                let _ = self.builder.set(b);
+                (b == Builder::Classic).then(|| {
+                    "docker buildx is not available (`docker buildx version` failed); using the \
+                     classic builder, which builds one platform at a time (the docker client's \
+                     \"legacy builder is deprecated\" notice is about this, and is not shown). \
+                     Install the buildx plugin (docker-buildx-plugin) for BuildKit and \
+                     multi-platform builds."
+                        .to_string()
+                })
+            }
+            ProbeKind::BuilderDriver => {
+                let driver = out
+                    .stdout
+                    .lines()
+                    .find_map(|l| {
+                        l.trim()
+                            .strip_prefix("Driver:")
+                            .map(|d| d.trim().to_string())
+                    })
+                    .unwrap_or_else(|| "unknown".into());
+                let _ = self.driver.set(driver);
+                None
+            }
         }
-        let driver = out
-            .stdout
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Driver:")
-                    .map(|d| d.trim().to_string())
-            })
-            .unwrap_or_else(|| "unknown".into());
-        let _ = self.driver.set(driver);
-        None
     }
 
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
         let multi = req.is_multi_platform();
+        let platforms = Platform::join(&req.platforms);
+        let driver = self.driver.get().map(String::as_str);
         match self.builder() {
             Builder::Classic if multi => Err(UserError(format!(
-                "the classic docker builder cannot build several platforms ({}); install the \
-                 buildx plugin, or use --backend podman",
-                Platform::join(&req.platforms)
+                "the classic docker builder cannot build several platforms ({platforms}); install \
+                 the buildx plugin, build one platform (--platform), or use --backend podman"
             ))),
             Builder::Classic if matches!(req.output, Output::Oci(_)) => Err(UserError(
-                "the classic docker builder cannot write OCI output; install the buildx plugin"
+                "the classic docker builder cannot write an OCI archive; install the buildx plugin, or use --backend podman"
+                    .into(),
+            )),
+            Builder::Classic if req.pull == PullPolicy::Never => Err(UserError(
+                "the classic docker builder has no way to forbid pulling the base image; install the buildx plugin, or use --backend podman"
                     .into(),
             )),
             Builder::Buildx if multi && req.output == Output::Load => Err(UserError(format!(
-                "docker cannot load a multi-platform image ({}) into its image store; add --push \
-                 or OCI output, build one platform, or use --backend podman",
-                Platform::join(&req.platforms)
+                "docker cannot load a multi-platform image ({platforms}) into its image store; \
+                 build one platform (--platform), publish it (hjk --push), or use --backend podman"
             ))),
-            Builder::Buildx if multi && self.driver.get().map(String::as_str) == Some("docker") => {
-                Err(UserError(
-                    "the current buildx builder uses the `docker` driver, which cannot build \
-                     several platforms; run `docker buildx create --use --driver docker-container` \
-                     first"
-                        .into(),
-                ))
-            }
-            Builder::Buildx
-                if req.local_parent
-                    && self.driver.get().is_some_and(|d| d != "docker") =>
-            {
+            Builder::Buildx if multi && driver == Some("docker") => Err(UserError(
+                "the current buildx builder uses the `docker` driver, which cannot build several \
+                 platforms; run `docker buildx create --use --driver docker-container` first"
+                    .into(),
+            )),
+            Builder::Buildx if req.local_parent && driver.is_some_and(|d| d != "docker") => {
                 Err(UserError(format!(
-                    "the current buildx builder uses the `{}` driver, which cannot see images in the local docker store that this build is FROM; run `docker buildx use default`, or push the parent first (--push)",
-                    self.driver.get().map(String::as_str).unwrap_or_default()
+                    "the current buildx builder uses the `{}` driver, which cannot see images in \
+                     the local docker store that this build is FROM; run `docker buildx use \
+                     default`, or publish the parent first (hjk --push)",
+                    driver.unwrap_or_default()
                 )))
             }
             _ => Ok(()),
@@ -134,34 +181,36 @@ impl Backend for Docker {
     }
 
     fn build(&self, req: &BuildRequest) -> Vec<Invocation> {
-        let mut inv = match self.builder() {
-            Builder::Buildx => self.cmd().args(["buildx", "build"]),
+        let classic = self.builder() == Builder::Classic;
+        let mut inv = if classic {
             // without DOCKER_BUILDKIT=0 a buildx-less client refuses to build at all
-            Builder::Classic => self.cmd().env("DOCKER_BUILDKIT", "0").arg("build"),
+            self.cmd().env("DOCKER_BUILDKIT", "0").arg("build")
+        } else {
+            self.cmd().args(["buildx", "build"])
         };
         for t in &req.tags {
             inv = inv.args(["--tag", t.as_str()]);
         }
         inv = inv.args(["--platform".to_string(), Platform::join(&req.platforms)]);
-        if self.builder() == Builder::Classic {
-            // the classic builder leaves the automatic platform args empty
+        if classic {
+            // the classic builder leaves the automatic platform args empty; pass the ones the
+            // Dockerfile declares (others make it warn that they were not consumed)
             let p = req.platforms[0];
             for (k, v) in [
                 ("TARGETPLATFORM", p.to_string()),
                 ("TARGETOS", "linux".into()),
                 ("TARGETARCH", p.arch().into()),
             ] {
-                if !req.build_args.contains_key(k) {
+                if !req.build_args.contains_key(k) && req.declares_arg(k) {
                     inv = inv.args(["--build-arg".to_string(), format!("{k}={v}")]);
                 }
             }
         }
-        inv = inv.args(common_build_flags(req));
-        match req.pull {
-            PullPolicy::Always => inv = inv.arg("--pull"),
-            PullPolicy::Missing | PullPolicy::Never => {}
+        inv = inv.args(build_flags(req));
+        if req.pull == PullPolicy::Always {
+            inv = inv.arg("--pull");
         }
-        if self.builder() == Builder::Buildx {
+        if !classic {
             inv = match &req.output {
                 Output::Load => inv.arg("--load"),
                 Output::Push => inv.arg("--push"),
@@ -171,62 +220,76 @@ impl Backend for Docker {
         }
         inv = inv.arg(req.context.as_str());
         let mut out = vec![inv];
-        if self.builder() == Builder::Classic && req.output == Output::Push {
-            out.extend(req.tags.iter().map(|t| self.push(t, false)));
+        if classic && req.output == Output::Push {
+            out.extend(
+                req.tags
+                    .iter()
+                    .map(|t| self.cmd().args(["push", t.as_str()])),
+            );
         }
         out
     }
 
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "inspect"])
-            .args(refs.iter().map(|r| r.as_str()))
+    fn can_load(&self, platforms: &[Platform]) -> bool {
+        platforms.len() <= 1 || self.builder() == Builder::Classic
     }
 
-    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
-        match_inspect(refs, &out.stdout, |v| ImageInfo {
-            exists: true,
-            id: v.get("Id").and_then(|i| i.as_str()).map(String::from),
-            digest: v
-                .get("RepoDigests")
-                .and_then(|d| d.get(0))
-                .and_then(|d| d.as_str())
-                .and_then(|d| d.split_once('@'))
-                .map(|(_, d)| d.to_string()),
-            labels: labels_at(v.pointer("/Config/Labels")),
-            architectures: v
-                .get("Architecture")
-                .and_then(|a| a.as_str())
-                .map(String::from)
-                .into_iter()
-                .collect(),
-        })
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
+        self.cli.inspect(refs)
+    }
+
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected {
+        let names_match = |r: &ImageRef, n: &str| self.names_match(r, n);
+        self.cli
+            .parse_inspect(refs, out, names_match, |v| ImageInfo {
+                exists: true,
+                id: v.get("Id").and_then(|i| i.as_str()).map(String::from),
+                digest: v
+                    .get("RepoDigests")
+                    .and_then(|d| d.get(0))
+                    .and_then(|d| d.as_str())
+                    .and_then(|d| d.split_once('@'))
+                    .map(|(_, d)| d.to_string()),
+                labels: labels_at(v.pointer("/Config/Labels")),
+                architectures: v
+                    .get("Architecture")
+                    .and_then(|a| a.as_str())
+                    .map(String::from)
+                    .into_iter()
+                    .collect(),
+                user: v
+                    .pointer("/Config/User")
+                    .and_then(|u| u.as_str())
+                    .map(String::from),
+            })
     }
 
     fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cmd().args(["pull", image.as_str()])
+        self.cli.pull(image)
     }
 
     fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cmd().args(["tag", src.as_str(), dst.as_str()])
-    }
-
-    fn push(&self, image: &ImageRef, _multi_platform: bool) -> Invocation {
-        self.cmd().args(["push", image.as_str()])
+        self.cli.tag(src, dst)
     }
 
     fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "rm"])
-            .args(images.iter().map(|r| r.as_str()))
+        self.cli.remove(images)
+    }
+
+    /// docker's store holds one platform per tag, so per-platform instances cannot be
+    /// assembled locally; each tag is pushed as it is.
+    fn publish(&self, tags: &[ImageRef], _instances: &[&ImageRef]) -> Vec<Invocation> {
+        tags.iter()
+            .map(|t| self.cmd().args(["push", t.as_str()]))
+            .collect()
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation {
-        let mut inv = self.cmd().arg("run").args(common_run_flags(spec));
-        if let Some(p) = spec.platform {
-            inv = inv.args(["--platform".to_string(), p.to_string()]);
-        }
-        inv.arg(&spec.image).args(spec.command.iter().cloned())
+        self.cli.run(spec, &[])
+    }
+
+    fn remove_container(&self, name: &str) -> Invocation {
+        self.cli.remove_container(name)
     }
 }
 
@@ -276,6 +339,32 @@ mod tests {
             .any(|w| w == ["--output", "type=oci,dest=/out/img.tar"]));
         assert!(d.check_build(&req(&Platform::ALL, Output::Load)).is_err());
         assert!(d.check_build(&req(&Platform::ALL, Output::Push)).is_ok());
+        assert!(!d.can_load(&Platform::ALL) && d.can_load(&[Platform::LinuxArm64]));
+    }
+
+    #[test]
+    fn the_docker_driver_cannot_build_multi_arch() {
+        let d = Docker::new("docker");
+        let r = req(&Platform::ALL, Output::Push);
+        let probe = d.probe(&r).unwrap();
+        assert_eq!(probe.kind, ProbeKind::Builder);
+        d.learn(
+            probe.kind,
+            &Captured::stdout("github.com/docker/buildx v0.19.3"),
+        );
+        let probe = d.probe(&r).unwrap();
+        assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
+        d.learn(
+            probe.kind,
+            &Captured::stdout("Name: default\nDriver: docker\n"),
+        );
+        assert!(d.probe(&r).is_none(), "each probe runs once");
+        let err = d.check_build(&r).unwrap_err();
+        assert!(
+            err.0
+                .contains("`docker` driver, which cannot build several platforms"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -284,9 +373,11 @@ mod tests {
         let mut r = req(&[Platform::LinuxAmd64], Output::Load);
         r.local_parent = true;
         let probe = d.probe(&r).unwrap();
-        assert_eq!(probe.argv(), ["docker", "buildx", "inspect"]);
+        assert_eq!(probe.kind, ProbeKind::BuilderDriver);
+        assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
+        assert!(probe.invocation.read_only);
         d.learn(
-            &probe,
+            probe.kind,
             &Captured::stdout("Name: b\nDriver: docker-container\n"),
         );
         assert!(d.check_build(&r).unwrap_err().0.contains(
@@ -297,17 +388,20 @@ mod tests {
     }
 
     #[test]
-    fn classic_sets_platform_args_and_pushes_separately() {
+    fn classic_passes_declared_platform_args_and_pushes_separately() {
         let d = Docker::with_builder("docker", Builder::Classic);
         let mut r = req(&[Platform::LinuxArm64], Output::Push);
         r.pull = PullPolicy::Always;
+        r.declared_args = Some(["TARGETARCH".to_string()].into());
         let invs = d.build(&r);
         assert_eq!(
             invs[0].env,
             [("DOCKER_BUILDKIT".to_string(), "0".to_string())]
         );
         assert_eq!(invs[0].args[0], "build");
-        assert!(invs[0].to_string().contains("--build-arg TARGETARCH=arm64"));
+        let text = invs[0].to_string();
+        assert!(text.contains("--build-arg TARGETARCH=arm64"), "{text}");
+        assert!(!text.contains("TARGETOS"), "undeclared: {text}");
         assert!(
             invs[0].args.contains(&"--pull".into()) && !invs[0].args.contains(&"--push".into())
         );
@@ -319,6 +413,8 @@ mod tests {
         assert!(err
             .0
             .starts_with("the classic docker builder cannot build several platforms"));
+        r.pull = PullPolicy::Never;
+        assert!(d.check_build(&r).is_err(), "refused, not ignored");
     }
 
     #[test]
@@ -326,14 +422,18 @@ mod tests {
         let d = Docker::new("docker");
         let a = ImageRef::parse("a:1").unwrap();
         let b = ImageRef::parse("b:2").unwrap();
-        assert_eq!(
-            d.inspect(&[&a, &b]).argv(),
-            ["docker", "image", "inspect", "a:1", "b:2"]
-        );
+        let inspect = d.inspect(&[&a, &b]);
+        assert_eq!(inspect.argv(), ["docker", "image", "inspect", "a:1", "b:2"]);
+        assert!(inspect.read_only);
         assert_eq!(d.tag(&a, &b).argv(), ["docker", "tag", "a:1", "b:2"]);
         assert_eq!(d.remove(&[&a]).argv(), ["docker", "image", "rm", "a:1"]);
+        assert_eq!(
+            d.remove_container("ocx-1").argv(),
+            ["docker", "rm", "--force", "ocx-1"]
+        );
         let spec = RunSpec {
             image: "a:1".into(),
+            name: Some("ocx-run-1".into()),
             command: vec!["opencode".into()],
             mounts: vec![Mount {
                 host: "/p".into(),
@@ -350,7 +450,7 @@ mod tests {
         };
         assert_eq!(
             d.run(&spec).to_string(),
-            "docker run --rm -i -t -v /p:/p:ro -w /p -e OPENAI_API_KEY --user 1000:1001 --platform linux/arm64 a:1 opencode"
+            "docker run --rm --name ocx-run-1 -i -t --mount type=bind,source=/p,target=/p,readonly --workdir /p --env OPENAI_API_KEY --user 1000:1001 --platform linux/arm64 a:1 opencode"
         );
     }
 
@@ -359,12 +459,32 @@ mod tests {
         let d = Docker::new("docker");
         let a = ImageRef::parse("local/a:1").unwrap();
         let b = ImageRef::parse("b:2").unwrap();
-        let out = r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:ddd"],"Architecture":"arm64","Config":{"Labels":{"x":"y"}}}]"#;
-        let infos = d.parse_inspect(&[&a, &b], &Captured::stdout(out)).unwrap();
+        let out = r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:ddd"],"Architecture":"arm64","Config":{"User":"node","Labels":{"x":"y"}}}]"#;
+        let Inspected::Facts(infos) = d.parse_inspect(&[&a, &b], &Captured::stdout(out)) else {
+            panic!()
+        };
         assert!(!infos[0].exists);
         assert_eq!(infos[1].id.as_deref(), Some("sha256:aaa"));
         assert_eq!(infos[1].digest.as_deref(), Some("sha256:ddd"));
         assert_eq!(infos[1].architectures, ["arm64"]);
         assert_eq!(infos[1].label("x"), Some("y"));
+        assert_eq!(infos[1].user.as_deref(), Some("node"));
+    }
+
+    #[test]
+    fn steps_in_both_builders_formats_and_the_legacy_notice_is_noise() {
+        let d = Docker::new("docker");
+        let s = d.step("Step 3/7 : COPY opencode /usr/local/bin/").unwrap();
+        assert_eq!((s.current, s.total), (3, 7));
+        assert_eq!(d.step("#6 [2/4] RUN apt-get update").unwrap().current, 2);
+        assert!(d.noise(
+            "DEPRECATED: The legacy builder is deprecated and will be removed in a future release."
+        ));
+        assert!(!d.noise("Step 1/2 : FROM x"));
+        let h = d.hint(&[
+            "Cannot connect to the Docker daemon at unix:///x. Is the docker daemon running?"
+                .into(),
+        ]);
+        assert!(h.unwrap().contains("start dockerd"));
     }
 }

@@ -1,16 +1,25 @@
 //! One trait, three engines. A backend is pure: it turns requests into [`Invocation`]s and
-//! engine output into facts. Every engine difference lives in its file and nowhere else.
+//! engine output into facts. Every engine difference lives under this directory and nowhere
+//! else: command lines, inspect shapes, local image naming, build-step formats, error hints,
+//! how several platforms are built and published, and what an engine cannot do (refused up
+//! front in [`Backend::check_build`], never silently ignored).
+//!
+//! docker and podman share the docker-compatible parts through [`compat::DockerCli`], so each of
+//! their files shows only how it differs.
 
 pub mod apple;
+pub mod compat;
 pub mod detect;
 pub mod docker;
 pub mod podman;
 
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
-use crate::exec::Captured;
+use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
+use crate::platform::Platform;
+use crate::report::Step;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,11 +47,7 @@ impl BackendKind {
 
     /// The CLI this backend drives.
     pub fn program(self) -> &'static str {
-        match self {
-            BackendKind::Docker => "docker",
-            BackendKind::Podman => "podman",
-            BackendKind::Apple => "container",
-        }
+        self.name()
     }
 
     pub fn install_hint(self) -> &'static str {
@@ -76,51 +81,96 @@ impl fmt::Display for BackendKind {
     }
 }
 
-/// Everything the workflows need from an engine.
-pub trait Backend: Send + Sync {
+/// What a probe asks, so a backend can tell its answers apart without reading argv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Which builder the CLI has (docker: buildx plugin or the classic builder).
+    Builder,
+    /// Which driver the current builder uses (buildx: docker, docker-container, remote, ...).
+    BuilderDriver,
+}
+
+/// A read-only process a backend needs to run before it can plan a build.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub kind: ProbeKind,
+    pub invocation: Invocation,
+}
+
+/// What `image inspect` output says about the requested references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspected {
+    /// Facts per reference, in request order; a missing image is `exists: false`.
+    Facts(Vec<ImageInfo>),
+    /// The output cannot be matched to the requests; ask one reference at a time.
+    Ambiguous,
+    /// The engine itself failed (daemon down, no permission): not an answer about images.
+    EngineFailed(String),
+}
+
+/// Everything the workflows need from an engine. Pure: no method spawns anything.
+pub trait Backend: OutputParser + Send + Sync {
     fn kind(&self) -> BackendKind;
 
-    /// A process whose result the backend needs before it can plan a build (e.g. whether the
-    /// buildx plugin exists). Asked repeatedly until it returns `None`, and only before a build,
-    /// so an up-to-date check stays a single engine call.
-    fn probe(&self, _req: &BuildRequest) -> Option<Invocation> {
+    /// A process whose answer the backend needs before it can plan a build (e.g. whether the
+    /// buildx plugin exists). Asked repeatedly until it returns `None`, and only before a
+    /// build, so an up-to-date check stays a single engine call. Probes are read-only.
+    fn probe(&self, _req: &BuildRequest) -> Option<Probe> {
         None
     }
 
-    /// Learns from a probe's result. Returns a warning to show the user, if any.
-    fn learn(&self, _probe: &Invocation, _out: &Captured) -> Option<String> {
+    /// Learns from a probe's answer. Returns a warning to show the user, if any.
+    fn learn(&self, _probe: ProbeKind, _out: &Captured) -> Option<String> {
         None
     }
 
-    /// Rejects, before anything runs, a request this engine cannot do.
+    /// Rejects, before anything runs, a request this engine cannot do or would silently
+    /// change (a pull policy it ignores, an output it cannot write).
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError>;
 
     /// The processes that build (and, if asked, push or export) the request, in order.
     fn build(&self, req: &BuildRequest) -> Vec<Invocation>;
 
-    /// One call inspecting every reference.
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation;
-
-    /// Facts per requested reference, in request order. `None` if the output cannot be matched
-    /// to the requests unambiguously (then the caller inspects one at a time).
-    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>>;
-
-    fn pull(&self, image: &ImageRef) -> Invocation;
-    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation;
-    fn push(&self, image: &ImageRef, multi_platform: bool) -> Invocation;
-    fn remove(&self, images: &[&ImageRef]) -> Invocation;
-    fn run(&self, spec: &RunSpec) -> Invocation;
+    /// Whether a build for these platforms can be kept in the local image store; if not, a
+    /// build that should be published pushes as part of the build itself.
+    fn can_load(&self, _platforms: &[Platform]) -> bool {
+        true
+    }
 
     /// How a hierarchy build covers several platforms with this engine.
     fn multi_platform(&self) -> MultiPlatform {
         MultiPlatform::OneInvocation
     }
 
-    /// Commands that (re)make `list` as a local manifest list of `instances` (one image per
-    /// platform), for engines whose strategy is [`MultiPlatform::PerPlatformThenList`].
+    /// One read-only call inspecting every reference.
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation;
+
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected;
+
+    /// Whether the name the engine reports for a local image is `want` (podman stores short
+    /// names as `localhost/<name>`).
+    fn names_match(&self, want: &ImageRef, engine_name: &str) -> bool {
+        ImageRef::parse(engine_name).is_ok_and(|n| n == *want)
+    }
+
+    fn pull(&self, image: &ImageRef) -> Invocation;
+    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation;
+    fn remove(&self, images: &[&ImageRef]) -> Invocation;
+
+    /// Publishes local images under `tags`. `instances` are per-platform local images that
+    /// together form each tag (built one platform at a time); empty when each tag already
+    /// names a local image holding every platform.
+    fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Vec<Invocation>;
+
+    /// (Re)makes `list` as a local multi-platform image from per-platform `instances`.
     fn assemble_list(&self, _list: &ImageRef, _instances: &[&ImageRef]) -> Vec<Invocation> {
         Vec::new()
     }
+
+    fn run(&self, spec: &RunSpec) -> Invocation;
+
+    /// Removes a container started by [`Backend::run`] that outlived an interrupted session.
+    fn remove_container(&self, name: &str) -> Invocation;
 }
 
 /// How an engine builds one image for several platforms.
@@ -135,108 +185,76 @@ pub enum MultiPlatform {
     PerPlatformThenList,
 }
 
-/// Docker and podman both print `image inspect` as a JSON array, skipping missing images but
-/// keeping request order. Matches entries to requests by tag first, then by position.
-pub(crate) fn match_inspect(
-    refs: &[&ImageRef],
-    stdout: &str,
-    to_info: impl Fn(&serde_json::Value) -> ImageInfo,
-) -> Option<Vec<ImageInfo>> {
-    let entries: Vec<serde_json::Value> = if stdout.trim().is_empty() {
-        Vec::new()
-    } else {
-        serde_json::from_str(stdout).ok()?
-    };
-    if entries.len() == refs.len() {
-        return Some(entries.iter().map(&to_info).collect());
-    }
-    let mut out = vec![ImageInfo::missing(); refs.len()];
-    let mut taken = vec![false; refs.len()];
-    for entry in &entries {
-        let names = string_list(entry, "RepoTags").chain(string_list(entry, "RepoDigests"));
-        let names: Vec<String> = names.collect();
-        let hit = refs.iter().enumerate().find(|(i, r)| {
-            !taken[*i]
-                && names
-                    .iter()
-                    .any(|n| r.matches_engine_name(n) || r.digest().is_some_and(|d| n.ends_with(d)))
-        });
-        match hit {
-            Some((i, _)) => {
-                taken[i] = true;
-                out[i] = to_info(entry);
-            }
-            // an untagged entry (a manifest-list instance) with something missing: ambiguous
-            None => return None,
-        }
-    }
-    Some(out)
-}
-
-fn string_list<'a>(v: &'a serde_json::Value, key: &str) -> impl Iterator<Item = String> + 'a {
-    v.get(key)
-        .and_then(|a| a.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(String::from))
-}
-
 pub(crate) fn labels_at(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {
     v.and_then(|l| BTreeMap::<String, String>::deserialize(l).ok())
         .unwrap_or_default()
 }
 
-/// Common `--build-arg`/`--label`/`--target` flags, identical on all three CLIs.
-pub(crate) fn common_build_flags(req: &BuildRequest) -> Vec<String> {
-    let mut a = Vec::new();
-    a.push("--file".into());
-    a.push(req.dockerfile.to_string());
-    for (k, v) in &req.build_args {
-        a.push("--build-arg".into());
-        a.push(format!("{k}={v}"));
-    }
-    for (k, v) in &req.labels {
-        a.push("--label".into());
-        a.push(format!("{k}={v}"));
-    }
-    if let Some(t) = &req.target {
-        a.push("--target".into());
-        a.push(t.clone());
-    }
-    if req.no_cache {
-        a.push("--no-cache".into());
-    }
-    a
+/// Failures every engine reports the same way, with what to do about them. `engine_hints` are
+/// the backend's own, tried first.
+pub(crate) fn hint_from(tail: &[String], engine_hints: &[(&str, &str)]) -> Option<String> {
+    let text = tail.join("\n").to_ascii_lowercase();
+    let common = [
+        (
+            "exec format error",
+            "the base image lacks this architecture or qemu binfmt is not installed; install qemu-user-static",
+        ),
+        (
+            "no space left on device",
+            "the engine's storage is full: free disk space (remove unused images) and retry",
+        ),
+        (
+            "manifest unknown",
+            "the base image or tag does not exist in the registry; check the name",
+        ),
+    ];
+    engine_hints
+        .iter()
+        .chain(common.iter())
+        .find(|(needle, _)| text.contains(&needle.to_ascii_lowercase()))
+        .map(|(_, h)| h.to_string())
 }
 
-/// `-v`, `-w`, `-e NAME`, `--user` flags shared by `docker run` and `podman run`.
-pub(crate) fn common_run_flags(spec: &RunSpec) -> Vec<String> {
-    let mut a = Vec::new();
-    if spec.remove {
-        a.push("--rm".into());
+/// Step lines in BuildKit's format: `#7 [2/5] RUN ...` or `#9 [linux/arm64 3/4] COPY ...`.
+pub(crate) fn buildkit_step(line: &str) -> Option<Step> {
+    use std::sync::OnceLock;
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"^#\d+ \[(?:[^\]]*\s)?(\d+)/(\d+)\] (.*)$").expect("buildkit step")
+    });
+    step_from(re, line)
+}
+
+pub(crate) fn step_from(re: &regex::Regex, line: &str) -> Option<Step> {
+    let c = re.captures(line.trim_end())?;
+    Some(Step {
+        current: c.get(1)?.as_str().parse().ok()?,
+        total: c.get(2)?.as_str().parse().ok()?,
+        text: c.get(3).map(|m| m.as_str().to_string()).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buildkit_steps_with_and_without_platform() {
+        let s = buildkit_step("#9 [linux/arm64 3/4] COPY x y").unwrap();
+        assert_eq!((s.current, s.total, s.text.as_str()), (3, 4, "COPY x y"));
+        let s = buildkit_step("#6 [2/4] RUN apt-get update").unwrap();
+        assert_eq!((s.current, s.total), (2, 4));
+        assert_eq!(buildkit_step("#6 DONE 0.1s"), None);
     }
-    if spec.interactive {
-        a.push("-i".into());
+
+    #[test]
+    fn engine_hints_come_before_common_ones() {
+        let tail = vec!["Error: no space left on device".to_string()];
+        assert!(hint_from(&tail, &[]).unwrap().contains("storage is full"));
+        assert_eq!(
+            hint_from(&tail, &[("no space left", "prune it")]).as_deref(),
+            Some("prune it")
+        );
+        assert_eq!(hint_from(&["fine".into()], &[]), None);
     }
-    if spec.tty {
-        a.push("-t".into());
-    }
-    for m in &spec.mounts {
-        let ro = if m.read_only { ":ro" } else { "" };
-        a.push("-v".into());
-        a.push(format!("{}:{}{ro}", m.host, m.container));
-    }
-    if let Some(w) = &spec.workdir {
-        a.push("-w".into());
-        a.push(w.to_string());
-    }
-    for name in &spec.env_names {
-        a.push("-e".into());
-        a.push(name.clone());
-    }
-    if let Some((u, g)) = spec.user {
-        a.push("--user".into());
-        a.push(format!("{u}:{g}"));
-    }
-    a
 }

@@ -1,20 +1,21 @@
 //! Podman: `podman build` with `--format docker` (OCI format drops SHELL and HEALTHCHECK), and
 //! `--manifest` for multi-platform builds, since one image ID cannot hold several platforms.
+//! <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
 
-use super::{common_build_flags, common_run_flags, labels_at, match_inspect, Backend, BackendKind};
+use super::compat::{build_flags, csv_field, DockerCli};
+use super::{hint_from, labels_at, Backend, BackendKind, Inspected, MultiPlatform};
 use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
-use crate::exec::Captured;
+use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
+use crate::report::Step;
 
-/// The name podman stores a locally built image under: short names get `localhost/`.
+/// The name podman stores a locally built image under: names without a registry host get
+/// `localhost/` (docker would say `docker.io/library/`).
 fn local_name(r: &ImageRef) -> String {
-    let first = r.as_str().split('/').next().unwrap_or("");
-    let has_domain = r.as_str().contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_domain {
+    if r.has_explicit_registry() {
         r.as_str().to_string()
     } else {
         format!("localhost/{}", r.as_str())
@@ -22,7 +23,7 @@ fn local_name(r: &ImageRef) -> String {
 }
 
 pub struct Podman {
-    program: String,
+    cli: DockerCli,
     /// Rootless podman maps the host user into the container only with `--userns=keep-id`.
     rootless: bool,
 }
@@ -30,13 +31,54 @@ pub struct Podman {
 impl Podman {
     pub fn new(program: impl Into<String>, rootless: bool) -> Self {
         Podman {
-            program: program.into(),
+            cli: DockerCli::new(program),
             rootless,
         }
     }
 
     fn cmd(&self) -> Invocation {
-        Invocation::new(&self.program)
+        self.cli.cmd()
+    }
+
+    fn push(&self, image: &ImageRef) -> Invocation {
+        self.cmd().args([
+            "push".to_string(),
+            image.to_string(),
+            format!("docker://{image}"),
+        ])
+    }
+
+    fn push_list(&self, list: &ImageRef) -> Invocation {
+        self.cmd().args([
+            "manifest".to_string(),
+            "push".into(),
+            "--all".into(),
+            list.to_string(),
+            format!("docker://{list}"),
+        ])
+    }
+}
+
+impl OutputParser for Podman {
+    fn step(&self, line: &str) -> Option<Step> {
+        use std::sync::OnceLock;
+        // buildah prefixes each platform's lines with `[linux/arm64] ` when building several
+        static RE: OnceLock<regex::Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| {
+            regex::Regex::new(r"^(?:\[[^\]]+\] )?STEP (\d+)/(\d+): (.*)$").expect("step")
+        });
+        super::step_from(re, line)
+    }
+
+    fn hint(&self, tail: &[String]) -> Option<String> {
+        hint_from(
+            tail,
+            &[
+                ("cannot connect to podman", "check `podman system connection list`, CONTAINER_HOST or --connection; on macOS start the machine with `podman machine start`"),
+                ("no space left on device", "podman's storage is full: `podman system prune` frees unused images and build cache"),
+                ("setrlimit", "podman cannot raise resource limits here; cap default_ulimits in containers.conf"),
+            ],
+        )
     }
 }
 
@@ -54,8 +96,7 @@ impl Backend for Podman {
         let multi = req.is_multi_platform();
         let primary = req.primary_tag();
         if multi {
-            // a manifest list named by the first tag; a stale list would keep old instances,
-            // so it is removed first (podman 4.3 has no `manifest rm --ignore`, and `rmi` refuses lists)
+            // a manifest list named by the first tag
             inv = inv.args(["--manifest", primary.as_str()]);
         } else {
             for t in &req.tags {
@@ -63,20 +104,25 @@ impl Backend for Podman {
             }
         }
         inv = inv.args(["--platform".to_string(), Platform::join(&req.platforms)]);
-        inv = inv.args(common_build_flags(req));
+        let mut flags = build_flags(req);
+        // --file is a CSV-parsed list in podman: a `,` or `"` in the path would split it
+        flags[1] = csv_field(&flags[1]);
+        inv = inv.args(flags);
         inv = inv.arg(match req.pull {
             PullPolicy::Missing => "--pull=missing",
             PullPolicy::Always => "--pull=always",
             PullPolicy::Never => "--pull=never",
         });
         // podman 4's layer cache does not key on --platform, so a second platform can reuse
-        // the first one's RUN layers; a per-platform build stays correct only without it
+        // the first one's RUN layers; a multi-platform build stays correct only without it
         if multi && !req.no_cache {
             inv = inv.arg("--layers=false");
         }
         inv = inv.arg(req.context.as_str());
         let mut out = Vec::new();
         if multi {
+            // a stale list would keep old instances; podman 4.3 has no `manifest rm --ignore`,
+            // and `rmi` refuses lists
             out.push(
                 self.cmd()
                     .args(["manifest", "rm", primary.as_str()])
@@ -91,7 +137,8 @@ impl Backend for Podman {
         }
         match &req.output {
             Output::Load => {}
-            Output::Push => out.extend(req.tags.iter().map(|t| self.push(t, multi))),
+            Output::Push if multi => out.extend(req.tags.iter().map(|t| self.push_list(t))),
+            Output::Push => out.extend(req.tags.iter().map(|t| self.push(t))),
             Output::Oci(p) => {
                 let dest = format!("oci-archive:{p}");
                 out.push(if multi {
@@ -105,59 +152,73 @@ impl Backend for Podman {
         out
     }
 
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "inspect"])
-            .args(refs.iter().map(|r| r.as_str()))
+    fn multi_platform(&self) -> MultiPlatform {
+        MultiPlatform::PerPlatformThenList
     }
 
-    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Option<Vec<ImageInfo>> {
-        match_inspect(refs, &out.stdout, |v| ImageInfo {
-            exists: true,
-            id: v.get("Id").and_then(|i| i.as_str()).map(|i| {
-                if i.starts_with("sha256:") {
-                    i.to_string()
-                } else {
-                    format!("sha256:{i}")
-                }
-            }),
-            digest: v.get("Digest").and_then(|d| d.as_str()).map(String::from),
-            labels: labels_at(v.get("Labels").or_else(|| v.pointer("/Config/Labels"))),
-            architectures: v
-                .get("Architecture")
-                .and_then(|a| a.as_str())
-                .map(String::from)
-                .into_iter()
-                .collect(),
-        })
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
+        self.cli.inspect(refs)
+    }
+
+    fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected {
+        let names_match = |r: &ImageRef, n: &str| self.names_match(r, n);
+        self.cli
+            .parse_inspect(refs, out, names_match, |v| ImageInfo {
+                exists: true,
+                id: v.get("Id").and_then(|i| i.as_str()).map(|i| {
+                    if i.starts_with("sha256:") {
+                        i.to_string()
+                    } else {
+                        format!("sha256:{i}")
+                    }
+                }),
+                digest: v.get("Digest").and_then(|d| d.as_str()).map(String::from),
+                labels: labels_at(v.get("Labels").or_else(|| v.pointer("/Config/Labels"))),
+                architectures: v
+                    .get("Architecture")
+                    .and_then(|a| a.as_str())
+                    .map(String::from)
+                    .into_iter()
+                    .collect(),
+                user: v
+                    .pointer("/Config/User")
+                    .or_else(|| v.get("User"))
+                    .and_then(|u| u.as_str())
+                    .map(String::from),
+            })
+    }
+
+    /// Podman reports locally built short names as `localhost/<name>`.
+    fn names_match(&self, want: &ImageRef, engine_name: &str) -> bool {
+        let Ok(other) = ImageRef::parse(engine_name) else {
+            return false;
+        };
+        other == *want || other.as_str() == local_name(want) || engine_name == local_name(want)
     }
 
     fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cmd().args(["pull", image.as_str()])
+        self.cli.pull(image)
     }
 
     fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cmd().args(["tag", src.as_str(), dst.as_str()])
-    }
-
-    fn push(&self, image: &ImageRef, multi_platform: bool) -> Invocation {
-        let dest = format!("docker://{}", image.as_str());
-        if multi_platform {
-            self.cmd()
-                .args(["manifest", "push", "--all", image.as_str(), &dest])
-        } else {
-            self.cmd().args(["push", image.as_str(), &dest])
-        }
+        self.cli.tag(src, dst)
     }
 
     fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "rm"])
-            .args(images.iter().map(|r| r.as_str()))
+        self.cli.remove(images)
     }
 
-    fn multi_platform(&self) -> super::MultiPlatform {
-        super::MultiPlatform::PerPlatformThenList
+    fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Vec<Invocation> {
+        let mut out = Vec::new();
+        for tag in tags {
+            if instances.is_empty() {
+                out.push(self.push(tag));
+            } else {
+                out.extend(self.assemble_list(tag, instances));
+                out.push(self.push_list(tag));
+            }
+        }
+        out
     }
 
     fn assemble_list(&self, list: &ImageRef, instances: &[&ImageRef]) -> Vec<Invocation> {
@@ -180,15 +241,13 @@ impl Backend for Podman {
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation {
-        let mut inv = self.cmd().arg("run");
-        if self.rootless && spec.user.is_some() {
-            inv = inv.arg("--userns=keep-id");
-        }
-        inv = inv.args(common_run_flags(spec));
-        if let Some(p) = spec.platform {
-            inv = inv.args(["--platform".to_string(), p.to_string()]);
-        }
-        inv.arg(&spec.image).args(spec.command.iter().cloned())
+        let keep_id = self.rootless && spec.user.is_some();
+        self.cli
+            .run(spec, if keep_id { &["--userns=keep-id"] } else { &[] })
+    }
+
+    fn remove_container(&self, name: &str) -> Invocation {
+        self.cli.remove_container(name)
     }
 }
 
@@ -223,6 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn a_dockerfile_path_with_a_comma_is_quoted_for_podmans_csv_parser() {
+        let p = Podman::new("podman", false);
+        let mut r = req(&[Platform::LinuxAmd64], Output::Load);
+        r.dockerfile = "/a,b/Docker\"file".into();
+        let inv = &p.build(&r)[0];
+        assert!(
+            inv.args
+                .windows(2)
+                .any(|w| w == ["--file", "\"/a,b/Docker\"\"file\""]),
+            "{inv}"
+        );
+    }
+
+    #[test]
     fn multi_platform_builds_a_fresh_manifest_list() {
         let p = Podman::new("podman", false);
         let invs = p.build(&req(&Platform::ALL, Output::Oci("/o.tar".into())));
@@ -243,53 +316,57 @@ mod tests {
                 "oci-archive:/o.tar"
             ]
         );
-        assert_eq!(
-            p.push(&ImageRef::parse("r.io/x:1").unwrap(), true).argv(),
-            [
-                "podman",
-                "manifest",
-                "push",
-                "--all",
-                "r.io/x:1",
-                "docker://r.io/x:1"
-            ]
-        );
     }
 
     #[test]
-    fn assembles_lists_from_local_per_platform_images() {
+    fn publishing_per_platform_instances_assembles_then_pushes_each_list() {
         let p = Podman::new("podman", false);
-        let list = ImageRef::parse("hj:top").unwrap();
-        let a = ImageRef::parse("hj:top-amd64").unwrap();
-        let b = ImageRef::parse("localhost:5000/hj:top-arm64").unwrap();
-        let invs = p.assemble_list(&list, &[&a, &b]);
-        let argv: Vec<String> = invs.iter().map(|i| i.to_string()).collect();
+        let tags = [
+            ImageRef::parse("r.io/hj:top").unwrap(),
+            ImageRef::parse("r.io/hj:top-v1").unwrap(),
+        ];
+        let a = ImageRef::parse("r.io/hj:top-amd64").unwrap();
+        let b = ImageRef::parse("hj:top-arm64").unwrap();
+        let argv: Vec<String> = p
+            .publish(&tags, &[&a, &b])
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(argv.len(), 10);
+        assert_eq!(argv[0], "podman manifest rm r.io/hj:top");
         assert_eq!(
-            argv,
-            [
-                "podman manifest rm hj:top",
-                "podman manifest create hj:top",
-                "podman manifest add hj:top containers-storage:localhost/hj:top-amd64",
-                "podman manifest add hj:top containers-storage:localhost:5000/hj:top-arm64",
-            ]
+            argv[3],
+            "podman manifest add r.io/hj:top containers-storage:localhost/hj:top-arm64"
+        );
+        assert_eq!(
+            argv[4],
+            "podman manifest push --all r.io/hj:top docker://r.io/hj:top"
+        );
+        assert_eq!(
+            p.publish(&tags[..1], &[])[0].argv(),
+            ["podman", "push", "r.io/hj:top", "docker://r.io/hj:top"]
         );
     }
 
     #[test]
-    fn podman_inspect_shape() {
+    fn podman_inspect_shape_and_localhost_names() {
         let p = Podman::new("podman", false);
         let r = ImageRef::parse("ocx-dev:1").unwrap();
         let out = r#"[{"Id":"abc","Digest":"sha256:def","RepoTags":["localhost/ocx-dev:1"],"Architecture":"amd64","Labels":{"io.agent-images.fingerprint":"f"}}]"#;
-        let info = p
-            .parse_inspect(&[&r], &Captured::stdout(out))
-            .unwrap()
-            .pop()
-            .unwrap();
+        let Inspected::Facts(mut infos) = p.parse_inspect(&[&r], &Captured::stdout(out)) else {
+            panic!()
+        };
+        let info = infos.pop().unwrap();
         assert_eq!(
             (info.id.as_deref(), info.digest.as_deref()),
             (Some("sha256:abc"), Some("sha256:def"))
         );
         assert_eq!(info.label("io.agent-images.fingerprint"), Some("f"));
+        assert!(p.names_match(&r, "localhost/ocx-dev:1"));
+        assert!(p.names_match(&r, "docker.io/library/ocx-dev:1"));
+        assert!(!p.names_match(&r, "localhost/ocx-dev:2"));
+        let r = ImageRef::parse("local/debian:bookworm").unwrap();
+        assert!(p.names_match(&r, "localhost/local/debian:bookworm"));
     }
 
     #[test]
@@ -308,5 +385,16 @@ mod tests {
             Podman::new("podman", false).run(&spec).to_string(),
             "podman run --rm --user 1000:1000 x"
         );
+    }
+
+    #[test]
+    fn buildah_steps_with_a_platform_prefix() {
+        let p = Podman::new("podman", false);
+        let s = p.step("[linux/arm64] STEP 6/12: RUN sh setup").unwrap();
+        assert_eq!(
+            (s.current, s.total, s.text.as_str()),
+            (6, 12, "RUN sh setup")
+        );
+        assert_eq!(p.step("--> 1234abcd"), None);
     }
 }

@@ -1,22 +1,11 @@
-//! `hjk images build | list | resolve` (Headjack).
+//! `hjk images build | list | resolve` (Headjack): clap definitions and the call into
+//! [`crate::hjk`].
 
-use super::{finish, parse_or_exit, runtime};
-use crate::backend::detect;
-use crate::engine::Engine;
-use crate::error::UserError;
-use crate::exec::Runner;
-use crate::hjk::images::{self, BuildSpec, Outcome};
-use crate::hjk::{config, resolve, variants::Graph};
-use crate::image_ref::ImageRef;
-use crate::platform::Platform;
-use crate::progress::{self, ProgressMode};
-use anyhow::anyhow;
+use crate::hjk::{images, resolve, ImagesOptions, Session};
+use crate::report::ProgressMode;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
-use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,7 +29,7 @@ pub enum Top {
 
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
-    /// Engine: docker, podman or container (Apple). Default: runtime.name, then PATH.
+    /// Engine: docker, podman or container (Apple). Default: runtime.name, then the first on PATH.
     #[arg(long)]
     pub backend: Option<String>,
     /// Directory holding variants.yaml and one directory per variant.
@@ -49,15 +38,30 @@ pub struct EngineArgs {
     /// Repository for the tags `<registry>:<variant>` (default: images.registry).
     #[arg(long)]
     pub registry: Option<String>,
-    /// Comma-separated platforms (default: this machine's).
+    /// Comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Also tag `<registry>:<variant>-<version>`.
+    /// Also tag `<registry>:<variant>-<version>` and set the VERSION build argument (vX.Y.Z).
     #[arg(long)]
     pub version: Option<String>,
     /// Override the root variant's BASE_IMAGE (a mirror, or a local image in tests).
     #[arg(long)]
     pub base_image: Option<String>,
+}
+
+impl EngineArgs {
+    fn options(&self, progress: ProgressMode, dry_run: bool) -> ImagesOptions {
+        ImagesOptions {
+            backend: self.backend.clone(),
+            images_dir: self.images_dir.clone(),
+            registry: self.registry.clone(),
+            platform: self.platform.clone(),
+            version: self.version.clone(),
+            base_image: self.base_image.clone(),
+            progress,
+            dry_run,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,17 +76,20 @@ pub enum ImagesCommand {
         all: bool,
         #[command(flatten)]
         engine: EngineArgs,
-        /// Push the tags after building.
+        /// Push the tags after every build succeeded.
         #[arg(long)]
         push: bool,
+        /// Build every layer again instead of reusing the engine's cache.
         #[arg(long)]
         no_cache: bool,
-        /// Print every engine command that would run and run none.
+        /// Print every engine command that would run and run none (read-only queries such as
+        /// inspect still run, so the plan is the real one).
         #[arg(long)]
         dry_run: bool,
         /// Keep building the other platforms and variants after a failure.
         #[arg(long)]
         no_fastfail: bool,
+        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
     },
@@ -90,10 +97,11 @@ pub enum ImagesCommand {
     List {
         #[command(flatten)]
         engine: EngineArgs,
+        /// Print the rows as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Which image `hjk run` would use here.
+    /// Which image an agent session in this project would use.
     Resolve {
         /// A Dockerfile/Containerfile path or an image reference.
         #[arg(long)]
@@ -101,91 +109,23 @@ pub enum ImagesCommand {
         /// Project directory (default: the current directory).
         #[arg(long)]
         project: Option<Utf8PathBuf>,
+        /// Print an object instead of `<kind> <image>`.
         #[arg(long)]
         json: bool,
     },
 }
 
 pub fn main() -> ExitCode {
-    let cli = match parse_or_exit::<Cli>() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    finish(runtime().block_on(run(cli)))
-}
-
-struct Setup {
-    engine: Engine,
-    graph: Graph,
-    spec: BuildSpec,
-}
-
-fn setup(
-    args: &EngineArgs,
-    vars: &BTreeMap<String, String>,
-    variants: Vec<String>,
-    progress: ProgressMode,
-    dry_run: bool,
-) -> anyhow::Result<Setup> {
-    let cfg = config::load(vars)?;
-    let graph = Graph::load(&args.images_dir)?;
-    for v in &variants {
-        graph.get(v)?;
-    }
-    let platforms = match &args.platform {
-        Some(p) => Platform::parse_list(p)?,
-        None => vec![Platform::host()],
-    };
-    let registry = match &args.registry {
-        Some(r) => config::parse_registry(r)?,
-        None => cfg.registry.clone(),
-    };
-    let version = args
-        .version
-        .as_deref()
-        .map(images::parse_version)
-        .transpose()?;
-    let base_image = args
-        .base_image
-        .as_deref()
-        .map(ImageRef::parse)
-        .transpose()?;
-    let explicit = match (&args.backend, &cfg.runtime) {
-        (Some(b), _) => Some((b.clone(), "--backend".to_string())),
-        (None, Some((k, src))) => Some((k.name().to_string(), src.clone())),
-        _ => None,
-    };
-    let path = vars.get("PATH").map(OsString::from);
-    let backend = detect::detect(
-        explicit.as_ref().map(|(b, f)| (b.as_str(), f.as_str())),
-        path.as_ref(),
-    )?;
-    let reporter: Arc<dyn progress::Reporter> = Arc::from(progress::reporter(progress));
-    let engine = Engine::new(backend, Runner::new(reporter, dry_run));
-    let spec = BuildSpec {
-        variants,
-        platforms,
-        registry,
-        version,
-        push: false,
-        no_cache: false,
-        no_fastfail: false,
-        base_image,
-    };
-    Ok(Setup {
-        engine,
-        graph,
-        spec,
-    })
+    super::main(run)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let vars = crate::dirs::process_env();
     let Top::Images { command } = cli.command;
     match command {
         ImagesCommand::Build {
             variant,
-            all,
+            all: _,
             engine,
             push,
             no_cache,
@@ -193,82 +133,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             no_fastfail,
             progress,
         } => {
-            let graph_names =
-                |g: &Graph| g.names().into_iter().map(String::from).collect::<Vec<_>>();
-            let mut s = setup(
-                &engine,
-                &vars,
-                variant.clone().into_iter().collect(),
-                progress,
-                dry_run,
-            )?;
-            if all {
-                s.spec.variants = graph_names(&s.graph);
-            }
+            let opts = engine.options(progress, dry_run);
+            let mut s = Session::open(&opts, &vars, variant.into_iter().collect())?;
             s.spec.push = push;
             s.spec.no_cache = no_cache;
             s.spec.no_fastfail = no_fastfail;
-            let results = images::build(&s.engine, &s.graph, &s.spec).await?;
-            if !dry_run {
-                if progress == ProgressMode::Json {
-                    for r in &results {
-                        println!("{}", serde_json::json!({"event": "result", "result": r}));
-                    }
-                } else {
-                    print!("{}", images::summary(&results));
-                }
-            }
-            let failed: Vec<&str> = results
-                .iter()
-                .filter(|r| r.outcome == Outcome::Failed)
-                .map(|r| r.tag.as_str())
-                .collect();
-            if !failed.is_empty() {
-                let first = results
-                    .iter()
-                    .find(|r| r.outcome == Outcome::Failed)
-                    .and_then(|r| r.error.clone())
-                    .unwrap_or_default();
-                return Err(anyhow!(
-                    "{} build(s) failed: {}\n{first}",
-                    failed.len(),
-                    failed.join(", ")
-                ));
-            }
-            Ok(0)
+            images::build_command(&s).await
         }
         ImagesCommand::List { engine, json } => {
-            let mut s = setup(&engine, &vars, Vec::new(), ProgressMode::Plain, false)?;
-            s.spec.variants = s.graph.names().into_iter().map(String::from).collect();
-            let rows = images::list(&s.engine, &s.graph, &s.spec).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", images::list_table(&rows));
-            }
-            Ok(0)
+            let s = Session::open(
+                &engine.options(ProgressMode::Plain, false),
+                &vars,
+                Vec::new(),
+            )?;
+            images::list_command(&s, json).await
         }
         ImagesCommand::Resolve {
             image,
             project,
             json,
         } => {
-            let cfg = config::load(&vars)?;
-            let project = match project {
-                Some(p) => p,
-                None => Utf8PathBuf::from_path_buf(std::env::current_dir()?)
-                    .map_err(|p| anyhow!("non-UTF-8 directory {}", p.display()))?,
-            };
-            let project = project
-                .canonicalize_utf8()
-                .map_err(|e| UserError(format!("project directory {project}: {e}")))?;
-            let r = resolve::resolve(&project, image.as_deref(), &cfg.base_image)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("{}", r.line());
-            }
-            Ok(0)
+            let project = super::project_dir(project.as_deref())?;
+            resolve::command(&vars, &project, image.as_deref(), json)
         }
     }
 }

@@ -1,37 +1,87 @@
-//! Argument parsing for the two binaries. Thin: each command calls one workflow function.
+//! Argument parsing for the two binaries. Thin: each command parses, calls one workflow
+//! function, and turns its result into an exit code through [`crate::error`].
 
 pub mod hjk;
 pub mod ocx;
 
+use std::future::Future;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Runs an async workflow on a current-thread runtime and maps its result to an exit code.
-pub(crate) fn finish(result: anyhow::Result<u8>) -> ExitCode {
+/// Runs a front end: parse arguments (clap's own errors are bad input too: exit 2), start the
+/// signal handling, run the workflow on a current-thread runtime, and print the error, if any.
+pub(crate) fn main<T, F, Fut>(run: F) -> ExitCode
+where
+    T: clap::Parser,
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = anyhow::Result<u8>>,
+{
+    let args = match T::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                crate::error::EXIT_USAGE
+            } else {
+                crate::error::EXIT_OK
+            };
+            // `--help | head -1` must not panic on the closed pipe
+            crate::report::stdout_or_stderr(&e.render().ansi().to_string(), e.use_stderr());
+            return ExitCode::from(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::report::stderr(&format!("error: cannot start the async runtime: {e}\n"));
+            return ExitCode::from(crate::error::EXIT_FAILURE);
+        }
+    };
+    let result = rt.block_on(async {
+        crate::interrupt::install()?;
+        run(args).await
+    });
+    // a download thread blocked in a read must not keep the process alive after a stop
+    rt.shutdown_timeout(Duration::from_millis(200));
+    let result = match (result, crate::interrupt::current()) {
+        // stdout closed under us: whatever happened after that, nobody is reading
+        (_, Some(crate::error::Interrupted::ClosedOutput)) => {
+            Err(crate::error::Interrupted::ClosedOutput.into())
+        }
+        (r, _) => r,
+    };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if e.chain().any(|c| c.is::<crate::exec::Interrupted>()) {
-                eprintln!("error: {e}");
-                return ExitCode::from(130);
+            for line in crate::error::render(&e) {
+                crate::report::stderr(&format!("{line}\n"));
             }
-            crate::error::report(&e);
             ExitCode::from(crate::error::exit_code(&e))
         }
     }
 }
 
-pub(crate) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// clap's own errors (unknown flags, bad values) are bad input too: exit 2, one line.
-pub(crate) fn parse_or_exit<T: clap::Parser>() -> Result<T, ExitCode> {
-    T::try_parse().map_err(|e| {
-        let code = if e.use_stderr() { 2 } else { 0 };
-        let _ = e.print();
-        ExitCode::from(code)
-    })
+/// The project directory: `--project` or the current directory, canonical and UTF-8. A path
+/// the user can fix is exit 2.
+pub(crate) fn project_dir(
+    flag: Option<&camino::Utf8Path>,
+) -> Result<camino::Utf8PathBuf, crate::error::UserError> {
+    use crate::error::UserError;
+    let dir = match flag {
+        Some(p) => p.to_owned(),
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| UserError(format!("cannot read the current directory: {e}")))?;
+            camino::Utf8PathBuf::from_path_buf(cwd).map_err(|p| {
+                UserError(format!(
+                    "the project path {} is not valid UTF-8; rename it or pass --project",
+                    p.display()
+                ))
+            })?
+        }
+    };
+    dir.canonicalize_utf8()
+        .map_err(|e| UserError(format!("project directory {dir}: {e}")))
 }

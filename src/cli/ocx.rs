@@ -1,12 +1,11 @@
-//! `ocx build | opencode | exec | config show`
+//! `ocx build | opencode | exec | config show`: clap definitions and the call into
+//! [`crate::ocx`]. Every config key's flag is generated from [`crate::ocx::config::KEYS`].
 
-use super::{finish, parse_or_exit, runtime};
-use crate::ocx::config::{ConfigEnv, Flags};
+use crate::ocx::config::{ConfigEnv, Flags, KEYS};
 use crate::ocx::{self, BuildOptions, Context};
-use crate::progress::ProgressMode;
-use anyhow::anyhow;
+use crate::report::ProgressMode;
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -18,45 +17,65 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub config: ConfigFlags,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Args, Debug, Default)]
 pub struct Global {
-    /// Engine: docker, podman or container (Apple). Default: OCX_BACKEND, config, then PATH.
-    #[arg(long, global = true)]
-    pub backend: Option<String>,
     /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
-    /// Print every engine command that would run, shell-quoted, and run none.
+    /// Print every engine command that would run, shell-quoted, and run none (read-only
+    /// queries such as inspect still run, so the plan is the real one).
     #[arg(long, global = true)]
     pub dry_run: bool,
     /// Project directory (default: the current directory).
     #[arg(long, global = true)]
     pub project: Option<Utf8PathBuf>,
-    /// Base image to build FROM (overrides custom_base_image).
-    #[arg(long, global = true)]
-    pub custom_base_image: Option<String>,
-    /// Dockerfile for the base image (overrides custom_base_dockerfile).
-    #[arg(long, global = true)]
-    pub custom_base_dockerfile: Option<String>,
-    /// opencode version: latest or X.Y.Z.
-    #[arg(long, global = true)]
-    pub opencode_version: Option<String>,
-    /// Where opencode comes from: github, npm, file:<path> or a URL template.
-    #[arg(long, global = true)]
-    pub opencode_source: Option<String>,
-    /// Comma-separated platforms, e.g. linux/amd64,linux/arm64.
-    #[arg(long, global = true, alias = "platform")]
-    pub platforms: Option<String>,
-    #[arg(long, global = true)]
-    pub username: Option<String>,
-    #[arg(long, global = true)]
-    pub uid: Option<String>,
-    #[arg(long, global = true)]
-    pub gid: Option<String>,
+}
+
+/// One `--<key>` flag per config key, global to every subcommand.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigFlags(pub Flags);
+
+impl FromArgMatches for ConfigFlags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Flags::default();
+        for k in KEYS {
+            flags.set(k.name, m.get_one::<String>(k.name).cloned());
+        }
+        Ok(ConfigFlags(flags))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for ConfigFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        KEYS.iter().fold(cmd, |cmd, k| {
+            // clap wants 'static names; these are built once per process
+            let long: &'static str = Box::leak(k.flag()[2..].to_string().into_boxed_str());
+            let mut arg = Arg::new(k.name)
+                .long(long)
+                .value_name(k.value_name)
+                .help(k.help)
+                .global(true);
+            if let Some(a) = k.alias {
+                arg = arg.alias(a);
+            }
+            cmd.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,18 +85,20 @@ pub enum Command {
         /// Rebuild even if the image is up to date.
         #[arg(long)]
         force: bool,
-        /// Rebuild the base image from custom_base_dockerfile even if it exists.
+        /// Rebuild the base image from custom_base_dockerfile even if it is current.
         #[arg(long)]
         rebuild_base: bool,
     },
-    /// Make sure the image is current, then run opencode in it on this project.
+    /// Make sure the image is current, then run opencode in it on this project. Put `--`
+    /// before opencode's own flags: `ocx opencode -- --help` shows opencode's help.
     Opencode {
         /// Arguments for opencode.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Like `opencode`, but run any command in the container.
+    /// Like `opencode`, but run any command in the container: `ocx exec -- CMD ARGS...`.
     Exec {
+        /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
@@ -94,66 +115,18 @@ pub enum ConfigCommand {
     Show,
 }
 
-impl Global {
-    fn flags(&self) -> Flags {
-        let mut f = Flags::default();
-        f.set("backend", self.backend.clone(), "--backend");
-        f.set(
-            "custom_base_image",
-            self.custom_base_image.clone(),
-            "--custom-base-image",
-        );
-        f.set(
-            "custom_base_dockerfile",
-            self.custom_base_dockerfile.clone(),
-            "--custom-base-dockerfile",
-        );
-        f.set(
-            "opencode_version",
-            self.opencode_version.clone(),
-            "--opencode-version",
-        );
-        f.set(
-            "opencode_source",
-            self.opencode_source.clone(),
-            "--opencode-source",
-        );
-        f.set("platforms", self.platforms.clone(), "--platforms");
-        f.set("username", self.username.clone(), "--username");
-        f.set("uid", self.uid.clone(), "--uid");
-        f.set("gid", self.gid.clone(), "--gid");
-        f
-    }
-
-    fn context(&self) -> anyhow::Result<Context> {
-        let project = match &self.project {
-            Some(p) => p.clone(),
-            None => Utf8PathBuf::from_path_buf(std::env::current_dir()?)
-                .map_err(|p| anyhow!("non-UTF-8 project path {}", p.display()))?,
-        };
-        let project = project
-            .canonicalize_utf8()
-            .map_err(|e| crate::error::UserError(format!("project directory {project}: {e}")))?;
-        Ok(Context {
-            project,
-            env: ConfigEnv::from_process(),
-            flags: self.flags(),
-            progress: self.progress,
-            dry_run: self.dry_run,
-        })
-    }
-}
-
 pub fn main() -> ExitCode {
-    let cli = match parse_or_exit::<Cli>() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    finish(runtime().block_on(run(cli)))
+    super::main(run)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let ctx = cli.global.context()?;
+    let ctx = Context {
+        project: super::project_dir(cli.global.project.as_deref())?,
+        env: ConfigEnv::from_process(),
+        flags: cli.config.0,
+        progress: cli.global.progress,
+        dry_run: cli.global.dry_run,
+    };
     match cli.command {
         Command::Build {
             force,
@@ -166,25 +139,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     rebuild_base,
                 },
             )
-            .await?;
-            Ok(0)
+            .await
         }
         Command::Opencode { args } => {
             let mut cmd = vec!["opencode".to_string()];
             cmd.extend(args);
-            Ok(exit_byte(ocx::run(&ctx, cmd).await?))
+            ocx::run(&ctx, cmd).await
         }
-        Command::Exec { command } => Ok(exit_byte(ocx::run(&ctx, command).await?)),
+        Command::Exec { command } => ocx::run(&ctx, command).await,
         Command::Config {
             command: ConfigCommand::Show,
-        } => {
-            print!("{}", ocx::show_config(&ctx)?);
-            Ok(0)
-        }
+        } => ocx::show_config(&ctx),
     }
-}
-
-/// A child's exit status as ours; statuses beyond 255 wrap the way a shell shows them.
-fn exit_byte(code: i32) -> u8 {
-    (code & 0xff) as u8
 }

@@ -43,7 +43,8 @@ struct RawImages {
 
 #[derive(Debug, Clone)]
 pub struct HjkConfig {
-    pub runtime: Option<(BackendKind, String)>,
+    /// `runtime.name` (Headjack's spelling): the backend, and where the choice came from.
+    pub backend: Option<(BackendKind, String)>,
     pub base_image: ImageRef,
     /// A repository: tags are `<registry>:<variant>`.
     pub registry: ImageRef,
@@ -80,7 +81,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
             .map(|e| (e.clone(), format!("env {env}")))
             .or(v.map(|v| (v, file.clone())))
     };
-    let runtime = match pick(ENV_RUNTIME, raw.runtime.and_then(|r| r.name)) {
+    let backend = match pick(ENV_RUNTIME, raw.runtime.and_then(|r| r.name)) {
         Some((v, src)) => {
             let kind: BackendKind = v
                 .parse()
@@ -98,7 +99,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
     let registry = parse_registry(&reg)
         .map_err(|e| UserError(format!("images.registry: {} (from {src})", e.0)))?;
     Ok(HjkConfig {
-        runtime,
+        backend,
         base_image,
         registry,
     })
@@ -143,19 +144,19 @@ mod tests {
             &[(ENV_REGISTRY, "127.0.0.1:5000/hj")],
         );
         let c = load(&vars).unwrap();
-        assert_eq!(c.runtime.unwrap().0, BackendKind::Apple);
+        assert_eq!(c.backend.unwrap().0, BackendKind::Apple);
         assert_eq!(c.registry.as_str(), "127.0.0.1:5000/hj");
         assert_eq!(c.base_image.as_str(), DEFAULT_BASE_IMAGE);
     }
 
     #[test]
     fn malformed_yaml_is_one_line_with_position() {
-        let (_d, vars) = vars_with(Some("runtime:\n  name: [podman\n"), &[]);
+        let (_d, vars) = vars_with(Some("runtime:\n  name: [x\n"), &[]);
         let err = load(&vars).unwrap_err();
         assert!(err.0.starts_with("malformed config "), "{err}");
         assert!(err.0.contains("line"), "{err}");
         assert!(!err.0.contains('\n'));
-        let (_d, vars) = vars_with(Some("runtime:\n  nmae: podman\n"), &[]);
+        let (_d, vars) = vars_with(Some("runtime:\n  nmae: x\n"), &[]);
         assert!(load(&vars).unwrap_err().0.contains("unknown field `nmae`"));
     }
 

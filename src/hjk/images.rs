@@ -1,8 +1,9 @@
 //! `hjk images build` and `hjk images list`: the variant hierarchy as a plan of nodes, each
 //! built FROM the exact local tag of its freshly built parent (no engine-specific build
-//! contexts, so the same plan runs on podman, docker and Apple `container`).
+//! contexts, so the same plan runs on every engine).
 
 use super::variants::{Graph, Variant};
+use super::Session;
 use crate::backend::MultiPlatform;
 use crate::build::{BuildRequest, ImageInfo, Output};
 use crate::engine::Engine;
@@ -10,6 +11,7 @@ use crate::error::UserError;
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
+use crate::report::Reporter;
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -30,7 +32,8 @@ pub struct BuildSpec {
     pub base_image: Option<ImageRef>,
 }
 
-/// One build: a variant for one platform (podman) or for all of them (buildx, Apple).
+/// One build: a variant for one platform, or for all of them, by the engine's
+/// [`MultiPlatform`] strategy.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub variant: String,
@@ -43,9 +46,10 @@ pub struct Node {
     pub context: Utf8PathBuf,
     pub base_arg: Option<String>,
     pub fingerprint: String,
+    pub declared_args: std::collections::BTreeSet<String>,
 }
 
-/// A manifest list made from per-platform nodes (podman with several platforms).
+/// A multi-platform image made from per-platform nodes.
 #[derive(Debug, Clone)]
 pub struct List {
     pub variant: String,
@@ -60,13 +64,40 @@ pub struct Plan {
     root_base: Option<ImageRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Built,
     UpToDate,
+    /// The build failed.
     Failed,
+    /// The image built (or was current) but publishing it failed.
+    PushFailed,
     Skipped,
+}
+
+impl Outcome {
+    pub fn failed(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::PushFailed)
+    }
+
+    /// The step a failure happened at, for messages.
+    pub fn step(self) -> &'static str {
+        match self {
+            Outcome::PushFailed => "push",
+            _ => "build",
+        }
+    }
+
+    fn shown(self) -> &'static str {
+        match self {
+            Outcome::Built => "built",
+            Outcome::UpToDate => "up-to-date",
+            Outcome::Failed => "FAILED",
+            Outcome::PushFailed => "PUSH-FAILED",
+            Outcome::Skipped => "skipped",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,9 +113,7 @@ pub struct NodeResult {
 
 /// A version is a tag suffix: `v1.2.3` or `1.2.3`, with an optional pre-release.
 pub fn parse_version(s: &str) -> Result<String, UserError> {
-    let re = regex::Regex::new(r"^v?\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.]{1,40})?$")
-        .expect("version regex");
-    if re.is_match(s) {
+    if crate::version::is_release(s) {
         Ok(s.to_string())
     } else {
         Err(UserError(format!(
@@ -207,6 +236,7 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
                 context: context.clone(),
                 base_arg,
                 fingerprint: f.finish(),
+                declared_args: crate::build::declared_args(&text),
             });
         }
         if per_platform {
@@ -229,7 +259,13 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
 }
 
 impl Plan {
-    fn request(&self, n: &Node, spec: &BuildSpec, root_base_id: Option<&str>) -> BuildRequest {
+    fn request(
+        &self,
+        n: &Node,
+        spec: &BuildSpec,
+        root_base_id: Option<&str>,
+        engine: &Engine,
+    ) -> BuildRequest {
         let mut req = BuildRequest::new(n.context.clone(), n.dockerfile.clone(), n.tag.clone());
         req.tags.extend(n.extra_tags.iter().cloned());
         req.platforms = n.platforms.clone();
@@ -251,10 +287,13 @@ impl Plan {
         };
         req.labels.insert(fingerprint::LABEL.into(), fp);
         req.no_cache = spec.no_cache;
+        req.declared_args = Some(n.declared_args.clone());
         // a child is FROM its parent's local tag unless the parent went to the registry
-        req.local_parent = n.parent.is_some() && !spec.push;
-        // a pushed list is assembled locally first (podman); one-invocation engines push directly
-        req.output = if spec.push && self.lists.is_empty() {
+        let pushed_by_build = spec.push && !engine.can_load(&n.platforms);
+        req.local_parent = n.parent.is_some() && !pushed_by_build;
+        // what the engine cannot keep locally it publishes as it builds; the rest is
+        // published after every build succeeded (see `publish`)
+        req.output = if pushed_by_build {
             Output::Push
         } else {
             Output::Load
@@ -263,38 +302,98 @@ impl Plan {
     }
 }
 
-/// Builds what is not current, in order, and returns one result per node.
-pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<NodeResult>> {
-    let plan = plan(graph, spec, engine.backend.multi_platform())?;
-    let reporter = engine.runner.reporter();
-    // one inspect for every node, every manifest list and the root's base: all a no-op costs
+/// `hjk images build`: builds what is not current, in order, publishes if asked, and always
+/// reports one row per node, also when something failed.
+pub async fn build_command(session: &Session) -> Result<u8> {
+    let results = build(&session.engine, &session.graph, &session.spec).await?;
+    let engine = &session.engine;
+    if !engine.dry_run() {
+        engine.reporter().result(
+            summary(&results),
+            serde_json::to_value(&results).unwrap_or_default(),
+        );
+    }
+    let failed: Vec<&NodeResult> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::PushFailed))
+        .collect();
+    match failed.first() {
+        None => Ok(crate::error::EXIT_OK),
+        Some(first) => Err(anyhow::anyhow!(
+            "{} of {} image(s) failed: {}\n{}",
+            failed.len(),
+            results.len(),
+            failed
+                .iter()
+                .map(|r| format!("{} ({})", r.tag, r.outcome.step()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            first.error.clone().unwrap_or_default()
+        )),
+    }
+}
+
+/// `hjk images list`; `json` prints the rows as a JSON array instead of a table.
+pub async fn list_command(session: &Session, json: bool) -> Result<u8> {
+    let rows = list(&session.engine, &session.graph, &session.spec).await?;
+    let data = serde_json::to_value(&rows).unwrap_or_default();
+    if json {
+        crate::report::DataReporter.result(String::new(), data);
+    } else {
+        session.engine.reporter().result(list_table(&rows), data);
+    }
+    Ok(crate::error::EXIT_OK)
+}
+
+/// What the engine has for a plan: one inspect for every node, every manifest list and the
+/// root's base; all a no-op costs.
+struct State {
+    nodes: Vec<ImageInfo>,
+    lists: Vec<bool>,
+    base_id: Option<String>,
+}
+
+async fn inspect_state(engine: &Engine, plan: &Plan) -> Result<State> {
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     refs.extend(plan.lists.iter().map(|l| &l.tags[0]));
     refs.extend(plan.root_base.as_ref());
     let mut infos = engine.inspect(&refs).await?;
     let base_info = plan.root_base.as_ref().and_then(|_| infos.pop());
-    let base_id = base_identity(engine, &plan, base_info).await?;
-    let list_exists: Vec<bool> = infos
+    let lists = infos
         .split_off(plan.nodes.len())
         .iter()
         .map(|i| i.exists)
         .collect();
-    let reqs: Vec<BuildRequest> = plan
-        .nodes
-        .iter()
-        .map(|n| plan.request(n, spec, base_id.as_deref()))
-        .collect();
-    let current = current_nodes(&plan, &infos, &reqs, spec.no_cache);
-    // every build is checked before the first one starts, so nothing is half-built
-    for (req, cur) in reqs.iter().zip(&current) {
+    Ok(State {
+        nodes: infos,
+        lists,
+        base_id: base_identity(engine, plan, base_info).await?,
+    })
+}
+
+/// Every build is checked (probes, engine limits) before the first one starts, so nothing is
+/// half-built.
+async fn check_all(engine: &Engine, reqs: &[BuildRequest], current: &[bool]) -> Result<()> {
+    for (req, cur) in reqs.iter().zip(current) {
         if !cur {
             engine.prepare(req).await?;
         }
     }
+    Ok(())
+}
+
+async fn build_nodes(
+    engine: &Engine,
+    plan: &Plan,
+    reqs: &[BuildRequest],
+    current: &[bool],
+    state: &State,
+    spec: &BuildSpec,
+) -> Result<Vec<NodeResult>> {
+    let reporter = engine.reporter();
     let mut results: Vec<NodeResult> = Vec::new();
-    let mut failed = vec![false; plan.nodes.len()];
     let mut stop = false;
-    for (i, (n, req)) in plan.nodes.iter().zip(&reqs).enumerate() {
+    for (i, (n, req)) in plan.nodes.iter().zip(reqs).enumerate() {
         let platform = Platform::join(&n.platforms);
         let mut row = NodeResult {
             variant: n.variant.clone(),
@@ -302,11 +401,13 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
             tag: n.tag.to_string(),
             outcome: Outcome::UpToDate,
             seconds: 0.0,
-            id: infos[i].id.clone(),
+            id: state.nodes[i].id.clone(),
             error: None,
         };
-        if stop || n.parent.is_some_and(|p| failed[p]) {
-            failed[i] = true;
+        let parent_failed = n
+            .parent
+            .is_some_and(|p| matches!(results[p].outcome, Outcome::Failed | Outcome::Skipped));
+        if stop || parent_failed {
             row.outcome = Outcome::Skipped;
             row.error = Some(if stop {
                 "an earlier build failed".into()
@@ -320,8 +421,9 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
             let started = Instant::now();
             match engine.build(req).await {
                 Ok(()) => row.outcome = Outcome::Built,
+                // an interrupt stops everything, whatever --no-fastfail says
+                Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
                 Err(e) => {
-                    failed[i] = true;
                     row.outcome = Outcome::Failed;
                     row.error = Some(format!("{e:#}"));
                     stop = !spec.no_fastfail;
@@ -331,57 +433,110 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
         }
         results.push(row);
     }
-    // after a failure nothing more is pushed: a release is all of it or none of it
-    let push = spec.push && !failed.iter().any(|f| *f);
-    if push && plan.lists.is_empty() {
-        // current nodes skipped their build, which is where one-invocation engines push
-        for (n, r) in plan.nodes.iter().zip(&results) {
-            if r.outcome == Outcome::UpToDate {
-                for tag in std::iter::once(&n.tag).chain(&n.extra_tags) {
-                    engine
-                        .runner
-                        .stream(&engine.backend.push(tag, n.platforms.len() > 1))
-                        .await?;
-                }
-            }
-        }
-    }
-    for (list, exists) in plan.lists.iter().zip(list_exists) {
-        if list.nodes.iter().any(|&i| failed[i]) {
+    Ok(results)
+}
+
+/// Makes the local manifest lists of per-platform nodes, and publishes what the builds did
+/// not push themselves. After any failure nothing is published: a release is all or none.
+async fn publish(
+    engine: &Engine,
+    plan: &Plan,
+    reqs: &[BuildRequest],
+    state: &State,
+    spec: &BuildSpec,
+    results: &mut [NodeResult],
+) -> Result<()> {
+    let push = spec.push && !results.iter().any(|r| r.outcome.failed());
+    for (list, exists) in plan.lists.iter().zip(&state.lists) {
+        let complete = list
+            .nodes
+            .iter()
+            .all(|&i| matches!(results[i].outcome, Outcome::Built | Outcome::UpToDate));
+        if !complete {
             continue;
         }
         let any_built = list
             .nodes
             .iter()
             .any(|&i| results[i].outcome == Outcome::Built);
-        if any_built || !exists || engine.runner.dry_run() {
-            let instances: Vec<&ImageRef> =
-                list.nodes.iter().map(|&i| &plan.nodes[i].tag).collect();
-            for tag in &list.tags {
-                for inv in engine.backend.assemble_list(tag, &instances) {
-                    engine.runner.stream(&inv).await?;
-                }
-            }
-        }
+        let instances: Vec<&ImageRef> = list.nodes.iter().map(|&i| &plan.nodes[i].tag).collect();
         if push {
+            let pushed = engine.publish(&list.tags, &instances).await;
+            mark_push(pushed, list.nodes.iter().copied(), results)?;
+        } else if any_built || !exists || engine.dry_run() {
             for tag in &list.tags {
-                engine
-                    .runner
-                    .stream(&engine.backend.push(tag, true))
-                    .await?;
+                engine.assemble_list(tag, &instances).await?;
             }
         }
     }
-    if !engine.runner.dry_run() {
-        let built: Vec<usize> = (0..results.len())
-            .filter(|&i| results[i].outcome == Outcome::Built)
-            .collect();
-        if !built.is_empty() {
-            let refs: Vec<&ImageRef> = built.iter().map(|&i| &plan.nodes[i].tag).collect();
-            for (&i, info) in built.iter().zip(engine.inspect(&refs).await?) {
-                results[i].id = info.id.or(info.digest);
+    if push && plan.lists.is_empty() {
+        for (i, (n, req)) in plan.nodes.iter().zip(reqs).enumerate() {
+            // a build whose output was the registry has published already
+            if req.output == Output::Push && results[i].outcome == Outcome::Built {
+                continue;
             }
+            let tags: Vec<ImageRef> = std::iter::once(&n.tag)
+                .chain(&n.extra_tags)
+                .cloned()
+                .collect();
+            let pushed = engine.publish(&tags, &[]).await;
+            mark_push(pushed, [i], results)?;
         }
+    }
+    Ok(())
+}
+
+/// A failed push is reported on its rows as a push failure, not a build failure.
+fn mark_push(
+    pushed: Result<()>,
+    rows: impl IntoIterator<Item = usize>,
+    results: &mut [NodeResult],
+) -> Result<()> {
+    if let Err(e) = pushed {
+        if crate::error::interruption(&e).is_some() {
+            return Err(e);
+        }
+        for i in rows {
+            results[i].outcome = Outcome::PushFailed;
+            results[i].error = Some(format!("{e:#}"));
+        }
+    }
+    Ok(())
+}
+
+/// The ids of what was built, for the summary.
+async fn record_ids(engine: &Engine, plan: &Plan, results: &mut [NodeResult]) -> Result<()> {
+    if engine.dry_run() {
+        return Ok(());
+    }
+    let built: Vec<usize> = (0..results.len())
+        .filter(|&i| results[i].outcome == Outcome::Built)
+        .collect();
+    if !built.is_empty() {
+        let refs: Vec<&ImageRef> = built.iter().map(|&i| &plan.nodes[i].tag).collect();
+        for (&i, info) in built.iter().zip(engine.inspect(&refs).await?) {
+            results[i].id = info.id.or(info.digest);
+        }
+    }
+    Ok(())
+}
+
+/// Builds what is not current, in order, and returns one result per node.
+pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<NodeResult>> {
+    let plan = plan(graph, spec, engine.multi_platform())?;
+    let state = inspect_state(engine, &plan).await?;
+    let reqs: Vec<BuildRequest> = plan
+        .nodes
+        .iter()
+        .map(|n| plan.request(n, spec, state.base_id.as_deref(), engine))
+        .collect();
+    let current = current_nodes(&plan, &state.nodes, &reqs, spec.no_cache);
+    check_all(engine, &reqs, &current).await?;
+    let mut results = build_nodes(engine, &plan, &reqs, &current, &state, spec).await?;
+    publish(engine, &plan, &reqs, &state, spec, &mut results).await?;
+    // the ids are for the summary; a build that went to the registry has none locally
+    if !spec.push {
+        record_ids(engine, &plan, &mut results).await?;
     }
     Ok(results)
 }
@@ -405,7 +560,7 @@ async fn base_identity(
     let (Some(base), Some(info)) = (&plan.root_base, info) else {
         return Ok(None);
     };
-    if info.exists || engine.runner.dry_run() {
+    if info.exists || engine.dry_run() {
         return Ok(info.id);
     }
     if !engine.pull(base).await? {
@@ -441,12 +596,7 @@ pub fn summary(results: &[NodeResult]) -> String {
         "VARIANT", "PLATFORM", "RESULT", "TIME", "IMAGE"
     );
     for r in results {
-        let outcome = match r.outcome {
-            Outcome::Built => "built",
-            Outcome::UpToDate => "up-to-date",
-            Outcome::Failed => "FAILED",
-            Outcome::Skipped => "skipped",
-        };
+        let outcome = r.outcome.shown();
         let id = r.id.as_deref().map(short_id).unwrap_or("-");
         out.push_str(&format!(
             "{:<12} {:<24} {:<11} {:>7.1}s  {} {}\n",
@@ -474,7 +624,7 @@ pub struct ListRow {
 }
 
 pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<ListRow>> {
-    let plan = plan(graph, spec, engine.backend.multi_platform())?;
+    let plan = plan(graph, spec, engine.multi_platform())?;
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     if let Some(b) = &plan.root_base {
         refs.push(b);
@@ -485,7 +635,7 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Ve
     let reqs: Vec<BuildRequest> = plan
         .nodes
         .iter()
-        .map(|n| plan.request(n, spec, base_id.as_deref()))
+        .map(|n| plan.request(n, spec, base_id.as_deref(), engine))
         .collect();
     let current = current_nodes(&plan, &infos, &reqs, false);
     let graph_parents: BTreeMap<&str, Option<&String>> = graph

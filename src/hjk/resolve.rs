@@ -6,6 +6,7 @@
 
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
+use crate::report::Reporter;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -67,6 +68,25 @@ fn absolute(base: &Utf8Path, p: &Utf8Path) -> Utf8PathBuf {
         base.join(p)
     };
     joined.canonicalize_utf8().unwrap_or(joined)
+}
+
+/// `hjk images resolve`: prints `<kind> <image>`, or the object with `json`.
+pub fn command(
+    vars: &BTreeMap<String, String>,
+    project: &Utf8Path,
+    image: Option<&str>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let cfg = super::config::load(vars)?;
+    let r = resolve(project, image, &cfg.base_image)?;
+    let data = serde_json::to_value(&r)?;
+    let text = format!("{}\n", r.line());
+    if json {
+        crate::report::DataReporter.result(text, data);
+    } else {
+        crate::report::PlainReporter.result(text, data);
+    }
+    Ok(crate::error::EXIT_OK)
 }
 
 pub fn resolve(

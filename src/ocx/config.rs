@@ -7,46 +7,114 @@ use crate::error::UserError;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The keys, in the order `config show` prints them.
-pub const KEYS: [&str; 10] = [
-    "custom_base_image",
-    "custom_base_dockerfile",
-    "opencode_version",
-    "opencode_source",
-    "opencode_variant",
-    "backend",
-    "platforms",
-    "username",
-    "uid",
-    "gid",
-];
-
-/// One config file as written: every field optional, unknown keys rejected.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub custom_base_image: Option<String>,
-    pub custom_base_dockerfile: Option<String>,
-    pub opencode_version: Option<String>,
-    pub opencode_source: Option<String>,
-    pub opencode_variant: Option<String>,
-    pub backend: Option<String>,
-    pub platforms: Option<PlatformsValue>,
-    pub username: Option<String>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
+/// One config key: declared once, here. The flag (`--<name with dashes>`), the environment
+/// variable (`OCX_<NAME>`), the `config show` row and README's table all come from this, so
+/// none of them can be missing for a key.
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    /// The flag's value placeholder.
+    pub value_name: &'static str,
+    /// One line of `--help`.
+    pub help: &'static str,
+    /// README's table cell: the values it takes and what it does.
+    pub doc: &'static str,
+    /// Another spelling the flag accepts.
+    pub alias: Option<&'static str>,
 }
 
-/// `platforms` may be a list or a comma-separated string.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum PlatformsValue {
-    List(Vec<String>),
-    Joined(String),
+impl Key {
+    pub fn env(&self) -> String {
+        format!("OCX_{}", self.name.to_ascii_uppercase())
+    }
+
+    pub fn flag(&self) -> String {
+        format!("--{}", self.name.replace('_', "-"))
+    }
+}
+
+/// Every key, in the order `config show` prints them.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "custom_base_image",
+        value_name: "IMAGE",
+        help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version>",
+        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>`. Without any custom base, a built-in Debian base is used and the tag is `ocx:<version>`",
+        alias: None,
+    },
+    Key {
+        name: "custom_base_dockerfile",
+        value_name: "PATH",
+        help: "Dockerfile the base image is built from (rebuilt when it or what it COPYs changes)",
+        doc: "a path, looked up as `./<path>` in the project, then `~/.config/ocx/<project-dirname>/<path>`; the context is the directory it is in. The base is built only when missing (or `--rebuild-base`)",
+        alias: None,
+    },
+    Key {
+        name: "opencode_version",
+        value_name: "VERSION",
+        help: "opencode version: latest or X.Y.Z",
+        doc: "`latest` (resolved to a concrete version before tagging) or `X.Y.Z`",
+        alias: None,
+    },
+    Key {
+        name: "opencode_source",
+        value_name: "SOURCE",
+        help: "Where opencode comes from: github, npm, file:<path> or an https:// URL template",
+        doc: "`github` (default; checked against GitHub's per-asset sha256 digest), `npm` (the `npm` CLI, so your registry config applies; checked against the sha512 integrity), `file:<path>` (`{asset}`, `{arch}`, `{version}` substituted; `<path>.sha256` checked if present), or a URL template (`<url>.sha256` must exist)",
+        alias: None,
+    },
+    Key {
+        name: "opencode_variant",
+        value_name: "VARIANT",
+        help: "opencode build: standard, baseline (CPUs without AVX2), musl or baseline-musl",
+        doc: "`standard` (default), `baseline` (CPUs without AVX2), `musl` (Alpine bases) or `baseline-musl`: a deliberate choice, never detected from the build machine",
+        alias: None,
+    },
+    Key {
+        name: "backend",
+        value_name: "ENGINE",
+        help: "Engine: docker, podman or container (Apple); default: the first one on PATH",
+        doc: "`docker`, `podman` or `container`. Precedence: `--backend` > `OCX_BACKEND` > config > first of docker, podman, container on PATH",
+        alias: None,
+    },
+    Key {
+        name: "platforms",
+        value_name: "PLATFORMS",
+        help: "Comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's)",
+        doc: "`linux/amd64`, `linux/arm64`, or both (podman builds a manifest list; docker needs buildx and cannot load a multi-platform image)",
+        alias: Some("platform"),
+    },
+    Key {
+        name: "username",
+        value_name: "NAME",
+        help: "Container user name (default: developer, or root for UID 0)",
+        doc: "the container user; default `developer` (`root` for uid 0). A user that already holds the UID in the base (ubuntu:24.04's `ubuntu`) is renamed, not duplicated",
+        alias: None,
+    },
+    Key {
+        name: "uid",
+        value_name: "UID",
+        help: "Container user's UID (default: yours)",
+        doc: "the container user's UID; default: yours",
+        alias: None,
+    },
+    Key {
+        name: "gid",
+        value_name: "GID",
+        help: "Container user's primary GID (default: yours)",
+        doc: "the container user's primary GID; default: yours. A group that already has the GID is reused as the primary group",
+        alias: None,
+    },
+];
+
+/// The declaration of `name`; panics on a name that is not a key (a bug, not input).
+pub fn key(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("no config key {name}"))
 }
 
 /// Where a value came from, for `ocx config show` and error messages.
@@ -109,9 +177,7 @@ impl OpencodeVersion {
             return Ok(OpencodeVersion::Latest);
         }
         let v = s.strip_prefix('v').unwrap_or(s);
-        let re = regex::Regex::new(r"^\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.]{1,40})?$")
-            .expect("version regex");
-        if re.is_match(v) {
+        if crate::version::is_release(v) && !v.starts_with('v') {
             Ok(OpencodeVersion::Exact(v.to_string()))
         } else {
             Err(UserError(format!(
@@ -187,7 +253,7 @@ pub struct Config {
     pub opencode_version: OpencodeVersion,
     pub opencode_source: OpencodeSource,
     /// Which upstream build: standard, baseline (no AVX2), musl (Alpine), baseline-musl.
-    pub opencode_variant: super::opencode::Variant,
+    pub opencode_variant: super::opencode::OpencodeVariant,
     pub backend: Option<BackendKind>,
     pub platforms: Vec<Platform>,
     pub username: Username,
@@ -209,7 +275,7 @@ pub struct ConfigEnv {
 
 impl ConfigEnv {
     pub fn from_process() -> Self {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let vars = crate::dirs::process_env();
         let config_home = crate::dirs::config_home(&vars);
         // SAFETY: getuid/getgid have no preconditions and cannot fail
         let (host_uid, host_gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -229,13 +295,14 @@ impl ConfigEnv {
 /// Values given on the command line; the last and strongest layer.
 #[derive(Debug, Clone, Default)]
 pub struct Flags {
-    pub values: Vec<(&'static str, String, &'static str)>,
+    /// (key name, value)
+    pub values: Vec<(&'static str, String)>,
 }
 
 impl Flags {
-    pub fn set(&mut self, key: &'static str, value: Option<String>, flag: &'static str) {
+    pub fn set(&mut self, key: &str, value: Option<String>) {
         if let Some(v) = value {
-            self.values.push((key, v, flag));
+            self.values.push((self::key(key).name, v));
         }
     }
 }
@@ -243,40 +310,53 @@ impl Flags {
 /// A layer's value before validation: its text and where it came from.
 type Layer = BTreeMap<&'static str, (String, Source)>;
 
-fn raw_to_layer(raw: RawConfig, src: &Source, layer: &mut Layer) {
-    let mut put = |k: &'static str, v: Option<String>| {
-        if let Some(v) = v {
-            layer.insert(k, (v, src.clone()));
-        }
-    };
-    put("custom_base_image", raw.custom_base_image);
-    put("custom_base_dockerfile", raw.custom_base_dockerfile);
-    put("opencode_version", raw.opencode_version);
-    put("opencode_source", raw.opencode_source);
-    put("opencode_variant", raw.opencode_variant);
-    put("backend", raw.backend);
-    put(
-        "platforms",
-        raw.platforms.map(|p| match p {
-            PlatformsValue::List(l) => l.join(","),
-            PlatformsValue::Joined(s) => s,
-        }),
-    );
-    put("username", raw.username);
-    put("uid", raw.uid.map(|u| u.to_string()));
-    put("gid", raw.gid.map(|g| g.to_string()));
+/// A file's value as text: strings as they are, numbers in decimal, a list of strings joined
+/// with commas (`platforms`). Anything else is not a value any key takes.
+fn value_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(String::from))
+            .collect::<Option<Vec<_>>>()
+            .map(|l| l.join(",")),
+        _ => None,
+    }
 }
 
-/// Reads one config file, if it exists. A syntax error names the file, line and column.
-pub fn read_file(path: &Utf8Path) -> Result<Option<RawConfig>, UserError> {
+/// Reads one config file, if it exists, into a layer. A syntax error names the file, line and
+/// column; an unknown key or a value of the wrong type names the key.
+pub fn read_file(path: &Utf8Path) -> Result<Option<Layer>, UserError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(UserError(format!("cannot read {path}: {e}"))),
     };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| UserError(format!("malformed config {path}: {e}")))
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| UserError(format!("malformed config {path}: {e}")))?;
+    let src = Source::File(path.to_owned());
+    let mut layer = Layer::new();
+    for (k, v) in &map {
+        let Some(key) = KEYS.iter().find(|key| key.name == k) else {
+            let known: Vec<String> = KEYS.iter().map(|k| format!("`{}`", k.name)).collect();
+            return Err(UserError(format!(
+                "malformed config {path}: unknown field `{k}`, expected one of {}",
+                known.join(", ")
+            )));
+        };
+        if v.is_null() {
+            continue;
+        }
+        let text = value_text(v).ok_or_else(|| {
+            UserError(format!(
+                "malformed config {path}: {} must be a string, a number or a list of strings, not {v}",
+                key.name
+            ))
+        })?;
+        layer.insert(key.name, (text, src.clone()));
+    }
+    Ok(Some(layer))
 }
 
 /// Merges every layer and validates the result.
@@ -288,18 +368,21 @@ pub fn load(project: &Utf8Path, env: &ConfigEnv, flags: &Flags) -> Result<Config
     }
     files.push(project.join("ocx.json"));
     for f in files {
-        if let Some(raw) = read_file(&f)? {
-            raw_to_layer(raw, &Source::File(f.clone()), &mut layer);
+        if let Some(l) = read_file(&f)? {
+            layer.extend(l);
         }
     }
     for key in KEYS {
-        let var = format!("OCX_{}", key.to_ascii_uppercase());
+        let var = key.env();
         if let Some(v) = env.vars.get(&var) {
-            layer.insert(key, (v.clone(), Source::Env(var)));
+            layer.insert(key.name, (v.clone(), Source::Env(var)));
         }
     }
-    for (key, v, flag) in &flags.values {
-        layer.insert(key, (v.clone(), Source::Flag(flag.to_string())));
+    for (key, v) in &flags.values {
+        layer.insert(
+            key,
+            (v.clone(), Source::Flag(crate::ocx::config::key(key).flag())),
+        );
     }
     resolve(layer, env)
 }
@@ -376,7 +459,7 @@ fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
         ));
     }
     let (v, s) = take("opencode_variant", Some("standard".into())).expect("default");
-    let opencode_variant = super::opencode::Variant::parse(&v).map_err(|e| at(e, &s))?;
+    let opencode_variant = super::opencode::OpencodeVariant::parse(&v).map_err(|e| at(e, &s))?;
     Ok(Config {
         custom_base_image,
         custom_base_dockerfile,
@@ -408,34 +491,21 @@ impl Config {
         Ok(())
     }
 
-    /// `key = value  (source)` lines for `ocx config show`.
-    pub fn show(&self) -> String {
-        let mut out = String::new();
-        for key in KEYS {
-            let value = match key {
-                "custom_base_image" => self.custom_base_image.as_ref().map(|r| r.to_string()),
-                "custom_base_dockerfile" => {
-                    self.custom_base_dockerfile.as_ref().map(|p| p.to_string())
-                }
-                "opencode_version" => Some(self.opencode_version.to_string()),
-                "opencode_source" => Some(self.opencode_source.to_string()),
-                "opencode_variant" => Some(self.opencode_variant.name().to_string()),
-                "backend" => self.backend.map(|b| b.to_string()),
-                "platforms" => Some(Platform::join(&self.platforms)),
-                "username" => Some(self.username.as_str().to_string()),
-                "uid" => Some(self.uid.to_string()),
-                "gid" => Some(self.gid.to_string()),
-                _ => None,
-            };
-            let src = self
-                .sources
-                .get(key)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "unset".into());
-            let value = value.unwrap_or_else(|| "(unset)".into());
-            out.push_str(&format!("{key:<24} {value:<40} {src}\n"));
+    /// The effective value of a key, as text (`None` when unset).
+    pub fn value(&self, key: &str) -> Option<String> {
+        match key {
+            "custom_base_image" => self.custom_base_image.as_ref().map(|r| r.to_string()),
+            "custom_base_dockerfile" => self.custom_base_dockerfile.as_ref().map(|p| p.to_string()),
+            "opencode_version" => Some(self.opencode_version.to_string()),
+            "opencode_source" => Some(self.opencode_source.to_string()),
+            "opencode_variant" => Some(self.opencode_variant.name().to_string()),
+            "backend" => self.backend.map(|b| b.to_string()),
+            "platforms" => Some(Platform::join(&self.platforms)),
+            "username" => Some(self.username.as_str().to_string()),
+            "uid" => Some(self.uid.to_string()),
+            "gid" => Some(self.gid.to_string()),
+            _ => None,
         }
-        out
     }
 }
 
@@ -480,7 +550,7 @@ mod tests {
         .unwrap();
         let env = env_with(&[("OCX_UID", "42")], &home);
         let mut flags = Flags::default();
-        flags.set("username", Some("flaguser".into()), "--username");
+        flags.set("username", Some("flaguser".into()));
         let c = load(&project, &env, &flags).unwrap();
         assert_eq!(c.opencode_version, OpencodeVersion::Exact("1.2.3".into()));
         assert_eq!(c.username.as_str(), "flaguser");

@@ -1,6 +1,6 @@
 //! The generated Dockerfile. Rendered from validated values only (ImageRef, Username, numbers),
 //! so no config value can add an instruction. It sticks to syntax that the classic docker
-//! builder, BuildKit, buildah and Apple's builder all accept (no heredocs, no `COPY --chmod`).
+//! builder and every engine's current builder accept (no heredocs, no `COPY --chmod`).
 
 use super::config::Username;
 use crate::image_ref::ImageRef;

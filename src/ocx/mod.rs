@@ -1,29 +1,33 @@
 //! The ocx workflows: `ocx build`, `ocx opencode`, `ocx exec` and `ocx config show`.
+//!
+//! [`Project::ensure`] is the whole build, as named steps: `resolve_version`, `inspect_state`
+//! (the one engine call a no-op costs), `check_all` (every input and every build the engine
+//! would refuse, before any download or build), `fetch_binaries`, `build_base`, then
+//! `build_final` unless the fingerprint says the image is current.
 
 pub mod config;
 pub mod dockerfile;
 pub mod opencode;
 
-use crate::backend::detect;
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunSpec};
-use crate::engine::Engine;
+use crate::engine::{Choice, Engine};
 use crate::error::{user_error, UserError};
-use crate::exec::Runner;
+use crate::exec::Attach;
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
-use crate::progress::{self, ProgressMode};
+use crate::report::{self, ProgressMode, Reporter};
 use anyhow::{Context as _, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use config::{Config, ConfigEnv, Flags};
+use config::{Config, ConfigEnv, Flags, KEYS};
 use opencode::{Binary, Fetcher};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-/// Provider credentials passed into the container by name (`-e NAME`), so their values never
-/// appear in argv, logs or `--dry-run` output.
+/// Provider credentials passed into the container by name (`--env NAME`), so their values
+/// never appear in argv, logs or `--dry-run` output.
 pub const PASSTHROUGH_ENV: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
@@ -100,48 +104,387 @@ impl Base {
     }
 }
 
-/// A resolved ocx run: config, engine and the concrete image names.
-pub struct Plan {
+/// A project ocx works on: its config, its engine and where its base comes from.
+pub struct Project {
     pub config: Config,
-    pub engine: Engine,
-    pub version: String,
-    pub image: ImageRef,
+    engine: Engine,
     base: Base,
+    dir: Utf8PathBuf,
     vars: BTreeMap<String, String>,
     cache_dir: Utf8PathBuf,
 }
 
-pub fn plan(ctx: &Context) -> Result<Plan> {
-    let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
-    let explicit = config.backend.map(|b| {
-        let from = config
-            .sources
-            .get("backend")
-            .map(|s| s.to_string())
+/// The image `ensure` made current.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub reference: ImageRef,
+    pub version: String,
+    pub built: bool,
+}
+
+/// What the engine has now: the one inspect a no-op build costs.
+struct State {
+    base: ImageInfo,
+    image: ImageInfo,
+}
+
+fn reporter(mode: ProgressMode) -> Arc<dyn Reporter> {
+    Arc::from(report::reporter(mode))
+}
+
+impl Project {
+    pub fn open(ctx: &Context) -> Result<Project> {
+        let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
+        let choice = config.backend.map(|b| Choice {
+            value: b.name().to_string(),
+            from: config
+                .sources
+                .get("backend")
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        });
+        let engine = Engine::open(
+            choice.as_ref(),
+            ctx.path_var().as_ref(),
+            reporter(ctx.progress),
+            ctx.dry_run,
+        )?;
+        let cache_dir = crate::dirs::cache_home(&ctx.env.vars)
+            .ok_or_else(|| {
+                UserError("cannot find a cache directory: set HOME or XDG_CACHE_HOME".into())
+            })?
+            .join("ocx/opencode");
+        let base = resolve_base(&config, &ctx.project, &ctx.env)?;
+        Ok(Project {
+            config,
+            engine,
+            base,
+            dir: ctx.project.clone(),
+            vars: ctx.env.vars.clone(),
+            cache_dir,
+        })
+    }
+
+    fn fetcher(&self) -> Fetcher<'_> {
+        Fetcher {
+            source: &self.config.opencode_source,
+            variant: self.config.opencode_variant,
+            cache_dir: self.cache_dir.clone(),
+            vars: &self.vars,
+            engine: &self.engine,
+        }
+    }
+
+    /// The final image name: `ocx-<sanitized base>:<version>`, or `ocx:<version>` on the
+    /// default base.
+    fn final_image(&self, version: &str) -> Result<ImageRef> {
+        let repo = match &self.base {
+            Base::Default(_) => "ocx".to_string(),
+            b => format!("ocx-{}", b.image().sanitized_name()),
+        };
+        Ok(ImageRef::parse_deferred(&format!("{repo}:{version}"))?)
+    }
+
+    /// Makes the image current: one inspect when it already is, otherwise builds what is
+    /// missing.
+    pub async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
+        if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
+            return user_error(
+                "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
+            );
+        }
+        let version = self.resolve_version().await?;
+        let image = self.final_image(&version)?;
+        let mut state = self.inspect_state(&image).await?;
+        let base = self.base.image();
+        // If the engine found both images by these names it has accepted them as references
+        // itself, and a no-op needs no grammar check (see ImageRef); anything else passes the
+        // check before it builds or runs.
+        let will_build = !(state.base.exists && state.image.exists) || opts.force;
+        if will_build || opts.rebuild_base {
+            self.validate_refs(&image)?;
+        }
+        if !state.base.exists && matches!(self.base, Base::Image(_)) {
+            return Err(missing_base(base).into());
+        }
+        // verified binaries first: a bad download must not leave a freshly built base behind
+        let binaries = self.fetch_binaries(&version).await?;
+        if !state.base.exists || opts.rebuild_base {
+            state.base = self.build_base(state.base.exists).await?;
+        }
+        let rendered = self.render(&version);
+        let fp = self.fingerprint(&rendered, &version, &state.base, &binaries);
+        if state.image.exists
+            && state.image.label(fingerprint::LABEL) == Some(fp.as_str())
+            && !opts.force
+        {
+            self.engine
+                .reporter()
+                .info(&format!("{image} is up to date"));
+            return Ok(Image {
+                reference: image,
+                version,
+                built: false,
+            });
+        }
+        self.validate_refs(&image)?;
+        self.build_final(&image, &rendered, &binaries, fp).await?;
+        if !self.engine.dry_run() {
+            self.engine.reporter().info(&format!("built {image}"));
+        }
+        Ok(Image {
+            reference: image,
+            version,
+            built: true,
+        })
+    }
+
+    /// `latest` becomes a concrete version (a read-only query, so `--dry-run` does it too).
+    async fn resolve_version(&self) -> Result<String> {
+        if self.config.opencode_version == config::OpencodeVersion::Latest {
+            // a bad reference must fail as bad input before any network call
+            self.config.validate_base()?;
+        }
+        self.fetcher()
+            .resolve(&self.config.opencode_version, &self.config.platforms)
+            .await
+    }
+
+    /// One inspect naming the base and the final image.
+    async fn inspect_state(&self, image: &ImageRef) -> Result<State> {
+        let mut infos = self.engine.inspect(&[self.base.image(), image]).await?;
+        let image_info = infos.pop().unwrap_or_default();
+        let mut base_info = infos.pop().unwrap_or_default();
+        // dry-run cannot build a base that has no Dockerfile: assume the user has it
+        if self.engine.dry_run() && matches!(self.base, Base::Image(_)) {
+            base_info.exists = true;
+        }
+        Ok(State {
+            base: base_info,
+            image: image_info,
+        })
+    }
+
+    fn validate_refs(&self, image: &ImageRef) -> Result<(), UserError> {
+        self.config.validate_base()?;
+        self.base.image().validated()?;
+        image.validated()?;
+        Ok(())
+    }
+
+    async fn fetch_binaries(&self, version: &str) -> Result<Vec<Binary>> {
+        let fetcher = self.fetcher();
+        let mut out = Vec::new();
+        for p in &self.config.platforms {
+            if self.engine.dry_run() {
+                match fetcher.cached(version, *p) {
+                    Some(b) => out.push(b),
+                    None => {
+                        let asset = opencode::asset_name(*p, self.config.opencode_variant);
+                        self.engine.note(&format!(
+                            "download {asset} {version} from {} and verify its checksum",
+                            self.config.opencode_source
+                        ));
+                        out.push(Binary {
+                            platform: *p,
+                            asset,
+                            path: "<download>".into(),
+                            published: "<checksum>".into(),
+                        });
+                    }
+                }
+                continue;
+            }
+            out.push(
+                fetcher
+                    .fetch(version, *p)
+                    .await
+                    .with_context(|| format!("getting opencode {version} for {p}"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn build_base(&self, existed: bool) -> Result<ImageInfo> {
+        let base = self.base.image();
+        let _default_ctx;
+        let (dockerfile, context) = match &self.base {
+            Base::Image(_) => return Err(missing_base(base).into()),
+            Base::Dockerfile {
+                dockerfile,
+                context,
+                ..
+            } => (dockerfile.clone(), context.clone()),
+            Base::Default(_) => {
+                let dir = tempfile::Builder::new().prefix("ocx-base-").tempdir()?;
+                let d = utf8(dir.path())?;
+                std::fs::write(d.join("Dockerfile"), dockerfile::DEFAULT_BASE_DOCKERFILE)?;
+                _default_ctx = dir;
+                (d.join("Dockerfile"), d)
+            }
+        };
+        self.engine.reporter().info(&format!(
+            "{} base image {base} from {dockerfile}",
+            if existed { "rebuilding" } else { "building" }
+        ));
+        let mut req = BuildRequest::new(context, dockerfile.clone(), base.clone());
+        req.platforms = self.config.platforms.clone();
+        req.output = Output::Load;
+        req.declared_args = std::fs::read_to_string(&dockerfile)
+            .ok()
+            .map(|t| crate::build::declared_args(&t));
+        self.engine
+            .build(&req)
+            .await
+            .with_context(|| format!("building the base image {base}"))?;
+        if self.engine.dry_run() {
+            return Ok(ImageInfo {
+                exists: true,
+                ..Default::default()
+            });
+        }
+        let info = self
+            .engine
+            .inspect(&[base])
+            .await?
+            .pop()
             .unwrap_or_default();
-        (b.name().to_string(), from)
-    });
-    let backend = detect::detect(
-        explicit.as_ref().map(|(b, f)| (b.as_str(), f.as_str())),
-        ctx.path_var().as_ref(),
-    )?;
-    let reporter: Arc<dyn progress::Reporter> = Arc::from(progress::reporter(ctx.progress));
-    let engine = Engine::new(backend, Runner::new(reporter, ctx.dry_run));
-    let cache_dir = crate::dirs::cache_home(&ctx.env.vars)
-        .ok_or_else(|| {
-            UserError("cannot find a cache directory: set HOME or XDG_CACHE_HOME".into())
-        })?
-        .join("ocx/opencode");
-    let base = resolve_base(&config, &ctx.project, &ctx.env)?;
-    Ok(Plan {
-        config,
-        engine,
-        version: String::new(),
-        image: base.image().clone(),
-        base,
-        vars: ctx.env.vars.clone(),
-        cache_dir,
-    })
+        if !info.exists {
+            anyhow::bail!("the base image {base} was built but the engine does not list it");
+        }
+        Ok(info)
+    }
+
+    fn render(&self, version: &str) -> String {
+        dockerfile::render(&dockerfile::Render {
+            base: self.base.image(),
+            version,
+            username: &self.config.username,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        })
+    }
+
+    fn fingerprint(
+        &self,
+        rendered: &str,
+        version: &str,
+        base: &ImageInfo,
+        binaries: &[Binary],
+    ) -> String {
+        let mut f = Fingerprint::new()
+            .add("dockerfile", rendered)
+            .add("setup-user.sh", dockerfile::SETUP_USER_SCRIPT)
+            .add("base-id", base.id.as_deref().unwrap_or(""))
+            .add("version", version)
+            .add("username", self.config.username.as_str())
+            .add("uid", self.config.uid.to_string())
+            .add("gid", self.config.gid.to_string())
+            .add("platforms", Platform::join(&self.config.platforms));
+        for b in binaries {
+            f = f.add(&b.asset, &b.published);
+        }
+        f.finish()
+    }
+
+    async fn build_final(
+        &self,
+        image: &ImageRef,
+        rendered: &str,
+        binaries: &[Binary],
+        fp: String,
+    ) -> Result<()> {
+        // a small generated context: the project directory is never sent to the engine
+        let dir = tempfile::Builder::new().prefix("ocx-context-").tempdir()?;
+        let mut ctx = utf8(dir.path())?;
+        if let Some(keep) = self.vars.get(ENV_KEEP_CONTEXT) {
+            ctx = Utf8PathBuf::from(keep);
+            std::fs::create_dir_all(&ctx)
+                .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {ctx}"))?;
+        }
+        let ctx = if self.engine.dry_run() {
+            Utf8PathBuf::from("<generated-context>")
+        } else {
+            ctx
+        };
+        if !self.engine.dry_run() {
+            std::fs::write(ctx.join("Dockerfile"), rendered)?;
+            std::fs::write(ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
+            for b in binaries {
+                let dst = ctx.join(dockerfile::binary_name(b.platform.arch()));
+                if std::fs::hard_link(&b.path, &dst).is_err() {
+                    std::fs::copy(&b.path, &dst)
+                        .with_context(|| format!("copying {} into the build context", b.path))?;
+                }
+            }
+        }
+        let mut req = BuildRequest::new(ctx.clone(), ctx.join("Dockerfile"), image.clone());
+        req.platforms = self.config.platforms.clone();
+        req.labels.insert(fingerprint::LABEL.into(), fp);
+        req.output = Output::Load;
+        req.local_parent = true;
+        req.declared_args = Some(crate::build::declared_args(rendered));
+        self.engine
+            .build(&req)
+            .await
+            .with_context(|| format!("building {image}"))?;
+        drop(dir);
+        Ok(())
+    }
+
+    /// The container spec for running `command` on the project.
+    pub fn run_spec(&self, image: &Image, command: Vec<String>) -> Result<RunSpec> {
+        let home = if self.config.uid == 0 {
+            Utf8PathBuf::from("/root")
+        } else {
+            Utf8PathBuf::from(format!("/home/{}", self.config.username.as_str()))
+        };
+        let mut mounts = vec![Mount {
+            host: self.dir.clone(),
+            container: self.dir.clone(),
+            read_only: false,
+        }];
+        if let Some(host_home) = crate::dirs::home(&self.vars) {
+            for rel in [".config/opencode", ".local/share/opencode"] {
+                let host = host_home.join(rel);
+                // created by us so the engine doesn't create them root-owned
+                if !self.engine.dry_run() && !host.exists() {
+                    std::fs::create_dir_all(&host).with_context(|| format!("creating {host}"))?;
+                    // as root with another configured uid, hand them to the container user
+                    std::os::unix::fs::chown(&host, Some(self.config.uid), Some(self.config.gid))
+                        .ok();
+                }
+                mounts.push(Mount {
+                    host,
+                    container: home.join(rel),
+                    read_only: false,
+                });
+            }
+        }
+        let env_names = PASSTHROUGH_ENV
+            .iter()
+            .filter(|n| self.vars.contains_key(**n))
+            .map(|n| n.to_string())
+            .collect();
+        Ok(RunSpec {
+            image: image.reference.to_string(),
+            name: Some(format!("ocx-{}", std::process::id())),
+            command,
+            mounts,
+            workdir: Some(self.dir.clone()),
+            env_names,
+            user: Some((self.config.uid, self.config.gid)),
+            tty: std::io::stdin().is_terminal(),
+            interactive: true,
+            platform: None,
+            remove: true,
+        })
+    }
+}
+
+fn utf8(p: &std::path::Path) -> Result<Utf8PathBuf> {
+    Utf8PathBuf::from_path_buf(p.to_owned())
+        .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary path {}", p.display()))
 }
 
 /// `custom_base_dockerfile` is looked up in the project first, then in
@@ -191,286 +534,6 @@ fn resolve_base(config: &Config, project: &Utf8Path, env: &ConfigEnv) -> Result<
     })
 }
 
-impl Plan {
-    fn fetcher(&self) -> Fetcher<'_> {
-        Fetcher {
-            source: &self.config.opencode_source,
-            variant: self.config.opencode_variant,
-            cache_dir: self.cache_dir.clone(),
-            vars: &self.vars,
-            runner: &self.engine.runner,
-        }
-    }
-
-    /// The final image name: `ocx-<sanitized base>:<version>`, or `ocx:<version>` on the default base.
-    fn final_image(&self) -> Result<ImageRef> {
-        let repo = match &self.base {
-            Base::Default(_) => "ocx".to_string(),
-            b => format!("ocx-{}", b.image().sanitized_name()),
-        };
-        Ok(ImageRef::parse_deferred(&format!(
-            "{repo}:{}",
-            self.version
-        ))?)
-    }
-
-    /// Makes the image current: one inspect when it already is, otherwise builds what is missing.
-    pub async fn ensure(&mut self, opts: BuildOptions) -> Result<bool> {
-        let runner = &self.engine.runner;
-        self.version = if runner.dry_run()
-            && self.config.opencode_version == config::OpencodeVersion::Latest
-        {
-            runner.note("opencode_version latest is resolved to a concrete version at build time");
-            "latest".into()
-        } else {
-            self.fetcher()
-                .resolve(&self.config.opencode_version, &self.config.platforms)
-                .await?
-        };
-        self.image = self.final_image()?;
-        let base = self.base.image().clone();
-        let mut infos = self.engine.inspect(&[&base, &self.image]).await?;
-        let final_info = infos.pop().unwrap_or_default();
-        let mut base_info = infos.pop().unwrap_or_default();
-        // If the engine found both images by these names it has accepted them as references
-        // itself, and a no-op needs no grammar check (see ImageRef); anything else passes the
-        // check before it builds or runs.
-        if !(base_info.exists && final_info.exists) || opts.force || opts.rebuild_base {
-            self.validate_refs(&base)?;
-        }
-        // dry-run cannot see the store: a base with no way to build it is assumed present
-        if runner.dry_run() && matches!(self.base, Base::Image(_)) {
-            base_info.exists = true;
-        }
-        if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
-            return user_error("--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base");
-        }
-        if !base_info.exists && matches!(self.base, Base::Image(_)) {
-            return Err(missing_base(&base).into());
-        }
-        // verified binaries first: a bad download must not leave a freshly built base behind
-        let binaries = self.binaries().await?;
-        if !base_info.exists || opts.rebuild_base {
-            base_info = self.build_base(&base, base_info.exists).await?;
-        }
-        let rendered = dockerfile::render(&dockerfile::Render {
-            base: &base,
-            version: &self.version,
-            username: &self.config.username,
-            uid: self.config.uid,
-            gid: self.config.gid,
-        });
-        let fp = self.fingerprint(&rendered, &base_info, &binaries);
-        if final_info.exists
-            && final_info.label(fingerprint::LABEL) == Some(fp.as_str())
-            && !opts.force
-        {
-            runner
-                .reporter()
-                .info(&format!("{} is up to date", self.image));
-            return Ok(false);
-        }
-        self.validate_refs(&base)?;
-        self.build_final(&rendered, &binaries, fp).await?;
-        if !runner.dry_run() {
-            runner.reporter().info(&format!("built {}", self.image));
-        }
-        Ok(true)
-    }
-
-    fn validate_refs(&self, base: &ImageRef) -> Result<(), UserError> {
-        self.config.validate_base()?;
-        base.validated()?;
-        self.image.validated()?;
-        Ok(())
-    }
-
-    async fn build_base(&self, base: &ImageRef, existed: bool) -> Result<ImageInfo> {
-        let runner = &self.engine.runner;
-        let _default_ctx;
-        let (dockerfile, context) = match &self.base {
-            Base::Image(_) => return Err(missing_base(base).into()),
-            Base::Dockerfile {
-                dockerfile,
-                context,
-                ..
-            } => (dockerfile.clone(), context.clone()),
-            Base::Default(_) => {
-                let dir = tempfile::Builder::new().prefix("ocx-base-").tempdir()?;
-                let d = Utf8PathBuf::from_path_buf(dir.path().to_owned())
-                    .map_err(|_| anyhow::anyhow!("non-UTF-8 temp dir"))?;
-                std::fs::write(d.join("Dockerfile"), dockerfile::DEFAULT_BASE_DOCKERFILE)?;
-                _default_ctx = dir;
-                (d.join("Dockerfile"), d)
-            }
-        };
-        runner.reporter().info(&format!(
-            "{} base image {base} from {dockerfile}",
-            if existed { "rebuilding" } else { "building" }
-        ));
-        let mut req = BuildRequest::new(context, dockerfile, base.clone());
-        req.platforms = self.config.platforms.clone();
-        req.output = Output::Load;
-        self.engine
-            .build(&req)
-            .await
-            .context(format!("building the base image {base}"))?;
-        if runner.dry_run() {
-            return Ok(ImageInfo {
-                exists: true,
-                ..Default::default()
-            });
-        }
-        let info = self
-            .engine
-            .inspect(&[base])
-            .await?
-            .pop()
-            .unwrap_or_default();
-        if !info.exists {
-            anyhow::bail!("the base image {base} was built but the engine does not list it");
-        }
-        Ok(info)
-    }
-
-    async fn binaries(&self) -> Result<Vec<Binary>> {
-        let fetcher = self.fetcher();
-        let mut out = Vec::new();
-        for p in &self.config.platforms {
-            if self.engine.runner.dry_run() {
-                match fetcher.cached(&self.version, *p) {
-                    Some(b) => out.push(b),
-                    None => {
-                        let asset = opencode::asset_name(*p, self.config.opencode_variant);
-                        self.engine.runner.note(&format!(
-                            "download {asset} {} from {} and verify its checksum",
-                            self.version, self.config.opencode_source
-                        ));
-                        out.push(Binary {
-                            platform: *p,
-                            asset,
-                            path: "<download>".into(),
-                            published: "<checksum>".into(),
-                        });
-                    }
-                }
-                continue;
-            }
-            out.push(
-                fetcher
-                    .fetch(&self.version, *p)
-                    .await
-                    .with_context(|| format!("getting opencode {} for {p}", self.version))?,
-            );
-        }
-        Ok(out)
-    }
-
-    fn fingerprint(&self, rendered: &str, base: &ImageInfo, binaries: &[Binary]) -> String {
-        let mut f = Fingerprint::new()
-            .add("dockerfile", rendered)
-            .add("setup-user.sh", dockerfile::SETUP_USER_SCRIPT)
-            .add("base-id", base.id.as_deref().unwrap_or(""))
-            .add("version", &self.version)
-            .add("username", self.config.username.as_str())
-            .add("uid", self.config.uid.to_string())
-            .add("gid", self.config.gid.to_string())
-            .add("platforms", Platform::join(&self.config.platforms));
-        for b in binaries {
-            f = f.add(&b.asset, &b.published);
-        }
-        f.finish()
-    }
-
-    async fn build_final(&self, rendered: &str, binaries: &[Binary], fp: String) -> Result<()> {
-        // a small generated context: the project directory is never sent to the engine
-        let dir = tempfile::Builder::new().prefix("ocx-context-").tempdir()?;
-        let mut ctx = Utf8PathBuf::from_path_buf(dir.path().to_owned())
-            .map_err(|_| anyhow::anyhow!("non-UTF-8 temp dir"))?;
-        if let Some(keep) = self.vars.get(ENV_KEEP_CONTEXT) {
-            ctx = Utf8PathBuf::from(keep);
-            std::fs::create_dir_all(&ctx)
-                .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {ctx}"))?;
-        }
-        let ctx = if self.engine.runner.dry_run() {
-            Utf8PathBuf::from("<generated-context>")
-        } else {
-            ctx
-        };
-        if !self.engine.runner.dry_run() {
-            std::fs::write(ctx.join("Dockerfile"), rendered)?;
-            std::fs::write(ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
-            for b in binaries {
-                let dst = ctx.join(dockerfile::binary_name(b.platform.arch()));
-                if std::fs::hard_link(&b.path, &dst).is_err() {
-                    std::fs::copy(&b.path, &dst)
-                        .with_context(|| format!("copying {} into the build context", b.path))?;
-                }
-            }
-        }
-        let mut req = BuildRequest::new(ctx.clone(), ctx.join("Dockerfile"), self.image.clone());
-        req.platforms = self.config.platforms.clone();
-        req.labels.insert(fingerprint::LABEL.into(), fp);
-        req.output = Output::Load;
-        req.local_parent = true;
-        self.engine
-            .build(&req)
-            .await
-            .with_context(|| format!("building {}", self.image))?;
-        drop(dir);
-        Ok(())
-    }
-
-    /// The container spec for running `command` on the project.
-    pub fn run_spec(&self, project: &Utf8Path, command: Vec<String>) -> Result<RunSpec> {
-        let home = if self.config.uid == 0 {
-            Utf8PathBuf::from("/root")
-        } else {
-            Utf8PathBuf::from(format!("/home/{}", self.config.username.as_str()))
-        };
-        let mut mounts = vec![Mount {
-            host: project.to_owned(),
-            container: project.to_owned(),
-            read_only: false,
-        }];
-        if let Some(host_home) = crate::dirs::home(&self.vars) {
-            for rel in [".config/opencode", ".local/share/opencode"] {
-                let host = host_home.join(rel);
-                // created by us so the engine doesn't create them root-owned
-                if !self.engine.runner.dry_run() && !host.exists() {
-                    std::fs::create_dir_all(&host).with_context(|| format!("creating {host}"))?;
-                    // as root with another configured uid, hand them to the container user
-                    std::os::unix::fs::chown(&host, Some(self.config.uid), Some(self.config.gid))
-                        .ok();
-                }
-                mounts.push(Mount {
-                    host,
-                    container: home.join(rel),
-                    read_only: false,
-                });
-            }
-        }
-        let env_names = PASSTHROUGH_ENV
-            .iter()
-            .filter(|n| self.vars.contains_key(**n))
-            .map(|n| n.to_string())
-            .collect();
-        let tty = std::io::stdin().is_terminal();
-        Ok(RunSpec {
-            image: self.image.to_string(),
-            command,
-            mounts,
-            workdir: Some(project.to_owned()),
-            env_names,
-            user: Some((self.config.uid, self.config.gid)),
-            tty,
-            interactive: true,
-            platform: None,
-            remove: true,
-        })
-    }
-}
-
 fn missing_base(base: &ImageRef) -> UserError {
     UserError(format!(
         "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
@@ -478,22 +541,46 @@ fn missing_base(base: &ImageRef) -> UserError {
 }
 
 /// `ocx build`
-pub async fn build(ctx: &Context, opts: BuildOptions) -> Result<()> {
-    let mut plan = plan(ctx)?;
-    plan.ensure(opts).await?;
-    Ok(())
+pub async fn build(ctx: &Context, opts: BuildOptions) -> Result<u8> {
+    Project::open(ctx)?.ensure(opts).await?;
+    Ok(crate::error::EXIT_OK)
 }
 
 /// `ocx opencode ARGS` and `ocx exec CMD`: ensures the image, then runs in it; returns the
-/// child's exit code.
-pub async fn run(ctx: &Context, command: Vec<String>) -> Result<i32> {
-    let mut plan = plan(ctx)?;
-    plan.ensure(BuildOptions::default()).await?;
-    let spec = plan.run_spec(&ctx.project, command)?;
-    plan.engine.run_interactive(&spec).await
+/// child's exit code (wrapped into a byte the way a shell shows it).
+pub async fn run(ctx: &Context, command: Vec<String>) -> Result<u8> {
+    let project = Project::open(ctx)?;
+    let image = project.ensure(BuildOptions::default()).await?;
+    let spec = project.run_spec(&image, command)?;
+    let attach = Attach {
+        terminal: spec.tty,
+        capture_stdout: ctx.progress == ProgressMode::Json,
+    };
+    let code = project.engine.run_interactive(&spec, attach).await?;
+    Ok((code & 0xff) as u8)
 }
 
-/// `ocx config show`
-pub fn show_config(ctx: &Context) -> Result<String> {
-    Ok(config::load(&ctx.project, &ctx.env, &ctx.flags)?.show())
+/// `ocx config show`: every key, its value and where the value came from. An unset backend
+/// shows the engine detection would pick, and why.
+pub fn show_config(ctx: &Context) -> Result<u8> {
+    let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for key in KEYS {
+        let mut value = config.value(key.name);
+        let mut source = config.sources.get(key.name).map(|s| s.to_string());
+        if key.name == "backend" && value.is_none() {
+            let path = ctx.path_var();
+            (value, source) = match crate::backend::detect::first_on_path(path.as_ref()) {
+                Some(kind) => (Some(kind.to_string()), Some("detected on PATH".into())),
+                None => (None, Some("none found on PATH".into())),
+            };
+        }
+        let shown = value.clone().unwrap_or_else(|| "(unset)".into());
+        let src = source.clone().unwrap_or_else(|| "unset".into());
+        text.push_str(&format!("{:<24} {shown:<40} {src}\n", key.name));
+        rows.push(serde_json::json!({"key": key.name, "value": value, "source": source}));
+    }
+    reporter(ctx.progress).result(text, serde_json::Value::Array(rows));
+    Ok(crate::error::EXIT_OK)
 }

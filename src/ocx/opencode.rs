@@ -3,8 +3,8 @@
 //! offline. A binary only enters the cache after its checksum matched.
 
 use super::config::{OpencodeSource, OpencodeVersion};
+use crate::engine::Engine;
 use crate::error::UserError;
-use crate::exec::Runner;
 use crate::fingerprint::hex;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
@@ -24,7 +24,7 @@ const GITHUB_REPO: &str = "sst/opencode";
 /// Upstream build variants. Chosen by the user, never detected from this machine's CPU: the
 /// image runs elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Variant {
+pub enum OpencodeVariant {
     #[default]
     Standard,
     Baseline,
@@ -32,13 +32,13 @@ pub enum Variant {
     BaselineMusl,
 }
 
-impl Variant {
+impl OpencodeVariant {
     pub fn parse(s: &str) -> Result<Self, UserError> {
         match s {
-            "standard" => Ok(Variant::Standard),
-            "baseline" => Ok(Variant::Baseline),
-            "musl" => Ok(Variant::Musl),
-            "baseline-musl" => Ok(Variant::BaselineMusl),
+            "standard" => Ok(OpencodeVariant::Standard),
+            "baseline" => Ok(OpencodeVariant::Baseline),
+            "musl" => Ok(OpencodeVariant::Musl),
+            "baseline-musl" => Ok(OpencodeVariant::BaselineMusl),
             _ => Err(UserError(format!(
                 "invalid opencode_variant {s:?}: use standard, baseline, musl or baseline-musl"
             ))),
@@ -47,26 +47,26 @@ impl Variant {
 
     pub fn name(self) -> &'static str {
         match self {
-            Variant::Standard => "standard",
-            Variant::Baseline => "baseline",
-            Variant::Musl => "musl",
-            Variant::BaselineMusl => "baseline-musl",
+            OpencodeVariant::Standard => "standard",
+            OpencodeVariant::Baseline => "baseline",
+            OpencodeVariant::Musl => "musl",
+            OpencodeVariant::BaselineMusl => "baseline-musl",
         }
     }
 
     fn suffix(self) -> &'static str {
         match self {
-            Variant::Standard => "",
-            Variant::Baseline => "-baseline",
-            Variant::Musl => "-musl",
-            Variant::BaselineMusl => "-baseline-musl",
+            OpencodeVariant::Standard => "",
+            OpencodeVariant::Baseline => "-baseline",
+            OpencodeVariant::Musl => "-musl",
+            OpencodeVariant::BaselineMusl => "-baseline-musl",
         }
     }
 }
 
 /// `opencode-linux-<x64|arm64>[-baseline][-musl]`, as upstream names release assets and npm
 /// packages.
-pub fn asset_name(platform: Platform, variant: Variant) -> String {
+pub fn asset_name(platform: Platform, variant: OpencodeVariant) -> String {
     format!(
         "opencode-linux-{}{}",
         platform.opencode_arch(),
@@ -84,20 +84,19 @@ pub struct Binary {
     pub published: String,
 }
 
-/// A checksum mismatch is bad input from the source; it is reported like one (exit 2).
+/// A checksum mismatch: the source or the network is at fault, not the user's input (exit 1).
 fn mismatch(what: &str, want: &str, got: &str) -> anyhow::Error {
-    UserError(format!(
+    anyhow!(
         "checksum mismatch for {what}: the source publishes {want} but the download hashes to {got}; nothing was cached or built, retry or check the mirror"
-    ))
-    .into()
+    )
 }
 
 pub struct Fetcher<'a> {
     pub source: &'a OpencodeSource,
-    pub variant: Variant,
+    pub variant: OpencodeVariant,
     pub cache_dir: Utf8PathBuf,
     pub vars: &'a BTreeMap<String, String>,
-    pub runner: &'a Runner,
+    pub engine: &'a Engine,
 }
 
 impl Fetcher<'_> {
@@ -159,7 +158,7 @@ impl Fetcher<'_> {
             Ok(v) => Ok(v),
             Err(e) => match self.newest_cached(platforms) {
                 Some(v) => {
-                    self.runner.reporter().warn(&format!(
+                    self.engine.reporter().warn(&format!(
                         "could not resolve the latest opencode version ({e:#}); using {v} from the cache"
                     ));
                     Ok(v)
@@ -175,7 +174,7 @@ impl Fetcher<'_> {
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|v| platforms.iter().all(|p| self.cached(v, *p).is_some()))
             .collect();
-        versions.sort_by_key(|v| version_key(v));
+        versions.sort_by_key(|v| crate::version::sort_key(v));
         versions.pop()
     }
 
@@ -194,7 +193,7 @@ impl Fetcher<'_> {
                 let mut common: Option<Vec<String>> = None;
                 for p in platforms {
                     let pkg = asset_name(*p, self.variant);
-                    let out = self.runner.check(&Invocation::new("npm").args(["view", &pkg, "versions", "--json"])).await?;
+                    let out = self.engine.tool(&Invocation::new("npm").args(["view", &pkg, "versions", "--json"]).read_only()).await?;
                     let vs: Vec<String> = serde_json::from_str(&out.stdout).with_context(|| format!("parsing `npm view {pkg} versions`"))?;
                     common = Some(match common {
                         None => vs,
@@ -202,7 +201,7 @@ impl Fetcher<'_> {
                     });
                 }
                 let mut vs: Vec<String> = common.unwrap_or_default().into_iter().filter(|v| !v.contains('-')).collect();
-                vs.sort_by_key(|v| version_key(v));
+                vs.sort_by_key(|v| crate::version::sort_key(v));
                 vs.pop().ok_or_else(|| anyhow!("no opencode version is published for all of {}", Platform::join(platforms)))
             }
             OpencodeSource::File(_) | OpencodeSource::Url(_) => Err(UserError(
@@ -274,17 +273,25 @@ impl Fetcher<'_> {
                 req = req.set("Authorization", &format!("Bearer {t}"));
             }
             let resp = req.call().map_err(|e| anyhow!("GET {url}: {e}"))?;
+            let mut reader = resp.into_reader().take(1 << 30);
             let mut buf = Vec::new();
-            resp.into_reader()
-                .take(1 << 30)
-                .read_to_end(&mut buf)
-                .with_context(|| format!("reading {url}"))?;
+            let mut chunk = vec![0u8; 1 << 16];
+            // in pieces, so a stop request ends the download within one read
+            loop {
+                crate::interrupt::check()?;
+                let n = reader
+                    .read(&mut chunk)
+                    .with_context(|| format!("reading {url}"))?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
             Ok(buf)
         });
         tokio::select! {
             got = download => got?,
-            // the blocking thread is abandoned; the process exits before it matters
-            _ = tokio::signal::ctrl_c() => Err(crate::exec::Interrupted.into()),
+            why = crate::interrupt::wait() => Err(why.into()),
         }
     }
 
@@ -339,16 +346,20 @@ impl Fetcher<'_> {
     async fn download_npm(&self, version: &str, pkg: &str) -> Result<(String, Vec<u8>, String)> {
         let spec = format!("{pkg}@{version}");
         let view = self
-            .runner
-            .check(&Invocation::new("npm").args(["view", &spec, "dist.integrity", "--json"]))
+            .engine
+            .tool(
+                &Invocation::new("npm")
+                    .args(["view", &spec, "dist.integrity", "--json"])
+                    .read_only(),
+            )
             .await?;
         let integrity: String = serde_json::from_str(view.stdout.trim())
             .map_err(|_| UserError(format!("npm has no {spec}; check opencode_version")))?;
         let dir = tempfile::tempdir()?;
         let d = Utf8Path::from_path(dir.path()).ok_or_else(|| anyhow!("non-UTF-8 temp dir"))?;
         let out = self
-            .runner
-            .check(&Invocation::new("npm").args([
+            .engine
+            .tool(&Invocation::new("npm").args([
                 "pack",
                 &spec,
                 "--pack-destination",
@@ -449,15 +460,6 @@ fn expand(template: &str, version: &str, p: Platform, asset: &str) -> String {
         .replace("{arch}", p.opencode_arch())
 }
 
-/// Sort key for X.Y.Z versions.
-fn version_key(v: &str) -> (Vec<u64>, String) {
-    let (core, pre) = v.split_once('-').unwrap_or((v, "~"));
-    (
-        core.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
-        pre.to_string(),
-    )
-}
-
 /// The `opencode` executable from a .tar.gz/.tgz or .zip, or the bytes themselves.
 fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     let is_ours = |p: &str| p.rsplit('/').next() == Some("opencode");
@@ -491,9 +493,7 @@ fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
 /// Refuses a binary for the wrong architecture before it goes into an image.
 fn check_elf(bin: &[u8], p: Platform) -> Result<()> {
     if bin.len() < 20 || &bin[..4] != b"\x7fELF" {
-        return Err(
-            UserError("the opencode download is not a Linux (ELF) executable".into()).into(),
-        );
+        bail!("the opencode download is not a Linux (ELF) executable");
     }
     let machine = u16::from_le_bytes([bin[18], bin[19]]);
     let want = match p {
@@ -501,7 +501,7 @@ fn check_elf(bin: &[u8], p: Platform) -> Result<()> {
         Platform::LinuxArm64 => 183,
     };
     if machine != want {
-        return Err(UserError(format!("the opencode download for {p} is an ELF binary for another architecture (e_machine {machine})")).into());
+        bail!("the opencode download for {p} is an ELF binary for another architecture (e_machine {machine})");
     }
     Ok(())
 }
@@ -520,24 +520,17 @@ mod tests {
     #[test]
     fn asset_names_follow_upstream() {
         assert_eq!(
-            asset_name(Platform::LinuxAmd64, Variant::Standard),
+            asset_name(Platform::LinuxAmd64, OpencodeVariant::Standard),
             "opencode-linux-x64"
         );
         assert_eq!(
-            asset_name(Platform::LinuxArm64, Variant::BaselineMusl),
+            asset_name(Platform::LinuxArm64, OpencodeVariant::BaselineMusl),
             "opencode-linux-arm64-baseline-musl"
         );
         assert_eq!(
-            asset_name(Platform::LinuxAmd64, Variant::Musl),
+            asset_name(Platform::LinuxAmd64, OpencodeVariant::Musl),
             "opencode-linux-x64-musl"
         );
-    }
-
-    #[test]
-    fn versions_sort_numerically() {
-        let mut v = vec!["1.10.0", "1.9.9", "1.18.18", "1.18.2"];
-        v.sort_by_key(|s| version_key(s));
-        assert_eq!(v, ["1.9.9", "1.10.0", "1.18.2", "1.18.18"]);
     }
 
     #[test]

@@ -77,8 +77,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
         "--progress",
         "plain",
     ];
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let out = env.hjk(&args).status(0).run();
     let got = summary_rows(&out.stdout);
     assert_eq!(got.len(), 6, "{}", out.stdout);
     assert!(
@@ -107,8 +106,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // a second build rebuilds nothing: one engine call, an inspect of every node and list
     env.clear_log();
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.hjk(&args).status(0).run();
     assert!(
         summary_rows(&out.stdout)
             .iter()
@@ -127,8 +125,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     let mut text = std::fs::read_to_string(&top).unwrap();
     text.push_str("LABEL io.example.changed=1\n");
     std::fs::write(&top, text).unwrap();
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.hjk(&args).status(0).run();
     let got = summary_rows(&out.stdout);
     let built: Vec<&str> = got
         .iter()
@@ -139,7 +136,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // --push to the local registry: the pushed top is a two-arch list, tagged with the version
     let pushed = "127.0.0.1:5000/hjk-e2e/podman";
-    let out = env.hjk(&[
+    env.hjk(&[
         "images",
         "build",
         "--variant",
@@ -155,8 +152,9 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
         "--push",
         "--backend",
         "podman",
-    ]);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    ])
+    .status(0)
+    .run();
     for tag in ["top", "top-v0.2.0", "base"] {
         let raw = std::process::Command::new("skopeo")
             .args([
@@ -206,8 +204,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "--version",
         "v0.1.0",
     ];
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let out = env.hjk(&args).status(0).run();
     assert_eq!(
         summary_rows(&out.stdout)
             .iter()
@@ -226,8 +223,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
             ["org.opencontainers.image.version"],
         "v0.1.0"
     );
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.hjk(&args).status(0).run();
     assert!(
         summary_rows(&out.stdout)
             .iter()
@@ -243,8 +239,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
         std::fs::read_to_string(&middle).unwrap() + "LABEL io.example.middle=2\n",
     )
     .unwrap();
-    let out = env.hjk(&args);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.hjk(&args).status(0).run();
     let results: Vec<String> = summary_rows(&out.stdout)
         .into_iter()
         .map(|r| format!("{} {}", r.0, r.2))
@@ -272,8 +267,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "--json",
     ];
     let current = |env: &TestEnv| -> Vec<(String, Option<String>, bool, bool)> {
-        let out = env.hjk(&list_args);
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        let out = env.hjk(&list_args).status(0).run();
         let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
         v.iter()
             .map(|r| {
@@ -305,7 +299,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
     );
     let mut table_args = list_args.to_vec();
     table_args.pop();
-    let out = env.hjk(&table_args);
+    let out = env.hjk(&table_args).output();
     assert!(
         out.stdout.starts_with("VARIANT      PARENT       TAG"),
         "{}",

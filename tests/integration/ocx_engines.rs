@@ -1,7 +1,7 @@
 //! ocx on real engines: podman and dockerd (classic builder, since no buildx plugin exists
 //! here), with the real opencode binary from npm. Needs `scripts/test-engines.sh up`.
 
-use crate::util::{engine_available, manifest_arches, run, shared_cache, TestEnv};
+use crate::util::{engine_available, manifest_arches, shared_cache, TestEnv};
 use std::os::unix::fs::MetadataExt;
 
 const OPENCODE: &str = "1.18.18";
@@ -31,16 +31,18 @@ fn colliding_project(engine: &str) -> TestEnv {
 fn e2e(engine: &str, real: &str) {
     let env = colliding_project(engine);
     env.recording(engine, real);
-    let out = run(env.ocx(&[
-        "--backend",
-        engine,
-        "--progress",
-        "plain",
-        "build",
-        "--rebuild-base",
-        "--force",
-    ]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env
+        .ocx(&[
+            "--backend",
+            engine,
+            "--progress",
+            "plain",
+            "build",
+            "--rebuild-base",
+            "--force",
+        ])
+        .status(0)
+        .run();
     assert!(
         out.stderr
             .contains(&format!("built ocx-ocx-e2e-{engine}-dev:{OPENCODE}")),
@@ -58,8 +60,7 @@ fn e2e(engine: &str, real: &str) {
 
     // second build: one engine process, one inspect naming base and final image, no build
     env.clear_log();
-    let out = run(env.ocx(&["--backend", engine, "build"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.ocx(&["--backend", engine, "build"]).status(0).run();
     let base = format!("ocx-e2e/{engine}-dev");
     let image = format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}");
     assert_eq!(
@@ -78,7 +79,9 @@ fn e2e(engine: &str, real: &str) {
         out.stderr
     );
 
-    let out = run(env.ocx(&["--backend", engine, "opencode", "--version"]));
+    let out = env
+        .ocx(&["--backend", engine, "opencode", "--version"])
+        .output();
     assert_eq!(
         (out.code, out.stdout.trim()),
         (0, OPENCODE),
@@ -86,7 +89,7 @@ fn e2e(engine: &str, real: &str) {
         out.stderr
     );
 
-    let out = run(env.ocx(&["--backend", engine, "exec", "--", "sh", "-c", "id -u; id -g; id -un; getent passwd ubuntu || echo no-ubuntu; touch written-in-container; exit 7"]));
+    let out = env.ocx(&["--backend", engine, "exec", "--", "sh", "-c", "id -u; id -g; id -un; getent passwd ubuntu || echo no-ubuntu; touch written-in-container; exit 7"]).output();
     assert_eq!(out.code, 7, "exit code passes through: {}", out.stderr);
     // the base's `ubuntu` (uid 1000) was renamed to dev, not duplicated
     assert_eq!(
@@ -131,8 +134,9 @@ fn podman_multi_arch_busybox_manifest_has_both_arches() {
                 "opencode_source": "npm", "uid": 1001, "gid": 1001, "username": "dev", "platforms": ["linux/amd64", "linux/arm64"]}}"#
         ),
     );
-    let out = run(env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"])
+        .status(0)
+        .run();
     let image = format!("ocx-ocx-e2e-busybox-multi:{OPENCODE}");
     assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
     // the arm64 image's opencode is an aarch64 ELF (e_machine 183), and its user was made

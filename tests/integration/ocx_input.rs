@@ -1,22 +1,10 @@
 //! Bad input: each is one line on stderr, exit code 2, and no engine build started.
 
-use crate::util::{run, TestEnv};
+use crate::util::TestEnv;
 
-/// Asserts the one-line error and that the fake engine never built anything.
+/// Runs `ocx ARGS`, expects bad input naming `needle`, and that no engine build started.
 fn assert_bad_input(env: &TestEnv, args: &[&str], needle: &str) {
-    let out = run(env.ocx(args));
-    assert_eq!(
-        out.code, 2,
-        "stdout: {}\nstderr: {}",
-        out.stdout, out.stderr
-    );
-    assert_eq!(out.stderr.lines().count(), 1, "one line: {:?}", out.stderr);
-    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(needle),
-        "{needle:?} not in {:?}",
-        out.stderr
-    );
+    env.ocx(args).bad_input().stderr_has(needle).run();
     let builds: Vec<_> = env
         .log()
         .into_iter()
@@ -76,8 +64,7 @@ fn missing_dockerfile_lists_both_paths_tried() {
     let env = env_with_config(
         r#"{"custom_base_image": "dev", "custom_base_dockerfile": "docker/Dockerfile.dev", "opencode_version": "1.0.0"}"#,
     );
-    let out = run(env.ocx(&["build"]));
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = env.ocx(&["build"]).status(2).run();
     let project = env.project().canonicalize().unwrap();
     let global = env.root().join("config/ocx/project/docker/Dockerfile.dev");
     assert_eq!(
@@ -97,8 +84,7 @@ fn dockerfile_found_in_global_config_dir_is_used_with_its_context() {
         r#"{"custom_base_image": "dev", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "1.0.0"}"#,
     );
     env.write("config/ocx/project/Dockerfile.dev", "FROM scratch\n");
-    let out = run(env.ocx(&["build", "--dry-run"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env.ocx(&["build", "--dry-run"]).status(0).run();
     let ctx = env.root().join("config/ocx/project");
     assert!(
         out.stdout
@@ -151,7 +137,7 @@ fn missing_custom_base_without_dockerfile() {
     let env = env_with_config(
         r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.0.0", "opencode_source": "file:/nonexistent"}"#,
     );
-    let out = run(env.ocx(&["build"]));
+    let out = env.ocx(&["build"]).output();
     assert_eq!(out.code, 2);
     assert!(out.stderr.starts_with("error: custom base image myproject-dev not found and no custom_base_dockerfile configured"), "{}", out.stderr);
     assert_eq!(env.log().len(), 1, "only the inspect: {:?}", env.log());
@@ -175,8 +161,10 @@ fn config_show_prints_values_and_sources() {
         r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.18.18"}"#,
     );
     env.set("OCX_GID", "1600");
-    let out = run(env.ocx(&["config", "show", "--opencode-source", "npm"]));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = env
+        .ocx(&["config", "show", "--opencode-source", "npm"])
+        .status(0)
+        .run();
     let root = env.root().display().to_string();
     let shown = out.stdout.replace(&root, "[ROOT]");
     let line = |key: &str| {

@@ -136,10 +136,111 @@ impl TestEnv {
         c
     }
 
-    pub fn ocx(&self, args: &[&str]) -> Command {
+    /// `ocx ARGS`, to be checked and run (see [`Run`]).
+    pub fn ocx(&self, args: &[&str]) -> Run {
         let mut c = self.cmd("ocx");
         c.args(args);
-        c
+        Run::new(c)
+    }
+
+    /// `hjk ARGS`, to be checked and run (see [`Run`]).
+    pub fn hjk(&self, args: &[&str]) -> Run {
+        let mut c = self.cmd("hjk");
+        c.args(args);
+        Run::new(c)
+    }
+
+    /// The fake engine reports these images as present (docker's inspect shape, which podman's
+    /// parser reads too), each with `labels` (a JSON object or `null`).
+    pub fn images_exist(&self, images: &[(&str, &str)]) -> &Self {
+        let entries: Vec<String> = images
+            .iter()
+            .map(|(tag, labels)| docker_inspect_entry(tag, labels))
+            .collect();
+        self.fake_reply("inspect.json", &format!("[{}]", entries.join(", ")))
+    }
+}
+
+/// One `docker image inspect` entry as the engine prints it.
+pub fn docker_inspect_entry(tag: &str, labels: &str) -> String {
+    format!(
+        r#"{{"Id": "sha256:{}", "RepoTags": ["{tag}"], "RepoDigests": [], "Architecture": "amd64", "Config": {{"Labels": {labels}}}}}"#,
+        "1".repeat(64)
+    )
+}
+
+/// A command under test and what it must do, checked by [`Run::run`]: the builder just's
+/// tests use, so each test states its expectations instead of repeating assertion blocks.
+#[must_use]
+pub struct Run {
+    cmd: Command,
+    status: i32,
+    stderr_has: Vec<String>,
+    stdout_has: Vec<String>,
+    one_line_error: bool,
+}
+
+impl Run {
+    fn new(cmd: Command) -> Self {
+        Run {
+            cmd,
+            status: 0,
+            stderr_has: Vec::new(),
+            stdout_has: Vec::new(),
+            one_line_error: false,
+        }
+    }
+
+    /// The exit code it must end with (default 0).
+    pub fn status(mut self, code: i32) -> Self {
+        self.status = code;
+        self
+    }
+
+    pub fn stderr_has(mut self, text: impl Into<String>) -> Self {
+        self.stderr_has.push(text.into());
+        self
+    }
+
+    pub fn stdout_has(mut self, text: impl Into<String>) -> Self {
+        self.stdout_has.push(text.into());
+        self
+    }
+
+    /// Bad input: exit 2 and exactly one `error: ` line on stderr.
+    pub fn bad_input(mut self) -> Self {
+        self.status = 2;
+        self.one_line_error = true;
+        self
+    }
+
+    /// Runs it without checking anything: for helpers that check the exit code themselves.
+    pub fn output(self) -> Out {
+        run(self.cmd)
+    }
+
+    /// Runs it and checks every expectation; returns the output for more.
+    pub fn run(self) -> Out {
+        let out = run(self.cmd);
+        let show = format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        assert_eq!(out.code, self.status, "exit code; {show}");
+        if self.one_line_error {
+            assert_eq!(out.stderr.lines().count(), 1, "one line; {show}");
+            assert!(out.stderr.starts_with("error: "), "{show}");
+        }
+        for t in &self.stderr_has {
+            assert!(
+                out.stderr.contains(t.as_str()),
+                "{t:?} not on stderr; {show}"
+            );
+        }
+        for t in &self.stdout_has {
+            assert!(
+                out.stdout.contains(t.as_str()),
+                "{t:?} not on stdout; {show}"
+            );
+        }
+        out
     }
 }
 
@@ -249,15 +350,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-impl TestEnv {
-    /// Runs `hjk ARGS` to completion.
-    pub fn hjk(&self, args: &[&str]) -> Out {
-        let mut c = self.cmd("hjk");
-        c.args(args);
-        run(c)
-    }
 }
 
 /// The rows of hjk's summary table as (variant, platform, result).

@@ -1,0 +1,269 @@
+//! The docker-compatible CLI that docker and podman share: `image inspect` as a JSON array,
+//! `pull`, `tag`, `image rm`, `run` flags and the common build flags. Each of the two backends
+//! holds a [`DockerCli`] and adds only what differs.
+
+use super::Inspected;
+use crate::build::{BuildRequest, ImageInfo, RunSpec};
+use crate::exec::Captured;
+use crate::image_ref::ImageRef;
+use crate::invocation::Invocation;
+
+pub struct DockerCli {
+    pub program: String,
+}
+
+impl DockerCli {
+    pub fn new(program: impl Into<String>) -> Self {
+        DockerCli {
+            program: program.into(),
+        }
+    }
+
+    pub fn cmd(&self) -> Invocation {
+        Invocation::new(&self.program)
+    }
+
+    pub fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
+        self.cmd()
+            .args(["image", "inspect"])
+            .args(refs.iter().map(|r| r.as_str()))
+            .read_only()
+    }
+
+    pub fn pull(&self, image: &ImageRef) -> Invocation {
+        self.cmd().args(["pull", image.as_str()])
+    }
+
+    pub fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
+        self.cmd().args(["tag", src.as_str(), dst.as_str()])
+    }
+
+    pub fn remove(&self, images: &[&ImageRef]) -> Invocation {
+        self.cmd()
+            .args(["image", "rm"])
+            .args(images.iter().map(|r| r.as_str()))
+    }
+
+    pub fn remove_container(&self, name: &str) -> Invocation {
+        self.cmd().args(["rm", "--force", name]).may_fail()
+    }
+
+    /// `run` with the flags both CLIs spell the same; `extra` goes right after `run`.
+    pub fn run(&self, spec: &RunSpec, extra: &[&str]) -> Invocation {
+        let mut inv = self.cmd().arg("run").args(extra.iter().copied());
+        inv = inv.args(run_flags(spec));
+        if let Some(p) = spec.platform {
+            inv = inv.args(["--platform".to_string(), p.to_string()]);
+        }
+        inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+
+    /// Matches the JSON array both CLIs print to the requests. The array skips missing images
+    /// but keeps request order, so entries are matched by name first, then by position. A
+    /// failure whose every error line says "not found" is an answer; anything else (a dead
+    /// daemon, no permission) is the engine failing.
+    pub fn parse_inspect(
+        &self,
+        refs: &[&ImageRef],
+        out: &Captured,
+        names_match: impl Fn(&ImageRef, &str) -> bool,
+        to_info: impl Fn(&serde_json::Value) -> ImageInfo,
+    ) -> Inspected {
+        if !out.success && !only_not_found(&out.stderr) {
+            return Inspected::EngineFailed(engine_error(out));
+        }
+        let entries: Vec<serde_json::Value> = if out.stdout.trim().is_empty() {
+            Vec::new()
+        } else {
+            match serde_json::from_str(&out.stdout) {
+                Ok(e) => e,
+                Err(_) => return Inspected::EngineFailed(engine_error(out)),
+            }
+        };
+        if entries.len() == refs.len() {
+            return Inspected::Facts(entries.iter().map(&to_info).collect());
+        }
+        let mut infos = vec![ImageInfo::missing(); refs.len()];
+        let mut taken = vec![false; refs.len()];
+        for entry in &entries {
+            let names: Vec<String> = string_list(entry, "RepoTags")
+                .chain(string_list(entry, "RepoDigests"))
+                .collect();
+            let hit = refs.iter().enumerate().find(|(i, r)| {
+                !taken[*i]
+                    && names
+                        .iter()
+                        .any(|n| names_match(r, n) || r.digest().is_some_and(|d| n.ends_with(d)))
+            });
+            match hit {
+                Some((i, _)) => {
+                    taken[i] = true;
+                    infos[i] = to_info(entry);
+                }
+                // an untagged entry (a manifest-list instance) with something missing
+                None => return Inspected::Ambiguous,
+            }
+        }
+        Inspected::Facts(infos)
+    }
+}
+
+fn string_list<'a>(v: &'a serde_json::Value, key: &str) -> impl Iterator<Item = String> + 'a {
+    v.get(key)
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+}
+
+/// Both CLIs say so in their own words when an image is missing.
+fn only_not_found(stderr: &str) -> bool {
+    let markers = ["no such image", "image not known", "not found"];
+    let lines: Vec<String> = stderr
+        .lines()
+        .map(|l| l.trim().to_ascii_lowercase())
+        .filter(|l| !l.is_empty())
+        .collect();
+    !lines.is_empty() && lines.iter().all(|l| markers.iter().any(|m| l.contains(m)))
+}
+
+fn engine_error(out: &Captured) -> String {
+    let text = out.stderr.trim();
+    if text.is_empty() {
+        format!("exit code {}", out.code.unwrap_or(-1))
+    } else {
+        text.lines().take(3).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// `--file`, `--build-arg`, `--label`, `--target`, `--no-cache`: spelled the same by all three
+/// CLIs.
+pub(crate) fn build_flags(req: &BuildRequest) -> Vec<String> {
+    let mut a = vec!["--file".to_string(), req.dockerfile.to_string()];
+    for (k, v) in &req.build_args {
+        a.push("--build-arg".into());
+        a.push(format!("{k}={v}"));
+    }
+    for (k, v) in &req.labels {
+        a.push("--label".into());
+        a.push(format!("{k}={v}"));
+    }
+    if let Some(t) = &req.target {
+        a.push("--target".into());
+        a.push(t.clone());
+    }
+    if req.no_cache {
+        a.push("--no-cache".into());
+    }
+    a
+}
+
+/// Mounts, workdir, env names, user and container name: the same on all three `run`s. Mounts
+/// use `--mount` with CSV quoting, so a `:` or `,` in a path cannot split the value the way it
+/// would with `-v`.
+pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
+    let mut a = Vec::new();
+    if spec.remove {
+        a.push("--rm".into());
+    }
+    if let Some(n) = &spec.name {
+        a.push("--name".into());
+        a.push(n.clone());
+    }
+    if spec.interactive {
+        a.push("-i".into());
+    }
+    if spec.tty {
+        a.push("-t".into());
+    }
+    for m in &spec.mounts {
+        a.push("--mount".into());
+        let mut v = format!(
+            "type=bind,{},{}",
+            csv_field(&format!("source={}", m.host)),
+            csv_field(&format!("target={}", m.container))
+        );
+        if m.read_only {
+            v.push_str(",readonly");
+        }
+        a.push(v);
+    }
+    if let Some(w) = &spec.workdir {
+        a.push("--workdir".into());
+        a.push(w.to_string());
+    }
+    for name in &spec.env_names {
+        a.push("--env".into());
+        a.push(name.clone());
+    }
+    if let Some((u, g)) = spec.user {
+        a.push("--user".into());
+        a.push(format!("{u}:{g}"));
+    }
+    a
+}
+
+/// One field of a CSV-parsed flag value (`--mount`): quoted when it holds `,` or `"`, the way
+/// Go's encoding/csv reads it, which docker and podman both use.
+pub(crate) fn csv_field(s: &str) -> String {
+    if s.contains([',', '"']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_is_an_answer_but_a_dead_daemon_is_not() {
+        let cli = DockerCli::new("docker");
+        let a = ImageRef::parse("a:1").unwrap();
+        let to = |_: &serde_json::Value| ImageInfo::missing();
+        let same = |r: &ImageRef, n: &str| ImageRef::parse(n).is_ok_and(|n| n == *r);
+        let missing = Captured {
+            success: false,
+            code: Some(1),
+            stdout: "[]\n".into(),
+            stderr: "Error response from daemon: no such image: a:1: No such image: a:1\n".into(),
+        };
+        assert!(matches!(
+            cli.parse_inspect(&[&a], &missing, same, to),
+            Inspected::Facts(v) if !v[0].exists
+        ));
+        let podman = Captured::failed(125, "Error: inspecting object: a:1: image not known\n");
+        assert!(matches!(
+            cli.parse_inspect(&[&a], &podman, same, to),
+            Inspected::Facts(_)
+        ));
+        let dead = Captured {
+            stdout: "[]\n".into(),
+            ..Captured::failed(1, "Cannot connect to the Docker daemon at unix:///tmp/x.sock. Is the docker daemon running?\n")
+        };
+        match cli.parse_inspect(&[&a], &dead, same, to) {
+            Inspected::EngineFailed(m) => assert!(m.starts_with("Cannot connect"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mounts_are_csv_quoted() {
+        let spec = RunSpec {
+            mounts: vec![crate::build::Mount {
+                host: "/p/a:b,c\"d".into(),
+                container: "/w".into(),
+                read_only: true,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            run_flags(&spec),
+            [
+                "--mount",
+                "type=bind,\"source=/p/a:b,c\"\"d\",target=/w,readonly"
+            ]
+        );
+    }
+}
