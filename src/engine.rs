@@ -13,6 +13,7 @@ use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Reporter;
 use anyhow::{anyhow, Result};
+use camino::Utf8PathBuf;
 use std::ffi::OsString;
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub struct Engine {
     runner: Runner,
     /// Added to every engine call (a temporary registry auth file, set after a login).
     env: Vec<(String, String)>,
+    /// Where per-tag locks live; without it, publishing does not take turns with other runs.
+    lock_dir: Option<Utf8PathBuf>,
 }
 
 /// Where the user's choice of engine came from, for error messages (`--backend`, `env
@@ -37,6 +40,7 @@ impl Engine {
             backend,
             runner,
             env: Vec::new(),
+            lock_dir: None,
         }
     }
 
@@ -76,6 +80,18 @@ impl Engine {
 
     pub fn can_load(&self, platforms: &[Platform]) -> bool {
         self.backend.can_load(platforms)
+    }
+
+    /// Enables the per-tag locks ([`crate::lock`]) for assembling and publishing.
+    pub fn set_lock_dir(&mut self, dir: Option<Utf8PathBuf>) {
+        self.lock_dir = dir;
+    }
+
+    async fn lock(&self, tag: &ImageRef) -> Result<Option<crate::lock::TagLock>> {
+        match (&self.lock_dir, self.dry_run()) {
+            (Some(d), false) => Ok(Some(crate::lock::TagLock::acquire(d, tag.as_str()).await?)),
+            _ => Ok(None),
+        }
     }
 
     /// Sets environment for every later engine call (e.g. where a login stored credentials).
@@ -166,16 +182,20 @@ impl Engine {
         Ok(self.capture(self.backend.pull(image)).await?.success)
     }
 
-    /// Publishes `tags` (see [`Backend::publish`]).
+    /// Publishes `tags` (see [`Backend::publish`]), one tag at a time under its lock.
     pub async fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Result<()> {
-        for inv in self.backend.publish(tags, instances) {
-            self.stream(inv).await?;
+        for tag in tags {
+            let _lock = self.lock(tag).await?;
+            for inv in self.backend.publish(std::slice::from_ref(tag), instances) {
+                self.stream(inv).await?;
+            }
         }
         Ok(())
     }
 
-    /// Makes `list` a local multi-platform image of `instances`.
+    /// Makes `list` a local multi-platform image of `instances`, under the tag's lock.
     pub async fn assemble_list(&self, list: &ImageRef, instances: &[&ImageRef]) -> Result<()> {
+        let _lock = self.lock(list).await?;
         for inv in self.backend.assemble_list(list, instances) {
             self.stream(inv).await?;
         }

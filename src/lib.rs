@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod build;
 pub mod cli;
+pub mod config_file;
 pub mod dirs;
 pub mod engine;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod hjk;
 pub mod image_ref;
 pub mod interrupt;
 pub mod invocation;
+pub mod lock;
 pub mod ocx;
 pub mod platform;
 pub mod report;

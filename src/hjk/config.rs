@@ -57,22 +57,18 @@ pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
 /// `runtime.name` says `apple` where ocx says `container`; both parse to the same backend.
 pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
     let path = config_path(vars);
-    let raw: RawConfig = match path.as_ref().map(std::fs::read_to_string) {
-        Some(Ok(text)) if !text.trim().is_empty() => {
-            serde_yaml_ng::from_str(&text).map_err(|e| {
-                let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
-                UserError(format!(
-                    "malformed config {p}: {}",
-                    e.to_string().replace('\n', " ")
-                ))
-            })?
-        }
-        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(UserError(format!(
-                "cannot read {}: {e}",
-                path.unwrap_or_default()
-            )));
-        }
+    let text = match &path {
+        Some(p) => crate::config_file::read(p)?,
+        None => None,
+    };
+    let raw: RawConfig = match text {
+        Some(text) if !text.trim().is_empty() => serde_yaml_ng::from_str(&text).map_err(|e| {
+            let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+            UserError(format!(
+                "malformed config {p}: {}",
+                e.to_string().replace('\n', " ")
+            ))
+        })?,
         _ => RawConfig::default(),
     };
     let file = path.map(|p| p.to_string()).unwrap_or_default();

@@ -73,18 +73,24 @@ pub enum Outcome {
     Failed,
     /// The image built (or was current) but publishing it failed.
     PushFailed,
+    /// The per-platform images built but making the local multi-platform image failed.
+    ListFailed,
     Skipped,
 }
 
 impl Outcome {
     pub fn failed(self) -> bool {
-        matches!(self, Outcome::Failed | Outcome::PushFailed)
+        matches!(
+            self,
+            Outcome::Failed | Outcome::PushFailed | Outcome::ListFailed
+        )
     }
 
     /// The step a failure happened at, for messages.
     pub fn step(self) -> &'static str {
         match self {
             Outcome::PushFailed => "push",
+            Outcome::ListFailed => "manifest list",
             _ => "build",
         }
     }
@@ -95,6 +101,7 @@ impl Outcome {
             Outcome::UpToDate => "up-to-date",
             Outcome::Failed => "FAILED",
             Outcome::PushFailed => "PUSH-FAILED",
+            Outcome::ListFailed => "LIST-FAILED",
             Outcome::Skipped => "skipped",
         }
     }
@@ -313,10 +320,7 @@ pub async fn build_command(session: &Session) -> Result<u8> {
             serde_json::to_value(&results).unwrap_or_default(),
         );
     }
-    let failed: Vec<&NodeResult> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::PushFailed))
-        .collect();
+    let failed: Vec<&NodeResult> = results.iter().filter(|r| r.outcome.failed()).collect();
     match failed.first() {
         None => Ok(crate::error::EXIT_OK),
         Some(first) => Err(anyhow::anyhow!(
@@ -462,10 +466,21 @@ async fn publish(
         let instances: Vec<&ImageRef> = list.nodes.iter().map(|&i| &plan.nodes[i].tag).collect();
         if push {
             let pushed = engine.publish(&list.tags, &instances).await;
-            mark_push(pushed, list.nodes.iter().copied(), results)?;
+            mark(
+                pushed,
+                Outcome::PushFailed,
+                list.nodes.iter().copied(),
+                results,
+            )?;
         } else if any_built || !exists || engine.dry_run() {
             for tag in &list.tags {
-                engine.assemble_list(tag, &instances).await?;
+                let made = engine.assemble_list(tag, &instances).await;
+                mark(
+                    made,
+                    Outcome::ListFailed,
+                    list.nodes.iter().copied(),
+                    results,
+                )?;
             }
         }
     }
@@ -480,24 +495,26 @@ async fn publish(
                 .cloned()
                 .collect();
             let pushed = engine.publish(&tags, &[]).await;
-            mark_push(pushed, [i], results)?;
+            mark(pushed, Outcome::PushFailed, [i], results)?;
         }
     }
     Ok(())
 }
 
-/// A failed push is reported on its rows as a push failure, not a build failure.
-fn mark_push(
-    pushed: Result<()>,
+/// A step after the builds that failed is reported on its rows as that step's failure (a
+/// push failure is not a build failure), and the other rows and the summary still come out.
+fn mark(
+    done: Result<()>,
+    outcome: Outcome,
     rows: impl IntoIterator<Item = usize>,
     results: &mut [NodeResult],
 ) -> Result<()> {
-    if let Err(e) = pushed {
+    if let Err(e) = done {
         if crate::error::interruption(&e).is_some() {
             return Err(e);
         }
         for i in rows {
-            results[i].outcome = Outcome::PushFailed;
+            results[i].outcome = outcome;
             results[i].error = Some(format!("{e:#}"));
         }
     }
@@ -534,9 +551,9 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
     check_all(engine, &reqs, &current).await?;
     let mut results = build_nodes(engine, &plan, &reqs, &current, &state, spec).await?;
     publish(engine, &plan, &reqs, &state, spec, &mut results).await?;
-    // the ids are for the summary; a build that went to the registry has none locally
+    // the ids are for the summary only: a failure to read them must not hide the summary
     if !spec.push {
-        record_ids(engine, &plan, &mut results).await?;
+        let _ = record_ids(engine, &plan, &mut results).await;
     }
     Ok(results)
 }

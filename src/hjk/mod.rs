@@ -87,7 +87,8 @@ impl Session {
         };
         let path = vars.get("PATH").map(OsString::from);
         let reporter = Arc::from(report::reporter(opts.progress));
-        let engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, opts.dry_run)?;
+        let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, opts.dry_run)?;
+        engine.set_lock_dir(crate::lock::dir(vars));
         Ok(Session {
             engine,
             graph,

@@ -328,10 +328,8 @@ fn value_text(v: &serde_json::Value) -> Option<String> {
 /// Reads one config file, if it exists, into a layer. A syntax error names the file, line and
 /// column; an unknown key or a value of the wrong type names the key.
 pub fn read_file(path: &Utf8Path) -> Result<Option<Layer>, UserError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(UserError(format!("cannot read {path}: {e}"))),
+    let Some(text) = crate::config_file::read(path)? else {
+        return Ok(None);
     };
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
         .map_err(|e| UserError(format!("malformed config {path}: {e}")))?;
