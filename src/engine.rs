@@ -203,24 +203,17 @@ impl Engine {
     }
 
     /// Runs a container attached to the terminal and returns its exit code. If the session is
-    /// interrupted, the named container is removed too: its main process may ignore the signal
-    /// (PID 1 has no default handlers), and the CLI that started it is gone.
+    /// interrupted, the named container is removed first: its main process may ignore the
+    /// signal (PID 1 has no default handlers), and waiting for it would only delay the stop.
     pub async fn run_interactive(&self, spec: &RunSpec, attach: Attach) -> Result<i32> {
         let inv = self.with_env(self.backend.run(spec));
-        let result = self.runner.interactive(&inv, attach).await;
-        if let (Err(e), Some(name)) = (&result, &spec.name) {
-            if crate::error::interruption(e).is_some() {
-                let rm = self.with_env(self.backend.remove_container(name));
-                let runner = Runner::new(Arc::new(Silent), false);
-                // the stop request is already recorded, so this call must not wait on it
-                let _ = tokio::time::timeout(
-                    crate::exec::STOP_GRACE,
-                    runner.capture_ignoring_stop(&rm),
-                )
-                .await;
-            }
-        }
-        result
+        let cleanup = spec
+            .name
+            .as_ref()
+            .map(|n| self.with_env(self.backend.remove_container(n)));
+        self.runner
+            .interactive(&inv, attach, cleanup.as_ref())
+            .await
     }
 
     /// Runs a tool that is not the engine (npm, cosign, syft, trivy) and requires success.
@@ -232,10 +225,4 @@ impl Engine {
     pub async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
         self.runner.stream(inv, &NoParser).await
     }
-}
-
-/// Reports nothing: for the cleanup after an interruption, which the user did not ask for.
-struct Silent;
-impl Reporter for Silent {
-    fn event(&self, _ev: crate::report::Event) {}
 }

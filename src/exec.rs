@@ -352,7 +352,15 @@ impl Runner {
 
     /// Runs with the terminal attached (an agent session) and returns the child's exit code, so
     /// a wrapper can pass it through.
-    pub async fn interactive(&self, inv: &Invocation, attach: Attach) -> Result<i32> {
+    ///
+    /// `on_stop` runs as soon as a stop is requested, before the child is signalled: for a
+    /// container whose PID 1 ignores signals, removing the container is what stops it.
+    pub async fn interactive(
+        &self,
+        inv: &Invocation,
+        attach: Attach,
+        on_stop: Option<&Invocation>,
+    ) -> Result<i32> {
         if !self.runs(inv) {
             return Ok(0);
         }
@@ -381,7 +389,20 @@ impl Runner {
                 tokio::join!(p, fwd);
             }
         });
-        let status = wait_or_stop(&mut child, attach.terminal).await;
+        let status = match on_stop {
+            None => wait_or_stop(&mut child, attach.terminal).await,
+            Some(cleanup) => {
+                let terminal = attach.terminal;
+                tokio::select! {
+                    status = child.wait() => status.map_err(Into::into),
+                    why = interrupt::wait_where(|w| !(terminal && w == Interrupted::Signal(libc::SIGINT))) => {
+                        let _ = tokio::time::timeout(STOP_GRACE, self.capture_ignoring_stop(cleanup)).await;
+                        stop(&mut child, why).await;
+                        Err(why.into())
+                    }
+                }
+            }
+        };
         let _ = drained(pump).await;
         let status = status.with_context(|| format!("running {inv}"))?;
         Ok(status
@@ -408,27 +429,71 @@ async fn wait_or_stop(child: &mut Child, terminal: bool) -> Result<ExitStatus> {
     Err(why.into())
 }
 
+/// Stops a child the way a terminal's Ctrl-C would, but in an order that lets engines clean
+/// up: first the helpers in the child's process group (podman's `buildah-oci-runtime`, which
+/// then stops the RUN container, so podman sees the step fail and removes its working
+/// container, which it does not do when it is signalled itself), then the child, then, after
+/// [`STOP_GRACE`] or a second stop, SIGKILL for the whole group.
 async fn stop(child: &mut Child, why: Interrupted) {
     let sig = match why {
         Interrupted::Signal(libc::SIGINT) => libc::SIGINT,
         _ => libc::SIGTERM,
     };
-    if let Some(pid) = child.id() {
-        // SAFETY: kill(2) on a pid we spawned and have not reaped yet
-        unsafe { libc::kill(pid as i32, sig) };
+    let Some(pid) = child.id() else {
+        let _ = child.wait().await;
+        return;
+    };
+    let pid = pid as i32;
+    let helpers = group_members(pid);
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    if !helpers.is_empty() {
+        for h in &helpers {
+            // SAFETY: kill(2) on a process in our child's process group
+            unsafe { libc::kill(*h, sig) };
+        }
+        let half = tokio::time::Instant::now() + STOP_GRACE / 2;
+        tokio::select! {
+            _ = child.wait() => return,
+            _ = tokio::time::sleep_until(half) => {}
+            _ = interrupt::escalated() => return kill_group(child, pid).await,
+        }
     }
-    let pid = child.id();
+    // SAFETY: kill(2) on a pid we spawned and have not reaped yet
+    unsafe { libc::kill(pid, sig) };
     tokio::select! {
         _ = child.wait() => return,
-        _ = tokio::time::sleep(STOP_GRACE) => {}
+        _ = tokio::time::sleep_until(deadline) => {}
         _ = interrupt::escalated() => {}
     }
-    if let Some(pid) = pid {
-        // the whole group: whatever the engine started and could not clean up
-        // SAFETY: kill(2) on the process group of a child we spawned
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-    }
+    kill_group(child, pid).await;
+}
+
+async fn kill_group(child: &mut Child, pid: i32) {
+    // the whole group: whatever the engine started and could not clean up
+    // SAFETY: kill(2) on the process group of a child we spawned
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = child.kill().await;
+}
+
+/// The other processes in process group `pgid` (Linux: read from /proc). Empty where /proc
+/// is missing; the child alone is then signalled.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != pgid)
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
 
 async fn feed_stdin(child: &mut Child, inv: &Invocation) -> Result<()> {

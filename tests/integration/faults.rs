@@ -1,0 +1,827 @@
+//! The hostile-environment sweep (issue 9): signals at each stage, a dead daemon, concurrent
+//! multi-arch builds, non-UTF-8 output, odd paths and closed pipes. Fake engines where the
+//! fault is ours to provoke; real podman and dockerd where only the real engine shows it.
+
+use crate::util::{engine_available, fixtures, shared_cache, TestEnv};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BASE: &str = "faults-dev";
+
+fn ocx_bin() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("ocx")
+}
+
+fn hjk_bin() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("hjk")
+}
+
+fn spawn(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
+    Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid this test started
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks whether the process exists
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Waits for the child, failing the test if it hangs: a guard, not a timing goal.
+fn wait_guarded(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            use std::io::Read;
+            child.stdout.take().unwrap().read_to_string(&mut out).ok();
+            child.stderr.take().unwrap().read_to_string(&mut err).ok();
+            return (status, out, err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(path: &Path) {
+    for _ in 0..200 {
+        if path.exists() && !std::fs::read_to_string(path).unwrap_or_default().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+fn fake_elf() -> Vec<u8> {
+    let mut b = vec![0u8; 128];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[18] = 62;
+    b
+}
+
+/// A project on a fake engine whose base exists and whose opencode comes from a local file.
+fn fake_project(engine: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.fake(engine);
+    let bins = env.root().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    std::fs::write(bins.join("opencode-linux-x64"), fake_elf()).unwrap();
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "opencode_source": "file:{}/{{asset}}", "uid": 1000, "gid": 1000, "username": "dev", "platforms": "linux/amd64"}}"#,
+            bins.display()
+        ),
+    );
+    env.images_exist(&[(BASE, "null")]);
+    env
+}
+
+fn leftover_contexts(env: &TestEnv) -> Vec<String> {
+    env.log()
+        .iter()
+        .filter(|a| a.get(1).map(String::as_str) == Some("build"))
+        .filter_map(|a| a.last().cloned())
+        .filter(|ctx| Path::new(ctx).exists())
+        .collect()
+}
+
+#[test]
+fn sigterm_and_sighup_stop_a_build_like_ctrl_c() {
+    for (sig, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
+        let env = fake_project("podman");
+        env.fake_reply("build-sleep", "");
+        let mut child = spawn(&env, &ocx_bin(), &["build"]);
+        let pid_file = env.root().join("fake/build.pid");
+        wait_for(&pid_file);
+        let engine: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        signal(child.id(), sig);
+        let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(8));
+        assert_eq!(status.code(), Some(code), "signal {sig}: {stderr}");
+        assert!(stderr.contains("error: interrupted by "), "{stderr}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(engine), "signal {sig}: engine {engine} survived");
+        assert_eq!(
+            leftover_contexts(&env),
+            Vec::<String>::new(),
+            "signal {sig}"
+        );
+    }
+}
+
+#[test]
+fn an_engine_that_ignores_the_signal_is_killed_after_the_grace_period_or_a_second_ctrl_c() {
+    // a second Ctrl-C does not wait for the grace period
+    let env = fake_project("podman");
+    env.fake_reply("build-sleep", "")
+        .fake_reply("build-stubborn", "");
+    let mut child = spawn(&env, &ocx_bin(), &["build"]);
+    let pid_file = env.root().join("fake/build.pid");
+    wait_for(&pid_file);
+    let engine: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(child.id(), libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(engine), "the engine got time to clean up");
+    signal(child.id(), libc::SIGINT);
+    // well under the 10 s grace period: the second press killed it
+    let (status, _, _) = wait_guarded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!alive(engine), "engine {engine} survived a second Ctrl-C");
+
+    // one SIGTERM: the stubborn engine is killed when the grace period ends
+    let env = fake_project("podman");
+    env.fake_reply("build-sleep", "")
+        .fake_reply("build-stubborn", "");
+    let mut child = spawn(&env, &ocx_bin(), &["build"]);
+    let pid_file = env.root().join("fake/build.pid");
+    wait_for(&pid_file);
+    let engine: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    signal(child.id(), libc::SIGTERM);
+    let (status, _, _) = wait_guarded(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(143));
+    assert!(!alive(engine), "engine {engine} outlived the grace period");
+}
+
+/// A server that answers the checksum at once and then trickles the binary, one byte per
+/// 100 ms: a download that would take hours. Returns the port and a flag set when the binary
+/// request arrived.
+fn trickle_server(body_len: usize) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = started.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            if line.contains(".sha256") {
+                let body = format!("{}  x\n", "a".repeat(64));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            flag.store(true, Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {body_len}\r\nConnection: close\r\n\r\n"
+            );
+            std::thread::spawn(move || {
+                for _ in 0..body_len {
+                    if stream.write_all(b"x").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    (port, started)
+}
+
+#[test]
+fn ctrl_c_during_the_download_stops_at_once() {
+    let (port, started) = trickle_server(100_000);
+    let env = TestEnv::new();
+    env.fake("podman");
+    env.images_exist(&[(BASE, "null")]);
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "9.9.9", "opencode_source": "http://127.0.0.1:{port}/{{asset}}", "uid": 1000, "gid": 1000, "platforms": "linux/amd64"}}"#
+        ),
+    );
+    let mut child = spawn(&env, &ocx_bin(), &["build"]);
+    for _ in 0..200 {
+        if started.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+    signal(child.id(), libc::SIGINT);
+    // the download needs hours; before the fix ocx waited for it (138 s measured)
+    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    let cache = env.root().join("cache/ocx/opencode/9.9.9");
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the cache holds {left:?}");
+}
+
+#[test]
+fn an_interrupt_stops_hjk_even_with_no_fastfail() {
+    let env = TestEnv::new();
+    env.fake("podman");
+    env.fake_reply("build-sleep", "");
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+    let images = images.display().to_string();
+    let mut child = spawn(
+        &env,
+        &hjk_bin(),
+        &[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--images-dir",
+            &images,
+            "--no-fastfail",
+            "--platform",
+            "linux/amd64",
+        ],
+    );
+    wait_for(&env.root().join("fake/build.pid"));
+    signal(child.id(), libc::SIGINT);
+    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(8));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let builds = env.log().iter().filter(|a| a[1] == "build").count();
+    assert_eq!(builds, 1, "it went on building: {:?}", env.log());
+}
+
+#[test]
+fn a_push_failure_is_reported_as_one() {
+    let env = TestEnv::new();
+    env.fake("podman").fake_reply("push-fail", "");
+    let images = fixtures().join("hierarchy").display().to_string();
+    let out = env
+        .hjk(&[
+            "images",
+            "build",
+            "--variant",
+            "base",
+            "--images-dir",
+            &images,
+            "--registry",
+            "127.0.0.1:5000/faults/push",
+            "--platform",
+            "linux/amd64",
+            "--push",
+        ])
+        .status(1)
+        .stderr_has("1 of 1 image(s) failed: 127.0.0.1:5000/faults/push:base (push)")
+        .stdout_has("PUSH-FAILED")
+        .run();
+    assert!(!out.stdout.contains(" FAILED"), "{}", out.stdout);
+}
+
+#[test]
+fn a_dead_engine_is_an_engine_error_not_a_missing_image() {
+    let env = fake_project("docker");
+    env.fake_reply("engine-down", "");
+    std::fs::remove_file(env.root().join("fake/inspect.json")).unwrap();
+    let out = env
+        .ocx(&["build"])
+        .status(1)
+        .stderr_has("docker could not answer `docker image inspect")
+        .stderr_has("Cannot connect to the docker daemon")
+        .run();
+    assert!(!out.stderr.contains("not found"), "{}", out.stderr);
+    let images = fixtures().join("hierarchy").display().to_string();
+    env.hjk(&["images", "list", "--images-dir", &images])
+        .status(1)
+        .stderr_has("Cannot connect to the docker daemon")
+        .run();
+}
+
+#[test]
+fn dead_docker_daemon_for_real() {
+    if !engine_available("docker") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    env.write(
+        "project/ocx.json",
+        r#"{"custom_base_image": "local/debian:bookworm", "opencode_version": "1.18.18", "backend": "docker"}"#,
+    );
+    let out = env
+        .ocx(&["build"])
+        .status(1)
+        .stderr_has("Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock")
+        .run();
+    assert!(!out.stderr.contains("not found"), "{}", out.stderr);
+    let images = fixtures().join("hierarchy").display().to_string();
+    let out = env
+        .hjk(&[
+            "images",
+            "list",
+            "--images-dir",
+            &images,
+            "--backend",
+            "docker",
+        ])
+        .status(1)
+        .run();
+    assert!(out.stdout.is_empty(), "no rows claiming 'built: no'");
+}
+
+/// Runs `bin args` with stdout already closed, as `| head -0` would leave it.
+fn with_closed_stdout(env: &TestEnv, bin: &Path, args: &[&str]) -> (i32, String) {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe(2) fills two fds we then own
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: closing the read end we own; writes to the other end now fail with EPIPE
+    unsafe { libc::close(fds[0]) };
+    use std::os::fd::FromRawFd;
+    // SAFETY: fds[1] is an open fd we own and hand over
+    let write_end = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+    let out = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project())
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let env = fake_project("podman");
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+    let images = images.display().to_string();
+    let cases: Vec<(std::path::PathBuf, Vec<&str>)> = vec![
+        (ocx_bin(), vec!["--dry-run", "build"]),
+        (ocx_bin(), vec!["config", "show"]),
+        (ocx_bin(), vec!["--help"]),
+        (ocx_bin(), vec!["--version"]),
+        (hjk_bin(), vec!["images", "list", "--images-dir", &images]),
+        (
+            hjk_bin(),
+            vec!["images", "list", "--images-dir", &images, "--json"],
+        ),
+        (hjk_bin(), vec!["images", "resolve"]),
+        (
+            hjk_bin(),
+            vec![
+                "images",
+                "build",
+                "--variant",
+                "dind",
+                "--images-dir",
+                &images,
+                "--dry-run",
+            ],
+        ),
+        (hjk_bin(), vec!["--help"]),
+    ];
+    for (bin, args) in cases {
+        let (code, stderr) = with_closed_stdout(&env, &bin, &args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn dry_run_with_json_progress_prints_only_json() {
+    let env = fake_project("docker");
+    env.write("project/Dockerfile.dev", "FROM scratch\n");
+    let out = env
+        .ocx(&[
+            "--dry-run",
+            "--progress",
+            "json",
+            "--custom-base-dockerfile",
+            "Dockerfile.dev",
+            "exec",
+            "--",
+            "true",
+        ])
+        .run();
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+    let images = images.display().to_string();
+    let hjk = env
+        .hjk(&[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--images-dir",
+            &images,
+            "--dry-run",
+            "--progress",
+            "json",
+        ])
+        .run();
+    for stdout in [out.stdout, hjk.stdout] {
+        let mut kinds = Vec::new();
+        for line in stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{stdout}"));
+            kinds.push(v["event"].as_str().unwrap().to_string());
+        }
+        assert!(kinds.iter().any(|k| k == "command"), "{kinds:?}");
+    }
+}
+
+#[test]
+fn non_utf8_environment_variables_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = fake_project("podman");
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let out = Command::new(ocx_bin())
+        .args(["config", "show"])
+        .env_clear()
+        .envs(&env.vars)
+        .env("SOME_VAR", bad)
+        .env("OCX_USERNAME", bad)
+        .current_dir(env.project())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: ignoring OCX_USERNAME: its value is not valid UTF-8"),
+        "{stderr}"
+    );
+    let out = Command::new(hjk_bin())
+        .args(["images", "resolve"])
+        .env_clear()
+        .envs(&env.vars)
+        .env("SOME_VAR", bad)
+        .current_dir(env.project())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn the_classic_builders_deprecation_notice_is_explained_once_and_not_shown() {
+    let env = fake_project("docker");
+    env.fake_reply("no-buildx", "")
+        .fake_reply("build-noise", "");
+    let out = env.ocx(&["build", "--progress", "plain"]).run();
+    assert!(!out.stderr.contains("DEPRECATED"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("legacy builder is deprecated").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+/// hjk builds of a one-variant busybox hierarchy, so real-engine fault tests stay fast.
+fn busybox_images(env: &TestEnv, dockerfile: &str) -> String {
+    let dir = env.root().join("images");
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::write(
+        dir.join("variants.yaml"),
+        "variants:\n  - name: base\n    dir: base\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("base/Dockerfile"), dockerfile).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn concurrent_multi_arch_builds_of_one_tag_take_turns() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let images = busybox_images(
+        &env,
+        "ARG TARGETARCH\nARG BASE_IMAGE=local/busybox:${TARGETARCH}\nFROM ${BASE_IMAGE}\nARG RUN_ID\nRUN echo \"$RUN_ID\" > /run-id\n",
+    );
+    let reg = "localhost/faults/race";
+    let args = |n: &str| {
+        vec![
+            "images".to_string(),
+            "build".into(),
+            "--variant".into(),
+            "base".into(),
+            "--images-dir".into(),
+            images.clone(),
+            "--registry".into(),
+            reg.into(),
+            "--platform".into(),
+            "linux/amd64,linux/arm64".into(),
+            "--backend".into(),
+            "podman".into(),
+            "--version".into(),
+            format!("v0.0.{n}"),
+        ]
+    };
+    let children: Vec<Child> = ["1", "2"]
+        .iter()
+        .map(|n| {
+            let a = args(n);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            spawn(&env, &hjk_bin(), &a)
+        })
+        .collect();
+    for mut c in children {
+        let (status, stdout, stderr) = wait_guarded(&mut c, Duration::from_secs(300));
+        assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+        assert!(stdout.starts_with("VARIANT"), "the summary: {stdout}");
+    }
+    assert_eq!(
+        crate::util::manifest_arches(&format!("{reg}:base")),
+        ["amd64", "arm64"]
+    );
+}
+
+#[test]
+fn non_utf8_build_output_does_not_break_a_real_build() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    // more than a pipe buffer of lines with invalid UTF-8, then success
+    let images = busybox_images(
+        &env,
+        "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN i=0; while [ $i -lt 3000 ]; do printf 'caf\\351 %s \\377\\376\\n' $i; i=$((i+1)); done\n",
+    );
+    env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "base",
+        "--images-dir",
+        &images,
+        "--registry",
+        "localhost/faults/bytes",
+        "--platform",
+        "linux/amd64",
+        "--backend",
+        "podman",
+        "--no-cache",
+        "--progress",
+        "plain",
+    ])
+    .stderr_has("caf\u{fffd} 2999")
+    .run();
+}
+
+/// A uid-0 project on a real engine FROM local/debian:bookworm with the real opencode: the
+/// cheapest real image to run things in.
+fn real_project(engine: &str, project: &Path) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    std::fs::create_dir_all(project).unwrap();
+    std::fs::write(
+        project.join("ocx.json"),
+        format!(
+            r#"{{"custom_base_image": "local/debian:bookworm", "opencode_version": "1.18.18", "opencode_source": "npm",
+                "uid": 0, "gid": 0, "backend": "{engine}", "platforms": "linux/amd64"}}"#
+        ),
+    )
+    .unwrap();
+    env
+}
+
+fn spawn_in(env: &TestEnv, dir: &Path, args: &[&str]) -> Child {
+    Command::new(ocx_bin())
+        .args(args)
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn containers(engine: &str, name: &str) -> String {
+    let out = Command::new(engine)
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn exec_odd_paths_and_sigterm(engine: &str) {
+    // a `:` breaks `-v`; `,` and `"` break CSV-parsed flag values
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("we:ird,pro\"ject");
+    let env = real_project(engine, &project);
+    let mut c = spawn_in(&env, &project, &["exec", "--", "pwd"]);
+    let (status, stdout, stderr) = wait_guarded(&mut c, Duration::from_secs(600));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        project.canonicalize().unwrap().display().to_string()
+    );
+
+    // SIGTERM while a session runs: PID 1 (`sleep`) ignores it, so the container must be
+    // removed by name, and ocx exits 143
+    let mut c = spawn_in(&env, &project, &["exec", "--", "sleep", "300"]);
+    let name = format!("ocx-{}", c.id());
+    for _ in 0..200 {
+        if !containers(engine, &name).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(containers(engine, &name), name, "the session never started");
+    signal(c.id(), libc::SIGTERM);
+    let (status, _, stderr) = wait_guarded(&mut c, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert_eq!(containers(engine, &name), "", "{name} outlived ocx");
+}
+
+#[test]
+fn podman_exec_handles_odd_paths_and_sigterm() {
+    if engine_available("podman") {
+        exec_odd_paths_and_sigterm("podman");
+    }
+}
+
+#[test]
+fn docker_exec_handles_odd_paths_and_sigterm() {
+    if engine_available("docker") {
+        exec_odd_paths_and_sigterm("docker");
+    }
+}
+
+#[test]
+fn podman_dockerfile_path_with_a_comma_and_a_quote() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.write(
+        "project/docker,\"x\"/Dockerfile",
+        "FROM local/debian:bookworm\nRUN echo ok > /built\n",
+    );
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    env.write(
+        "project/ocx.json",
+        r#"{"custom_base_image": "faults/comma-base", "custom_base_dockerfile": "docker,\"x\"/Dockerfile",
+            "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
+            "platforms": "linux/amd64"}"#,
+    );
+    env.ocx(&["build", "--rebuild-base"])
+        .stderr_has("built ocx-faults-comma-base:1.18.18")
+        .run();
+}
+
+#[test]
+fn podman_ctrl_c_leaves_no_working_container() {
+    if !engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    // a base tag of our own, so our working container can be told from concurrent tests'
+    let tagged = Command::new("podman")
+        .args(["tag", "local/busybox:amd64", "faults-sigint-from:1"])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let images = busybox_images(
+        &env,
+        "ARG BASE_IMAGE=faults-sigint-from:1\nFROM ${BASE_IMAGE}\nRUN echo started; sleep 120\n",
+    );
+    let mut child = spawn(
+        &env,
+        &hjk_bin(),
+        &[
+            "images",
+            "build",
+            "--variant",
+            "base",
+            "--images-dir",
+            &images,
+            "--registry",
+            "localhost/faults/sigint",
+            "--platform",
+            "linux/amd64",
+            "--backend",
+            "podman",
+            "--no-cache",
+            "--progress",
+            "plain",
+        ],
+    );
+    // wait until the RUN step runs
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.trim() == "started" {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.trim() == "started"), "{seen:?}");
+    let working = || {
+        let out = Command::new("podman")
+            .args([
+                "ps",
+                "-a",
+                "--external",
+                "--format",
+                "{{.Image}} {{.Names}}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("faults-sigint-from"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(!working().is_empty(), "no working container while building");
+    signal(child.id(), libc::SIGINT);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(
+                status.code().or(status.signal().map(|s| 128 + s)),
+                Some(130)
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "hjk hangs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..50 {
+        if working().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        working(),
+        Vec::<String>::new(),
+        "podman left its working container"
+    );
+    let ps = Command::new("pgrep")
+        .args(["-f", "faults/sigint"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
+        "an engine process survived"
+    );
+}
