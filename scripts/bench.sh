@@ -7,7 +7,7 @@
 # the opencode binary is in ocx's cache for both, since the raw build uses the same context.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
+scripts/install-tools.sh bench
 cargo build --release --locked -q
 ocx=$PWD/target/release/ocx
 work=$(mktemp -d)

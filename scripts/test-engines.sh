@@ -9,6 +9,9 @@
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
 #   scripts/test-engines.sh status one line per component
+#   scripts/test-engines.sh --dry-run up   print the commands that change the machine instead
+#
+# As root, or as a user with sudo: everything that needs root goes through $SUDO.
 #
 # Traps this works around (each found on a Firecracker VM, root, no systemd, cgroup v1 hybrid):
 # - crun refuses hybrid cgroups, so podman is pointed at runc;
@@ -18,6 +21,8 @@
 # - dockerd 20.10 ignores `docker import --platform`, so arm64 images reach docker via podman save.
 set -euo pipefail
 
+DRY=""
+if [ "${1:-}" = --dry-run ]; then DRY=1; shift; fi
 STATE=${AGENT_IMAGES_ENGINE_STATE:-/var/tmp/agent-images-engines}
 WITH_DEBIAN=${AGENT_IMAGES_DEBIAN:-1}
 export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +31,15 @@ SUDO=""
 
 log() { printf '[test-engines %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# run: a command that changes the machine (printed instead with --dry-run); as_root: the same,
+# through sudo when we are not root
+run() { if [ -n "$DRY" ]; then printf '+ %s\n' "$*"; else "$@"; fi; }
+as_root() { run ${SUDO:+"$SUDO"} "$@"; }
+# writes stdin to a root-owned file
+root_file() { if [ -n "$DRY" ]; then printf '+ write %s\n' "$1"; cat >/dev/null; else ${SUDO:+"$SUDO"} tee "$1" >/dev/null; fi; }
+# docker without sudo when the user may use the daemon (docker group), else through sudo
+DOCKER=(docker)
+if [ -n "$SUDO" ] && ! docker info >/dev/null 2>&1; then DOCKER=("$SUDO" docker); fi
 
 mirror() {
   local m
@@ -41,14 +55,15 @@ install_packages() {
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1 \
+  as_root apt-get update -qq
+  if [ -n "$DRY" ]; then as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"; return 0; fi
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$STATE/apt.log" 2>&1 \
     || { tail -30 "$STATE/apt.log"; die "apt-get install failed"; }
 }
 
 configure_podman() {
-  $SUDO mkdir -p /etc/containers/registries.conf.d
-  $SUDO tee /etc/containers/containers.conf >/dev/null <<'CONF'
+  as_root mkdir -p /etc/containers/registries.conf.d
+  root_file /etc/containers/containers.conf <<'CONF'
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
@@ -57,7 +72,7 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
-  $SUDO tee /etc/containers/registries.conf.d/50-agent-images-local.conf >/dev/null <<'CONF'
+  root_file /etc/containers/registries.conf.d/50-agent-images-local.conf <<'CONF'
 [[registry]]
 location = "127.0.0.1:5000"
 insecure = true
@@ -69,15 +84,16 @@ CONF
 }
 
 setup_binfmt() {
-  mountpoint -q /proc/sys/fs/binfmt_misc || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || $SUDO update-binfmts --enable >/dev/null 2>&1 || true
-  grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 binfmt handler not enabled"
+  mountpoint -q /proc/sys/fs/binfmt_misc || as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || as_root update-binfmts --enable >/dev/null 2>&1 || true
+  [ -n "$DRY" ] || grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || die "qemu-aarch64 binfmt handler not enabled"
 }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start_registry() {
   alive "$STATE/registry.pid" && return 0
+  if [ -n "$DRY" ]; then run docker-registry serve "$STATE/registry.yml"; return 0; fi
   mkdir -p "$STATE/registry-data"
   cat >"$STATE/registry.yml" <<CONF
 version: 0.1
@@ -98,10 +114,11 @@ CONF
 }
 
 start_dockerd() {
-  docker info >/dev/null 2>&1 && return 0
-  nohup dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}" >"$STATE/dockerd.log" 2>&1 &
+  "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
+  if [ -n "$DRY" ]; then as_root dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}"; return 0; fi
+  ${SUDO:+"$SUDO"} nohup dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}" >"$STATE/dockerd.log" 2>&1 &
   echo $! >"$STATE/dockerd.pid"
-  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
+  for _ in $(seq 1 150); do "${DOCKER[@]}" info >/dev/null 2>&1 && return 0; sleep 0.2; done
   tail -40 "$STATE/dockerd.log"; die "dockerd did not start"
 }
 
@@ -137,7 +154,7 @@ debian_rootfs() { # amd64|arm64; a foreign arch runs debootstrap's second stage 
   [ -s "$out" ] && return 0
   rm -rf "$w"
   log "debootstrap --arch=$arch --variant=minbase bookworm (amd64 ~30 s, arm64 ~2 min)"
-  $SUDO debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap-$arch.log" 2>&1 \
+  ${SUDO:+"$SUDO"} debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap-$arch.log" 2>&1 \
     || { tail -30 "$STATE/debootstrap-$arch.log"; die "debootstrap failed"; }
   # apt inside the image should use the same mirror the host reaches
   rm -rf "$w"/var/cache/apt/archives/*.deb "$w"/var/lib/apt/lists/*
@@ -151,14 +168,14 @@ import_image() { # tarball ref arch [podman-only]
     podman import --arch "$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null 2>>"$STATE/import.log"
   fi
   [ "${4:-}" = podman-only ] && return 0
-  if ! docker image inspect "$ref" >/dev/null 2>&1; then
+  if ! "${DOCKER[@]}" image inspect "$ref" >/dev/null 2>&1; then
     if [ "$arch" = amd64 ]; then
-      docker import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
+      "${DOCKER[@]}" import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
     else
       podman save -o "$STATE/save-$arch.tar" "localhost/$ref" >/dev/null 2>>"$STATE/import.log"
-      docker load -i "$STATE/save-$arch.tar" >/dev/null
-      docker tag "localhost/$ref" "$ref"
-      docker rmi "localhost/$ref" >/dev/null
+      "${DOCKER[@]}" load -i "$STATE/save-$arch.tar" >/dev/null
+      "${DOCKER[@]}" tag "localhost/$ref" "$ref"
+      "${DOCKER[@]}" rmi "localhost/$ref" >/dev/null
       rm -f "$STATE/save-$arch.tar"
     fi
   fi
@@ -180,9 +197,11 @@ base_images() {
   # a multi-arch busybox in the registry, for FROM lines resolved per --platform
   if ! skopeo inspect --raw docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1; then
     podman manifest rm local/busybox:multi >/dev/null 2>&1 || true
-    podman manifest create local/busybox:multi >/dev/null 2>>"$STATE/import.log"
-    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:amd64 >/dev/null 2>>"$STATE/import.log"
-    podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:arm64 >/dev/null 2>>"$STATE/import.log"
+    {
+      podman manifest create local/busybox:multi
+      podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:amd64
+      podman manifest add local/busybox:multi containers-storage:localhost/local/busybox:arm64
+    } >/dev/null 2>>"$STATE/import.log"
     podman manifest push --all local/busybox:multi docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1
   fi
 }
@@ -194,7 +213,9 @@ cmd_up() {
   configure_podman
   setup_binfmt;       log "binfmt ok"
   start_registry;     log "registry on 127.0.0.1:5000"
-  start_dockerd;      log "dockerd $(docker version -f '{{.Server.Version}}')"
+  start_dockerd
+  if [ -n "$DRY" ]; then log "dry run: base images are imported from rootfs tarballs"; return 0; fi
+  log "dockerd $("${DOCKER[@]}" version -f '{{.Server.Version}}')"
   base_images;        log "base images ok ($((SECONDS - t0))s)"
   log "up: podman $(podman --version | awk '{print $3}'); state in $STATE"
 }
@@ -204,10 +225,10 @@ cmd_down() {
   for f in "$STATE/dockerd.pid" "$STATE/registry.pid"; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    if ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null; then
+      as_root kill -TERM "$pid"
+      for _ in $(seq 1 75); do ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null && as_root kill -KILL "$pid"
     fi
     rm -f "$f"
   done
@@ -216,7 +237,7 @@ cmd_down() {
 
 cmd_status() {
   command -v podman >/dev/null && echo "podman: $(podman --version)" || echo "podman: missing"
-  docker info >/dev/null 2>&1 && echo "dockerd: $(docker version -f '{{.Server.Version}}')" || echo "dockerd: not running"
+  "${DOCKER[@]}" info >/dev/null 2>&1 && echo "dockerd: $("${DOCKER[@]}" version -f '{{.Server.Version}}')" || echo "dockerd: not running"
   curl -sf http://127.0.0.1:5000/v2/ >/dev/null && echo "registry: 127.0.0.1:5000" || echo "registry: not running"
   grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null && echo "binfmt: qemu-aarch64" || echo "binfmt: missing"
 }

