@@ -430,9 +430,9 @@ async fn wait_or_stop(child: &mut Child, terminal: bool) -> Result<ExitStatus> {
 }
 
 /// Stops a child the way a terminal's Ctrl-C would, but in an order that lets engines clean
-/// up: first the helpers in the child's process group (podman's `buildah-oci-runtime`, which
-/// then stops the RUN container, so podman sees the step fail and removes its working
-/// container, which it does not do when it is signalled itself), then the child, then, after
+/// up: first the helpers in the child's process group (an engine's runtime monitor, which then
+/// stops the RUN container, so the engine sees the step fail and removes its working container,
+/// which one engine does not do when it is signalled itself), then the child, then, after
 /// [`STOP_GRACE`] or a second stop, SIGKILL for the whole group.
 async fn stop(child: &mut Child, why: Interrupted) {
     let sig = match why {

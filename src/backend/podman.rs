@@ -74,7 +74,7 @@ impl OutputParser for Podman {
         hint_from(
             tail,
             &[
-                ("cannot connect to podman", "check `podman system connection list`, CONTAINER_HOST or --connection; on macOS start the machine with `podman machine start`"),
+                ("cannot connect to podman", "check `podman system connection list`, CONTAINER_HOST or `--connection`; on macOS start the machine with `podman machine start`"),
                 ("no space left on device", "podman's storage is full: `podman system prune` frees unused images and build cache"),
                 ("setrlimit", "podman cannot raise resource limits here; cap default_ulimits in containers.conf"),
             ],
