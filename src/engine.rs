@@ -119,7 +119,7 @@ impl Engine {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let inv = self.backend.inspect(refs);
+        let inv = self.backend.commands().inspect(refs);
         let shown = inv.to_string();
         let out = self.capture(inv).await?;
         match self.backend.parse_inspect(refs, &out) {
@@ -129,7 +129,7 @@ impl Engine {
         }
         let mut infos = Vec::with_capacity(refs.len());
         for r in refs {
-            let inv = self.backend.inspect(&[r]);
+            let inv = self.backend.commands().inspect(&[r]);
             let shown = inv.to_string();
             let out = self.capture(inv).await?;
             match self.backend.parse_inspect(&[r], &out) {
@@ -179,7 +179,10 @@ impl Engine {
 
     /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
     pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
-        Ok(self.capture(self.backend.pull(image)).await?.success)
+        Ok(self
+            .capture(self.backend.commands().pull(image))
+            .await?
+            .success)
     }
 
     /// Publishes `tags` (see [`Backend::publish`]), one tag at a time under its lock.
@@ -210,7 +213,7 @@ impl Engine {
         let cleanup = spec
             .name
             .as_ref()
-            .map(|n| self.with_env(self.backend.remove_container(n)));
+            .map(|n| self.with_env(self.backend.commands().remove_container(n)));
         self.runner
             .interactive(&inv, attach, cleanup.as_ref())
             .await

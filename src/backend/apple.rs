@@ -4,7 +4,7 @@
 //! BuildKit's. <https://github.com/apple/container/blob/main/docs/command-reference.md>
 
 use super::compat::{build_flags, run_flags};
-use super::{hint_from, labels_at, Backend, BackendKind, Inspected};
+use super::{hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected};
 use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
@@ -12,19 +12,56 @@ use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::report::Step;
 
-pub struct Apple {
+/// `container image ...` and `container delete`: Apple's spelling of the image commands.
+pub struct AppleCli {
     program: String,
+}
+
+impl AppleCli {
+    fn cmd(&self) -> Invocation {
+        Invocation::new(&self.program)
+    }
+}
+
+impl ImageCommands for AppleCli {
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
+        super::image_inspect(self.cmd(), refs)
+    }
+
+    fn pull(&self, image: &ImageRef) -> Invocation {
+        self.cmd().args(["image", "pull", image.as_str()])
+    }
+
+    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
+        self.cmd()
+            .args(["image", "tag", src.as_str(), dst.as_str()])
+    }
+
+    fn remove(&self, images: &[&ImageRef]) -> Invocation {
+        self.cmd()
+            .args(["image", "delete"])
+            .args(images.iter().map(|r| r.as_str()))
+    }
+    fn remove_container(&self, name: &str) -> Invocation {
+        self.cmd().args(["delete", "--force", name]).may_fail()
+    }
+}
+
+pub struct Apple {
+    cli: AppleCli,
 }
 
 impl Apple {
     pub fn new(program: impl Into<String>) -> Self {
         Apple {
-            program: program.into(),
+            cli: AppleCli {
+                program: program.into(),
+            },
         }
     }
 
     fn cmd(&self) -> Invocation {
-        Invocation::new(&self.program)
+        self.cli.cmd()
     }
 }
 
@@ -81,11 +118,8 @@ impl Backend for Apple {
         out
     }
 
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "inspect"])
-            .args(refs.iter().map(|r| r.as_str()))
-            .read_only()
+    fn commands(&self) -> &dyn ImageCommands {
+        &self.cli
     }
 
     /// Two shapes exist: 0.x prints `{name, index: {digest}, variants}`, 1.x prints
@@ -163,15 +197,6 @@ impl Backend for Apple {
         Inspected::Facts(infos)
     }
 
-    fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cmd().args(["image", "pull", image.as_str()])
-    }
-
-    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cmd()
-            .args(["image", "tag", src.as_str(), dst.as_str()])
-    }
-
     /// Apple's store keeps one image with every architecture it was built for, so a tag is
     /// pushed whole; per-platform instances are never built on this engine.
     fn publish(&self, tags: &[ImageRef], _instances: &[&ImageRef]) -> Vec<Invocation> {
@@ -180,22 +205,12 @@ impl Backend for Apple {
             .collect()
     }
 
-    fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "delete"])
-            .args(images.iter().map(|r| r.as_str()))
-    }
-
     fn run(&self, spec: &RunSpec) -> Invocation {
         let mut inv = self.cmd().arg("run").args(run_flags(spec));
         if let Some(p) = spec.platform {
             inv = inv.args(["--arch", p.arch()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
-    }
-
-    fn remove_container(&self, name: &str) -> Invocation {
-        self.cmd().args(["delete", "--force", name]).may_fail()
     }
 }
 
@@ -270,11 +285,11 @@ mod tests {
         assert_eq!(invs[1].argv(), ["container", "image", "push", "hj:dind"]);
         let src = ImageRef::parse("a:1").unwrap();
         assert_eq!(
-            a.tag(&src, &req.tags[0]).argv(),
+            a.commands().tag(&src, &req.tags[0]).argv(),
             ["container", "image", "tag", "a:1", "hj:dind"]
         );
         assert_eq!(
-            a.remove(&[&src]).argv(),
+            a.commands().remove(&[&src]).argv(),
             ["container", "image", "delete", "a:1"]
         );
         let spec = RunSpec {

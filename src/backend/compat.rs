@@ -2,7 +2,7 @@
 //! `pull`, `tag`, `image rm`, `run` flags and the common build flags. Each of the two backends
 //! holds a [`DockerCli`] and adds only what differs.
 
-use super::Inspected;
+use super::{ImageCommands, Inspected};
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::exec::Captured;
 use crate::image_ref::ImageRef;
@@ -10,12 +10,43 @@ use crate::invocation::Invocation;
 
 pub struct DockerCli {
     pub program: String,
+    /// What `rm --force` needs besides the name to remove a running container at once.
+    rm_now: &'static [&'static str],
+}
+
+impl ImageCommands for DockerCli {
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
+        super::image_inspect(self.cmd(), refs)
+    }
+
+    fn pull(&self, image: &ImageRef) -> Invocation {
+        self.cmd().args(["pull", image.as_str()])
+    }
+
+    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
+        self.cmd().args(["tag", src.as_str(), dst.as_str()])
+    }
+
+    fn remove(&self, images: &[&ImageRef]) -> Invocation {
+        self.cmd()
+            .args(["image", "rm"])
+            .args(images.iter().map(|r| r.as_str()))
+    }
+
+    fn remove_container(&self, name: &str) -> Invocation {
+        self.cmd()
+            .args(["rm", "--force"])
+            .args(self.rm_now.iter().copied())
+            .arg(name)
+            .may_fail()
+    }
 }
 
 impl DockerCli {
-    pub fn new(program: impl Into<String>) -> Self {
+    pub fn new(program: impl Into<String>, rm_now: &'static [&'static str]) -> Self {
         DockerCli {
             program: program.into(),
+            rm_now,
         }
     }
 
@@ -23,29 +54,31 @@ impl DockerCli {
         Invocation::new(&self.program)
     }
 
-    pub fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "inspect"])
-            .args(refs.iter().map(|r| r.as_str()))
-            .read_only()
-    }
-
-    pub fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cmd().args(["pull", image.as_str()])
-    }
-
-    pub fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cmd().args(["tag", src.as_str(), dst.as_str()])
-    }
-
-    pub fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cmd()
-            .args(["image", "rm"])
-            .args(images.iter().map(|r| r.as_str()))
-    }
-
-    pub fn remove_container(&self, name: &str) -> Invocation {
-        self.cmd().args(["rm", "--force", name]).may_fail()
+    /// The facts both CLIs report under the same keys; `id`, `digest` and `labels` come from
+    /// where each keeps them.
+    pub fn info(
+        v: &serde_json::Value,
+        id: Option<String>,
+        digest: Option<String>,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> ImageInfo {
+        ImageInfo {
+            exists: true,
+            id,
+            digest,
+            labels,
+            architectures: v
+                .get("Architecture")
+                .and_then(|a| a.as_str())
+                .map(String::from)
+                .into_iter()
+                .collect(),
+            user: v
+                .pointer("/Config/User")
+                .or_else(|| v.get("User"))
+                .and_then(|u| u.as_str())
+                .map(String::from),
+        }
     }
 
     /// `run` with the flags both CLIs spell the same; `extra` goes right after `run`.
@@ -219,7 +252,7 @@ mod tests {
 
     #[test]
     fn missing_is_an_answer_but_a_dead_daemon_is_not() {
-        let cli = DockerCli::new("docker");
+        let cli = DockerCli::new("docker", &[]);
         let a = ImageRef::parse("a:1").unwrap();
         let to = |_: &serde_json::Value| ImageInfo::missing();
         let same = |r: &ImageRef, n: &str| ImageRef::parse(n).is_ok_and(|n| n == *r);

@@ -4,8 +4,10 @@
 //! <https://docs.docker.com/reference/cli/docker/image/build_legacy/>
 
 use super::compat::{build_flags, DockerCli};
-use super::{hint_from, labels_at, Backend, BackendKind, Inspected, Probe, ProbeKind};
-use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
+use super::{
+    hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected, Probe, ProbeKind,
+};
+use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
@@ -39,7 +41,7 @@ const LEGACY_NOTICE: [&str; 3] = [
 impl Docker {
     pub fn new(program: impl Into<String>) -> Self {
         Docker {
-            cli: DockerCli::new(program),
+            cli: DockerCli::new(program, &[]),
             builder: OnceLock::new(),
             driver: OnceLock::new(),
         }
@@ -234,46 +236,22 @@ impl Backend for Docker {
         platforms.len() <= 1 || self.builder() == Builder::Classic
     }
 
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cli.inspect(refs)
+    fn commands(&self) -> &dyn ImageCommands {
+        &self.cli
     }
 
     fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected {
         let names_match = |r: &ImageRef, n: &str| self.names_match(r, n);
-        self.cli
-            .parse_inspect(refs, out, names_match, |v| ImageInfo {
-                exists: true,
-                id: v.get("Id").and_then(|i| i.as_str()).map(String::from),
-                digest: v
-                    .get("RepoDigests")
-                    .and_then(|d| d.get(0))
-                    .and_then(|d| d.as_str())
-                    .and_then(|d| d.split_once('@'))
-                    .map(|(_, d)| d.to_string()),
-                labels: labels_at(v.pointer("/Config/Labels")),
-                architectures: v
-                    .get("Architecture")
-                    .and_then(|a| a.as_str())
-                    .map(String::from)
-                    .into_iter()
-                    .collect(),
-                user: v
-                    .pointer("/Config/User")
-                    .and_then(|u| u.as_str())
-                    .map(String::from),
-            })
-    }
-
-    fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cli.pull(image)
-    }
-
-    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cli.tag(src, dst)
-    }
-
-    fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cli.remove(images)
+        self.cli.parse_inspect(refs, out, names_match, |v| {
+            let digest = v
+                .get("RepoDigests")
+                .and_then(|d| d.get(0))
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.split_once('@'))
+                .map(|(_, d)| d.to_string());
+            let id = v.get("Id").and_then(|i| i.as_str()).map(String::from);
+            DockerCli::info(v, id, digest, labels_at(v.pointer("/Config/Labels")))
+        })
     }
 
     /// docker's store holds one platform per tag, so per-platform instances cannot be
@@ -287,10 +265,6 @@ impl Backend for Docker {
     fn run(&self, spec: &RunSpec) -> Invocation {
         self.cli.run(spec, &[])
     }
-
-    fn remove_container(&self, name: &str) -> Invocation {
-        self.cli.remove_container(name)
-    }
 }
 
 #[cfg(test)]
@@ -299,19 +273,16 @@ mod tests {
     use crate::build::Mount;
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
-        let mut r = BuildRequest::new(
-            "/ctx".into(),
-            "/ctx/Dockerfile".into(),
-            ImageRef::parse("reg.io/a/b:1").unwrap(),
+        let mut r = crate::backend::test_request(
+            "reg.io/a/b:1",
+            "reg.io/a/b:latest-dev",
+            platforms,
+            output,
         );
-        r.tags
-            .push(ImageRef::parse("reg.io/a/b:latest-dev").unwrap());
-        r.platforms = platforms.to_vec();
         r.build_args
             .insert("BASE_IMAGE".into(), "reg.io/a/base:1".into());
         r.labels.insert("k".into(), "v".into());
         r.target = Some("final".into());
-        r.output = output;
         r
     }
 
@@ -422,13 +393,14 @@ mod tests {
         let d = Docker::new("docker");
         let a = ImageRef::parse("a:1").unwrap();
         let b = ImageRef::parse("b:2").unwrap();
-        let inspect = d.inspect(&[&a, &b]);
+        let c = d.commands();
+        let inspect = c.inspect(&[&a, &b]);
         assert_eq!(inspect.argv(), ["docker", "image", "inspect", "a:1", "b:2"]);
         assert!(inspect.read_only);
-        assert_eq!(d.tag(&a, &b).argv(), ["docker", "tag", "a:1", "b:2"]);
-        assert_eq!(d.remove(&[&a]).argv(), ["docker", "image", "rm", "a:1"]);
+        assert_eq!(c.tag(&a, &b).argv(), ["docker", "tag", "a:1", "b:2"]);
+        assert_eq!(c.remove(&[&a]).argv(), ["docker", "image", "rm", "a:1"]);
         assert_eq!(
-            d.remove_container("ocx-1").argv(),
+            c.remove_container("ocx-1").argv(),
             ["docker", "rm", "--force", "ocx-1"]
         );
         let spec = RunSpec {

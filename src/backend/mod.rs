@@ -108,6 +108,19 @@ pub enum Inspected {
     EngineFailed(String),
 }
 
+/// The image and container commands that are not builds: how a CLI spells them. docker and
+/// podman share one implementation ([`compat::DockerCli`]); Apple has its own.
+pub trait ImageCommands: Send + Sync {
+    /// One read-only call inspecting every reference.
+    fn inspect(&self, refs: &[&ImageRef]) -> Invocation;
+    fn pull(&self, image: &ImageRef) -> Invocation;
+    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation;
+    fn remove(&self, images: &[&ImageRef]) -> Invocation;
+    /// Removes a container started by [`Backend::run`] that outlived an interrupted session,
+    /// at once (its PID 1 may ignore the stop signal).
+    fn remove_container(&self, name: &str) -> Invocation;
+}
+
 /// Everything the workflows need from an engine. Pure: no method spawns anything.
 pub trait Backend: OutputParser + Send + Sync {
     fn kind(&self) -> BackendKind;
@@ -142,8 +155,8 @@ pub trait Backend: OutputParser + Send + Sync {
         MultiPlatform::OneInvocation
     }
 
-    /// One read-only call inspecting every reference.
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation;
+    /// Image and container commands (inspect, pull, tag, remove).
+    fn commands(&self) -> &dyn ImageCommands;
 
     fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected;
 
@@ -152,10 +165,6 @@ pub trait Backend: OutputParser + Send + Sync {
     fn names_match(&self, want: &ImageRef, engine_name: &str) -> bool {
         ImageRef::parse(engine_name).is_ok_and(|n| n == *want)
     }
-
-    fn pull(&self, image: &ImageRef) -> Invocation;
-    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation;
-    fn remove(&self, images: &[&ImageRef]) -> Invocation;
 
     /// Publishes local images under `tags`. `instances` are per-platform local images that
     /// together form each tag (built one platform at a time); empty when each tag already
@@ -168,9 +177,6 @@ pub trait Backend: OutputParser + Send + Sync {
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation;
-
-    /// Removes a container started by [`Backend::run`] that outlived an interrupted session.
-    fn remove_container(&self, name: &str) -> Invocation;
 }
 
 /// How an engine builds one image for several platforms.
@@ -183,6 +189,32 @@ pub enum MultiPlatform {
     /// every child is built FROM the exact per-platform image of its parent, which also keeps
     /// podman's platform-blind layer cache from mixing architectures.
     PerPlatformThenList,
+}
+
+/// `<cli> image inspect REFS...`: the same words on all three CLIs.
+pub(crate) fn image_inspect(cli: Invocation, refs: &[&ImageRef]) -> Invocation {
+    cli.args(["image", "inspect"])
+        .args(refs.iter().map(|r| r.as_str()))
+        .read_only()
+}
+
+/// A request for backend unit tests: `tag` plus `extra` tags, built for `platforms`.
+#[cfg(test)]
+pub(crate) fn test_request(
+    tag: &str,
+    extra: &str,
+    platforms: &[Platform],
+    output: crate::build::Output,
+) -> BuildRequest {
+    let mut r = BuildRequest::new(
+        "/ctx".into(),
+        "/ctx/Dockerfile".into(),
+        ImageRef::parse(tag).unwrap(),
+    );
+    r.tags.push(ImageRef::parse(extra).unwrap());
+    r.platforms = platforms.to_vec();
+    r.output = output;
+    r
 }
 
 pub(crate) fn labels_at(v: Option<&serde_json::Value>) -> BTreeMap<String, String> {

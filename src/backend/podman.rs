@@ -3,8 +3,8 @@
 //! <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
 
 use super::compat::{build_flags, csv_field, DockerCli};
-use super::{hint_from, labels_at, Backend, BackendKind, Inspected, MultiPlatform};
-use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
+use super::{hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected, MultiPlatform};
+use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
@@ -31,7 +31,8 @@ pub struct Podman {
 impl Podman {
     pub fn new(program: impl Into<String>, rootless: bool) -> Self {
         Podman {
-            cli: DockerCli::new(program),
+            // podman's `rm --force` otherwise waits 10 s for a PID 1 that ignores SIGTERM
+            cli: DockerCli::new(program, &["--time", "0"]),
             rootless,
         }
     }
@@ -132,7 +133,7 @@ impl Backend for Podman {
         out.push(inv);
         if multi {
             for extra in &req.tags[1..] {
-                out.push(self.tag(primary, extra));
+                out.push(self.cli.tag(primary, extra));
             }
         }
         match &req.output {
@@ -156,36 +157,24 @@ impl Backend for Podman {
         MultiPlatform::PerPlatformThenList
     }
 
-    fn inspect(&self, refs: &[&ImageRef]) -> Invocation {
-        self.cli.inspect(refs)
+    fn commands(&self) -> &dyn ImageCommands {
+        &self.cli
     }
 
     fn parse_inspect(&self, refs: &[&ImageRef], out: &Captured) -> Inspected {
         let names_match = |r: &ImageRef, n: &str| self.names_match(r, n);
-        self.cli
-            .parse_inspect(refs, out, names_match, |v| ImageInfo {
-                exists: true,
-                id: v.get("Id").and_then(|i| i.as_str()).map(|i| {
-                    if i.starts_with("sha256:") {
-                        i.to_string()
-                    } else {
-                        format!("sha256:{i}")
-                    }
-                }),
-                digest: v.get("Digest").and_then(|d| d.as_str()).map(String::from),
-                labels: labels_at(v.get("Labels").or_else(|| v.pointer("/Config/Labels"))),
-                architectures: v
-                    .get("Architecture")
-                    .and_then(|a| a.as_str())
-                    .map(String::from)
-                    .into_iter()
-                    .collect(),
-                user: v
-                    .pointer("/Config/User")
-                    .or_else(|| v.get("User"))
-                    .and_then(|u| u.as_str())
-                    .map(String::from),
-            })
+        self.cli.parse_inspect(refs, out, names_match, |v| {
+            let id = v.get("Id").and_then(|i| i.as_str()).map(|i| {
+                if i.starts_with("sha256:") {
+                    i.to_string()
+                } else {
+                    format!("sha256:{i}")
+                }
+            });
+            let digest = v.get("Digest").and_then(|d| d.as_str()).map(String::from);
+            let labels = labels_at(v.get("Labels").or_else(|| v.pointer("/Config/Labels")));
+            DockerCli::info(v, id, digest, labels)
+        })
     }
 
     /// Podman reports locally built short names as `localhost/<name>`.
@@ -194,18 +183,6 @@ impl Backend for Podman {
             return false;
         };
         other == *want || other.as_str() == local_name(want) || engine_name == local_name(want)
-    }
-
-    fn pull(&self, image: &ImageRef) -> Invocation {
-        self.cli.pull(image)
-    }
-
-    fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
-        self.cli.tag(src, dst)
-    }
-
-    fn remove(&self, images: &[&ImageRef]) -> Invocation {
-        self.cli.remove(images)
     }
 
     fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Vec<Invocation> {
@@ -245,13 +222,6 @@ impl Backend for Podman {
         self.cli
             .run(spec, if keep_id { &["--userns=keep-id"] } else { &[] })
     }
-
-    /// `--time 0`: podman's `rm --force` otherwise waits 10 s for a PID 1 that ignores SIGTERM.
-    fn remove_container(&self, name: &str) -> Invocation {
-        self.cmd()
-            .args(["rm", "--force", "--time", "0", name])
-            .may_fail()
-    }
 }
 
 #[cfg(test)]
@@ -259,15 +229,7 @@ mod tests {
     use super::*;
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
-        let mut r = BuildRequest::new(
-            "/ctx".into(),
-            "/ctx/Dockerfile".into(),
-            ImageRef::parse("hj:base").unwrap(),
-        );
-        r.tags.push(ImageRef::parse("hj:base-v1").unwrap());
-        r.platforms = platforms.to_vec();
-        r.output = output;
-        r
+        crate::backend::test_request("hj:base", "hj:base-v1", platforms, output)
     }
 
     #[test]
