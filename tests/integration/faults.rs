@@ -472,6 +472,34 @@ fn dry_run_with_json_progress_prints_only_json() {
 }
 
 #[test]
+fn a_sessions_output_becomes_json_events_with_json_progress() {
+    let env = fake_project("podman");
+    env.fake_reply(
+        "inspect.json",
+        &format!(
+            "[{}, {}]",
+            crate::util::docker_inspect_entry(BASE, "null"),
+            crate::util::docker_inspect_entry("ocx-faults-dev:1.2.3", "null")
+        ),
+    );
+    let out = env
+        .ocx(&["--progress", "json", "exec", "--", "echo", "hi"])
+        .run();
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["event"] == "line" && v["line"] == "fake run"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn non_utf8_environment_variables_do_not_panic() {
     use std::os::unix::ffi::OsStrExt;
     let env = fake_project("podman");
