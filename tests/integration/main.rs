@@ -3,6 +3,7 @@
 
 mod docs;
 mod faults;
+mod gates;
 mod hjk;
 mod hjk_engines;
 mod images_lint;
