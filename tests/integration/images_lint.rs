@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn images_dir() -> PathBuf {
+pub(crate) fn images_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("images")
 }
 
 /// The variants as hjk reads them (the library's own parser, so the lint sees what hjk builds).
-fn variants() -> Vec<Variant> {
+pub(crate) fn variants() -> Vec<Variant> {
     let dir = camino::Utf8PathBuf::from_path_buf(images_dir()).unwrap();
     let g = Graph::load(&dir).unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -39,13 +39,13 @@ fn dockerfiles() -> Vec<(String, String)> {
 
 /// One Dockerfile instruction: continuation lines joined, comment lines dropped.
 #[derive(Debug)]
-struct Instruction {
-    line: usize,
-    keyword: String,
-    args: String,
+pub(crate) struct Instruction {
+    pub(crate) line: usize,
+    pub(crate) keyword: String,
+    pub(crate) args: String,
 }
 
-fn parse_dockerfile(text: &str) -> Vec<Instruction> {
+pub(crate) fn parse_dockerfile(text: &str) -> Vec<Instruction> {
     let mut out = Vec::new();
     let mut current: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -681,4 +681,87 @@ fn arch_specific_urls_follow_targetarch() {
         "RUN curl -o r https://example.com/$(uname -m)/rustup-init\n",
         "$(...)",
     );
+}
+
+/// dind chooses its iptables backend at start: the script and the docker.service drop-in that
+/// runs it are copied where the drop-in expects them, and no backend is fixed at build time.
+#[test]
+fn dind_iptables_choice_is_wired_into_docker_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = images_dir().join("dind");
+    let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    let insts = parse_dockerfile(&text);
+    let copies: Vec<&str> = insts
+        .iter()
+        .filter(|i| i.keyword == "COPY")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert!(
+        copies.contains(&"headjack-iptables-backend /usr/local/sbin/headjack-iptables-backend"),
+        "{copies:?}"
+    );
+    assert!(
+        copies.contains(&"10-headjack-iptables.conf /etc/systemd/system/docker.service.d/10-headjack-iptables.conf"),
+        "{copies:?}"
+    );
+    let dropin = std::fs::read_to_string(dir.join("10-headjack-iptables.conf")).unwrap();
+    let lines: Vec<&str> = dropin
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "[Service]",
+            "ExecStartPre=/usr/local/sbin/headjack-iptables-backend"
+        ]
+    );
+    let script = dir.join("headjack-iptables-backend");
+    let mode = script.metadata().unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o755,
+        0o755,
+        "COPY keeps the mode: the script must be executable"
+    );
+    assert!(Command::new("sh")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success());
+    if let Ok(sc) = which::which("shellcheck") {
+        let out = Command::new(sc).arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(
+        !Regex::new(r"update-alternatives\s+--set\s+ip6?tables")
+            .unwrap()
+            .is_match(&text),
+        "dind must not fix an iptables backend at build time"
+    );
+}
+
+/// Docker's apt repository is Ubuntu's, picked by the Ubuntu codename, so Ubuntu derivatives
+/// (whose $ID is not `ubuntu`) get a URL that exists.
+#[test]
+fn dind_docker_repo_works_on_ubuntu_derivatives() {
+    let text = std::fs::read_to_string(images_dir().join("dind/Dockerfile")).unwrap();
+    let urls: Vec<&str> = Regex::new(r"https://download\.docker\.com/\S+")
+        .unwrap()
+        .find_iter(&text)
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    for u in urls {
+        assert!(
+            u.starts_with("https://download.docker.com/linux/ubuntu"),
+            "{u}"
+        );
+    }
+    assert!(text.contains(r#"${UBUNTU_CODENAME:-${VERSION_CODENAME}}"#));
+    assert!(!text.contains("${ID}") && !text.contains("VERSION_ID"));
 }
