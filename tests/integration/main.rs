@@ -13,3 +13,4 @@ mod ocx_engines;
 mod ocx_fake;
 mod ocx_input;
 mod util;
+mod workflow_lint;
