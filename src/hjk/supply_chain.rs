@@ -61,11 +61,21 @@ impl Tool {
         }
     }
 
-    fn install_hint(self) -> &'static str {
+    /// Where to get it, and the GitHub Action that installs it.
+    fn install_hint(self) -> (&'static str, &'static str) {
         match self {
-            Tool::Cosign => "https://docs.sigstore.dev/cosign/system_config/installation/ (GitHub Actions: sigstore/cosign-installer)",
-            Tool::Syft => "https://github.com/anchore/syft#installation (GitHub Actions: anchore/sbom-action/download-syft)",
-            Tool::Trivy => "https://trivy.dev/latest/getting-started/installation/ (GitHub Actions: aquasecurity/setup-trivy)",
+            Tool::Cosign => (
+                "https://docs.sigstore.dev/cosign/system_config/installation/",
+                "sigstore/cosign-installer",
+            ),
+            Tool::Syft => (
+                "https://github.com/anchore/syft#installation",
+                "anchore/sbom-action/download-syft",
+            ),
+            Tool::Trivy => (
+                "https://trivy.dev/latest/getting-started/installation/",
+                "aquasecurity/setup-trivy",
+            ),
         }
     }
 }
@@ -241,11 +251,11 @@ pub fn check_tools(opts: &GateOptions, path: Option<&OsString>) -> Result<Tools,
     let each: Vec<String> = missing
         .iter()
         .map(|t| {
+            let (url, action) = t.install_hint();
             format!(
-                "{} needs `{}`, which is not on PATH (install: {})",
+                "{} needs `{}`, which is not on PATH: install it from {url} (GitHub Actions: {action})",
                 t.flag(),
                 t.program(),
-                t.install_hint()
             )
         })
         .collect();
@@ -499,7 +509,7 @@ mod tests {
         assert!(!err.0.contains('\n'));
         assert!(
             err.0.starts_with(
-                "--scan needs `trivy`, which is not on PATH (install: https://trivy.dev/"
+                "--scan needs `trivy`, which is not on PATH: install it from https://trivy.dev/"
             ),
             "{}",
             err.0

@@ -364,9 +364,9 @@ fn a_missing_tool_is_exit_2_before_anything_runs() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(
-            "error: --scan needs `trivy`, which is not on PATH (install: https://trivy.dev/"
+            "error: --scan needs `trivy`, which is not on PATH: install it from https://trivy.dev/"
         ) && lines[0].contains(
-            "; --sign needs `cosign`, which is not on PATH (install: https://docs.sigstore.dev/"
+            "; --sign needs `cosign`, which is not on PATH: install it from https://docs.sigstore.dev/"
         ) && lines[0].ends_with("; nothing was built or pushed"),
         "{lines:?}"
     );
