@@ -253,6 +253,13 @@ pub async fn run_gates(
         signing: opts.sign.then_some(opts.signing),
         variants: Vec::new(),
     };
+    let gates = Gates {
+        engine,
+        published,
+        opts,
+        tools,
+        auth_dir,
+    };
     for v in &published.variants {
         let parent_held = v.parent.as_ref().and_then(|p| {
             let pv = published.variants.iter().find(|o| &o.name == p)?;
@@ -273,10 +280,10 @@ pub async fn run_gates(
             errors: Vec::new(),
         };
         if opts.scan {
-            scan_variant(engine, published, v, opts, tools, auth_dir, &mut g).await?;
+            gates.scan_variant(v, &mut g).await?;
         }
         if opts.sbom {
-            sbom_variant(engine, published, v, opts, tools, auth_dir, &mut g).await?;
+            gates.sbom_variant(v, &mut g).await?;
         }
         if opts.sign {
             if let Some(p) = &parent_held {
@@ -285,7 +292,7 @@ pub async fn run_gates(
             } else if opts.scan && g.scan.verdict != Verdict::Passed {
                 g.errors.push("not signed: the scan did not pass".into());
             } else {
-                sign_variant(engine, published, v, opts, tools, auth_dir, &mut g).await?;
+                gates.sign_variant(v, &mut g).await?;
             }
         }
         report.variants.push(g);
@@ -303,154 +310,154 @@ fn failed(g: &mut VariantGates, what: &str, e: anyhow::Error) -> Result<()> {
     Ok(())
 }
 
-async fn scan_variant(
-    engine: &Engine,
-    published: &Published,
-    v: &PublishedVariant,
-    opts: &GateOptions,
-    tools: &Tools,
-    auth_dir: Option<&Utf8Path>,
-    g: &mut VariantGates,
-) -> Result<()> {
-    let reporter = engine.reporter();
-    let ignorefile = v
-        .dir
-        .as_ref()
-        .map(|d| d.join(sc::TRIVYIGNORE))
-        .filter(|f| f.is_file());
-    g.scan.ignorefile = ignorefile.clone();
-    for (platform, digest) in &v.platforms {
-        let image = published.image(digest);
-        let report = opts.scan_report_path(&v.name, *platform);
-        reporter.info(&format!("scanning {} ({platform})", v.name));
-        let inv = sc::scan(
-            tools,
-            opts,
-            &image,
-            &report,
-            ignorefile.as_deref(),
-            auth_dir,
-        );
-        let mut result = PlatformScan {
-            platform: *platform,
-            verdict: Verdict::Error,
-            findings: BTreeMap::new(),
-            report: None,
-        };
-        match engine.tool(&inv).await {
-            Err(e) => failed(g, &format!("scan of {platform}"), e)?,
-            Ok(_) if engine.dry_run() => result.verdict = Verdict::Passed,
-            Ok(out) => {
-                let counts = std::fs::read_to_string(&report)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| sc::count_findings(&t).map_err(|e| e.to_string()));
-                match (out.code, counts) {
-                    (Some(0), Ok(c)) => {
-                        result.verdict = Verdict::Passed;
-                        result.findings = c;
-                        result.report = Some(report);
-                    }
-                    (Some(sc::FINDINGS_EXIT), Ok(c)) => {
-                        result.verdict = Verdict::Failed;
-                        result.findings = c;
-                        result.report = Some(report);
-                    }
-                    (code, counts) => {
-                        let why = match (code, counts) {
-                            (Some(0 | sc::FINDINGS_EXIT), Err(e)) => {
-                                format!("unreadable report {report}: {e}")
-                            }
-                            (code, _) => {
-                                let last = out.tail().last().cloned().unwrap_or_default();
-                                format!("trivy exited with {code:?}: {last}")
-                            }
-                        };
-                        g.errors.push(format!("scan of {platform}: {why}"));
+/// What every gate of a release needs, shared by the per-variant steps.
+#[derive(Clone, Copy)]
+struct Gates<'a> {
+    engine: &'a Engine,
+    published: &'a Published,
+    opts: &'a GateOptions,
+    tools: &'a Tools,
+    auth_dir: Option<&'a Utf8Path>,
+}
+
+impl Gates<'_> {
+    async fn scan_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
+        let reporter = self.engine.reporter();
+        let ignorefile = v
+            .dir
+            .as_ref()
+            .map(|d| d.join(sc::TRIVYIGNORE))
+            .filter(|f| f.is_file());
+        g.scan.ignorefile = ignorefile.clone();
+        for (platform, digest) in &v.platforms {
+            let image = self.published.image(digest);
+            let report = self.opts.scan_report_path(&v.name, *platform);
+            reporter.info(&format!("scanning {} ({platform})", v.name));
+            let inv = sc::scan(
+                self.tools,
+                self.opts,
+                &image,
+                &report,
+                ignorefile.as_deref(),
+                self.auth_dir,
+            );
+            let mut result = PlatformScan {
+                platform: *platform,
+                verdict: Verdict::Error,
+                findings: BTreeMap::new(),
+                report: None,
+            };
+            match self.engine.tool(&inv).await {
+                Err(e) => failed(g, &format!("scan of {platform}"), e)?,
+                Ok(_) if self.engine.dry_run() => result.verdict = Verdict::Passed,
+                Ok(out) => {
+                    let counts = std::fs::read_to_string(&report)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| sc::count_findings(&t).map_err(|e| e.to_string()));
+                    match (out.code, counts) {
+                        (Some(0), Ok(c)) => {
+                            result.verdict = Verdict::Passed;
+                            result.findings = c;
+                            result.report = Some(report);
+                        }
+                        (Some(sc::FINDINGS_EXIT), Ok(c)) => {
+                            result.verdict = Verdict::Failed;
+                            result.findings = c;
+                            result.report = Some(report);
+                        }
+                        (code, counts) => {
+                            let why = match (code, counts) {
+                                (Some(0 | sc::FINDINGS_EXIT), Err(e)) => {
+                                    format!("unreadable report {report}: {e}")
+                                }
+                                (code, _) => {
+                                    let last = out.tail().last().cloned().unwrap_or_default();
+                                    format!("trivy exited with {code:?}: {last}")
+                                }
+                            };
+                            g.errors.push(format!("scan of {platform}: {why}"));
+                        }
                     }
                 }
             }
+            if result.verdict == Verdict::Failed {
+                let one = Scan {
+                    platforms: vec![result.clone()],
+                    ..g.scan.clone()
+                };
+                reporter.warn(&format!(
+                    "{} ({platform}): scan found {} at {}",
+                    v.name,
+                    shown_findings(&one),
+                    self.opts.severity
+                ));
+            }
+            g.scan.platforms.push(result);
         }
-        if result.verdict == Verdict::Failed {
-            let one = Scan {
-                platforms: vec![result.clone()],
-                ..g.scan.clone()
-            };
-            reporter.warn(&format!(
-                "{} ({platform}): scan found {} at {}",
-                v.name,
-                shown_findings(&one),
-                opts.severity
-            ));
-        }
-        g.scan.platforms.push(result);
+        let verdicts: Vec<Verdict> = g.scan.platforms.iter().map(|p| p.verdict).collect();
+        g.scan.verdict = if verdicts.contains(&Verdict::Failed) {
+            Verdict::Failed
+        } else if verdicts.contains(&Verdict::Error) {
+            Verdict::Error
+        } else {
+            Verdict::Passed
+        };
+        Ok(())
     }
-    let verdicts: Vec<Verdict> = g.scan.platforms.iter().map(|p| p.verdict).collect();
-    g.scan.verdict = if verdicts.contains(&Verdict::Failed) {
-        Verdict::Failed
-    } else if verdicts.contains(&Verdict::Error) {
-        Verdict::Error
-    } else {
-        Verdict::Passed
-    };
-    Ok(())
-}
 
-async fn sbom_variant(
-    engine: &Engine,
-    published: &Published,
-    v: &PublishedVariant,
-    opts: &GateOptions,
-    tools: &Tools,
-    auth_dir: Option<&Utf8Path>,
-    g: &mut VariantGates,
-) -> Result<()> {
-    for (platform, digest) in &v.platforms {
-        let path = opts.sbom_path(&v.name, *platform);
-        let inv = sc::sbom(tools, opts, &published.image(digest), &path, auth_dir);
-        match engine.tool_stream(&inv).await {
-            Err(e) => failed(g, &format!("SBOM of {platform}"), e)?,
-            Ok(()) if !engine.dry_run() && !path.is_file() => g
-                .errors
-                .push(format!("SBOM of {platform}: syft wrote no {path}")),
-            Ok(()) => g.sboms.push(Sbom {
-                platform: *platform,
-                path,
-                attested: false,
-            }),
+    async fn sbom_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
+        for (platform, digest) in &v.platforms {
+            let path = self.opts.sbom_path(&v.name, *platform);
+            let inv = sc::sbom(
+                self.tools,
+                self.opts,
+                &self.published.image(digest),
+                &path,
+                self.auth_dir,
+            );
+            match self.engine.tool_stream(&inv).await {
+                Err(e) => failed(g, &format!("SBOM of {platform}"), e)?,
+                Ok(()) if !self.engine.dry_run() && !path.is_file() => g
+                    .errors
+                    .push(format!("SBOM of {platform}: syft wrote no {path}")),
+                Ok(()) => g.sboms.push(Sbom {
+                    platform: *platform,
+                    path,
+                    attested: false,
+                }),
+            }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-async fn sign_variant(
-    engine: &Engine,
-    published: &Published,
-    v: &PublishedVariant,
-    opts: &GateOptions,
-    tools: &Tools,
-    auth_dir: Option<&Utf8Path>,
-    g: &mut VariantGates,
-) -> Result<()> {
-    let inv = sc::sign(tools, opts, &g.index, auth_dir);
-    match engine.tool_stream(&inv).await {
-        Ok(()) => g.signed = true,
-        Err(e) => return failed(g, "signing", e),
-    }
-    for i in 0..g.sboms.len() {
-        let (platform, path) = (g.sboms[i].platform, g.sboms[i].path.clone());
-        let digest = v
-            .platforms
-            .iter()
-            .find(|(p, _)| *p == platform)
-            .map(|(_, d)| d.as_str())
-            .unwrap_or_default();
-        let inv = sc::attest(tools, opts, &published.image(digest), &path, auth_dir);
-        match engine.tool_stream(&inv).await {
-            Ok(()) => g.sboms[i].attested = true,
-            Err(e) => failed(g, &format!("attestation of {platform}"), e)?,
+    async fn sign_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
+        let inv = sc::sign(self.tools, self.opts, &g.index, self.auth_dir);
+        match self.engine.tool_stream(&inv).await {
+            Ok(()) => g.signed = true,
+            Err(e) => return failed(g, "signing", e),
         }
+        for i in 0..g.sboms.len() {
+            let (platform, path) = (g.sboms[i].platform, g.sboms[i].path.clone());
+            let digest = v
+                .platforms
+                .iter()
+                .find(|(p, _)| *p == platform)
+                .map(|(_, d)| d.as_str())
+                .unwrap_or_default();
+            let inv = sc::attest(
+                self.tools,
+                self.opts,
+                &self.published.image(digest),
+                &path,
+                self.auth_dir,
+            );
+            match self.engine.tool_stream(&inv).await {
+                Ok(()) => g.sboms[i].attested = true,
+                Err(e) => failed(g, &format!("attestation of {platform}"), e)?,
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// A variant that keeps its public tags where they were, and why.

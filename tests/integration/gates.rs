@@ -57,6 +57,17 @@ fn published(n: usize) -> Published {
     }
 }
 
+/// Every public tag the promotion lets move, for version v1.4.0.
+fn moving_tags(promo: &gates::Promotion, p: &Published) -> Vec<String> {
+    promo
+        .tags(&p.registry, Some("v1.4.0"))
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, t)| t)
+        .map(|t| t.to_string())
+        .collect()
+}
+
 struct Setup {
     env: TestEnv,
     engine: Engine,
@@ -166,13 +177,7 @@ async fn sign_attest_sbom_and_scan_commands_by_digest() {
     let promo = gates::promotion(&p, &report);
     assert_eq!(promo.moves, ["base", "systemd"]);
     assert!(promo.held_error().is_none());
-    let tags: Vec<String> = promo
-        .tags(&p.registry, Some("v1.4.0"))
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, t)| t)
-        .map(|t| t.to_string())
-        .collect();
+    let tags = moving_tags(&promo, &p);
     assert_eq!(
         tags,
         [
@@ -213,13 +218,7 @@ async fn failing_scan_moves_no_public_tag() {
     let promo = gates::promotion(&p, &report);
     assert_eq!(promo.moves, ["base"]);
     assert!(!promo.may_move("systemd") && !promo.may_move("dind"));
-    let tags: Vec<String> = promo
-        .tags(&p.registry, Some("v1.4.0"))
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, t)| t)
-        .map(|t| t.to_string())
-        .collect();
+    let tags = moving_tags(&promo, &p);
     assert_eq!(
         tags,
         [

@@ -270,7 +270,8 @@ fn label_lines(text: &str) -> String {
     out
 }
 
-fn podman(args: &[&str]) -> String {
+/// Runs podman and requires success; returns its stdout.
+pub(crate) fn podman(args: &[&str]) -> String {
     let out = Command::new("podman").args(args).output().unwrap();
     assert!(
         out.status.success(),

@@ -3,6 +3,7 @@
 //! container that has both iptables backends, exactly as the image runs it before dockerd; and
 //! base's sudo `secure_path` line runs with sudo there too.
 
+use crate::images_labels::podman;
 use crate::images_lint::{images_dir, parse_dockerfile};
 use crate::util::engine_available;
 use std::process::Command;
@@ -28,15 +29,7 @@ fn test_image() {
          && rm -rf /var/lib/apt/lists/*\n",
     )
     .unwrap();
-    let out = Command::new("podman")
-        .args(["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    podman(&["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()]);
 }
 
 /// Runs `script` with sh in a fresh container of the test image; returns stdout+stderr.
