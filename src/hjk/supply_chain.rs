@@ -271,7 +271,7 @@ pub fn by_digest(repository: &str, digest: &str) -> String {
 }
 
 /// Where the tools find registry credentials: `DOCKER_CONFIG=<dir>` (the dir holds
-/// `config.json`; podman's `auth.json` has the same format). None: each tool's default keychain.
+/// `config.json`, the format every engine's login writes). None: each tool's default keychain.
 fn auth_env(inv: Invocation, auth_dir: Option<&Utf8Path>) -> Invocation {
     match auth_dir {
         Some(d) => inv.env("DOCKER_CONFIG", d.as_str()),
