@@ -2,7 +2,6 @@
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod config;
-pub mod gates;
 pub mod images;
 pub mod resolve;
 pub mod supply_chain;

@@ -9,6 +9,8 @@
 //! release logged in to), a signing key through `--key env://COSIGN_KEY` (the tool reads the
 //! variable it inherits; `COSIGN_PASSWORD` likewise).
 
+pub mod gates;
+
 use crate::backend::detect::find_on_path;
 use crate::error::UserError;
 use crate::invocation::Invocation;

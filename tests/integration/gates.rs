@@ -1,4 +1,4 @@
-//! The release gates (`hjk::gates`) against fake cosign, syft and trivy
+//! The release gates (`hjk::supply_chain::gates`) against fake cosign, syft and trivy
 //! (tests/fixtures/fake-bin/fake-supply-chain): the exact commands, what the report records, and
 //! the promotion rule (a failed scan or signature moves no public tag). Driven through the
 //! library, as the release calls it between "everything is pushed by digest" and "tags move".
@@ -6,7 +6,7 @@
 use crate::util::{fixtures, TestEnv};
 use agent_images::engine::Engine;
 use agent_images::error;
-use agent_images::hjk::gates::{self, Published, PublishedVariant, Verdict};
+use agent_images::hjk::supply_chain::gates::{self, Published, PublishedVariant, Verdict};
 use agent_images::hjk::supply_chain::{self as sc, GateOptions, Signing};
 use agent_images::image_ref::ImageRef;
 use agent_images::platform::Platform;

@@ -9,7 +9,7 @@
 //! index recursively and attest each SBOM. Only a build that passed its scan (and whose parent
 //! is not held) is signed, so a valid signature means "passed the gates", not only "built here".
 
-use super::supply_chain::{self as sc, GateOptions, Signing, Tools};
+use super::{self as sc, GateOptions, Signing, Tools};
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
