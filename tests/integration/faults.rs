@@ -747,7 +747,7 @@ fn podman_dockerfile_path_with_a_comma_and_a_quote() {
             "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
             "platforms": "linux/amd64"}"#,
     );
-    env.ocx(&["build", "--rebuild-base"])
+    env.ocx(&["build", "--rebuild-base", "--force"])
         .stderr_has("built ocx-faults-comma-base:1.18.18")
         .run();
 }
