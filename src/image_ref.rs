@@ -176,41 +176,95 @@ fn screen(s: &str) -> Result<(), UserError> {
     if s.starts_with(['-', '.', '_', ':', '/', '@']) {
         return Err(bad(s, "it must start with a letter, digit or ["));
     }
-    if s.len() > 1024 {
-        return Err(bad(s, "it is too long"));
-    }
     Ok(())
 }
 
-fn full_parse(s: &str) -> Result<Reference, UserError> {
-    let parsed = parse_with_ipv6_host(s).map_err(|e| bad(s, &e))?;
-    // the grammar allows uppercase only in the domain and tag; docker rejects it in the path
-    if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(bad(s, "repository names must be lowercase"));
-    }
-    Ok(parsed)
+/// Stands in for the registry host while oci-spec checks the rest (see [`full_parse`]).
+const STAND_IN: &str = "stand-in.invalid";
+
+/// distribution's `domainAndPort`, anchored: a DNS-like name (any case) or a bracketed IPv6
+/// literal of hex digits and colons only (no zone, no dotted IPv4 tail), then an optional port.
+fn domain_regex() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        let component = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+        let host = format!(r"(?:{component}(?:\.{component})*|\[(?:[a-fA-F0-9:]+)\])");
+        regex::Regex::new(&format!(r"^{host}(?::[0-9]+)?$")).expect("domain regex")
+    })
 }
 
-/// oci-spec's grammar predates bracketed IPv6 registry hosts (`[::1]:5000/img`), which the
-/// distribution grammar accepts; parse the rest with a stand-in host and put the real one back.
-fn parse_with_ipv6_host(s: &str) -> Result<Reference, String> {
-    let Some(rest) = s.strip_prefix('[') else {
-        return Reference::try_from(s).map_err(|e| e.to_string());
+/// distribution's `splitDockerDomain` (normalize.go): the first component is a registry host
+/// when it is `localhost`, contains `.` or `:`, or has an uppercase letter (repository paths
+/// are lowercase, so such a component can only be a host); otherwise the name is on Docker Hub,
+/// under `library/` when it has one component.
+fn split_docker_domain(name: &str) -> (&str, String) {
+    let Some((first, rest)) = name.split_once('/') else {
+        return ("docker.io", format!("library/{name}"));
     };
-    let (addr, after) = rest.split_once(']').ok_or("unclosed [ in registry host")?;
-    addr.parse::<std::net::Ipv6Addr>()
-        .map_err(|_| format!("[{addr}] is not an IPv6 address"))?;
-    if !(after.starts_with('/') || after.starts_with(':')) {
-        return Err("an IPv6 registry host must be followed by :port or /".into());
+    let (domain, remote) = if first == "index.docker.io" {
+        ("docker.io", rest.to_string())
+    } else if first == "localhost"
+        || first.contains(['.', ':'])
+        || first.chars().any(|c| c.is_ascii_uppercase())
+    {
+        (first, rest.to_string())
+    } else {
+        ("docker.io", name.to_string())
+    };
+    let remote = if domain == "docker.io" && !remote.contains('/') {
+        format!("library/{remote}")
+    } else {
+        remote
+    };
+    (domain, remote)
+}
+
+/// `ParseNormalizedNamed` from distribution/reference, step by step:
+/// 1. a bare 64-hex string is an image ID, never a name;
+/// 2. split off the registry host as docker does (`Foo/bar`: the host is `Foo`);
+/// 3. `Parse(domain + "/" + remainder)`: the grammar takes the first component as the host only
+///    if it matches `domainAndPort`; otherwise the whole name is the path (so `a_b.c/x` is a
+///    valid name with no host, exactly as in Go);
+/// 4. path, tag, digest grammar and the 255-character path limit (the path alone, since
+///    distribution v0.6.0) are oci-spec's, checked on the rest behind a stand-in host;
+/// 5. a digest's hex is lowercase (go-digest), which oci-spec does not check.
+fn full_parse(s: &str) -> Result<Reference, UserError> {
+    if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad(
+            s,
+            "a 64-character hex string is an image ID, not a repository name",
+        ));
     }
-    let stand_in = format!("ipv6.invalid{after}");
-    let r = Reference::try_from(stand_in.as_str()).map_err(|e| e.to_string())?;
-    if !r.registry().starts_with("ipv6.invalid") {
-        return Err("an IPv6 address needs a repository path after it".into());
+    let (domain, remainder) = split_docker_domain(s);
+    let (registry, rest) = if domain_regex().is_match(domain) {
+        (domain.to_string(), remainder)
+    } else {
+        (String::new(), format!("{domain}/{remainder}"))
+    };
+    let r = Reference::try_from(format!("{STAND_IN}/{rest}").as_str()).map_err(|e| {
+        let why = match e {
+            oci_spec::distribution::ParseError::ReferenceInvalidFormat
+                if rest.chars().any(|c| c.is_ascii_uppercase())
+                    && Reference::try_from(
+                        format!("{STAND_IN}/{}", rest.to_ascii_lowercase()).as_str(),
+                    )
+                    .is_ok() =>
+            {
+                "repository names must be lowercase".to_string()
+            }
+            e => e.to_string(),
+        };
+        bad(s, &why)
+    })?;
+    if r.registry() != STAND_IN {
+        return Err(bad(s, "invalid reference format"));
     }
-    let registry = r
-        .registry()
-        .replacen("ipv6.invalid", &format!("[{addr}]"), 1);
+    if let Some(d) = r.digest() {
+        let hex = d.split_once(':').map(|(_, h)| h).unwrap_or("");
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad(s, "a digest's hex must be lowercase"));
+        }
+    }
     let repo = r.repository().to_string();
     Ok(match (r.tag(), r.digest()) {
         (Some(t), Some(d)) => Reference::with_tag_and_digest(registry, repo, t.into(), d.into()),
@@ -257,6 +311,66 @@ mod tests {
                 "{input}"
             );
         }
+    }
+
+    /// distribution/reference's own edge cases (normalize_test.go, reference_test.go, v0.6.0).
+    #[test]
+    fn distribution_edge_cases() {
+        let hex64 = "a".repeat(64);
+        for (input, want) in [
+            // an uppercase first component is a registry host, not an error
+            ("Foo/bar", Some("Foo/bar:latest")),
+            ("FOO/bar:v1", Some("FOO/bar:v1")),
+            ("LOCALDOMAIN/fooo", Some("LOCALDOMAIN/fooo:latest")),
+            ("My.Registry/x", Some("My.Registry/x:latest")),
+            ("LOCALHOST:5000/x", Some("LOCALHOST:5000/x:latest")),
+            ("foo/Bar", None),
+            ("Ubuntu", None),
+            ("My_Reg/x", None),
+            // the host is the first component only if it is one by the grammar
+            ("a_b.c/x", Some("a_b.c/x:latest")),
+            // a bare 64-hex name is an image ID; with a tag it is a name
+            (hex64.as_str(), None),
+            // IPv6 exactly as the grammar: hex and colons in brackets, optional port
+            ("[2001:db8::1]/repo", Some("[2001:db8::1]/repo:latest")),
+            (
+                "[2001:db8::1]:5000/repo",
+                Some("[2001:db8::1]:5000/repo:latest"),
+            ),
+            ("[:::::]/repo", Some("[:::::]/repo:latest")),
+            ("[AB]/x", Some("[AB]/x:latest")),
+            ("[ab]/x", None),
+            ("[fe80::1%eth0]:5000/repo", None),
+            ("[::ffff:1.2.3.4]/x", None),
+            ("[2001:db8::1]", None),
+            ("[2001:db8::1]:5000", None),
+            // digests: lowercase hex of the algorithm's length
+            (&*format!("x@sha256:{}", "A".repeat(64)), None),
+            (
+                &*format!("x@sha512:{}", "b".repeat(128)),
+                Some(&*format!("docker.io/library/x@sha512:{}", "b".repeat(128))),
+            ),
+        ] {
+            let got = ImageRef::parse(input).map(|r| r.normalized()).ok();
+            assert_eq!(got.as_deref(), want, "{input}");
+        }
+        let tagged = format!("{hex64}:v1");
+        assert_eq!(
+            ImageRef::parse(&tagged).unwrap().normalized(),
+            format!("docker.io/library/{tagged}")
+        );
+    }
+
+    /// The 255-character limit is on the path alone (distribution v0.6.0), `library/` included.
+    #[test]
+    fn name_length_limit_is_on_the_path() {
+        let ok = format!("example.com/{}", "a".repeat(255));
+        assert!(ImageRef::parse(&ok).is_ok());
+        let long = format!("example.com/{}", "a".repeat(256));
+        let err = ImageRef::parse(&long).unwrap_err();
+        assert!(err.0.contains("255"), "{err}");
+        assert!(ImageRef::parse(&"a".repeat(247)).is_ok());
+        assert!(ImageRef::parse(&"a".repeat(248)).is_err());
     }
 
     #[test]
