@@ -2,6 +2,7 @@
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod config;
+pub mod devcontainer;
 pub mod images;
 pub mod resolve;
 pub mod supply_chain;
