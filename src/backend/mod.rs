@@ -50,6 +50,15 @@ impl BackendKind {
         self.name()
     }
 
+    /// The program a tool written for the docker CLI (the Dev Containers CLI's
+    /// `--docker-path`) can drive in docker's place, if this engine's CLI is docker-compatible.
+    pub fn docker_compatible_program(self) -> Option<&'static str> {
+        match self {
+            BackendKind::Docker | BackendKind::Podman => Some(self.program()),
+            BackendKind::Apple => None,
+        }
+    }
+
     pub fn install_hint(self) -> &'static str {
         match self {
             BackendKind::Docker => "docker (with the buildx plugin): apt-get install docker.io",

@@ -101,15 +101,29 @@ pub enum ImagesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Which image an agent session in this project would use.
+    /// Which image an agent session in this project uses: --image, else the project's
+    /// devcontainer.json, else default.base_image. With --build, builds it first and prints the
+    /// reference to run.
     Resolve {
-        /// A Dockerfile/Containerfile path or an image reference.
-        #[arg(long)]
+        /// A Dockerfile/Containerfile path (relative to the project) or an image reference.
+        #[arg(long, conflicts_with = "config")]
         image: Option<String>,
+        /// The devcontainer.json to use (relative to the project), e.g.
+        /// .devcontainer/python/devcontainer.json; needed when several sub-folders have one.
+        #[arg(long)]
+        config: Option<Utf8PathBuf>,
         /// Project directory (default: the current directory).
         #[arg(long)]
         project: Option<Utf8PathBuf>,
-        /// Print an object instead of `<kind> <image>`.
+        /// Build the Dockerfile or devcontainer image first (skipped when current), then print
+        /// the reference to run; features and dockerComposeFile go to `devcontainer build`.
+        #[arg(long)]
+        build: bool,
+        /// Engine for --build: docker, podman or container (Apple). Default: runtime.name,
+        /// then the first on PATH.
+        #[arg(long, requires = "build")]
+        backend: Option<String>,
+        /// Print an object instead of `<kind> <image>` (with --build, it has the `image` to run).
         #[arg(long)]
         json: bool,
     },
@@ -150,11 +164,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         ImagesCommand::Resolve {
             image,
+            config,
             project,
+            build,
+            backend,
             json,
         } => {
             let project = super::project_dir(project.as_deref())?;
-            resolve::command(&vars, &project, image.as_deref(), json)
+            let req = resolve::Request {
+                project: &project,
+                image: image.as_deref(),
+                config: config.as_deref(),
+                vars: &vars,
+            };
+            resolve::command(&req, backend.as_deref(), build, json).await
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod devcontainer;
 pub mod images;
+pub mod prebuild;
 pub mod resolve;
 pub mod supply_chain;
 pub mod variants;

@@ -1,15 +1,22 @@
-//! Which image a `hjk run` would use, by the Headjack customization model, first match wins:
-//! 1. `--image <path>` naming a Dockerfile/Containerfile (built first; context = its directory);
+//! Which image an agent session in a project uses, by the Headjack customization model, first
+//! match wins:
+//! 1. `--image <path>`: an existing file, or a Dockerfile-looking name (built; context = its
+//!    directory);
 //! 2. `--image <ref>`: a registry reference, normalized like docker does;
-//! 3. the project's `.devcontainer/devcontainer.json` or `.devcontainer.json`;
+//! 3. the project's devcontainer.json (`--config`, or found by [`devcontainer::discover`]);
 //! 4. `default.base_image` from the config.
+//!
+//! With `--build` ([`super::prebuild`]) the Dockerfile or devcontainer image is built before
+//! the session starts (ADR-006), and the reference to run is printed.
 
+use super::devcontainer::{self, Source};
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
 use crate::report::Reporter;
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -29,8 +36,19 @@ pub enum Resolved {
         dockerfile: Option<Utf8PathBuf>,
         #[serde(skip_serializing_if = "Option::is_none")]
         context: Option<Utf8PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
         #[serde(skip_serializing_if = "BTreeMap::is_empty")]
         build_args: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        compose_files: Vec<Utf8PathBuf>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        /// `devcontainer build` when only the Dev Containers CLI can build this config.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        built_by: Option<String>,
     },
     Default {
         reference: String,
@@ -38,11 +56,26 @@ pub enum Resolved {
 }
 
 impl Resolved {
-    /// `<kind> <normalized reference or absolute Dockerfile path>`
+    /// `<kind> <normalized reference or absolute Dockerfile path>`; a config only the Dev
+    /// Containers CLI builds shows its file and why.
     pub fn line(&self) -> String {
         match self {
             Resolved::Dockerfile { dockerfile, .. } => format!("dockerfile {dockerfile}"),
             Resolved::Registry { reference } => format!("registry {reference}"),
+            Resolved::Devcontainer {
+                file,
+                built_by: Some(by),
+                features,
+                compose_files,
+                ..
+            } => {
+                let what = if compose_files.is_empty() {
+                    format!("features {}", features.join(", "))
+                } else {
+                    format!("dockerComposeFile {}", join_paths(compose_files))
+                };
+                format!("devcontainer {file} ({by}: {what})")
+            }
             Resolved::Devcontainer {
                 reference: Some(r), ..
             } => format!("devcontainer {r}"),
@@ -56,31 +89,61 @@ impl Resolved {
     }
 }
 
-fn is_dockerfile_name(p: &Utf8Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.ends_with("Dockerfile") || n.ends_with("Containerfile"))
+fn join_paths(paths: &[Utf8PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn absolute(base: &Utf8Path, p: &Utf8Path) -> Utf8PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
-    };
-    joined.canonicalize_utf8().unwrap_or(joined)
+/// What resolution found, with what `--build` needs besides the printed facts.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub resolved: Resolved,
+    /// The image to run as written (engines resolve short names against their own stores),
+    /// when nothing needs building.
+    pub image: Option<ImageRef>,
+    /// The devcontainer config, when one was used.
+    pub config: Option<devcontainer::Config>,
 }
 
-/// `hjk images resolve`: prints `<kind> <image>`, or the object with `json`.
-pub fn command(
-    vars: &BTreeMap<String, String>,
-    project: &Utf8Path,
-    image: Option<&str>,
+/// What `hjk images resolve` was asked.
+pub struct Request<'a> {
+    pub project: &'a Utf8Path,
+    /// `--image`: a Dockerfile path or a reference.
+    pub image: Option<&'a str>,
+    /// `--config`: the devcontainer.json to use.
+    pub config: Option<&'a Utf8Path>,
+    /// The environment (`${localEnv:...}`, PATH for the Dev Containers CLI).
+    pub vars: &'a BTreeMap<String, String>,
+}
+
+/// `hjk images resolve`: prints `<kind> <image>`, or the object with `json`. With `build`,
+/// builds what needs building first and prints the reference to run (`--json` adds it as
+/// `image`).
+pub async fn command(
+    req: &Request<'_>,
+    backend: Option<&str>,
+    build: bool,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let cfg = super::config::load(vars)?;
-    let r = resolve(project, image, &cfg.base_image)?;
-    let data = serde_json::to_value(&r)?;
-    let text = format!("{}\n", r.line());
+    let cfg = super::config::load(req.vars)?;
+    let res = resolve(req, &cfg.base_image)?;
+    let mut data = serde_json::to_value(&res.resolved)?;
+    let mut text = format!("{}\n", res.resolved.line());
+    if build {
+        let reporter: std::sync::Arc<dyn Reporter> = if json {
+            std::sync::Arc::new(crate::report::DataReporter)
+        } else {
+            std::sync::Arc::new(crate::report::PlainReporter)
+        };
+        let engine = super::prebuild::open_engine(backend, &cfg, req.vars, reporter)?;
+        let done = super::prebuild::ensure(&engine, req.project, &res).await?;
+        data["image"] = done.image.clone().into();
+        data["outcome"] = done.outcome.into();
+        text = format!("{}\n", done.image);
+    }
     if json {
         crate::report::DataReporter.result(text, data);
     } else {
@@ -89,109 +152,152 @@ pub fn command(
     Ok(crate::error::EXIT_OK)
 }
 
-pub fn resolve(
-    project: &Utf8Path,
-    image: Option<&str>,
-    default_base: &ImageRef,
-) -> Result<Resolved, UserError> {
-    if let Some(image) = image {
-        let p = Utf8Path::new(image);
-        if is_dockerfile_name(p) {
-            let dockerfile = absolute(project, p);
-            if !dockerfile.is_file() {
-                return Err(UserError(format!(
-                    "--image {image}: no such Dockerfile ({dockerfile})"
-                )));
-            }
-            let context = dockerfile
-                .parent()
-                .map(Utf8Path::to_owned)
-                .unwrap_or_default();
-            return Ok(Resolved::Dockerfile {
-                dockerfile,
+/// A name that can only mean a Dockerfile: `Dockerfile.dev`, `Containerfile.fedora`,
+/// `dev.dockerfile`, `x.containerfile`, any case.
+fn looks_like_dockerfile(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.contains("dockerfile") || lower.contains("containerfile")
+}
+
+/// `--image`: a path (an existing file, `./x`, `/x`, or a Dockerfile-looking name without a
+/// tag or digest) or a reference.
+fn image_arg(project: &Utf8Path, image: &str) -> Result<Resolution, UserError> {
+    let file = devcontainer::normalize(project, Utf8Path::new(image));
+    let name = Utf8Path::new(image).file_name().unwrap_or(image);
+    let explicit_path = image.starts_with(['.', '/']);
+    if file.is_file() {
+        let context = file.parent().map(Utf8Path::to_owned).unwrap_or_default();
+        return Ok(Resolution {
+            resolved: Resolved::Dockerfile {
+                dockerfile: file,
                 context,
-            });
-        }
-        let r = ImageRef::parse(image)?;
-        return Ok(Resolved::Registry {
-            reference: r.normalized(),
+            },
+            image: None,
+            config: None,
         });
     }
-    for rel in [".devcontainer/devcontainer.json", ".devcontainer.json"] {
-        let file = project.join(rel);
-        if file.is_file() {
-            return devcontainer(&file);
-        }
+    let dockerfile_name = looks_like_dockerfile(name);
+    if explicit_path || (dockerfile_name && !name.contains([':', '@'])) {
+        return Err(UserError(format!(
+            "--image {image}: no such Dockerfile ({file}); a path is relative to the project directory"
+        )));
     }
-    Ok(Resolved::Default {
-        reference: default_base.normalized(),
+    let r = ImageRef::parse(image).map_err(|e| {
+        if dockerfile_name {
+            UserError(format!(
+                "--image {image}: no such Dockerfile ({file}), and {}",
+                e.0
+            ))
+        } else {
+            e
+        }
+    })?;
+    Ok(Resolution {
+        resolved: Resolved::Registry {
+            reference: r.normalized(),
+        },
+        image: Some(r),
+        config: None,
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Devcontainer {
-    image: Option<String>,
-    build: Option<DevBuild>,
-    /// The older top-level spelling of build.dockerfile.
-    docker_file: Option<String>,
-    context: Option<String>,
-    docker_compose_file: Option<serde_json::Value>,
+pub fn resolve(req: &Request<'_>, default_base: &ImageRef) -> Result<Resolution, UserError> {
+    if let Some(image) = req.image {
+        return image_arg(req.project, image);
+    }
+    if let Some(file) = devcontainer::discover(req.project, req.config)? {
+        return from_devcontainer(req, &file);
+    }
+    Ok(Resolution {
+        resolved: Resolved::Default {
+            reference: default_base.normalized(),
+        },
+        image: Some(default_base.clone()),
+        config: None,
+    })
 }
 
-#[derive(Debug, Deserialize)]
-struct DevBuild {
-    dockerfile: Option<String>,
-    context: Option<String>,
-    #[serde(default)]
-    args: BTreeMap<String, String>,
-}
+/// The program the build is handed to when hjk cannot build a config itself.
+pub const DEVCONTAINER_CLI: &str = "devcontainer";
 
-fn devcontainer(file: &Utf8Path) -> Result<Resolved, UserError> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| UserError(format!("cannot read {file}: {e}")))?;
-    // JSON with comments and trailing commas, as the devcontainer spec allows
-    let dc: Devcontainer = json5::from_str(&text).map_err(|e| {
-        UserError(format!(
-            "malformed {file}: {}",
-            e.to_string().replace('\n', " ")
-        ))
-    })?;
-    let dir = file.parent().map(Utf8Path::to_owned).unwrap_or_default();
-    let build = dc.build.unwrap_or(DevBuild {
+fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, UserError> {
+    let ctx = devcontainer::Context {
+        env: req.vars,
+        workspace: req.project,
+    };
+    let c = devcontainer::read(file, &ctx)?;
+    let built_by = match c.needs_cli() {
+        None => None,
+        Some(why) => {
+            let path = req.vars.get("PATH").map(OsString::from);
+            if crate::backend::detect::find_on_path(DEVCONTAINER_CLI, path.as_ref()).is_none() {
+                let fix = if matches!(c.source, Source::Compose { .. }) {
+                    "or set image or build.dockerfile instead"
+                } else {
+                    "or remove them"
+                };
+                return Err(UserError(format!(
+                    "{file} uses {why}, which hjk does not build itself: install the Dev Containers CLI (npm install -g @devcontainers/cli) so hjk can hand the build to `devcontainer build`, {fix}"
+                )));
+            }
+            Some("devcontainer build".to_string())
+        }
+    };
+    let mut image = None;
+    let mut resolved = Resolved::Devcontainer {
+        file: file.to_owned(),
+        reference: None,
         dockerfile: None,
         context: None,
-        args: BTreeMap::new(),
-    });
-    let dockerfile = build.dockerfile.or(dc.docker_file);
-    if let Some(d) = dockerfile {
-        let dockerfile = absolute(&dir, Utf8Path::new(&d));
-        let context = absolute(
-            &dir,
-            Utf8Path::new(build.context.or(dc.context).as_deref().unwrap_or(".")),
-        );
-        return Ok(Resolved::Devcontainer {
-            file: file.to_owned(),
-            reference: None,
-            dockerfile: Some(dockerfile),
-            context: Some(context),
-            build_args: build.args,
-        });
+        target: None,
+        build_args: BTreeMap::new(),
+        features: c.features.clone(),
+        compose_files: Vec::new(),
+        service: None,
+        built_by: built_by.clone(),
+    };
+    if let Resolved::Devcontainer {
+        reference,
+        dockerfile,
+        context,
+        target,
+        build_args,
+        compose_files,
+        service,
+        ..
+    } = &mut resolved
+    {
+        match &c.source {
+            Source::Image(i) => {
+                let r = ImageRef::parse(i).map_err(|e| UserError(format!("{file}: {}", e.0)))?;
+                *reference = Some(r.normalized());
+                if built_by.is_none() {
+                    image = Some(r);
+                }
+            }
+            Source::Dockerfile {
+                dockerfile: d,
+                context: ctx,
+                target: t,
+                args,
+            } => {
+                if !d.is_file() {
+                    return Err(UserError(format!("{file}: no such Dockerfile {d}")));
+                }
+                *dockerfile = Some(d.clone());
+                *context = Some(ctx.clone());
+                *target = t.clone();
+                *build_args = args.clone();
+            }
+            Source::Compose { files, service: s } => {
+                *compose_files = files.clone();
+                *service = s.clone();
+            }
+        }
     }
-    if let Some(image) = dc.image {
-        let r = ImageRef::parse(&image).map_err(|e| UserError(format!("{file}: {}", e.0)))?;
-        return Ok(Resolved::Devcontainer {
-            file: file.to_owned(),
-            reference: Some(r.normalized()),
-            dockerfile: None,
-            context: None,
-            build_args: BTreeMap::new(),
-        });
-    }
-    if dc.docker_compose_file.is_some() {
-        return Err(UserError(format!("{file} uses dockerComposeFile, which hjk does not support; set image or build.dockerfile")));
-    }
-    Err(UserError(format!(
-        "{file} names neither image nor build.dockerfile"
-    )))
+    Ok(Resolution {
+        resolved,
+        image,
+        config: Some(c),
+    })
 }

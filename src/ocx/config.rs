@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn base_image_grammar_errors_name_their_source() {
         let (_t, home, project) = dirs();
-        let env = env_with(&[("OCX_CUSTOM_BASE_IMAGE", "Upper/case")], &home);
+        let env = env_with(&[("OCX_CUSTOM_BASE_IMAGE", "upper/Case")], &home);
         let c = load(&project, &env, &Flags::default()).unwrap();
         let err = c.validate_base().unwrap_err();
         assert!(err.0.ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"), "{err}");
