@@ -70,7 +70,7 @@ pub fn discover(
 pub struct Config {
     pub file: Utf8PathBuf,
     pub source: Source,
-    /// Feature ids, in file order (`./my-feature`, `ghcr.io/devcontainers/features/node:1`).
+    /// Feature ids, sorted (`./my-feature`, `ghcr.io/devcontainers/features/node:1`).
     pub features: Vec<String>,
     /// `build.options`: extra build CLI flags hjk does not pass (it warns when it builds).
     pub build_options: Vec<String>,

@@ -5,6 +5,7 @@ mod docs;
 mod faults;
 mod gates;
 mod hjk;
+mod hjk_devcontainer;
 mod hjk_engines;
 mod images_labels;
 mod images_lint;
