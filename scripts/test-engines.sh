@@ -4,7 +4,8 @@
 # 127.0.0.1:5000, qemu-user-static binfmt for linux/arm64, and local base images imported from
 # rootfs tarballs (nothing can be pulled on an offline machine): local/busybox:{amd64,arm64},
 # local/debian:bookworm (= bookworm-amd64) in podman and docker, local/debian:bookworm-arm64 in
-# podman.
+# podman; and the Dev Containers CLI (npm @devcontainers/cli, pinned) that `hjk images resolve
+# --build` hands features and dockerComposeFile configs to.
 #
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
@@ -206,6 +207,22 @@ base_images() {
   fi
 }
 
+# The Dev Containers CLI from npm (bundled, no runtime dependencies); node >= 20 from apt.
+DEVCONTAINER_CLI_VERSION=0.89.0
+install_devcontainer_cli() {
+  [ "$(devcontainer --version 2>/dev/null)" = "$DEVCONTAINER_CLI_VERSION" ] && return 0
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >"$STATE/apt-node.log" 2>&1 \
+      || { tail -30 "$STATE/apt-node.log"; die "apt-get install nodejs npm failed"; }
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "node $major is too old for @devcontainers/cli (needs >= 20)"
+  $SUDO npm install -g --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >"$STATE/npm-devcontainer.log" 2>&1 \
+    || { tail -30 "$STATE/npm-devcontainer.log"; die "npm install @devcontainers/cli failed"; }
+}
+
 cmd_up() {
   mkdir -p "$STATE"
   local t0=$SECONDS
@@ -217,6 +234,7 @@ cmd_up() {
   if [ -n "$DRY" ]; then log "dry run: base images are imported from rootfs tarballs"; return 0; fi
   log "dockerd $("${DOCKER[@]}" version -f '{{.Server.Version}}')"
   base_images;        log "base images ok ($((SECONDS - t0))s)"
+  install_devcontainer_cli; log "devcontainer $(devcontainer --version)"
   log "up: podman $(podman --version | awk '{print $3}'); state in $STATE"
 }
 
@@ -240,6 +258,7 @@ cmd_status() {
   "${DOCKER[@]}" info >/dev/null 2>&1 && echo "dockerd: $("${DOCKER[@]}" version -f '{{.Server.Version}}')" || echo "dockerd: not running"
   curl -sf http://127.0.0.1:5000/v2/ >/dev/null && echo "registry: 127.0.0.1:5000" || echo "registry: not running"
   grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null && echo "binfmt: qemu-aarch64" || echo "binfmt: missing"
+  command -v devcontainer >/dev/null && echo "devcontainer: $(devcontainer --version)" || echo "devcontainer: missing"
 }
 
 case "${1:-up}" in
