@@ -3,6 +3,7 @@
 
 mod docs;
 mod faults;
+mod fuzz;
 mod gates;
 mod hjk;
 mod hjk_devcontainer;
