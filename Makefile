@@ -5,7 +5,7 @@ CARGO ?= cargo
 OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint
+.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint fuzz
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
@@ -38,7 +38,12 @@ unit: toolchain
 	$(CARGO) test --locked --lib
 
 test: lint engines tools-test
-	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker AGENT_IMAGES_REQUIRE_LINT=1 $(CARGO) test --locked
+	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker AGENT_IMAGES_REQUIRE_LINT=1 FUZZ_SECONDS=30 $(CARGO) test --locked
+
+# Longer fuzz runs (proptest on stable Rust; tests/integration/fuzz.rs): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz: toolchain
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --locked --test integration fuzz:: -- --nocapture
 
 bench: toolchain engines
 	scripts/bench.sh

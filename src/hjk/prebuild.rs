@@ -2,8 +2,9 @@
 //! (ADR-006), or says it is current after one `image inspect`.
 //!
 //! - A Dockerfile (from `--image` or devcontainer.json) is built through the [`Engine`] and
-//!   tagged `hjk-<project>:<kind>-<id>`, with a fingerprint label over every input: the
-//!   Dockerfile, target, build args and the context's file metadata. A no-op is one inspect.
+//!   tagged `hjk-<project>:<kind>-<id>-<fingerprint>`, with the fingerprint label too; the
+//!   fingerprint covers every input: the Dockerfile, target, build args and the context's file
+//!   metadata. A no-op is one inspect of that tag.
 //! - A config only the Dev Containers CLI builds (features, dockerComposeFile) is handed to
 //!   `devcontainer build`; that CLI drops `--label` for Dockerfile configs
 //!   (devcontainers/cli#930), so the fingerprint goes into the tag instead, and a no-op is
@@ -132,8 +133,8 @@ struct NativeBuild<'a> {
     args: &'a BTreeMap<String, String>,
 }
 
-/// `hjk-<project basename>:<kind>-<12 hex of project and source path>`: one local image per
-/// project and config, readable in `images` listings.
+/// `hjk-<project basename>:<kind>-<12 hex of project and source path><suffix>`: one local
+/// image per project, config and fingerprint, readable in `images` listings.
 fn local_tag(project: &Utf8Path, kind: &str, source: &Utf8Path, suffix: &str) -> Result<ImageRef> {
     let base = crate::image_ref::sanitize(project.file_name().unwrap_or(""));
     let base = if base.is_empty() {
@@ -154,7 +155,6 @@ fn local_tag(project: &Utf8Path, kind: &str, source: &Utf8Path, suffix: &str) ->
 async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Result<Ready> {
     let text = std::fs::read(b.dockerfile)
         .map_err(|e| UserError(format!("cannot read {}: {e}", b.dockerfile)))?;
-    let tag = local_tag(project, b.kind, b.source, "")?;
     let mut f = Fingerprint::new()
         .add("dockerfile", &text)
         .add("dockerfile-path", b.dockerfile.as_str())
@@ -163,8 +163,11 @@ async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Res
         .add("args", serde_json::to_string(b.args)?);
     f = hash_tree(b.context, f)?;
     let fp = f.finish();
+    // the tag carries the fingerprint too: podman (buildah 1.28) reuses a cached image with
+    // an older --label value when every step is cached, so the label alone can go stale
+    let tag = local_tag(project, b.kind, b.source, &format!("-{}", &fp[..12]))?;
     let info = engine.inspect(&[&tag]).await?.pop().unwrap_or_default();
-    if info.exists && info.label(fingerprint::LABEL) == Some(fp.as_str()) {
+    if info.exists {
         engine.reporter().info(&format!("{tag} is up to date"));
         return Ok(Ready {
             image: tag.to_string(),
