@@ -350,7 +350,7 @@ fn devcontainer_text() -> impl Strategy<Value = String> {
         proptest::string::string_regex("[a-zA-Z0-9./:_-]{0,12}").unwrap(),
         (var.clone(), "[a-z./]{0,4}").prop_map(|(v, s)| format!("{v}{s}")),
     ]
-    .prop_map(|s| serde_json::Value::String(s));
+    .prop_map(serde_json::Value::String);
     let scalar = prop_oneof![
         string.clone(),
         any::<i64>().prop_map(serde_json::Value::from),
@@ -528,7 +528,7 @@ fn ocx_json_text() -> impl Strategy<Value = String> {
         Just("unknown"),
     ];
     let value = prop_oneof![
-        "[a-zA-Z0-9:/._ -]{0,12}".prop_map(|s| serde_json::Value::String(s)),
+        "[a-zA-Z0-9:/._ -]{0,12}".prop_map(serde_json::Value::String),
         any::<i64>().prop_map(serde_json::Value::from),
         Just(serde_json::json!(1.5)),
         Just(serde_json::json!(null)),
