@@ -163,8 +163,9 @@ async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Res
         .add("args", serde_json::to_string(b.args)?);
     f = hash_tree(b.context, f)?;
     let fp = f.finish();
-    // the tag carries the fingerprint too: podman (buildah 1.28) reuses a cached image with
-    // an older --label value when every step is cached, so the label alone can go stale
+    // the tag carries the fingerprint too: an engine may reuse a cached image that has an
+    // older --label value when every step is cached (seen on one here), so a label alone can
+    // go stale
     let tag = local_tag(project, b.kind, b.source, &format!("-{}", &fp[..12]))?;
     let info = engine.inspect(&[&tag]).await?.pop().unwrap_or_default();
     if info.exists {
@@ -218,9 +219,14 @@ pub fn delegate_invocation(
 
 async fn delegate(engine: &Engine, project: &Utf8Path, c: &Config) -> Result<Ready> {
     let Some(docker) = engine.kind().docker_compatible_program() else {
+        let usable: Vec<&str> = crate::backend::BackendKind::ALL
+            .iter()
+            .filter_map(|k| k.docker_compatible_program())
+            .collect();
         return Err(UserError(format!(
-            "{} needs the Dev Containers CLI, which drives a docker-compatible CLI; use --backend docker or podman",
-            c.file
+            "{} needs the Dev Containers CLI, which drives a docker-compatible CLI; use --backend {}",
+            c.file,
+            usable.join(" or ")
         ))
         .into());
     };
@@ -366,7 +372,7 @@ mod tests {
             Utf8Path::new("/p/app"),
             Utf8Path::new("/p/app/.devcontainer/python/devcontainer.json"),
             &tag,
-            "podman",
+            "/opt/engine",
         );
         assert_eq!(
             inv.argv(),
@@ -380,7 +386,7 @@ mod tests {
                 "--image-name",
                 "hjk-app:devcontainer-0123456789ab-ba9876543210",
                 "--docker-path",
-                "podman",
+                "/opt/engine",
                 "--log-format",
                 "text"
             ]
