@@ -77,21 +77,8 @@ impl Session {
             .as_deref()
             .map(ImageRef::parse)
             .transpose()?;
-        let choice = match (&opts.backend, &cfg.backend) {
-            (Some(b), _) => Some(Choice {
-                value: b.clone(),
-                from: "--backend".into(),
-            }),
-            (None, Some((k, src))) => Some(Choice {
-                value: k.name().to_string(),
-                from: src.clone(),
-            }),
-            _ => None,
-        };
-        let path = vars.get("PATH").map(OsString::from);
         let reporter = Arc::from(report::reporter(opts.progress));
-        let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, opts.dry_run)?;
-        engine.set_lock_dir(crate::lock::dir(vars));
+        let engine = open_engine(opts.backend.as_deref(), &cfg, vars, reporter, opts.dry_run)?;
         Ok(Session {
             engine,
             graph,
@@ -107,4 +94,30 @@ impl Session {
             },
         })
     }
+}
+
+/// The engine an hjk command uses: `--backend`, else `runtime.name` (with where it was set),
+/// else the first on PATH.
+pub fn open_engine(
+    backend: Option<&str>,
+    cfg: &config::HjkConfig,
+    vars: &BTreeMap<String, String>,
+    reporter: Arc<dyn report::Reporter>,
+    dry_run: bool,
+) -> Result<Engine, crate::error::UserError> {
+    let choice = match (backend, &cfg.backend) {
+        (Some(b), _) => Some(Choice {
+            value: b.to_string(),
+            from: "--backend".into(),
+        }),
+        (None, Some((k, src))) => Some(Choice {
+            value: k.name().to_string(),
+            from: src.clone(),
+        }),
+        _ => None,
+    };
+    let path = vars.get("PATH").map(OsString::from);
+    let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, dry_run)?;
+    engine.set_lock_dir(crate::lock::dir(vars));
+    Ok(engine)
 }

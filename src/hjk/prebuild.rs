@@ -11,22 +11,18 @@
 //!   one inspect of that tag.
 //! - Anything else (a registry reference, an `image` with no features) is run as it is.
 
-use super::config::HjkConfig;
 use super::devcontainer::{Config, Source};
 use super::resolve::{Resolution, Resolved, DEVCONTAINER_CLI};
 use crate::build::BuildRequest;
-use crate::engine::{Choice, Engine};
+use crate::engine::Engine;
 use crate::error::UserError;
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
-use crate::report::Reporter;
 use anyhow::{anyhow, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::sync::Arc;
 
 /// The image to run and how it came to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,28 +31,6 @@ pub struct Ready {
     pub image: String,
     /// `built`, `up-to-date`, or `as-is` (nothing to build).
     pub outcome: &'static str,
-}
-
-/// The engine for `--build`: `--backend`, else `runtime.name`, else the first on PATH.
-pub fn open_engine(
-    backend: Option<&str>,
-    cfg: &HjkConfig,
-    vars: &BTreeMap<String, String>,
-    reporter: Arc<dyn Reporter>,
-) -> Result<Engine, UserError> {
-    let choice = match (backend, &cfg.backend) {
-        (Some(b), _) => Some(Choice {
-            value: b.to_string(),
-            from: "--backend".into(),
-        }),
-        (None, Some((k, src))) => Some(Choice {
-            value: k.name().to_string(),
-            from: src.clone(),
-        }),
-        _ => None,
-    };
-    let path = vars.get("PATH").map(OsString::from);
-    Engine::open(choice.as_ref(), path.as_ref(), reporter, false)
 }
 
 /// Builds what `res` needs built, unless it is current.

@@ -138,7 +138,7 @@ pub async fn command(
         } else {
             std::sync::Arc::new(crate::report::PlainReporter)
         };
-        let engine = super::prebuild::open_engine(backend, &cfg, req.vars, reporter)?;
+        let engine = super::open_engine(backend, &cfg, req.vars, reporter, false)?;
         let done = super::prebuild::ensure(&engine, req.project, &res).await?;
         data["image"] = done.image.clone().into();
         data["outcome"] = done.outcome.into();
