@@ -369,20 +369,11 @@ mod tests {
 
     #[test]
     fn tags_are_per_project_and_source() {
-        let a = local_tag(
-            Utf8Path::new("/a/My App"),
-            "dockerfile",
-            Utf8Path::new("/a/My App/Dockerfile"),
-            "",
-        )
-        .unwrap();
-        let b = local_tag(
-            Utf8Path::new("/b/My App"),
-            "dockerfile",
-            Utf8Path::new("/b/My App/Dockerfile"),
-            "",
-        )
-        .unwrap();
+        let tag = |dir: &str| {
+            let project = Utf8Path::new(dir);
+            local_tag(project, "dockerfile", &project.join("Dockerfile"), "").unwrap()
+        };
+        let (a, b) = (tag("/a/My App"), tag("/b/My App"));
         assert!(a.as_str().starts_with("hjk-my-app:dockerfile-"), "{a}");
         assert_ne!(a, b);
     }
