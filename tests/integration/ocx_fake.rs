@@ -373,13 +373,14 @@ fn serve_later(
     mut files: BTreeMap<String, Vec<u8>>,
     docs: impl FnOnce(u16) -> Vec<(String, String)>,
 ) -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
+    // the listener is kept from bind to serve: a port released in between can be taken by
+    // another test's server
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     for (p, d) in docs(port) {
         files.insert(p, d.into_bytes());
     }
-    crate::util::serve_on(port, files);
+    crate::util::serve_listener(listener, files);
     port
 }
 

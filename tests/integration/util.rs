@@ -292,14 +292,7 @@ pub fn serve(files: BTreeMap<String, Vec<u8>>) -> u16 {
     port
 }
 
-pub fn serve_on(port: u16, files: BTreeMap<String, Vec<u8>>) {
-    serve_listener(
-        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
-        files,
-    );
-}
-
-fn serve_listener(listener: std::net::TcpListener, files: BTreeMap<String, Vec<u8>>) {
+pub fn serve_listener(listener: std::net::TcpListener, files: BTreeMap<String, Vec<u8>>) {
     use std::io::{BufRead, BufReader, Write};
     std::thread::spawn(move || {
         for stream in listener.incoming().take(200) {
