@@ -5,7 +5,8 @@ CARGO ?= cargo
 OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint fuzz
+.PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint fuzz \
+	hjk-bin release image-build image-digest image-push image-push-all image-release-arch image-merge
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
@@ -50,3 +51,66 @@ bench: toolchain engines
 
 engines-down:
 	scripts/test-engines.sh down
+
+# --- Releasing the Headjack images: each target is one call of hjk (see README, "Releasing") ---
+# HJK can point at another hjk binary (the tests use the one cargo test built).
+HJK ?= target/release/hjk
+REGISTRY ?= ghcr.io/gilmanlab/headjack
+PLATFORMS ?= linux/amd64,linux/arm64
+IMAGES_DIR ?= images
+# docker-config | ghcr | gcp | op | raw; secrets come from the environment or stdin, never here
+# (in GitHub Actions: ghcr, GITHUB_ACTOR + GITHUB_TOKEN)
+AUTH ?= $(if $(GITHUB_ACTIONS),ghcr,docker-config)
+METADATA ?= release.json
+# the per-platform metadata file of image-release-arch (metadata-arm64.json), and the files
+# image-merge combines (what the per-arch CI jobs uploaded)
+ARCH_METADATA ?= metadata-$(notdir $(PLATFORM)).json
+MERGE_FILES ?= $(wildcard metadata-*.json)
+BACKEND ?=
+# the gates of `release` and `image-merge` (cosign, syft, trivy on PATH); GATES= releases without
+GATES ?= --sbom --sign --scan
+# extra flags, e.g. RELEASE_FLAGS="--builder remote" or "--scan-severity CRITICAL"
+RELEASE_FLAGS ?=
+HJK_COMMON = --images-dir $(IMAGES_DIR) --registry $(REGISTRY) $(if $(BACKEND),--backend $(BACKEND))
+need = $(if $($(1)),,$(error $(1) is required, e.g. make $@ $(1)=$(2)))
+
+hjk-bin:
+	@$(if $(filter target/release/hjk,$(HJK)),$(CARGO) build --release --locked -q --bin hjk)
+
+release: hjk-bin
+	$(call need,VERSION,v1.4.0)
+	$(HJK) images release --all --version $(VERSION) --platform $(PLATFORMS) $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
+
+image-build: hjk-bin
+	$(call need,VARIANT,dind)
+	$(HJK) images build --variant $(VARIANT) $(HJK_COMMON) $(if $(PLATFORM),--platform $(PLATFORM))
+
+image-digest: hjk-bin
+	$(call need,VARIANT,dind)
+	@$(HJK) images digest --variant $(VARIANT) $(HJK_COMMON) --metadata-file $(METADATA)
+
+image-push: hjk-bin
+	$(call need,VARIANT,dind)
+	$(call need,TAG,v1.4.0)
+	$(HJK) images release --variant $(VARIANT) --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(METADATA) $(RELEASE_FLAGS)
+
+image-push-all: hjk-bin
+	$(call need,TAG,v1.4.0)
+	$(HJK) images release --all --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(METADATA) $(RELEASE_FLAGS)
+
+# one machine's platform of a several-machine release (CI: one job per native runner)
+image-release-arch: hjk-bin
+	$(call need,PLATFORM,linux/arm64)
+	$(call need,VERSION,v1.4.0)
+	$(HJK) images release --all --version $(VERSION) --platform $(PLATFORM) --push-by-digest $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(ARCH_METADATA) $(RELEASE_FLAGS)
+
+# the indexes and tags from the per-platform files (CI: the merge job)
+image-merge: hjk-bin
+	$(call need,VERSION,v1.4.0)
+	$(if $(MERGE_FILES),,$(error no metadata-*.json here: run image-release-arch per platform first))
+	$(HJK) images merge $(MERGE_FILES) --version $(VERSION) --images-dir $(IMAGES_DIR) \
+	  $(if $(BACKEND),--backend $(BACKEND)) --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)

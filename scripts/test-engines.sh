@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the real engines our tests and `make demo` use, on a fresh Debian/Ubuntu machine:
 # podman (+buildah, skopeo), dockerd (Debian docker.io), a plain-HTTP registry on
-# 127.0.0.1:5000, qemu-user-static binfmt for linux/arm64, and local base images imported from
+# 127.0.0.1:5000 (and one requiring a password on 127.0.0.1:5001), qemu-user-static binfmt for linux/arm64, and local base images imported from
 # rootfs tarballs (nothing can be pulled on an offline machine): local/busybox:{amd64,arm64},
 # local/debian:bookworm (= bookworm-amd64) in podman and docker, local/debian:bookworm-arm64 in
 # podman; and the Dev Containers CLI (npm @devcontainers/cli, pinned) that `hjk images resolve
@@ -51,7 +51,7 @@ mirror() {
 
 install_packages() {
   local want=(podman buildah skopeo runc docker.io docker-registry qemu-user-static
-              binfmt-support debootstrap busybox-static curl ca-certificates)
+              binfmt-support debootstrap busybox-static curl ca-certificates apache2-utils)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0
@@ -80,6 +80,10 @@ insecure = true
 
 [[registry]]
 location = "localhost:5000"
+insecure = true
+
+[[registry]]
+location = "127.0.0.1:5001"
 insecure = true
 CONF
 }
@@ -112,6 +116,46 @@ CONF
   echo $! >"$STATE/registry.pid"
   for _ in $(seq 1 50); do curl -sf http://127.0.0.1:5000/v2/ >/dev/null && return 0; sleep 0.2; done
   cat "$STATE/registry.log"; die "registry did not answer on 127.0.0.1:5000"
+}
+
+# A second registry that requires a password (bcrypt htpasswd), for the release tests: user
+# hjk-release, a random password kept in $STATE/auth-registry/password (0600), every request in
+# $STATE/auth-registry.log (the access log tells whether a release uploaded blobs).
+start_auth_registry() {
+  local d="$STATE/auth-registry"
+  alive "$STATE/auth-registry.pid" && return 0
+  if [ -n "$DRY" ]; then run docker-registry serve "$d/config.yml"; return 0; fi
+  mkdir -p "$d/data"
+  if [ ! -s "$d/password" ]; then
+    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$d/password")
+  fi
+  htpasswd -Bbn hjk-release "$(cat "$d/password")" >"$d/htpasswd" 2>/dev/null
+  chmod 600 "$d/htpasswd"
+  cat >"$d/config.yml" <<CONF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $d/data
+  delete:
+    enabled: true
+auth:
+  htpasswd:
+    realm: hjk-release
+    path: $d/htpasswd
+http:
+  addr: 127.0.0.1:5001
+CONF
+  nohup docker-registry serve "$d/config.yml" >"$STATE/auth-registry.log" 2>&1 &
+  echo $! >"$STATE/auth-registry.pid"
+  for _ in $(seq 1 50); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5001/v2/)" = 401 ] && return 0
+    sleep 0.2
+  done
+  cat "$STATE/auth-registry.log"; die "the password registry did not answer on 127.0.0.1:5001"
 }
 
 start_dockerd() {
@@ -230,6 +274,7 @@ cmd_up() {
   configure_podman
   setup_binfmt;       log "binfmt ok"
   start_registry;     log "registry on 127.0.0.1:5000"
+  start_auth_registry; log "password registry on 127.0.0.1:5001"
   start_dockerd
   if [ -n "$DRY" ]; then log "dry run: base images are imported from rootfs tarballs"; return 0; fi
   log "dockerd $("${DOCKER[@]}" version -f '{{.Server.Version}}')"
@@ -240,7 +285,7 @@ cmd_up() {
 
 cmd_down() {
   local f pid
-  for f in "$STATE/dockerd.pid" "$STATE/registry.pid"; do
+  for f in "$STATE/dockerd.pid" "$STATE/registry.pid" "$STATE/auth-registry.pid"; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
     if ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null; then
@@ -257,6 +302,7 @@ cmd_status() {
   command -v podman >/dev/null && echo "podman: $(podman --version)" || echo "podman: missing"
   "${DOCKER[@]}" info >/dev/null 2>&1 && echo "dockerd: $("${DOCKER[@]}" version -f '{{.Server.Version}}')" || echo "dockerd: not running"
   curl -sf http://127.0.0.1:5000/v2/ >/dev/null && echo "registry: 127.0.0.1:5000" || echo "registry: not running"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5001/v2/)" = 401 ] && echo "password registry: 127.0.0.1:5001" || echo "password registry: not running"
   grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null && echo "binfmt: qemu-aarch64" || echo "binfmt: missing"
   command -v devcontainer >/dev/null && echo "devcontainer: $(devcontainer --version)" || echo "devcontainer: missing"
 }

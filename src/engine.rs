@@ -4,16 +4,20 @@
 //! per image, a dead engine is an error and never "image missing", and an interrupted session
 //! does not leave its container behind.
 
-use crate::backend::{detect, Backend, BackendKind, Inspected, MultiPlatform};
+use crate::backend::{
+    detect, AuthStore, Backend, BackendKind, Inspected, Login, MultiPlatform, ReleaseNeeds, Remote,
+    Stage,
+};
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
-use crate::exec::{Attach, Captured, NoParser, Runner};
+use crate::exec::{Attach, Captured, CommandFailed, NoParser, Runner};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Reporter;
 use anyhow::{anyhow, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::sync::Arc;
 
@@ -217,6 +221,97 @@ impl Engine {
         self.runner
             .interactive(&inv, attach, cleanup.as_ref())
             .await
+    }
+
+    /// Passes remote-builder choices through (see [`Backend::configure`]).
+    pub fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
+        self.backend.configure(remote)
+    }
+
+    /// Probes what the engine is (docker: buildx or classic), then refuses a release it cannot
+    /// do, before anything is built or pushed.
+    pub async fn check_release(&self, needs: &ReleaseNeeds) -> Result<()> {
+        let mut probe_req = BuildRequest::new(
+            Default::default(),
+            Default::default(),
+            ImageRef::parse("hjk-probe").expect("a valid reference"),
+        );
+        probe_req.platforms = needs.platforms[..1].to_vec();
+        while let Some(probe) = self.backend.probe(&probe_req) {
+            let out = self.capture(probe.invocation).await?;
+            if let Some(w) = self.backend.learn(probe.kind, &out) {
+                self.runner.reporter().warn(&w);
+            }
+        }
+        self.backend.check_release(needs)?;
+        Ok(())
+    }
+
+    /// How the engine's commands will find the credentials of a login into `dir`.
+    pub fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore {
+        self.backend.auth_store(dir, vars)
+    }
+
+    /// `login --password-stdin` into the store at `dir`. Rejected credentials are the user's to
+    /// fix (exit 2, one line); anything else (registry down) is a failure.
+    pub async fn login(&self, login: &Login, dir: &Utf8Path) -> Result<()> {
+        let inv = self.backend.login(login, dir);
+        let out = self.capture(inv.clone()).await?;
+        if out.success || self.dry_run() {
+            return Ok(());
+        }
+        let text = format!("{}\n{}", out.stdout, out.stderr).to_ascii_lowercase();
+        if [
+            "unauthorized",
+            "invalid username",
+            "incorrect username",
+            "401",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+        {
+            return Err(UserError(format!(
+                "{} login to {} as {} was refused: wrong user name or password",
+                self.kind(),
+                login.host,
+                login.username
+            ))
+            .into());
+        }
+        Err(CommandFailed {
+            command: inv.to_string(),
+            code: out.code,
+            tail: out.tail(),
+            hint: self.backend.hint(&out.tail()),
+            step: None,
+        }
+        .into())
+    }
+
+    /// Forgets a login that would outlive us (Apple's keychain); best effort.
+    pub async fn logout(&self, host: &str) {
+        if let Some(inv) = self.backend.logout(host) {
+            let inv = self.with_env(inv);
+            // also after an interruption: the keychain entry must not outlive us
+            let _ = match self.dry_run() {
+                true => self.runner.capture(&inv).await,
+                false => self.runner.capture_ignoring_stop(&inv).await,
+            };
+        }
+    }
+
+    /// Builds one platform of a release and pushes it to its staging tag. Returns the pushed
+    /// digest when the engine reported it (`None`: read it back from the registry).
+    pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Option<String>> {
+        self.prepare(req).await?;
+        for inv in self.backend.stage(req, stage) {
+            self.stream(inv).await?;
+        }
+        if self.dry_run() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&stage.digest_file).unwrap_or_default();
+        Ok(self.backend.staged_digest(&text))
     }
 
     /// Runs a tool that is not the engine (npm, cosign, syft, trivy) and requires success.

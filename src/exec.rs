@@ -498,10 +498,11 @@ fn group_members(pgid: i32) -> Vec<i32> {
 
 async fn feed_stdin(child: &mut Child, inv: &Invocation) -> Result<()> {
     if let (Some(data), Some(mut stdin)) = (&inv.stdin, child.stdin.take()) {
-        stdin
-            .write_all(data)
-            .await
-            .context("writing to the child's stdin")?;
+        match stdin.write_all(data).await {
+            // a child that exits without reading its stdin is judged by its exit status
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            r => r.context("writing to the child's stdin")?,
+        }
         drop(stdin);
     }
     Ok(())

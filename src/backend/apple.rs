@@ -4,13 +4,17 @@
 //! BuildKit's. <https://github.com/apple/container/blob/main/docs/command-reference.md>
 
 use super::compat::{build_flags, run_flags};
-use super::{hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected};
+use super::{
+    hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Stage,
+};
 use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::report::Step;
+use camino::Utf8Path;
+use std::collections::BTreeMap;
 
 /// `container image ...` and `container delete`: Apple's spelling of the image commands.
 pub struct AppleCli {
@@ -211,6 +215,55 @@ impl Backend for Apple {
             inv = inv.args(["--arch", p.arch()]);
         }
         inv.arg(&spec.image).args(spec.command.iter().cloned())
+    }
+
+    /// Apple keeps registry logins in the macOS keychain, not in a file we could point it at;
+    /// a release logs in, and logs out again when it ends.
+    fn auth_store(&self, _dir: &Utf8Path, _vars: &BTreeMap<String, String>) -> AuthStore {
+        AuthStore::default()
+    }
+
+    fn login(&self, login: &Login, _dir: &Utf8Path) -> Invocation {
+        self.cmd()
+            .args(["registry", "login"])
+            .args(scheme(login.plain_http))
+            .args([
+                "--username",
+                &login.username,
+                "--password-stdin",
+                &login.host,
+            ])
+            .stdin(login.password.as_bytes().to_vec())
+    }
+
+    fn logout(&self, host: &str) -> Option<Invocation> {
+        Some(self.cmd().args(["registry", "logout", host]).may_fail())
+    }
+
+    /// `container build` one `--arch`, then `container image push`, which reports no digest
+    /// (the workflow reads it back from the registry).
+    fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation> {
+        let mut req = req.clone();
+        req.tags = vec![stage.tag.clone()];
+        req.output = Output::Load;
+        let mut out = self.build(&req);
+        out.push(
+            self.cmd()
+                .args(["image", "push"])
+                .args(scheme(stage.plain_http))
+                .arg(stage.tag.as_str()),
+        );
+        out
+    }
+}
+
+/// `--scheme http` for a loopback registry (Apple's `auto` would pick it too, but saying so
+/// keeps the plan explicit).
+fn scheme(plain_http: bool) -> Vec<&'static str> {
+    if plain_http {
+        vec!["--scheme", "http"]
+    } else {
+        Vec::new()
     }
 }
 

@@ -10,6 +10,8 @@ use crate::invocation::Invocation;
 
 pub struct DockerCli {
     pub program: String,
+    /// Options before the subcommand on every call (podman `--connection NAME`).
+    pub global: Vec<String>,
     /// What `rm --force` needs besides the name to remove a running container at once.
     rm_now: &'static [&'static str],
 }
@@ -47,11 +49,21 @@ impl DockerCli {
         DockerCli {
             program: program.into(),
             rm_now,
+            global: Vec::new(),
         }
     }
 
     pub fn cmd(&self) -> Invocation {
-        Invocation::new(&self.program)
+        Invocation::new(&self.program).args(self.global.iter().cloned())
+    }
+
+    /// `login --username U --password-stdin [extra] host`, the password on stdin.
+    pub fn login(&self, login: &super::Login, extra: &[String]) -> Invocation {
+        self.cmd()
+            .args(["login", "--username", &login.username, "--password-stdin"])
+            .args(extra.iter().cloned())
+            .arg(&login.host)
+            .stdin(login.password.as_bytes().to_vec())
     }
 
     /// The facts both CLIs report under the same keys; `id`, `digest` and `labels` come from

@@ -5,7 +5,8 @@
 
 use super::compat::{build_flags, DockerCli};
 use super::{
-    hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected, Probe, ProbeKind,
+    hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Probe,
+    ProbeKind, ReleaseNeeds, Remote, Stage,
 };
 use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
@@ -14,6 +15,8 @@ use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Step;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub enum Builder {
 
 pub struct Docker {
     cli: DockerCli,
+    /// buildx `--builder NAME`, passed to every buildx call.
+    builder_name: Option<String>,
     builder: OnceLock<Builder>,
     /// The current buildx builder's driver (`docker`, `docker-container`, ...), learned only
     /// for multi-platform builds and builds FROM a local image, where it matters.
@@ -42,6 +47,7 @@ impl Docker {
     pub fn new(program: impl Into<String>) -> Self {
         Docker {
             cli: DockerCli::new(program, &[]),
+            builder_name: None,
             builder: OnceLock::new(),
             driver: OnceLock::new(),
         }
@@ -104,10 +110,11 @@ impl Backend for Docker {
             }
             _ => return None,
         };
-        Some(Probe {
-            kind,
-            invocation: self.cmd().args(args).read_only(),
-        })
+        let mut invocation = self.cmd().args(args).read_only();
+        if let (ProbeKind::BuilderDriver, Some(b)) = (kind, &self.builder_name) {
+            invocation = invocation.arg(b);
+        }
+        Some(Probe { kind, invocation })
     }
 
     fn learn(&self, probe: ProbeKind, out: &Captured) -> Option<String> {
@@ -188,7 +195,11 @@ impl Backend for Docker {
             // without DOCKER_BUILDKIT=0 a buildx-less client refuses to build at all
             self.cmd().env("DOCKER_BUILDKIT", "0").arg("build")
         } else {
-            self.cmd().args(["buildx", "build"])
+            let inv = self.cmd().args(["buildx", "build"]);
+            match &self.builder_name {
+                Some(b) => inv.args(["--builder", b]),
+                None => inv,
+            }
         };
         for t in &req.tags {
             inv = inv.args(["--tag", t.as_str()]);
@@ -265,11 +276,123 @@ impl Backend for Docker {
     fn run(&self, spec: &RunSpec) -> Invocation {
         self.cli.run(spec, &[])
     }
+
+    fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
+        if remote.connection.is_some() {
+            return Err(UserError(
+                "--connection is a podman option; for a remote docker set DOCKER_HOST or use a docker context (`docker context use NAME`)".into(),
+            ));
+        }
+        self.builder_name = remote.builder.clone();
+        Ok(())
+    }
+
+    fn check_release(&self, needs: &ReleaseNeeds) -> Result<(), UserError> {
+        if self.builder() == Builder::Classic && needs.platforms.len() > 1 {
+            return Err(UserError(format!(
+                "the classic docker builder releases one platform per machine, not {}: run \
+                 `hjk images release --platform linux/amd64 --push-by-digest --metadata-file \
+                 amd64.json` here and the same for arm64 on an arm64 machine, then `hjk images \
+                 merge amd64.json arm64.json`; or install the buildx plugin",
+                Platform::join(&needs.platforms)
+            )));
+        }
+        if self.builder() == Builder::Classic && self.builder_name.is_some() {
+            return Err(UserError(
+                "--builder needs the buildx plugin, and this docker has only the classic builder"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// <https://docs.docker.com/reference/cli/docker/#environment-variables>: `DOCKER_CONFIG`
+    /// moves the whole client configuration, so the user's current context, contexts, buildx
+    /// builders and CLI plugins are carried over into ours.
+    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore {
+        let user = vars
+            .get("DOCKER_CONFIG")
+            .map(Utf8PathBuf::from)
+            .or_else(|| {
+                vars.get("HOME")
+                    .map(|h| Utf8PathBuf::from(h).join(".docker"))
+            });
+        let mut store = AuthStore {
+            env: vec![("DOCKER_CONFIG".into(), dir.to_string())],
+            ..Default::default()
+        };
+        if let Some(user) = user {
+            store.copy_keys.push((
+                user.join("config.json"),
+                "config.json".into(),
+                vec!["currentContext"],
+            ));
+            for d in ["contexts", "buildx", "cli-plugins"] {
+                store.links.push((user.join(d), d.into()));
+            }
+        }
+        store
+    }
+
+    fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation {
+        // dockerd treats 127.0.0.0/8 as an insecure registry by default: nothing to add
+        self.cli
+            .login(login, &[])
+            .env("DOCKER_CONFIG", dir.as_str())
+    }
+
+    /// buildx pushes as it builds (`--output type=image,name=..,push=true` and its
+    /// `--metadata-file`, without a provenance attestation, which would make the result an
+    /// index); the classic builder builds, then `docker push`es.
+    fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation> {
+        let mut req = req.clone();
+        req.tags = vec![stage.tag.clone()];
+        req.output = Output::Load;
+        let mut out = self.build(&req);
+        if self.builder() == Builder::Classic {
+            out.push(self.cmd().args(["push", stage.tag.as_str()]));
+            return out;
+        }
+        let mut output = format!("type=image,name={},push=true", stage.tag);
+        if stage.plain_http {
+            output.push_str(",registry.insecure=true");
+        }
+        if let Some(build) = out.last_mut() {
+            let args = std::mem::take(&mut build.args);
+            let mut skip = false;
+            for a in args {
+                if skip {
+                    skip = false;
+                    continue;
+                }
+                match a.as_str() {
+                    "--load" => {
+                        build.args.extend([
+                            "--output".to_string(),
+                            output.clone(),
+                            "--provenance=false".into(),
+                            "--metadata-file".into(),
+                            stage.digest_file.to_string(),
+                        ]);
+                    }
+                    "--tag" => skip = true,
+                    _ => build.args.push(a),
+                }
+            }
+        }
+        out
+    }
+
+    fn staged_digest(&self, text: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        v.get("containerimage.digest")?.as_str().map(String::from)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Login;
     use crate::build::Mount;
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
@@ -386,6 +509,97 @@ mod tests {
             .starts_with("the classic docker builder cannot build several platforms"));
         r.pull = PullPolicy::Never;
         assert!(d.check_build(&r).is_err(), "refused, not ignored");
+    }
+
+    #[test]
+    fn release_stage_buildx_pushes_as_it_builds_and_classic_pushes_after() {
+        let stage = Stage {
+            tag: ImageRef::parse("127.0.0.1:5001/hj:stage-top-arm64-abc").unwrap(),
+            digest_file: "/t/m.json".into(),
+            plain_http: true,
+        };
+        let mut d = Docker::with_builder("docker", Builder::Buildx);
+        d.configure(&Remote {
+            builder: Some("remote-bk".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let invs = d.stage(&req(&[Platform::LinuxArm64], Output::Push), &stage);
+        assert_eq!(invs.len(), 1);
+        let text = invs[0].to_string();
+        assert!(
+            text.starts_with("docker buildx build --builder remote-bk --platform linux/arm64 "),
+            "{text}"
+        );
+        assert!(text.contains(" --output type=image,name=127.0.0.1:5001/hj:stage-top-arm64-abc,push=true,registry.insecure=true --provenance=false --metadata-file /t/m.json "), "{text}");
+        assert!(
+            !text.contains("--tag") && !text.contains("--load"),
+            "{text}"
+        );
+        assert_eq!(
+            d.staged_digest(r#"{"containerimage.digest": "sha256:ff", "image.name": "x"}"#)
+                .as_deref(),
+            Some("sha256:ff")
+        );
+        assert!(d
+            .check_release(&ReleaseNeeds {
+                platforms: Platform::ALL.to_vec(),
+                login: true
+            })
+            .is_ok());
+
+        let c = Docker::with_builder("docker", Builder::Classic);
+        let invs = c.stage(&req(&[Platform::LinuxAmd64], Output::Push), &stage);
+        assert_eq!(
+            invs[1].argv(),
+            ["docker", "push", "127.0.0.1:5001/hj:stage-top-arm64-abc"]
+        );
+        assert_eq!(c.staged_digest("{}"), None);
+        let err = c
+            .check_release(&ReleaseNeeds {
+                platforms: Platform::ALL.to_vec(),
+                login: true,
+            })
+            .unwrap_err();
+        assert!(
+            err.0
+                .contains("then `hjk images merge amd64.json arm64.json`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn release_login_keeps_the_users_contexts_builders_and_plugins() {
+        let d = Docker::new("docker");
+        let mut vars = BTreeMap::new();
+        vars.insert("HOME".to_string(), "/home/u".to_string());
+        let store = d.auth_store(Utf8Path::new("/t/a"), &vars);
+        assert_eq!(
+            store.env,
+            [("DOCKER_CONFIG".to_string(), "/t/a".to_string())]
+        );
+        assert_eq!(store.copy_keys[0].0, "/home/u/.docker/config.json");
+        assert_eq!(store.copy_keys[0].2, ["currentContext"]);
+        let links: Vec<&str> = store.links.iter().map(|(_, to)| to.as_str()).collect();
+        assert_eq!(links, ["contexts", "buildx", "cli-plugins"]);
+        let login = Login {
+            host: "ghcr.io".into(),
+            username: "bot".into(),
+            password: "tok".into(),
+            plain_http: false,
+        };
+        let inv = d.login(&login, Utf8Path::new("/t/a"));
+        assert_eq!(
+            inv.to_string(),
+            "DOCKER_CONFIG=/t/a docker login --username bot --password-stdin ghcr.io <stdin>"
+        );
+        assert!(!inv.args.iter().any(|a| a.contains("tok")));
+        assert!(Docker::new("docker")
+            .configure(&Remote {
+                connection: Some("c".into()),
+                ..Default::default()
+            })
+            .is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Step;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -186,6 +187,114 @@ pub trait Backend: OutputParser + Send + Sync {
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation;
+
+    /// Takes the remote-builder choices a release passes through (buildx `--builder`, podman
+    /// `--connection`); refuses one this engine has no such thing for.
+    fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
+        remote.refuse_all(self.kind())
+    }
+
+    /// Rejects, before anything is built or pushed, a release this engine cannot do.
+    fn check_release(&self, _needs: &ReleaseNeeds) -> Result<(), UserError> {
+        Ok(())
+    }
+
+    /// Where this engine's own commands find the credentials of a release's login: the
+    /// environment to set and what to carry over from the user's own configuration.
+    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore;
+
+    /// `login --password-stdin` into the store at `dir`; the password goes on stdin only.
+    fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation;
+
+    /// Forgets a login that outlives the process (Apple keeps it in the keychain).
+    fn logout(&self, _host: &str) -> Option<Invocation> {
+        None
+    }
+
+    /// Builds one platform of a release and pushes it to `stage`, writing the pushed manifest
+    /// digest to `digest_file` where the engine can (see [`Backend::staged_digest`]).
+    fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation>;
+
+    /// The pushed digest from what [`Backend::stage`] wrote to its digest file; `None` when the
+    /// engine cannot report it (the workflow then reads it back from the registry).
+    fn staged_digest(&self, _digest_file_text: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Remote builders a release passes through to every engine call. `DOCKER_HOST`, docker
+/// contexts and `CONTAINER_HOST` are inherited from the environment as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// buildx `--builder NAME` (a remote BuildKit, a Kubernetes driver).
+    pub builder: Option<String>,
+    /// podman `--connection NAME` (a `podman system connection`).
+    pub connection: Option<String>,
+    /// `CONTAINER_HOST` is set: podman runs as a remote client.
+    pub container_host: bool,
+}
+
+impl Remote {
+    pub fn refuse_all(&self, kind: BackendKind) -> Result<(), UserError> {
+        if self.builder.is_some() {
+            return Err(UserError(format!(
+                "--builder is a docker buildx option; {kind} has no buildx builders (use --backend docker)"
+            )));
+        }
+        if self.connection.is_some() {
+            return Err(UserError(format!(
+                "--connection is a podman option; {kind} has no podman connections (use --backend podman)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a release will ask of the engine, so it can refuse up front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseNeeds {
+    /// Every platform this machine builds.
+    pub platforms: Vec<Platform>,
+    /// Whether the release logs in (any auth mode but docker-config).
+    pub login: bool,
+}
+
+/// A registry login: user name and the secret, which only ever goes to a child's stdin.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    pub host: String,
+    pub username: String,
+    pub password: String,
+    /// A loopback registry, spoken to over plain HTTP.
+    pub plain_http: bool,
+}
+
+impl fmt::Debug for Login {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Login({}@{}, password hidden)", self.username, self.host)
+    }
+}
+
+/// How an engine's commands find a release's credentials (see [`Backend::auth_store`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthStore {
+    /// Set on every engine call after the login (`REGISTRY_AUTH_FILE`, `DOCKER_CONFIG`).
+    pub env: Vec<(String, String)>,
+    /// Top-level keys to copy from the user's file into ours (docker's `currentContext`), so
+    /// the user's engine choice keeps working under our temporary config.
+    pub copy_keys: Vec<(Utf8PathBuf, String, Vec<&'static str>)>,
+    /// Paths in the store to link to the user's own (docker's `contexts` directory).
+    pub links: Vec<(Utf8PathBuf, String)>,
+}
+
+/// Where one platform of a release goes: its content-addressed staging tag, which is also its
+/// local name, and the file the engine writes the pushed digest to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub tag: ImageRef,
+    pub digest_file: Utf8PathBuf,
+    /// A loopback registry, spoken to over plain HTTP.
+    pub plain_http: bool,
 }
 
 /// How an engine builds one image for several platforms.

@@ -3,7 +3,10 @@
 //! <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
 
 use super::compat::{build_flags, csv_field, DockerCli};
-use super::{hint_from, labels_at, Backend, BackendKind, ImageCommands, Inspected, MultiPlatform};
+use super::{
+    hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login,
+    MultiPlatform, Remote, Stage,
+};
 use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
@@ -11,6 +14,8 @@ use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Step;
+use camino::Utf8Path;
+use std::collections::BTreeMap;
 
 /// The name podman stores a locally built image under: names without a registry host get
 /// `localhost/` (docker would say `docker.io/library/`).
@@ -26,6 +31,8 @@ pub struct Podman {
     cli: DockerCli,
     /// Rootless podman maps the host user into the container only with `--userns=keep-id`.
     rootless: bool,
+    /// A remote client (`--connection`, `CONTAINER_HOST`): it has no `push --digestfile`.
+    remote: bool,
 }
 
 impl Podman {
@@ -34,6 +41,7 @@ impl Podman {
             // podman's `rm --force` otherwise waits 10 s for a PID 1 that ignores SIGTERM
             cli: DockerCli::new(program, &["--time", "0"]),
             rootless,
+            remote: false,
         }
     }
 
@@ -222,11 +230,72 @@ impl Backend for Podman {
         self.cli
             .run(spec, if keep_id { &["--userns=keep-id"] } else { &[] })
     }
+
+    fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
+        if remote.builder.is_some() {
+            return Err(UserError(
+                "--builder is a docker buildx option; podman builds with its own engine (use --connection NAME for a remote podman)".into(),
+            ));
+        }
+        if let Some(c) = &remote.connection {
+            self.cli.global = vec!["--connection".into(), c.clone()];
+        }
+        self.remote = remote.connection.is_some() || remote.container_host;
+        Ok(())
+    }
+
+    /// <https://docs.podman.io/en/v4.3/markdown/podman-login.1.html>: `--authfile`, or
+    /// `REGISTRY_AUTH_FILE` for every later command.
+    fn auth_store(&self, dir: &Utf8Path, _vars: &BTreeMap<String, String>) -> AuthStore {
+        AuthStore {
+            env: vec![(
+                "REGISTRY_AUTH_FILE".into(),
+                dir.join("auth.json").to_string(),
+            )],
+            ..Default::default()
+        }
+    }
+
+    fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation {
+        let mut extra = vec!["--authfile".to_string(), dir.join("auth.json").to_string()];
+        if login.plain_http {
+            extra.push("--tls-verify=false".into());
+        }
+        self.cli.login(login, &extra)
+    }
+
+    /// Builds under the staging tag, then `push --digestfile` (a local client only; podman 4.3
+    /// hides the flag on remote clients). A child's FROM is a registry digest, so a plain-HTTP
+    /// registry needs `--tls-verify=false` on the build too.
+    fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation> {
+        let mut req = req.clone();
+        req.tags = vec![stage.tag.clone()];
+        req.output = Output::Load;
+        let mut out = self.build(&req);
+        let tls = stage.plain_http.then(|| "--tls-verify=false".to_string());
+        if let (Some(t), Some(build)) = (&tls, out.last_mut()) {
+            let ctx = build.args.pop().unwrap_or_default();
+            build.args.push(t.clone());
+            build.args.push(ctx);
+        }
+        let mut push = self.cmd().arg("push").args(tls);
+        if !self.remote {
+            push = push.args(["--digestfile", stage.digest_file.as_str()]);
+        }
+        out.push(push.args([stage.tag.to_string(), format!("docker://{}", stage.tag)]));
+        out
+    }
+
+    fn staged_digest(&self, text: &str) -> Option<String> {
+        let d = text.trim();
+        (!self.remote && d.starts_with("sha256:")).then(|| d.to_string())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Login, Remote, Stage};
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
         crate::backend::test_request("hj:base", "hj:base-v1", platforms, output)
@@ -350,6 +419,75 @@ mod tests {
             Podman::new("podman", false).run(&spec).to_string(),
             "podman run --rm --user 1000:1000 x"
         );
+    }
+
+    fn login() -> Login {
+        Login {
+            host: "127.0.0.1:5001".into(),
+            username: "bot".into(),
+            password: "s3cret".into(),
+            plain_http: true,
+        }
+    }
+
+    #[test]
+    fn release_login_and_stage_with_digestfile_and_a_remote_connection() {
+        let mut p = Podman::new("podman", false);
+        let inv = p.login(&login(), Utf8Path::new("/t/a"));
+        assert_eq!(
+            inv.to_string(),
+            "podman login --username bot --password-stdin --authfile /t/a/auth.json --tls-verify=false 127.0.0.1:5001 <stdin>"
+        );
+        assert_eq!(inv.stdin.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(
+            p.auth_store(Utf8Path::new("/t/a"), &BTreeMap::new()).env,
+            [(
+                "REGISTRY_AUTH_FILE".to_string(),
+                "/t/a/auth.json".to_string()
+            )]
+        );
+        let stage = Stage {
+            tag: ImageRef::parse("127.0.0.1:5001/hj:stage-base-arm64-abc").unwrap(),
+            digest_file: "/t/d".into(),
+            plain_http: true,
+        };
+        let invs = p.stage(&req(&[Platform::LinuxArm64], Output::Push), &stage);
+        assert_eq!(invs.len(), 2);
+        assert!(invs[0].to_string().starts_with(
+            "podman build --format docker --tag 127.0.0.1:5001/hj:stage-base-arm64-abc --platform linux/arm64 "
+        ));
+        assert!(
+            invs[0].to_string().ends_with(" --tls-verify=false /ctx"),
+            "{}",
+            invs[0]
+        );
+        assert_eq!(
+            invs[1].to_string(),
+            "podman push --tls-verify=false --digestfile /t/d 127.0.0.1:5001/hj:stage-base-arm64-abc docker://127.0.0.1:5001/hj:stage-base-arm64-abc"
+        );
+        assert_eq!(p.staged_digest("sha256:ab\n").as_deref(), Some("sha256:ab"));
+
+        p.configure(&Remote {
+            connection: Some("mac".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let invs = p.stage(&req(&[Platform::LinuxArm64], Output::Load), &stage);
+        assert!(invs[1]
+            .to_string()
+            .starts_with("podman --connection mac push "));
+        assert!(!invs[1].args.contains(&"--digestfile".to_string()));
+        assert_eq!(
+            p.staged_digest("sha256:ab"),
+            None,
+            "read back from the registry"
+        );
+        assert!(p
+            .configure(&Remote {
+                builder: Some("b".into()),
+                ..Default::default()
+            })
+            .is_err());
     }
 
     #[test]

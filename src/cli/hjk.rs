@@ -1,7 +1,10 @@
 //! `hjk images build | list | resolve` (Headjack): clap definitions and the call into
 //! [`crate::hjk`].
 
-use crate::hjk::{images, resolve, ImagesOptions, Session};
+use crate::backend::Remote;
+use crate::hjk::gates::GateFlags;
+use crate::hjk::release::{self as hjk_release, MergeSpec, ReleaseSpec};
+use crate::hjk::{auth_settings, images, resolve, ImagesOptions, Session};
 use crate::report::ProgressMode;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +67,50 @@ impl EngineArgs {
     }
 }
 
+/// Flags `release` and `merge` share: auth, metadata, gates.
+#[derive(Args, Debug, Clone)]
+pub struct ReleaseArgs {
+    /// Registry credentials: docker-config (what the engine is logged in with), ghcr
+    /// (GITHUB_ACTOR + GITHUB_TOKEN), gcp (gcloud access token), op (1Password refs from
+    /// images.auth.op), raw (user:password from HJK_REGISTRY_CREDS or --creds-stdin).
+    /// Default: HJK_AUTH, then images.auth.mode, then docker-config.
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// With --auth raw: read user:password from stdin.
+    #[arg(long)]
+    pub creds_stdin: bool,
+    /// Write what was published (digests, tags, parents, gates) as JSON to this file.
+    #[arg(long)]
+    pub metadata_file: Option<Utf8PathBuf>,
+    /// Gate: sign each index and its platforms (cosign) before any tag moves.
+    #[arg(long)]
+    pub sign: bool,
+    /// Gate: an SPDX SBOM per platform image (syft), attested, before any tag moves.
+    #[arg(long)]
+    pub sbom: bool,
+    /// Gate: scan each platform image (trivy); a finding moves no tag.
+    #[arg(long)]
+    pub scan: bool,
+    /// The trivy severities that fail --scan, comma-separated.
+    #[arg(long, value_name = "LIST")]
+    pub scan_severity: Option<String>,
+    /// Where --sbom and --scan write SBOMs and scan reports.
+    #[arg(long, default_value = "target/release-gates")]
+    pub gates_dir: Utf8PathBuf,
+}
+
+impl ReleaseArgs {
+    fn gates(&self) -> GateFlags {
+        GateFlags {
+            sign: self.sign,
+            sbom: self.sbom,
+            scan: self.scan,
+            severity: self.scan_severity.clone(),
+            out_dir: self.gates_dir.clone(),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ImagesCommand {
     /// Build a variant and its ancestors, skipping the ones that are current.
@@ -92,6 +139,73 @@ pub enum ImagesCommand {
         /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
+    },
+    /// Publish variants by digest, parents first: build each platform, push it, make the
+    /// indexes, verify them, then move the public tags. Rebuilds nothing whose inputs the
+    /// registry already has.
+    Release {
+        /// The variant to release (with its parents).
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        variant: Option<String>,
+        /// Release every variant.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// Stop after pushing this machine's per-platform images (no index, no tags); combine
+        /// the metadata files of several machines with `hjk images merge`.
+        #[arg(long)]
+        push_by_digest: bool,
+        /// docker buildx: the builder to use (a remote BuildKit or Kubernetes driver).
+        #[arg(long)]
+        builder: Option<String>,
+        /// podman: the `podman system connection` to use (CONTAINER_HOST is honoured too).
+        #[arg(long)]
+        connection: Option<String>,
+        /// Build every layer again and push new images even if the registry has them.
+        #[arg(long)]
+        no_cache: bool,
+        /// Print the engine commands that would run; registry reads and inspect still run.
+        #[arg(long)]
+        dry_run: bool,
+        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+    },
+    /// Make the indexes and tags of a release from the metadata files of `release
+    /// --push-by-digest` runs on several machines (one per platform).
+    Merge {
+        /// The metadata files, one per machine.
+        #[arg(required = true)]
+        files: Vec<Utf8PathBuf>,
+        /// The release version (tags `<variant>-<version>`); must match the files'.
+        #[arg(long)]
+        version: Option<String>,
+        /// Engine for the credential tools and gates (default: runtime.name, then the first on PATH).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory holding variants.yaml, for each variant's .trivyignore (optional here).
+        #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
+        images_dir: Utf8PathBuf,
+        #[command(flatten)]
+        release: ReleaseArgs,
+        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+    },
+    /// Print a variant's digest: the index digest from a release metadata file, else the local
+    /// image's digest (or id).
+    Digest {
+        /// The variant.
+        #[arg(long)]
+        variant: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// A release metadata file to read the digest from, if it has the variant.
+        #[arg(long)]
+        metadata_file: Option<Utf8PathBuf>,
     },
     /// Variants, their parents, local tags, and whether each is built and current.
     List {
@@ -153,6 +267,72 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             s.spec.no_cache = no_cache;
             s.spec.no_fastfail = no_fastfail;
             images::build_command(&s).await
+        }
+        ImagesCommand::Release {
+            variant,
+            all: _,
+            engine,
+            release,
+            push_by_digest,
+            builder,
+            connection,
+            no_cache,
+            dry_run,
+            progress,
+        } => {
+            let opts = engine.options(progress, dry_run);
+            let mut s = Session::open(&opts, &vars, variant.into_iter().collect())?;
+            let spec = ReleaseSpec {
+                variants: s.spec.variants.clone(),
+                platforms: s.spec.platforms.clone(),
+                registry: s.spec.registry.clone(),
+                version: s.spec.version.clone(),
+                base_image: s.spec.base_image.clone(),
+                push_by_digest,
+                metadata_file: release.metadata_file.clone(),
+                gates: release.gates(),
+                auth: auth_settings(release.auth.as_deref(), &s.config, release.creds_stdin)?,
+                remote: Remote {
+                    builder,
+                    connection,
+                    container_host: vars.contains_key("CONTAINER_HOST"),
+                },
+                no_cache,
+            };
+            hjk_release::release_command(&mut s.engine, &s.graph, &spec, &vars).await
+        }
+        ImagesCommand::Merge {
+            files,
+            version,
+            backend,
+            images_dir,
+            release,
+            progress,
+        } => {
+            let version = version.as_deref().map(images::parse_version).transpose()?;
+            let (mut engine, cfg) =
+                crate::hjk::open_merge_engine(backend.as_deref(), &vars, progress)?;
+            let spec = MergeSpec {
+                files,
+                images_dir,
+                version,
+                metadata_file: release.metadata_file.clone(),
+                gates: release.gates(),
+                auth: auth_settings(release.auth.as_deref(), &cfg, release.creds_stdin)?,
+            };
+            hjk_release::merge_command(&mut engine, &spec, &vars).await
+        }
+        ImagesCommand::Digest {
+            variant,
+            engine,
+            metadata_file,
+        } => {
+            let s = Session::open(
+                &engine.options(ProgressMode::Plain, false),
+                &vars,
+                vec![variant.clone()],
+            )?;
+            hjk_release::digest_command(&s, &variant, metadata_file.as_deref()).await
         }
         ImagesCommand::List { engine, json } => {
             let s = Session::open(

@@ -1,5 +1,6 @@
 //! Headjack config: defaults < `~/.config/headjack/config.yaml` < `HJK_*` env < flags.
 
+use super::auth::{check_op_ref, AuthMode, ENV_AUTH};
 use crate::backend::BackendKind;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
@@ -39,6 +40,21 @@ struct RawDefault {
 #[serde(deny_unknown_fields)]
 struct RawImages {
     registry: Option<String>,
+    auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    mode: Option<String>,
+    op: Option<RawOp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOp {
+    username_ref: Option<String>,
+    password_ref: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +64,10 @@ pub struct HjkConfig {
     pub base_image: ImageRef,
     /// A repository: tags are `<registry>:<variant>`.
     pub registry: ImageRef,
+    /// `images.auth.mode` (or `HJK_AUTH`) and where it came from.
+    pub auth_mode: Option<(AuthMode, String)>,
+    /// `images.auth.op.username_ref` and `password_ref`.
+    pub op_refs: Option<(String, String)>,
 }
 
 pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
@@ -90,14 +110,40 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         .unwrap_or((DEFAULT_BASE_IMAGE.into(), "default".into()));
     let base_image = ImageRef::parse(&base)
         .map_err(|e| UserError(format!("default.base_image: {} (from {src})", e.0)))?;
-    let (reg, src) = pick(ENV_REGISTRY, raw.images.and_then(|i| i.registry))
-        .unwrap_or((DEFAULT_REGISTRY.into(), "default".into()));
+    let images = raw.images.unwrap_or_default();
+    let auth = images.auth.unwrap_or_default();
+    let auth_mode = match pick(ENV_AUTH, auth.mode) {
+        Some((v, src)) => Some((
+            v.parse::<AuthMode>()
+                .map_err(|e| UserError(format!("images.auth.mode: {} (from {src})", e.0)))?,
+            src,
+        )),
+        None => None,
+    };
+    let op = auth.op.unwrap_or_default();
+    let op_refs = match (op.username_ref, op.password_ref) {
+        (Some(u), Some(p)) => {
+            check_op_ref("images.auth.op.username_ref", &u)?;
+            check_op_ref("images.auth.op.password_ref", &p)?;
+            Some((u, p))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(UserError(format!(
+                "images.auth.op needs both username_ref and password_ref (in {file})"
+            )))
+        }
+    };
+    let (reg, src) =
+        pick(ENV_REGISTRY, images.registry).unwrap_or((DEFAULT_REGISTRY.into(), "default".into()));
     let registry = parse_registry(&reg)
         .map_err(|e| UserError(format!("images.registry: {} (from {src})", e.0)))?;
     Ok(HjkConfig {
         backend,
         base_image,
         registry,
+        auth_mode,
+        op_refs,
     })
 }
 
@@ -154,6 +200,28 @@ mod tests {
         assert!(!err.0.contains('\n'));
         let (_d, vars) = vars_with(Some("runtime:\n  nmae: x\n"), &[]);
         assert!(load(&vars).unwrap_err().0.contains("unknown field `nmae`"));
+    }
+
+    #[test]
+    fn auth_mode_and_op_refs() {
+        let yaml = "images:\n  auth:\n    mode: op\n    op:\n      username_ref: op://ci/reg/user\n      password_ref: op://ci/reg/password\n";
+        let (_d, vars) = vars_with(Some(yaml), &[]);
+        let c = load(&vars).unwrap();
+        assert_eq!(c.auth_mode.unwrap().0, AuthMode::Op);
+        assert_eq!(c.op_refs.unwrap().1, "op://ci/reg/password");
+        let (_d, vars) = vars_with(Some(yaml), &[(ENV_AUTH, "ghcr")]);
+        assert_eq!(
+            load(&vars).unwrap().auth_mode.unwrap(),
+            (AuthMode::Ghcr, "env HJK_AUTH".into())
+        );
+        let (_d, vars) = vars_with(
+            Some("images:\n  auth:\n    op:\n      username_ref: op://a/b/c\n"),
+            &[],
+        );
+        assert!(load(&vars)
+            .unwrap_err()
+            .0
+            .contains("needs both username_ref and password_ref"));
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub fn parse_version(s: &str) -> Result<String, UserError> {
 }
 
 /// The default of `ARG BASE_IMAGE=...` in a Dockerfile, if it has one.
-fn base_arg_default(dockerfile: &str) -> Option<String> {
+pub(crate) fn base_arg_default(dockerfile: &str) -> Option<String> {
     dockerfile.lines().find_map(|l| {
         let l = l.trim();
         let rest = l.strip_prefix("ARG ")?.trim();
@@ -140,7 +140,7 @@ fn base_arg_default(dockerfile: &str) -> Option<String> {
 }
 
 /// Hashes every file under the context, in a stable order, so any change rebuilds.
-fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
+pub(crate) fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {

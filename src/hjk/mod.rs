@@ -1,10 +1,15 @@
 //! The Headjack workflows: `hjk images build | list | resolve`. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
+pub mod auth;
 pub mod config;
 pub mod devcontainer;
+pub mod gates;
 pub mod images;
+pub mod metadata;
 pub mod prebuild;
+pub mod registry;
+pub mod release;
 pub mod resolve;
 pub mod supply_chain;
 pub mod variants;
@@ -39,6 +44,7 @@ pub struct Session {
     pub engine: Engine,
     pub graph: Graph,
     pub spec: BuildSpec,
+    pub config: config::HjkConfig,
 }
 
 impl Session {
@@ -92,6 +98,7 @@ impl Session {
                 no_fastfail: false,
                 base_image,
             },
+            config: cfg,
         })
     }
 }
@@ -120,4 +127,53 @@ pub fn open_engine(
     let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, dry_run)?;
     engine.set_lock_dir(crate::lock::dir(vars));
     Ok(engine)
+}
+
+/// An engine for `merge`, which needs no images directory: the chosen one, else the first on
+/// PATH; with none installed and none chosen, one that is never asked to build (merge runs
+/// only credential tools and gates through it).
+pub fn open_merge_engine(
+    backend: Option<&str>,
+    vars: &BTreeMap<String, String>,
+    progress: ProgressMode,
+) -> Result<(Engine, config::HjkConfig)> {
+    let cfg = config::load(vars)?;
+    let reporter: Arc<dyn report::Reporter> = Arc::from(report::reporter(progress));
+    let engine = match open_engine(backend, &cfg, vars, reporter.clone(), false) {
+        Ok(e) => e,
+        Err(_) if backend.is_none() && cfg.backend.is_none() => Engine::new(
+            crate::backend::detect::construct(crate::backend::BackendKind::Docker),
+            crate::exec::Runner::new(reporter, false),
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    Ok((engine, cfg))
+}
+
+/// The auth settings: `--auth` > `HJK_AUTH` > `images.auth.mode` > docker-config.
+pub fn auth_settings(
+    flag: Option<&str>,
+    cfg: &config::HjkConfig,
+    creds_stdin: bool,
+) -> Result<auth::AuthSettings, crate::error::UserError> {
+    let mode = match flag {
+        Some(m) => m.parse().map_err(|e: crate::error::UserError| {
+            crate::error::UserError(format!("--auth: {}", e.0))
+        })?,
+        None => cfg
+            .auth_mode
+            .as_ref()
+            .map(|(m, _)| *m)
+            .unwrap_or(auth::AuthMode::DockerConfig),
+    };
+    if creds_stdin && mode != auth::AuthMode::Raw {
+        return Err(crate::error::UserError(format!(
+            "--creds-stdin is for --auth raw, but the auth mode is {mode}"
+        )));
+    }
+    Ok(auth::AuthSettings {
+        mode,
+        op_refs: cfg.op_refs.clone(),
+        creds_stdin,
+    })
 }

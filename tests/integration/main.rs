@@ -14,5 +14,6 @@ mod images_runtime;
 mod ocx_engines;
 mod ocx_fake;
 mod ocx_input;
+mod release;
 mod util;
 mod workflow_lint;

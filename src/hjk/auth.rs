@@ -1,0 +1,394 @@
+//! Registry credentials for a release, in five modes (`--auth`, `HJK_AUTH`,
+//! `images.auth.mode`):
+//! - `docker-config` (default): whatever the engine is already logged in with; the registry
+//!   reads use the same stored credentials (docker config / podman auth file, with credential
+//!   helpers);
+//! - `ghcr`: `GITHUB_ACTOR` + `GITHUB_TOKEN`;
+//! - `gcp`: `oauth2accesstoken` + `gcloud auth print-access-token`;
+//! - `op`: `op read` of `images.auth.op.username_ref` and `password_ref`;
+//! - `raw`: `user:password` from `HJK_REGISTRY_CREDS` or `--creds-stdin`.
+//!
+//! A secret is never an argument or a log line: it reaches the engine on the stdin of
+//! `login --password-stdin`, which writes it into a temporary store (a 0700 directory, files
+//! 0600) that [`LoginStore`] removes when it is dropped, on success, failure and interruption.
+
+use crate::backend::Login;
+use crate::engine::Engine;
+use crate::error::UserError;
+use crate::invocation::Invocation;
+use anyhow::Result;
+use camino::Utf8PathBuf;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+pub const ENV_AUTH: &str = "HJK_AUTH";
+pub const ENV_CREDS: &str = "HJK_REGISTRY_CREDS";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    DockerConfig,
+    Ghcr,
+    Gcp,
+    Op,
+    Raw,
+}
+
+impl AuthMode {
+    pub const NAMES: &'static str = "docker-config, ghcr, gcp, op, raw";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::DockerConfig => "docker-config",
+            AuthMode::Ghcr => "ghcr",
+            AuthMode::Gcp => "gcp",
+            AuthMode::Op => "op",
+            AuthMode::Raw => "raw",
+        }
+    }
+}
+
+impl FromStr for AuthMode {
+    type Err = UserError;
+    fn from_str(s: &str) -> Result<Self, UserError> {
+        Ok(match s.trim() {
+            "docker-config" => AuthMode::DockerConfig,
+            "ghcr" => AuthMode::Ghcr,
+            "gcp" => AuthMode::Gcp,
+            "op" => AuthMode::Op,
+            "raw" => AuthMode::Raw,
+            _ => {
+                return Err(UserError(format!(
+                    "unknown auth mode {s:?}; choose one of: {}",
+                    AuthMode::NAMES
+                )))
+            }
+        })
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The auth settings after flag > env > config > default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// `images.auth.op.username_ref` / `password_ref` (`op://vault/item/field`).
+    pub op_refs: Option<(String, String)>,
+    /// `--creds-stdin`: the raw mode's `user:password` is read from stdin.
+    pub creds_stdin: bool,
+}
+
+/// A user name and its secret. `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({}, password hidden)", self.username)
+    }
+}
+
+/// `op://vault/item/field`, with nothing a shell or a flag parser could misread.
+pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
+    let ok = r.starts_with("op://")
+        && r.len() > 5
+        && !r.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError(format!(
+            "{key} {r:?} must be a 1Password secret reference like op://vault/item/field"
+        )))
+    }
+}
+
+/// `user:password` (split at the first colon).
+fn parse_raw(text: &str, from: &str) -> Result<Credentials, UserError> {
+    let text = text.trim_end_matches(['\n', '\r']);
+    match text.split_once(':') {
+        Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        }),
+        _ => Err(UserError(format!(
+            "--auth raw needs user:password in {from} (got {} characters without a user:password shape)",
+            text.len()
+        ))),
+    }
+}
+
+/// Resolves the credentials of `settings.mode` for `host`. `docker-config` returns the stored
+/// ones if any (for the registry reads; the engine uses its own login); the others return what
+/// the release logs in with.
+pub async fn resolve(
+    settings: &AuthSettings,
+    vars: &BTreeMap<String, String>,
+    engine: &Engine,
+    host: &str,
+) -> Result<Option<Credentials>> {
+    let need = |k: &str| -> Result<String, UserError> {
+        vars.get(k)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                UserError(format!(
+                    "--auth {} needs {k} in the environment",
+                    settings.mode
+                ))
+            })
+    };
+    Ok(Some(match settings.mode {
+        AuthMode::DockerConfig => return stored(vars, engine, host).await,
+        AuthMode::Ghcr => Credentials {
+            username: need("GITHUB_ACTOR")?,
+            password: need("GITHUB_TOKEN")?,
+        },
+        AuthMode::Raw if settings.creds_stdin => {
+            let text = std::io::read_to_string(std::io::stdin())
+                .map_err(|e| UserError(format!("cannot read --creds-stdin: {e}")))?;
+            parse_raw(&text, "stdin")?
+        }
+        AuthMode::Raw => parse_raw(&need(ENV_CREDS)?, ENV_CREDS)?,
+        AuthMode::Gcp => Credentials {
+            username: "oauth2accesstoken".into(),
+            password: secret_output(
+                engine,
+                vars,
+                Invocation::new("gcloud").args(["auth", "print-access-token"]),
+                "gcloud (Google Cloud SDK)",
+            )
+            .await?,
+        },
+        AuthMode::Op => {
+            let (u, p) = settings.op_refs.clone().ok_or_else(|| {
+                UserError(
+                    "--auth op needs images.auth.op.username_ref and images.auth.op.password_ref in ~/.config/headjack/config.yaml"
+                        .into(),
+                )
+            })?;
+            let read = |r: String| Invocation::new("op").args(["read".to_string(), r]);
+            Credentials {
+                username: secret_output(engine, vars, read(u), "the 1Password CLI (op)").await?,
+                password: secret_output(engine, vars, read(p), "the 1Password CLI (op)").await?,
+            }
+        }
+    }))
+}
+
+/// Runs a credential tool; its stdout is the secret. The tool must be on PATH (else exit 2
+/// with an install hint); it runs in dry-run mode too (it changes nothing).
+async fn secret_output(
+    engine: &Engine,
+    vars: &BTreeMap<String, String>,
+    inv: Invocation,
+    what: &str,
+) -> Result<String> {
+    let program = inv.program.clone();
+    let path = vars.get("PATH").map(std::ffi::OsString::from);
+    if crate::backend::detect::find_on_path(&program, path.as_ref()).is_none() {
+        return Err(UserError(format!(
+            "`{program}` is not on PATH; install {what} or pick another --auth mode"
+        ))
+        .into());
+    }
+    let out = engine.tool(&inv.read_only()).await?;
+    let s = out.stdout.trim().to_string();
+    if s.is_empty() {
+        return Err(UserError(format!("`{program}` printed no credential")).into());
+    }
+    Ok(s)
+}
+
+/// The credentials the engine is already logged in with for `host`: podman's auth file, then
+/// docker's config (`auths`, then `credHelpers`/`credsStore` through `docker-credential-*`).
+async fn stored(
+    vars: &BTreeMap<String, String>,
+    engine: &Engine,
+    host: &str,
+) -> Result<Option<Credentials>> {
+    let mut files: Vec<Utf8PathBuf> = Vec::new();
+    if let Some(f) = vars.get("REGISTRY_AUTH_FILE") {
+        files.push(f.into());
+    }
+    if let Some(d) = vars.get("XDG_RUNTIME_DIR") {
+        files.push(Utf8PathBuf::from(d).join("containers/auth.json"));
+    }
+    match vars.get("DOCKER_CONFIG") {
+        Some(d) => files.push(Utf8PathBuf::from(d).join("config.json")),
+        None => {
+            if let Some(h) = crate::dirs::home(vars) {
+                files.push(h.join(".docker/config.json"));
+            }
+        }
+    }
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if let Some(c) = v
+            .pointer(&format!("/auths/{}/auth", host.replace('/', "~1")))
+            .and_then(|a| a.as_str())
+            .and_then(decode_basic)
+        {
+            return Ok(Some(c));
+        }
+        let helper = v
+            .pointer(&format!("/credHelpers/{}", host.replace('/', "~1")))
+            .or_else(|| v.get("credsStore"))
+            .and_then(|h| h.as_str());
+        if let Some(h) = helper.filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            let inv = Invocation::new(format!("docker-credential-{h}"))
+                .arg("get")
+                .stdin(host.as_bytes().to_vec())
+                .read_only();
+            if let Ok(out) = engine.tool(&inv).await {
+                if let Ok(j) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
+                    if let (Some(u), Some(s)) = (
+                        j.get("Username").and_then(|x| x.as_str()),
+                        j.get("Secret").and_then(|x| x.as_str()),
+                    ) {
+                        return Ok(Some(Credentials {
+                            username: u.into(),
+                            password: s.into(),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn decode_basic(b64: &str) -> Option<Credentials> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    parse_raw(&text, "auth file").ok()
+}
+
+/// The engine's temporary credential store for one release: a private directory that exists
+/// from the login until this value is dropped (every exit path, including an interruption,
+/// which unwinds through the workflow). Apple keeps logins in the keychain, so it is logged out
+/// instead (see [`LoginStore::close`]).
+pub struct LoginStore {
+    dir: tempfile::TempDir,
+    host: String,
+}
+
+impl LoginStore {
+    /// Creates the store, carries over what the engine needs from the user's own config, logs
+    /// in with the password on stdin, and points every later engine call at the store.
+    pub async fn open(
+        engine: &mut Engine,
+        creds: &Credentials,
+        host: &str,
+        plain_http: bool,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<LoginStore> {
+        let dir = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
+        let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
+        set_mode(&path, 0o700)?;
+        let store = engine.auth_store(&path, vars);
+        for (from, to, keys) in &store.copy_keys {
+            let mut out = serde_json::Map::new();
+            if let Ok(v) = std::fs::read_to_string(from)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| Ok(serde_json::from_str::<serde_json::Value>(&t)?))
+            {
+                for k in keys {
+                    if let Some(x) = v.get(*k) {
+                        out.insert(k.to_string(), x.clone());
+                    }
+                }
+            }
+            let f = path.join(to);
+            std::fs::write(&f, serde_json::Value::Object(out).to_string())?;
+            set_mode(&f, 0o600)?;
+        }
+        for (from, to) in &store.links {
+            if from.exists() {
+                std::os::unix::fs::symlink(from, path.join(to))?;
+            }
+        }
+        let login = Login {
+            host: host.to_string(),
+            username: creds.username.clone(),
+            password: creds.password.clone(),
+            plain_http,
+        };
+        let me = LoginStore {
+            dir,
+            host: host.to_string(),
+        };
+        engine.login(&login, &path).await?;
+        // whatever the engine wrote there holds the secret: owner-only
+        for e in std::fs::read_dir(me.dir.path())?.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                if let Ok(p) = Utf8PathBuf::from_path_buf(e.path()) {
+                    set_mode(&p, 0o600)?;
+                }
+            }
+        }
+        engine.set_env(store.env);
+        Ok(me)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Logs out where a login outlives the store (Apple), then removes the store.
+    pub async fn close(self, engine: &mut Engine) {
+        engine.logout(&self.host).await;
+        engine.set_env(Vec::new());
+    }
+}
+
+fn set_mode(p: &camino::Utf8Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_raw_credentials() {
+        assert_eq!("gcp".parse::<AuthMode>().unwrap(), AuthMode::Gcp);
+        assert_eq!(
+            "token".parse::<AuthMode>().unwrap_err().0,
+            "unknown auth mode \"token\"; choose one of: docker-config, ghcr, gcp, op, raw"
+        );
+        let c = parse_raw("bot:pa:ss\n", "stdin").unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("bot", "pa:ss"));
+        let err = parse_raw("s3cret", "stdin").unwrap_err();
+        assert!(
+            !err.0.contains("s3cret"),
+            "the secret is never echoed: {err}"
+        );
+        assert!(!format!("{c:?}").contains("pa:ss"));
+    }
+
+    #[test]
+    fn op_refs_and_stored_basic_auth() {
+        assert!(check_op_ref("k", "op://vault/item/password").is_ok());
+        assert!(check_op_ref("k", "op://v/i f").is_err());
+        assert!(check_op_ref("k", "--help").is_err());
+        // "u:p" in base64
+        assert_eq!(decode_basic("dTpw").unwrap().username, "u");
+    }
+}

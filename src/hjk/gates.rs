@@ -1,0 +1,226 @@
+//! The seam between a release and its supply-chain gates (`--sbom`, `--sign`, `--scan`): between
+//! "every image and index is in the registry by digest, untagged" and "public tags move". The
+//! release workflow calls [`Gates::check`] before anything is built or pushed (the tools must be
+//! on PATH) and [`Gates::run`] after every index was pushed and verified; only the variants the
+//! promotion rule lets through get their tags. The gates themselves (syft, cosign, trivy, the
+//! promotion rule) live in [`crate::hjk::supply_chain`]; this module turns a release's flags and
+//! metadata into that module's inputs, and its report back into the metadata file.
+
+use super::auth::Credentials;
+use super::metadata::Metadata;
+use super::supply_chain::gates::{
+    self as sc_gates, Promotion, Published, PublishedVariant, Verdict,
+};
+use super::supply_chain::{self as sc, GateOptions, Tools};
+use crate::engine::Engine;
+use crate::error::UserError;
+use crate::image_ref::ImageRef;
+use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
+
+/// Which gates a release asked for, and how (the release flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GateFlags {
+    pub sign: bool,
+    pub sbom: bool,
+    pub scan: bool,
+    /// `--scan-severity` (default CRITICAL,HIGH).
+    pub severity: Option<String>,
+    /// `--gates-dir`: where SBOMs and scan reports go.
+    pub out_dir: Utf8PathBuf,
+}
+
+impl GateFlags {
+    pub fn any(&self) -> bool {
+        self.sign || self.sbom || self.scan
+    }
+}
+
+/// The gates of one release, checked and ready to run.
+pub struct Gates {
+    opts: GateOptions,
+    tools: Tools,
+}
+
+impl Gates {
+    /// Checks the options and finds the tools on PATH, before anything is built or pushed
+    /// (a missing tool is exit 2 with an install hint). `None` when no gate was asked for.
+    pub fn check(
+        flags: &GateFlags,
+        plain_http: bool,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Option<Gates>, UserError> {
+        if !flags.any() {
+            return Ok(None);
+        }
+        let mut opts = GateOptions::new(
+            flags.sbom,
+            flags.sign,
+            flags.scan,
+            flags.out_dir.clone(),
+            flags.severity.as_deref(),
+            vars,
+        )?;
+        opts.plain_http = plain_http;
+        let path = vars.get("PATH").map(std::ffi::OsString::from);
+        let tools = sc::check_tools(&opts, path.as_ref())?;
+        Ok(Some(Gates { opts, tools }))
+    }
+
+    /// Runs the gates on the staged release (`meta` holds every index and per-platform digest),
+    /// records SBOM paths, signatures and scan verdicts in it, and returns which variants may
+    /// move their tags. `dirs`: each variant's directory (its `.trivyignore`), where known.
+    pub async fn run(
+        &self,
+        engine: &Engine,
+        meta: &mut Metadata,
+        dirs: &BTreeMap<String, Utf8PathBuf>,
+        creds: Option<&Credentials>,
+    ) -> Result<Promotion> {
+        let published = Published {
+            registry: ImageRef::parse(&meta.registry)?,
+            variants: meta
+                .variants
+                .iter()
+                .map(|v| PublishedVariant {
+                    name: v.name.clone(),
+                    parent: v.parent.clone(),
+                    dir: dirs.get(&v.name).cloned(),
+                    index_digest: v.index_digest.clone().unwrap_or_default(),
+                    platforms: v
+                        .platforms
+                        .iter()
+                        .map(|(p, r)| (*p, r.digest.clone()))
+                        .collect(),
+                })
+                .collect(),
+        };
+        let host = published.registry.registry().to_string();
+        let auth = ToolAuth::new(creds, &host)?;
+        let report = sc_gates::run_gates(
+            engine,
+            &published,
+            &self.opts,
+            &self.tools,
+            auth.as_ref().map(|a| a.dir.as_path()),
+        )
+        .await?;
+        engine.reporter().info(&report.summary());
+        for v in &mut meta.variants {
+            if let Some(g) = report.get(&v.name) {
+                v.sbom = g.sboms.iter().map(|s| s.path.to_string()).collect();
+                v.signed = g.signed;
+                v.scan = match g.scan.verdict {
+                    Verdict::Passed => Some("passed".into()),
+                    Verdict::Failed => Some("failed".into()),
+                    Verdict::Error => Some("error".into()),
+                    Verdict::Skipped => None,
+                };
+            }
+        }
+        Ok(sc_gates::promotion(&published, &report))
+    }
+}
+
+/// A `DOCKER_CONFIG` directory for the tools (they read the docker config, not podman's auth
+/// file): `config.json` with the release's credentials, 0600 in a 0700 directory, removed
+/// when dropped. None in docker-config mode, where the tools use the user's own config.
+struct ToolAuth {
+    _dir: tempfile::TempDir,
+    dir: Utf8PathBuf,
+}
+
+impl ToolAuth {
+    fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
+        use base64::Engine as _;
+        use std::os::unix::fs::PermissionsExt;
+        let Some(c) = creds else { return Ok(None) };
+        let tmp = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.username, c.password));
+        let file = dir.join("config.json");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)?;
+            f.write_all(
+                serde_json::json!({"auths": {host: {"auth": token}}})
+                    .to_string()
+                    .as_bytes(),
+            )?;
+        }
+        Ok(Some(ToolAuth { _dir: tmp, dir }))
+    }
+}
+
+/// The directories of the variants a release names, for their `.trivyignore`.
+pub fn variant_dirs(graph: &super::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
+    graph
+        .variants
+        .iter()
+        .map(|v| (v.name.clone(), graph.dir(v)))
+        .collect()
+}
+
+/// The same, from `images_dir` if it holds a `variants.yaml` (merge runs in a checkout).
+pub fn dirs_if_present(images_dir: &Utf8Path) -> BTreeMap<String, Utf8PathBuf> {
+    super::variants::Graph::load(images_dir)
+        .map(|g| variant_dirs(&g))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_gates_need_no_tools_and_a_missing_tool_is_refused_up_front() {
+        let vars: BTreeMap<String, String> =
+            [("PATH".to_string(), "/nonexistent".to_string())].into();
+        assert!(Gates::check(&GateFlags::default(), false, &vars)
+            .unwrap()
+            .is_none());
+        let err = Gates::check(
+            &GateFlags {
+                scan: true,
+                out_dir: "/tmp/g".into(),
+                ..Default::default()
+            },
+            false,
+            &vars,
+        )
+        .err()
+        .unwrap();
+        assert!(err.0.starts_with("--scan needs `trivy`"), "{err}");
+    }
+
+    #[test]
+    fn the_tools_auth_file_is_private_and_goes_away() {
+        use std::os::unix::fs::PermissionsExt;
+        let c = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let a = ToolAuth::new(Some(&c), "127.0.0.1:5001").unwrap().unwrap();
+        let f = a.dir.join("config.json");
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(std::fs::read_to_string(&f)
+            .unwrap()
+            .contains("127.0.0.1:5001"));
+        let dir = a.dir.clone();
+        drop(a);
+        assert!(!dir.exists());
+        assert!(ToolAuth::new(None, "h").unwrap().is_none());
+    }
+}

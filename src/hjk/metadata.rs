@@ -1,0 +1,87 @@
+//! The release metadata file (`--metadata-file`): what a release published, for tools and
+//! people to read instead of logs, and what `hjk images merge` reads from per-architecture
+//! runs. The schema is documented in README ("Release metadata"); `schema` changes when a field
+//! changes meaning. It never holds a secret.
+
+use crate::error::UserError;
+use crate::platform::Platform;
+use camino::Utf8Path;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub schema: u32,
+    /// The repository, e.g. `ghcr.io/gilmanlab/headjack`.
+    pub registry: String,
+    pub version: Option<String>,
+    /// `true` for a `--push-by-digest` run: per-platform images only, no index, no tags.
+    pub partial: bool,
+    /// Variants in graph order, parents first.
+    pub variants: Vec<VariantRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantRecord {
+    pub name: String,
+    pub parent: Option<String>,
+    /// The index (manifest list) digest; `null` in a partial file.
+    pub index_digest: Option<String>,
+    /// The public tags that point at the index (after promotion), e.g. `dind`, `dind-v1.4.0`.
+    pub tags: Vec<String>,
+    /// `<registry>@<parent's index digest>`; `null` for the root or in a partial file.
+    pub parent_ref: Option<String>,
+    pub platforms: BTreeMap<Platform, PlatformRecord>,
+    /// SBOM files written for this variant (the gates step fills this).
+    pub sbom: Vec<String>,
+    /// Whether the index was signed (the gates step fills this).
+    pub signed: bool,
+    /// The scan verdict (`passed`, `failed`), or `null` when no scan ran.
+    pub scan: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformRecord {
+    /// The per-platform manifest digest.
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    /// The content-addressed staging tag the manifest was pushed under.
+    pub stage_tag: String,
+    /// The fingerprint of every input (the `io.agent-images.fingerprint` label).
+    pub fingerprint: String,
+    /// `<registry>@<parent's digest for this platform>`, what it was built FROM.
+    pub base: Option<String>,
+    /// `built` or `reused` (already in the registry with the same inputs).
+    pub result: String,
+}
+
+impl Metadata {
+    pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    pub fn read(path: &Utf8Path) -> Result<Metadata, UserError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UserError(format!("cannot read metadata file {path}: {e}")))?;
+        let m: Metadata = serde_json::from_str(&text)
+            .map_err(|e| UserError(format!("malformed metadata file {path}: {e}")))?;
+        if m.schema != SCHEMA {
+            return Err(UserError(format!(
+                "metadata file {path} has schema {}, this hjk reads {SCHEMA}",
+                m.schema
+            )));
+        }
+        Ok(m)
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&VariantRecord> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}

@@ -1,0 +1,361 @@
+//! Registry reads and index writes for a release, through the `oci-client` crate (no
+//! hand-written HTTP): manifests by tag or digest with the exact bytes their digest is of, image
+//! configs (labels, layer diff ids), and manifest lists pushed by digest or under a tag.
+//!
+//! A loopback registry (`localhost`, `127.0.0.0/8`, `[::1]`) is spoken to over plain HTTP, the
+//! way Apple's `--scheme auto` and dockerd's default insecure range treat it; every other host
+//! over HTTPS.
+
+use crate::error::{Interrupted, UserError};
+use crate::image_ref::ImageRef;
+use anyhow::{anyhow, Result};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::future::Future;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const ACCEPT: [&str; 4] = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+
+/// Whether `host` (with an optional port) is a loopback address, spoken to over plain HTTP.
+pub fn plain_http(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A manifest as the registry stores it: the bytes, their digest and media type.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub digest: String,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: i64,
+    #[serde(default)]
+    pub platform: Option<PlatformField>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlatformField {
+    pub architecture: String,
+    pub os: String,
+}
+
+/// The fields of an image manifest or an index a release reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parsed {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+impl Manifest {
+    pub fn parsed(&self) -> Result<Parsed> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| anyhow!("the registry returned a manifest that is not JSON: {e}"))
+    }
+
+    pub fn is_index(&self) -> bool {
+        self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
+    }
+}
+
+/// What a release reads from an image config: labels and the layer chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    pub architecture: String,
+    pub labels: BTreeMap<String, String>,
+    pub diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawConfig {
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    config: Option<RawInner>,
+    #[serde(default)]
+    rootfs: Option<RawRootfs>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawInner {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRootfs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+/// One repository in one registry, with the credentials a release resolved.
+pub struct Registry {
+    client: Client,
+    auth: RegistryAuth,
+    host: String,
+    repository: String,
+    user: Option<String>,
+}
+
+impl Registry {
+    /// `repo` is the release's repository (`ghcr.io/gilmanlab/headjack`); `creds` the user name
+    /// and password, or `None` to read anonymously.
+    pub fn new(repo: &ImageRef, creds: Option<crate::hjk::auth::Credentials>) -> Registry {
+        let host = repo.registry().to_string();
+        let protocol = if plain_http(&host) {
+            ClientProtocol::HttpsExcept(vec![host.clone()])
+        } else {
+            ClientProtocol::Https
+        };
+        let client = Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        });
+        let user = creds.as_ref().map(|c| c.username.clone());
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        Registry {
+            client,
+            auth,
+            host,
+            repository: repo.repository().to_string(),
+            user,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `<host>/<repository>`, the name tags and digests are appended to.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.host, self.repository)
+    }
+
+    /// A tag or a `sha256:` digest in this repository.
+    fn reference(&self, tag_or_digest: &str) -> Reference {
+        if tag_or_digest.starts_with("sha256:") {
+            Reference::with_digest(
+                self.host.clone(),
+                self.repository.clone(),
+                tag_or_digest.into(),
+            )
+        } else {
+            Reference::with_tag(
+                self.host.clone(),
+                self.repository.clone(),
+                tag_or_digest.into(),
+            )
+        }
+    }
+
+    /// The manifest under a tag or digest, or `None` if the registry has none.
+    pub async fn manifest(&self, tag_or_digest: &str) -> Result<Option<Manifest>> {
+        let r = self.reference(tag_or_digest);
+        let got = guarded(self.client.pull_manifest_raw(&r, &self.auth, &ACCEPT)).await?;
+        match got {
+            Ok((bytes, digest)) => {
+                let media_type = serde_json::from_slice::<Parsed>(&bytes)
+                    .ok()
+                    .and_then(|p| p.media_type)
+                    .unwrap_or_else(|| OCI_MANIFEST.to_string());
+                Ok(Some(Manifest {
+                    bytes: bytes.to_vec(),
+                    digest,
+                    media_type,
+                }))
+            }
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.failed(e, &format!("reading {}:{tag_or_digest}", self.name()))),
+        }
+    }
+
+    /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).
+    pub async fn digest_of(&self, tag: &str) -> Result<Option<String>> {
+        let r = self.reference(tag);
+        match guarded(self.client.fetch_manifest_digest(&r, &self.auth)).await? {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(self.failed(e, &format!("reading {}:{tag}", self.name()))),
+        }
+    }
+
+    /// The config an image manifest names.
+    pub async fn config(&self, manifest: &Manifest) -> Result<ImageConfig> {
+        let parsed = manifest.parsed()?;
+        let config = parsed
+            .config
+            .ok_or_else(|| anyhow!("manifest {} names no config", manifest.digest))?;
+        let r = self.reference(&manifest.digest);
+        let mut buf: Vec<u8> = Vec::new();
+        guarded(self.client.pull_blob(&r, config.digest.as_str(), &mut buf))
+            .await?
+            .map_err(|e| self.failed(e, &format!("reading config {}", config.digest)))?;
+        let raw: RawConfig = serde_json::from_slice(&buf)
+            .map_err(|e| anyhow!("config {} is not an image config: {e}", config.digest))?;
+        Ok(ImageConfig {
+            architecture: raw.architecture,
+            labels: raw.config.and_then(|c| c.labels).unwrap_or_default(),
+            diff_ids: raw.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+        })
+    }
+
+    /// Pushes manifest bytes under a tag, or by their own digest (`sha256:...`: untagged).
+    pub async fn put_manifest(
+        &self,
+        tag_or_digest: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let r = self.reference(tag_or_digest);
+        let content_type = media_type
+            .parse()
+            .map_err(|_| anyhow!("bad media type {media_type}"))?;
+        guarded(
+            self.client
+                .push_manifest_raw(&r, bytes.to_vec(), content_type),
+        )
+        .await?
+        .map_err(|e| self.failed(e, &format!("pushing {}:{tag_or_digest}", self.name())))?;
+        Ok(())
+    }
+
+    /// Rejected credentials are one line for the user to fix (exit 2); everything else a
+    /// failure with the registry's own words.
+    fn failed(&self, e: OciDistributionError, doing: &str) -> anyhow::Error {
+        if unauthorized(&e) {
+            let who = match &self.user {
+                Some(u) => format!("the credentials of {u}"),
+                None => "anonymous access (no credentials found)".into(),
+            };
+            return UserError(format!(
+                "registry {} refused {who} (401 Unauthorized) while {doing}; check the password or token, or pick another --auth mode",
+                self.host
+            ))
+            .into();
+        }
+        anyhow!("registry {}: {doing}: {e}", self.host)
+    }
+}
+
+fn unauthorized(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)),
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        _ => false,
+    }
+}
+
+fn not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+            matches!(
+                x.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        _ => false,
+    }
+}
+
+/// Runs a registry call, but stops at once on Ctrl-C/SIGTERM (the temporary auth store is then
+/// removed by the unwinding workflow).
+async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, Interrupted> {
+    tokio::select! {
+        v = fut => Ok(v),
+        why = crate::interrupt::wait() => Err(why),
+    }
+}
+
+/// The digest of manifest bytes, as registries compute it.
+pub fn digest_of_bytes(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        crate::fingerprint::hex(&sha2::Sha256::digest(bytes))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_plain_http() {
+        for h in [
+            "127.0.0.1:5001",
+            "localhost:5000",
+            "localhost",
+            "[::1]:5000",
+            "127.1.2.3",
+        ] {
+            assert!(plain_http(h), "{h}");
+        }
+        for h in [
+            "ghcr.io",
+            "registry.example:5000",
+            "10.0.0.1:5000",
+            "[2001:db8::1]:5000",
+        ] {
+            assert!(!plain_http(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn manifests_and_indexes_parse() {
+        let m = Manifest {
+            bytes: br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"x","digest":"sha256:c","size":1},"layers":[{"mediaType":"l","digest":"sha256:a","size":2}]}"#.to_vec(),
+            digest: "sha256:m".into(),
+            media_type: DOCKER_MANIFEST.into(),
+        };
+        let p = m.parsed().unwrap();
+        assert_eq!(p.config.unwrap().digest, "sha256:c");
+        assert_eq!(p.layers[0].digest, "sha256:a");
+        assert!(!m.is_index());
+        assert_eq!(
+            digest_of_bytes(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

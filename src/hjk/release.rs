@@ -1,0 +1,1224 @@
+//! `hjk images release` and `hjk images merge`: publish the hierarchy by digest, parents first.
+//!
+//! A release runs in phases, each one named function:
+//! 1. [`check`]: gates, engine limits and credentials, before anything is built or pushed;
+//! 2. [`survey`]: per platform, which variants the registry already has with the same inputs
+//!    (the fingerprint label on the image under its content-addressed staging tag);
+//! 3. [`stage`]: per platform (the platforms concurrently), build what is not there, each
+//!    child FROM `<registry>@<parent's digest for that platform>`, and push it to its staging
+//!    tag; record the digests;
+//! 4. [`assemble`]: per variant, the index (manifest list) of its platforms, pushed by digest,
+//!    untagged;
+//! 5. [`verify`]: read everything back: every platform in each index, base labels equal to the
+//!    parent digests, each child's layers beginning with its parent's;
+//! 6. gates ([`crate::hjk::gates::run`]): SBOM, signature, scan of the staged digests;
+//! 7. [`promote`]: only now do the public tags `<variant>` and `<variant>-<version>` move;
+//! 8. the metadata file.
+//!
+//! `--push-by-digest` stops after 3 (a partial metadata file); `merge` starts at 4 from such
+//! files, so two machines give the same indexes and tags as one.
+
+use super::auth::{self, AuthMode, AuthSettings, Credentials, LoginStore};
+use super::gates::{self, GateFlags, Gates};
+use super::metadata::{Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::registry::{self, Manifest, Registry};
+use super::variants::Graph;
+use crate::backend::{ReleaseNeeds, Remote, Stage};
+use crate::build::BuildRequest;
+use crate::engine::Engine;
+use crate::error::UserError;
+use crate::fingerprint::{self, Fingerprint};
+use crate::image_ref::ImageRef;
+use crate::platform::Platform;
+use anyhow::{anyhow, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+
+/// What `hjk images release` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReleaseSpec {
+    pub variants: Vec<String>,
+    pub platforms: Vec<Platform>,
+    pub registry: ImageRef,
+    pub version: Option<String>,
+    pub base_image: Option<ImageRef>,
+    pub push_by_digest: bool,
+    pub metadata_file: Option<Utf8PathBuf>,
+    pub gates: GateFlags,
+    pub auth: AuthSettings,
+    pub remote: Remote,
+    pub no_cache: bool,
+}
+
+/// One variant of the hierarchy, as a release needs it.
+#[derive(Debug, Clone)]
+struct Unit {
+    name: String,
+    parent: Option<usize>,
+    dockerfile: Utf8PathBuf,
+    context: Utf8PathBuf,
+    declared: BTreeSet<String>,
+    /// Dockerfile and context, hashed once for every platform.
+    inputs: String,
+    /// The root's `BASE_IMAGE` default (may name `${TARGETARCH}`).
+    base_default: Option<String>,
+}
+
+/// One variant on one platform, after the survey or the build.
+#[derive(Debug, Clone)]
+struct Slot {
+    fingerprint: String,
+    stage_tag: String,
+    base: Option<String>,
+    /// Known once surveyed as present or once pushed.
+    digest: Option<String>,
+    media_type: String,
+    size: i64,
+    reused: bool,
+    seconds: f64,
+}
+
+/// One row of the summary (and of `--progress json`'s result).
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub variant: String,
+    pub platform: String,
+    pub result: String,
+    pub seconds: f64,
+    pub digest: Option<String>,
+}
+
+fn units(graph: &Graph, wanted: &[String]) -> Result<Vec<Unit>> {
+    let mut names: Vec<&str> = Vec::new();
+    for w in wanted {
+        for v in graph.chain(w)? {
+            if !names.contains(&v.name.as_str()) {
+                names.push(&v.name);
+            }
+        }
+    }
+    names.sort_by_key(|n| graph.variants.iter().position(|v| v.name == *n));
+    let mut out: Vec<Unit> = Vec::new();
+    for n in names {
+        let v = graph.get(n)?;
+        let dockerfile = graph.dockerfile(v)?;
+        let text = std::fs::read_to_string(&dockerfile)?;
+        let context = graph.dir(v);
+        let inputs = super::images::hash_context(
+            &context,
+            Fingerprint::new().add("dockerfile-path", dockerfile.file_name().unwrap_or("")),
+        )?
+        .finish();
+        out.push(Unit {
+            name: v.name.clone(),
+            parent: v
+                .parent
+                .as_ref()
+                .and_then(|p| out.iter().position(|u| &u.name == p)),
+            dockerfile,
+            context,
+            declared: crate::build::declared_args(&text),
+            inputs,
+            base_default: super::images::base_arg_default(&text),
+        });
+    }
+    Ok(out)
+}
+
+/// The root's base for one platform: `--base-image`, else the Dockerfile's default with
+/// `TARGETARCH` filled in.
+fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) -> Option<String> {
+    match spec_base {
+        Some(b) => Some(b.to_string()),
+        None => unit.base_default.as_ref().map(|d| {
+            d.replace("${TARGETARCH}", p.arch())
+                .replace("$TARGETARCH", p.arch())
+        }),
+    }
+}
+
+/// `hjk images release`.
+pub async fn release_command(
+    engine: &mut Engine,
+    graph: &Graph,
+    spec: &ReleaseSpec,
+    vars: &BTreeMap<String, String>,
+) -> Result<u8> {
+    let started = Instant::now();
+    let units = units(graph, &spec.variants)?;
+    let (creds, gates) = check(engine, spec, vars).await?;
+    let registry = Registry::new(&spec.registry, creds.clone());
+    // with gates asked for, they run again (a scan against today's database, a signature)
+    let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
+    // the public indexes are read while the engine looks up the root base, not after
+    let (root_ids, published) =
+        futures_util::future::join(root_identities(engine, spec, &units), async {
+            match quick {
+                true => Some(read_public(&registry, spec, &units).await),
+                false => None,
+            }
+        })
+        .await;
+    let root_ids = root_ids?;
+    if let Some(published) = published {
+        if let Some((meta, rows)) = unchanged(&registry, spec, &units, &root_ids, published?)? {
+            engine
+                .reporter()
+                .info("every tag already points at an index built from these inputs");
+            finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+            return Ok(crate::error::EXIT_OK);
+        }
+    }
+    let mut slots = survey(engine, &registry, spec, &units, &root_ids).await?;
+    let needs_build = slots.values().any(|s| !s.reused);
+    let login = match (&creds, spec.auth.mode, needs_build) {
+        (Some(c), mode, true) if mode != AuthMode::DockerConfig => Some(
+            LoginStore::open(
+                engine,
+                c,
+                registry.host(),
+                registry::plain_http(registry.host()),
+                vars,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let staged = stage(engine, &registry, spec, &units, &mut slots).await;
+    if let Some(l) = login {
+        l.close(engine).await;
+    }
+    let rows = staged?;
+    let mut meta = record(spec, &registry, &units, &slots);
+    if spec.push_by_digest || engine.dry_run() {
+        if engine.dry_run() {
+            engine.note("then: push each variant's index by digest, verify, promote the tags");
+        } else {
+            finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+        }
+        return Ok(crate::error::EXIT_OK);
+    }
+    let gated = Gated {
+        gates: gates.as_ref(),
+        dirs: gates::variant_dirs(graph),
+        creds: creds.as_ref(),
+    };
+    let held = publish(
+        engine,
+        &registry,
+        spec.version.as_deref(),
+        &gated,
+        &mut meta,
+    )
+    .await?;
+    finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+    held.map_or(Ok(crate::error::EXIT_OK), Err)
+}
+
+/// The gates of a release, with what they need besides the metadata.
+struct Gated<'a> {
+    gates: Option<&'a Gates>,
+    /// Each variant's directory, for its `.trivyignore`.
+    dirs: BTreeMap<String, Utf8PathBuf>,
+    creds: Option<&'a Credentials>,
+}
+
+/// `hjk images digest`: the variant's index digest from a metadata file (or its only platform's
+/// digest in a one-platform partial file), else the local image's digest or id.
+pub async fn digest_command(
+    session: &super::Session,
+    variant: &str,
+    file: Option<&Utf8Path>,
+) -> Result<u8> {
+    let from_file = match file.filter(|f| f.exists()) {
+        Some(f) => Metadata::read(f)?.variant(variant).and_then(|v| {
+            v.index_digest.clone().or_else(|| {
+                (v.platforms.len() == 1)
+                    .then(|| v.platforms.values().next().map(|r| r.digest.clone()))
+                    .flatten()
+            })
+        }),
+        None => None,
+    };
+    let digest = match from_file {
+        Some(d) => d,
+        None => {
+            let tag = session.spec.registry.with_tag(variant)?;
+            let info = session
+                .engine
+                .inspect(&[&tag])
+                .await?
+                .pop()
+                .unwrap_or_default();
+            match info.digest.or(info.id) {
+                Some(d) if info.exists => d,
+                _ => {
+                    return Err(UserError(format!(
+                        "no digest for {variant}: not in the metadata file and {tag} is not a local image (build or release it first)"
+                    ))
+                    .into())
+                }
+            }
+        }
+    };
+    session
+        .engine
+        .reporter()
+        .result(format!("{digest}\n"), serde_json::json!({"digest": digest}));
+    Ok(crate::error::EXIT_OK)
+}
+
+/// What `hjk images merge` was asked to do.
+#[derive(Debug, Clone)]
+pub struct MergeSpec {
+    pub files: Vec<Utf8PathBuf>,
+    /// Where `variants.yaml` is, if here (each variant's `.trivyignore` for the scan gate).
+    pub images_dir: Utf8PathBuf,
+    pub version: Option<String>,
+    pub metadata_file: Option<Utf8PathBuf>,
+    pub gates: GateFlags,
+    pub auth: AuthSettings,
+}
+
+/// `hjk images merge A.json B.json`: the indexes and tags of a one-machine release, from the
+/// per-platform digests of `--push-by-digest` runs.
+pub async fn merge_command(
+    engine: &mut Engine,
+    spec: &MergeSpec,
+    vars: &BTreeMap<String, String>,
+) -> Result<u8> {
+    let started = Instant::now();
+    let parts: Vec<Metadata> = spec
+        .files
+        .iter()
+        .map(|f| Metadata::read(f))
+        .collect::<Result<_, _>>()?;
+    let mut meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
+    let repo = crate::hjk::config::parse_registry(&meta.registry)?;
+    let gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
+    let creds = auth::resolve(&spec.auth, vars, engine, repo.registry()).await?;
+    let registry = Registry::new(&repo, creds.clone());
+    let gated = Gated {
+        gates: gates.as_ref(),
+        dirs: gates::dirs_if_present(&spec.images_dir),
+        creds: creds.as_ref(),
+    };
+    let held = publish(
+        engine,
+        &registry,
+        spec.version.as_deref(),
+        &gated,
+        &mut meta,
+    )
+    .await?;
+    let rows: Vec<Row> = meta
+        .variants
+        .iter()
+        .flat_map(|v| {
+            v.platforms.iter().map(|(p, r)| Row {
+                variant: v.name.clone(),
+                platform: p.to_string(),
+                result: "merged".into(),
+                seconds: 0.0,
+                digest: Some(r.digest.clone()),
+            })
+        })
+        .collect();
+    finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+    held.map_or(Ok(crate::error::EXIT_OK), Err)
+}
+
+/// Several partial files into one: the same registry and variants, disjoint platforms.
+fn combine(
+    parts: &[Metadata],
+    version: Option<&str>,
+    files: &[Utf8PathBuf],
+) -> Result<Metadata, UserError> {
+    let first = parts
+        .first()
+        .ok_or_else(|| UserError("merge needs at least one metadata file".into()))?;
+    let mut out = Metadata {
+        schema: SCHEMA,
+        registry: first.registry.clone(),
+        version: version.map(String::from).or_else(|| first.version.clone()),
+        partial: false,
+        variants: Vec::new(),
+    };
+    for (m, f) in parts.iter().zip(files) {
+        if m.registry != first.registry {
+            return Err(UserError(format!(
+                "{f} is for registry {}, {} for {}; merge files of one release",
+                m.registry, files[0], first.registry
+            )));
+        }
+        if m.version != first.version {
+            return Err(UserError(format!(
+                "{f} was built for version {:?}, {} for {:?}; the version is part of every image",
+                m.version, files[0], first.version
+            )));
+        }
+        for v in &m.variants {
+            let slot = match out.variants.iter().position(|o| o.name == v.name) {
+                Some(i) => &mut out.variants[i],
+                None => {
+                    out.variants.push(VariantRecord {
+                        platforms: BTreeMap::new(),
+                        index_digest: None,
+                        tags: Vec::new(),
+                        parent_ref: None,
+                        ..v.clone()
+                    });
+                    out.variants.last_mut().expect("just pushed")
+                }
+            };
+            for (p, r) in &v.platforms {
+                if slot.platforms.insert(*p, r.clone()).is_some() {
+                    return Err(UserError(format!(
+                        "{} for {p} is in more than one file; merge one file per platform",
+                        v.name
+                    )));
+                }
+            }
+        }
+    }
+    let all: BTreeSet<Platform> = out
+        .variants
+        .iter()
+        .flat_map(|v| v.platforms.keys().copied())
+        .collect();
+    for v in &out.variants {
+        if let Some(p) = all.iter().find(|p| !v.platforms.contains_key(p)) {
+            return Err(UserError(format!(
+                "variant {} has no {p} image in these files; every variant needs every platform",
+                v.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Phase 1: everything that can refuse the release does so before anything is built or pushed:
+/// the gates, the engine's limits, and the credentials (a wrong password is exit 2 here).
+async fn check(
+    engine: &mut Engine,
+    spec: &ReleaseSpec,
+    vars: &BTreeMap<String, String>,
+) -> Result<(Option<Credentials>, Option<Gates>)> {
+    let plain_http = registry::plain_http(spec.registry.registry());
+    let gates = Gates::check(&spec.gates, plain_http, vars)?;
+    engine.configure(&spec.remote)?;
+    engine
+        .check_release(&ReleaseNeeds {
+            platforms: spec.platforms.clone(),
+            login: spec.auth.mode != AuthMode::DockerConfig,
+        })
+        .await?;
+    let creds = auth::resolve(&spec.auth, vars, engine, spec.registry.registry()).await?;
+    Ok((creds, gates))
+}
+
+/// The identity of a root base named by tag: its local image id per platform (one inspect),
+/// so a new base image changes the fingerprint. A digest-pinned base is its own identity.
+async fn root_identities(
+    engine: &Engine,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+) -> Result<BTreeMap<Platform, String>> {
+    let Some(root) = units.first() else {
+        return Ok(BTreeMap::new());
+    };
+    let mut refs: Vec<(Platform, ImageRef)> = Vec::new();
+    for p in &spec.platforms {
+        if let Some(b) = root_base(spec.base_image.as_ref(), root, *p) {
+            if let Ok(r) = ImageRef::parse(&b) {
+                if r.digest().is_none() {
+                    refs.push((*p, r));
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if refs.is_empty() {
+        return Ok(out);
+    }
+    let infos = engine
+        .inspect(&refs.iter().map(|(_, r)| r).collect::<Vec<_>>())
+        .await?;
+    for ((p, _), info) in refs.iter().zip(infos) {
+        if let Some(id) = info.id {
+            out.insert(*p, id);
+        }
+    }
+    Ok(out)
+}
+
+/// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
+fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
+    let mut tags = vec![name.to_string()];
+    if let Some(v) = version {
+        tags.push(format!("{name}-{v}"));
+    }
+    tags
+}
+
+/// The no-op check: every public tag already points at an index whose per-platform entries
+/// carry the fingerprints these inputs give (each child's computed from its parent's digest in
+/// the parent's index). All reads go out at once, so this costs one round trip per tag, not per
+/// image. `None` when anything differs; the release then goes through every phase.
+/// What the public tags point at: per variant, the index under its last tag and the digests
+/// of its other tags, all read at once.
+struct Published {
+    indexes: Vec<Option<Manifest>>,
+    heads: Vec<Option<String>>,
+}
+
+async fn read_public(registry: &Registry, spec: &ReleaseSpec, units: &[Unit]) -> Result<Published> {
+    let version = spec.version.as_deref();
+    let tags: Vec<Vec<String>> = units
+        .iter()
+        .map(|u| public_tags(&u.name, version))
+        .collect();
+    let reads = tags
+        .iter()
+        .map(|t| registry.manifest(t.last().expect("a tag")));
+    let heads = tags
+        .iter()
+        .filter(|t| t.len() > 1)
+        .map(|t| registry.digest_of(&t[0]));
+    let (indexes, heads) = futures_util::future::join(
+        futures_util::future::join_all(reads),
+        futures_util::future::join_all(heads),
+    )
+    .await;
+    Ok(Published {
+        indexes: indexes.into_iter().collect::<Result<_>>()?,
+        heads: heads.into_iter().collect::<Result<_>>()?,
+    })
+}
+
+fn unchanged(
+    registry: &Registry,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+    root_ids: &BTreeMap<Platform, String>,
+    published: Published,
+) -> Result<Option<(Metadata, Vec<Row>)>> {
+    let version = spec.version.as_deref();
+    let tags: Vec<Vec<String>> = units
+        .iter()
+        .map(|u| public_tags(&u.name, version))
+        .collect();
+    let indexes = published.indexes;
+    let mut heads = published.heads.into_iter();
+    let mut digests: BTreeMap<(usize, Platform), String> = BTreeMap::new();
+    let mut variants = Vec::new();
+    let mut rows = Vec::new();
+    for ((i, u), index) in units.iter().enumerate().zip(indexes) {
+        let Some(index) = index else { return Ok(None) };
+        if !index.is_index() {
+            return Ok(None);
+        }
+        if tags[i].len() > 1 && heads.next().flatten() != Some(index.digest.clone()) {
+            return Ok(None);
+        }
+        let parsed = index.parsed()?;
+        if parsed.manifests.len() != spec.platforms.len() {
+            return Ok(None);
+        }
+        let mut platforms = BTreeMap::new();
+        for p in &spec.platforms {
+            let Some(d) = parsed.manifests.iter().find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|x| x.architecture == p.arch())
+            }) else {
+                return Ok(None);
+            };
+            let base = match u.parent {
+                Some(pi) => Some(format!("{}@{}", registry.name(), digests[&(pi, *p)])),
+                None => root_base(spec.base_image.as_ref(), u, *p),
+            };
+            let root_id = root_ids.get(p).filter(|_| u.parent.is_none());
+            let fp = fingerprint_of(u, *p, version, base.as_deref(), root_id.map(String::as_str));
+            if d.annotations.get(fingerprint::LABEL) != Some(&fp) {
+                return Ok(None);
+            }
+            digests.insert((i, *p), d.digest.clone());
+            rows.push(Row {
+                variant: u.name.clone(),
+                platform: p.to_string(),
+                result: "reused".into(),
+                seconds: 0.0,
+                digest: Some(d.digest.clone()),
+            });
+            platforms.insert(
+                *p,
+                PlatformRecord {
+                    digest: d.digest.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    stage_tag: format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]),
+                    fingerprint: fp,
+                    base,
+                    result: "reused".into(),
+                },
+            );
+        }
+        variants.push(VariantRecord {
+            name: u.name.clone(),
+            parent: u.parent.map(|p| units[p].name.clone()),
+            index_digest: Some(index.digest.clone()),
+            tags: tags[i].clone(),
+            parent_ref: u.parent.and_then(|p| {
+                variants
+                    .get(p)
+                    .and_then(|v: &VariantRecord| v.index_digest.clone())
+                    .map(|d| format!("{}@{d}", registry.name()))
+            }),
+            platforms,
+            sbom: Vec::new(),
+            signed: false,
+            scan: None,
+        });
+    }
+    let meta = Metadata {
+        schema: SCHEMA,
+        registry: registry.name(),
+        version: spec.version.clone(),
+        partial: false,
+        variants,
+    };
+    Ok(Some((meta, rows)))
+}
+
+fn fingerprint_of(
+    unit: &Unit,
+    p: Platform,
+    version: Option<&str>,
+    base: Option<&str>,
+    root_id: Option<&str>,
+) -> String {
+    Fingerprint::new()
+        .add("inputs", &unit.inputs)
+        .add("platform", p.to_string())
+        .add("version", version.unwrap_or(""))
+        .add("base", base.unwrap_or(""))
+        .add("root-base-id", root_id.unwrap_or(""))
+        .finish()
+}
+
+/// Phase 2: per platform and variant, whether the registry already has an image built from
+/// the same inputs. A child's inputs include its parent's digest, so the walk stops reusing at
+/// the first variant that must be built.
+async fn survey(
+    engine: &Engine,
+    registry: &Registry,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+    root_ids: &BTreeMap<Platform, String>,
+) -> Result<BTreeMap<(usize, Platform), Slot>> {
+    let mut slots = BTreeMap::new();
+    for p in &spec.platforms {
+        for (i, u) in units.iter().enumerate() {
+            let base = match u.parent {
+                Some(pi) => {
+                    let parent: &Slot = &slots[&(pi, *p)];
+                    match (&parent.digest, parent.reused) {
+                        (Some(d), true) => Some(format!("{}@{d}", registry.name())),
+                        // the parent is rebuilt: so is every child
+                        _ => None,
+                    }
+                }
+                None => root_base(spec.base_image.as_ref(), u, *p),
+            };
+            let parent_rebuilt = u.parent.is_some() && base.is_none();
+            // a child's parent digest already carries the root base's identity
+            let root_id = root_ids.get(p).filter(|_| u.parent.is_none());
+            let fp = fingerprint_of(
+                u,
+                *p,
+                spec.version.as_deref(),
+                base.as_deref(),
+                root_id.map(String::as_str),
+            );
+            let stage_tag = format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]);
+            let mut slot = Slot {
+                fingerprint: fp.clone(),
+                stage_tag: stage_tag.clone(),
+                base,
+                digest: None,
+                media_type: String::new(),
+                size: 0,
+                reused: false,
+                seconds: 0.0,
+            };
+            if !parent_rebuilt && !spec.no_cache {
+                if let Some(m) = registry.manifest(&stage_tag).await? {
+                    if !m.is_index() {
+                        let cfg = registry.config(&m).await?;
+                        if cfg.labels.get(fingerprint::LABEL) == Some(&fp) {
+                            slot.digest = Some(m.digest.clone());
+                            slot.media_type = m.media_type.clone();
+                            slot.size = m.bytes.len() as i64;
+                            slot.reused = true;
+                        }
+                    }
+                }
+            }
+            if slot.reused {
+                engine.reporter().info(&format!(
+                    "{} ({p}) is in the registry with the same inputs",
+                    u.name
+                ));
+            }
+            slots.insert((i, *p), slot);
+        }
+    }
+    Ok(slots)
+}
+
+/// Phase 3: builds and pushes what the survey did not find, parents first on each platform,
+/// the platforms concurrently (arm64 under emulation overlaps amd64).
+async fn stage(
+    engine: &Engine,
+    registry: &Registry,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+    slots: &mut BTreeMap<(usize, Platform), Slot>,
+) -> Result<Vec<Row>> {
+    let tmp = tempfile::Builder::new().prefix("hjk-release-").tempdir()?;
+    let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
+        .map_err(|p| anyhow!("non-UTF-8 temp dir {}", p.display()))?;
+    let lanes = spec.platforms.iter().map(|p| {
+        let mine: BTreeMap<usize, Slot> = units
+            .iter()
+            .enumerate()
+            .map(|(i, _)| (i, slots[&(i, *p)].clone()))
+            .collect();
+        lane(engine, registry, spec, units, *p, mine, &tmp_path)
+    });
+    let results = futures_util::future::join_all(lanes).await;
+    let mut rows = Vec::new();
+    let mut first_err = None;
+    for (p, r) in spec.platforms.iter().zip(results) {
+        match r {
+            Ok(mine) => {
+                for (i, s) in mine {
+                    rows.push(Row {
+                        variant: units[i].name.clone(),
+                        platform: p.to_string(),
+                        result: if s.reused { "reused" } else { "built" }.into(),
+                        seconds: s.seconds,
+                        digest: s.digest.clone(),
+                    });
+                    slots.insert((i, *p), s);
+                }
+            }
+            Err(e) => {
+                // an interruption wins over whatever else failed
+                if first_err.is_none() || crate::error::interruption(&e).is_some() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    rows.sort_by_key(|r| {
+        (
+            units.iter().position(|u| u.name == r.variant),
+            r.platform.clone(),
+        )
+    });
+    Ok(rows)
+}
+
+/// One platform's chain, parents first.
+async fn lane(
+    engine: &Engine,
+    registry: &Registry,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+    p: Platform,
+    mut mine: BTreeMap<usize, Slot>,
+    tmp: &Utf8Path,
+) -> Result<BTreeMap<usize, Slot>> {
+    let plain_http = registry::plain_http(registry.host());
+    for (i, u) in units.iter().enumerate() {
+        if mine[&i].reused {
+            continue;
+        }
+        // the parent's digest on this platform is known now (reused or just pushed)
+        let base = match u.parent {
+            Some(pi) => {
+                let d = mine[&pi]
+                    .digest
+                    .clone()
+                    .unwrap_or_else(|| format!("<digest of {} {p}>", units[pi].name));
+                Some(format!("{}@{d}", registry.name()))
+            }
+            None => mine[&i].base.clone(),
+        };
+        let fp = if u.parent.is_some() {
+            fingerprint_of(u, p, spec.version.as_deref(), base.as_deref(), None)
+        } else {
+            mine[&i].fingerprint.clone()
+        };
+        let stage_tag = format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]);
+        let tag = spec.registry.with_tag(&stage_tag)?;
+        let mut req = BuildRequest::new(u.context.clone(), u.dockerfile.clone(), tag.clone());
+        req.platforms = vec![p];
+        req.declared_args = Some(u.declared.clone());
+        req.no_cache = spec.no_cache;
+        req.labels.insert(fingerprint::LABEL.into(), fp.clone());
+        if let Some(v) = &spec.version {
+            req.build_args.insert("VERSION".into(), v.clone());
+            req.labels.insert(LABEL_VERSION.into(), v.clone());
+        }
+        if let Some(b) = &base {
+            if u.parent.is_some() || spec.base_image.is_some() {
+                req.build_args.insert("BASE_IMAGE".into(), b.clone());
+            }
+            req.labels.insert(LABEL_BASE_NAME.into(), b.clone());
+            if let Some((_, d)) = b.split_once('@') {
+                req.labels.insert(LABEL_BASE_DIGEST.into(), d.to_string());
+            }
+        }
+        let stage = Stage {
+            tag,
+            digest_file: tmp.join(format!("{}-{}.digest", u.name, p.arch())),
+            plain_http,
+        };
+        engine
+            .reporter()
+            .info(&format!("building {} ({p}) -> {}", u.name, stage.tag));
+        let started = Instant::now();
+        let reported = engine.stage(&req, &stage).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (digest, media_type, size) = if engine.dry_run() {
+            (None, String::new(), 0)
+        } else {
+            let m = pushed(registry, &stage_tag, reported).await?;
+            (
+                Some(m.digest.clone()),
+                m.media_type.clone(),
+                m.bytes.len() as i64,
+            )
+        };
+        mine.insert(
+            i,
+            Slot {
+                fingerprint: fp,
+                stage_tag,
+                base,
+                digest,
+                media_type,
+                size,
+                reused: false,
+                seconds,
+            },
+        );
+    }
+    Ok(mine)
+}
+
+/// The manifest just pushed: by the digest the engine reported, else under its staging tag.
+async fn pushed(
+    registry: &Registry,
+    stage_tag: &str,
+    reported: Option<String>,
+) -> Result<Manifest> {
+    let key = reported.unwrap_or_else(|| stage_tag.to_string());
+    registry.manifest(&key).await?.ok_or_else(|| {
+        anyhow!(
+            "{}:{key} is not in the registry right after pushing it",
+            registry.name()
+        )
+    })
+}
+
+/// The metadata of what is staged (no indexes yet).
+fn record(
+    spec: &ReleaseSpec,
+    registry: &Registry,
+    units: &[Unit],
+    slots: &BTreeMap<(usize, Platform), Slot>,
+) -> Metadata {
+    Metadata {
+        schema: SCHEMA,
+        registry: registry.name(),
+        version: spec.version.clone(),
+        partial: spec.push_by_digest,
+        variants: units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| VariantRecord {
+                name: u.name.clone(),
+                parent: u.parent.map(|p| units[p].name.clone()),
+                index_digest: None,
+                tags: Vec::new(),
+                parent_ref: None,
+                platforms: spec
+                    .platforms
+                    .iter()
+                    .filter_map(|p| {
+                        let s = &slots[&(i, *p)];
+                        Some((
+                            *p,
+                            PlatformRecord {
+                                digest: s.digest.clone()?,
+                                media_type: s.media_type.clone(),
+                                size: s.size,
+                                stage_tag: s.stage_tag.clone(),
+                                fingerprint: s.fingerprint.clone(),
+                                base: s.base.clone(),
+                                result: if s.reused { "reused" } else { "built" }.into(),
+                            },
+                        ))
+                    })
+                    .collect(),
+                sbom: Vec::new(),
+                signed: false,
+                scan: None,
+            })
+            .collect(),
+    }
+}
+
+/// Phases 4 to 7 on staged per-platform digests: indexes by digest, verification, gates,
+/// promotion. The same code for a one-machine release and a merge. Returns the error to end
+/// with when the gates held a variant back (its tags stayed where they were).
+async fn publish(
+    engine: &Engine,
+    registry: &Registry,
+    version: Option<&str>,
+    gated: &Gated<'_>,
+    meta: &mut Metadata,
+) -> Result<Option<anyhow::Error>> {
+    let indexes = assemble(engine, registry, meta).await?;
+    verify(registry, meta).await?;
+    let (moves, held) = match gated.gates {
+        Some(g) => {
+            let p = g.run(engine, meta, &gated.dirs, gated.creds).await?;
+            (p.moves.clone(), p.held_error())
+        }
+        None => (meta.variants.iter().map(|v| v.name.clone()).collect(), None),
+    };
+    promote(engine, registry, version, meta, &indexes, &moves).await?;
+    Ok(held)
+}
+
+/// The index of one variant: its platforms in a fixed order, so the same per-platform digests
+/// always give the same index bytes and digest, from one machine or from a merge.
+pub fn index_bytes(platforms: &BTreeMap<Platform, PlatformRecord>) -> (Vec<u8>, &'static str) {
+    let docker = platforms
+        .values()
+        .all(|r| r.media_type == registry::DOCKER_MANIFEST);
+    let media_type = if docker {
+        registry::DOCKER_LIST
+    } else {
+        registry::OCI_INDEX
+    };
+    let manifests: Vec<serde_json::Value> = platforms
+        .iter()
+        .map(|(p, r)| {
+            serde_json::json!({
+                "mediaType": r.media_type,
+                "digest": r.digest,
+                "size": r.size,
+                "platform": {"architecture": p.arch(), "os": "linux"},
+                // what the image was built from, so a no-op release is one read per variant
+                "annotations": {fingerprint::LABEL: r.fingerprint},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": manifests,
+    });
+    (serde_json::to_vec(&index).unwrap_or_default(), media_type)
+}
+
+/// Phase 4: each variant's index, pushed by its own digest (no tag yet) unless the registry
+/// has it already.
+async fn assemble(
+    engine: &Engine,
+    registry: &Registry,
+    meta: &mut Metadata,
+) -> Result<BTreeMap<String, (Vec<u8>, &'static str)>> {
+    let mut out = BTreeMap::new();
+    for v in &mut meta.variants {
+        let (bytes, media_type) = index_bytes(&v.platforms);
+        let digest = registry::digest_of_bytes(&bytes);
+        if registry.manifest(&digest).await?.is_none() {
+            engine.reporter().info(&format!(
+                "pushing the {} index {}@{digest}",
+                v.name,
+                registry.name()
+            ));
+            registry.put_manifest(&digest, &bytes, media_type).await?;
+        }
+        v.index_digest = Some(digest);
+        out.insert(v.name.clone(), (bytes, media_type));
+    }
+    let by_name: BTreeMap<String, String> = meta
+        .variants
+        .iter()
+        .filter_map(|v| Some((v.name.clone(), v.index_digest.clone()?)))
+        .collect();
+    for v in &mut meta.variants {
+        v.parent_ref = v
+            .parent
+            .as_ref()
+            .and_then(|p| by_name.get(p))
+            .map(|d| format!("{}@{d}", registry.name()));
+    }
+    Ok(out)
+}
+
+/// Phase 5: reads every index, manifest and config back from the registry: every platform is
+/// in each index, a child's base labels name its parent's digest for that platform, and its
+/// layers begin with its parent's layers.
+async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
+    let mut diff_ids: BTreeMap<(String, Platform), Vec<String>> = BTreeMap::new();
+    for v in &meta.variants {
+        let digest = v.index_digest.as_deref().unwrap_or_default();
+        let index = registry
+            .manifest(digest)
+            .await?
+            .ok_or_else(|| anyhow!("index {digest} of {} is missing from the registry", v.name))?;
+        let listed: BTreeMap<String, String> = index
+            .parsed()?
+            .manifests
+            .iter()
+            .filter_map(|m| Some((m.platform.as_ref()?.architecture.clone(), m.digest.clone())))
+            .collect();
+        for (p, r) in &v.platforms {
+            if listed.get(p.arch()) != Some(&r.digest) {
+                return Err(anyhow!(
+                    "verification failed: the {} index does not list {p} as {}",
+                    v.name,
+                    r.digest
+                ));
+            }
+            let m = registry.manifest(&r.digest).await?.ok_or_else(|| {
+                anyhow!("{} {p} {} is missing from the registry", v.name, r.digest)
+            })?;
+            let cfg = registry.config(&m).await?;
+            if cfg.architecture != p.arch() {
+                return Err(anyhow!(
+                    "verification failed: {} {p} is a {} image",
+                    v.name,
+                    cfg.architecture
+                ));
+            }
+            if let Some(parent) = &v.parent {
+                let want = meta
+                    .variant(parent)
+                    .and_then(|pv| pv.platforms.get(p))
+                    .map(|pr| pr.digest.clone())
+                    .unwrap_or_default();
+                if cfg.labels.get(LABEL_BASE_DIGEST) != Some(&want) {
+                    return Err(anyhow!(
+                        "verification failed: {} {p} has {LABEL_BASE_DIGEST}={:?}, its parent {parent} is {want}",
+                        v.name,
+                        cfg.labels.get(LABEL_BASE_DIGEST)
+                    ));
+                }
+                let pl = &diff_ids[&(parent.clone(), *p)];
+                if cfg.diff_ids.len() <= pl.len() || cfg.diff_ids[..pl.len()] != pl[..] {
+                    return Err(anyhow!(
+                        "verification failed: the layers of {} {p} do not begin with those of {parent}",
+                        v.name
+                    ));
+                }
+            }
+            diff_ids.insert((v.name.clone(), *p), cfg.diff_ids);
+        }
+    }
+    Ok(())
+}
+
+/// Phase 7: the public tags `<variant>` and `<variant>-<version>` move to the verified (and
+/// gated) index. A tag already there is left alone, so a no-op release writes nothing.
+async fn promote(
+    engine: &Engine,
+    registry: &Registry,
+    version: Option<&str>,
+    meta: &mut Metadata,
+    indexes: &BTreeMap<String, (Vec<u8>, &'static str)>,
+    moves: &[String],
+) -> Result<()> {
+    for v in meta.variants.iter_mut().filter(|v| moves.contains(&v.name)) {
+        let digest = v.index_digest.clone().unwrap_or_default();
+        let (bytes, media_type) = &indexes[&v.name];
+        let tags = public_tags(&v.name, version);
+        for t in &tags {
+            if registry.digest_of(t).await?.as_deref() != Some(digest.as_str()) {
+                engine
+                    .reporter()
+                    .info(&format!("tagging {}:{t} -> {digest}", registry.name()));
+                registry.put_manifest(t, bytes, media_type).await?;
+            }
+        }
+        v.tags = tags;
+    }
+    Ok(())
+}
+
+fn finish(
+    engine: &Engine,
+    file: Option<&Utf8Path>,
+    meta: &Metadata,
+    rows: &[Row],
+    started: Instant,
+) -> Result<()> {
+    if let Some(f) = file {
+        meta.write(f)?;
+    }
+    let mut text = format!(
+        "{:<12} {:<14} {:<8} {:>8}  {}\n",
+        "VARIANT", "PLATFORM", "RESULT", "TIME", "DIGEST"
+    );
+    for r in rows {
+        text.push_str(&format!(
+            "{:<12} {:<14} {:<8} {:>7.1}s  {}\n",
+            r.variant,
+            r.platform,
+            r.result,
+            r.seconds,
+            r.digest.as_deref().unwrap_or("-")
+        ));
+    }
+    for v in &meta.variants {
+        if let Some(d) = &v.index_digest {
+            text.push_str(&format!(
+                "{:<12} {:<14} {:<8} {:>8}  {d} {}\n",
+                v.name,
+                "index",
+                if meta.partial { "staged" } else { "tagged" },
+                "",
+                v.tags
+                    .iter()
+                    .map(|t| format!("{}:{t}", meta.registry))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "released in {:.1}s\n",
+        started.elapsed().as_secs_f64()
+    ));
+    engine
+        .reporter()
+        .result(text, serde_json::json!({"rows": rows, "metadata": meta}));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(digest: &str, media_type: &str) -> PlatformRecord {
+        PlatformRecord {
+            digest: digest.into(),
+            media_type: media_type.into(),
+            size: 10,
+            stage_tag: "t".into(),
+            fingerprint: "f".into(),
+            base: None,
+            result: "built".into(),
+        }
+    }
+
+    #[test]
+    fn the_index_is_the_same_bytes_whatever_the_order_platforms_arrived_in() {
+        let mut a = BTreeMap::new();
+        a.insert(
+            Platform::LinuxArm64,
+            rec("sha256:b", registry::DOCKER_MANIFEST),
+        );
+        a.insert(
+            Platform::LinuxAmd64,
+            rec("sha256:a", registry::DOCKER_MANIFEST),
+        );
+        let (bytes, mt) = index_bytes(&a);
+        assert_eq!(mt, registry::DOCKER_LIST);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.find("sha256:a").unwrap() < text.find("sha256:b").unwrap(),
+            "{text}"
+        );
+        a.insert(
+            Platform::LinuxArm64,
+            rec("sha256:b", registry::OCI_MANIFEST),
+        );
+        assert_eq!(index_bytes(&a).1, registry::OCI_INDEX);
+    }
+
+    fn partial(platform: Platform, digest: &str) -> Metadata {
+        let mut platforms = BTreeMap::new();
+        platforms.insert(platform, rec(digest, registry::DOCKER_MANIFEST));
+        Metadata {
+            schema: SCHEMA,
+            registry: "127.0.0.1:5001/hjk".into(),
+            version: Some("v1.0.0".into()),
+            partial: true,
+            variants: vec![VariantRecord {
+                name: "base".into(),
+                parent: None,
+                index_digest: None,
+                tags: vec![],
+                parent_ref: None,
+                platforms,
+                sbom: vec![],
+                signed: false,
+                scan: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn merge_combines_platforms_and_refuses_overlaps_and_gaps() {
+        let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
+        let m = combine(
+            &[
+                partial(Platform::LinuxArm64, "sha256:b"),
+                partial(Platform::LinuxAmd64, "sha256:a"),
+            ],
+            None,
+            &files,
+        )
+        .unwrap();
+        assert_eq!(m.variants[0].platforms.len(), 2);
+        assert!(!m.partial);
+        let err = combine(
+            &[
+                partial(Platform::LinuxArm64, "sha256:b"),
+                partial(Platform::LinuxArm64, "sha256:c"),
+            ],
+            None,
+            &files,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("more than one file"), "{err}");
+        let mut other = partial(Platform::LinuxAmd64, "sha256:a");
+        other.registry = "ghcr.io/x/y".into();
+        let err = combine(
+            &[partial(Platform::LinuxArm64, "sha256:b"), other],
+            None,
+            &files,
+        )
+        .unwrap_err();
+        assert!(err.0.contains("is for registry ghcr.io/x/y"), "{err}");
+    }
+}
