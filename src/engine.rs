@@ -228,7 +228,7 @@ impl Engine {
         self.backend.configure(remote)
     }
 
-    /// Probes what the engine is (docker: buildx or classic), then refuses a release it cannot
+    /// Runs the build probes (which builder the engine has), then refuses a release it cannot
     /// do, before anything is built or pushed.
     pub async fn check_release(&self, needs: &ReleaseNeeds) -> Result<()> {
         let mut probe_req = BuildRequest::new(
@@ -245,6 +245,11 @@ impl Engine {
         }
         self.backend.check_release(needs)?;
         Ok(())
+    }
+
+    /// The files the engine keeps its registry logins in (see [`Backend::login_files`]).
+    pub fn login_files(&self, vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
+        self.backend.login_files(vars)
     }
 
     /// How the engine's commands will find the credentials of a login into `dir`.

@@ -334,6 +334,10 @@ impl Backend for Docker {
         store
     }
 
+    fn login_files(&self, vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
+        super::docker_config_file(vars).into_iter().collect()
+    }
+
     fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation {
         // dockerd treats 127.0.0.0/8 as an insecure registry by default: nothing to add
         self.cli

@@ -203,6 +203,12 @@ pub trait Backend: OutputParser + Send + Sync {
     /// environment to set and what to carry over from the user's own configuration.
     fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore;
 
+    /// The files this engine keeps its registry logins in, most specific first (each in the
+    /// `{"auths": {host: {"auth": base64}}}` shape, possibly naming a credential helper).
+    fn login_files(&self, _vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
+        Vec::new()
+    }
+
     /// `login --password-stdin` into the store at `dir`; the password goes on stdin only.
     fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation;
 
@@ -257,6 +263,14 @@ pub struct ReleaseNeeds {
     pub platforms: Vec<Platform>,
     /// Whether the release logs in (any auth mode but docker-config).
     pub login: bool,
+}
+
+/// docker's client config file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub(crate) fn docker_config_file(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+    match vars.get("DOCKER_CONFIG") {
+        Some(d) => Some(Utf8PathBuf::from(d).join("config.json")),
+        None => crate::dirs::home(vars).map(|h| h.join(".docker/config.json")),
+    }
 }
 
 /// A registry login: user name and the secret, which only ever goes to a child's stdin.

@@ -14,7 +14,7 @@ use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
 use crate::report::Step;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 
 /// The name podman stores a locally built image under: names without a registry host get
@@ -254,6 +254,19 @@ impl Backend for Podman {
             )],
             ..Default::default()
         }
+    }
+
+    /// `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, then docker's config,
+    /// the order podman reads them in.
+    fn login_files(&self, vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
+        let mut out: Vec<Utf8PathBuf> = Vec::new();
+        out.extend(vars.get("REGISTRY_AUTH_FILE").map(Utf8PathBuf::from));
+        out.extend(
+            vars.get("XDG_RUNTIME_DIR")
+                .map(|d| Utf8PathBuf::from(d).join("containers/auth.json")),
+        );
+        out.extend(super::docker_config_file(vars));
+        out
     }
 
     fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation {

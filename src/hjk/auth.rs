@@ -1,7 +1,7 @@
 //! Registry credentials for a release, in five modes (`--auth`, `HJK_AUTH`,
 //! `images.auth.mode`):
 //! - `docker-config` (default): whatever the engine is already logged in with; the registry
-//!   reads use the same stored credentials (docker config / podman auth file, with credential
+//!   reads use the same stored credentials (the engine's login files, with credential
 //!   helpers);
 //! - `ghcr`: `GITHUB_ACTOR` + `GITHUB_TOKEN`;
 //! - `gcp`: `oauth2accesstoken` + `gcloud auth print-access-token`;
@@ -207,28 +207,14 @@ async fn secret_output(
     Ok(s)
 }
 
-/// The credentials the engine is already logged in with for `host`: podman's auth file, then
-/// docker's config (`auths`, then `credHelpers`/`credsStore` through `docker-credential-*`).
+/// The credentials the engine is already logged in with for `host`: its login files in the
+/// order it reads them (`auths`, then a `credHelpers`/`credsStore` credential helper).
 async fn stored(
     vars: &BTreeMap<String, String>,
     engine: &Engine,
     host: &str,
 ) -> Result<Option<Credentials>> {
-    let mut files: Vec<Utf8PathBuf> = Vec::new();
-    if let Some(f) = vars.get("REGISTRY_AUTH_FILE") {
-        files.push(f.into());
-    }
-    if let Some(d) = vars.get("XDG_RUNTIME_DIR") {
-        files.push(Utf8PathBuf::from(d).join("containers/auth.json"));
-    }
-    match vars.get("DOCKER_CONFIG") {
-        Some(d) => files.push(Utf8PathBuf::from(d).join("config.json")),
-        None => {
-            if let Some(h) = crate::dirs::home(vars) {
-                files.push(h.join(".docker/config.json"));
-            }
-        }
-    }
+    let files = engine.login_files(vars);
     for f in files {
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;

@@ -123,8 +123,8 @@ impl Gates {
     }
 }
 
-/// A `DOCKER_CONFIG` directory for the tools (they read the docker config, not podman's auth
-/// file): `config.json` with the release's credentials, 0600 in a 0700 directory, removed
+/// A `DOCKER_CONFIG` directory for the tools (they read that client config, whatever engine
+/// built the images): `config.json` with the release's credentials, 0600 in a 0700 directory, removed
 /// when dropped. None in docker-config mode, where the tools use the user's own config.
 struct ToolAuth {
     _dir: tempfile::TempDir,
