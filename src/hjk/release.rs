@@ -195,7 +195,7 @@ pub async fn release_command(
         l.close(engine).await;
     }
     let rows = staged?;
-    let mut meta = record(spec, &registry, &units, &slots);
+    let meta = record(spec, &registry, &units, &slots);
     if spec.push_by_digest || engine.dry_run() {
         if engine.dry_run() {
             engine.note("then: push each variant's index by digest, verify, promote the tags");
@@ -209,15 +209,29 @@ pub async fn release_command(
         dirs: gates::variant_dirs(graph),
         creds: creds.as_ref(),
     };
-    let held = publish(
-        engine,
-        &registry,
-        spec.version.as_deref(),
-        &gated,
-        &mut meta,
+    let version = spec.version.as_deref();
+    let file = spec.metadata_file.as_deref();
+    conclude(
+        engine, &registry, version, &gated, meta, &rows, file, started,
     )
-    .await?;
-    finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+    .await
+}
+
+/// Publishes the staged release (see [`publish`]), writes the metadata file and the summary,
+/// and ends with the gates' error when they held a variant back (exit 1).
+#[allow(clippy::too_many_arguments)]
+async fn conclude(
+    engine: &Engine,
+    registry: &Registry,
+    version: Option<&str>,
+    gated: &Gated<'_>,
+    mut meta: Metadata,
+    rows: &[Row],
+    file: Option<&Utf8Path>,
+    started: Instant,
+) -> Result<u8> {
+    let held = publish(engine, registry, version, gated, &mut meta).await?;
+    finish(engine, file, &meta, rows, started)?;
     held.map_or(Ok(crate::error::EXIT_OK), Err)
 }
 
@@ -299,7 +313,7 @@ pub async fn merge_command(
         .iter()
         .map(|f| Metadata::read(f))
         .collect::<Result<_, _>>()?;
-    let mut meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
+    let meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
     let gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
     let creds = auth::resolve(&spec.auth, vars, engine, repo.registry()).await?;
@@ -309,14 +323,6 @@ pub async fn merge_command(
         dirs: gates::dirs_if_present(&spec.images_dir),
         creds: creds.as_ref(),
     };
-    let held = publish(
-        engine,
-        &registry,
-        spec.version.as_deref(),
-        &gated,
-        &mut meta,
-    )
-    .await?;
     let rows: Vec<Row> = meta
         .variants
         .iter()
@@ -330,8 +336,12 @@ pub async fn merge_command(
             })
         })
         .collect();
-    finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
-    held.map_or(Ok(crate::error::EXIT_OK), Err)
+    let version = spec.version.as_deref();
+    let file = spec.metadata_file.as_deref();
+    conclude(
+        engine, &registry, version, &gated, meta, &rows, file, started,
+    )
+    .await
 }
 
 /// Several partial files into one: the same registry and variants, disjoint platforms.
