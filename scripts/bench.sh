@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Whole-process ratios, measured in one run with hyperfine on real podman:
-#   1. a cold `ocx build` vs the raw `podman build` of the same rendered Dockerfile and context
+# Whole-process ratios, measured with hyperfine on the real engines. ocx:
+#   1. cold: `ocx build` vs the raw `podman build` of the same generated Dockerfile and context
 #      (target <= 1.05): what ocx adds around the engine;
-#   2. a no-op `ocx build` vs one `podman image inspect` (target <= 1.3);
-#   3. a no-op `hjk images release` of the three-variant release fixture (everything already in
+#   2. no-op: `ocx build` vs one `image inspect` of the base and the image, on podman and on
+#      docker (target <= 1.3);
+#   3. the same no-op when the base's build context holds 100k files the Dockerfile does not
+#      COPY (target <= 1.3): only COPY/ADD sources are hashed, alongside the inspect;
+#   4. edit -> shell on docker: after an edit of the base Dockerfile, `ocx build && ocx exec --
+#      true` vs the Dev Containers CLI's `up --remove-existing-container && exec true` on the
+#      same Dockerfile (target <= 0.8). `up` alone keeps the old container, edit or not.
+#   "Cold" means no image and no cached layers for either command (pruned before every run); the
+#   opencode binary image exists for both, since the raw build uses the same context.
+#   BENCH_OCX_CASES=1,2,3,4 picks cases; BENCH_RUNS / BENCH_NOOP_RUNS / BENCH_EDIT_RUNS set runs.
+# hjk:
+#   5. a no-op `hjk images release` of the three-variant release fixture (everything already in
 #      the password registry on 127.0.0.1:5001; the root pinned by digest, as images/base pins
 #      Ubuntu) vs one `skopeo inspect --raw` per variant (target <= 1.5): what deciding "nothing
 #      to do" costs over reading the registry;
-#   4. a one-machine amd64+arm64 release of tests/fixtures/hierarchy (apt installs systemd and
+#   6. a one-machine amd64+arm64 release of tests/fixtures/hierarchy (apt installs systemd and
 #      docker.io; --no-cache) vs the sum of the two per-arch releases (--push-by-digest,
 #      --no-cache) (target <= 0.8): how much the platforms overlap. BENCH_RELEASE_RUNS (default 1:
 #      arm64 apt under qemu takes minutes).
 # BENCH_ONLY=ocx or BENCH_ONLY=release runs one half.
-# "Cold" means no image and no cached layers for either command (pruned before every run);
-# the opencode binary is in ocx's cache for both, since the raw build uses the same context.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh bench
@@ -26,40 +34,111 @@ trap 'rm -rf "$work"' EXIT
 only=${BENCH_ONLY:-all}
 if [ "$only" != release ]; then
 version=1.18.18
+cases=${BENCH_OCX_CASES:-1,2,3,4}
+want() { [[ ",$cases," == *",$1,"* ]]; }
+export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}
+ratio() { # json-file label target
+  python3 - "$@" <<'PY'
+import json, sys
+f, label, target = sys.argv[1:]
+r = json.load(open(f))["results"]
+a, b = r[0]["mean"], r[1]["mean"]
+print(f"{label}: {r[0]['command']} {a*1000:.1f} ms / {r[1]['command']} {b*1000:.1f} ms = {a/b:.3f} (target <= {target})")
+PY
+}
+
+# --- 1 and 2: a base that is a plain image -------------------------------------------------
 base=local/debian:bookworm
 image=ocx-local-debian-bookworm:$version
-cat >"$work/ocx.json" <<JSON
-{"custom_base_image": "$base", "opencode_version": "$version", "opencode_source": "npm", "uid": 1000, "gid": 1000, "username": "dev"}
+mkdir -p "$work/plain"
+cat >"$work/plain/ocx.json" <<JSON
+{"custom_base_image": "$base", "opencode_version": "$version", "opencode_source": "npm", "uid": 1000, "gid": 1000}
 JSON
-export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}
-# one build to fetch the binary and keep the exact context ocx generates
-(cd "$work" && OCX_KEEP_CONTEXT="$work/ctx" "$ocx" --backend podman --progress plain build --force >/dev/null 2>&1)
-label=$(podman image inspect --format '{{index .Labels "io.agent-images.fingerprint"}}' "$image")
-raw=(podman build --format docker --tag bench-raw:1 --platform linux/amd64 --file "$work/ctx/Dockerfile"
-     --label "io.agent-images.fingerprint=$label" --pull=missing "$work/ctx")
-# -N runs prepare commands without a shell too, so the pruning lives in a script
-printf 'podman rmi -f %s bench-raw:1 >/dev/null 2>&1\npodman image prune -f >/dev/null 2>&1\ntrue\n' "$image" >"$work/prune.sh"
-prune="bash $work/prune.sh"
+if want 1; then
+  # one build to fetch the binary, build its image and keep the exact context ocx generates
+  (cd "$work/plain" && OCX_KEEP_CONTEXT="$work/ctx" "$ocx" --backend podman --progress plain build --force >/dev/null 2>&1)
+  label=$(podman image inspect --format '{{index .Labels "io.agent-images.fingerprint"}}' "$image")
+  raw=(podman build --format docker --tag bench-raw:1 --platform linux/amd64 --file "$work/ctx/final/Dockerfile"
+       --label "io.agent-images.fingerprint=$label" --pull=missing "$work/ctx/final")
+  # -N runs prepare commands without a shell too, so the pruning lives in a script
+  printf 'podman rmi -f %s bench-raw:1 >/dev/null 2>&1\npodman image prune -f >/dev/null 2>&1\ntrue\n' "$image" >"$work/prune.sh"
+  (cd "$work/plain" && hyperfine -N --style basic --runs "${BENCH_RUNS:-5}" --prepare "bash $work/prune.sh" \
+    --export-json "$work/cold.json" \
+    -n "ocx build (cold)" "$ocx --backend podman --progress plain build" \
+    -n "podman build (raw)" "${raw[*]}")
+fi
+if want 2; then
+  for engine in podman docker; do
+    (cd "$work/plain" && "$ocx" --backend $engine build >/dev/null 2>&1)
+    (cd "$work/plain" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
+      --export-json "$work/noop-$engine.json" \
+      -n "ocx build (no-op)" "$ocx --backend $engine build" \
+      -n "$engine image inspect" "$engine image inspect $base $image")
+  done
+fi
 
-cd "$work"
-hyperfine -N --style basic --runs "${BENCH_RUNS:-5}" --prepare "$prune" --export-json cold.json \
-  -n "ocx build (cold)" "$ocx --backend podman --progress plain build" \
-  -n "podman build (raw)" "${raw[*]}"
-"$ocx" --backend podman build >/dev/null 2>&1
-hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" --export-json noop.json \
-  -n "ocx build (no-op)" "$ocx --backend podman build" \
-  -n "podman image inspect" "podman image inspect $base $image"
-
-python3 - <<'PY'
-import json
-def ratio(f):
-    r = json.load(open(f))["results"]
-    return r[0]["mean"] / r[1]["mean"], r[0]["mean"], r[1]["mean"]
-c, co, cr = ratio("cold.json")
-n, no, ni = ratio("noop.json")
-print(f"cold build: ocx {co*1000:.0f} ms / raw podman build {cr*1000:.0f} ms = {c:.3f} (target <= 1.05)")
-print(f"no-op build: ocx {no*1000:.1f} ms / podman image inspect {ni*1000:.1f} ms = {n:.3f} (target <= 1.3)")
+# --- 3: a base built from a Dockerfile whose context holds 100k files ----------------------
+if want 3; then
+  big=$work/big
+  mkdir -p "$big/data"
+  python3 - "$big/data" <<'PY'
+import os, sys
+d = sys.argv[1]
+for i in range(100):
+    sub = os.path.join(d, f"d{i:03}")
+    os.mkdir(sub)
+    for j in range(1000):
+        with open(os.path.join(sub, f"f{j:04}"), "w") as f:
+            f.write(str(j))
 PY
+  echo "app" >"$big/app.txt"
+  printf 'FROM %s\nCOPY app.txt /app.txt\n' "$base" >"$big/Dockerfile"
+  cat >"$big/ocx.json" <<JSON
+{"custom_base_image": "bench-big/base", "custom_base_dockerfile": "Dockerfile", "opencode_version": "$version", "opencode_source": "npm", "uid": 1000, "gid": 1000}
+JSON
+  for engine in podman docker; do
+    (cd "$big" && "$ocx" --backend $engine build >/dev/null 2>&1)
+    (cd "$big" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
+      --export-json "$work/big-$engine.json" \
+      -n "ocx build (no-op, 100k files)" "$ocx --backend $engine build" \
+      -n "$engine image inspect" "$engine image inspect bench-big/base ocx-bench-big-base:$version")
+  done
+fi
+
+# --- 4: edit -> shell against the Dev Containers CLI on docker ------------------------------
+if want 4; then
+  dc_version=0.89.0
+  dc_dir=${XDG_CACHE_HOME}/ocx-bench/devcontainers-cli-$dc_version
+  [ -x "$dc_dir/node_modules/.bin/devcontainer" ] ||
+    npm install --no-audit --no-fund --silent --prefix "$dc_dir" "@devcontainers/cli@$dc_version"
+  dc=$dc_dir/node_modules/.bin/devcontainer
+  ws=$work/ws
+  mkdir -p "$ws/.devcontainer"
+  printf 'FROM %s\nRUN echo 0 >/etc/edit\n' "$base" >"$ws/.devcontainer/Dockerfile"
+  echo '{"build": {"dockerfile": "Dockerfile"}}' >"$ws/.devcontainer/devcontainer.json"
+  cat >"$ws/ocx.json" <<JSON
+{"custom_base_image": "bench-edit/base", "custom_base_dockerfile": ".devcontainer/Dockerfile", "opencode_version": "$version", "opencode_source": "npm"}
+JSON
+  # each run starts with a new edit of the RUN line, so the engine rebuilds that layer
+  # shellcheck disable=SC2016 # $(date) is for the generated script to expand, each run
+  printf 'sed -i "s/^RUN echo .* >/RUN echo $(date +%%s%%N) >/" %s\n' "$ws/.devcontainer/Dockerfile" >"$work/edit.sh"
+  printf '%s --backend docker build && %s --backend docker exec -- true\n' "$ocx" "$ocx" >"$work/ocx-edit.sh"
+  printf '%s up --workspace-folder %s --remove-existing-container >/dev/null && %s exec --workspace-folder %s true\n' \
+    "$dc" "$ws" "$dc" "$ws" >"$work/dc-edit.sh"
+  (cd "$ws" && hyperfine -N --style basic --warmup 1 --runs "${BENCH_EDIT_RUNS:-5}" --prepare "bash $work/edit.sh" \
+    --export-json "$work/edit.json" \
+    -n "ocx build && ocx exec" "bash $work/ocx-edit.sh" \
+    -n "devcontainer up && exec" "bash $work/dc-edit.sh")
+  docker ps -aq --filter "label=devcontainer.local_folder=$ws" | xargs -r docker rm -f >/dev/null 2>&1 || true
+fi
+
+echo
+want 1 && ratio "$work/cold.json" "cold build (podman)" 1.05
+want 2 && ratio "$work/noop-podman.json" "no-op build (podman)" 1.3
+want 2 && ratio "$work/noop-docker.json" "no-op build (docker)" 1.3
+want 3 && ratio "$work/big-podman.json" "no-op build, 100k-file base context (podman)" 1.3
+want 3 && ratio "$work/big-docker.json" "no-op build, 100k-file base context (docker)" 1.3
+want 4 && ratio "$work/edit.json" "edit -> shell (docker)" 0.8
 fi
 
 if [ "$only" != ocx ]; then

@@ -126,16 +126,18 @@ pub struct RunSpec {
     pub env_names: Vec<String>,
     /// `uid:gid` to run as.
     pub user: Option<(u32, u32)>,
+    /// Replaces the image's ENTRYPOINT (a probe runs `/bin/sh` whatever the image runs).
+    pub entrypoint: Option<String>,
     pub tty: bool,
     pub interactive: bool,
     pub platform: Option<Platform>,
     pub remove: bool,
 }
 
-/// The `ARG` names a Dockerfile declares, in any stage. Continuation lines and comments are
-/// handled the way the builders read them; quoting and defaults do not matter for the name.
-pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// A Dockerfile's instructions as logical lines: continuations joined, comment lines dropped
+/// (also inside a continuation), the way the builders read them.
+pub fn instructions(dockerfile: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut logical = String::new();
     for raw in dockerfile.lines() {
         let t = raw.trim();
@@ -149,6 +151,21 @@ pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
         }
         logical.push_str(t);
         let line = std::mem::take(&mut logical);
+        if !line.trim().is_empty() {
+            out.push(line);
+        }
+    }
+    if !logical.trim().is_empty() {
+        out.push(logical);
+    }
+    out
+}
+
+/// The `ARG` names a Dockerfile declares, in any stage. Quoting and defaults do not matter for
+/// the name.
+pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in instructions(dockerfile) {
         let mut words = line.split_whitespace();
         if words.next().is_some_and(|w| w.eq_ignore_ascii_case("ARG")) {
             for w in words {

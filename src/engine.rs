@@ -319,6 +319,23 @@ impl Engine {
         Ok(self.backend.staged_digest(&text))
     }
 
+    /// Runs a short container and captures what it printed (a probe of an image). It changes no
+    /// image, so it is read-only and `--dry-run` runs it too. A command the image does not have
+    /// is an answer ([`Ran::NoSuchCommand`]); any other failure is the engine's.
+    pub async fn run_captured(&self, spec: &RunSpec) -> Result<Ran> {
+        let inv = self.backend.run(spec).read_only();
+        let shown = inv.to_string();
+        let out = self.capture(inv).await?;
+        if out.success {
+            return Ok(Ran::Output(out));
+        }
+        if self.backend.missing_executable(&out) {
+            return Ok(Ran::NoSuchCommand);
+        }
+        let tail = out.tail().join(" ");
+        Err(self.engine_failed(&shown, tail.trim()))
+    }
+
     /// Runs a tool that is not the engine (npm, cosign, syft, trivy) and requires success.
     pub async fn tool(&self, inv: &Invocation) -> Result<Captured> {
         self.runner.check(inv, &NoParser).await
@@ -328,4 +345,12 @@ impl Engine {
     pub async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
         self.runner.stream(inv, &NoParser).await
     }
+}
+
+/// What [`Engine::run_captured`] found.
+#[derive(Debug)]
+pub enum Ran {
+    Output(Captured),
+    /// The image has no such command (a base without `/bin/sh`).
+    NoSuchCommand,
 }

@@ -134,12 +134,28 @@ impl DockerCli {
             let names: Vec<String> = string_list(entry, "RepoTags")
                 .chain(string_list(entry, "RepoDigests"))
                 .collect();
-            let hit = refs.iter().enumerate().find(|(i, r)| {
-                !taken[*i]
-                    && names
-                        .iter()
-                        .any(|n| names_match(r, n) || r.digest().is_some_and(|d| n.ends_with(d)))
-            });
+            // the name as written (podman: under `localhost/`) first, for every request: the
+            // full grammar check behind `names_match` costs ~60 ms once per process, as much
+            // as the whole inspect of a no-op build
+            let exact = |r: &ImageRef, n: &str| {
+                let n = n.strip_prefix("localhost/").unwrap_or(n);
+                n == r.as_str()
+                    || (r.name_as_written() == r.as_str()
+                        && n.strip_suffix(":latest") == Some(r.as_str()))
+            };
+            let free = |i: &usize| !taken[*i];
+            let hit = refs
+                .iter()
+                .enumerate()
+                .find(|(i, r)| free(i) && names.iter().any(|n| exact(r, n)))
+                .or_else(|| {
+                    refs.iter().enumerate().find(|(i, r)| {
+                        free(i)
+                            && names.iter().any(|n| {
+                                names_match(r, n) || r.digest().is_some_and(|d| n.ends_with(d))
+                            })
+                    })
+                });
             match hit {
                 Some((i, _)) => {
                     taken[i] = true;
@@ -245,7 +261,21 @@ pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
         a.push("--user".into());
         a.push(format!("{u}:{g}"));
     }
+    if let Some(e) = &spec.entrypoint {
+        a.push("--entrypoint".into());
+        a.push(e.clone());
+    }
     a
+}
+
+/// Whether a `run` failed because the command (or entrypoint) does not exist in the image:
+/// docker and podman both exit 127 and say so in runc's words.
+pub(crate) fn missing_executable(out: &Captured) -> bool {
+    let text = out.stderr.to_ascii_lowercase();
+    out.code == Some(127)
+        && (text.contains("no such file or directory")
+            || text.contains("executable file not found")
+            || text.contains("not found"))
 }
 
 /// One field of a CSV-parsed flag value (`--mount`): quoted when it holds `,` or `"`, the way

@@ -637,11 +637,15 @@ mod tests {
             interactive: true,
             platform: Some(Platform::LinuxArm64),
             remove: true,
+            entrypoint: Some("/bin/sh".into()),
         };
         assert_eq!(
             d.run(&spec).to_string(),
-            "docker run --rm --name ocx-run-1 -i -t --mount type=bind,source=/p,target=/p,readonly --workdir /p --env OPENAI_API_KEY --user 1000:1001 --platform linux/arm64 a:1 opencode"
+            "docker run --rm --name ocx-run-1 -i -t --mount type=bind,source=/p,target=/p,readonly --workdir /p --env OPENAI_API_KEY --user 1000:1001 --entrypoint /bin/sh --platform linux/arm64 a:1 opencode"
         );
+        let no_sh = Captured::failed(127, "docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown.\n");
+        assert!(d.missing_executable(&no_sh));
+        assert!(!d.missing_executable(&Captured::failed(1, "no such file or directory")));
     }
 
     #[test]

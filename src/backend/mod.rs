@@ -188,6 +188,12 @@ pub trait Backend: OutputParser + Send + Sync {
 
     fn run(&self, spec: &RunSpec) -> Invocation;
 
+    /// Whether a captured `run` failed because its command does not exist in the image (a
+    /// base with no `/bin/sh`), as opposed to the command failing or the engine failing.
+    fn missing_executable(&self, out: &Captured) -> bool {
+        compat::missing_executable(out)
+    }
+
     /// Takes the remote-builder choices a release passes through (buildx `--builder`, podman
     /// `--connection`); refuses one this engine has no such thing for.
     fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {

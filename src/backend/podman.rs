@@ -71,10 +71,11 @@ impl Podman {
 impl OutputParser for Podman {
     fn step(&self, line: &str) -> Option<Step> {
         use std::sync::OnceLock;
-        // buildah prefixes each platform's lines with `[linux/arm64] ` when building several
+        // buildah prefixes each platform's lines with `[linux/arm64] ` when building several,
+        // and each stage's with `[2/2] ` in a multi-stage build
         static RE: OnceLock<regex::Regex> = OnceLock::new();
         let re = RE.get_or_init(|| {
-            regex::Regex::new(r"^(?:\[[^\]]+\] )?STEP (\d+)/(\d+): (.*)$").expect("step")
+            regex::Regex::new(r"^(?:\[[^\]]+\] )*STEP (\d+)/(\d+): (.*)$").expect("step")
         });
         super::step_from(re, line)
     }
@@ -187,6 +188,10 @@ impl Backend for Podman {
 
     /// Podman reports locally built short names as `localhost/<name>`.
     fn names_match(&self, want: &ImageRef, engine_name: &str) -> bool {
+        // the common answers first: the full grammar check costs ~60 ms once per process
+        if engine_name == local_name(want) || engine_name == want.as_str() {
+            return true;
+        }
         let Ok(other) = ImageRef::parse(engine_name) else {
             return false;
         };
@@ -512,5 +517,9 @@ mod tests {
             (6, 12, "RUN sh setup")
         );
         assert_eq!(p.step("--> 1234abcd"), None);
+        let s = p
+            .step("[linux/amd64] [2/2] STEP 9/13: RUN [\"opencode\",\"--version\"]")
+            .unwrap();
+        assert_eq!((s.current, s.total), (9, 13), "platform and stage prefixes");
     }
 }

@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             .await
         }
         Command::Opencode { args } => {
-            let mut cmd = vec!["opencode".to_string()];
+            let mut cmd = vec![crate::ocx::dockerfile::BINARY_PATH.to_string()];
             cmd.extend(args);
             ocx::run(&ctx, cmd).await
         }

@@ -42,14 +42,21 @@ pub const KEYS: &[Key] = &[
         name: "custom_base_image",
         value_name: "IMAGE",
         help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version>",
-        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>`. Without any custom base, a built-in Debian base is used and the tag is `ocx:<version>`",
+        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>`. Without `custom_base_image` and `custom_base_dockerfile`, a built-in Debian base is used and the tag is `ocx:<version>`; with only a Dockerfile, the base is named `ocx-base-<project dirname>-<8 hex of the project path>`",
         alias: None,
     },
     Key {
         name: "custom_base_dockerfile",
         value_name: "PATH",
         help: "Dockerfile the base image is built from (rebuilt when it or what it COPYs changes)",
-        doc: "a path, looked up as `./<path>` in the project, then `~/.config/ocx/<project-dirname>/<path>`; the context is the directory it is in. The base is built only when missing (or `--rebuild-base`)",
+        doc: "a path, looked up as `./<path>` in the project, then `~/.config/ocx/<project-dirname>/<path>`. The base is built when missing, and rebuilt when the Dockerfile or a file it COPYs/ADDs changes (`.dockerignore` honored; or `--rebuild-base`). From the project's own `ocx.json` it must resolve inside the project or that config directory",
+        alias: None,
+    },
+    Key {
+        name: "custom_base_context",
+        value_name: "PATH",
+        help: "Build context of the base image, relative to the project (default: the Dockerfile's directory)",
+        doc: "the base's build context, relative to the project (e.g. `.` for a `.devcontainer/Dockerfile` that expects the project root); default: the directory the Dockerfile is in. Same rule as `custom_base_dockerfile` for the project's `ocx.json`",
         alias: None,
     },
     Key {
@@ -63,14 +70,14 @@ pub const KEYS: &[Key] = &[
         name: "opencode_source",
         value_name: "SOURCE",
         help: "Where opencode comes from: github, npm, file:<path> or an https:// URL template",
-        doc: "`github` (default; checked against GitHub's per-asset sha256 digest), `npm` (the `npm` CLI, so your registry config applies; checked against the sha512 integrity), `file:<path>` (`{asset}`, `{arch}`, `{version}` substituted; `<path>.sha256` checked if present), or a URL template (`<url>.sha256` must exist)",
+        doc: "`github` (default; checked against GitHub's per-asset sha256 digest), `npm` (the `npm` CLI, so your registry config applies; checked against the sha512 integrity), `file:<path>` (`{asset}`, `{arch}`, `{version}` substituted; `<path>.sha256` checked if present; relative to the project when set in its `ocx.json`), or a URL template (`<url>.sha256` must exist)",
         alias: None,
     },
     Key {
         name: "opencode_variant",
         value_name: "VARIANT",
-        help: "opencode build: standard, baseline (CPUs without AVX2), musl or baseline-musl",
-        doc: "`standard` (default), `baseline` (CPUs without AVX2), `musl` (Alpine bases) or `baseline-musl`: a deliberate choice, never detected from the build machine",
+        help: "opencode build: standard, baseline (CPUs without AVX2), musl or baseline-musl (default: musl if the base has a musl loader, else standard)",
+        doc: "`standard`, `baseline` (CPUs without AVX2), `musl` (Alpine bases; needs `libstdc++` and `libgcc` in the base) or `baseline-musl`. Unset: `musl` when the base image has `/lib/ld-musl-*`, else `standard` (the base decides, never the build machine). The build runs `opencode --version` as the container user, so a variant that cannot run on the base fails the build, naming this key",
         alias: None,
     },
     Key {
@@ -90,8 +97,8 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "username",
         value_name: "NAME",
-        help: "Container user name (default: developer, or root for UID 0)",
-        doc: "the container user; default `developer` (`root` for uid 0). A user that already holds the UID in the base (ubuntu:24.04's `ubuntu`) is renamed, not duplicated",
+        help: "Container user name (default: adopt the base's user that has the UID)",
+        doc: "unset (default): the base's user that holds `uid` is used as it is (name, home, shell, groups, sudo rules); else the base's non-root user gets `uid`/`gid` and its home is chowned; else a user `developer` is made. Set: that name wins (a user holding `uid` is renamed and its home moves to `/home/<name>`). `root` for uid 0",
         alias: None,
     },
     Key {
@@ -105,7 +112,7 @@ pub const KEYS: &[Key] = &[
         name: "gid",
         value_name: "GID",
         help: "Container user's primary GID (default: yours)",
-        doc: "the container user's primary GID; default: yours. A group that already has the GID is reused as the primary group",
+        doc: "the container user's primary GID; default: yours. A group that already has the GID becomes the user's primary group; otherwise the user's own group is renumbered",
         alias: None,
     },
 ];
@@ -121,16 +128,27 @@ pub fn key(name: &str) -> &'static Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
+    /// The user's own config file (`~/.config/ocx/ocx.json`): trusted like env and flags.
     File(Utf8PathBuf),
+    /// The project's `./ocx.json`, which comes with a cloned repository: the paths it names
+    /// must stay inside the project (see `super::paths`).
+    ProjectFile(Utf8PathBuf),
     Env(String),
     Flag(String),
+}
+
+impl Source {
+    /// Whether the value came with the project rather than from the user.
+    pub fn is_project(&self) -> bool {
+        matches!(self, Source::ProjectFile(_))
+    }
 }
 
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
-            Source::File(p) => write!(f, "{p}"),
+            Source::File(p) | Source::ProjectFile(p) => write!(f, "{p}"),
             Source::Env(v) => write!(f, "env {v}"),
             Source::Flag(v) => write!(f, "flag {v}"),
         }
@@ -250,13 +268,17 @@ impl fmt::Display for OpencodeSource {
 pub struct Config {
     pub custom_base_image: Option<ImageRef>,
     pub custom_base_dockerfile: Option<Utf8PathBuf>,
+    /// The base's build context, relative to the project.
+    pub custom_base_context: Option<Utf8PathBuf>,
     pub opencode_version: OpencodeVersion,
     pub opencode_source: OpencodeSource,
     /// Which upstream build: standard, baseline (no AVX2), musl (Alpine), baseline-musl.
-    pub opencode_variant: super::opencode::OpencodeVariant,
+    /// `None`: picked from the base image's libc.
+    pub opencode_variant: Option<super::opencode::OpencodeVariant>,
     pub backend: Option<BackendKind>,
     pub platforms: Vec<Platform>,
-    pub username: Username,
+    /// `None`: adopt the base's user (see `super::user`).
+    pub username: Option<Username>,
     pub uid: u32,
     pub gid: u32,
     /// key -> where its value came from
@@ -327,13 +349,17 @@ fn value_text(v: &serde_json::Value) -> Option<String> {
 
 /// Reads one config file, if it exists, into a layer. A syntax error names the file, line and
 /// column; an unknown key or a value of the wrong type names the key.
-pub fn read_file(path: &Utf8Path) -> Result<Option<Layer>, UserError> {
+pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserError> {
     let Some(text) = crate::config_file::read(path)? else {
         return Ok(None);
     };
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
         .map_err(|e| UserError(format!("malformed config {path}: {e}")))?;
-    let src = Source::File(path.to_owned());
+    let src = if project {
+        Source::ProjectFile(path.to_owned())
+    } else {
+        Source::File(path.to_owned())
+    };
     let mut layer = Layer::new();
     for (k, v) in &map {
         let Some(key) = KEYS.iter().find(|key| key.name == k) else {
@@ -362,11 +388,11 @@ pub fn load(project: &Utf8Path, env: &ConfigEnv, flags: &Flags) -> Result<Config
     let mut layer: Layer = BTreeMap::new();
     let mut files = Vec::new();
     if let Some(dir) = env.global_config_dir() {
-        files.push(dir.join("ocx.json"));
+        files.push((dir.join("ocx.json"), false));
     }
-    files.push(project.join("ocx.json"));
-    for f in files {
-        if let Some(l) = read_file(&f)? {
+    files.push((project.join("ocx.json"), true));
+    for (f, from_project) in files {
+        if let Some(l) = read_file(&f, from_project)? {
             layer.extend(l);
         }
     }
@@ -382,10 +408,18 @@ pub fn load(project: &Utf8Path, env: &ConfigEnv, flags: &Flags) -> Result<Config
             (v.clone(), Source::Flag(crate::ocx::config::key(key).flag())),
         );
     }
-    resolve(layer, env)
+    resolve(layer, env, project)
 }
 
-fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
+/// A path value: not empty, no control characters.
+fn path_value(key: &str, v: &str, s: &Source) -> Result<Utf8PathBuf, UserError> {
+    if v.is_empty() || v.chars().any(|c| c.is_control()) {
+        return Err(UserError(format!("invalid {key} {v:?} (from {s})")));
+    }
+    Ok(Utf8PathBuf::from(v))
+}
+
+fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Config, UserError> {
     let mut sources = BTreeMap::new();
     let mut take = |key: &'static str, default: Option<String>| -> Option<(String, Source)> {
         let v = layer
@@ -401,25 +435,30 @@ fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
 
     let custom_base_image = match take("custom_base_image", None) {
         // screened now; the grammar check runs in `Config::validate_base`
-        Some((v, s)) => Some(ImageRef::parse_deferred(&v).map_err(|e| at(e, &s))?),
+        Some((v, s)) => Some(
+            ImageRef::parse_deferred(&v)
+                .map_err(|e| at(UserError(format!("custom_base_image: {}", e.0)), &s))?,
+        ),
         None => None,
     };
     let custom_base_dockerfile = match take("custom_base_dockerfile", None) {
-        Some((v, s)) => {
-            if v.is_empty() || v.chars().any(|c| c.is_control()) {
-                return Err(at(
-                    UserError(format!("invalid custom_base_dockerfile {v:?}")),
-                    &s,
-                ));
-            }
-            Some(Utf8PathBuf::from(v))
-        }
+        Some((v, s)) => Some(path_value("custom_base_dockerfile", &v, &s)?),
+        None => None,
+    };
+    let custom_base_context = match take("custom_base_context", None) {
+        Some((v, s)) => Some(path_value("custom_base_context", &v, &s)?),
         None => None,
     };
     let (v, s) = take("opencode_version", Some("latest".into())).expect("default");
     let opencode_version = OpencodeVersion::parse(&v).map_err(|e| at(e, &s))?;
     let (v, s) = take("opencode_source", Some("github".into())).expect("default");
-    let opencode_source = OpencodeSource::parse(&v).map_err(|e| at(e, &s))?;
+    let mut opencode_source = OpencodeSource::parse(&v).map_err(|e| at(e, &s))?;
+    // a relative file: in the project's ocx.json means a file in the project
+    if let (OpencodeSource::File(p), true) = (&opencode_source, s.is_project()) {
+        if p.is_relative() {
+            opencode_source = OpencodeSource::File(project.join(p));
+        }
+    }
     let backend = match take("backend", None) {
         Some((v, s)) => Some(v.parse::<BackendKind>().map_err(|e| at(e, &s))?),
         None => None,
@@ -444,23 +483,30 @@ fn resolve(mut layer: Layer, env: &ConfigEnv) -> Result<Config, UserError> {
     let uid = id("uid", v, s)?;
     let (v, s) = take("gid", Some(env.host_gid.to_string())).expect("default");
     let gid = id("gid", v, s)?;
-    let default_user = if uid == 0 { "root" } else { "developer" };
-    let (v, s) = take("username", Some(default_user.into())).expect("default");
-    let username = Username::parse(&v).map_err(|e| at(e, &s))?;
-    if (uid == 0) != (username.as_str() == "root") {
-        return Err(at(
-            UserError(format!(
-                "username {:?} does not fit uid {uid}: root is uid 0 and uid 0 is root",
-                username.as_str()
-            )),
-            &s,
-        ));
-    }
-    let (v, s) = take("opencode_variant", Some("standard".into())).expect("default");
-    let opencode_variant = super::opencode::OpencodeVariant::parse(&v).map_err(|e| at(e, &s))?;
+    let username = match take("username", None) {
+        Some((v, s)) => {
+            let u = Username::parse(&v).map_err(|e| at(e, &s))?;
+            if (uid == 0) != (u.as_str() == "root") {
+                return Err(at(
+                    UserError(format!(
+                        "username {:?} does not fit uid {uid}: root is uid 0 and uid 0 is root",
+                        u.as_str()
+                    )),
+                    &s,
+                ));
+            }
+            Some(u)
+        }
+        None => None,
+    };
+    let opencode_variant = match take("opencode_variant", None) {
+        Some((v, s)) => Some(super::opencode::OpencodeVariant::parse(&v).map_err(|e| at(e, &s))?),
+        None => None,
+    };
     Ok(Config {
         custom_base_image,
         custom_base_dockerfile,
+        custom_base_context,
         opencode_version,
         opencode_source,
         opencode_variant,
@@ -483,7 +529,10 @@ impl Config {
                     .get("custom_base_image")
                     .map(|s| s.to_string())
                     .unwrap_or_default();
-                return Err(UserError(format!("{} (from {src})", e.0)));
+                return Err(UserError(format!(
+                    "custom_base_image: {} (from {src})",
+                    e.0
+                )));
             }
         }
         Ok(())
@@ -494,12 +543,13 @@ impl Config {
         match key {
             "custom_base_image" => self.custom_base_image.as_ref().map(|r| r.to_string()),
             "custom_base_dockerfile" => self.custom_base_dockerfile.as_ref().map(|p| p.to_string()),
+            "custom_base_context" => self.custom_base_context.as_ref().map(|p| p.to_string()),
             "opencode_version" => Some(self.opencode_version.to_string()),
             "opencode_source" => Some(self.opencode_source.to_string()),
-            "opencode_variant" => Some(self.opencode_variant.name().to_string()),
+            "opencode_variant" => self.opencode_variant.map(|v| v.name().to_string()),
             "backend" => self.backend.map(|b| b.to_string()),
             "platforms" => Some(Platform::join(&self.platforms)),
-            "username" => Some(self.username.as_str().to_string()),
+            "username" => self.username.as_ref().map(|u| u.as_str().to_string()),
             "uid" => Some(self.uid.to_string()),
             "gid" => Some(self.gid.to_string()),
             _ => None,
@@ -551,14 +601,37 @@ mod tests {
         flags.set("username", Some("flaguser".into()));
         let c = load(&project, &env, &flags).unwrap();
         assert_eq!(c.opencode_version, OpencodeVersion::Exact("1.2.3".into()));
-        assert_eq!(c.username.as_str(), "flaguser");
+        assert_eq!(c.username.unwrap().as_str(), "flaguser");
         assert_eq!((c.uid, c.gid), (42, 1235));
         assert_eq!(c.platforms, vec![Platform::LinuxArm64]);
         assert_eq!(c.sources["uid"], Source::Env("OCX_UID".into()));
         assert_eq!(c.sources["gid"], Source::Default);
         assert_eq!(
             c.sources["opencode_version"],
-            Source::File(project.join("ocx.json"))
+            Source::ProjectFile(project.join("ocx.json"))
+        );
+        assert!(c.sources["opencode_version"].is_project());
+        assert!(!c.sources["uid"].is_project());
+    }
+
+    #[test]
+    fn a_relative_file_source_in_the_project_config_is_in_the_project() {
+        let (_t, home, project) = dirs();
+        std::fs::write(
+            project.join("ocx.json"),
+            r#"{"opencode_source":"file:bins/{asset}"}"#,
+        )
+        .unwrap();
+        let c = load(&project, &env_with(&[], &home), &Flags::default()).unwrap();
+        assert_eq!(
+            c.opencode_source,
+            OpencodeSource::File(project.join("bins/{asset}"))
+        );
+        let env = env_with(&[("OCX_OPENCODE_SOURCE", "file:bins/{asset}")], &home);
+        let c = load(&project, &env, &Flags::default()).unwrap();
+        assert_eq!(
+            c.opencode_source,
+            OpencodeSource::File("bins/{asset}".into())
         );
     }
 
@@ -618,12 +691,12 @@ mod tests {
     }
 
     #[test]
-    fn a_root_host_building_for_uid_1000_gets_a_developer_user() {
+    fn username_is_unset_by_default_and_root_must_be_uid_0() {
         let (_t, home, project) = dirs();
         let mut env = env_with(&[("OCX_UID", "1000")], &home);
         env.host_uid = 0;
         let c = load(&project, &env, &Flags::default()).unwrap();
-        assert_eq!((c.username.as_str(), c.uid), ("developer", 1000));
+        assert_eq!((c.username, c.uid, c.opencode_variant), (None, 1000, None));
         let env = env_with(&[("OCX_USERNAME", "root")], &home);
         let err = load(&project, &env, &Flags::default()).unwrap_err();
         assert!(
@@ -633,12 +706,15 @@ mod tests {
     }
 
     #[test]
-    fn root_host_defaults_to_root_user() {
+    fn root_host_defaults_to_uid_0() {
         let (_t, home, project) = dirs();
         let mut env = env_with(&[], &home);
         env.host_uid = 0;
         env.host_gid = 0;
         let c = load(&project, &env, &Flags::default()).unwrap();
-        assert_eq!((c.username.as_str(), c.uid), ("root", 0));
+        assert_eq!((c.username, c.uid), (None, 0));
+        let env = env_with(&[("OCX_USERNAME", "dev"), ("OCX_UID", "0")], &home);
+        let err = load(&project, &env, &Flags::default()).unwrap_err();
+        assert!(err.0.contains("does not fit uid 0"), "{err}");
     }
 }

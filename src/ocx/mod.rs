@@ -1,30 +1,41 @@
 //! The ocx workflows: `ocx build`, `ocx opencode`, `ocx exec` and `ocx config show`.
 //!
 //! [`Project::ensure`] is the whole build, as named steps: `resolve_version`, `inspect_state`
-//! (the one engine call a no-op costs), `check_all` (every input and every build the engine
-//! would refuse, before any download or build), `fetch_binaries`, `build_base`, then
-//! `build_final` unless the fingerprint says the image is current.
+//! (the one engine call a no-op costs: base, opencode binary images and final image, while the
+//! base's inputs are hashed alongside), `check_all` (every build the engine would refuse, before
+//! any download or build), `fetch_binaries`, `build_base`, `base_facts` (one probe container per
+//! base image ID, cached), `build_binaries`, then `build_final` unless the fingerprint says the
+//! image is current.
 
+pub mod base;
+pub mod base_inputs;
 pub mod config;
 pub mod dockerfile;
 pub mod opencode;
+pub mod paths;
+pub mod probe;
+pub mod user;
 
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunSpec};
-use crate::engine::{Choice, Engine};
+use crate::engine::{Choice, Engine, Ran};
 use crate::error::{user_error, UserError};
-use crate::exec::Attach;
+use crate::exec::{Attach, CommandFailed};
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use crate::report::{self, ProgressMode, Reporter};
 use anyhow::{Context as _, Result};
-use camino::{Utf8Path, Utf8PathBuf};
-use config::{Config, ConfigEnv, Flags, KEYS};
-use opencode::{Binary, Fetcher};
+use base::{missing_base, resolve_base, Base};
+use camino::Utf8PathBuf;
+use config::{Config, ConfigEnv, Flags, Source, KEYS};
+use opencode::{Binary, Fetcher, OpencodeVariant};
+use paths::Trust;
+use probe::BaseFacts;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::sync::Arc;
+use user::UserPlan;
 
 /// Provider credentials passed into the container by name (`--env NAME`), so their values
 /// never appear in argv, logs or `--dry-run` output.
@@ -57,9 +68,13 @@ pub const PASSTHROUGH_ENV: &[&str] = &[
     "COLORTERM",
 ];
 
-/// Keep the generated build context in this directory instead of a temp dir that is removed
-/// after the build: for debugging, and for `scripts/bench.sh` to build the same context raw.
+/// Keep the generated build contexts in this directory (which must be new or empty) instead
+/// of temp dirs removed after the build: `final/` for the image, `opencode-<variant>-<arch>/`
+/// for a binary image. For debugging, and for `scripts/bench.sh` to build the same context raw.
 pub const ENV_KEEP_CONTEXT: &str = "OCX_KEEP_CONTEXT";
+
+/// The repository of the per-version opencode binary images.
+pub const BINARY_REPO: &str = "ocx-opencode";
 
 /// Everything a workflow run depends on from outside, so tests can build it explicitly.
 pub struct Context {
@@ -82,28 +97,6 @@ pub struct BuildOptions {
     pub rebuild_base: bool,
 }
 
-/// Where the FROM image comes from.
-enum Base {
-    /// An image that must already exist.
-    Image(ImageRef),
-    /// An image built from a Dockerfile when missing (or on --rebuild-base).
-    Dockerfile {
-        image: ImageRef,
-        dockerfile: Utf8PathBuf,
-        context: Utf8PathBuf,
-    },
-    /// The built-in default base.
-    Default(ImageRef),
-}
-
-impl Base {
-    fn image(&self) -> &ImageRef {
-        match self {
-            Base::Image(i) | Base::Dockerfile { image: i, .. } | Base::Default(i) => i,
-        }
-    }
-}
-
 /// A project ocx works on: its config, its engine and where its base comes from.
 pub struct Project {
     pub config: Config,
@@ -111,21 +104,46 @@ pub struct Project {
     base: Base,
     dir: Utf8PathBuf,
     vars: BTreeMap<String, String>,
-    cache_dir: Utf8PathBuf,
+    /// `~/.cache/ocx`: `opencode/` binaries, `bases/` probe answers.
+    cache_root: Utf8PathBuf,
+    trust: Trust,
+    keep_context: Option<Utf8PathBuf>,
 }
 
-/// The image `ensure` made current.
+/// The image `ensure` made current, and what running it needs.
 #[derive(Debug, Clone)]
 pub struct Image {
     pub reference: ImageRef,
     pub version: String,
     pub built: bool,
+    /// The container user's home (from the image's label).
+    pub home: Utf8PathBuf,
+}
+
+/// One opencode binary image: for a variant and a platform.
+#[derive(Debug, Clone)]
+struct BinaryImage {
+    variant: OpencodeVariant,
+    platform: Platform,
+    reference: ImageRef,
 }
 
 /// What the engine has now: the one inspect a no-op build costs.
 struct State {
     base: ImageInfo,
     image: ImageInfo,
+    /// Per binary image asked about, in the order of `Project::binary_images`.
+    binaries: Vec<ImageInfo>,
+    /// The hash of the base's inputs (a base built from a Dockerfile only).
+    base_inputs: Option<String>,
+}
+
+/// Everything the final image is made of, decided: what a no-op compares and a build renders.
+struct Design {
+    plan: UserPlan,
+    variant: OpencodeVariant,
+    rendered: String,
+    fingerprint: String,
 }
 
 fn reporter(mode: ProgressMode) -> Arc<dyn Reporter> {
@@ -133,8 +151,13 @@ fn reporter(mode: ProgressMode) -> Arc<dyn Reporter> {
 }
 
 impl Project {
+    /// Reads and checks every input; nothing here calls an engine or the network.
     pub fn open(ctx: &Context) -> Result<Project> {
         let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
+        let trust = Trust::new(&ctx.project, ctx.env.global_config_dir().as_deref());
+        let base = resolve_base(&config, &ctx.project, &trust)?;
+        paths::check_file_source(&config, &trust)?;
+        let keep_context = paths::keep_context_dir(&ctx.env.vars)?;
         let choice = config.backend.map(|b| Choice {
             value: b.name().to_string(),
             from: config
@@ -149,27 +172,34 @@ impl Project {
             reporter(ctx.progress),
             ctx.dry_run,
         )?;
-        let cache_dir = crate::dirs::cache_home(&ctx.env.vars)
+        let cache_root = crate::dirs::cache_home(&ctx.env.vars)
             .ok_or_else(|| {
                 UserError("cannot find a cache directory: set HOME or XDG_CACHE_HOME".into())
             })?
-            .join("ocx/opencode");
-        let base = resolve_base(&config, &ctx.project, &ctx.env)?;
+            .join("ocx");
         Ok(Project {
             config,
             engine,
             base,
             dir: ctx.project.clone(),
             vars: ctx.env.vars.clone(),
-            cache_dir,
+            cache_root,
+            trust,
+            keep_context,
         })
     }
 
-    fn fetcher(&self) -> Fetcher<'_> {
+    fn fetcher(&self, variant: OpencodeVariant) -> Fetcher<'_> {
         Fetcher {
             source: &self.config.opencode_source,
-            variant: self.config.opencode_variant,
-            cache_dir: self.cache_dir.clone(),
+            trust: &self.trust,
+            source_origin: self
+                .config
+                .sources
+                .get("opencode_source")
+                .unwrap_or(&Source::Default),
+            variant,
+            cache_dir: self.cache_root.join("opencode"),
             vars: &self.vars,
             engine: &self.engine,
         }
@@ -185,8 +215,32 @@ impl Project {
         Ok(ImageRef::parse_deferred(&format!("{repo}:{version}"))?)
     }
 
+    /// The binary images a build may use: for the configured variant, or (unset) for both
+    /// variants the base's libc may pick, so a no-op needs no second inspect.
+    fn binary_images(&self, version: &str) -> Result<Vec<BinaryImage>> {
+        let variants = match self.config.opencode_variant {
+            Some(v) => vec![v],
+            None => vec![OpencodeVariant::Standard, OpencodeVariant::Musl],
+        };
+        let mut out = Vec::new();
+        for v in variants {
+            for p in &self.config.platforms {
+                out.push(BinaryImage {
+                    variant: v,
+                    platform: *p,
+                    reference: ImageRef::parse_deferred(&format!(
+                        "{}-{}",
+                        binary_prefix(version, v),
+                        p.arch()
+                    ))?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes the image current: one inspect when it already is, otherwise builds what is
-    /// missing.
+    /// missing or stale.
     pub async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
         if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
             return user_error(
@@ -195,27 +249,60 @@ impl Project {
         }
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
-        let mut state = self.inspect_state(&image).await?;
-        let base = self.base.image();
-        // If the engine found both images by these names it has accepted them as references
-        // itself, and a no-op needs no grammar check (see ImageRef); anything else passes the
-        // check before it builds or runs.
-        let will_build = !(state.base.exists && state.image.exists) || opts.force;
-        if will_build || opts.rebuild_base {
-            self.validate_refs(&image)?;
+        let bins = self.binary_images(&version)?;
+        let state = self.inspect_state(&image, &bins).await?;
+        let base_stale = state.base.exists
+            && state
+                .base_inputs
+                .as_deref()
+                .is_some_and(|fp| state.base.label(base_inputs::LABEL) != Some(fp));
+        let build_base = !state.base.exists || opts.rebuild_base || base_stale;
+
+        // the no-op: everything current, decided from that one inspect and cached files
+        if !build_base && state.image.exists && !opts.force {
+            if let Some(done) = self.current(&image, &version, &state, &bins).await? {
+                return Ok(done);
+            }
         }
+
+        self.validate_refs(&image)?;
         if !state.base.exists && matches!(self.base, Base::Image(_)) {
-            return Err(missing_base(base).into());
+            return Err(missing_base(self.base.image()).into());
         }
-        // verified binaries first: a bad download must not leave a freshly built base behind
-        let binaries = self.fetch_binaries(&version).await?;
-        if !state.base.exists || opts.rebuild_base {
-            state.base = self.build_base(state.base.exists).await?;
+        self.check_all(build_base).await?;
+        // with a chosen variant, verified binaries come first: a bad download must not leave
+        // a freshly built base behind (unset, the base decides the variant, so it comes first)
+        let mut fetched = match self.config.opencode_variant {
+            Some(v) => self.fetch_binaries(&version, v, &state, &bins).await?,
+            None => BTreeMap::new(),
+        };
+        let base_info = if build_base {
+            if base_stale {
+                self.engine.reporter().info(&format!(
+                    "{} changed since {} was built",
+                    self.base_dockerfile_name(),
+                    self.base.image()
+                ));
+            }
+            self.build_base(state.base.exists, state.base_inputs.clone())
+                .await?
+        } else {
+            state.base.clone()
+        };
+        let facts = self.base_facts(&base_info).await?;
+        let variant = self.variant(&facts);
+        if self.config.opencode_variant.is_none() {
+            fetched = self
+                .fetch_binaries(&version, variant, &state, &bins)
+                .await?;
         }
-        let rendered = self.render(&version);
-        let fp = self.fingerprint(&rendered, &version, &state.base, &binaries);
+        let shas = self
+            .build_binaries(&version, variant, &state, &bins, fetched)
+            .await?;
+        let design = self.design(&version, &base_info, &facts, variant, &shas)?;
+        let home = Utf8PathBuf::from(&design.plan.home);
         if state.image.exists
-            && state.image.label(fingerprint::LABEL) == Some(fp.as_str())
+            && state.image.label(fingerprint::LABEL) == Some(design.fingerprint.as_str())
             && !opts.force
         {
             self.engine
@@ -225,10 +312,11 @@ impl Project {
                 reference: image,
                 version,
                 built: false,
+                home,
             });
         }
-        self.validate_refs(&image)?;
-        self.build_final(&image, &rendered, &binaries, fp).await?;
+        self.engine.reporter().info(&design.plan.describe());
+        self.build_final(&image, &version, &design).await?;
         if !self.engine.dry_run() {
             self.engine.reporter().info(&format!("built {image}"));
         }
@@ -236,7 +324,47 @@ impl Project {
             reference: image,
             version,
             built: true,
+            home,
         })
+    }
+
+    /// The no-op check: the final image is current if its fingerprint matches what would be
+    /// built now. Reads the base's cached probe (probing it if the cache was cleared); `None`
+    /// when something must be built.
+    async fn current(
+        &self,
+        image: &ImageRef,
+        version: &str,
+        state: &State,
+        bins: &[BinaryImage],
+    ) -> Result<Option<Image>> {
+        let facts = self.base_facts(&state.base).await?;
+        let variant = self.variant(&facts);
+        let mut shas = BTreeMap::new();
+        for (b, info) in bins.iter().zip(&state.binaries) {
+            if b.variant != variant {
+                continue;
+            }
+            match info.label(dockerfile::LABEL_BINARY_SHA256) {
+                Some(sha) if info.exists => {
+                    shas.insert(b.platform, sha.to_string());
+                }
+                _ => return Ok(None),
+            }
+        }
+        let design = self.design(version, &state.base, &facts, variant, &shas)?;
+        if state.image.label(fingerprint::LABEL) != Some(design.fingerprint.as_str()) {
+            return Ok(None);
+        }
+        self.engine
+            .reporter()
+            .info(&format!("{image} is up to date"));
+        Ok(Some(Image {
+            reference: image.clone(),
+            version: version.to_string(),
+            built: false,
+            home: Utf8PathBuf::from(&design.plan.home),
+        }))
     }
 
     /// `latest` becomes a concrete version (a read-only query, so `--dry-run` does it too).
@@ -245,16 +373,45 @@ impl Project {
             // a bad reference must fail as bad input before any network call
             self.config.validate_base()?;
         }
-        self.fetcher()
+        self.fetcher(self.config.opencode_variant.unwrap_or_default())
             .resolve(&self.config.opencode_version, &self.config.platforms)
             .await
     }
 
-    /// One inspect naming the base and the final image.
-    async fn inspect_state(&self, image: &ImageRef) -> Result<State> {
-        let mut infos = self.engine.inspect(&[self.base.image(), image]).await?;
+    /// One inspect naming the base, the binary images and the final image; the base's inputs
+    /// are hashed at the same time, so a large context costs no extra wall time.
+    async fn inspect_state(&self, image: &ImageRef, bins: &[BinaryImage]) -> Result<State> {
+        let mut refs = vec![self.base.image()];
+        refs.extend(bins.iter().map(|b| &b.reference));
+        refs.push(image);
+        let hashing = match &self.base {
+            Base::Dockerfile {
+                dockerfile,
+                context,
+                ..
+            } => {
+                let (d, c, p) = (
+                    dockerfile.clone(),
+                    context.clone(),
+                    self.config.platforms.clone(),
+                );
+                Some(tokio::task::spawn_blocking(move || {
+                    base_inputs::fingerprint(&d, &c, &p)
+                }))
+            }
+            _ => None,
+        };
+        let mut infos = self.engine.inspect(&refs).await?;
+        let base_inputs = match hashing {
+            Some(h) => Some(h.await.context("hashing the base's inputs")?),
+            None => None,
+        };
         let image_info = infos.pop().unwrap_or_default();
-        let mut base_info = infos.pop().unwrap_or_default();
+        let mut base_info = if infos.is_empty() {
+            ImageInfo::default()
+        } else {
+            infos.remove(0)
+        };
         // dry-run cannot build a base that has no Dockerfile: assume the user has it
         if self.engine.dry_run() && matches!(self.base, Base::Image(_)) {
             base_info.exists = true;
@@ -262,6 +419,8 @@ impl Project {
         Ok(State {
             base: base_info,
             image: image_info,
+            binaries: infos,
+            base_inputs,
         })
     }
 
@@ -272,40 +431,94 @@ impl Project {
         Ok(())
     }
 
-    async fn fetch_binaries(&self, version: &str) -> Result<Vec<Binary>> {
-        let fetcher = self.fetcher();
-        let mut out = Vec::new();
-        for p in &self.config.platforms {
-            if self.engine.dry_run() {
-                match fetcher.cached(version, *p) {
-                    Some(b) => out.push(b),
-                    None => {
-                        let asset = opencode::asset_name(*p, self.config.opencode_variant);
-                        self.engine.note(&format!(
-                            "download {asset} {version} from {} and verify its checksum",
-                            self.config.opencode_source
-                        ));
-                        out.push(Binary {
-                            platform: *p,
-                            asset,
-                            path: "<download>".into(),
-                            published: "<checksum>".into(),
-                        });
-                    }
-                }
+    fn base_dockerfile_name(&self) -> String {
+        match &self.base {
+            Base::Dockerfile { dockerfile, .. } => format!("{dockerfile} or a file it copies"),
+            _ => "the base".into(),
+        }
+    }
+
+    /// Every build this run may start, checked by the engine (its probes, then `check_build`)
+    /// before anything is downloaded or built: a build it would refuse fails first.
+    async fn check_all(&self, build_base: bool) -> Result<()> {
+        let platforms = &self.config.platforms;
+        let placeholder = Utf8PathBuf::from("<generated-context>");
+        let mut reqs = Vec::new();
+        if build_base {
+            let mut r = BuildRequest::new(
+                placeholder.clone(),
+                placeholder.join("Dockerfile"),
+                self.base.image().clone(),
+            );
+            r.platforms = platforms.clone();
+            reqs.push(r);
+        }
+        for p in platforms {
+            let mut r = BuildRequest::new(
+                placeholder.clone(),
+                placeholder.join("Dockerfile"),
+                self.base.image().clone(),
+            );
+            r.platforms = vec![*p];
+            reqs.push(r);
+        }
+        let mut r = BuildRequest::new(
+            placeholder.clone(),
+            placeholder.join("Dockerfile"),
+            self.base.image().clone(),
+        );
+        r.platforms = platforms.clone();
+        r.local_parent = true;
+        reqs.push(r);
+        for r in &reqs {
+            self.engine.prepare(r).await?;
+        }
+        Ok(())
+    }
+
+    /// The verified binaries of `variant` whose binary image is missing, by platform.
+    async fn fetch_binaries(
+        &self,
+        version: &str,
+        variant: OpencodeVariant,
+        state: &State,
+        bins: &[BinaryImage],
+    ) -> Result<BTreeMap<Platform, Binary>> {
+        let fetcher = self.fetcher(variant);
+        let mut out = BTreeMap::new();
+        for (b, info) in bins.iter().zip(&state.binaries) {
+            if b.variant != variant || binary_sha(info).is_some() {
                 continue;
             }
-            out.push(
-                fetcher
-                    .fetch(version, *p)
-                    .await
-                    .with_context(|| format!("getting opencode {version} for {p}"))?,
-            );
+            let p = b.platform;
+            if self.engine.dry_run() {
+                let bin = fetcher.cached(version, p).unwrap_or_else(|| {
+                    let asset = opencode::asset_name(p, variant);
+                    self.engine.note(&format!(
+                        "download {asset} {version} from {} and verify its checksum",
+                        self.config.opencode_source
+                    ));
+                    Binary {
+                        platform: p,
+                        asset,
+                        path: "<download>".into(),
+                        published: "<checksum>".into(),
+                        sha256: "<sha256>".into(),
+                    }
+                });
+                out.insert(p, bin);
+                continue;
+            }
+            let bin = fetcher
+                .fetch(version, p)
+                .await
+                .with_context(|| format!("getting opencode {version} for {p}"))?;
+            out.insert(p, bin);
         }
         Ok(out)
     }
 
-    async fn build_base(&self, existed: bool) -> Result<ImageInfo> {
+    async fn build_base(&self, existed: bool, inputs: Option<String>) -> Result<ImageInfo> {
         let base = self.base.image();
         let _default_ctx;
         let (dockerfile, context) = match &self.base {
@@ -333,6 +546,9 @@ impl Project {
         req.declared_args = std::fs::read_to_string(&dockerfile)
             .ok()
             .map(|t| crate::build::declared_args(&t));
+        if let Some(fp) = inputs {
+            req.labels.insert(base_inputs::LABEL.into(), fp);
+        }
         self.engine
             .build(&req)
             .await
@@ -355,90 +571,289 @@ impl Project {
         Ok(info)
     }
 
-    fn render(&self, version: &str) -> String {
-        dockerfile::render(&dockerfile::Render {
+    /// What the base holds (users, libc): from the cache by image ID, else one probe
+    /// container. In `--dry-run` before the base exists, assumed.
+    async fn base_facts(&self, base: &ImageInfo) -> Result<BaseFacts> {
+        let Some(id) = base.id.as_deref() else {
+            if self.engine.dry_run() {
+                self.engine.note(&format!(
+                    "probe {} for its users and libc once it is built",
+                    self.base.image()
+                ));
+                return Ok(BaseFacts::assumed());
+            }
+            anyhow::bail!("the engine reported no ID for {}", self.base.image());
+        };
+        let file = probe::cache_file(&self.cache_root.join("bases"), id);
+        if let Some(facts) = file.as_deref().and_then(probe::load) {
+            return Ok(facts);
+        }
+        let platforms = &self.config.platforms;
+        let host = Platform::host();
+        let platform = if platforms.contains(&host) {
+            (platforms.len() > 1).then_some(host)
+        } else {
+            platforms.first().copied()
+        };
+        let spec = RunSpec {
+            image: self.base.image().to_string(),
+            command: vec!["-c".into(), probe::script()],
+            entrypoint: Some("/bin/sh".into()),
+            user: Some((0, 0)),
+            platform,
+            remove: true,
+            ..Default::default()
+        };
+        let facts = match self
+            .engine
+            .run_captured(&spec)
+            .await
+            .with_context(|| format!("probing the base image {}", self.base.image()))?
+        {
+            Ran::Output(out) => probe::parse(&out.stdout)
+                .with_context(|| format!("probing the base image {}", self.base.image()))?,
+            Ran::NoSuchCommand => BaseFacts::shell_less(),
+        };
+        if let Some(f) = &file {
+            probe::store(f, &facts);
+        }
+        Ok(facts)
+    }
+
+    /// The configured variant, or the one the base's libc needs.
+    fn variant(&self, facts: &BaseFacts) -> OpencodeVariant {
+        match self.config.opencode_variant {
+            Some(v) => v,
+            None if !facts.musl.is_empty() => OpencodeVariant::Musl,
+            None => OpencodeVariant::Standard,
+        }
+    }
+
+    /// Makes sure each platform's binary image of `variant` exists; returns the sha256 of the
+    /// binary each holds. A missing one is built from the verified binary in the cache.
+    async fn build_binaries(
+        &self,
+        version: &str,
+        variant: OpencodeVariant,
+        state: &State,
+        bins: &[BinaryImage],
+        fetched: BTreeMap<Platform, Binary>,
+    ) -> Result<BTreeMap<Platform, String>> {
+        let mut shas = BTreeMap::new();
+        for (b, info) in bins.iter().zip(&state.binaries) {
+            if b.variant != variant {
+                continue;
+            }
+            if let Some(sha) = binary_sha(info) {
+                shas.insert(b.platform, sha.to_string());
+                continue;
+            }
+            let bin = fetched
+                .get(&b.platform)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no verified opencode binary for {}", b.platform))?;
+            let sha = self.build_binary(version, b, bin).await?;
+            shas.insert(b.platform, sha);
+        }
+        if variant == OpencodeVariant::Musl && self.config.opencode_variant.is_none() {
+            self.engine.reporter().info(&format!(
+                "{} has a musl loader: using opencode_variant musl",
+                self.base.image()
+            ));
+        }
+        Ok(shas)
+    }
+
+    /// Builds one binary image from a cached binary, checked against our digest as it is
+    /// copied into the context; a modified cache entry is downloaded again.
+    async fn build_binary(&self, version: &str, b: &BinaryImage, bin: Binary) -> Result<String> {
+        let (ctx, _tmp) = self.context_dir(&format!(
+            "opencode-{}-{}",
+            b.variant.name(),
+            b.platform.arch()
+        ))?;
+        let mut bin = bin;
+        if !self.engine.dry_run() {
+            if let Err(e) = opencode::copy_verified(&bin, &ctx.join("opencode")) {
+                let Some(corrupt) = e.downcast_ref::<opencode::Corrupt>() else {
+                    return Err(e);
+                };
+                self.engine
+                    .reporter()
+                    .warn(&format!("{corrupt}; fetching it again"));
+                let fetcher = self.fetcher(b.variant);
+                fetcher.forget(version, b.platform);
+                bin = fetcher.fetch(version, b.platform).await.with_context(|| {
+                    format!("the cached opencode {version} for {} was modified, and fetching it again failed", b.platform)
+                })?;
+                opencode::copy_verified(&bin, &ctx.join("opencode"))?;
+            }
+            std::fs::write(
+                ctx.join("Dockerfile"),
+                dockerfile::render_binary(version, &bin.asset, &bin.sha256),
+            )?;
+        }
+        self.engine.reporter().info(&format!(
+            "building {} (opencode {version}, {})",
+            b.reference, bin.asset
+        ));
+        let mut req = BuildRequest::new(ctx.clone(), ctx.join("Dockerfile"), b.reference.clone());
+        req.platforms = vec![b.platform];
+        req.output = Output::Load;
+        req.declared_args = Some(Default::default());
+        self.engine
+            .build(&req)
+            .await
+            .with_context(|| format!("building {}", b.reference))?;
+        Ok(bin.sha256)
+    }
+
+    /// A directory for a generated context: under OCX_KEEP_CONTEXT (kept), else a temp dir
+    /// (removed when the guard drops). In `--dry-run` nothing is created.
+    fn context_dir(&self, name: &str) -> Result<(Utf8PathBuf, Option<tempfile::TempDir>)> {
+        if self.engine.dry_run() {
+            return Ok((Utf8PathBuf::from("<generated-context>"), None));
+        }
+        if let Some(keep) = &self.keep_context {
+            let d = keep.join(name);
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {d}"))?;
+            return Ok((d, None));
+        }
+        let dir = tempfile::Builder::new().prefix("ocx-context-").tempdir()?;
+        Ok((utf8(dir.path())?, Some(dir)))
+    }
+
+    /// Decides the user, renders the final Dockerfile and fingerprints it with every input.
+    fn design(
+        &self,
+        version: &str,
+        base: &ImageInfo,
+        facts: &BaseFacts,
+        variant: OpencodeVariant,
+        shas: &BTreeMap<Platform, String>,
+    ) -> Result<Design> {
+        let plan = user::plan(
+            facts,
+            base.user.as_deref(),
+            &user::Wanted {
+                username: self.config.username.as_ref(),
+                uid: self.config.uid,
+                gid: self.config.gid,
+            },
+        )?;
+        let prefix = binary_prefix(version, variant);
+        let rendered = dockerfile::render(&dockerfile::Render {
             base: self.base.image(),
             version,
-            username: &self.config.username,
-            uid: self.config.uid,
-            gid: self.config.gid,
+            binary_image_prefix: &prefix,
+            user: &plan,
+        });
+        let mut f = Fingerprint::new()
+            .add("dockerfile", &rendered)
+            .add("setup-user.sh", dockerfile::SETUP_USER_SCRIPT)
+            .add("base-id", base.id.as_deref().unwrap_or(""))
+            .add("platforms", Platform::join(&self.config.platforms));
+        for (p, sha) in shas {
+            f = f.add(&format!("opencode-{p}"), sha);
+        }
+        Ok(Design {
+            plan,
+            variant,
+            rendered,
+            fingerprint: f.finish(),
         })
     }
 
-    fn fingerprint(
-        &self,
-        rendered: &str,
-        version: &str,
-        base: &ImageInfo,
-        binaries: &[Binary],
-    ) -> String {
-        let mut f = Fingerprint::new()
-            .add("dockerfile", rendered)
-            .add("setup-user.sh", dockerfile::SETUP_USER_SCRIPT)
-            .add("base-id", base.id.as_deref().unwrap_or(""))
-            .add("version", version)
-            .add("username", self.config.username.as_str())
-            .add("uid", self.config.uid.to_string())
-            .add("gid", self.config.gid.to_string())
-            .add("platforms", Platform::join(&self.config.platforms));
-        for b in binaries {
-            f = f.add(&b.asset, &b.published);
-        }
-        f.finish()
-    }
-
-    async fn build_final(
-        &self,
-        image: &ImageRef,
-        rendered: &str,
-        binaries: &[Binary],
-        fp: String,
-    ) -> Result<()> {
+    async fn build_final(&self, image: &ImageRef, version: &str, d: &Design) -> Result<()> {
         // a small generated context: the project directory is never sent to the engine
-        let dir = tempfile::Builder::new().prefix("ocx-context-").tempdir()?;
-        let mut ctx = utf8(dir.path())?;
-        if let Some(keep) = self.vars.get(ENV_KEEP_CONTEXT) {
-            ctx = Utf8PathBuf::from(keep);
-            std::fs::create_dir_all(&ctx)
-                .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {ctx}"))?;
-        }
-        let ctx = if self.engine.dry_run() {
-            Utf8PathBuf::from("<generated-context>")
-        } else {
-            ctx
-        };
+        let (ctx, _tmp) = self.context_dir("final")?;
         if !self.engine.dry_run() {
-            std::fs::write(ctx.join("Dockerfile"), rendered)?;
+            std::fs::write(ctx.join("Dockerfile"), &d.rendered)?;
             std::fs::write(ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
-            for b in binaries {
-                let dst = ctx.join(dockerfile::binary_name(b.platform.arch()));
-                if std::fs::hard_link(&b.path, &dst).is_err() {
-                    std::fs::copy(&b.path, &dst)
-                        .with_context(|| format!("copying {} into the build context", b.path))?;
+            if dockerfile::needs_home_skeleton(&d.plan) {
+                for dir in dockerfile::home_skeleton_dirs() {
+                    std::fs::create_dir_all(ctx.join(dir))?;
                 }
             }
         }
         let mut req = BuildRequest::new(ctx.clone(), ctx.join("Dockerfile"), image.clone());
         req.platforms = self.config.platforms.clone();
-        req.labels.insert(fingerprint::LABEL.into(), fp);
+        req.labels
+            .insert(fingerprint::LABEL.into(), d.fingerprint.clone());
         req.output = Output::Load;
         req.local_parent = true;
-        req.declared_args = Some(crate::build::declared_args(rendered));
-        self.engine
-            .build(&req)
-            .await
-            .with_context(|| format!("building {image}"))?;
-        drop(dir);
-        Ok(())
+        req.declared_args = Some(crate::build::declared_args(&d.rendered));
+        match self.engine.build(&req).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match self.variant_mismatch(&e, version, d) {
+                Some(user) => user.into(),
+                None => e.context(format!("building {image}")),
+            }),
+        }
+    }
+
+    /// A failure at the `opencode --version` step that says this build of opencode cannot run
+    /// on the base (no loader, a missing library, an illegal instruction), which one key fixes.
+    /// Any other failure there (a read-only /tmp) stays a build failure with its output.
+    fn variant_mismatch(&self, e: &anyhow::Error, version: &str, d: &Design) -> Option<UserError> {
+        let failed = e.downcast_ref::<CommandFailed>()?;
+        let step = failed.step.as_ref()?;
+        if !step.text.contains("--version") {
+            return None;
+        }
+        let asset = opencode::asset_name(
+            self.config
+                .platforms
+                .first()
+                .copied()
+                .unwrap_or_else(Platform::host),
+            d.variant,
+        );
+        // the line the binary (or the loader) printed, not the engine's summary of it
+        let lines: Vec<String> = failed
+            .tail
+            .iter()
+            .map(|l| strip_ansi(l).trim().to_string())
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with("Error: building at STEP")
+                    && !l.contains("returned a non-zero code")
+            })
+            .collect();
+        let markers = [
+            "no such file",
+            "not found",
+            "error loading",
+            "illegal instruction",
+            "exec format",
+            "error relocating",
+        ];
+        let why = lines.iter().find(|l| {
+            let l = l.to_ascii_lowercase();
+            markers.iter().any(|m| l.contains(m))
+        })?;
+        let origin = match self.config.sources.get("opencode_variant") {
+            Some(s) => format!("from {s}"),
+            None => "picked from the base's libc".into(),
+        };
+        let fix = match d.variant {
+            OpencodeVariant::Musl | OpencodeVariant::BaselineMusl => {
+                "set opencode_variant to standard for a glibc base, or add libstdc++ and libgcc to a musl base (apk add libstdc++ libgcc)"
+            }
+            _ => "set opencode_variant to musl for a musl (Alpine) base, or to baseline for a CPU without AVX2",
+        };
+        Some(UserError(format!(
+            "opencode {version} ({asset}, opencode_variant {} {origin}) does not run on {} as uid {}: {why:?}; {fix}",
+            d.variant.name(),
+            self.base.image(),
+            d.plan.uid
+        )))
     }
 
     /// The container spec for running `command` on the project.
     pub fn run_spec(&self, image: &Image, command: Vec<String>) -> Result<RunSpec> {
-        let home = if self.config.uid == 0 {
-            Utf8PathBuf::from("/root")
-        } else {
-            Utf8PathBuf::from(format!("/home/{}", self.config.username.as_str()))
-        };
+        let home = &image.home;
         let mut mounts = vec![Mount {
             host: self.dir.clone(),
             container: self.dir.clone(),
@@ -478,66 +893,46 @@ impl Project {
             interactive: true,
             platform: None,
             remove: true,
+            entrypoint: None,
         })
     }
+}
+
+/// `text` without terminal escape sequences (the classic docker builder colors its output).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if n.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `ocx-opencode:<version>-<variant>`; the arch is appended per platform.
+fn binary_prefix(version: &str, variant: OpencodeVariant) -> String {
+    format!("{BINARY_REPO}:{version}-{}", variant.name())
+}
+
+/// The sha256 a binary image holds, if it exists and is one of ours.
+fn binary_sha(info: &ImageInfo) -> Option<&str> {
+    info.label(dockerfile::LABEL_BINARY_SHA256)
+        .filter(|s| info.exists && s.len() == 64)
 }
 
 fn utf8(p: &std::path::Path) -> Result<Utf8PathBuf> {
     Utf8PathBuf::from_path_buf(p.to_owned())
         .map_err(|p| anyhow::anyhow!("non-UTF-8 temporary path {}", p.display()))
-}
-
-/// `custom_base_dockerfile` is looked up in the project first, then in
-/// `~/.config/ocx/<project-dirname>/`; the context is the directory it was found in.
-fn resolve_base(config: &Config, project: &Utf8Path, env: &ConfigEnv) -> Result<Base> {
-    let Some(rel) = &config.custom_base_dockerfile else {
-        return Ok(match &config.custom_base_image {
-            Some(i) => Base::Image(i.clone()),
-            None => {
-                let h = Fingerprint::new()
-                    .add("dockerfile", dockerfile::DEFAULT_BASE_DOCKERFILE)
-                    .finish();
-                Base::Default(ImageRef::parse_deferred(&format!(
-                    "ocx-default-base:{}",
-                    &h[..12]
-                ))?)
-            }
-        });
-    };
-    let dirname = project.file_name().unwrap_or("project");
-    let mut tried = vec![project.join(rel)];
-    if let Some(g) = env.global_config_dir() {
-        tried.push(g.join(dirname).join(rel));
-    }
-    let Some(found) = tried.iter().find(|p| p.is_file()) else {
-        let list: Vec<String> = tried.iter().map(|p| p.to_string()).collect();
-        return user_error(format!(
-            "custom_base_dockerfile {rel} not found; tried {}",
-            list.join(" and ")
-        ));
-    };
-    let image = match &config.custom_base_image {
-        Some(i) => i.clone(),
-        None => ImageRef::parse_deferred(&format!(
-            "ocx-base-{}:latest",
-            crate::image_ref::sanitize(dirname)
-        ))?,
-    };
-    let context = found
-        .parent()
-        .map(Utf8Path::to_owned)
-        .unwrap_or_else(|| project.to_owned());
-    Ok(Base::Dockerfile {
-        image,
-        dockerfile: found.clone(),
-        context,
-    })
-}
-
-fn missing_base(base: &ImageRef) -> UserError {
-    UserError(format!(
-        "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
-    ))
 }
 
 /// `ocx build`

@@ -82,6 +82,66 @@ pub struct Binary {
     pub path: Utf8PathBuf,
     /// The checksum the source published for what we downloaded, e.g. `sha512-…` or `sha256:…`.
     pub published: String,
+    /// Our own sha256 of the binary as it was verified, kept in the cache entry: every use
+    /// checks the file against it (a cache is not trusted forever).
+    pub sha256: String,
+}
+
+/// The cached file no longer hashes to what was verified when it was stored.
+#[derive(Debug)]
+pub struct Corrupt {
+    pub path: Utf8PathBuf,
+    pub want: String,
+    pub got: String,
+}
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the cached {} was modified: it hashes to sha256:{} but sha256:{} was verified when it was stored",
+            self.path, self.got, self.want
+        )
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+/// Copies the cached binary to `dst` (a copy, never a link: whoever edits `dst` must not edit
+/// the cache), hashing the bytes as they are copied, so what lands in `dst` is exactly what was
+/// checked. On a mismatch `dst` is removed.
+pub fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
+    use std::io::Write;
+    let mut src = std::fs::File::open(&b.path).with_context(|| format!("opening {}", b.path))?;
+    let mut out = std::fs::File::create(dst).with_context(|| format!("creating {dst}"))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        crate::interrupt::check()?;
+        let n = src
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", b.path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .with_context(|| format!("writing {dst}"))?;
+    }
+    drop(out);
+    let got = hex(&h.finalize());
+    if got != b.sha256 {
+        let _ = std::fs::remove_file(dst);
+        return Err(Corrupt {
+            path: b.path.clone(),
+            want: b.sha256.clone(),
+            got,
+        }
+        .into());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
 }
 
 /// A checksum mismatch: the source or the network is at fault, not the user's input (exit 1).
@@ -93,6 +153,9 @@ fn mismatch(what: &str, want: &str, got: &str) -> anyhow::Error {
 
 pub struct Fetcher<'a> {
     pub source: &'a OpencodeSource,
+    /// Checks a `file:` source's path against where its config may point (see `super::paths`).
+    pub trust: &'a super::paths::Trust,
+    pub source_origin: &'a super::config::Source,
     pub variant: OpencodeVariant,
     pub cache_dir: Utf8PathBuf,
     pub vars: &'a BTreeMap<String, String>,
@@ -118,18 +181,29 @@ impl Fetcher<'_> {
         self.cache_dir.join(version).join(asset)
     }
 
-    /// The cached binary, if a verified one is there.
+    /// The cached binary, if a verified one is there. Its bytes are checked when it is used
+    /// ([`copy_verified`]), not here: a no-op build does not read 180 MB.
     pub fn cached(&self, version: &str, platform: Platform) -> Option<Binary> {
         let asset = asset_name(platform, self.variant);
         let dir = self.entry_dir(version, &asset);
         let published = std::fs::read_to_string(dir.join("checksum")).ok()?;
+        // entries from before our own digest was kept are fetched again
+        let sha256 = std::fs::read_to_string(dir.join("sha256")).ok()?;
+        let sha256 = sha256.trim().to_string();
         let path = dir.join("opencode");
-        path.is_file().then(|| Binary {
+        (path.is_file() && sha256.len() == 64).then(|| Binary {
             platform,
             asset,
             path,
             published: published.trim().to_string(),
+            sha256,
         })
+    }
+
+    /// Drops a cache entry (found corrupt), so the next fetch downloads it again.
+    pub fn forget(&self, version: &str, platform: Platform) {
+        let asset = asset_name(platform, self.variant);
+        let _ = std::fs::remove_dir_all(self.entry_dir(version, &asset));
     }
 
     /// Turns `latest` into a concrete version available for every platform. Offline, it falls
@@ -237,6 +311,8 @@ impl Fetcher<'_> {
             Utf8Path::from_path(tmp.path()).ok_or_else(|| anyhow!("non-UTF-8 cache path"))?;
         write_executable(&tmp_path.join("opencode"), &binary)?;
         std::fs::write(tmp_path.join("checksum"), &published)?;
+        let sha256 = hex(&Sha256::digest(&binary));
+        std::fs::write(tmp_path.join("sha256"), &sha256)?;
         let _ = std::fs::remove_dir_all(&dir);
         let kept = tmp.keep();
         if let Err(e) = std::fs::rename(&kept, &dir) {
@@ -251,6 +327,7 @@ impl Fetcher<'_> {
             asset,
             path: dir.join("opencode"),
             published,
+            sha256,
         })
     }
 
@@ -427,6 +504,8 @@ impl Fetcher<'_> {
         asset: &str,
     ) -> Result<(String, Vec<u8>, String)> {
         let path = Utf8PathBuf::from(expand(template.as_str(), version, p, asset));
+        self.trust
+            .check("opencode_source", self.source_origin, &path)?;
         let bytes = std::fs::read(&path)
             .map_err(|e| UserError(format!("cannot read opencode_source file {path}: {e}")))?;
         let got = hex(&Sha256::digest(&bytes));

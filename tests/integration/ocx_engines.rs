@@ -14,7 +14,7 @@ fn colliding_project(engine: &str) -> TestEnv {
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     env.write(
         "project/docker/Dockerfile.dev",
-        "FROM local/debian:bookworm\nRUN groupadd -g 1000 ubuntu && useradd -m -u 1000 -g 1000 -s /bin/bash ubuntu\nUSER ubuntu\n",
+        "FROM local/debian:bookworm\nRUN groupadd -g 1000 ubuntu && useradd -m -u 1000 -g 1000 -s /bin/bash ubuntu && echo dotfile >/home/ubuntu/.marker\nUSER ubuntu\n",
     );
     env.write(
         "project/ocx.json",
@@ -70,6 +70,8 @@ fn e2e(engine: &str, real: &str) {
             "image".into(),
             "inspect".into(),
             base,
+            format!("ocx-opencode:{OPENCODE}-standard-amd64"),
+            format!("ocx-opencode:{OPENCODE}-musl-amd64"),
             image.clone()
         ]]
     );
@@ -89,12 +91,21 @@ fn e2e(engine: &str, real: &str) {
         out.stderr
     );
 
-    let out = env.ocx(&["--backend", engine, "exec", "--", "sh", "-c", "id -u; id -g; id -un; getent passwd ubuntu || echo no-ubuntu; touch written-in-container; exit 7"]).output();
+    let out = env.ocx(&["--backend", engine, "exec", "--", "sh", "-c", "id -u; id -g; id -un; getent passwd ubuntu || echo no-ubuntu; echo $HOME; cat $HOME/.marker; getent passwd dev | cut -d: -f7; touch written-in-container; exit 7"]).output();
     assert_eq!(out.code, 7, "exit code passes through: {}", out.stderr);
-    // the base's `ubuntu` (uid 1000) was renamed to dev, not duplicated
+    // username dev wins: the base's `ubuntu` (uid 1000) was renamed, not duplicated, its
+    // home moved with it, and its shell stayed
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
-        ["1000", "1000", "dev", "no-ubuntu"]
+        [
+            "1000",
+            "1000",
+            "dev",
+            "no-ubuntu",
+            "/home/dev",
+            "dotfile",
+            "/bin/bash"
+        ]
     );
     let meta = std::fs::metadata(env.project().join("written-in-container")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
@@ -116,7 +127,7 @@ fn docker_classic_builds_real_opencode_for_a_colliding_uid() {
 }
 
 #[test]
-fn podman_multi_arch_busybox_manifest_has_both_arches() {
+fn podman_multi_arch_manifest_has_both_arches() {
     if !engine_available("podman") {
         return;
     }
@@ -125,22 +136,22 @@ fn podman_multi_arch_busybox_manifest_has_both_arches() {
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     env.write(
         "project/Dockerfile.base",
-        "ARG TARGETARCH\nFROM local/busybox:${TARGETARCH}\n",
+        "ARG TARGETARCH\nFROM local/debian:bookworm-${TARGETARCH}\n",
     );
     env.write(
         "project/ocx.json",
         &format!(
-            r#"{{"custom_base_image": "ocx-e2e/busybox-multi", "custom_base_dockerfile": "Dockerfile.base", "opencode_version": "{OPENCODE}",
+            r#"{{"custom_base_image": "ocx-e2e/debian-multi", "custom_base_dockerfile": "Dockerfile.base", "opencode_version": "{OPENCODE}",
                 "opencode_source": "npm", "uid": 1001, "gid": 1001, "username": "dev", "platforms": ["linux/amd64", "linux/arm64"]}}"#
         ),
     );
     env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"])
         .status(0)
         .run();
-    let image = format!("ocx-ocx-e2e-busybox-multi:{OPENCODE}");
+    let image = format!("ocx-ocx-e2e-debian-multi:{OPENCODE}");
     assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
-    // the arm64 image's opencode is an aarch64 ELF (e_machine 183), and its user was made
-    // with busybox tools or by editing /etc/passwd
+    // the arm64 image's opencode is an aarch64 ELF (e_machine 183) that ran in the build
+    // (under qemu), and its user was made
     let out = std::process::Command::new("podman")
         .args([
             "run",

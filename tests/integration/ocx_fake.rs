@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 const BASE: &str = "myproject-dev";
 const FINAL: &str = "ocx-myproject-dev:1.2.3";
+/// The opencode binary images the no-op inspect names (variant unset: both libcs).
+const BIN: &str = "ocx-opencode:1.2.3-standard-amd64";
+const BIN_MUSL: &str = "ocx-opencode:1.2.3-musl-amd64";
 
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
 fn fake_elf(machine: u8) -> Vec<u8> {
@@ -17,19 +20,23 @@ fn fake_elf(machine: u8) -> Vec<u8> {
     b
 }
 
-/// A project whose opencode comes from local files, so no network is involved.
+/// A project whose opencode comes from local files outside it, so no network is involved
+/// (named in the environment: a project's own ocx.json may not point outside the project).
 fn project(engine: &str, extra: &str) -> TestEnv {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.fake(engine);
     let bins = env.root().join("bins");
     std::fs::create_dir_all(&bins).unwrap();
     std::fs::write(bins.join("opencode-linux-x64"), fake_elf(62)).unwrap();
     std::fs::write(bins.join("opencode-linux-arm64"), fake_elf(183)).unwrap();
+    env.set(
+        "OCX_OPENCODE_SOURCE",
+        format!("file:{}/{{asset}}", bins.display()),
+    );
     env.write(
         "project/ocx.json",
         &format!(
-            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "opencode_source": "file:{}/{{asset}}", "uid": 1000, "gid": 1000, "username": "dev"{extra}}}"#,
-            bins.display()
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "uid": 1000, "gid": 1000, "username": "dev"{extra}}}"#
         ),
     );
     env
@@ -52,6 +59,34 @@ fn label_of(argv: &[String]) -> String {
         .to_string()
 }
 
+/// The builds of `tag` (docker buildx, docker classic, podman or Apple).
+fn builds_of<'a>(log: &'a [Vec<String>], tag: &str) -> Vec<&'a Vec<String>> {
+    log.iter()
+        .filter(|a| {
+            (a[1] == "build" || a[1..3] == ["buildx", "build"])
+                && a.windows(2).any(|w| w[0] == "--tag" && w[1] == tag)
+        })
+        .collect()
+}
+
+/// `run`s other than ocx's base probe.
+fn runs(log: &[Vec<String>]) -> Vec<&Vec<String>> {
+    log.iter()
+        .filter(|a| a[1] == "run" && !a.contains(&"--entrypoint".to_string()))
+        .collect()
+}
+
+/// The inspect entry of a binary image holding `bin`.
+fn binary_entry(tag: &str, bin: &[u8]) -> String {
+    docker_inspect_entry(
+        tag,
+        &format!(
+            r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
+            sha256_hex(bin)
+        ),
+    )
+}
+
 fn find<'a>(log: &'a [Vec<String>], words: &[&str]) -> Vec<&'a Vec<String>> {
     log.iter()
         .filter(|a| {
@@ -66,9 +101,15 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     env.images_exist(&[(BASE, "null")]);
     env.ocx(&["build"]).status(0).run();
     let log = env.log();
-    assert_eq!(log[0], ["docker", "image", "inspect", BASE, FINAL]);
+    assert_eq!(
+        log[0],
+        ["docker", "image", "inspect", BASE, BIN, BIN_MUSL, FINAL]
+    );
     assert_eq!(log[1], ["docker", "buildx", "version"]);
-    let build = find(&log, &["buildx", "build"]);
+    // the binary image first (FROM scratch, only the binary), then the final image
+    let bin = builds_of(&log, BIN);
+    assert_eq!(bin.len(), 1, "{log:?}");
+    let build = builds_of(&log, FINAL);
     assert_eq!(build.len(), 1, "{log:?}");
     let b = build[0];
     let ctx = b.last().unwrap();
@@ -94,17 +135,19 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     .collect();
     assert_eq!(b, &expected);
     assert!(
-        !std::path::Path::new(ctx).exists(),
-        "the generated context is removed after the build"
+        !std::path::Path::new(ctx).exists()
+            && !std::path::Path::new(bin[0].last().unwrap()).exists(),
+        "the generated contexts are removed after the build"
     );
 
-    // the engine now reports the image with the label the build set: nothing to do
+    // the engine now reports the images with the labels the builds set: nothing to do
     let fp = label_of(b);
     env.fake_reply(
         "inspect.json",
         &format!(
-            "[{}, {}]",
+            "[{}, {}, {}]",
             docker_inspect_entry(BASE, "null"),
+            binary_entry(BIN, &fake_elf(62)),
             docker_inspect_entry(
                 FINAL,
                 &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
@@ -113,7 +156,10 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     );
     env.clear_log();
     let out = env.ocx(&["build"]).status(0).run();
-    assert_eq!(env.log(), [["docker", "image", "inspect", BASE, FINAL]]);
+    assert_eq!(
+        env.log(),
+        [["docker", "image", "inspect", BASE, BIN, BIN_MUSL, FINAL]]
+    );
     assert!(
         out.stderr.contains("ocx-myproject-dev:1.2.3 is up to date"),
         "{}",
@@ -122,11 +168,9 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
 
     env.clear_log();
     env.ocx(&["build", "--force"]).status(0).run();
-    assert_eq!(
-        find(&env.log(), &["buildx", "build"]).len(),
-        1,
-        "--force rebuilds"
-    );
+    let log = env.log();
+    assert_eq!(builds_of(&log, FINAL).len(), 1, "--force rebuilds");
+    assert!(builds_of(&log, BIN).is_empty(), "the binary image is kept");
 }
 
 #[test]
@@ -157,7 +201,7 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
         out.stderr
     );
     let log = env.log();
-    let b = find(&log, &["build"])[0];
+    let b = builds_of(&log, FINAL)[0];
     assert!(
         b.windows(2)
             .any(|w| w[0] == "--build-arg" && w[1] == "TARGETARCH=amd64"),
@@ -169,17 +213,18 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
 #[test]
 fn failed_build_shows_command_and_last_lines() {
     let env = project("podman", "");
-    env.fake_reply("build-exit", "3")
+    env.fake_reply("build-fail-match", FINAL)
         .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(1).run();
-    assert!(out.stderr.contains("caused by: command failed with exit code 3 at step 3/3 (RUN sh setup-user.sh): podman build --format docker --tag ocx-myproject-dev:1.2.3"), "{}", out.stderr);
+    assert!(out.stderr.contains("caused by: command failed with exit code 1: podman build --format docker --tag ocx-myproject-dev:1.2.3"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("--- last 4 lines of output ---"),
+        out.stderr.contains("--- last 1 lines of output ---"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("STEP 3/3: RUN sh setup-user.sh"),
+        out.stderr
+            .contains("Error: building at STEP \"RUN ...\": exit status 1"),
         "{}",
         out.stderr
     );
@@ -221,8 +266,19 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
         env.fake_reply("inspect.json", &format!("[{}]", shape(BASE, "{}")));
         env.ocx(&["build"]).status(0).run();
         let log = env.log();
-        assert_eq!(log[0], ["container", "image", "inspect", BASE, FINAL]);
-        let b = find(&log, &["build"])[0];
+        assert_eq!(log[0][..4], ["container", "image", "inspect", BASE]);
+        assert_eq!(
+            log[0].len(),
+            4 + 4 + 1,
+            "2 variants x 2 arches, then the final image"
+        );
+        // one binary image per arch, each built for its own platform
+        let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
+        assert!(
+            arm[0].windows(2).any(|w| w == ["--arch", "arm64"]),
+            "{arm:?}"
+        );
+        let b = builds_of(&log, FINAL)[0];
         let ctx = b.last().unwrap().clone();
         let fp = label_of(b);
         assert_eq!(
@@ -245,11 +301,22 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
             ["--progress".to_string(), "plain".into(), ctx]
         );
 
+        let bin = |tag: &str, elf: &[u8]| {
+            shape(
+                tag,
+                &format!(
+                    r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
+                    sha256_hex(elf)
+                ),
+            )
+        };
         env.fake_reply(
             "inspect.json",
             &format!(
-                "[{}, {}]",
+                "[{}, {}, {}, {}]",
                 shape(BASE, "{}"),
+                bin("ocx-opencode:1.2.3-standard-amd64", &fake_elf(62)),
+                bin("ocx-opencode:1.2.3-standard-arm64", &fake_elf(183)),
                 shape(
                     FINAL,
                     &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
@@ -273,7 +340,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
     );
     let out = env.ocx(&["opencode", "--version"]).status(3).run();
     let log = env.log();
-    let r = find(&log, &["run"])[0];
+    let r = runs(&log)[0];
     let project = env.project().canonicalize().unwrap().display().to_string();
     let home = env.root().join("home").display().to_string();
     let expected: Vec<String> = [
@@ -298,7 +365,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
         "--user",
         "1000:1000",
         FINAL,
-        "opencode",
+        "/usr/local/bin/opencode",
         "--version",
     ]
     .iter()
@@ -311,7 +378,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
 
 #[test]
 fn dry_run_prints_every_command_and_runs_none() {
-    let re = regex::Regex::new("fingerprint=[0-9a-f]{64}").unwrap();
+    let re = regex::Regex::new("(fingerprint|base-inputs)=[0-9a-f]{64}").unwrap();
     let pid = regex::Regex::new("--name ocx-[0-9]+").unwrap();
     for engine in ["docker", "podman", "container"] {
         let mut env = project(engine, r#", "custom_base_dockerfile": "Dockerfile.dev""#);
@@ -337,7 +404,7 @@ fn dry_run_prints_every_command_and_runs_none() {
         assert!(!out.stdout.contains("sk-never-printed"));
         let root = env.root().canonicalize().unwrap().display().to_string();
         let stdout = re
-            .replace_all(&out.stdout.replace(&root, "[ROOT]"), "fingerprint=[FP]")
+            .replace_all(&out.stdout.replace(&root, "[ROOT]"), "$1=[FP]")
             .into_owned();
         let stdout = pid.replace_all(&stdout, "--name ocx-[PID]").into_owned();
         insta::assert_snapshot!(format!("dry_run_{engine}"), stdout);
@@ -408,10 +475,11 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
     assert!(std::fs::read_to_string(cached.join("checksum"))
         .unwrap()
         .starts_with("sha256:"));
-    let b = find(&env.log(), &["build"])[0].clone();
-    assert!(
-        b.contains(&"ocx-myproject-dev:2.0.1".to_string()),
-        "latest resolved before tagging: {b:?}"
+    assert_eq!(
+        builds_of(&env.log(), "ocx-myproject-dev:2.0.1").len(),
+        1,
+        "latest resolved before tagging: {:?}",
+        env.log()
     );
 }
 
@@ -450,7 +518,12 @@ fn url_template_source_checks_published_sha256() {
         &format!(r#"{{"custom_base_image": "{BASE}", "opencode_version": "3.0.0", "opencode_source": "http://127.0.0.1:{port}/mirror/{{version}}/{{asset}}", "uid": 1000, "gid": 1000}}"#),
     );
     env.ocx(&["build"]).status(0).run();
-    assert_eq!(find(&env.log(), &["build"]).len(), 1);
+    let log = env.log();
+    assert_eq!(
+        builds_of(&log, "ocx-opencode:3.0.0-standard-amd64").len(),
+        1
+    );
+    assert_eq!(builds_of(&log, "ocx-myproject-dev:3.0.0").len(), 1);
 }
 
 #[test]
@@ -509,9 +582,11 @@ fn progress_json_is_one_event_per_line() {
         .iter()
         .map(|e| e["event"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.first(), Some(&"start"));
     assert!(
-        kinds.contains(&"step") && kinds.contains(&"line") && kinds.contains(&"finish"),
+        kinds.contains(&"start")
+            && kinds.contains(&"step")
+            && kinds.contains(&"line")
+            && kinds.contains(&"finish"),
         "{kinds:?}"
     );
     // stdout and stderr are read concurrently, so steps from the two streams may interleave
@@ -521,8 +596,9 @@ fn progress_json_is_one_event_per_line() {
         .map(|e| e["current"].as_u64().unwrap() * 10 + e["total"].as_u64().unwrap())
         .collect();
     steps.sort();
-    // the fake prints every engine's step format; podman's parser reads buildah's
-    assert_eq!(steps, [33]);
+    // the fake prints every engine's step format; podman's parser reads buildah's (once for
+    // the binary image, once for the final image)
+    assert_eq!(steps, [33, 33]);
     assert_eq!(
         events.last().unwrap()["text"],
         "built ocx-myproject-dev:1.2.3"
@@ -612,7 +688,7 @@ fn docker_run_is_recorded_with_the_project_mounted() {
         .fake_reply("run-exit", "5");
     env.ocx(&["opencode", "run", "hello"]).status(5).run();
     let log = env.log();
-    let r = find(&log, &["run"])[0];
+    let r = runs(&log)[0];
     let project = env.project().canonicalize().unwrap().display().to_string();
     assert_eq!(r[..3], ["docker", "run", "--rm"].map(String::from));
     assert!(
@@ -625,10 +701,12 @@ fn docker_run_is_recorded_with_the_project_mounted() {
     );
     assert_eq!(
         r[r.len() - 4..],
-        [FINAL, "opencode", "run", "hello"].map(String::from)
+        [FINAL, "/usr/local/bin/opencode", "run", "hello"].map(String::from)
     );
 }
 
+/// With `opencode_variant` set, the binary is fetched before the base is built; unset, the
+/// base's libc picks the variant, so the base comes first.
 #[test]
 fn a_checksum_mismatch_stops_before_the_base_is_built() {
     let port = github_server("2.0.3", &fake_elf(62), Some(&"0".repeat(64)));
@@ -636,7 +714,7 @@ fn a_checksum_mismatch_stops_before_the_base_is_built() {
     env.fake_reply("inspect.json", "[]");
     env.write(
         "project/ocx.json",
-        &format!(r#"{{"custom_base_image": "{BASE}", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "2.0.3", "uid": 1000, "gid": 1000}}"#),
+        &format!(r#"{{"custom_base_image": "{BASE}", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "2.0.3", "opencode_variant": "standard", "uid": 1000, "gid": 1000}}"#),
     );
     env.write("project/Dockerfile.dev", "FROM scratch\n");
     env.ocx(&["build"])

@@ -135,7 +135,7 @@ fn chosen_backend_not_installed() {
 #[test]
 fn missing_custom_base_without_dockerfile() {
     let env = env_with_config(
-        r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.0.0", "opencode_source": "file:/nonexistent"}"#,
+        r#"{"custom_base_image": "myproject-dev", "opencode_version": "1.0.0", "opencode_source": "file:bins/{asset}"}"#,
     );
     let out = env.ocx(&["build"]).output();
     assert_eq!(out.code, 2);
@@ -196,5 +196,88 @@ fn config_show_prints_values_and_sources() {
     assert_eq!(
         line("custom_base_dockerfile"),
         ["custom_base_dockerfile", "(unset)", "unset"]
+    );
+}
+
+/// A listener that counts the connections made to it: proof that nothing went to the network.
+fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn an_invalid_base_image_fails_before_resolving_latest() {
+    let (port, hits) = counting_server();
+    let mut env = env_with_config(r#"{"custom_base_image": "Upper/Case"}"#);
+    env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
+    assert_bad_input(
+        &env,
+        &["build"],
+        "error: custom_base_image: invalid image reference \"Upper/Case\"",
+    );
+    let out = env.ocx(&["build"]).output();
+    assert!(out.stderr.contains("/project/ocx.json)"), "{}", out.stderr);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(env.log().is_empty(), "no engine call: {:?}", env.log());
+}
+
+#[test]
+fn a_build_the_engine_refuses_is_refused_before_the_download() {
+    let (port, hits) = counting_server();
+    let mut env = TestEnv::new();
+    env.fake("docker").fake_reply("no-buildx", "");
+    env.images_exist(&[("multi-dev", "null")]);
+    env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
+    env.write(
+        "project/ocx.json",
+        r#"{"custom_base_image": "multi-dev", "opencode_version": "1.2.3", "platforms": ["linux/amd64", "linux/arm64"]}"#,
+    );
+    // after the warning that buildx is missing, one error line
+    env.ocx(&["build"])
+        .status(2)
+        .stderr_has("\nerror: the classic docker builder cannot build several platforms")
+        .run();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "downloaded first"
+    );
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    assert!(builds.is_empty(), "{builds:?}");
+}
+
+#[test]
+fn every_config_key_is_a_flag_with_help() {
+    let env = TestEnv::new();
+    let out = env.ocx(&["build", "--help"]).status(0).run();
+    for key in [
+        "--custom-base-image",
+        "--custom-base-dockerfile",
+        "--custom-base-context",
+        "--opencode-version",
+        "--opencode-source",
+        "--opencode-variant",
+        "--backend",
+        "--platforms",
+        "--username",
+        "--uid",
+        "--gid",
+    ] {
+        assert!(out.stdout.contains(key), "{key} missing from --help");
+    }
+    let env = env_with_config(r#"{"opencode_version": "1.0.0"}"#);
+    assert_bad_input(
+        &env,
+        &["build", "--opencode-variant", "glibc"],
+        "invalid opencode_variant \"glibc\"",
     );
 }

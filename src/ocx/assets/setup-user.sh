@@ -1,72 +1,83 @@
 #!/bin/sh
-# Makes user $1 with UID $2 and GID $3 exist, whatever the base already has:
-# - a group with GID $3 already exists: it becomes the user's primary group as it is;
-# - another user already owns UID $2 (ubuntu:24.04 ships `ubuntu` as 1000): it is renamed;
-# - a user named $1 exists with another UID: it is renumbered;
-# - Debian/Ubuntu bases use useradd/usermod/groupadd/groupmod, busybox/Alpine adduser/addgroup;
-#   a base with neither (a bare static busybox) gets its /etc/passwd and /etc/group edited.
+# Carries out the container-user decision ocx made (src/ocx/user.rs); decides nothing itself.
+# Arguments are a list of ops, each with a fixed number of arguments:
+#   group-gid GROUP GID              give an existing group another GID
+#   group-add GROUP GID              add a group
+#   user-ids USER UID GID            set a user's UID and primary GID
+#   user-rename OLD NEW              rename a user (passwd, shadow, group member lists)
+#   user-home USER HOME              set a user's home, moving the old directory there
+#   user-add USER UID GID HOME SHELL add a user (with /etc/skel, if the base has one)
+#   home HOME UID GID all|mounts     make the home and the directories ocx mounts; chown all
+#                                    of the home, or only those directories
+# The files are edited with awk rather than usermod/adduser, so the result is the same on
+# Debian, Alpine and a bare busybox, and a user's shell, groups and sudo rules stay as they are.
 set -eu
-u=$1 uid=$2 gid=$3 home=/home/$1
 
-has() { command -v "$1" >/dev/null 2>&1; }
-name_of() { awk -F: -v id="$2" '$3 == id { print $1; exit }' "$1"; }
-exists() { awk -F: -v n="$2" '$1 == n { f = 1 } END { exit !f }' "$1"; }
-# field edits for bases without usermod/groupmod (busybox)
-set_fields() { # file name field=value...
-  f=$1 n=$2; shift 2
-  awk -F: -v OFS=: -v n="$n" -v edits="$*" '
-    $1 == n { k = split(edits, e, " "); for (i = 1; i <= k; i++) { split(e[i], kv, "="); $(kv[1]) = kv[2] } }
-    { print }' "$f" >"$f.ocx" && cat "$f.ocx" >"$f" && rm -f "$f.ocx"
+# edit FILE AWK-PROGRAM [VAR=VALUE...]: rewrite FILE in place, keeping its owner and mode
+edit() {
+  f=$1 prog=$2; shift 2
+  [ -f "$f" ] || return 0
+  awk -F: -v OFS=: "$@" "$prog" "$f" >"$f.ocx-new"
+  cat "$f.ocx-new" >"$f"
+  rm -f "$f.ocx-new"
 }
-rename_entry() { # file old new
-  [ -f "$1" ] || return 0
-  awk -F: -v OFS=: -v o="$2" -v n="$3" '$1 == o { $1 = n } { print }' "$1" >"$1.ocx" && cat "$1.ocx" >"$1" && rm -f "$1.ocx"
-}
+# set_field FILE NAME FIELD VALUE
+set_field() { edit "$1" '$1 == n { $(k) = v } { print }' -v n="$2" -v k="$3" -v v="$4"; }
+home_of() { awk -F: -v n="$1" '$1 == n { print $6; exit }' /etc/passwd; }
 
-grp=$(name_of /etc/group "$gid")
-if [ -z "$grp" ]; then
-  if exists /etc/group "$u"; then
-    if has groupmod; then groupmod -g "$gid" "$u"; else set_fields /etc/group "$u" "3=$gid"; fi
-  elif has groupadd; then
-    groupadd -g "$gid" "$u"
-  elif has addgroup; then
-    addgroup -g "$gid" "$u"
-  else
-    echo "$u:x:$gid:" >>/etc/group
-  fi
-  grp=$u
-fi
-
-old=$(name_of /etc/passwd "$uid")
-if [ -n "$old" ] && [ "$old" != "$u" ]; then
-  if exists /etc/passwd "$u"; then
-    if has userdel; then userdel "$u"; else deluser "$u"; fi
-  fi
-  if has usermod; then
-    usermod -l "$u" "$old"
-  else
-    rename_entry /etc/passwd "$old" "$u"
-    rename_entry /etc/shadow "$old" "$u"
-  fi
-  echo "ocx: renamed existing user $old (uid $uid) to $u"
-fi
-
-if exists /etc/passwd "$u"; then
-  if has usermod; then
-    usermod -u "$uid" -g "$gid" -d "$home" -s /bin/sh "$u" >/dev/null
-  else
-    set_fields /etc/passwd "$u" "3=$uid" "4=$gid" "6=$home" "7=/bin/sh"
-  fi
-elif has useradd; then
-  useradd -u "$uid" -g "$gid" -d "$home" -s /bin/sh -M "$u"
-elif has adduser; then
-  adduser -D -H -u "$uid" -G "$grp" -h "$home" -s /bin/sh "$u"
-else
-  echo "$u:x:$uid:$gid::$home:/bin/sh" >>/etc/passwd
-  if [ -f /etc/shadow ]; then echo "$u:!:1::::::" >>/etc/shadow; fi
-fi
-
-# the mount points ocx uses, made now so the engine doesn't create their parents root-owned
-mkdir -p "$home/.config/opencode" "$home/.local/share/opencode" "$home/.local/state" "$home/.cache"
-chown -R "$uid:$gid" "$home"
-echo "ocx: user $(id "$u")"
+while [ $# -gt 0 ]; do
+  op=$1; shift
+  case $op in
+    group-gid)
+      set_field /etc/group "$1" 3 "$2"; shift 2 ;;
+    group-add)
+      echo "$1:x:$2:" >>/etc/group
+      if [ -f /etc/gshadow ]; then echo "$1:!::" >>/etc/gshadow; fi
+      shift 2 ;;
+    user-ids)
+      set_field /etc/passwd "$1" 3 "$2"
+      set_field /etc/passwd "$1" 4 "$3"
+      shift 3 ;;
+    user-rename)
+      set_field /etc/passwd "$1" 1 "$2"
+      set_field /etc/shadow "$1" 1 "$2"
+      # member lists: field 4 of group and gshadow, comma-separated
+      for f in /etc/group /etc/gshadow; do
+        edit "$f" '{ k = split($4, m, ","); out = ""; for (i = 1; i <= k; i++) { x = (m[i] == o) ? n : m[i]; out = out (i > 1 ? "," : "") x }; $4 = out; print }' -v o="$1" -v n="$2"
+      done
+      echo "ocx: renamed user $1 to $2"
+      shift 2 ;;
+    user-home)
+      old=$(home_of "$1")
+      if [ -n "$old" ] && [ "$old" != "$2" ] && [ -d "$old" ] && [ ! -e "$2" ]; then
+        mkdir -p "$(dirname "$2")"
+        mv "$old" "$2"
+      fi
+      set_field /etc/passwd "$1" 6 "$2"
+      shift 2 ;;
+    user-add)
+      echo "$1:x:$2:$3::$4:$5" >>/etc/passwd
+      if [ -f /etc/shadow ]; then echo "$1:!:19000:0:99999:7:::" >>/etc/shadow; fi
+      if [ ! -e "$4" ]; then
+        mkdir -p "$4"
+        if [ -d /etc/skel ]; then cp -a /etc/skel/. "$4"/ 2>/dev/null || true; fi
+      fi
+      shift 5 ;;
+    home)
+      h=$1 ids=$2:$3 mode=$4; shift 4
+      mkdir -p "$h"
+      for d in .config/opencode .local/share/opencode .local/state .cache; do
+        if [ ! -e "$h/$d" ]; then
+          mkdir -p "$h/$d"
+        fi
+      done
+      if [ "$mode" = all ]; then
+        chown -R "$ids" "$h"
+      else
+        chown "$ids" "$h" "$h/.config" "$h/.config/opencode" "$h/.local" "$h/.local/share" \
+          "$h/.local/share/opencode" "$h/.local/state" "$h/.cache"
+      fi ;;
+    *)
+      echo "setup-user.sh: unknown op $op" >&2; exit 2 ;;
+  esac
+done
