@@ -73,14 +73,12 @@ pub fn render(r: &Render) -> String {
         // the base may default to another user, and may have no passwd entry named root
         d.push_str("USER 0:0\n");
     }
-    d.push_str(&format!(
-        "COPY --from=opencode {BINARY_IN_IMAGE} {BINARY_PATH}\n"
-    ));
+    // (flags as their own words: they are Dockerfile syntax, not ours)
+    let from = "--from=opencode";
+    d.push_str(&format!("COPY {from} {BINARY_IN_IMAGE} {BINARY_PATH}\n"));
     if needs_home_skeleton(u) {
-        d.push_str(&format!(
-            "COPY --chown={}:{} {HOME_SKELETON} {}\n",
-            u.uid, u.gid, u.home
-        ));
+        let chown = format!("--chown={}:{}", u.uid, u.gid);
+        d.push_str(&format!("COPY {chown} {HOME_SKELETON} {}\n", u.home));
     } else if !u.ops.is_empty() {
         d.push_str("COPY setup-user.sh /usr/local/lib/ocx/setup-user.sh\n");
         let mut argv = vec![

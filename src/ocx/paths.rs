@@ -147,11 +147,15 @@ pub fn check_file_source(config: &Config, trust: &Trust) -> Result<(), UserError
     let Some(src) = config.sources.get("opencode_source") else {
         return Ok(());
     };
-    let fixed = match template.as_str().find('{') {
-        Some(i) => Utf8Path::new(&template.as_str()[..i])
-            .parent()
-            .unwrap_or(Utf8Path::new("/"))
-            .to_owned(),
+    // the directory part before the first placeholder: `/a/b/` of `/a/b/{asset}`, `bins` of
+    // `bins/opencode-{arch}`
+    let t = template.as_str();
+    let fixed = match t.find('{') {
+        Some(i) => match t[..i].rfind('/') {
+            Some(0) => Utf8PathBuf::from("/"),
+            Some(j) => Utf8PathBuf::from(&t[..j]),
+            None => Utf8PathBuf::from("."),
+        },
         None => template.clone(),
     };
     trust.check_value(

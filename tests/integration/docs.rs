@@ -269,11 +269,12 @@ fn config_show_says_which_engine_detection_picks() {
 
 #[test]
 fn dry_run_shows_the_classic_builder_where_buildx_is_missing() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.fake("docker").fake_reply("no-buildx", "");
+    env.set("OCX_OPENCODE_SOURCE", "file:/nonexistent/{asset}");
     env.write(
         "project/ocx.json",
-        r#"{"opencode_version": "1.2.3", "opencode_source": "file:/nonexistent/{asset}", "uid": 1000, "gid": 1000, "platforms": "linux/amd64"}"#,
+        r#"{"opencode_version": "1.2.3", "uid": 1000, "gid": 1000, "platforms": "linux/amd64"}"#,
     );
     let out = env.ocx(&["--dry-run", "build"]).run();
     assert!(

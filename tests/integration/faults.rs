@@ -78,18 +78,22 @@ fn fake_elf() -> Vec<u8> {
     b
 }
 
-/// A project on a fake engine whose base exists and whose opencode comes from a local file.
+/// A project on a fake engine whose base exists and whose opencode comes from a local file
+/// outside the project (named by the environment: a project's ocx.json may not point there).
 fn fake_project(engine: &str) -> TestEnv {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.fake(engine);
     let bins = env.root().join("bins");
     std::fs::create_dir_all(&bins).unwrap();
     std::fs::write(bins.join("opencode-linux-x64"), fake_elf()).unwrap();
+    env.set(
+        "OCX_OPENCODE_SOURCE",
+        format!("file:{}/{{asset}}", bins.display()),
+    );
     env.write(
         "project/ocx.json",
         &format!(
-            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "opencode_source": "file:{}/{{asset}}", "uid": 1000, "gid": 1000, "username": "dev", "platforms": "linux/amd64"}}"#,
-            bins.display()
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "uid": 1000, "gid": 1000, "username": "dev", "platforms": "linux/amd64"}}"#
         ),
     );
     env.images_exist(&[(BASE, "null")]);
