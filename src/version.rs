@@ -1,16 +1,23 @@
 //! Release versions (`1.2.3`, `v1.4.0`, `2.0.0-rc.1`): the one grammar both tools accept, since a
 //! version ends up in image tags, labels and cache paths.
 
-use std::sync::OnceLock;
-
-/// Whether `s` is `[v]X.Y.Z[-pre]`, with at most 40 pre-release characters from
-/// `[0-9A-Za-z.]`: always a valid tag suffix, never anything a shell or Dockerfile reads.
+/// Whether `s` is `[v]X.Y.Z[-pre]` (ASCII digits, 1-6 each), with 1-40 pre-release characters
+/// from `[0-9A-Za-z.]`: always a valid tag suffix, never anything a shell or Dockerfile reads.
+/// Checked by hand: compiling a regex for it cost a no-op `ocx build` a third of its own time.
 pub fn is_release(s: &str) -> bool {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        regex::Regex::new(r"^v?\d{1,6}\.\d{1,6}\.\d{1,6}(-[0-9A-Za-z.]{1,40})?$").expect("version")
-    })
-    .is_match(s)
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let (core, pre) = match s.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (s, None),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| (1..=6).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+        && pre.is_none_or(|p| {
+            (1..=40).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        })
 }
 
 /// Sort key for `X.Y.Z[-pre]`: numeric parts, then a pre-release sorts before its release.
@@ -32,7 +39,19 @@ mod tests {
         for ok in ["1.2.3", "v1.4.0", "2.0.0-rc.1"] {
             assert!(is_release(ok), "{ok}");
         }
-        for bad in ["latest", "1.2", "1.2.3;id", "1.2.3\nRUN x", "v1.2.3-"] {
+        for bad in [
+            "latest",
+            "1.2",
+            "1.2.3;id",
+            "1.2.3\nRUN x",
+            "v1.2.3-",
+            "vv1.2.3",
+            "1.2.3.4",
+            "1..3",
+            "1234567.0.0",
+            "1.2.3-a-b",
+            "1.٣.3",
+        ] {
             assert!(!is_release(bad), "{bad}");
         }
         let mut v = vec!["1.10.0", "1.9.9", "1.18.18", "1.18.2", "1.18.2-rc.1"];
