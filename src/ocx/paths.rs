@@ -216,4 +216,37 @@ mod tests {
             .check("custom_base_context", &proj, &root.join("config/ocx/app"))
             .is_ok());
     }
+
+    #[test]
+    fn a_file_source_template_is_checked_by_its_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(t.path().canonicalize().unwrap()).unwrap();
+        let project = root.join("app");
+        std::fs::create_dir_all(project.join("bins")).unwrap();
+        let trust = Trust::new(&project, None);
+        let config = |template: String| {
+            let mut c = config::load(
+                &project,
+                &config::ConfigEnv::default(),
+                &config::Flags::default(),
+            )
+            .unwrap();
+            c.opencode_source = config::OpencodeSource::File(template.into());
+            c.sources.insert(
+                "opencode_source",
+                Source::ProjectFile(project.join("ocx.json")),
+            );
+            c
+        };
+        assert!(
+            check_file_source(&config(format!("{project}/bins/opencode-{{arch}}")), &trust).is_ok()
+        );
+        let err =
+            check_file_source(&config(format!("{root}/elsewhere/{{asset}}")), &trust).unwrap_err();
+        assert!(
+            err.0
+                .contains(&format!("which resolves to {root}/elsewhere,")),
+            "{err}"
+        );
+    }
 }
