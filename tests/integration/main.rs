@@ -15,7 +15,7 @@ mod ocx_bases;
 mod ocx_engines;
 mod ocx_fake;
 mod ocx_input;
-mod release;
 mod ocx_integrity;
+mod release;
 mod util;
 mod workflow_lint;
