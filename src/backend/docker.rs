@@ -231,6 +231,11 @@ impl Backend for Docker {
             };
             inv = inv.args(["--progress", "plain"]);
         }
+        if classic {
+            // a failed step's container is removed too (the classic builder keeps it by
+            // default, and ocx's build-time `opencode --version` check may fail)
+            inv = inv.arg("--force-rm");
+        }
         inv = inv.arg(req.context.as_str());
         let mut out = vec![inv];
         if classic && req.output == Output::Push {
@@ -497,6 +502,11 @@ mod tests {
             [("DOCKER_BUILDKIT".to_string(), "0".to_string())]
         );
         assert_eq!(invs[0].args[0], "build");
+        assert_eq!(
+            invs[0].args[invs[0].args.len() - 2..],
+            ["--force-rm", "/ctx"],
+            "no failed step's container is left behind"
+        );
         let text = invs[0].to_string();
         assert!(text.contains("--build-arg TARGETARCH=arm64"), "{text}");
         assert!(!text.contains("TARGETOS"), "undeclared: {text}");
