@@ -83,13 +83,7 @@ fn fake_elf() -> Vec<u8> {
 fn fake_project(engine: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake(engine);
-    let bins = env.root().join("bins");
-    std::fs::create_dir_all(&bins).unwrap();
-    std::fs::write(bins.join("opencode-linux-x64"), fake_elf()).unwrap();
-    env.set(
-        "OCX_OPENCODE_SOURCE",
-        format!("file:{}/{{asset}}", bins.display()),
-    );
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf())]);
     env.write(
         "project/ocx.json",
         &format!(

@@ -25,14 +25,10 @@ fn fake_elf(machine: u8) -> Vec<u8> {
 fn project(engine: &str, extra: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake(engine);
-    let bins = env.root().join("bins");
-    std::fs::create_dir_all(&bins).unwrap();
-    std::fs::write(bins.join("opencode-linux-x64"), fake_elf(62)).unwrap();
-    std::fs::write(bins.join("opencode-linux-arm64"), fake_elf(183)).unwrap();
-    env.set(
-        "OCX_OPENCODE_SOURCE",
-        format!("file:{}/{{asset}}", bins.display()),
-    );
+    env.opencode_files(&[
+        ("opencode-linux-x64", &fake_elf(62)),
+        ("opencode-linux-arm64", &fake_elf(183)),
+    ]);
     env.write(
         "project/ocx.json",
         &format!(

@@ -22,13 +22,7 @@ fn fake_elf(machine: u8, fill: u8) -> Vec<u8> {
 fn project() -> TestEnv {
     let mut env = TestEnv::new();
     env.fake("podman");
-    let bins = env.root().join("bins");
-    std::fs::create_dir_all(&bins).unwrap();
-    std::fs::write(bins.join("opencode-linux-x64"), fake_elf(62, 7)).unwrap();
-    env.set(
-        "OCX_OPENCODE_SOURCE",
-        format!("file:{}/{{asset}}", bins.display()),
-    );
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(62, 7))]);
     env.write(
         "project/ocx.json",
         &format!(

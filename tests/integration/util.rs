@@ -117,6 +117,18 @@ impl TestEnv {
         self
     }
 
+    /// opencode from files outside the project (`<root>/bins/<asset>`, one per `(asset,
+    /// bytes)`), named in the environment: a project's own ocx.json may not point outside it.
+    pub fn opencode_files(&mut self, files: &[(&str, &[u8])]) -> &mut Self {
+        let bins = self.root().join("bins");
+        std::fs::create_dir_all(&bins).unwrap();
+        for (asset, bytes) in files {
+            std::fs::write(bins.join(asset), bytes).unwrap();
+        }
+        let source = format!("file:{}/{{asset}}", bins.display());
+        self.set("OCX_OPENCODE_SOURCE", source)
+    }
+
     /// Each recorded invocation as its argv.
     pub fn log(&self) -> Vec<Vec<String>> {
         std::fs::read_to_string(self.root().join("fake/log"))
