@@ -7,6 +7,7 @@ pub mod build;
 pub mod cli;
 pub mod config_file;
 pub mod dirs;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod exec;

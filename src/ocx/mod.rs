@@ -531,7 +531,7 @@ impl Project {
             Base::Default(_) => {
                 let dir = tempfile::Builder::new().prefix("ocx-base-").tempdir()?;
                 let d = utf8(dir.path())?;
-                std::fs::write(d.join("Dockerfile"), dockerfile::DEFAULT_BASE_DOCKERFILE)?;
+                crate::disk::write(&d.join("Dockerfile"), dockerfile::DEFAULT_BASE_DOCKERFILE)?;
                 _default_ctx = dir;
                 (d.join("Dockerfile"), d)
             }
@@ -688,8 +688,8 @@ impl Project {
                 })?;
                 opencode::copy_verified(&bin, &ctx.join("opencode"))?;
             }
-            std::fs::write(
-                ctx.join("Dockerfile"),
+            crate::disk::write(
+                &ctx.join("Dockerfile"),
                 dockerfile::render_binary(version, &bin.asset, &bin.sha256),
             )?;
         }
@@ -769,8 +769,8 @@ impl Project {
         // a small generated context: the project directory is never sent to the engine
         let (ctx, _tmp) = self.context_dir("final")?;
         if !self.engine.dry_run() {
-            std::fs::write(ctx.join("Dockerfile"), &d.rendered)?;
-            std::fs::write(ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
+            crate::disk::write(&ctx.join("Dockerfile"), &d.rendered)?;
+            crate::disk::write(&ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
             if dockerfile::needs_home_skeleton(&d.plan) {
                 for dir in dockerfile::home_skeleton_dirs() {
                     std::fs::create_dir_all(ctx.join(dir))?;

@@ -113,7 +113,8 @@ impl std::error::Error for Corrupt {}
 pub fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
     use std::io::Write;
     let mut src = std::fs::File::open(&b.path).with_context(|| format!("opening {}", b.path))?;
-    let mut out = std::fs::File::create(dst).with_context(|| format!("creating {dst}"))?;
+    let size = std::fs::metadata(&b.path).map(|m| m.len()).ok();
+    let mut out = crate::disk::context(std::fs::File::create(dst), dst, size)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -125,8 +126,7 @@ pub fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
             break;
         }
         h.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .with_context(|| format!("writing {dst}"))?;
+        crate::disk::context(out.write_all(&buf[..n]), dst, size)?;
     }
     drop(out);
     let got = hex(&h.finalize());
@@ -310,9 +310,9 @@ impl Fetcher<'_> {
         let tmp_path =
             Utf8Path::from_path(tmp.path()).ok_or_else(|| anyhow!("non-UTF-8 cache path"))?;
         write_executable(&tmp_path.join("opencode"), &binary)?;
-        std::fs::write(tmp_path.join("checksum"), &published)?;
+        crate::disk::write(&tmp_path.join("checksum"), &published)?;
         let sha256 = hex(&Sha256::digest(&binary));
-        std::fs::write(tmp_path.join("sha256"), &sha256)?;
+        crate::disk::write(&tmp_path.join("sha256"), &sha256)?;
         let _ = std::fs::remove_dir_all(&dir);
         let kept = tmp.keep();
         if let Err(e) = std::fs::rename(&kept, &dir) {
@@ -587,7 +587,7 @@ fn check_elf(bin: &[u8], p: Platform) -> Result<()> {
 
 fn write_executable(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes)?;
+    crate::disk::write(path, bytes)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
