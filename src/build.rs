@@ -113,6 +113,39 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// Who a container runs as. A UID alone takes its primary group and its supplementary groups
+/// from the image's `/etc/passwd` and `/etc/group` (so `%sudo` rules and a `docker` group
+/// work); with a GID too, runc and podman add no supplementary groups at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: Option<u32>,
+}
+
+impl RunAs {
+    /// `uid:gid`: for a user the image has no passwd entry for (or root, whatever its group).
+    pub fn ids(uid: u32, gid: u32) -> Self {
+        RunAs {
+            uid,
+            gid: Some(gid),
+        }
+    }
+
+    /// The UID alone: the image's passwd entry decides the groups.
+    pub fn uid(uid: u32) -> Self {
+        RunAs { uid, gid: None }
+    }
+}
+
+impl std::fmt::Display for RunAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.gid {
+            Some(g) => write!(f, "{}:{g}", self.uid),
+            None => write!(f, "{}", self.uid),
+        }
+    }
+}
+
 /// A container to run in the foreground.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunSpec {
@@ -124,8 +157,8 @@ pub struct RunSpec {
     pub workdir: Option<Utf8PathBuf>,
     /// Environment variable names passed through from our environment (`-e NAME`), never values.
     pub env_names: Vec<String>,
-    /// `uid:gid` to run as.
-    pub user: Option<(u32, u32)>,
+    /// Who to run as (`--user`).
+    pub user: Option<RunAs>,
     /// Replaces the image's ENTRYPOINT (a probe runs `/bin/sh` whatever the image runs).
     pub entrypoint: Option<String>,
     pub tty: bool,

@@ -51,6 +51,17 @@ impl ImageRef {
         }
     }
 
+    /// The same verdict as [`ImageRef::validated`], in microseconds for the usual shapes
+    /// (`[host[:port]/]path[:tag]`, see [`plain_shape`]); anything else gets the full check.
+    /// So a workflow can reject bad input before its first engine call without a no-op
+    /// paying for the grammar regex.
+    pub fn checked(&self) -> Result<(), UserError> {
+        if self.parsed.get().is_none() && plain_shape(&self.original) {
+            return Ok(());
+        }
+        self.validated().map(|_| ())
+    }
+
     fn reference(&self) -> Option<&Reference> {
         self.full().as_ref().ok()
     }
@@ -177,6 +188,89 @@ fn screen(s: &str) -> Result<(), UserError> {
         return Err(bad(s, "it must start with a letter, digit or ["));
     }
     Ok(())
+}
+
+/// Whether `s` (already screened) is a reference of the usual shape that the full grammar
+/// accepts: an optional host (`localhost`, or with a `.` or a port) made of DNS labels,
+/// lowercase path components with the grammar's separators, an ASCII tag, a path that stays
+/// under the length limit even with `library/`, and not an image ID. `false` says nothing:
+/// digests, IPv6 hosts, uppercase first components and the rest go to [`full_parse`].
+fn plain_shape(s: &str) -> bool {
+    if s.contains(['@', '[']) {
+        return false;
+    }
+    let (name, tag) = match s.rfind(':') {
+        Some(i) if !s[i..].contains('/') => (&s[..i], Some(&s[i + 1..])),
+        _ => (s, None),
+    };
+    if let Some(t) = tag {
+        let ok = (1..=128).contains(&t.len())
+            && !t.starts_with(['.', '-'])
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return false;
+        }
+    }
+    let mut comps: Vec<&str> = name.split('/').collect();
+    if comps.len() > 1 {
+        let first = comps[0];
+        if first == "localhost" || first.contains(['.', ':']) {
+            if !host_and_port(first) {
+                return false;
+            }
+            comps.remove(0);
+        }
+    } else if tag.is_none()
+        && name.len() == 64
+        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return false;
+    }
+    let path_len = comps.iter().map(|c| c.len() + 1).sum::<usize>() - 1;
+    path_len + "library/".len() <= 255 && comps.iter().all(|c| path_component(c))
+}
+
+/// distribution's `domainAndPort` without IPv6: DNS labels of letters (any case), digits and
+/// inner `-`, joined by `.`, then an optional `:port`.
+fn host_and_port(s: &str) -> bool {
+    let (host, port) = match s.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    host.split('.').all(label)
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// distribution's `pathComponent`: `[a-z0-9]+` runs joined by `.`, `_`, `__` or `-`+.
+fn path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Stands in for the registry host while oci-spec checks the rest (see [`full_parse`]).
@@ -379,6 +473,39 @@ mod tests {
         let r = ImageRef::parse(&d).unwrap();
         assert_eq!(r.tag(), None);
         assert_eq!(r.digest().unwrap().len(), 71);
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_full_one() {
+        for s in [
+            "ubuntu",
+            "ubuntu:24.04",
+            "local/debian:bookworm",
+            "localhost:5000/a/b-c__d.e:v1",
+            "My.Registry:443/x",
+            "ghcr.io/acme/dev:2",
+            "a--b/c",
+            "Foo/Bar",
+            "foo/Bar",
+            "x:.tag",
+            "a..b",
+            "a-/b",
+            "x-.io/y",
+            "ubuntu@sha256:0123",
+            &"a".repeat(64),
+            &format!("{}:1", "a".repeat(64)),
+            &format!("x.io/{}", "a".repeat(248)),
+        ] {
+            let r = ImageRef::parse_deferred(s).unwrap();
+            let quick = plain_shape(s);
+            let full = ImageRef::parse(s).is_ok();
+            assert!(
+                !quick || full,
+                "{s}: the quick check accepts what the grammar rejects"
+            );
+            assert_eq!(r.checked().is_ok(), full, "{s}");
+        }
+        assert!(plain_shape("localhost:5000/a/b-c__d.e:v1") && !plain_shape("Foo/Bar"));
     }
 
     #[test]

@@ -270,6 +270,7 @@ fn scheme(plain_http: bool) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::RunAs;
     use crate::platform::Platform;
 
     const OLD: &str = r#"[{"name":"docker.io/library/ocx-dev:1","index":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:1111","size":856},
@@ -349,7 +350,7 @@ mod tests {
             image: "a:1".into(),
             command: vec!["sh".into()],
             env_names: vec!["GEMINI_API_KEY".into()],
-            user: Some((501, 20)),
+            user: Some(RunAs::ids(501, 20)),
             remove: true,
             platform: Some(Platform::LinuxAmd64),
             ..Default::default()

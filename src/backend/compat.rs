@@ -257,9 +257,9 @@ pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
         a.push("--env".into());
         a.push(name.clone());
     }
-    if let Some((u, g)) = spec.user {
+    if let Some(u) = spec.user {
         a.push("--user".into());
-        a.push(format!("{u}:{g}"));
+        a.push(u.to_string());
     }
     if let Some(e) = &spec.entrypoint {
         a.push("--entrypoint".into());

@@ -402,7 +402,7 @@ impl Backend for Docker {
 mod tests {
     use super::*;
     use crate::backend::Login;
-    use crate::build::Mount;
+    use crate::build::{Mount, RunAs};
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
         let mut r = crate::backend::test_request(
@@ -642,7 +642,7 @@ mod tests {
             }],
             workdir: Some("/p".into()),
             env_names: vec!["OPENAI_API_KEY".into()],
-            user: Some((1000, 1001)),
+            user: Some(RunAs::ids(1000, 1001)),
             tty: true,
             interactive: true,
             platform: Some(Platform::LinuxArm64),

@@ -314,6 +314,7 @@ impl Backend for Podman {
 mod tests {
     use super::*;
     use crate::backend::{Login, Remote, Stage};
+    use crate::build::RunAs;
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
         crate::backend::test_request("hj:base", "hj:base-v1", platforms, output)
@@ -425,17 +426,17 @@ mod tests {
     fn rootless_run_keeps_the_host_user() {
         let spec = RunSpec {
             image: "x".into(),
-            user: Some((1000, 1000)),
+            user: Some(RunAs::uid(1000)),
             remove: true,
             ..Default::default()
         };
         assert_eq!(
             Podman::new("podman", true).run(&spec).to_string(),
-            "podman run --userns=keep-id --rm --user 1000:1000 x"
+            "podman run --userns=keep-id --rm --user 1000 x"
         );
         assert_eq!(
             Podman::new("podman", false).run(&spec).to_string(),
-            "podman run --rm --user 1000:1000 x"
+            "podman run --rm --user 1000 x"
         );
     }
 

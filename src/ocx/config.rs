@@ -523,7 +523,7 @@ impl Config {
     /// The grammar check of `custom_base_image`, naming the value's origin.
     pub fn validate_base(&self) -> Result<(), UserError> {
         if let Some(r) = &self.custom_base_image {
-            if let Err(e) = r.validated() {
+            if let Err(e) = r.checked() {
                 let src = self
                     .sources
                     .get("custom_base_image")

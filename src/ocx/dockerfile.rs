@@ -92,7 +92,7 @@ pub fn render(r: &Render) -> String {
         ));
     }
     d.push_str(&format!("ENV HOME={}\n", u.home));
-    d.push_str(&format!("USER {}:{}\n", u.uid, u.gid));
+    d.push_str(&format!("USER {}\n", u.run_as()));
     // proves, at build time and as the container user, that this build of opencode runs here
     d.push_str(VERSION_CHECK);
     d.push('\n');

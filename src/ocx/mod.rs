@@ -16,7 +16,7 @@ pub mod paths;
 pub mod probe;
 pub mod user;
 
-use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunSpec};
+use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunAs, RunSpec};
 use crate::engine::{Choice, Engine, Ran};
 use crate::error::{user_error, UserError};
 use crate::exec::{Attach, CommandFailed};
@@ -116,8 +116,10 @@ pub struct Image {
     pub reference: ImageRef,
     pub version: String,
     pub built: bool,
-    /// The container user's home (from the image's label).
+    /// The container user's home.
     pub home: Utf8PathBuf,
+    /// Who the container runs as (see [`UserPlan::run_as`]).
+    pub user: RunAs,
 }
 
 /// One opencode binary image: for a variant and a platform.
@@ -205,14 +207,23 @@ impl Project {
         }
     }
 
-    /// The final image name: `ocx-<sanitized base>:<version>`, or `ocx:<version>` on the
-    /// default base.
+    /// The final image name: `ocx-<sanitized base>:<version>-<user>`, or
+    /// `ocx:<version>-<user>` on the default base. `<user>` is [`user_tag`]: two projects or
+    /// two users on one daemon with other uid/gid/username get their own image instead of
+    /// rebuilding each other's on every switch.
     fn final_image(&self, version: &str) -> Result<ImageRef> {
         let repo = match &self.base {
             Base::Default(_) => "ocx".to_string(),
             b => format!("ocx-{}", b.image().sanitized_name()),
         };
-        Ok(ImageRef::parse_deferred(&format!("{repo}:{version}"))?)
+        let user = user_tag(
+            self.config.uid,
+            self.config.gid,
+            self.config.username.as_ref().map(|u| u.as_str()),
+        );
+        Ok(ImageRef::parse_deferred(&format!(
+            "{repo}:{version}-{user}"
+        ))?)
     }
 
     /// The binary images a build may use: for the configured variant, or (unset) for both
@@ -247,6 +258,9 @@ impl Project {
                 "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
             );
         }
+        // bad input fails before any network or engine call; the quick check costs
+        // microseconds on the usual reference shapes, so the no-op keeps its speed
+        self.config.validate_base()?;
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
         let bins = self.binary_images(&version)?;
@@ -301,6 +315,7 @@ impl Project {
             .await?;
         let design = self.design(&version, &base_info, &facts, variant, &shas)?;
         let home = Utf8PathBuf::from(&design.plan.home);
+        let user = design.plan.run_as();
         if state.image.exists
             && state.image.label(fingerprint::LABEL) == Some(design.fingerprint.as_str())
             && !opts.force
@@ -313,6 +328,7 @@ impl Project {
                 version,
                 built: false,
                 home,
+                user,
             });
         }
         self.engine.reporter().info(&design.plan.describe());
@@ -325,6 +341,7 @@ impl Project {
             version,
             built: true,
             home,
+            user,
         })
     }
 
@@ -364,15 +381,12 @@ impl Project {
             version: version.to_string(),
             built: false,
             home: Utf8PathBuf::from(&design.plan.home),
+            user: design.plan.run_as(),
         }))
     }
 
     /// `latest` becomes a concrete version (a read-only query, so `--dry-run` does it too).
     async fn resolve_version(&self) -> Result<String> {
-        if self.config.opencode_version == config::OpencodeVersion::Latest {
-            // a bad reference must fail as bad input before any network call
-            self.config.validate_base()?;
-        }
         self.fetcher(self.config.opencode_variant.unwrap_or_default())
             .resolve(&self.config.opencode_version, &self.config.platforms)
             .await
@@ -599,7 +613,7 @@ impl Project {
             image: self.base.image().to_string(),
             command: vec!["-c".into(), probe::script()],
             entrypoint: Some("/bin/sh".into()),
-            user: Some((0, 0)),
+            user: Some(RunAs::ids(0, 0)),
             platform,
             remove: true,
             ..Default::default()
@@ -888,7 +902,7 @@ impl Project {
             mounts,
             workdir: Some(self.dir.clone()),
             env_names,
-            user: Some((self.config.uid, self.config.gid)),
+            user: Some(image.user),
             tty: std::io::stdin().is_terminal(),
             interactive: true,
             platform: None,
@@ -917,6 +931,14 @@ fn strip_ansi(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// 8 hex of the container user the config asks for: the first 8 hex digits of the sha256 of
+/// `<uid>:<gid>:<username or nothing>`.
+pub fn user_tag(uid: u32, gid: u32, username: Option<&str>) -> String {
+    use sha2::Digest;
+    let text = format!("{uid}:{gid}:{}", username.unwrap_or(""));
+    fingerprint::hex(&sha2::Sha256::digest(text.as_bytes()))[..8].to_string()
 }
 
 /// `ocx-opencode:<version>-<variant>`; the arch is appended per platform.

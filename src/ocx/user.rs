@@ -17,6 +17,7 @@
 
 use super::config::Username;
 use super::probe::{BaseFacts, PasswdEntry};
+use crate::build::RunAs;
 use crate::error::UserError;
 
 /// The directories under the home that ocx mounts or opencode writes; made by the setup so an
@@ -148,6 +149,18 @@ impl UserPlan {
     /// The user a label and messages name: the name, or `uid` for an unnamed user.
     pub fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.uid.to_string())
+    }
+
+    /// Who the container runs as (`USER` and `--user`). A user with a passwd entry runs by
+    /// UID alone, so the engine takes its primary group (the configured GID: the plan made it
+    /// so) and its supplementary groups from the image; `uid:gid` would drop the latter, and
+    /// with them `%sudo` rules and group access to a mounted socket. An unnamed user has no
+    /// entry to take them from, and root keeps the configured group.
+    pub fn run_as(&self) -> RunAs {
+        match self.how {
+            How::Unnamed | How::Root => RunAs::ids(self.uid, self.gid),
+            _ => RunAs::uid(self.uid),
+        }
     }
 
     /// One line for the build log.

@@ -477,7 +477,10 @@ fn a_sessions_output_becomes_json_events_with_json_progress() {
         &format!(
             "[{}, {}]",
             crate::util::docker_inspect_entry(BASE, "null"),
-            crate::util::docker_inspect_entry("ocx-faults-dev:1.2.3", "null")
+            crate::util::docker_inspect_entry(
+                &crate::util::ocx_tag("ocx-faults-dev:1.2.3", 1000, 1000, Some("dev")),
+                "null"
+            )
         ),
     );
     let out = env

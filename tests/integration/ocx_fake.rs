@@ -5,7 +5,13 @@ use crate::util::{serve, sha256_hex, tar_gz, TestEnv};
 use std::collections::BTreeMap;
 
 const BASE: &str = "myproject-dev";
-const FINAL: &str = "ocx-myproject-dev:1.2.3";
+/// The final image of `project`'s config (uid 1000, gid 1000, username dev).
+fn final_tag() -> &'static str {
+    static TAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        crate::util::ocx_tag("ocx-myproject-dev:1.2.3", 1000, 1000, Some("dev"))
+    });
+    TAG.as_str()
+}
 /// The opencode binary images the no-op inspect names (variant unset: both libcs).
 const BIN: &str = "ocx-opencode:1.2.3-standard-amd64";
 const BIN_MUSL: &str = "ocx-opencode:1.2.3-musl-amd64";
@@ -99,13 +105,21 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     let log = env.log();
     assert_eq!(
         log[0],
-        ["docker", "image", "inspect", BASE, BIN, BIN_MUSL, FINAL]
+        [
+            "docker",
+            "image",
+            "inspect",
+            BASE,
+            BIN,
+            BIN_MUSL,
+            final_tag()
+        ]
     );
     assert_eq!(log[1], ["docker", "buildx", "version"]);
     // the binary image first (FROM scratch, only the binary), then the final image
     let bin = builds_of(&log, BIN);
     assert_eq!(bin.len(), 1, "{log:?}");
-    let build = builds_of(&log, FINAL);
+    let build = builds_of(&log, final_tag());
     assert_eq!(build.len(), 1, "{log:?}");
     let b = build[0];
     let ctx = b.last().unwrap();
@@ -114,7 +128,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
         "buildx",
         "build",
         "--tag",
-        FINAL,
+        final_tag(),
         "--platform",
         "linux/amd64",
         "--file",
@@ -145,7 +159,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
             docker_inspect_entry(BASE, "null"),
             binary_entry(BIN, &fake_elf(62)),
             docker_inspect_entry(
-                FINAL,
+                final_tag(),
                 &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
             )
         ),
@@ -154,10 +168,19 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     let out = env.ocx(&["build"]).status(0).run();
     assert_eq!(
         env.log(),
-        [["docker", "image", "inspect", BASE, BIN, BIN_MUSL, FINAL]]
+        [[
+            "docker",
+            "image",
+            "inspect",
+            BASE,
+            BIN,
+            BIN_MUSL,
+            final_tag()
+        ]]
     );
     assert!(
-        out.stderr.contains("ocx-myproject-dev:1.2.3 is up to date"),
+        out.stderr
+            .contains(&format!("{} is up to date", final_tag())),
         "{}",
         out.stderr
     );
@@ -165,7 +188,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     env.clear_log();
     env.ocx(&["build", "--force"]).status(0).run();
     let log = env.log();
-    assert_eq!(builds_of(&log, FINAL).len(), 1, "--force rebuilds");
+    assert_eq!(builds_of(&log, final_tag()).len(), 1, "--force rebuilds");
     assert!(builds_of(&log, BIN).is_empty(), "the binary image is kept");
 }
 
@@ -191,13 +214,15 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
         out.stderr
     );
     assert!(
-        out.stderr
-            .contains("+ DOCKER_BUILDKIT=0 docker build --tag ocx-myproject-dev:1.2.3"),
+        out.stderr.contains(&format!(
+            "+ DOCKER_BUILDKIT=0 docker build --tag {}",
+            final_tag()
+        )),
         "{}",
         out.stderr
     );
     let log = env.log();
-    let b = builds_of(&log, FINAL)[0];
+    let b = builds_of(&log, final_tag())[0];
     assert!(
         b.windows(2)
             .any(|w| w[0] == "--build-arg" && w[1] == "TARGETARCH=amd64"),
@@ -209,10 +234,17 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
 #[test]
 fn failed_build_shows_command_and_last_lines() {
     let env = project("podman", "");
-    env.fake_reply("build-fail-match", FINAL)
+    env.fake_reply("build-fail-match", final_tag())
         .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(1).run();
-    assert!(out.stderr.contains("caused by: command failed with exit code 1: podman build --format docker --tag ocx-myproject-dev:1.2.3"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "caused by: command failed with exit code 1: podman build --format docker --tag {}",
+            final_tag()
+        )),
+        "{}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("--- last 1 lines of output ---"),
         "{}",
@@ -274,7 +306,7 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
             arm[0].windows(2).any(|w| w == ["--arch", "arm64"]),
             "{arm:?}"
         );
-        let b = builds_of(&log, FINAL)[0];
+        let b = builds_of(&log, final_tag())[0];
         let ctx = b.last().unwrap().clone();
         let fp = label_of(b);
         assert_eq!(
@@ -283,7 +315,7 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
                 "container",
                 "build",
                 "--tag",
-                FINAL,
+                final_tag(),
                 "--arch",
                 "amd64",
                 "--arch",
@@ -314,7 +346,7 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
                 bin("ocx-opencode:1.2.3-standard-amd64", &fake_elf(62)),
                 bin("ocx-opencode:1.2.3-standard-arm64", &fake_elf(183)),
                 shape(
-                    FINAL,
+                    final_tag(),
                     &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
                 )
             ),
@@ -358,9 +390,10 @@ fn apple_run_passes_exit_code_and_env_by_name() {
         &project,
         "--env",
         "ANTHROPIC_API_KEY",
+        // a named user runs by uid, so it keeps its supplementary groups
         "--user",
-        "1000:1000",
-        FINAL,
+        "1000",
+        final_tag(),
         "/usr/local/bin/opencode",
         "--version",
     ]
@@ -472,7 +505,11 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
         .unwrap()
         .starts_with("sha256:"));
     assert_eq!(
-        builds_of(&env.log(), "ocx-myproject-dev:2.0.1").len(),
+        builds_of(
+            &env.log(),
+            &crate::util::ocx_tag("ocx-myproject-dev:2.0.1", 1000, 1000, None)
+        )
+        .len(),
         1,
         "latest resolved before tagging: {:?}",
         env.log()
@@ -519,7 +556,14 @@ fn url_template_source_checks_published_sha256() {
         builds_of(&log, "ocx-opencode:3.0.0-standard-amd64").len(),
         1
     );
-    assert_eq!(builds_of(&log, "ocx-myproject-dev:3.0.0").len(), 1);
+    assert_eq!(
+        builds_of(
+            &log,
+            &crate::util::ocx_tag("ocx-myproject-dev:3.0.0", 1000, 1000, None)
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
@@ -597,7 +641,7 @@ fn progress_json_is_one_event_per_line() {
     assert_eq!(steps, [33, 33]);
     assert_eq!(
         events.last().unwrap()["text"],
-        "built ocx-myproject-dev:1.2.3"
+        format!("built {}", final_tag())
     );
 }
 
@@ -609,14 +653,15 @@ fn no_custom_base_uses_the_builtin_default_and_tags_ocx_version() {
         "project/ocx.json",
         r#"{"opencode_version": "1.2.3", "uid": 1000, "gid": 1000}"#,
     );
+    let default_tag = crate::util::ocx_tag("ocx:1.2.3", 1000, 1000, None);
     let out = env
         .ocx(&["build", "--dry-run"])
-        .stdout_has("--tag ocx:1.2.3 ")
+        .stdout_has(format!("--tag {} ", default_tag))
         .run();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
         lines[0].starts_with("podman image inspect ocx-default-base:")
-            && lines[0].ends_with(" ocx:1.2.3"),
+            && lines[0].ends_with(&format!(" {default_tag}")),
         "{}",
         out.stdout
     );
@@ -645,7 +690,10 @@ fn a_terminal_gets_a_progress_bar_instead_of_log_lines() {
     let out = c.output().unwrap();
     let screen = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{screen}");
-    assert!(screen.contains("built ocx-myproject-dev:1.2.3"), "{screen}");
+    assert!(
+        screen.contains(&format!("built {}", final_tag())),
+        "{screen}"
+    );
     assert!(
         !screen.contains("+ podman build"),
         "plain log lines on a terminal: {screen}"
@@ -697,7 +745,7 @@ fn docker_run_is_recorded_with_the_project_mounted() {
     );
     assert_eq!(
         r[r.len() - 4..],
-        [FINAL, "/usr/local/bin/opencode", "run", "hello"].map(String::from)
+        [final_tag(), "/usr/local/bin/opencode", "run", "hello"].map(String::from)
     );
 }
 

@@ -281,3 +281,32 @@ fn every_config_key_is_a_flag_with_help() {
         "invalid opencode_variant \"glibc\"",
     );
 }
+
+/// With a pinned version too, an invalid `custom_base_image` is bad input before the first
+/// engine call: on real podman and docker (behind a recording wrapper), nothing is called.
+#[test]
+fn an_invalid_base_image_with_a_pinned_version_calls_no_engine() {
+    for engine in ["podman", "docker"] {
+        if !crate::util::engine_available(engine) {
+            continue;
+        }
+        let mut env = TestEnv::new();
+        env.with_system_path();
+        env.recording(engine, &format!("/usr/bin/{engine}"));
+        for base in ["Foo/Bar", "foo/Bar:1"] {
+            env.write(
+                "project/ocx.json",
+                &format!(
+                    r#"{{"custom_base_image": "{base}", "opencode_version": "1.18.18", "backend": "{engine}"}}"#
+                ),
+            );
+            env.ocx(&["build"])
+                .bad_input()
+                .stderr_has(format!(
+                    "error: custom_base_image: invalid image reference \"{base}\": repository names must be lowercase"
+                ))
+                .run();
+            assert!(env.log().is_empty(), "{engine}: {:?}", env.log());
+        }
+    }
+}

@@ -165,7 +165,7 @@ fn the_final_image_fingerprint_covers_the_binary_it_holds() {
     };
     let final_image = |fp: &str| {
         docker_inspect_entry(
-            "ocx-integrity-dev:1.2.3",
+            &crate::util::ocx_tag("ocx-integrity-dev:1.2.3", 1000, 1000, None),
             &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#),
         )
     };

@@ -390,3 +390,10 @@ pub fn manifest_arches(image: &str) -> Vec<String> {
     arches.sort();
     arches
 }
+
+/// The final ocx image for `repo:version` and a container user: ocx appends the first 8 hex
+/// of sha256("<uid>:<gid>:<username>") to the tag (`ocx::user_tag`).
+pub fn ocx_tag(repo_version: &str, uid: u32, gid: u32, username: Option<&str>) -> String {
+    let hex = sha256_hex(format!("{uid}:{gid}:{}", username.unwrap_or("")).as_bytes());
+    format!("{repo_version}-{}", &hex[..8])
+}
