@@ -34,6 +34,9 @@ trap 'rm -rf "$work"' EXIT
 only=${BENCH_ONLY:-all}
 if [ "$only" != release ]; then
 version=1.18.18
+# ocx tags its image <repo>:<version>-<8 hex of "uid:gid:username">; every bench project runs as
+# uid 1000, gid 1000, no username
+user_tag=$(printf '1000:1000:' | sha256sum | cut -c1-8)
 cases=${BENCH_OCX_CASES:-1,2,3,4}
 want() { [[ ",$cases," == *",$1,"* ]]; }
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$HOME/.cache}
@@ -49,7 +52,7 @@ PY
 
 # --- 1 and 2: a base that is a plain image -------------------------------------------------
 base=local/debian:bookworm
-image=ocx-local-debian-bookworm:$version
+image=ocx-local-debian-bookworm:$version-$user_tag
 mkdir -p "$work/plain"
 cat >"$work/plain/ocx.json" <<JSON
 {"custom_base_image": "$base", "opencode_version": "$version", "opencode_source": "npm", "uid": 1000, "gid": 1000}
@@ -58,8 +61,8 @@ if want 1; then
   # one build to fetch the binary, build its image and keep the exact context ocx generates
   (cd "$work/plain" && OCX_KEEP_CONTEXT="$work/ctx" "$ocx" --backend podman --progress plain build --force >/dev/null 2>&1)
   label=$(podman image inspect --format '{{index .Labels "io.agent-images.fingerprint"}}' "$image")
-  raw=(podman build --format docker --tag bench-raw:1 --platform linux/amd64 --file "$work/ctx/final/Dockerfile"
-       --label "io.agent-images.fingerprint=$label" --pull=missing "$work/ctx/final")
+  raw=(podman build --format docker --tag bench-raw:1 --platform linux/amd64 --file "$work/ctx/1/final/Dockerfile"
+       --label "io.agent-images.fingerprint=$label" --pull=missing "$work/ctx/1/final")
   # -N runs prepare commands without a shell too, so the pruning lives in a script
   printf 'podman rmi -f %s bench-raw:1 >/dev/null 2>&1\npodman image prune -f >/dev/null 2>&1\ntrue\n' "$image" >"$work/prune.sh"
   (cd "$work/plain" && hyperfine -N --style basic --runs "${BENCH_RUNS:-5}" --prepare "bash $work/prune.sh" \
@@ -101,7 +104,7 @@ JSON
     (cd "$big" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
       --export-json "$work/big-$engine.json" \
       -n "ocx build (no-op, 100k files)" "$ocx --backend $engine build" \
-      -n "$engine image inspect" "$engine image inspect bench-big/base ocx-bench-big-base:$version")
+      -n "$engine image inspect" "$engine image inspect bench-big/base ocx-bench-big-base:$version-$user_tag")
   done
 fi
 

@@ -68,9 +68,10 @@ pub const PASSTHROUGH_ENV: &[&str] = &[
     "COLORTERM",
 ];
 
-/// Keep the generated build contexts in this directory (which must be new or empty) instead
-/// of temp dirs removed after the build: `final/` for the image, `opencode-<variant>-<arch>/`
-/// for a binary image. For debugging, and for `scripts/bench.sh` to build the same context raw.
+/// Keep the generated build contexts under this directory instead of temp dirs removed after
+/// the build: each run writes into a fresh `<n>/` subdirectory, `<n>/final/` for the image and
+/// `<n>/opencode-<variant>-<arch>/` for a binary image. For debugging, and for
+/// `scripts/bench.sh` to build the same context raw.
 pub const ENV_KEEP_CONTEXT: &str = "OCX_KEEP_CONTEXT";
 
 /// The repository of the per-version opencode binary images.
@@ -108,6 +109,8 @@ pub struct Project {
     cache_root: Utf8PathBuf,
     trust: Trust,
     keep_context: Option<Utf8PathBuf>,
+    /// This run's fresh subdirectory of `keep_context`, made when the first context is written.
+    keep_run: std::sync::Mutex<Option<Utf8PathBuf>>,
 }
 
 /// The image `ensure` made current, and what running it needs.
@@ -144,6 +147,8 @@ struct State {
 struct Design {
     plan: UserPlan,
     variant: OpencodeVariant,
+    /// The probe found no C library on the base (see [`BaseFacts::no_libc`]).
+    no_libc: bool,
     rendered: String,
     fingerprint: String,
 }
@@ -188,6 +193,7 @@ impl Project {
             cache_root,
             trust,
             keep_context,
+            keep_run: Default::default(),
         })
     }
 
@@ -729,7 +735,17 @@ impl Project {
             return Ok((Utf8PathBuf::from("<generated-context>"), None));
         }
         if let Some(keep) = &self.keep_context {
-            let d = keep.join(name);
+            let mut run = self.keep_run.lock().unwrap_or_else(|e| e.into_inner());
+            if run.is_none() {
+                let d = paths::fresh_numbered_dir(keep).with_context(|| {
+                    format!("creating a directory in {ENV_KEEP_CONTEXT} {keep}")
+                })?;
+                self.engine
+                    .reporter()
+                    .info(&format!("keeping the generated contexts in {d}"));
+                *run = Some(d);
+            }
+            let d = run.as_ref().expect("set above").join(name);
             std::fs::create_dir_all(&d)
                 .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {d}"))?;
             return Ok((d, None));
@@ -774,6 +790,7 @@ impl Project {
         Ok(Design {
             plan,
             variant,
+            no_libc: facts.no_libc(),
             rendered,
             fingerprint: f.finish(),
         })
@@ -849,9 +866,13 @@ impl Project {
         })?;
         let origin = match self.config.sources.get("opencode_variant") {
             Some(s) => format!("from {s}"),
+            None if d.no_libc => "the default".into(),
             None => "picked from the base's libc".into(),
         };
         let fix = match d.variant {
+            _ if d.no_libc => {
+                "the base has no C library (no /lib*/ld-linux-* or /lib/ld-musl-* loader), and every opencode build needs one: use a base with glibc, or musl with libstdc++ and libgcc"
+            }
             OpencodeVariant::Musl | OpencodeVariant::BaselineMusl => {
                 "set opencode_variant to standard for a glibc base, or add libstdc++ and libgcc to a musl base (apk add libstdc++ libgcc)"
             }

@@ -114,28 +114,37 @@ pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
     }
 }
 
-/// `OCX_KEEP_CONTEXT`: a new or empty directory, so nothing of the user's is overwritten.
+/// `OCX_KEEP_CONTEXT`: where kept contexts go. Each run writes into a fresh numbered
+/// subdirectory ([`fresh_numbered_dir`]), so nothing of the user's is overwritten and an earlier
+/// run's contexts never block a later run. Only an existing non-directory is refused.
 pub fn keep_context_dir(vars: &BTreeMap<String, String>) -> Result<Option<Utf8PathBuf>, UserError> {
     let Some(keep) = vars.get(ENV_KEEP_CONTEXT) else {
         return Ok(None);
     };
     let dir = Utf8PathBuf::from(keep);
-    match std::fs::read_dir(&dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(UserError(format!(
-                    "{ENV_KEEP_CONTEXT} {dir} is not empty; name a new or empty directory (ocx writes the generated contexts there)"
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(UserError(format!(
-                "{ENV_KEEP_CONTEXT} {dir} is not a usable directory: {e}"
-            )))
+    match std::fs::metadata(&dir) {
+        Ok(m) if !m.is_dir() => Err(UserError(format!(
+            "{ENV_KEEP_CONTEXT} {dir} is not a directory; name a directory (ocx writes each run's generated contexts into a new numbered subdirectory of it)"
+        ))),
+        _ => Ok(Some(dir)),
+    }
+}
+
+/// `parent/<n>` for the first `n` (from 1) that does not exist yet, created here: the
+/// creation itself is the claim, so two runs at once never share one.
+pub fn fresh_numbered_dir(parent: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    std::fs::create_dir_all(parent)?;
+    for n in 1..=100_000u32 {
+        let d = parent.join(n.to_string());
+        match std::fs::create_dir(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
     }
-    Ok(Some(dir))
+    Err(std::io::Error::other(format!(
+        "{parent} already holds 100000 numbered directories"
+    )))
 }
 
 /// A `file:` source from the project's `ocx.json` must point inside the project: its fixed

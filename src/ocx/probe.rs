@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// Bump when the script or [`BaseFacts`] change, so old cache entries are not read.
-const FORMAT: &str = "ocx-probe 1";
+const FORMAT: &str = "ocx-probe 2";
 
 /// The tools whose presence the user setup may depend on.
 const TOOLS: &[&str] = &["awk", "chown", "mkdir", "cp", "mv", "bash", "sudo"];
@@ -26,6 +26,7 @@ pub fn script() -> String {
          echo '[sudoers.d]'; ls -1 /etc/sudoers.d 2>/dev/null; \
          echo '[tools]'; for t in {}; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done; \
          echo '[musl]'; ls -1 /lib/ld-musl-* 2>/dev/null; \
+         echo '[glibc]'; ls -1 /lib*/ld-linux-* /lib/*/ld-linux-* 2>/dev/null; \
          echo '[end]'",
         TOOLS.join(" ")
     )
@@ -59,6 +60,10 @@ pub struct BaseFacts {
     pub tools: BTreeSet<String>,
     /// Paths of musl dynamic loaders (`/lib/ld-musl-x86_64.so.1`).
     pub musl: Vec<String>,
+    /// Paths of glibc dynamic loaders (`/lib64/ld-linux-x86-64.so.2`). With neither kind the
+    /// base has no C library at all (a static busybox), and no opencode build runs on it.
+    #[serde(default)]
+    pub glibc: Vec<String>,
 }
 
 impl BaseFacts {
@@ -85,8 +90,15 @@ impl BaseFacts {
                 members: vec![],
             }],
             tools: TOOLS.iter().map(|t| t.to_string()).collect(),
+            glibc: vec!["/lib64/ld-linux-x86-64.so.2".into()],
             ..Default::default()
         }
+    }
+
+    /// The probe ran and found no dynamic loader of either libc: nothing but static binaries
+    /// run on this base.
+    pub fn no_libc(&self) -> bool {
+        self.shell && self.musl.is_empty() && self.glibc.is_empty()
     }
 
     pub fn has(&self, tool: &str) -> bool {
@@ -134,6 +146,7 @@ pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
                 "[sudoers.d]" => "sudoers",
                 "[tools]" => "tools",
                 "[musl]" => "musl",
+                "[glibc]" => "glibc",
                 "[end]" => break,
                 _ => "",
             };
@@ -177,6 +190,7 @@ pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
                 facts.tools.insert(line.to_string());
             }
             "musl" => facts.musl.push(line.to_string()),
+            "glibc" => facts.glibc.push(line.to_string()),
             _ => {}
         }
     }
@@ -218,7 +232,7 @@ pub fn store(file: &Utf8Path, facts: &BaseFacts) {
 mod tests {
     use super::*;
 
-    pub const DEBIAN_NODE: &str = "ocx-probe 1\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[end]\n";
+    pub const DEBIAN_NODE: &str = "ocx-probe 2\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[end]\n";
 
     #[test]
     fn parses_every_section() {
@@ -229,12 +243,19 @@ mod tests {
         assert_eq!(f.sudoers, ["README", "node"]);
         assert!(f.has("bash") && !f.has("sudo"));
         assert!(f.musl.is_empty());
+        assert_eq!(f.glibc, ["/lib64/ld-linux-x86-64.so.2"]);
+        // a cache entry from before the glibc section reads as "no glibc loader seen"
+        let old: BaseFacts = serde_json::from_str(
+            r#"{"shell":true,"passwd":[],"groups":[],"sudoers":[],"tools":[],"musl":[]}"#,
+        )
+        .unwrap();
+        assert!(old.glibc.is_empty());
     }
 
     #[test]
     fn rejects_output_that_is_not_ours() {
         assert!(parse("fake run\n").is_err());
-        assert!(parse("ocx-probe 1\n[passwd]\n").is_err(), "cut short");
+        assert!(parse("ocx-probe 2\n[passwd]\n").is_err(), "cut short");
     }
 
     #[test]

@@ -168,6 +168,11 @@ impl UserPlan {
         let ids = format!("uid {}, gid {}, home {}", self.uid, self.gid, self.home);
         let mut s = match &self.how {
             How::Root => format!("container user root ({ids})"),
+            How::Adopted if self.ops.iter().any(|o| matches!(o, Op::UserIds { .. })) => format!(
+                "container user {} from the base, its primary group changed to gid {} ({ids}; home chowned)",
+                self.label(),
+                self.gid
+            ),
             How::Adopted => format!("container user {} from the base, as it is ({ids})", self.label()),
             How::Renumbered { from_uid } => format!(
                 "container user {} from the base, uid {from_uid} changed ({ids}; home chowned)",
@@ -191,10 +196,12 @@ impl UserPlan {
 }
 
 /// A user or group name from the base that may go into the setup's arguments.
+/// Not only dots: `..` would make `/home/..` of a home.
 pub fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('-')
+        && !s.chars().all(|c| c == '.')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
@@ -361,6 +368,25 @@ fn free_group_name(f: &BaseFacts, name: &str, gid: u32) -> String {
     }
 }
 
+/// `/home/<name>` for a checked name. [`safe_name`] keeps it safe (no `..`); asserted, as
+/// every home that goes into an op is.
+fn home_for(name: &str) -> String {
+    let h = format!("/home/{name}");
+    debug_assert!(safe_home(&h), "{h}");
+    h
+}
+
+/// The op that makes and chowns `home`, which must be [`safe_home`].
+fn home_op(home: &str, w: &Wanted, recursive: bool) -> Op {
+    debug_assert!(safe_home(home), "{home}");
+    Op::Home {
+        home: home.to_string(),
+        uid: w.uid,
+        gid: w.gid,
+        recursive,
+    }
+}
+
 /// Keeps user `u` (adopted or renumbered): only its ids change, when they differ.
 fn keep(f: &BaseFacts, u: &PasswdEntry, w: &Wanted, how: How) -> Result<UserPlan, UserError> {
     let name = checked_name(&u.name)?;
@@ -377,7 +403,7 @@ fn keep(f: &BaseFacts, u: &PasswdEntry, w: &Wanted, how: How) -> Result<UserPlan
     let home = if safe_home(&u.home) {
         u.home.clone()
     } else {
-        let h = format!("/home/{name}");
+        let h = home_for(&name);
         notes.push(format!(
             "its home {:?} is not usable, so it is now {h}",
             u.home
@@ -388,12 +414,7 @@ fn keep(f: &BaseFacts, u: &PasswdEntry, w: &Wanted, how: How) -> Result<UserPlan
         });
         h
     };
-    ops.push(Op::Home {
-        home: home.clone(),
-        uid: w.uid,
-        gid: w.gid,
-        recursive: changed,
-    });
+    ops.push(home_op(&home, w, changed));
     Ok(UserPlan {
         name: Some(name),
         uid: w.uid,
@@ -408,7 +429,7 @@ fn keep(f: &BaseFacts, u: &PasswdEntry, w: &Wanted, how: How) -> Result<UserPlan
 /// Renames the user holding the UID to `to`; its home moves to `/home/<to>`.
 fn rename(f: &BaseFacts, h: &PasswdEntry, to: &str, w: &Wanted) -> Result<UserPlan, UserError> {
     let from = checked_name(&h.name)?;
-    let home = format!("/home/{to}");
+    let home = home_for(to);
     let mut ops = vec![Op::UserRename {
         from: from.clone(),
         to: to.to_string(),
@@ -423,12 +444,7 @@ fn rename(f: &BaseFacts, h: &PasswdEntry, to: &str, w: &Wanted) -> Result<UserPl
         user: to.to_string(),
         home: home.clone(),
     });
-    ops.push(Op::Home {
-        home: home.clone(),
-        uid: w.uid,
-        gid: w.gid,
-        recursive: true,
-    });
+    ops.push(home_op(&home, w, true));
     let mut notes = Vec::new();
     if f.sudoers.iter().any(|s| s != "README") {
         notes.push(format!(
@@ -447,7 +463,7 @@ fn rename(f: &BaseFacts, h: &PasswdEntry, to: &str, w: &Wanted) -> Result<UserPl
 }
 
 fn create(f: &BaseFacts, name: &str, w: &Wanted) -> Result<UserPlan, UserError> {
-    let home = format!("/home/{name}");
+    let home = home_for(name);
     let mut ops = Vec::new();
     if f.group_by_gid(w.gid).is_none() {
         ops.push(Op::GroupAdd {
@@ -467,12 +483,7 @@ fn create(f: &BaseFacts, name: &str, w: &Wanted) -> Result<UserPlan, UserError> 
         home: home.clone(),
         shell: shell.into(),
     });
-    ops.push(Op::Home {
-        home: home.clone(),
-        uid: w.uid,
-        gid: w.gid,
-        recursive: true,
-    });
+    ops.push(home_op(&home, w, true));
     Ok(UserPlan {
         name: Some(name.to_string()),
         uid: w.uid,
@@ -491,7 +502,7 @@ mod tests {
 
     fn facts(passwd: &str, group: &str) -> BaseFacts {
         parse(&format!(
-            "ocx-probe 1\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\n{passwd}[group]\nroot:x:0:\n{group}[sudoers.d]\nvscode\n[tools]\nawk\nbash\n[musl]\n[end]\n"
+            "ocx-probe 2\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\n{passwd}[group]\nroot:x:0:\n{group}[sudoers.d]\nvscode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[end]\n"
         ))
         .unwrap()
     }
@@ -535,6 +546,28 @@ mod tests {
             }],
             "no passwd edit, no shell change"
         );
+    }
+
+    #[test]
+    fn an_adopted_user_whose_gid_changes_is_not_described_as_unchanged() {
+        let f = facts(
+            "vscode:x:1000:1000::/home/vscode:/bin/zsh\n",
+            "vscode:x:1000:\nsudo:x:27:vscode\n",
+        );
+        let p = run(&f, None, want(None, 1000, 1001));
+        assert_eq!(p.how, How::Adopted);
+        let line = p.describe();
+        assert!(!line.contains("as it is"), "{line}");
+        assert!(
+            line.contains("its primary group changed to gid 1001"),
+            "{line}"
+        );
+        let p = run(&f, None, want(None, 1000, 1000));
+        assert!(p.describe().contains("as it is"), "{}", p.describe());
+        // the container runs by uid alone, keeping `sudo` as a supplementary group
+        assert_eq!(p.run_as().to_string(), "1000");
+        let p = run(&BaseFacts::shell_less(), None, want(None, 1000, 1000));
+        assert_eq!(p.run_as().to_string(), "1000:1000");
     }
 
     #[test]
@@ -668,6 +701,22 @@ mod tests {
             }
         )
         .is_err());
+        // a user named `..` with home `/` would make `/home/..` of its new home
+        for dots in ["..", ".", "..."] {
+            assert!(!safe_name(dots), "{dots}");
+            let f = facts(&format!("{dots}:x:1000:1000::/:/bin/sh\n"), "");
+            assert!(plan(
+                &f,
+                None,
+                &Wanted {
+                    username: None,
+                    uid: 1000,
+                    gid: 1000
+                }
+            )
+            .is_err());
+        }
+        assert!(safe_name("a.b") && safe_name(".profile-user"));
         let f = facts("svc:x:1000:1000::/:/bin/sh\n", "svc:x:1000:\n");
         let p = run(&f, None, want(None, 1000, 1000));
         assert_eq!(p.home, "/home/svc");
@@ -682,5 +731,19 @@ mod tests {
             assert!(!safe_home(bad), "{bad}");
         }
         assert!(safe_home("/home/jovyan") && safe_home("/root") && safe_home("/var/lib/app"));
+        // every home that goes into an op is a safe one
+        for p in [
+            run(&f, None, want(None, 1000, 1000)),
+            run(&f, None, want(Some("dev"), 1000, 1000)),
+        ] {
+            for op in &p.ops {
+                if let Op::Home { home, .. }
+                | Op::UserHome { home, .. }
+                | Op::UserAdd { home, .. } = op
+                {
+                    assert!(safe_home(home), "{home}");
+                }
+            }
+        }
     }
 }
