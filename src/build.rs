@@ -37,6 +37,10 @@ pub struct BuildRequest {
     pub tags: Vec<ImageRef>,
     pub platforms: Vec<Platform>,
     pub build_args: BTreeMap<String, String>,
+    /// Build arguments whose values come from the user's environment (they may be secrets):
+    /// passed by name (`--build-arg NAME`), the value only in the builder's environment, so it
+    /// never shows in argv, logs or `--dry-run` output.
+    pub env_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
@@ -58,6 +62,7 @@ impl BuildRequest {
             tags: vec![tag],
             platforms: vec![Platform::host()],
             build_args: BTreeMap::new(),
+            env_args: BTreeMap::new(),
             labels: BTreeMap::new(),
             target: None,
             no_cache: false,

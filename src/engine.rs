@@ -176,9 +176,49 @@ impl Engine {
     pub async fn build(&self, req: &BuildRequest) -> Result<()> {
         self.prepare(req).await?;
         for inv in self.backend.build(req) {
-            self.stream(inv).await?;
+            self.stream(inv.secret_envs(&req.env_args)).await?;
         }
         Ok(())
+    }
+
+    /// Removes the other local tags of `keep`'s repository whose tag starts with `prefix`:
+    /// older builds of one thing named by their fingerprint, which would otherwise pile up.
+    /// Best effort: a tag the engine will not remove (a container uses it) stays, with a
+    /// warning. Returns the tags removed.
+    pub async fn remove_older_tags(&self, keep: &ImageRef, prefix: &str) -> Result<Vec<ImageRef>> {
+        let commands = self.backend.commands();
+        let Some(list) = commands.list(keep.name_as_written()) else {
+            return Ok(Vec::new());
+        };
+        let out = self.capture(list).await?;
+        let mut stale = Vec::new();
+        for line in out.stdout.lines().map(str::trim) {
+            let Some((_, tag)) = line.rsplit_once(':') else {
+                continue;
+            };
+            if !tag.starts_with(prefix) || Some(tag) == keep.tag() {
+                continue;
+            }
+            let Ok(old) = keep.with_tag(tag) else {
+                continue;
+            };
+            if self.backend.names_match(&old, line) && !stale.contains(&old) {
+                stale.push(old);
+            }
+        }
+        let mut removed = Vec::new();
+        for old in stale {
+            let out = self.capture(commands.remove(&[&old]).may_fail()).await?;
+            if out.success {
+                removed.push(old);
+            } else {
+                self.runner.reporter().warn(&format!(
+                    "could not remove the older {old}: {}",
+                    out.tail().join(" ").trim()
+                ));
+            }
+        }
+        Ok(removed)
     }
 
     /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
@@ -344,6 +384,12 @@ impl Engine {
     /// Runs a long tool process with its output streamed like a build's.
     pub async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
         self.runner.stream(inv, &NoParser).await
+    }
+
+    /// [`Engine::tool_stream`] for a tool that prints its result on stdout after its progress
+    /// (`devcontainer build`): returns how it ended and all of its stdout.
+    pub async fn tool_stream_result(&self, inv: &Invocation) -> Result<Captured> {
+        self.runner.stream_keeping(inv, &NoParser, true).await
     }
 }
 

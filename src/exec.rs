@@ -185,6 +185,7 @@ impl Runner {
         let mut cmd = Command::new(&inv.program);
         cmd.args(&inv.args)
             .envs(inv.env.iter().map(|(k, v)| (k, v)))
+            .envs(inv.secret_env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             .stdin(if inv.stdin.is_some() {
                 Stdio::piped()
@@ -273,8 +274,20 @@ impl Runner {
     /// Runs a long process (a build), streaming stdout and stderr concurrently to the reporter
     /// line by line, turning step lines into progress, and keeping the last lines for errors.
     pub async fn stream(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<()> {
+        self.stream_keeping(inv, parser, false).await.map(|_| ())
+    }
+
+    /// [`Runner::stream`], also returning how it ended and (with `keep_stdout`) all of its
+    /// stdout: for a tool that prints its progress and then a result line (`devcontainer
+    /// build`). With `may_fail` a failure is returned, not raised.
+    pub async fn stream_keeping(
+        &self,
+        inv: &Invocation,
+        parser: &dyn OutputParser,
+        keep_stdout: bool,
+    ) -> Result<Captured> {
         if !self.runs(inv) {
-            return Ok(());
+            return Ok(Captured::stdout(""));
         }
         interrupt::check()?;
         let started = Instant::now();
@@ -286,7 +299,10 @@ impl Runner {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Self::spawn(inv, &mut cmd)?;
         feed_stdin(&mut child, inv).await?;
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Seen {
+            stdout: keep_stdout.then(String::new),
+            ..Seen::default()
+        }));
         // steps are parsed here, where the parser lives; the pumps only move bytes to lines
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, String)>();
         let pumps = [
@@ -295,8 +311,19 @@ impl Runner {
         ];
         let reporter = self.reporter.clone();
         let seen2 = seen.clone();
+        // a tool given secrets in its environment may print them (a CLI logging the build
+        // command it runs): they never reach the screen or an error's tail
+        let secrets: Vec<String> = inv
+            .secret_env
+            .iter()
+            .map(|(_, v)| v.clone())
+            .filter(|v| v.len() >= 4)
+            .collect();
         let forward = async move {
             while let Some((stream, line)) = rx.recv().await {
+                let line = secrets
+                    .iter()
+                    .fold(line, |l, s| l.replace(s.as_str(), "<redacted>"));
                 if parser.noise(&line) {
                     continue;
                 }
@@ -309,6 +336,10 @@ impl Runner {
                     s.tail.push_back(line.clone());
                     if let Some(st) = &step {
                         s.step = Some(st.clone());
+                    }
+                    if let (Some(out), "stdout") = (s.stdout.as_mut(), stream) {
+                        out.push_str(&line);
+                        out.push('\n');
                     }
                 }
                 if let Some(st) = step {
@@ -347,7 +378,12 @@ impl Runner {
             }
             .into());
         }
-        Ok(())
+        Ok(Captured {
+            success: status.success(),
+            code: status.code(),
+            stdout: seen.stdout.unwrap_or_default(),
+            stderr: String::new(),
+        })
     }
 
     /// Runs with the terminal attached (an agent session) and returns the child's exit code, so
@@ -415,6 +451,8 @@ impl Runner {
 struct Seen {
     tail: VecDeque<String>,
     step: Option<Step>,
+    /// All of stdout, when the caller reads a result from it ([`Runner::stream_keeping`]).
+    stdout: Option<String>,
 }
 
 /// Waits for the child; on a stop request forwards the signal, waits [`STOP_GRACE`] (or a

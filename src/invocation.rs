@@ -11,6 +11,9 @@ pub struct Invocation {
     /// Extra environment for the child, on top of ours. Never holds secrets: those are passed
     /// by name (`-e NAME`) and inherited, or through `stdin`.
     pub env: Vec<(String, String)>,
+    /// Environment for the child whose values may be secrets (build arguments from the user's
+    /// environment, passed by name): never shown, only the names are in the args.
+    pub secret_env: Vec<(String, String)>,
     /// Bytes written to the child's stdin, e.g. a password for `login --password-stdin`.
     pub stdin: Option<Vec<u8>>,
     /// A failure is expected and harmless (removing something that may not exist, on a CLI
@@ -75,6 +78,16 @@ impl Invocation {
         self
     }
 
+    /// Adds environment whose values are never displayed (see [`Invocation::secret_env`]).
+    pub fn secret_envs<'a>(
+        mut self,
+        vars: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Self {
+        self.secret_env
+            .extend(vars.into_iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
     /// The argv as one list, program first; handy for assertions.
     pub fn argv(&self) -> Vec<&str> {
         std::iter::once(self.program.as_str())
@@ -112,6 +125,16 @@ impl fmt::Display for Invocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_env_is_never_displayed() {
+        let secret = ("NPM_TOKEN".to_string(), "s3cret".to_string());
+        let inv = Invocation::new("engine")
+            .args(["build", "--build-arg", "NPM_TOKEN"])
+            .secret_envs([(&secret.0, &secret.1)]);
+        assert_eq!(inv.to_string(), "engine build --build-arg NPM_TOKEN");
+        assert_eq!(inv.secret_env, [secret]);
+    }
 
     #[test]
     fn display_is_shell_quoted() {

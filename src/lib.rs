@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod build;
+pub mod build_inputs;
 pub mod cli;
 pub mod config_file;
 pub mod dirs;

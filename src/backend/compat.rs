@@ -35,6 +35,14 @@ impl ImageCommands for DockerCli {
             .args(images.iter().map(|r| r.as_str()))
     }
 
+    fn list(&self, repo: &str) -> Option<Invocation> {
+        Some(
+            self.cmd()
+                .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repo])
+                .read_only(),
+        )
+    }
+
     fn remove_container(&self, name: &str) -> Invocation {
         self.cmd()
             .args(["rm", "--force"])
@@ -204,6 +212,11 @@ pub(crate) fn build_flags(req: &BuildRequest) -> Vec<String> {
     for (k, v) in &req.build_args {
         a.push("--build-arg".into());
         a.push(format!("{k}={v}"));
+    }
+    // the value is in the builder's environment (see `BuildRequest::env_args`)
+    for k in req.env_args.keys() {
+        a.push("--build-arg".into());
+        a.push(k.clone());
     }
     for (k, v) in &req.labels {
         a.push("--label".into());

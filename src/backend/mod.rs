@@ -129,6 +129,13 @@ pub trait ImageCommands: Send + Sync {
     /// Removes a container started by [`Backend::run`] that outlived an interrupted session,
     /// at once (its PID 1 may ignore the stop signal).
     fn remove_container(&self, name: &str) -> Invocation;
+    /// Lists the local images named `repo`, one `repository:tag` line each (read-only); the
+    /// lines may name other repositories of the same image (podman prints every name of a
+    /// matching image), so a caller matches them ([`Backend::names_match`]). `None` where this
+    /// is not supported (Apple `container`), and then nothing is listed.
+    fn list(&self, _repo: &str) -> Option<Invocation> {
+        None
+    }
 }
 
 /// Everything the workflows need from an engine. Pure: no method spawns anything.

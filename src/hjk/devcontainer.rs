@@ -8,6 +8,9 @@
 //!   do (the CLI only takes `.devcontainer/devcontainer.json` and `.devcontainer.json`);
 //! - a `${localEnv:VAR:default}` default keeps its colons (the CLI cuts it at the first one,
 //!   devcontainers/cli#719).
+//!
+//! `${devcontainerId}` stays as written, as `devcontainer build` leaves it: only `up`
+//! substitutes it, and the spec reserves it for properties used after the build.
 
 use crate::error::UserError;
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
@@ -88,6 +91,10 @@ pub enum Source {
         context: Utf8PathBuf,
         target: Option<String>,
         args: BTreeMap<String, String>,
+        /// The args whose value came from the user's environment (`${localEnv:NAME}` of a set
+        /// variable), with that variable's name: they may be secrets, so they are passed by
+        /// name and shown as `<from localEnv:NAME>`.
+        env_args: BTreeMap<String, String>,
     },
     /// `dockerComposeFile` (one or several) and its `service`.
     Compose {
@@ -111,7 +118,7 @@ impl Config {
     }
 }
 
-/// What the `${...}` variables of phase 1 (and `${devcontainerId}`) stand for.
+/// What the `${...}` variables of phase 1 stand for.
 pub struct Context<'a> {
     /// The environment `${localEnv:X}` reads.
     pub env: &'a BTreeMap<String, String>,
@@ -176,7 +183,8 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
             "malformed {file}: the top level must be an object"
         )));
     }
-    let vars = Vars::new(file, ctx, &value);
+    let env_args = env_args(&value, ctx.env);
+    let vars = Vars::new(ctx, &value);
     let value = substitute(value, &vars)?;
     let raw: Raw = serde_json::from_value(value.clone()).map_err(|e| malformed(&e))?;
     let dir = file.parent().map(Utf8Path::to_owned).unwrap_or_default();
@@ -202,11 +210,16 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
         for (k, v) in &build.args {
             args.insert(k.clone(), stringify_arg(file, k, v)?);
         }
+        let env_args = env_args
+            .into_iter()
+            .filter(|(k, _)| args.contains_key(k))
+            .collect();
         Source::Dockerfile {
             dockerfile,
             context,
             target: build.target.clone().filter(|t| !t.is_empty()),
             args,
+            env_args,
         }
     } else if let Some(compose) = raw.docker_compose_file {
         let files = match compose {
@@ -234,6 +247,34 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
         build_options: build.options,
         substituted: value,
     })
+}
+
+/// The `build.args` (as written, before substitution) whose value uses `${localEnv:NAME}` or
+/// `${env:NAME}` of a variable that is set, each with the first such name.
+fn env_args(raw: &Value, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let Some(args) = raw.pointer("/build/args").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in args {
+        let Some(text) = v.as_str() else { continue };
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let Some(len) = rest[start + 2..].find('}') else {
+                break;
+            };
+            let body = &rest[start + 2..start + 2 + len];
+            rest = &rest[start + 3 + len..];
+            let mut parts = body.split(':');
+            if matches!(parts.next(), Some("localEnv" | "env")) {
+                if let Some(var) = parts.next().filter(|v| env.contains_key(*v)) {
+                    out.insert(k.clone(), var.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A build argument as the CLI passes it: `${key}=${value}` in a template literal, so numbers,
@@ -298,11 +339,10 @@ struct Vars<'a> {
     workspace: String,
     workspace_basename: String,
     container_workspace: String,
-    devcontainer_id: String,
 }
 
 impl<'a> Vars<'a> {
-    fn new(file: &Utf8Path, ctx: &Context<'a>, raw: &Value) -> Self {
+    fn new(ctx: &Context<'a>, raw: &Value) -> Self {
         let basename = ctx.workspace.file_name().unwrap_or("").to_string();
         // the CLI's getWorkspaceConfiguration: `workspaceFolder`, or /workspaces/<basename>
         let container_workspace = raw
@@ -315,12 +355,11 @@ impl<'a> Vars<'a> {
             workspace: ctx.workspace.to_string(),
             workspace_basename: basename,
             container_workspace,
-            devcontainer_id: devcontainer_id(ctx.workspace, file),
         }
     }
 
-    /// One `${...}` body, or `None` to leave it as written (the CLI leaves unknown variables,
-    /// and `${containerEnv:...}`, which needs a running container, unchanged).
+    /// One `${...}` body, or `None` to leave it as written (the CLI's `build` leaves unknown
+    /// variables, `${devcontainerId}` and `${containerEnv:...}` unchanged).
     fn value(&self, body: &str) -> Result<Option<String>, String> {
         let (name, args) = match body.split_once(':') {
             Some((n, rest)) => (n, Some(rest)),
@@ -353,7 +392,6 @@ impl<'a> Vars<'a> {
                 .next()
                 .unwrap_or("")
                 .to_string(),
-            "devcontainerId" => self.devcontainer_id.clone(),
             _ => return Ok(None),
         }))
     }
@@ -397,35 +435,6 @@ fn substitute_str(s: &str, vars: &Vars) -> Result<String, String> {
     Ok(out)
 }
 
-/// `${devcontainerId}` as the spec computes it (docs/specs/devcontainer-id-variable.md, the
-/// CLI's `devcontainerIdForLabels`): SHA-256 of the id labels as compact JSON with sorted
-/// keys, written as a base-32 number (digits 0-9a-v) padded to 52 digits. The labels are the
-/// CLI's defaults, `devcontainer.local_folder` and `devcontainer.config_file`.
-pub fn devcontainer_id(workspace: &Utf8Path, config: &Utf8Path) -> String {
-    use sha2::{Digest, Sha256};
-    let labels: BTreeMap<&str, &str> = [
-        ("devcontainer.config_file", config.as_str()),
-        ("devcontainer.local_folder", workspace.as_str()),
-    ]
-    .into_iter()
-    .collect();
-    let json = serde_json::to_string(&labels).unwrap_or_default();
-    let mut n: [u8; 32] = Sha256::digest(json.as_bytes()).into();
-    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-    let mut out = [b'0'; 52];
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(n[31] & 31) as usize];
-        // shift the 256-bit big-endian number right by 5 bits
-        let mut carry = 0u8;
-        for byte in n.iter_mut() {
-            let next = *byte << 3;
-            *byte = (*byte >> 5) | carry;
-            carry = next;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,18 +455,6 @@ mod tests {
         )
     }
 
-    /// The example computed with the CLI's own code (node, BigInt.toString(32)).
-    #[test]
-    fn devcontainer_id_matches_the_reference_cli() {
-        assert_eq!(
-            devcontainer_id(
-                Utf8Path::new("/home/u/proj"),
-                Utf8Path::new("/home/u/proj/.devcontainer/devcontainer.json")
-            ),
-            "14ak8ob72e8kj9tspe40d7s4kp04qkoe2serr1g7b3oea7nffegl"
-        );
-    }
-
     #[test]
     fn variables_substitute_like_the_cli() {
         let c = ctx_parse(
@@ -473,6 +470,7 @@ mod tests {
             dockerfile,
             target,
             args,
+            env_args,
             ..
         } = c.source
         else {
@@ -481,13 +479,20 @@ mod tests {
         assert_eq!(dockerfile, "/home/u/proj/.devcontainer/Dockerfile");
         assert_eq!(target.as_deref(), Some("dev"));
         assert_eq!(args["TZ"], "America/Los_Angeles");
+        // only values taken from a set variable count as the user's environment
+        let from_env: Vec<(&str, &str)> = env_args
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(from_env, [("HOME_SET", "HOME")]);
         assert_eq!(args["HOME_SET"], "/root");
         assert_eq!(args["EMPTY"], "");
         assert_eq!(args["WS"], "proj");
         assert_eq!(args["CWS"], "/workspaces/proj");
         assert_eq!(args["URL"], "http://x:8080/y");
         assert_eq!(args["KEEP"], "${containerEnv:PATH} ${unknown}");
-        assert_eq!(args["ID"].len(), 52);
+        // as `devcontainer build` does: only `up` substitutes it
+        assert_eq!(args["ID"], "${devcontainerId}");
         let err = ctx_parse(r#"{ "image": "${localEnv}" }"#, &[]).unwrap_err();
         assert!(err.0.contains("names no environment variable"), "{err}");
     }

@@ -3,17 +3,24 @@
 //!
 //! - A Dockerfile (from `--image` or devcontainer.json) is built through the [`Engine`] and
 //!   tagged `hjk-<project>:<kind>-<id>-<fingerprint>`, with the fingerprint label too; the
-//!   fingerprint covers every input: the Dockerfile, target, build args and the context's file
-//!   metadata. A no-op is one inspect of that tag.
+//!   fingerprint covers what the build reads ([`crate::build_inputs`]: the Dockerfile,
+//!   `.dockerignore` and the contents of what it COPYs/ADDs), the target and the build args.
+//!   A no-op is one inspect of that tag.
 //! - A config only the Dev Containers CLI builds (features, dockerComposeFile) is handed to
-//!   `devcontainer build`; that CLI drops `--label` for Dockerfile configs
-//!   (devcontainers/cli#930), so the fingerprint goes into the tag instead, and a no-op is
-//!   one inspect of that tag.
+//!   `devcontainer build`, its output streamed; that CLI drops `--label` for Dockerfile
+//!   configs (devcontainers/cli#930), so the fingerprint goes into the tag instead, and a
+//!   no-op is one inspect of that tag.
+//! - After a build, older tags of the same config (`<kind>-<id>-<older fingerprint>`) are
+//!   removed, so edits do not pile up images.
 //! - Anything else (a registry reference, an `image` with no features) is run as it is.
+//!
+//! Build args whose value came from the user's environment are passed by name
+//! (`--build-arg NAME`, [`BuildRequest::env_args`]), never in argv or logs.
 
 use super::devcontainer::{Config, Source};
 use super::resolve::{Resolution, Resolved, DEVCONTAINER_CLI};
 use crate::build::BuildRequest;
+use crate::build_inputs;
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::fingerprint::{self, Fingerprint};
@@ -41,6 +48,7 @@ pub async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Re
             outcome: "as-is",
         });
     }
+    let none = BTreeMap::new();
     match (&res.resolved, &res.config) {
         (
             Resolved::Devcontainer {
@@ -61,22 +69,23 @@ pub async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Re
                 dockerfile,
                 context,
                 target: None,
-                args: &BTreeMap::new(),
+                args: &none,
+                env_args: &none,
             };
             native(engine, project, &spec).await
         }
-        (
-            Resolved::Devcontainer {
-                file,
-                dockerfile: Some(dockerfile),
-                context: Some(context),
+        (Resolved::Devcontainer { file, .. }, Some(c)) => {
+            let Source::Dockerfile {
+                dockerfile,
+                context,
                 target,
-                build_args,
-                ..
-            },
-            c,
-        ) => {
-            if let Some(c) = c.as_ref().filter(|c| !c.build_options.is_empty()) {
+                args,
+                env_args,
+            } = &c.source
+            else {
+                return Err(anyhow!("nothing to build for {}", res.resolved.line()));
+            };
+            if !c.build_options.is_empty() {
                 engine.reporter().warn(&format!(
                     "{file}: build.options ({}) are not passed by hjk",
                     c.build_options.join(" ")
@@ -88,7 +97,8 @@ pub async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Re
                 dockerfile,
                 context,
                 target: target.as_deref(),
-                args: build_args,
+                args,
+                env_args,
             };
             native(engine, project, &spec).await
         }
@@ -104,12 +114,21 @@ struct NativeBuild<'a> {
     dockerfile: &'a Utf8Path,
     context: &'a Utf8Path,
     target: Option<&'a str>,
+    /// Every build arg with its value.
     args: &'a BTreeMap<String, String>,
+    /// The args (of `args`) whose value came from the user's environment, with its variable.
+    env_args: &'a BTreeMap<String, String>,
 }
 
-/// `hjk-<project basename>:<kind>-<12 hex of project and source path><suffix>`: one local
-/// image per project, config and fingerprint, readable in `images` listings.
-fn local_tag(project: &Utf8Path, kind: &str, source: &Utf8Path, suffix: &str) -> Result<ImageRef> {
+/// `hjk-<project basename>:<kind>-<12 hex of project and source path>-<12 hex of the
+/// fingerprint>`: one local image per project, config and fingerprint, readable in `images`
+/// listings. Also returns the tag's prefix shared by every fingerprint of that config.
+fn local_tag(
+    project: &Utf8Path,
+    kind: &str,
+    source: &Utf8Path,
+    fingerprint: &str,
+) -> Result<(ImageRef, String)> {
     let base = crate::image_ref::sanitize(project.file_name().unwrap_or(""));
     let base = if base.is_empty() {
         "project".into()
@@ -120,37 +139,64 @@ fn local_tag(project: &Utf8Path, kind: &str, source: &Utf8Path, suffix: &str) ->
         .add("project", project.as_str())
         .add("source", source.as_str())
         .finish();
-    Ok(ImageRef::parse(&format!(
-        "hjk-{base}:{kind}-{}{suffix}",
-        &id[..12]
-    ))?)
+    let prefix = format!("{kind}-{}-", &id[..12]);
+    let tag = ImageRef::parse(&format!("hjk-{base}:{prefix}{}", &fingerprint[..12]))?;
+    Ok((tag, prefix))
+}
+
+/// The no-op: `tag` exists (one inspect), so it is current.
+async fn current(engine: &Engine, tag: &ImageRef) -> Result<Option<Ready>> {
+    let info = engine.inspect(&[tag]).await?.pop().unwrap_or_default();
+    if !info.exists {
+        return Ok(None);
+    }
+    engine.reporter().info(&format!("{tag} is up to date"));
+    Ok(Some(Ready {
+        image: tag.to_string(),
+        outcome: "up-to-date",
+    }))
+}
+
+/// After `tag` was built: removes the older builds of the same config.
+async fn built(engine: &Engine, tag: &ImageRef, prefix: &str) -> Result<Ready> {
+    for old in engine.remove_older_tags(tag, prefix).await? {
+        engine.reporter().info(&format!("removed the older {old}"));
+    }
+    Ok(Ready {
+        image: tag.to_string(),
+        outcome: "built",
+    })
 }
 
 async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Result<Ready> {
     let text = std::fs::read(b.dockerfile)
         .map_err(|e| UserError(format!("cannot read {}: {e}", b.dockerfile)))?;
-    let mut f = Fingerprint::new()
-        .add("dockerfile", &text)
+    let inputs = {
+        let (d, c) = (b.dockerfile.to_owned(), b.context.to_owned());
+        tokio::task::spawn_blocking(move || build_inputs::fingerprint(&d, &c, &[])).await?
+    };
+    let fp = Fingerprint::new()
+        .add("inputs", &inputs)
         .add("dockerfile-path", b.dockerfile.as_str())
         .add("context-path", b.context.as_str())
         .add("target", b.target.unwrap_or(""))
-        .add("args", serde_json::to_string(b.args)?);
-    f = hash_tree(b.context, f)?;
-    let fp = f.finish();
+        .add("args", serde_json::to_string(b.args)?)
+        .finish();
     // the tag carries the fingerprint too: an engine may reuse a cached image that has an
     // older --label value when every step is cached (seen on one here), so a label alone can
     // go stale
-    let tag = local_tag(project, b.kind, b.source, &format!("-{}", &fp[..12]))?;
-    let info = engine.inspect(&[&tag]).await?.pop().unwrap_or_default();
-    if info.exists {
-        engine.reporter().info(&format!("{tag} is up to date"));
-        return Ok(Ready {
-            image: tag.to_string(),
-            outcome: "up-to-date",
-        });
+    let (tag, prefix) = local_tag(project, b.kind, b.source, &fp)?;
+    if let Some(ready) = current(engine, &tag).await? {
+        return Ok(ready);
     }
     let mut req = BuildRequest::new(b.context.to_owned(), b.dockerfile.to_owned(), tag.clone());
-    req.build_args = b.args.clone();
+    for (k, v) in b.args {
+        if b.env_args.contains_key(k) {
+            req.env_args.insert(k.clone(), v.clone());
+        } else {
+            req.build_args.insert(k.clone(), v.clone());
+        }
+    }
     req.target = b.target.map(String::from);
     req.labels.insert(fingerprint::LABEL.into(), fp);
     req.declared_args = Some(crate::build::declared_args(&String::from_utf8_lossy(&text)));
@@ -158,10 +204,7 @@ async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Res
         .reporter()
         .info(&format!("building {tag} from {}", b.dockerfile));
     engine.build(&req).await?;
-    Ok(Ready {
-        image: tag.to_string(),
-        outcome: "built",
-    })
+    built(engine, &tag, &prefix).await
 }
 
 /// `devcontainer build`'s one line of JSON on stdout.
@@ -204,22 +247,23 @@ async fn delegate(engine: &Engine, project: &Utf8Path, c: &Config) -> Result<Rea
         ))
         .into());
     };
-    let fp = delegated_fingerprint(c)?;
-    let tag = local_tag(project, "devcontainer", &c.file, &format!("-{}", &fp[..12]))?;
-    let info = engine.inspect(&[&tag]).await?.pop().unwrap_or_default();
-    if info.exists {
-        engine.reporter().info(&format!("{tag} is up to date"));
-        return Ok(Ready {
-            image: tag.to_string(),
-            outcome: "up-to-date",
-        });
+    let fp = {
+        let c = c.clone();
+        tokio::task::spawn_blocking(move || delegated_fingerprint(&c)).await??
+    };
+    let (tag, prefix) = local_tag(project, "devcontainer", &c.file, &fp)?;
+    if let Some(ready) = current(engine, &tag).await? {
+        return Ok(ready);
     }
-    let inv = delegate_invocation(project, &c.file, &tag, docker);
+    // the CLI reads `${localEnv:...}` itself; given here too, its values are masked in the
+    // output we show (the CLI logs the build command line)
+    let inv = delegate_invocation(project, &c.file, &tag, docker).secret_envs(&env_values(c));
     engine.reporter().info(&format!(
         "building {tag} with `devcontainer build` ({})",
         c.needs_cli().unwrap_or_default()
     ));
-    let out = engine.tool(&inv).await?;
+    // streamed: a features build can take minutes; the result is its last JSON line
+    let out = engine.tool_stream_result(&inv).await?;
     let result: Option<CliResult> = out
         .stdout
         .lines()
@@ -233,10 +277,7 @@ async fn delegate(engine: &Engine, project: &Utf8Path, c: &Config) -> Result<Rea
                     r.image_name
                 ));
             }
-            Ok(Ready {
-                image: tag.to_string(),
-                outcome: "built",
-            })
+            built(engine, &tag, &prefix).await
         }
         r => {
             let why = r
@@ -255,8 +296,20 @@ async fn delegate(engine: &Engine, project: &Utf8Path, c: &Config) -> Result<Rea
     }
 }
 
+/// The values of `c`'s build args that came from the user's environment.
+fn env_values(c: &Config) -> BTreeMap<String, String> {
+    match &c.source {
+        Source::Dockerfile { args, env_args, .. } => env_args
+            .keys()
+            .filter_map(|k| Some((k.clone(), args.get(k)?.clone())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// What a delegated build depends on: the substituted config (env values included), the
-/// files of local features, the Dockerfile and its context, the compose files.
+/// files of local features, and what the Dockerfile build reads ([`build_inputs`]): the
+/// config's own Dockerfile, or the compose service's `build` (context and Dockerfile).
 fn delegated_fingerprint(c: &Config) -> Result<String> {
     let dir = c.file.parent().map(Utf8Path::to_owned).unwrap_or_default();
     let mut f = Fingerprint::new()
@@ -264,7 +317,8 @@ fn delegated_fingerprint(c: &Config) -> Result<String> {
         .add("config", serde_json::to_string(&c.substituted)?);
     for id in &c.features {
         if id.starts_with("./") || id.starts_with("../") {
-            f = hash_tree(&super::devcontainer::normalize(&dir, Utf8Path::new(id)), f)?;
+            let feature = super::devcontainer::normalize(&dir, Utf8Path::new(id));
+            f = f.add(&format!("feature:{id}"), build_inputs::tree(&feature));
         }
     }
     match &c.source {
@@ -273,12 +327,22 @@ fn delegated_fingerprint(c: &Config) -> Result<String> {
             context,
             ..
         } => {
-            f = f.add("dockerfile", std::fs::read(dockerfile).unwrap_or_default());
-            f = hash_tree(context, f)?;
+            f = f.add(
+                "inputs",
+                build_inputs::fingerprint(dockerfile, context, &[]),
+            );
         }
-        Source::Compose { files, .. } => {
+        Source::Compose { files, service } => {
             for file in files {
                 f = f.add(file.as_str(), std::fs::read(file).unwrap_or_default());
+            }
+            if let Some((dockerfile, context)) =
+                service.as_deref().and_then(|s| compose_build(files, s))
+            {
+                f = f.add("compose-dockerfile", dockerfile.as_str()).add(
+                    "inputs",
+                    build_inputs::fingerprint(&dockerfile, &context, &[]),
+                );
             }
         }
         Source::Image(_) => {}
@@ -286,53 +350,41 @@ fn delegated_fingerprint(c: &Config) -> Result<String> {
     Ok(f.finish())
 }
 
-/// Adds the metadata (path, size, mtime, mode) of every file under `dir` (without following
-/// symlinks), so any edit changes the fingerprint without reading file contents: a context
-/// of 100k files costs stats, not reads. `.git` is skipped: git rewrites its index on
-/// `git status`, and a build that depends on it is rare.
-fn hash_tree(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
-    use std::os::unix::fs::MetadataExt;
-    let mut entries: Vec<(Utf8PathBuf, String)> = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = d.read_dir_utf8() else {
-            continue;
-        };
-        for e in rd {
-            let e = e?;
-            if e.file_name() == ".git" {
-                continue;
+/// `services.<service>.build` of the compose files, later files overriding earlier ones, as
+/// (Dockerfile, context). `build` is a context path or a map with `context` and `dockerfile`;
+/// relative paths are relative to the first file's directory, as compose reads several
+/// files. `None` when the service has no build (an `image`) or a file does not parse: then
+/// only the files' bytes count.
+fn compose_build(files: &[Utf8PathBuf], service: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+    use serde_yaml_ng::Value;
+    let base = files.first()?.parent()?.to_owned();
+    let (mut context, mut dockerfile): (Option<String>, Option<String>) = (None, None);
+    for file in files {
+        let text = std::fs::read_to_string(file).ok()?;
+        let doc: Value = serde_yaml_ng::from_str(&text).ok()?;
+        match doc
+            .get("services")?
+            .get(service)
+            .and_then(|s| s.get("build"))
+        {
+            Some(Value::String(c)) => context = Some(c.clone()),
+            Some(Value::Mapping(m)) => {
+                if let Some(c) = m.get("context").and_then(Value::as_str) {
+                    context = Some(c.to_string());
+                }
+                if let Some(d) = m.get("dockerfile").and_then(Value::as_str) {
+                    dockerfile = Some(d.to_string());
+                }
             }
-            let m = e.path().symlink_metadata()?;
-            if m.is_dir() {
-                stack.push(e.path().to_owned());
-                continue;
-            }
-            let link = if m.file_type().is_symlink() {
-                std::fs::read_link(e.path())
-                    .map(|l| l.display().to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            let rel = e.path().strip_prefix(dir).unwrap_or(e.path()).to_owned();
-            entries.push((
-                rel,
-                format!(
-                    "{} {} {} {} {link}",
-                    m.len(),
-                    m.mtime(),
-                    m.mtime_nsec(),
-                    m.mode()
-                ),
-            ));
+            _ => {}
         }
     }
-    entries.sort();
-    for (rel, meta) in entries {
-        f = f.add(rel.as_str(), meta);
-    }
-    Ok(f)
+    let context = super::devcontainer::normalize(&base, Utf8Path::new(&context?));
+    let dockerfile = context.join(dockerfile.as_deref().unwrap_or("Dockerfile"));
+    Some((
+        super::devcontainer::normalize(&context, &dockerfile),
+        context,
+    ))
 }
 
 #[cfg(test)]
@@ -371,7 +423,14 @@ mod tests {
     fn tags_are_per_project_and_source() {
         let tag = |dir: &str| {
             let project = Utf8Path::new(dir);
-            local_tag(project, "dockerfile", &project.join("Dockerfile"), "").unwrap()
+            local_tag(
+                project,
+                "dockerfile",
+                &project.join("Dockerfile"),
+                &"f".repeat(64),
+            )
+            .unwrap()
+            .0
         };
         let (a, b) = (tag("/a/My App"), tag("/b/My App"));
         assert!(a.as_str().starts_with("hjk-my-app:dockerfile-"), "{a}");
@@ -379,16 +438,32 @@ mod tests {
     }
 
     #[test]
-    fn tree_hash_sees_edits_and_skips_git() {
+    fn compose_build_reads_the_service_over_several_files() {
         let d = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(d.path()).unwrap();
-        std::fs::write(dir.join("a"), "1").unwrap();
-        std::fs::create_dir_all(dir.join(".git")).unwrap();
-        let h = || hash_tree(dir, Fingerprint::new()).unwrap().finish();
-        let first = h();
-        std::fs::write(dir.join(".git/index"), "x").unwrap();
-        assert_eq!(h(), first);
-        std::fs::write(dir.join("a"), "22").unwrap();
-        assert_ne!(h(), first);
+        std::fs::create_dir_all(dir.join(".devcontainer")).unwrap();
+        std::fs::write(
+            dir.join("docker-compose.yml"),
+            "services:\n  app:\n    build: .\n  db:\n    image: postgres:16\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(".devcontainer/docker-compose.extend.yml"),
+            "services:\n  app:\n    build:\n      dockerfile: .devcontainer/Dockerfile.dev\n",
+        )
+        .unwrap();
+        let files = [
+            dir.join("docker-compose.yml"),
+            dir.join(".devcontainer/docker-compose.extend.yml"),
+        ];
+        assert_eq!(
+            compose_build(&files, "app"),
+            Some((dir.join(".devcontainer/Dockerfile.dev"), dir.to_owned()))
+        );
+        assert_eq!(
+            compose_build(&files[..1], "app"),
+            Some((dir.join("Dockerfile"), dir.to_owned()))
+        );
+        assert_eq!(compose_build(&files, "db"), None);
     }
 }

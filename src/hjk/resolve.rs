@@ -280,6 +280,7 @@ fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, U
                 context: ctx,
                 target: t,
                 args,
+                env_args,
             } => {
                 if !d.is_file() {
                     return Err(UserError(format!("{file}: no such Dockerfile {d}")));
@@ -287,7 +288,14 @@ fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, U
                 *dockerfile = Some(d.clone());
                 *context = Some(ctx.clone());
                 *target = t.clone();
-                *build_args = args.clone();
+                // a value from the user's environment may be a secret: shown by its origin
+                *build_args = args
+                    .iter()
+                    .map(|(k, v)| match env_args.get(k) {
+                        Some(var) => (k.clone(), format!("<from localEnv:{var}>")),
+                        None => (k.clone(), v.clone()),
+                    })
+                    .collect();
             }
             Source::Compose { files, service: s } => {
                 *compose_files = files.clone();

@@ -8,7 +8,6 @@
 //! image is current.
 
 pub mod base;
-pub mod base_inputs;
 pub mod config;
 pub mod dockerfile;
 pub mod opencode;
@@ -17,6 +16,7 @@ pub mod probe;
 pub mod user;
 
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunAs, RunSpec};
+use crate::build_inputs;
 use crate::engine::{Choice, Engine, Ran};
 use crate::error::{user_error, UserError};
 use crate::exec::{Attach, CommandFailed};
@@ -275,7 +275,7 @@ impl Project {
             && state
                 .base_inputs
                 .as_deref()
-                .is_some_and(|fp| state.base.label(base_inputs::LABEL) != Some(fp));
+                .is_some_and(|fp| state.base.label(build_inputs::LABEL) != Some(fp));
         let build_base = !state.base.exists || opts.rebuild_base || base_stale;
 
         // the no-op: everything current, decided from that one inspect and cached files
@@ -416,7 +416,7 @@ impl Project {
                     self.config.platforms.clone(),
                 );
                 Some(tokio::task::spawn_blocking(move || {
-                    base_inputs::fingerprint(&d, &c, &p)
+                    build_inputs::fingerprint(&d, &c, &p)
                 }))
             }
             _ => None,
@@ -567,7 +567,7 @@ impl Project {
             .ok()
             .map(|t| crate::build::declared_args(&t));
         if let Some(fp) = inputs {
-            req.labels.insert(base_inputs::LABEL.into(), fp);
+            req.labels.insert(build_inputs::LABEL.into(), fp);
         }
         self.engine
             .build(&req)

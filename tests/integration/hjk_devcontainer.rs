@@ -93,9 +93,10 @@ fn resolve_json_for_real_world_layouts() {
             args: &[],
             env: &[("TZ", "Europe/Berlin")],
             cli: false,
+            // a value from the environment may be a secret: shown by its origin only
             want: json!({"kind": "devcontainer", "file": "[PROJECT]/.devcontainer/devcontainer.json",
                 "dockerfile": "[PROJECT]/.devcontainer/Dockerfile", "context": "[PROJECT]/.devcontainer",
-                "build_args": {"TZ": "Europe/Berlin", "CLAUDE_CODE_VERSION": "latest",
+                "build_args": {"TZ": "<from localEnv:TZ>", "CLAUDE_CODE_VERSION": "latest",
                     "GIT_DELTA_VERSION": "0.18.2", "ZSH_IN_DOCKER_VERSION": "1.2.0"}}),
         },
         Case {
@@ -340,23 +341,50 @@ fn run_in(engine: &str, image: &str, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+fn image_exists(engine: &str, image: &str) -> bool {
+    std::process::Command::new(engine)
+        .args(["image", "inspect", image])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 /// `resolve --build` on a devcontainer with a target, numeric args and `${localEnv:...}`: it
 /// builds through the engine; the second run is one `image inspect` and says up-to-date; an
-/// edit rebuilds.
+/// edit rebuilds and removes the older image; rewriting the same bytes, or a file the
+/// Dockerfile does not COPY, changes nothing. The arg whose value comes from the environment
+/// (it may be a secret) reaches the build by name only: never argv, the log or `--json`.
 fn build_target_numeric(engine: &str) {
     let mut env = layout("target-numeric");
     env.with_system_path();
+    let secret = format!("Secret/Zone-{}", std::process::id());
+    env.set("TZ", &secret);
     env.recording(engine, &format!("/usr/bin/{engine}"));
     let (code, stdout, stderr) = run(&env, &["--build", "--json", "--backend", engine]);
     assert_eq!(code, 0, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["outcome"], "built", "{v}");
+    assert_eq!(v["build_args"]["TZ"], "<from localEnv:TZ>", "{v}");
     let image = v["image"].as_str().unwrap().to_string();
     assert!(image.starts_with("hjk-project:devcontainer-"), "{image}");
     assert_eq!(
         run_in(engine, &image, "cat /tz /dev-args"),
-        "America/Los_Angeles\n18 true"
+        format!("{secret}\n18 true")
     );
+    let build = env
+        .log()
+        .into_iter()
+        .find(|a| a.iter().any(|x| x == "build"))
+        .unwrap();
+    assert!(
+        build.windows(2).any(|w| w == ["--build-arg", "TZ"]),
+        "{build:?}"
+    );
+    let all = std::fs::read_to_string(env.root().join("fake/log")).unwrap();
+    for (what, text) in [("argv", &all), ("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(!text.contains(&secret), "the value is in {what}: {text}");
+    }
     env.clear_log();
     let (code, stdout, stderr) = run(&env, &["--build", "--backend", engine]);
     assert_eq!(
@@ -368,9 +396,17 @@ fn build_target_numeric(engine: &str) {
     let calls = env.log();
     assert_eq!(calls.len(), 1, "a no-op is one engine call: {calls:?}");
     assert_eq!(calls[0][1..3], ["image", "inspect"], "{calls:?}");
+    // the same bytes rewritten (a checkout), and a file the Dockerfile never copies
+    let dockerfile = env.project().join(".devcontainer/Dockerfile");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&dockerfile, std::fs::read(&dockerfile).unwrap()).unwrap();
+    env.write("project/.devcontainer/notes.txt", "not copied\n");
+    let (code, stdout, stderr) = run(&env, &["--build", "--backend", engine]);
+    assert_eq!((code, stdout.trim()), (0, image.as_str()), "{stderr}");
+    assert!(stderr.contains("is up to date"), "{stderr}");
     env.write(
         "project/.devcontainer/Dockerfile",
-        &std::fs::read_to_string(env.project().join(".devcontainer/Dockerfile"))
+        &std::fs::read_to_string(&dockerfile)
             .unwrap()
             .replace("/dev-args", "/dev-args2"),
     );
@@ -381,21 +417,13 @@ fn build_target_numeric(engine: &str) {
     let edited = v["image"].as_str().unwrap().to_string();
     assert_ne!(edited, image);
     assert_eq!(run_in(engine, &edited, "cat /dev-args2"), "18 true");
-    // a rewrite without a change builds from the engine's cache and is current afterwards
-    // (podman reuses a cached image with its old label, so the tag decides)
-    let dockerfile = env.project().join(".devcontainer/Dockerfile");
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::write(&dockerfile, std::fs::read(&dockerfile).unwrap()).unwrap();
-    let (code, stdout, stderr) = run(&env, &["--build", "--backend", engine]);
-    assert_eq!(code, 0, "{stderr}");
-    let touched = stdout.trim().to_string();
-    assert_ne!(touched, edited);
-    let (code, stdout, stderr) = run(&env, &["--build", "--backend", engine]);
-    assert_eq!((code, stdout.trim()), (0, touched.as_str()), "{stderr}");
-    assert!(stderr.contains("is up to date"), "{stderr}");
-    for i in [&image, &edited, &touched] {
-        rmi(engine, i);
-    }
+    assert!(
+        stderr.contains(&format!("removed the older {image}")),
+        "{stderr}"
+    );
+    assert!(!image_exists(engine, &image), "{image} is left behind");
+    assert!(image_exists(engine, &edited));
+    rmi(engine, &edited);
 }
 
 #[test]
@@ -497,6 +525,71 @@ fn docker_features_are_delegated_to_the_real_devcontainer_cli() {
     let second = v["image"].as_str().unwrap().to_string();
     assert_ne!(second, image);
     assert_eq!(run_in("docker", &second, "cat /etc/my-feature"), "changed");
-    rmi("docker", &image);
+    // the CLI's own progress is streamed as it runs (its log goes to stderr), and the older
+    // build of this config is gone
+    assert!(stderr.contains("@devcontainers/cli"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("removed the older {image}")),
+        "{stderr}"
+    );
+    assert!(!image_exists("docker", &image));
     rmi("docker", &second);
+}
+
+/// A stand-in for `devcontainer build` (the real one needs `docker compose`, which this
+/// machine's docker lacks): records its argv and answers like the CLI, with the image it was
+/// asked to name.
+const FAKE_CLI: &str = r#"#!/bin/sh
+{ printf 'devcontainer'; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; } >>"$FAKE_LOG"
+while [ $# -gt 0 ]; do
+  case $1 in --image-name) name=$2; shift ;; esac
+  shift
+done
+echo "[fake devcontainer] building $name" >&2
+printf '{"outcome":"success","imageName":["%s"]}\n' "$name"
+"#;
+
+/// A compose config is delegated with a tag that covers what the service's `build` reads:
+/// editing the Dockerfile the compose file builds, or a file it copies, is a new image; a
+/// file it does not copy is not.
+#[test]
+fn a_compose_services_build_inputs_are_in_the_delegated_tag() {
+    let env = layout("compose");
+    env.fake("docker");
+    env.write_exe("devcontainer", FAKE_CLI);
+    env.write(
+        "project/Dockerfile",
+        "FROM local/busybox:amd64\nCOPY app.txt /app.txt\n",
+    );
+    env.write("project/app.txt", "1\n");
+    let build = || {
+        let (code, stdout, stderr) = run(&env, &["--build", "--json", "--backend", "docker"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains("[fake devcontainer] building hjk-project:devcontainer-"),
+            "streamed: {stderr}"
+        );
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["outcome"], "built", "{v}");
+        v["image"].as_str().unwrap().to_string()
+    };
+    let first = build();
+    env.write("project/README.md", "not copied\n");
+    assert_eq!(build(), first, "a file the service's build does not copy");
+    env.write("project/app.txt", "2\n");
+    let second = build();
+    assert_ne!(second, first, "a file the Dockerfile copies");
+    env.write(
+        "project/Dockerfile",
+        "FROM local/busybox:amd64\nCOPY app.txt /app.txt\nRUN true\n",
+    );
+    let third = build();
+    assert_ne!(third, second, "the Dockerfile the compose file builds");
+    let named: Vec<String> = env
+        .log()
+        .into_iter()
+        .filter(|a| a[0] == "devcontainer")
+        .map(|a| a[a.iter().position(|x| x == "--image-name").unwrap() + 1].clone())
+        .collect();
+    assert_eq!(named, [first.clone(), first, second, third]);
 }

@@ -1,12 +1,15 @@
-//! What a base build reads, hashed, so an edit of the base Dockerfile or of a file it COPYs is
-//! picked up without `--rebuild-base`. The hash is stored as a label on the base when ocx
-//! builds it and compared with the inspect every `ocx build` already does.
+//! What a build reads, hashed: an edit of a Dockerfile or of a file it COPYs changes the hash,
+//! and nothing else does. One hasher for every build we skip when current: ocx stores it as a
+//! label on the base it builds (`ocx build`), hjk puts it in the tag of what `resolve --build`
+//! builds.
 //!
 //! Only what the build can read is hashed: the Dockerfile, `.dockerignore`, and the sources of
 //! `COPY`/`ADD` (and of `RUN --mount` binds) that come from the context, minus what
 //! `.dockerignore` excludes. A context holding 100k files the Dockerfile never copies costs a
 //! few `stat`s. Sources the parser cannot pin down (a `$VAR` in a path) hash the whole context.
-//! File contents are hashed, not timestamps, so a `git checkout` back and forth is a no-op.
+//! File contents are hashed, not timestamps, so a `touch` or a `git checkout` back and forth is
+//! a no-op. Only regular files are opened: a FIFO, socket or device is recorded by its kind
+//! (opening a FIFO would block until someone writes to it).
 
 use crate::fingerprint::{hex, Fingerprint};
 use crate::platform::Platform;
@@ -40,6 +43,18 @@ pub fn fingerprint(dockerfile: &Utf8Path, context: &Utf8Path, platforms: &[Platf
         .add("dockerfile", &text)
         .add(".dockerignore", &ignore_text)
         .add("platforms", Platform::join(platforms));
+    for (path, digest) in &files {
+        f = f.add(path, digest);
+    }
+    f.finish()
+}
+
+/// The hash of every file under `dir` (a local devcontainer feature, which the Dev Containers
+/// CLI copies whole), by content, with the same rules for links and special files.
+pub fn tree(dir: &Utf8Path) -> String {
+    let mut files = BTreeMap::new();
+    walk(dir, ".", &Ignore::parse(""), &mut files);
+    let mut f = Fingerprint::new();
     for (path, digest) in &files {
         f = f.add(path, digest);
     }
@@ -311,7 +326,7 @@ fn walk(context: &Utf8Path, rel: &str, ignore: &Ignore, files: &mut BTreeMap<Str
     if ignore.excluded(&rel) {
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let digest = if ft.is_symlink() {
         format!(
             "link:{}",
@@ -319,12 +334,18 @@ fn walk(context: &Utf8Path, rel: &str, ignore: &Ignore, files: &mut BTreeMap<Str
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default()
         )
-    } else {
+    } else if ft.is_file() {
         format!(
             "{:o}:{}",
             meta.permissions().mode() & 0o7777,
             file_sha256(&path)
         )
+    } else if ft.is_fifo() {
+        "fifo".into()
+    } else if ft.is_socket() {
+        "socket".into()
+    } else {
+        "device".into()
     };
     files.insert(rel, digest);
 }
@@ -393,6 +414,27 @@ mod tests {
         assert_eq!(fp(&c), first, "content, not timestamps");
         std::fs::write(c.join("Dockerfile"), "FROM x\nCOPY app/ /app/\nRUN true\n").unwrap();
         assert_ne!(fp(&c), first);
+    }
+
+    /// A FIFO in a copied directory is recorded by kind, never opened (which would block the
+    /// no-op until someone wrote to it).
+    #[test]
+    fn a_fifo_is_recorded_not_opened() {
+        let (_t, c) = ctx();
+        std::fs::write(c.join("Dockerfile"), "FROM x\nCOPY app/ /app/\n").unwrap();
+        std::fs::create_dir_all(c.join("app")).unwrap();
+        let fifo = std::ffi::CString::new(c.join("app/pipe").as_str()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = c.clone();
+        std::thread::spawn(move || tx.send(fp(&dir)).unwrap());
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("hashing returned with a FIFO in the context");
+        std::fs::remove_file(c.join("app/pipe")).unwrap();
+        std::fs::write(c.join("app/pipe"), "").unwrap();
+        assert_ne!(fp(&c), first, "a FIFO and a file differ");
+        assert_eq!(tree(&c.join("app")), tree(&c.join("app")));
     }
 
     #[test]
