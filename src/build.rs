@@ -120,7 +120,7 @@ pub struct Mount {
 
 /// Who a container runs as. A UID alone takes its primary group and its supplementary groups
 /// from the image's `/etc/passwd` and `/etc/group` (so `%sudo` rules and a `docker` group
-/// work); with a GID too, runc and podman add no supplementary groups at all.
+/// work); with a GID too, the container runtimes add no supplementary groups at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunAs {
     pub uid: u32,

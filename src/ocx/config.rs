@@ -41,8 +41,8 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "custom_base_image",
         value_name: "IMAGE",
-        help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version>",
-        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>`. Without `custom_base_image` and `custom_base_dockerfile`, a built-in Debian base is used and the tag is `ocx:<version>`; with only a Dockerfile, the base is named `ocx-base-<project dirname>-<8 hex of the project path>`",
+        help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version>-<user>",
+        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>-<user>`, `<user>` being 8 hex of `uid`, `gid` and `username`, so other users and configs get their own image. Without `custom_base_image` and `custom_base_dockerfile`, a built-in Debian base is used and the tag is `ocx:<version>-<user>`; with only a Dockerfile, the base is named `ocx-base-<project dirname>-<8 hex of the project path>`",
         alias: None,
     },
     Key {
@@ -112,7 +112,7 @@ pub const KEYS: &[Key] = &[
         name: "gid",
         value_name: "GID",
         help: "Container user's primary GID (default: yours)",
-        doc: "the container user's primary GID; default: yours. A group that already has the GID becomes the user's primary group; otherwise the user's own group is renumbered",
+        doc: "the container user's primary GID; default: yours. A group that already has the GID becomes the user's primary group (the Dev Containers CLI keeps the user's old GID then); otherwise the user's own group is renumbered",
         alias: None,
     },
 ];

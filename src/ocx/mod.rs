@@ -866,7 +866,7 @@ impl Project {
         })?;
         let origin = match self.config.sources.get("opencode_variant") {
             Some(s) => format!("from {s}"),
-            None if d.no_libc => "the default".into(),
+            None if d.no_libc => "by default".into(),
             None => "picked from the base's libc".into(),
         };
         let fix = match d.variant {

@@ -1,7 +1,9 @@
 //! ocx on bases shaped like the ones users have, on real podman and real dockerd (classic
 //! builder), with the real opencode binary from npm. Each base is built by ocx from a
 //! Dockerfile (apt runs inside the engine, so its layers are cached after the first run).
-//! CI runs as root, so uid/gid in ocx.json stand in for the host user.
+//! CI runs as root, so uid/gid in ocx.json stand in for the host user. Builds run with
+//! `--force`, so the container-user plan is decided and checked on every run, not only on the
+//! first one on a machine.
 
 use crate::util::{shared_cache, TestEnv};
 
@@ -66,8 +68,40 @@ fn runs_opencode(env: &TestEnv) {
     );
 }
 
+/// `ocx build --force`: the final image is built again, so the plan line is printed.
 fn build(env: &TestEnv) -> crate::util::Out {
+    env.ocx(&["--progress", "plain", "build", "--force"])
+        .status(0)
+        .run()
+}
+
+/// `ocx build`, as a user runs it: builds only what is missing or stale.
+fn build_current(env: &TestEnv) -> crate::util::Out {
     env.ocx(&["--progress", "plain", "build"]).status(0).run()
+}
+
+/// The final image a build printed (`built <image>`).
+fn built_image(out: &crate::util::Out) -> String {
+    out.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("built "))
+        .unwrap_or_else(|| panic!("no `built` line: {}", out.stderr))
+        .trim()
+        .to_string()
+}
+
+/// `<engine> image inspect --format FORMAT image`.
+fn inspect(engine: &str, image: &str, format: &str) -> String {
+    let out = std::process::Command::new(engine)
+        .args(["image", "inspect", "--format", format, image])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// What a user's own shell setup needs: the user as the base made it.
@@ -92,8 +126,7 @@ on_both_engines!(
         let out = super::build(&env);
         assert!(
             out.stderr
-                .contains("container user vscode from the base, as it is")
-                || out.stderr.contains("is up to date"),
+                .contains("container user vscode from the base, as it is (uid 1000, gid 1000, home /home/vscode)"),
             "{}",
             out.stderr
         );
@@ -119,6 +152,37 @@ on_both_engines!(
     }
 );
 
+// A devcontainer-style base whose sudo rule is keyed on a group: `vscode` is in `sudo` and
+// `users`, and `%sudo` may run anything without a password. The adopted user keeps its
+// supplementary groups (the image runs as `USER 1000`, and `ocx exec` as `--user 1000`: a
+// `uid:gid` would drop them), so the rule applies.
+on_both_engines!(
+    keeps_the_adopted_users_groups_and_group_sudo_rules,
+    |engine: &str| {
+        let env = super::project(
+            engine,
+            "groups",
+            "FROM local/debian:bookworm\n\
+         RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo >/dev/null && rm -rf /var/lib/apt/lists/*\n\
+         RUN groupadd -g 1000 vscode && useradd -m -u 1000 -g 1000 -G sudo,users -s /bin/bash vscode \\\n\
+          && echo '%sudo ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/group && chmod 0440 /etc/sudoers.d/group\n\
+         USER vscode\n",
+            r#", "uid": 1000, "gid": 1000"#,
+        );
+        let out = super::build(&env);
+        assert!(
+            out.stderr
+                .contains("container user vscode from the base, as it is"),
+            "{}",
+            out.stderr
+        );
+        let image = super::built_image(&out);
+        assert_eq!(super::inspect(engine, &image, "{{.Config.User}}"), "1000");
+        let lines = super::exec(&env, "id -un; id -G; sudo -n true && echo sudo-ok");
+        assert_eq!(lines, ["vscode", "1000 27 100", "sudo-ok"]);
+    }
+);
+
 // A node-style base: `node` (uid 1000) and no USER line. Host uid 1001: node gets 1001:1001
 // (the Dev Containers updateRemoteUserUID way), its home is chowned, its shell stays.
 on_both_engines!(
@@ -128,14 +192,20 @@ on_both_engines!(
             engine,
             "node",
             "FROM local/debian:bookworm\n\
-         RUN groupadd -g 1000 node && useradd -m -u 1000 -g 1000 -s /bin/bash node \\\n\
+         RUN groupadd -g 1000 node && useradd -m -u 1000 -g 1000 -G users -s /bin/bash node \\\n\
           && echo registry=x >/home/node/.npmrc && chown node: /home/node/.npmrc\n",
             r#", "uid": 1001, "gid": 1001"#,
         );
-        super::build(&env);
+        let out = super::build(&env);
+        assert!(
+            out.stderr
+                .contains("container user node from the base, uid 1000 changed"),
+            "{}",
+            out.stderr
+        );
         let lines = super::exec(
             &env,
-            &format!("{}; stat -c %u:%g $HOME/.npmrc; id -gn", super::WHO),
+            &format!("{}; stat -c %u:%g $HOME/.npmrc; id -Gn", super::WHO),
         );
         assert_eq!(
             lines,
@@ -146,7 +216,7 @@ on_both_engines!(
                 "/home/node",
                 "/bin/bash",
                 "1001:1001",
-                "node"
+                "node users"
             ]
         );
     }
@@ -249,6 +319,182 @@ on_both_engines!(a_musl_base_picks_the_musl_build, |engine: &str| {
     );
 });
 
+/// Prints musl's loader (`libc.so`) from Debian trixie's `musl` package into the file named
+/// by its argument: the package index and the package over HTTP, the package checked against
+/// the index's sha256 (python3's standard library only: no apt sources to change).
+const FETCH_TRIXIE_MUSL: &str = r#"import hashlib, io, lzma, sys, tarfile, urllib.request
+base = 'http://deb.debian.org/debian/'
+index = urllib.request.urlopen(base + 'dists/trixie/main/binary-amd64/Packages.xz', timeout=300).read()
+for para in lzma.decompress(index).decode().split('\n\n'):
+    f = dict(l.split(': ', 1) for l in para.splitlines() if ': ' in l and not l.startswith(' '))
+    if f.get('Package') == 'musl':
+        break
+else:
+    sys.exit('no musl package in trixie')
+deb = urllib.request.urlopen(base + f['Filename'], timeout=300).read()
+if hashlib.sha256(deb).hexdigest() != f['SHA256']:
+    sys.exit('checksum mismatch for ' + f['Filename'])
+pos = 8  # an ar archive: 60-byte member headers, members padded to even sizes
+while pos < len(deb):
+    name, size = deb[pos:pos + 16].decode().strip(), int(deb[pos + 48:pos + 58])
+    data, pos = deb[pos + 60:pos + 60 + size], pos + 60 + size + size % 2
+    if name.startswith('data.tar'):
+        lib = tarfile.open(fileobj=io.BytesIO(data)).extractfile('./usr/lib/x86_64-linux-musl/libc.so')
+        open(sys.argv[1], 'wb').write(lib.read())
+        print(f['Version'])
+        break
+else:
+    sys.exit('no data.tar in ' + f['Filename'])
+"#;
+
+/// A musl runtime that can run opencode's musl build, made once into the shared test cache:
+/// - `ld-musl-x86_64.so.1`: musl 1.2.5 from Debian trixie (bookworm's 1.2.3 runs opencode
+///   into a segfault);
+/// - `cxx/`: libstdc++ and libgcc_s built against musl. Debian has no C++ runtime built for
+///   musl, so they come from PyPI: the musllinux wheel of greenlet (a C++ extension) vendors
+///   both, built on Alpine (GCC 14's libstdc++ 6.0.33). auditwheel renamed them
+///   (`libstdc++-<hash>.so.6.0.33`, which needs `libgcc_s-<hash>.so.1` by that name), so the
+///   base links the usual names to them.
+fn musl_runtime() -> std::path::PathBuf {
+    let dir = crate::util::shared_cache().join("musl-runtime-1.2.5-greenlet-3.5.6");
+    if dir.join("done").is_file() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("cxx")).unwrap();
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("python3");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new("python3")
+        .args(["-c", FETCH_TRIXIE_MUSL])
+        .arg(dir.join("ld-musl-x86_64.so.1")));
+    // the loader is a program: the kernel runs a non-root user's binary through it only if
+    // it may execute it
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("ld-musl-x86_64.so.1"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    run(std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "greenlet==3.5.6",
+            "--only-binary=:all:",
+        ])
+        .args([
+            "--platform",
+            "musllinux_1_2_x86_64",
+            "--python-version",
+            "3.12",
+        ])
+        .args(["--implementation", "cp", "--no-deps", "--dest"])
+        .arg(tmp.path()));
+    let wheel = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(wheel).unwrap()).unwrap();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let name = f.name().to_string();
+        if let Some(lib) = name
+            .strip_prefix("greenlet.libs/")
+            .filter(|l| !l.is_empty())
+        {
+            let mut out = std::fs::File::create(dir.join("cxx").join(lib)).unwrap();
+            std::io::copy(&mut f, &mut out).unwrap();
+        }
+    }
+    std::fs::write(dir.join("done"), "").unwrap();
+    dir
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+// A musl base that can run opencode's musl build: busybox, musl 1.2.5 and a C++ runtime built
+// for musl (see `musl_runtime`). With opencode_variant unset, the base's musl loader picks the
+// musl build, and opencode runs as the created user.
+on_both_engines!(
+    a_musl_base_with_a_cxx_runtime_runs_opencode,
+    |engine: &str| {
+        let env = super::project(
+        engine,
+        "musl-ok",
+        "FROM local/debian:bookworm AS src\n\
+         RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends musl busybox-static >/dev/null\n\
+         FROM scratch\n\
+         COPY --from=src /bin/busybox /bin/busybox\n\
+         COPY runtime/ld-musl-x86_64.so.1 /lib/ld-musl-x86_64.so.1\n\
+         COPY runtime/cxx/ /usr/lib/\n\
+         RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+         RUN ln -s ld-musl-x86_64.so.1 /lib/libc.musl-x86_64.so.1 && cd /usr/lib \\\n\
+          && ln -s libstdc++-*.so.6.* libstdc++.so.6 && ln -s libgcc_s-*.so.1 libgcc_s.so.1 \\\n\
+          && mkdir -p /etc /tmp /root && chmod 1777 /tmp \\\n\
+          && echo 'root:x:0:0:root:/root:/bin/sh' >/etc/passwd && echo 'root:x:0:' >/etc/group\n",
+        r#", "uid": 1000, "gid": 1000"#,
+    );
+        super::copy_tree(&super::musl_runtime(), &env.project().join("runtime"));
+        let out = super::build(&env);
+        assert!(
+            out.stderr
+                .contains("has a musl loader: using opencode_variant musl"),
+            "{}",
+            out.stderr
+        );
+        super::runs_opencode(&env);
+        let lines = super::exec(&env, "id -u; id -g; echo $HOME");
+        assert_eq!(lines, ["1000", "1000", "/home/developer"]);
+    }
+);
+
+// A base with no C library at all (a static busybox): no opencode build runs there, and the
+// error says so instead of suggesting the musl build.
+on_both_engines!(a_base_without_a_libc_is_named_as_such, |engine: &str| {
+    let mut env = crate::util::TestEnv::new();
+    env.with_system_path();
+    env.set(
+        "XDG_CACHE_HOME",
+        crate::util::shared_cache().display().to_string(),
+    );
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "local/busybox:amd64", "opencode_version": "{}", "opencode_source": "npm", "backend": "{engine}", "uid": 1000, "gid": 1000}}"#,
+            super::OPENCODE
+        ),
+    );
+    let out = env.ocx(&["build", "--force"]).status(2).run();
+    let last = out.stderr.trim().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: opencode ")
+            && last.contains("opencode_variant standard by default")
+            && last.contains("the base has no C library")
+            && !last.contains("set opencode_variant to musl"),
+        "{last}"
+    );
+});
+
 // A distroless-shaped base (glibc libraries on scratch, no /bin/sh): /etc/passwd cannot be
 // edited, so the user is uid:gid with HOME from a chowned COPY; opencode runs.
 on_both_engines!(
@@ -267,10 +513,20 @@ on_both_engines!(
     );
         let out = super::build(&env);
         assert!(
-            out.stderr.contains("the base has no /bin/sh") || out.stderr.contains("is up to date"),
+            out.stderr.contains(
+                "container user 1000:1000 with HOME /home/developer (the base has no /bin/sh"
+            ),
             "{}",
             out.stderr
         );
+        // no passwd entry to take groups from: the run-time user is uid:gid, HOME is set
+        let image = super::built_image(&out);
+        assert_eq!(
+            super::inspect(engine, &image, "{{.Config.User}}"),
+            "1000:1000"
+        );
+        let env_vars = super::inspect(engine, &image, "{{json .Config.Env}}");
+        assert!(env_vars.contains("\"HOME=/home/developer\""), "{env_vars}");
         super::runs_opencode(&env);
     }
 );
@@ -287,18 +543,18 @@ on_both_engines!(a_base_edit_is_picked_up_without_a_flag, |engine: &str| {
     let stamp = format!("{:?}", std::time::SystemTime::now());
     env.write("project/greeting.txt", &format!("one {stamp}\n"));
     env.write("project/unrelated.txt", "not copied\n");
-    super::build(&env);
+    super::build_current(&env);
     assert_eq!(
         super::exec(&env, "cat /etc/greeting"),
         [format!("one {stamp}")]
     );
 
     env.write("project/unrelated.txt", "still not copied\n");
-    let out = super::build(&env);
+    let out = super::build_current(&env);
     assert!(out.stderr.contains("is up to date"), "{}", out.stderr);
 
     env.write("project/greeting.txt", &format!("two {stamp}\n"));
-    let out = super::build(&env);
+    let out = super::build_current(&env);
     assert!(
         out.stderr
             .contains("or a file it copies changed since ocx-bases/")
