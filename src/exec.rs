@@ -619,6 +619,41 @@ mod tests {
         assert_eq!(lines.last().unwrap(), "done");
     }
 
+    /// A tool given a secret in its environment may print it (a CLI logging the command it
+    /// runs): the reported lines and an error's tail show it masked; stdout kept for a
+    /// result is masked too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn secret_env_values_are_masked_in_streamed_output() {
+        let rep = Arc::new(Collect(Mutex::new(Vec::new())));
+        let runner = Runner::new(rep.clone(), false);
+        let secret = ("NPM_TOKEN".to_string(), "npm_s3cr3t_value".to_string());
+        let inv = Invocation::new("sh")
+            .args([
+                "-c",
+                "echo \"run --build-arg NPM_TOKEN=$NPM_TOKEN\"; echo \"$NPM_TOKEN\" >&2; exit 1",
+            ])
+            .secret_envs([(&secret.0, &secret.1)]);
+        let err = runner.stream(&inv, &NoParser).await.unwrap_err();
+        let failed = err.downcast_ref::<CommandFailed>().unwrap();
+        let shown = format!(
+            "{:?} {:?} {}",
+            rep.0.lock().unwrap(),
+            failed.tail,
+            failed.command
+        );
+        assert!(!shown.contains("npm_s3cr3t_value"), "{shown}");
+        assert!(shown.contains("NPM_TOKEN=<redacted>"), "{shown}");
+        let out = runner
+            .stream_keeping(&inv.clone().may_fail(), &NoParser, true)
+            .await
+            .unwrap();
+        assert!(
+            !out.success && out.stdout.contains("NPM_TOKEN=<redacted>"),
+            "{}",
+            out.stdout
+        );
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn failure_names_the_command_and_keeps_the_tail() {
         let rep = Arc::new(Collect(Mutex::new(Vec::new())));

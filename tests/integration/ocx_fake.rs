@@ -775,3 +775,30 @@ fn rebuild_base_needs_a_dockerfile() {
     let out = env.ocx(&["build", "--rebuild-base"]).status(2).run();
     assert_eq!(out.stderr.trim(), "error: --rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base");
 }
+
+/// Two users, or two configs, on one daemon get their own final image: its tag ends in 8 hex
+/// of uid, gid and username, so neither overwrites (and rebuilds) the other's.
+#[test]
+fn the_final_tag_depends_on_the_container_user() {
+    let env = project("podman", "");
+    env.images_exist(&[(BASE, "null")]);
+    let tag = |flags: &[&str]| {
+        let mut args = vec!["--dry-run", "build"];
+        args.extend_from_slice(flags);
+        let out = env.ocx(&args).status(0).run();
+        let inspect = out.stdout.lines().next().unwrap().to_string();
+        inspect.rsplit(' ').next().unwrap().to_string()
+    };
+    let mine = tag(&[]);
+    assert_eq!(mine, final_tag());
+    let others = [
+        tag(&["--uid", "1001"]),
+        tag(&["--gid", "1001"]),
+        tag(&["--username", "other"]),
+    ];
+    for (i, t) in others.iter().enumerate() {
+        assert!(t.starts_with("ocx-myproject-dev:1.2.3-"), "{t}");
+        assert_ne!(t, &mine);
+        assert!(!others[..i].contains(t), "{others:?}");
+    }
+}

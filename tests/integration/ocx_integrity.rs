@@ -249,7 +249,8 @@ fn project_config_paths_must_stay_inside_the_project() {
         (
             r#"{"custom_base_dockerfile": "Dockerfile", "custom_base_context": ".."}"#.into(),
             "custom_base_context",
-            String::new(),
+            // the project's parent, the test env's root
+            "names .., which resolves to {root},".into(),
         ),
         (
             format!(
@@ -264,6 +265,9 @@ fn project_config_paths_must_stay_inside_the_project() {
         env.write("project/ocx.json", &json);
         env.write("project/Dockerfile", "FROM scratch\n");
         std::os::unix::fs::symlink(outside.path(), env.project().join("link")).unwrap();
+        let root = env.root().canonicalize().unwrap().display().to_string();
+        let file = file.replace("{root}", &root);
+        assert!(!file.is_empty());
         let o = env
             .ocx(&["build"])
             .bad_input()
