@@ -7,7 +7,10 @@
 //! 1. `username` unset and a user already holds the UID: that user is used as it is (name,
 //!    home, shell, groups, sudo rules); only a different GID is applied.
 //! 2. `username` unset and the base has one non-root user (its `USER`, or the only regular
-//!    account): that user gets the UID/GID, and its home is chowned.
+//!    account): that user gets the UID/GID, and its home is chowned. Unlike the CLI, which
+//!    keeps the user's old GID when a group with the new one exists, that group becomes the
+//!    primary group ([`gid_ops`]): files the user writes to the mounted project carry the
+//!    host user's GID.
 //! 3. Otherwise a user is created (`developer`, or `username`).
 //! 4. An explicit `username` wins: the user holding the UID is renamed, and its home moves to
 //!    `/home/<username>`. A shell is never changed.
@@ -690,31 +693,22 @@ mod tests {
 
     #[test]
     fn hostile_names_and_homes_from_the_base_are_refused_or_replaced() {
-        let f = facts("a$(id):x:1000:1000::/home/x:/bin/sh\n", "");
-        assert!(plan(
-            &f,
-            None,
-            &Wanted {
+        let refused = |passwd: &str| {
+            let w = Wanted {
                 username: None,
                 uid: 1000,
-                gid: 1000
-            }
-        )
-        .is_err());
+                gid: 1000,
+            };
+            plan(&facts(passwd, ""), None, &w).is_err()
+        };
+        assert!(refused("a$(id):x:1000:1000::/home/x:/bin/sh\n"));
         // a user named `..` with home `/` would make `/home/..` of its new home
         for dots in ["..", ".", "..."] {
             assert!(!safe_name(dots), "{dots}");
-            let f = facts(&format!("{dots}:x:1000:1000::/:/bin/sh\n"), "");
-            assert!(plan(
-                &f,
-                None,
-                &Wanted {
-                    username: None,
-                    uid: 1000,
-                    gid: 1000
-                }
-            )
-            .is_err());
+            assert!(
+                refused(&format!("{dots}:x:1000:1000::/:/bin/sh\n")),
+                "{dots}"
+            );
         }
         assert!(safe_name("a.b") && safe_name(".profile-user"));
         let f = facts("svc:x:1000:1000::/:/bin/sh\n", "svc:x:1000:\n");

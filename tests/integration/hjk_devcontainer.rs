@@ -329,16 +329,7 @@ fn rmi(engine: &str, image: &str) {
 }
 
 fn run_in(engine: &str, image: &str, cmd: &str) -> String {
-    let out = std::process::Command::new(engine)
-        .args(["run", "--rm", image, "sh", "-c", cmd])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::util::engine_stdout(engine, &["run", "--rm", image, "sh", "-c", cmd])
 }
 
 fn image_exists(engine: &str, image: &str) -> bool {

@@ -92,16 +92,7 @@ fn built_image(out: &crate::util::Out) -> String {
 
 /// `<engine> image inspect --format FORMAT image`.
 fn inspect(engine: &str, image: &str, format: &str) -> String {
-    let out = std::process::Command::new(engine)
-        .args(["image", "inspect", "--format", format, image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    crate::util::engine_stdout(engine, &["image", "inspect", "--format", format, image])
 }
 
 /// What a user's own shell setup needs: the user as the base made it.

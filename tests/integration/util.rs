@@ -397,3 +397,17 @@ pub fn ocx_tag(repo_version: &str, uid: u32, gid: u32, username: Option<&str>) -
     let hex = sha256_hex(format!("{uid}:{gid}:{}", username.unwrap_or("")).as_bytes());
     format!("{repo_version}-{}", &hex[..8])
 }
+
+/// `<engine> ARGS`, which must succeed: its stdout, trimmed.
+pub fn engine_stdout(engine: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(engine)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{engine} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
