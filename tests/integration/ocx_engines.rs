@@ -43,9 +43,14 @@ fn e2e(engine: &str, real: &str) {
         ])
         .status(0)
         .run();
+    let image = crate::util::ocx_tag(
+        &format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}"),
+        1000,
+        1000,
+        Some("dev"),
+    );
     assert!(
-        out.stderr
-            .contains(&format!("built ocx-ocx-e2e-{engine}-dev:{OPENCODE}")),
+        out.stderr.contains(&format!("built {image}")),
         "{}",
         out.stderr
     );
@@ -62,7 +67,6 @@ fn e2e(engine: &str, real: &str) {
     env.clear_log();
     let out = env.ocx(&["--backend", engine, "build"]).status(0).run();
     let base = format!("ocx-e2e/{engine}-dev");
-    let image = format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}");
     assert_eq!(
         env.log(),
         [vec![
@@ -148,7 +152,12 @@ fn podman_multi_arch_manifest_has_both_arches() {
     env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"])
         .status(0)
         .run();
-    let image = format!("ocx-ocx-e2e-debian-multi:{OPENCODE}");
+    let image = crate::util::ocx_tag(
+        &format!("ocx-ocx-e2e-debian-multi:{OPENCODE}"),
+        1001,
+        1001,
+        Some("dev"),
+    );
     assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
     // the arm64 image's opencode is an aarch64 ELF (e_machine 183) that ran in the build
     // (under qemu), and its user was made
