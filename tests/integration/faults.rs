@@ -803,6 +803,8 @@ fn podman_ctrl_c_leaves_no_working_container() {
         }
     }
     assert!(seen.iter().any(|l| l.trim() == "started"), "{seen:?}");
+    // the rest of what hjk prints, drained so it never blocks and shown if an assertion fails
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let working = || {
         let out = Command::new("podman")
             .args([
@@ -823,17 +825,21 @@ fn podman_ctrl_c_leaves_no_working_container() {
     assert!(!working().is_empty(), "no working container while building");
     signal(child.id(), libc::SIGINT);
     let start = Instant::now();
-    loop {
+    let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert_eq!(
-                status.code().or(status.signal().map(|s| 128 + s)),
-                Some(130)
-            );
-            break;
+            break status;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "hjk hangs");
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    let stopped_after = start.elapsed();
+    let rest = rest.join().unwrap();
+    assert_eq!(
+        status.code().or(status.signal().map(|s| 128 + s)),
+        Some(130),
+        "after {stopped_after:?}:\n{}",
+        rest.join("\n")
+    );
     for _ in 0..50 {
         if working().is_empty() {
             break;
@@ -843,14 +849,16 @@ fn podman_ctrl_c_leaves_no_working_container() {
     assert_eq!(
         working(),
         Vec::<String>::new(),
-        "podman left its working container"
+        "podman left its working container; hjk stopped after {stopped_after:?}:\n{}",
+        rest.join("\n")
     );
     let ps = Command::new("pgrep")
-        .args(["-f", "faults/sigint"])
+        .args(["-a", "-f", "faults/sigint"])
         .output()
         .unwrap();
+    let survivors = String::from_utf8_lossy(&ps.stdout);
     assert!(
-        String::from_utf8_lossy(&ps.stdout).trim().is_empty(),
-        "an engine process survived"
+        survivors.trim().is_empty(),
+        "an engine process survived: {survivors}"
     );
 }

@@ -346,12 +346,19 @@ else:
 ///   both, built on Alpine (GCC 14's libstdc++ 6.0.33). auditwheel renamed them
 ///   (`libstdc++-<hash>.so.6.0.33`, which needs `libgcc_s-<hash>.so.1` by that name), so the
 ///   base links the usual names to them.
+///
+/// The podman and docker tests ask for it at the same time on a fresh machine: one makes it
+/// while the other waits, and it is made in a scratch directory renamed into place, so no
+/// reader ever sees a half-made one (CI once copied one that the other test was replacing).
 fn musl_runtime() -> std::path::PathBuf {
-    let dir = crate::util::shared_cache().join("musl-runtime-1.2.5-greenlet-3.5.6");
-    if dir.join("done").is_file() {
-        return dir;
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let done = crate::util::shared_cache().join("musl-runtime-1.2.5-greenlet-3.5.6");
+    if done.join("done").is_file() {
+        return done;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir_in(crate::util::shared_cache()).unwrap();
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("cxx")).unwrap();
     let run = |cmd: &mut std::process::Command| {
         let out = cmd.output().expect("python3");
@@ -408,7 +415,9 @@ fn musl_runtime() -> std::path::PathBuf {
         }
     }
     std::fs::write(dir.join("done"), "").unwrap();
-    dir
+    let _ = std::fs::remove_dir_all(&done);
+    std::fs::rename(scratch.keep(), &done).unwrap();
+    done
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
