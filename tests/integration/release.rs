@@ -527,12 +527,15 @@ fn docker_classic_releases_one_platform_and_refuses_two() {
         return;
     };
     env.recording("docker", "/usr/bin/docker");
+    // a working keychain: `store` keeps what it is given, `get` returns it
     let helper_log = env.root().join("helper.log");
+    let kept = env.root().join("keychain.json");
     env.write_exe(
         "docker-credential-secretservice",
         &format!(
-            "#!/bin/sh\n{{ echo \"$1\"; cat; echo; }} >>{}\necho '{{}}'\n",
-            helper_log.display()
+            "#!/bin/sh\necho \"$1\" >>{log}\ncase \"$1\" in\n  store) cat >{kept} ;;\n  get) cat >/dev/null; cat {kept} 2>/dev/null || {{ echo 'credentials not found in native keychain'; exit 1; }} ;;\n  *) cat >/dev/null ;;\nesac\n",
+            log = helper_log.display(),
+            kept = kept.display()
         ),
     );
     let meta = env.root().join("docker.json").display().to_string();
