@@ -205,32 +205,58 @@ pub struct Move {
     pub digest: String,
 }
 
-/// Why `tag` may not move from `current` to the plan without `--force-tags`, if it may not.
-pub fn conflict(
-    repo: &str,
-    tag: &str,
-    versioned: bool,
-    current: Option<&Current>,
-    plan: &Planned,
-) -> Option<String> {
+/// Why a tag may not move without `--force-tags`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Its index lists these platforms, which the release does not have.
+    Narrows(Vec<String>),
+    /// It is a released `<variant>-<version>` and points at this other index.
+    Repoints(String),
+}
+
+/// Why a tag (`versioned`: a `<variant>-<version>`) may not move from `current` to the plan
+/// without `--force-tags`, if it may not.
+pub fn conflict(versioned: bool, current: Option<&Current>, plan: &Planned) -> Option<Conflict> {
     let cur = current?;
     if plan.digest.as_deref() == Some(cur.digest.as_str()) {
         return None;
     }
-    let missing: Vec<&str> = cur
+    let missing: Vec<String> = cur
         .platforms
         .iter()
         .filter(|p| !plan.platforms.contains(*p))
-        .map(String::as_str)
+        .cloned()
         .collect();
     if !missing.is_empty() {
-        return Some(format!(
-            "{repo}:{tag} lists {} and this release does not have {}",
-            cur.platforms.iter().cloned().collect::<Vec<_>>().join(", "),
-            missing.join(", ")
-        ));
+        return Some(Conflict::Narrows(missing));
     }
-    versioned.then(|| format!("{repo}:{tag} is already released as {}", cur.digest))
+    versioned.then(|| Conflict::Repoints(cur.digest.clone()))
+}
+
+/// The refusal, one line: the narrowed tags together, each re-pointed version on its own.
+fn refusal(repo: &str, refused: &[(String, Conflict)]) -> UserError {
+    let mut narrowed: BTreeMap<&[String], Vec<&str>> = BTreeMap::new();
+    let mut parts = Vec::new();
+    for (tag, c) in refused {
+        match c {
+            Conflict::Narrows(missing) => narrowed.entry(missing).or_default().push(tag),
+            Conflict::Repoints(d) => parts.push(format!("{repo}:{tag} is already released as {d}")),
+        }
+    }
+    for (missing, tags) in narrowed {
+        parts.insert(
+            0,
+            format!(
+                "{repo}:{{{}}} list {}, which this release does not build",
+                tags.join(","),
+                missing.join(", ")
+            ),
+        );
+    }
+    UserError(format!(
+        "no public tag moved: {}; release every platform the tags list and leave released versions alone, or pass --force-tags",
+        parts.join("; ")
+    ))
 }
 
 /// Reads what every tag of `plans` points at (all at once) and refuses, before anything moves,
@@ -260,9 +286,9 @@ pub async fn check(
     for ((i, tag, is_versioned), cur) in tags.iter().zip(currents) {
         let cur = cur?;
         let plan = &plans[*i];
-        if let Some(why) = conflict(&registry.name(), tag, *is_versioned, cur.as_ref(), plan) {
+        if let Some(why) = conflict(*is_versioned, cur.as_ref(), plan) {
             if !force {
-                refused.push(why);
+                refused.push((tag.clone(), why));
                 continue;
             }
         }
@@ -284,11 +310,7 @@ pub async fn check(
         }
     }
     if !refused.is_empty() {
-        return Err(UserError(format!(
-            "no public tag moved: {}; release every platform the tags list and leave released versions alone, or pass --force-tags",
-            refused.join("; ")
-        ))
-        .into());
+        return Err(refusal(&registry.name(), &refused).into());
     }
     versioned.extend(floating);
     Ok(versioned)
@@ -359,34 +381,38 @@ mod tests {
             digest: Some("sha256:new".into()),
             platforms: set(&["linux/amd64"]),
         };
-        assert_eq!(
-            conflict("r/x", "top", false, Some(&both), &amd).unwrap(),
-            "r/x:top lists linux/amd64, linux/arm64 and this release does not have linux/arm64"
-        );
+        let narrows = Conflict::Narrows(vec!["linux/arm64".into()]);
+        assert_eq!(conflict(false, Some(&both), &amd), Some(narrows.clone()));
         let full = Planned {
             platforms: set(&["linux/amd64", "linux/arm64"]),
             ..amd.clone()
         };
-        assert_eq!(conflict("r/x", "top", false, Some(&both), &full), None);
-        assert_eq!(
-            conflict("r/x", "top-v1.0.0", true, Some(&both), &full).unwrap(),
-            "r/x:top-v1.0.0 is already released as sha256:old"
-        );
+        assert_eq!(conflict(false, Some(&both), &full), None);
+        let repoints = Conflict::Repoints("sha256:old".into());
+        assert_eq!(conflict(true, Some(&both), &full), Some(repoints.clone()));
         // a rebuild whose digest is not known yet changes a released version too
         let unknown = Planned {
             digest: None,
             ..full.clone()
         };
-        assert!(conflict("r/x", "top-v1.0.0", true, Some(&both), &unknown).is_some());
+        assert!(conflict(true, Some(&both), &unknown).is_some());
         let same = Planned {
             digest: Some("sha256:old".into()),
             ..amd
         };
+        assert_eq!(conflict(true, Some(&both), &same), None);
+        assert_eq!(conflict(true, None, &full), None);
+        let refused = [
+            ("base".to_string(), narrows.clone()),
+            ("base-v1".to_string(), narrows),
+            ("top-v1".to_string(), repoints),
+        ];
         assert_eq!(
-            conflict("r/x", "top-v1.0.0", true, Some(&both), &same),
-            None
+            refusal("r/x", &refused).0,
+            "no public tag moved: r/x:{base,base-v1} list linux/arm64, which this release does not build; \
+             r/x:top-v1 is already released as sha256:old; release every platform the tags list and \
+             leave released versions alone, or pass --force-tags"
         );
-        assert_eq!(conflict("r/x", "top-v1.0.0", true, None, &full), None);
     }
 
     #[test]

@@ -1231,8 +1231,8 @@ fn finish(
                 (false, false) => "tagged",
                 (false, true) => "held",
             };
-            text.push_str(&format!(
-                "{:<12} {:<14} {:<8} {:>8}  {d} {}\n",
+            let line = format!(
+                "{:<12} {:<14} {:<8} {:>8}  {d} {}",
                 v.name,
                 "index",
                 result,
@@ -1242,7 +1242,9 @@ fn finish(
                     .map(|t| format!("{}:{t}", meta.registry))
                     .collect::<Vec<_>>()
                     .join(" ")
-            ));
+            );
+            text.push_str(line.trim_end());
+            text.push('\n');
         }
     }
     text.push_str(&format!(

@@ -393,7 +393,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
-            "no public tag moved: {repo}:base lists linux/amd64, linux/arm64 and this release does not have linux/arm64"
+            "no public tag moved: {repo}:{{base,base-v0.1.0,middle,middle-v0.1.0,top,top-v0.1.0}} list linux/arm64, which this release does not build;"
         )),
         "{}",
         out.stderr
