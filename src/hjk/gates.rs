@@ -137,7 +137,7 @@ impl Gates {
 /// config, whatever engine built the images): a `config.json` holding the credentials this
 /// release resolved (in docker-config mode, the ones found in the engine's login files), 0600 in
 /// a 0700 directory of its own, removed when dropped. It is not the engine's login store: that
-/// one may hold a credential-helper reference or a podman `auth.json` the tools cannot read.
+/// one may hold a credential-helper reference or an engine-specific file the tools cannot read.
 /// `None` without credentials (anonymous reads): the tools then use their own defaults.
 struct ToolAuth {
     _dir: tempfile::TempDir,

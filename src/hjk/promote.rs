@@ -326,7 +326,7 @@ async fn current(registry: &Registry, tag: &str) -> Result<Option<Current>> {
             .manifests
             .iter()
             .filter_map(|d| d.platform.as_ref())
-            // buildx attestation manifests are `unknown/unknown`
+            // attestation manifests in an index say `unknown/unknown`: they are not images
             .filter(|p| p.os != "unknown")
             .map(|p| format!("{}/{}", p.os, p.architecture))
             .collect()
