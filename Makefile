@@ -67,7 +67,9 @@ METADATA ?= release.json
 ARCH_METADATA ?= metadata-$(notdir $(PLATFORM)).json
 MERGE_FILES ?= $(wildcard metadata-*.json)
 BACKEND ?=
-# the gates of `release` and `image-merge` (cosign, syft, trivy on PATH); GATES= releases without
+# the gates of every target that moves public tags (release, image-push, image-push-all,
+# image-merge; cosign, syft and trivy on PATH). GATES= releases without them, but an index a gated
+# release held is never promoted by a release without its gates (see README, "Release gates").
 GATES ?= --sbom --sign --scan
 # extra flags, e.g. RELEASE_FLAGS="--builder remote" or "--scan-severity CRITICAL"
 RELEASE_FLAGS ?=
@@ -94,12 +96,12 @@ image-push: hjk-bin
 	$(call need,VARIANT,dind)
 	$(call need,TAG,v1.4.0)
 	$(HJK) images release --variant $(VARIANT) --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
-	  --auth $(AUTH) --metadata-file $(METADATA) $(RELEASE_FLAGS)
+	  --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
 
 image-push-all: hjk-bin
 	$(call need,TAG,v1.4.0)
 	$(HJK) images release --all --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
-	  --auth $(AUTH) --metadata-file $(METADATA) $(RELEASE_FLAGS)
+	  --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
 
 # one machine's platform of a several-machine release (CI: one job per native runner)
 image-release-arch: hjk-bin

@@ -20,7 +20,9 @@
 #   6. a one-machine amd64+arm64 release of tests/fixtures/hierarchy (apt installs systemd and
 #      docker.io; --no-cache) vs the sum of the two per-arch releases (--push-by-digest,
 #      --no-cache) (target <= 0.8): how much the platforms overlap. BENCH_RELEASE_RUNS (default 1:
-#      arm64 apt under qemu takes minutes).
+#      arm64 apt under qemu takes minutes). The one-machine run has --force-tags: each --no-cache
+#      run re-points the same v0.1.0 tags. The local images these runs make (about 2 GB each) are
+#      removed at the end.
 # BENCH_ONLY=ocx or BENCH_ONLY=release runs one half.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,6 +157,23 @@ if [ "$only" != ocx ]; then
        --backend podman --version v0.1.0 --progress plain --base-image "127.0.0.1:5000/local/busybox@sha256:$pin")
   heavy=(images release --all --images-dir "$repo_root/tests/fixtures/hierarchy" --registry "$repo-heavy"
          --backend podman --version v0.1.0 --progress plain --no-cache)
+  # only the names in this run's repositories go; an image another name still holds stays
+  cleanup() {
+    local r id
+    for r in "$repo" "$repo-heavy"; do
+      for id in $(podman images --format '{{.ID}} {{.Repository}}' | awk -v r="$r" '$2==r {print $1}' | sort -u); do
+        if podman image inspect --format '{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}' "$id" |
+          tr ' ' '\n' | grep -v '^$' | grep -qv "^${r}[:@]"; then
+          podman image inspect --format '{{range .RepoTags}}{{.}} {{end}}' "$id" | tr ' ' '\n' | grep "^${r}:" |
+            xargs -r -n1 podman untag "$id" || true
+        else
+          podman rmi "$id" >/dev/null 2>&1 || true
+        fi
+      done
+    done
+    rm -rf "$work"
+  }
+  trap cleanup EXIT
   # skopeo reads with an auth file, so the password is never an argument
   printf '{"auths":{"127.0.0.1:5001":{"auth":"%s"}}}' "$(printf 'hjk-release:%s' "$pw" | base64 -w0)" >"$work/auth.json"
   chmod 600 "$work/auth.json"
@@ -166,7 +185,7 @@ if [ "$only" != ocx ]; then
     -n "hjk images release (no-op)" "$hjk ${rel[*]} --platform linux/amd64,linux/arm64" \
     -n "skopeo inspect --raw x3" "bash $work/skopeo3.sh"
   hyperfine -N --style basic --runs "${BENCH_RELEASE_RUNS:-1}" --export-json release-arch.json \
-    -n "amd64+arm64 release" "$hjk ${heavy[*]} --platform linux/amd64,linux/arm64" \
+    -n "amd64+arm64 release" "$hjk ${heavy[*]} --platform linux/amd64,linux/arm64 --force-tags" \
     -n "amd64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/amd64" \
     -n "arm64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/arm64"
   python3 - <<'PY'

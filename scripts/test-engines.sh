@@ -10,6 +10,7 @@
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
 #   scripts/test-engines.sh status one line per component
+#   scripts/test-engines.sh auth-registry  (re)start only the password registry on 127.0.0.1:5001
 #   scripts/test-engines.sh --dry-run up   print the commands that change the machine instead
 #
 # As root, or as a user with sudo: everything that needs root goes through $SUDO.
@@ -129,7 +130,8 @@ start_auth_registry() {
   if [ ! -s "$d/password" ]; then
     (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$d/password")
   fi
-  htpasswd -Bbn hjk-release "$(cat "$d/password")" >"$d/htpasswd" 2>/dev/null
+  # the password goes on stdin (-i), never in htpasswd's argv; the file is 0600 from the start
+  (umask 077; htpasswd -iBn hjk-release <"$d/password" >"$d/htpasswd" 2>/dev/null)
   chmod 600 "$d/htpasswd"
   cat >"$d/config.yml" <<CONF
 version: 0.1
@@ -311,5 +313,6 @@ case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  auth-registry) mkdir -p "$STATE"; start_auth_registry ;;
+  *) echo "usage: $0 up|down|status|auth-registry" >&2; exit 2 ;;
 esac

@@ -5,8 +5,8 @@
 //! does not leave its container behind.
 
 use crate::backend::{
-    detect, AuthStore, Backend, BackendKind, Inspected, Login, MultiPlatform, ReleaseNeeds, Remote,
-    Stage,
+    detect, logins, AuthStore, Backend, BackendKind, Credentials, Inspected, Login, MultiPlatform,
+    ReleaseNeeds, Remote, Stage, StoredLogin,
 };
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
@@ -287,14 +287,50 @@ impl Engine {
         Ok(())
     }
 
-    /// The files the engine keeps its registry logins in (see [`Backend::login_files`]).
-    pub fn login_files(&self, vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
-        self.backend.login_files(vars)
+    /// The credentials the engine is already logged in with for `host`: its login files in
+    /// the order it reads them ([`Backend::login_files`], read as [`Backend::login_reader`]
+    /// says), a credential helper when one holds them. `None` when nothing is stored (or the
+    /// helper cannot answer): the registry is then read anonymously.
+    pub async fn stored_credentials(
+        &self,
+        vars: &BTreeMap<String, String>,
+        host: &str,
+    ) -> Result<Option<Credentials>> {
+        for f in self.backend.login_files(vars) {
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            match logins::stored_login(&text, host, self.backend.login_reader()) {
+                StoredLogin::Basic(c) => return Ok(Some(c)),
+                StoredLogin::Helper(h) => {
+                    let Some(inv) = logins::helper_get(&h, host) else {
+                        continue;
+                    };
+                    match self.tool(&inv).await {
+                        Ok(out) => {
+                            if let Some(c) = logins::helper_reply(&out.stdout) {
+                                return Ok(Some(c));
+                            }
+                        }
+                        Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
+                        // a helper that is missing or has nothing for this host: look on
+                        Err(_) => {}
+                    }
+                }
+                StoredLogin::Missing => {}
+            }
+        }
+        Ok(None)
     }
 
-    /// How the engine's commands will find the credentials of a login into `dir`.
-    pub fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore {
-        self.backend.auth_store(dir, vars)
+    /// How the engine's commands will find the credentials of a login to `host` into `dir`.
+    pub fn auth_store(
+        &self,
+        dir: &Utf8Path,
+        vars: &BTreeMap<String, String>,
+        host: &str,
+    ) -> AuthStore {
+        self.backend.auth_store(dir, vars, host)
     }
 
     /// `login --password-stdin` into the store at `dir`. Rejected credentials are the user's to

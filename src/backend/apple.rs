@@ -218,8 +218,15 @@ impl Backend for Apple {
     }
 
     /// Apple keeps registry logins in the macOS keychain, not in a file we could point it at;
-    /// a release logs in, and logs out again when it ends.
-    fn auth_store(&self, _dir: &Utf8Path, _vars: &BTreeMap<String, String>) -> AuthStore {
+    /// a release logs in, and logs out again when it ends. So a release's login replaces the
+    /// user's own keychain login for that host, and the logout then removes it (README, the
+    /// engine table).
+    fn auth_store(
+        &self,
+        _dir: &Utf8Path,
+        _vars: &BTreeMap<String, String>,
+        _host: &str,
+    ) -> AuthStore {
         AuthStore::default()
     }
 

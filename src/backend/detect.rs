@@ -50,12 +50,20 @@ pub fn first_on_path(path: Option<&OsString>) -> Option<BackendKind> {
 pub fn construct(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Docker => Box::new(Docker::new(kind.program())),
-        // SAFETY: geteuid has no preconditions and cannot fail
-        BackendKind::Podman => {
-            Box::new(Podman::new(kind.program(), unsafe { libc::geteuid() } != 0))
-        }
+        // SAFETY: geteuid and getuid have no preconditions and cannot fail
+        BackendKind::Podman => Box::new(
+            Podman::new(kind.program(), unsafe { libc::geteuid() } != 0)
+                .for_uid(unsafe { libc::getuid() }),
+        ),
         BackendKind::Apple => Box::new(Apple::new(kind.program())),
     }
+}
+
+/// A backend for a command that runs only tools and registry calls, never a build (`hjk images
+/// merge` on a machine with no engine installed and none chosen): the docker CLI's, whose
+/// login files are the ones the tools read too.
+pub fn tools_only() -> Box<dyn Backend> {
+    construct(BackendKind::Docker)
 }
 
 fn no_engine() -> UserError {

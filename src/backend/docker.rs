@@ -6,7 +6,7 @@
 use super::compat::{build_flags, DockerCli};
 use super::{
     hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Probe,
-    ProbeKind, ReleaseNeeds, Remote, Stage,
+    ProbeKind, ReleaseNeeds, Remote, Stage, StoreFile,
 };
 use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
@@ -313,8 +313,12 @@ impl Backend for Docker {
 
     /// <https://docs.docker.com/reference/cli/docker/#environment-variables>: `DOCKER_CONFIG`
     /// moves the whole client configuration, so the user's current context, contexts, buildx
-    /// builders and CLI plugins are carried over into ours.
-    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore {
+    /// builders and CLI plugins are carried over into ours. The store's `config.json` starts
+    /// with an empty `auths` entry for the host: a config without any auth makes the docker CLI
+    /// pick the platform's default credential helper (`secretservice`, `pass`, `osxkeychain`,
+    /// `desktop`) if one is on PATH, and `login` would then put the release's secret in the
+    /// user's keychain, over the user's own login for that host, where it outlives the store.
+    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>, host: &str) -> AuthStore {
         let user = vars
             .get("DOCKER_CONFIG")
             .map(Utf8PathBuf::from)
@@ -324,14 +328,15 @@ impl Backend for Docker {
             });
         let mut store = AuthStore {
             env: vec![("DOCKER_CONFIG".into(), dir.to_string())],
+            files: vec![StoreFile {
+                name: "config.json".into(),
+                content: serde_json::json!({"auths": {host: {}}}),
+                copy_from: user.as_ref().map(|u| u.join("config.json")),
+                copy_keys: vec!["currentContext"],
+            }],
             ..Default::default()
         };
         if let Some(user) = user {
-            store.copy_keys.push((
-                user.join("config.json"),
-                "config.json".into(),
-                vec!["currentContext"],
-            ));
             for d in ["contexts", "buildx", "cli-plugins"] {
                 store.links.push((user.join(d), d.into()));
             }
@@ -587,13 +592,23 @@ mod tests {
         let d = Docker::new("docker");
         let mut vars = BTreeMap::new();
         vars.insert("HOME".to_string(), "/home/u".to_string());
-        let store = d.auth_store(Utf8Path::new("/t/a"), &vars);
+        let store = d.auth_store(Utf8Path::new("/t/a"), &vars, "ghcr.io");
         assert_eq!(
             store.env,
             [("DOCKER_CONFIG".to_string(), "/t/a".to_string())]
         );
-        assert_eq!(store.copy_keys[0].0, "/home/u/.docker/config.json");
-        assert_eq!(store.copy_keys[0].2, ["currentContext"]);
+        let config = &store.files[0];
+        assert_eq!(config.name, "config.json");
+        assert_eq!(
+            config.copy_from.as_deref(),
+            Some(Utf8Path::new("/home/u/.docker/config.json"))
+        );
+        assert_eq!(config.copy_keys, ["currentContext"]);
+        // an auth entry, so the CLI never falls back to a keychain helper
+        assert_eq!(
+            config.content,
+            serde_json::json!({"auths": {"ghcr.io": {}}})
+        );
         let links: Vec<&str> = store.links.iter().map(|(_, to)| to.as_str()).collect();
         assert_eq!(links, ["contexts", "buildx", "cli-plugins"]);
         let login = Login {

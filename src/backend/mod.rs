@@ -11,7 +11,10 @@ pub mod apple;
 pub mod compat;
 pub mod detect;
 pub mod docker;
+pub mod logins;
 pub mod podman;
+
+pub use logins::{Credentials, StoredLogin};
 
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
@@ -212,14 +215,20 @@ pub trait Backend: OutputParser + Send + Sync {
         Ok(())
     }
 
-    /// Where this engine's own commands find the credentials of a release's login: the
-    /// environment to set and what to carry over from the user's own configuration.
-    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>) -> AuthStore;
+    /// Where this engine's own commands find the credentials of a release's login to `host`:
+    /// the environment to set and the files to write first (with what they carry over from the
+    /// user's own configuration).
+    fn auth_store(&self, dir: &Utf8Path, vars: &BTreeMap<String, String>, host: &str) -> AuthStore;
 
-    /// The files this engine keeps its registry logins in, most specific first (each in the
-    /// `{"auths": {host: {"auth": base64}}}` shape, possibly naming a credential helper).
+    /// The files this engine keeps its registry logins in, in the order it reads them (each in
+    /// the `{"auths": {host: {"auth": base64}}}` shape, possibly naming a credential helper).
     fn login_files(&self, _vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
         Vec::new()
+    }
+
+    /// How this engine reads its login files (which key wins).
+    fn login_reader(&self) -> logins::Reader {
+        logins::Reader::DockerCli
     }
 
     /// `login --password-stdin` into the store at `dir`; the password goes on stdin only.
@@ -303,15 +312,24 @@ impl fmt::Debug for Login {
 }
 
 /// How an engine's commands find a release's credentials (see [`Backend::auth_store`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuthStore {
     /// Set on every engine call after the login (`REGISTRY_AUTH_FILE`, `DOCKER_CONFIG`).
     pub env: Vec<(String, String)>,
-    /// Top-level keys to copy from the user's file into ours (docker's `currentContext`), so
-    /// the user's engine choice keeps working under our temporary config.
-    pub copy_keys: Vec<(Utf8PathBuf, String, Vec<&'static str>)>,
+    /// Files written into the store before the login (0600).
+    pub files: Vec<StoreFile>,
     /// Paths in the store to link to the user's own (docker's `contexts` directory).
     pub links: Vec<(Utf8PathBuf, String)>,
+}
+
+/// One file of a temporary login store: a JSON object, plus top-level keys copied from the
+/// user's own file (docker's `currentContext`, so the user's engine choice keeps working).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreFile {
+    pub name: String,
+    pub content: serde_json::Value,
+    pub copy_from: Option<Utf8PathBuf>,
+    pub copy_keys: Vec<&'static str>,
 }
 
 /// Where one platform of a release goes: its content-addressed staging tag, which is also its

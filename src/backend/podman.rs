@@ -3,6 +3,7 @@
 //! <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
 
 use super::compat::{build_flags, csv_field, DockerCli};
+use super::logins::Reader;
 use super::{
     hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login,
     MultiPlatform, Remote, Stage,
@@ -33,6 +34,8 @@ pub struct Podman {
     rootless: bool,
     /// A remote client (`--connection`, `CONTAINER_HOST`): it has no `push --digestfile`.
     remote: bool,
+    /// Our uid: where containers/image keeps the logins when `XDG_RUNTIME_DIR` is unset.
+    uid: u32,
 }
 
 impl Podman {
@@ -42,7 +45,13 @@ impl Podman {
             cli: DockerCli::new(program, &["--time", "0"]),
             rootless,
             remote: false,
+            uid: 0,
         }
+    }
+
+    pub fn for_uid(mut self, uid: u32) -> Self {
+        self.uid = uid;
+        self
     }
 
     fn cmd(&self) -> Invocation {
@@ -251,7 +260,12 @@ impl Backend for Podman {
 
     /// <https://docs.podman.io/en/v4.3/markdown/podman-login.1.html>: `--authfile`, or
     /// `REGISTRY_AUTH_FILE` for every later command.
-    fn auth_store(&self, dir: &Utf8Path, _vars: &BTreeMap<String, String>) -> AuthStore {
+    fn auth_store(
+        &self,
+        dir: &Utf8Path,
+        _vars: &BTreeMap<String, String>,
+        _host: &str,
+    ) -> AuthStore {
         AuthStore {
             env: vec![(
                 "REGISTRY_AUTH_FILE".into(),
@@ -261,17 +275,12 @@ impl Backend for Podman {
         }
     }
 
-    /// `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, then docker's config,
-    /// the order podman reads them in.
     fn login_files(&self, vars: &BTreeMap<String, String>) -> Vec<Utf8PathBuf> {
-        let mut out: Vec<Utf8PathBuf> = Vec::new();
-        out.extend(vars.get("REGISTRY_AUTH_FILE").map(Utf8PathBuf::from));
-        out.extend(
-            vars.get("XDG_RUNTIME_DIR")
-                .map(|d| Utf8PathBuf::from(d).join("containers/auth.json")),
-        );
-        out.extend(super::docker_config_file(vars));
-        out
+        login_files(vars, self.uid, cfg!(target_os = "macos"))
+    }
+
+    fn login_reader(&self) -> Reader {
+        Reader::ContainersImage
     }
 
     fn login(&self, login: &Login, dir: &Utf8Path) -> Invocation {
@@ -310,11 +319,84 @@ impl Backend for Podman {
     }
 }
 
+/// The files podman reads logins from, in its order (containers/image `getAuthFilePaths`, as in
+/// podman 4): the primary file (`REGISTRY_AUTH_FILE`; else on macOS
+/// `~/.config/containers/auth.json`; else `$XDG_RUNTIME_DIR/containers/auth.json`, or
+/// `/run/containers/<uid>/auth.json` when it is unset: root, CI, ssh sessions), then
+/// `$XDG_CONFIG_HOME/containers/auth.json`, then docker's `config.json`.
+/// <https://github.com/containers/image/blob/main/docs/containers-auth.json.5.md>
+fn login_files(vars: &BTreeMap<String, String>, uid: u32, macos: bool) -> Vec<Utf8PathBuf> {
+    let set = |k: &str| vars.get(k).filter(|v| !v.is_empty()).map(Utf8PathBuf::from);
+    let config_home = crate::dirs::config_home(vars);
+    let primary = match (set("REGISTRY_AUTH_FILE"), macos) {
+        (Some(f), _) => Some(f),
+        (None, true) => crate::dirs::home(vars).map(|h| h.join(".config/containers/auth.json")),
+        (None, false) => Some(match set("XDG_RUNTIME_DIR") {
+            Some(d) => d.join("containers/auth.json"),
+            None => Utf8PathBuf::from(format!("/run/containers/{uid}/auth.json")),
+        }),
+    };
+    let mut out: Vec<Utf8PathBuf> = Vec::new();
+    for f in primary
+        .into_iter()
+        .chain(config_home.map(|c| c.join("containers/auth.json")))
+        .chain(super::docker_config_file(vars))
+    {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{Login, Remote, Stage};
     use crate::build::RunAs;
+
+    #[test]
+    fn login_files_in_podmans_order() {
+        let vars = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // root in CI or over ssh: no XDG_RUNTIME_DIR
+        assert_eq!(
+            login_files(&vars(&[("HOME", "/root")]), 0, false),
+            [
+                "/run/containers/0/auth.json",
+                "/root/.config/containers/auth.json",
+                "/root/.docker/config.json"
+            ]
+        );
+        let v = vars(&[
+            ("HOME", "/home/u"),
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("XDG_CONFIG_HOME", "/cfg"),
+            ("DOCKER_CONFIG", "/dc"),
+        ]);
+        assert_eq!(
+            login_files(&v, 1000, false),
+            [
+                "/run/user/1000/containers/auth.json",
+                "/cfg/containers/auth.json",
+                "/dc/config.json"
+            ]
+        );
+        assert_eq!(
+            login_files(&vars(&[("HOME", "/Users/u")]), 501, true)[0],
+            "/Users/u/.config/containers/auth.json"
+        );
+        let mut v = v;
+        v.insert("REGISTRY_AUTH_FILE".into(), "/a.json".into());
+        assert_eq!(login_files(&v, 1000, false)[0], "/a.json");
+        assert_eq!(
+            Podman::new("podman", false).login_reader(),
+            Reader::ContainersImage
+        );
+    }
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
         crate::backend::test_request("hj:base", "hj:base-v1", platforms, output)
@@ -459,7 +541,8 @@ mod tests {
         );
         assert_eq!(inv.stdin.as_deref(), Some(&b"s3cret"[..]));
         assert_eq!(
-            p.auth_store(Utf8Path::new("/t/a"), &BTreeMap::new()).env,
+            p.auth_store(Utf8Path::new("/t/a"), &BTreeMap::new(), "127.0.0.1:5001")
+                .env,
             [(
                 "REGISTRY_AUTH_FILE".to_string(),
                 "/t/a/auth.json".to_string()

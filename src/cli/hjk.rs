@@ -97,6 +97,10 @@ pub struct ReleaseArgs {
     /// Where --sbom and --scan write SBOMs and scan reports.
     #[arg(long, default_value = "target/release-gates")]
     pub gates_dir: Utf8PathBuf,
+    /// Move public tags even when that drops platforms their index lists or re-points an
+    /// already released <variant>-<version> (both are refused by default).
+    #[arg(long)]
+    pub force_tags: bool,
 }
 
 impl ReleaseArgs {
@@ -180,7 +184,8 @@ pub enum ImagesCommand {
         /// The metadata files, one per machine.
         #[arg(required = true)]
         files: Vec<Utf8PathBuf>,
-        /// The release version (tags `<variant>-<version>`); must match the files'.
+        /// The release version (tags `<variant>-<version>`): the one the files' images were
+        /// built with, which is the default; another one is refused.
         #[arg(long)]
         version: Option<String>,
         /// Engine for the credential tools and gates (default: runtime.name, then the first on PATH).
@@ -298,6 +303,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     container_host: vars.contains_key("CONTAINER_HOST"),
                 },
                 no_cache,
+                force_tags: release.force_tags,
             };
             hjk_release::release_command(&mut s.engine, &s.graph, &spec, &vars).await
         }
@@ -319,6 +325,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 metadata_file: release.metadata_file.clone(),
                 gates: release.gates(),
                 auth: auth_settings(release.auth.as_deref(), &cfg, release.creds_stdin)?,
+                force_tags: release.force_tags,
             };
             hjk_release::merge_command(&mut engine, &spec, &vars).await
         }

@@ -12,6 +12,7 @@
 //! `login --password-stdin`, which writes it into a temporary store (a 0700 directory, files
 //! 0600) that [`LoginStore`] removes when it is dropped, on success, failure and interruption.
 
+pub use crate::backend::Credentials;
 use crate::backend::Login;
 use crate::engine::Engine;
 use crate::error::UserError;
@@ -83,19 +84,6 @@ pub struct AuthSettings {
     pub creds_stdin: bool,
 }
 
-/// A user name and its secret. `Debug` hides the secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials({}, password hidden)", self.username)
-    }
-}
-
 /// `op://vault/item/field`, with nothing a shell or a flag parser could misread.
 pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
     let ok = r.starts_with("op://")
@@ -113,16 +101,39 @@ pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
 /// `user:password` (split at the first colon).
 fn parse_raw(text: &str, from: &str) -> Result<Credentials, UserError> {
     let text = text.trim_end_matches(['\n', '\r']);
-    match text.split_once(':') {
-        Some((u, p)) if !u.is_empty() && !p.is_empty() => Ok(Credentials {
-            username: u.to_string(),
-            password: p.to_string(),
-        }),
-        _ => Err(UserError(format!(
+    Credentials::from_pair(text).ok_or_else(|| {
+        UserError(format!(
             "--auth raw needs user:password in {from} (got {} characters without a user:password shape)",
             text.len()
-        ))),
+        ))
+    })
+}
+
+/// `--creds-stdin`: `user:password` from a pipe or a file. A terminal is refused (the secret
+/// would echo, and a forgotten pipe would wait forever); the read runs on its own thread and
+/// gives way to Ctrl-C/SIGTERM, which tokio's signal handlers would otherwise leave waiting
+/// for an EOF that never comes.
+async fn creds_from_stdin() -> Result<Credentials> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return Err(UserError(
+            "--creds-stdin reads user:password from a pipe, not a terminal: e.g. `printf '%s:%s' \"$USER_NAME\" \"$TOKEN\" | hjk images release ... --creds-stdin`, or set HJK_REGISTRY_CREDS"
+                .into(),
+        )
+        .into());
     }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // a plain thread, not the runtime's blocking pool: an abandoned read must not hold up the
+    // runtime's shutdown
+    std::thread::spawn(move || {
+        let _ = tx.send(std::io::read_to_string(std::io::stdin()));
+    });
+    let text = tokio::select! {
+        got = rx => got.map_err(|_| anyhow::anyhow!("the stdin reader stopped"))?
+            .map_err(|e| UserError(format!("cannot read --creds-stdin: {e}")))?,
+        why = crate::interrupt::wait() => return Err(why.into()),
+    };
+    Ok(parse_raw(&text, "stdin")?)
 }
 
 /// Resolves the credentials of `settings.mode` for `host`. `docker-config` returns the stored
@@ -146,16 +157,12 @@ pub async fn resolve(
             })
     };
     Ok(Some(match settings.mode {
-        AuthMode::DockerConfig => return stored(vars, engine, host).await,
+        AuthMode::DockerConfig => return engine.stored_credentials(vars, host).await,
         AuthMode::Ghcr => Credentials {
             username: need("GITHUB_ACTOR")?,
             password: need("GITHUB_TOKEN")?,
         },
-        AuthMode::Raw if settings.creds_stdin => {
-            let text = std::io::read_to_string(std::io::stdin())
-                .map_err(|e| UserError(format!("cannot read --creds-stdin: {e}")))?;
-            parse_raw(&text, "stdin")?
-        }
+        AuthMode::Raw if settings.creds_stdin => creds_from_stdin().await?,
         AuthMode::Raw => parse_raw(&need(ENV_CREDS)?, ENV_CREDS)?,
         AuthMode::Gcp => Credentials {
             username: "oauth2accesstoken".into(),
@@ -207,61 +214,28 @@ async fn secret_output(
     Ok(s)
 }
 
-/// The credentials the engine is already logged in with for `host`: its login files in the
-/// order it reads them (`auths`, then a `credHelpers`/`credsStore` credential helper).
-async fn stored(
-    vars: &BTreeMap<String, String>,
-    engine: &Engine,
-    host: &str,
-) -> Result<Option<Credentials>> {
-    let files = engine.login_files(vars);
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        if let Some(c) = v
-            .pointer(&format!("/auths/{}/auth", host.replace('/', "~1")))
-            .and_then(|a| a.as_str())
-            .and_then(decode_basic)
-        {
-            return Ok(Some(c));
-        }
-        let helper = v
-            .pointer(&format!("/credHelpers/{}", host.replace('/', "~1")))
-            .or_else(|| v.get("credsStore"))
-            .and_then(|h| h.as_str());
-        if let Some(h) = helper.filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        {
-            let inv = Invocation::new(format!("docker-credential-{h}"))
-                .arg("get")
-                .stdin(host.as_bytes().to_vec())
-                .read_only();
-            if let Ok(out) = engine.tool(&inv).await {
-                if let Ok(j) = serde_json::from_str::<serde_json::Value>(&out.stdout) {
-                    if let (Some(u), Some(s)) = (
-                        j.get("Username").and_then(|x| x.as_str()),
-                        j.get("Secret").and_then(|x| x.as_str()),
-                    ) {
-                        return Ok(Some(Credentials {
-                            username: u.into(),
-                            password: s.into(),
-                        }));
-                    }
-                }
-            }
-        }
-    }
-    Ok(None)
+/// A private temporary directory (0700) for files that hold a secret, removed when the
+/// `TempDir` is dropped: on success, failure and interruption (which unwinds through the
+/// workflow).
+pub fn private_dir() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
+    let dir = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
+    let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
+        .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
+    set_mode(&path, 0o700)?;
+    Ok((dir, path))
 }
 
-fn decode_basic(b64: &str) -> Option<Credentials> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    parse_raw(&text, "auth file").ok()
+/// Writes a new file holding a secret, 0600 from the start.
+pub fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)?;
+    Ok(())
 }
 
 /// The engine's temporary credential store for one release: a private directory that exists
@@ -283,26 +257,24 @@ impl LoginStore {
         plain_http: bool,
         vars: &BTreeMap<String, String>,
     ) -> Result<LoginStore> {
-        let dir = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
-        let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
-            .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
-        set_mode(&path, 0o700)?;
-        let store = engine.auth_store(&path, vars);
-        for (from, to, keys) in &store.copy_keys {
-            let mut out = serde_json::Map::new();
-            if let Ok(v) = std::fs::read_to_string(from)
-                .map_err(anyhow::Error::from)
-                .and_then(|t| Ok(serde_json::from_str::<serde_json::Value>(&t)?))
-            {
-                for k in keys {
-                    if let Some(x) = v.get(*k) {
-                        out.insert(k.to_string(), x.clone());
-                    }
+        let (dir, path) = private_dir()?;
+        let store = engine.auth_store(&path, vars, host);
+        for f in &store.files {
+            let mut out = f.content.as_object().cloned().unwrap_or_default();
+            let user = f
+                .copy_from
+                .as_ref()
+                .and_then(|from| std::fs::read_to_string(from).ok())
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            for k in &f.copy_keys {
+                if let Some(x) = user.as_ref().and_then(|v| v.get(*k)) {
+                    out.insert(k.to_string(), x.clone());
                 }
             }
-            let f = path.join(to);
-            std::fs::write(&f, serde_json::Value::Object(out).to_string())?;
-            set_mode(&f, 0o600)?;
+            write_private(
+                &path.join(&f.name),
+                serde_json::Value::Object(out).to_string().as_bytes(),
+            )?;
         }
         for (from, to) in &store.links {
             if from.exists() {
@@ -370,11 +342,9 @@ mod tests {
     }
 
     #[test]
-    fn op_refs_and_stored_basic_auth() {
+    fn op_refs() {
         assert!(check_op_ref("k", "op://vault/item/password").is_ok());
         assert!(check_op_ref("k", "op://v/i f").is_err());
         assert!(check_op_ref("k", "--help").is_err());
-        // "u:p" in base64
-        assert_eq!(decode_basic("dTpw").unwrap().username, "u");
     }
 }

@@ -68,6 +68,16 @@ impl Gates {
         Ok(Some(Gates { opts, tools }))
     }
 
+    /// The gates asked for, by flag name (`scan`, `sbom`, `sign`): what a held marker records
+    /// and what a later release must run again to lift it.
+    pub fn names(&self) -> Vec<&'static str> {
+        let o = &self.opts;
+        [(o.scan, "scan"), (o.sbom, "sbom"), (o.sign, "sign")]
+            .into_iter()
+            .filter_map(|(on, n)| on.then_some(n))
+            .collect()
+    }
+
     /// Runs the gates on the staged release (`meta` holds every index and per-platform digest),
     /// records SBOM paths, signatures and scan verdicts in it, and returns which variants may
     /// move their tags. `dirs`: each variant's directory (its `.trivyignore`), where known.
@@ -123,9 +133,12 @@ impl Gates {
     }
 }
 
-/// A `DOCKER_CONFIG` directory for the tools (they read that client config, whatever engine
-/// built the images): `config.json` with the release's credentials, 0600 in a 0700 directory, removed
-/// when dropped. None in docker-config mode, where the tools use the user's own config.
+/// A `DOCKER_CONFIG` directory for the tools (cosign, syft and trivy all read that client
+/// config, whatever engine built the images): a `config.json` holding the credentials this
+/// release resolved (in docker-config mode, the ones found in the engine's login files), 0600 in
+/// a 0700 directory of its own, removed when dropped. It is not the engine's login store: that
+/// one may hold a credential-helper reference or an engine-specific file the tools cannot read.
+/// `None` without credentials (anonymous reads): the tools then use their own defaults.
 struct ToolAuth {
     _dir: tempfile::TempDir,
     dir: Utf8PathBuf,
@@ -133,30 +146,10 @@ struct ToolAuth {
 
 impl ToolAuth {
     fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
-        use base64::Engine as _;
-        use std::os::unix::fs::PermissionsExt;
         let Some(c) = creds else { return Ok(None) };
-        let tmp = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
-        let dir = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
-            .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        let token = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.username, c.password));
-        let file = dir.join("config.json");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&file)?;
-            f.write_all(
-                serde_json::json!({"auths": {host: {"auth": token}}})
-                    .to_string()
-                    .as_bytes(),
-            )?;
-        }
+        let (tmp, dir) = super::auth::private_dir()?;
+        let config = serde_json::json!({"auths": {host: {"auth": c.basic()}}});
+        super::auth::write_private(&dir.join("config.json"), config.to_string().as_bytes())?;
         Ok(Some(ToolAuth { _dir: tmp, dir }))
     }
 }

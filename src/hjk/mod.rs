@@ -8,6 +8,7 @@ pub mod gates;
 pub mod images;
 pub mod metadata;
 pub mod prebuild;
+pub mod promote;
 pub mod registry;
 pub mod release;
 pub mod resolve;
@@ -142,7 +143,7 @@ pub fn open_merge_engine(
     let engine = match open_engine(backend, &cfg, vars, reporter.clone(), false) {
         Ok(e) => e,
         Err(_) if backend.is_none() && cfg.backend.is_none() => Engine::new(
-            crate::backend::detect::construct(crate::backend::BackendKind::Docker),
+            crate::backend::detect::tools_only(),
             crate::exec::Runner::new(reporter, false),
         ),
         Err(e) => return Err(e.into()),

@@ -75,6 +75,8 @@ pub struct Parsed {
     pub layers: Vec<Descriptor>,
     #[serde(default)]
     pub manifests: Vec<Descriptor>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Manifest {

@@ -12,7 +12,8 @@
 //! 5. [`verify`]: read everything back: every platform in each index, base labels equal to the
 //!    parent digests, each child's layers beginning with its parent's;
 //! 6. gates ([`crate::hjk::gates::run`]): SBOM, signature, scan of the staged digests;
-//! 7. [`promote`]: only now do the public tags `<variant>` and `<variant>-<version>` move;
+//! 7. promotion ([`super::promote`]): only now do the public tags `<variant>` and
+//!    `<variant>-<version>` move, after every check that could refuse one passed;
 //! 8. the metadata file.
 //!
 //! `--push-by-digest` stops after 3 (a partial metadata file); `merge` starts at 4 from such
@@ -20,8 +21,10 @@
 
 use super::auth::{self, AuthMode, AuthSettings, Credentials, LoginStore};
 use super::gates::{self, GateFlags, Gates};
-use super::metadata::{Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::metadata::{self, Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::promote::{self, public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
+use super::supply_chain::gates::Promotion;
 use super::variants::Graph;
 use crate::backend::{ReleaseNeeds, Remote, Stage};
 use crate::build::BuildRequest;
@@ -54,6 +57,9 @@ pub struct ReleaseSpec {
     pub auth: AuthSettings,
     pub remote: Remote,
     pub no_cache: bool,
+    /// `--force-tags`: move public tags even when that narrows their platforms or re-points a
+    /// released `<variant>-<version>`.
+    pub force_tags: bool,
 }
 
 /// One variant of the hierarchy, as a release needs it.
@@ -131,6 +137,16 @@ fn units(graph: &Graph, wanted: &[String]) -> Result<Vec<Unit>> {
     Ok(out)
 }
 
+/// The content-addressed staging tag of one variant on one platform:
+/// `stage-<variant>-<arch>-<first 20 hex of its input fingerprint>`.
+fn stage_tag(variant: &str, p: Platform, fingerprint: &str) -> String {
+    format!(
+        "stage-{variant}-{}-{}",
+        p.arch(),
+        &fingerprint[..20.min(fingerprint.len())]
+    )
+}
+
 /// The root's base for one platform: `--base-image`, else the Dockerfile's default with
 /// `TARGETARCH` filled in.
 fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) -> Option<String> {
@@ -176,6 +192,11 @@ pub async fn release_command(
         }
     }
     let mut slots = survey(engine, &registry, spec, &units, &root_ids).await?;
+    if !spec.push_by_digest {
+        // a tag this release may not move is refused now, before hours of building
+        let plans = planned(&registry, spec, &units, &slots);
+        promote::check(&registry, &plans, spec.version.as_deref(), spec.force_tags).await?;
+    }
     let needs_build = slots.values().any(|s| !s.reused);
     let login = match (&creds, spec.auth.mode, needs_build) {
         (Some(c), mode, true) if mode != AuthMode::DockerConfig => Some(
@@ -198,49 +219,79 @@ pub async fn release_command(
     let meta = record(spec, &registry, &units, &slots);
     if spec.push_by_digest || engine.dry_run() {
         if engine.dry_run() {
-            engine.note("then: push each variant's index by digest, verify, promote the tags");
+            let gates_note = match &gates {
+                Some(g) => format!("run the gates ({}), ", g.names().join(", ")),
+                None => String::new(),
+            };
+            engine.note(&format!(
+                "then: push each variant's index by digest, verify, {gates_note}promote the tags"
+            ));
         } else {
             finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
         }
         return Ok(crate::error::EXIT_OK);
     }
-    let gated = Gated {
+    let publishing = Publishing {
         gates: gates.as_ref(),
         dirs: gates::variant_dirs(graph),
         creds: creds.as_ref(),
+        force_tags: spec.force_tags,
     };
-    let version = spec.version.as_deref();
     let file = spec.metadata_file.as_deref();
-    conclude(
-        engine, &registry, version, &gated, meta, &rows, file, started,
-    )
-    .await
+    conclude(engine, &registry, &publishing, meta, &rows, file, started).await
+}
+
+/// Each variant's tags as this release would set them, from the survey: the index digest when
+/// every platform is already in the registry (an index is a function of its platforms), `None`
+/// when something must be built first.
+fn planned(
+    registry: &Registry,
+    spec: &ReleaseSpec,
+    units: &[Unit],
+    slots: &BTreeMap<(usize, Platform), Slot>,
+) -> Vec<Planned> {
+    let meta = record(spec, registry, units, slots);
+    units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let all = spec.platforms.iter().all(|p| slots[&(i, *p)].reused);
+            Planned {
+                variant: u.name.clone(),
+                digest: all.then(|| {
+                    registry::digest_of_bytes(&index_bytes(&meta.variants[i].platforms).0)
+                }),
+                platforms: spec.platforms.iter().map(|p| p.to_string()).collect(),
+            }
+        })
+        .collect()
 }
 
 /// Publishes the staged release (see [`publish`]), writes the metadata file and the summary,
-/// and ends with the gates' error when they held a variant back (exit 1).
-#[allow(clippy::too_many_arguments)]
+/// and ends with the gates' error when they held a variant back (exit 1). The version of the
+/// tags is the one the images were built with (`meta.version`).
 async fn conclude(
     engine: &Engine,
     registry: &Registry,
-    version: Option<&str>,
-    gated: &Gated<'_>,
+    publishing: &Publishing<'_>,
     mut meta: Metadata,
     rows: &[Row],
     file: Option<&Utf8Path>,
     started: Instant,
 ) -> Result<u8> {
-    let held = publish(engine, registry, version, gated, &mut meta).await?;
+    let held = publish(engine, registry, publishing, &mut meta).await?;
     finish(engine, file, &meta, rows, started)?;
     held.map_or(Ok(crate::error::EXIT_OK), Err)
 }
 
-/// The gates of a release, with what they need besides the metadata.
-struct Gated<'a> {
+/// How a staged release is published: its gates and what they need besides the metadata, and
+/// whether tags may be forced.
+struct Publishing<'a> {
     gates: Option<&'a Gates>,
     /// Each variant's directory, for its `.trivyignore`.
     dirs: BTreeMap<String, Utf8PathBuf>,
     creds: Option<&'a Credentials>,
+    force_tags: bool,
 }
 
 /// `hjk images digest`: the variant's index digest from a metadata file (or its only platform's
@@ -298,6 +349,7 @@ pub struct MergeSpec {
     pub metadata_file: Option<Utf8PathBuf>,
     pub gates: GateFlags,
     pub auth: AuthSettings,
+    pub force_tags: bool,
 }
 
 /// `hjk images merge A.json B.json`: the indexes and tags of a one-machine release, from the
@@ -314,14 +366,18 @@ pub async fn merge_command(
         .map(|f| Metadata::read(f))
         .collect::<Result<_, _>>()?;
     let meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
+    if let Some(f) = &spec.metadata_file {
+        metadata::check_path(f)?;
+    }
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
     let gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
     let creds = auth::resolve(&spec.auth, vars, engine, repo.registry()).await?;
     let registry = Registry::new(&repo, creds.clone());
-    let gated = Gated {
+    let publishing = Publishing {
         gates: gates.as_ref(),
         dirs: gates::dirs_if_present(&spec.images_dir),
         creds: creds.as_ref(),
+        force_tags: spec.force_tags,
     };
     let rows: Vec<Row> = meta
         .variants
@@ -336,15 +392,14 @@ pub async fn merge_command(
             })
         })
         .collect();
-    let version = spec.version.as_deref();
     let file = spec.metadata_file.as_deref();
-    conclude(
-        engine, &registry, version, &gated, meta, &rows, file, started,
-    )
-    .await
+    conclude(engine, &registry, &publishing, meta, &rows, file, started).await
 }
 
-/// Several partial files into one: the same registry and variants, disjoint platforms.
+/// Several partial files into one: the same registry, version, variants and inputs, disjoint
+/// platforms, parents before children. `version` (`merge --version`) must be the files' own:
+/// it is built into every image (the `VERSION` build argument and the version label), so a tag
+/// `<variant>-<version>` can only name the version the images carry.
 fn combine(
     parts: &[Metadata],
     version: Option<&str>,
@@ -353,10 +408,18 @@ fn combine(
     let first = parts
         .first()
         .ok_or_else(|| UserError("merge needs at least one metadata file".into()))?;
+    if let Some(v) = version.filter(|v| Some(*v) != first.version.as_deref()) {
+        return Err(UserError(format!(
+            "--version {v} does not match {}, whose images were built as {}; the version is part of every image, so merge with --version {} or release again",
+            files[0],
+            first.version.as_deref().unwrap_or("no version"),
+            first.version.as_deref().unwrap_or("(none)")
+        )));
+    }
     let mut out = Metadata {
         schema: SCHEMA,
         registry: first.registry.clone(),
-        version: version.map(String::from).or_else(|| first.version.clone()),
+        version: first.version.clone(),
         partial: false,
         variants: Vec::new(),
     };
@@ -382,11 +445,26 @@ fn combine(
                         index_digest: None,
                         tags: Vec::new(),
                         parent_ref: None,
+                        held: Vec::new(),
                         ..v.clone()
                     });
                     out.variants.last_mut().expect("just pushed")
                 }
             };
+            if let (Some(a), Some(b)) = (&slot.inputs, &v.inputs) {
+                if a != b {
+                    return Err(UserError(format!(
+                        "{f} and {} were built from different inputs for {} (its Dockerfile or build context changed between the runs); release every platform from one checkout",
+                        files[0], v.name
+                    )));
+                }
+            }
+            if slot.parent != v.parent {
+                return Err(UserError(format!(
+                    "{f} gives {} the parent {:?}, another file {:?}; merge files of one release",
+                    v.name, v.parent, slot.parent
+                )));
+            }
             for (p, r) in &v.platforms {
                 if slot.platforms.insert(*p, r.clone()).is_some() {
                     return Err(UserError(format!(
@@ -394,6 +472,16 @@ fn combine(
                         v.name
                     )));
                 }
+            }
+        }
+    }
+    for (i, v) in out.variants.iter().enumerate() {
+        if let Some(p) = &v.parent {
+            if !out.variants[..i].iter().any(|o| &o.name == p) {
+                return Err(UserError(format!(
+                    "variant {} is listed before its parent {p} (or without it); merge the files `hjk images release --push-by-digest` wrote",
+                    v.name
+                )));
             }
         }
     }
@@ -420,6 +508,24 @@ async fn check(
     spec: &ReleaseSpec,
     vars: &BTreeMap<String, String>,
 ) -> Result<(Option<Credentials>, Option<Gates>)> {
+    if spec.push_by_digest {
+        if spec.gates.any() {
+            return Err(UserError(
+                "--push-by-digest stops before the gates (nothing is promoted): pass --sbom, --sign and --scan to `hjk images merge`, which runs them on the merged indexes"
+                    .into(),
+            )
+            .into());
+        }
+        if spec.force_tags {
+            return Err(UserError(
+                "--force-tags is for the run that moves tags: pass it to `hjk images merge`, not to --push-by-digest".into(),
+            )
+            .into());
+        }
+    }
+    if let Some(f) = &spec.metadata_file {
+        metadata::check_path(f)?;
+    }
     let plain_http = registry::plain_http(spec.registry.registry());
     let gates = Gates::check(&spec.gates, plain_http, vars)?;
     engine.configure(&spec.remote)?;
@@ -466,15 +572,6 @@ async fn root_identities(
         }
     }
     Ok(out)
-}
-
-/// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
-fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
-    let mut tags = vec![name.to_string()];
-    if let Some(v) = version {
-        tags.push(format!("{name}-{v}"));
-    }
-    tags
 }
 
 /// The no-op check: every public tag already points at an index whose per-platform entries
@@ -573,7 +670,7 @@ fn unchanged(
                     digest: d.digest.clone(),
                     media_type: d.media_type.clone(),
                     size: d.size,
-                    stage_tag: format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]),
+                    stage_tag: stage_tag(&u.name, *p, &fp),
                     fingerprint: fp,
                     base,
                     result: "reused".into(),
@@ -595,6 +692,8 @@ fn unchanged(
             sbom: Vec::new(),
             signed: false,
             scan: None,
+            held: Vec::new(),
+            inputs: Some(u.inputs.clone()),
         });
     }
     let meta = Metadata {
@@ -657,7 +756,7 @@ async fn survey(
                 base.as_deref(),
                 root_id.map(String::as_str),
             );
-            let stage_tag = format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]);
+            let stage_tag = stage_tag(&u.name, *p, &fp);
             let mut slot = Slot {
                 fingerprint: fp.clone(),
                 stage_tag: stage_tag.clone(),
@@ -781,7 +880,7 @@ async fn lane(
         } else {
             mine[&i].fingerprint.clone()
         };
-        let stage_tag = format!("stage-{}-{}-{}", u.name, p.arch(), &fp[..20]);
+        let stage_tag = stage_tag(&u.name, p, &fp);
         let tag = spec.registry.with_tag(&stage_tag)?;
         let mut req = BuildRequest::new(u.context.clone(), u.dockerfile.clone(), tag.clone());
         req.platforms = vec![p];
@@ -897,6 +996,8 @@ fn record(
                 sbom: Vec::new(),
                 signed: false,
                 scan: None,
+                held: Vec::new(),
+                inputs: Some(u.inputs.clone()),
             })
             .collect(),
     }
@@ -904,25 +1005,60 @@ fn record(
 
 /// Phases 4 to 7 on staged per-platform digests: indexes by digest, verification, gates,
 /// promotion. The same code for a one-machine release and a merge. Returns the error to end
-/// with when the gates held a variant back (its tags stayed where they were).
+/// with when a variant was held back (its tags stayed where they were).
 async fn publish(
     engine: &Engine,
     registry: &Registry,
-    version: Option<&str>,
-    gated: &Gated<'_>,
+    publishing: &Publishing<'_>,
     meta: &mut Metadata,
 ) -> Result<Option<anyhow::Error>> {
     let indexes = assemble(engine, registry, meta).await?;
     verify(registry, meta).await?;
-    let (moves, held) = match gated.gates {
+    let asked = publishing.gates.map(Gates::names).unwrap_or_default();
+    let mut promotion = match publishing.gates {
         Some(g) => {
-            let p = g.run(engine, meta, &gated.dirs, gated.creds).await?;
-            (p.moves.clone(), p.held_error())
+            g.run(engine, meta, &publishing.dirs, publishing.creds)
+                .await?
         }
-        None => (meta.variants.iter().map(|v| v.name.clone()).collect(), None),
+        None => Promotion {
+            moves: meta.variants.iter().map(|v| v.name.clone()).collect(),
+            held: Vec::new(),
+        },
     };
-    promote(engine, registry, version, meta, &indexes, &moves).await?;
-    Ok(held)
+    let index_of: BTreeMap<String, String> = meta
+        .variants
+        .iter()
+        .filter_map(|v| Some((v.name.clone(), v.index_digest.clone()?)))
+        .collect();
+    promote::record_holds(engine, registry, &promotion.held, &index_of, &asked).await?;
+    let parents: Vec<(String, Option<String>)> = meta
+        .variants
+        .iter()
+        .map(|v| (v.name.clone(), v.parent.clone()))
+        .collect();
+    promote::apply_earlier_holds(registry, &mut promotion, &parents, &index_of, &asked).await?;
+    let plans: Vec<Planned> = meta
+        .variants
+        .iter()
+        .filter(|v| promotion.may_move(&v.name))
+        .map(|v| Planned {
+            variant: v.name.clone(),
+            digest: v.index_digest.clone(),
+            platforms: v.platforms.keys().map(|p| p.to_string()).collect(),
+        })
+        .collect();
+    let version = meta.version.clone();
+    let moves = promote::check(registry, &plans, version.as_deref(), publishing.force_tags).await?;
+    promote::apply(engine, registry, &moves, &indexes).await?;
+    for v in &mut meta.variants {
+        if promotion.may_move(&v.name) {
+            v.tags = public_tags(&v.name, version.as_deref());
+        }
+        if let Some(h) = promotion.held.iter().find(|h| h.variant == v.name) {
+            v.held = h.reasons.clone();
+        }
+    }
+    Ok(promotion.held_error())
 }
 
 /// The index of one variant: its platforms in a fixed order, so the same per-platform digests
@@ -996,7 +1132,7 @@ async fn assemble(
 
 /// Phase 5: reads every index, manifest and config back from the registry: every platform is
 /// in each index, a child's base labels name its parent's digest for that platform, and its
-/// layers begin with its parent's layers.
+/// layers begin with its parent's layers (all of them, possibly with nothing after).
 async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
     let mut diff_ids: BTreeMap<(String, Platform), Vec<String>> = BTreeMap::new();
     for v in &meta.variants {
@@ -1043,8 +1179,15 @@ async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
                         cfg.labels.get(LABEL_BASE_DIGEST)
                     ));
                 }
-                let pl = &diff_ids[&(parent.clone(), *p)];
-                if cfg.diff_ids.len() <= pl.len() || cfg.diff_ids[..pl.len()] != pl[..] {
+                let pl = diff_ids.get(&(parent.clone(), *p)).ok_or_else(|| {
+                    anyhow!(
+                        "verification failed: {} is listed before its parent {parent}",
+                        v.name
+                    )
+                })?;
+                // a child may add no layer (a LABEL-only variant): its layers then equal its
+                // parent's, which still begin with them
+                if !cfg.diff_ids.starts_with(pl) {
                     return Err(anyhow!(
                         "verification failed: the layers of {} {p} do not begin with those of {parent}",
                         v.name
@@ -1053,33 +1196,6 @@ async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
             }
             diff_ids.insert((v.name.clone(), *p), cfg.diff_ids);
         }
-    }
-    Ok(())
-}
-
-/// Phase 7: the public tags `<variant>` and `<variant>-<version>` move to the verified (and
-/// gated) index. A tag already there is left alone, so a no-op release writes nothing.
-async fn promote(
-    engine: &Engine,
-    registry: &Registry,
-    version: Option<&str>,
-    meta: &mut Metadata,
-    indexes: &BTreeMap<String, (Vec<u8>, &'static str)>,
-    moves: &[String],
-) -> Result<()> {
-    for v in meta.variants.iter_mut().filter(|v| moves.contains(&v.name)) {
-        let digest = v.index_digest.clone().unwrap_or_default();
-        let (bytes, media_type) = &indexes[&v.name];
-        let tags = public_tags(&v.name, version);
-        for t in &tags {
-            if registry.digest_of(t).await?.as_deref() != Some(digest.as_str()) {
-                engine
-                    .reporter()
-                    .info(&format!("tagging {}:{t} -> {digest}", registry.name()));
-                registry.put_manifest(t, bytes, media_type).await?;
-            }
-        }
-        v.tags = tags;
     }
     Ok(())
 }
@@ -1110,18 +1226,25 @@ fn finish(
     }
     for v in &meta.variants {
         if let Some(d) = &v.index_digest {
-            text.push_str(&format!(
-                "{:<12} {:<14} {:<8} {:>8}  {d} {}\n",
+            let result = match (meta.partial, v.tags.is_empty()) {
+                (true, _) => "staged",
+                (false, false) => "tagged",
+                (false, true) => "held",
+            };
+            let line = format!(
+                "{:<12} {:<14} {:<8} {:>8}  {d} {}",
                 v.name,
                 "index",
-                if meta.partial { "staged" } else { "tagged" },
+                result,
                 "",
                 v.tags
                     .iter()
                     .map(|t| format!("{}:{t}", meta.registry))
                     .collect::<Vec<_>>()
                     .join(" ")
-            ));
+            );
+            text.push_str(line.trim_end());
+            text.push('\n');
         }
     }
     text.push_str(&format!(
@@ -1193,6 +1316,8 @@ mod tests {
                 sbom: vec![],
                 signed: false,
                 scan: None,
+                held: vec![],
+                inputs: Some("in".into()),
             }],
         }
     }
@@ -1230,5 +1355,55 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.0.contains("is for registry ghcr.io/x/y"), "{err}");
+    }
+
+    #[test]
+    fn merge_takes_the_files_version_and_refuses_another() {
+        let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
+        let parts = [
+            partial(Platform::LinuxArm64, "sha256:b"),
+            partial(Platform::LinuxAmd64, "sha256:a"),
+        ];
+        // no --version: the files' own, so the versioned tags are not dropped
+        let m = combine(&parts, None, &files).unwrap();
+        assert_eq!(m.version.as_deref(), Some("v1.0.0"));
+        assert_eq!(
+            combine(&parts, Some("v1.0.0"), &files).unwrap().version,
+            m.version
+        );
+        let err = combine(&parts, Some("v9.9.9"), &files).unwrap_err();
+        assert_eq!(
+            err.0,
+            "--version v9.9.9 does not match a.json, whose images were built as v1.0.0; the version is part of every image, so merge with --version v1.0.0 or release again"
+        );
+    }
+
+    #[test]
+    fn merge_refuses_other_inputs_and_children_before_parents() {
+        let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
+        let mut b = partial(Platform::LinuxAmd64, "sha256:a");
+        b.variants[0].inputs = Some("changed".into());
+        let err = combine(
+            &[partial(Platform::LinuxArm64, "sha256:b"), b],
+            None,
+            &files,
+        )
+        .unwrap_err();
+        assert!(
+            err.0.contains("were built from different inputs for base"),
+            "{err}"
+        );
+        // a hand-edited file with the child first is refused, not a panic in verify
+        let mut child_first = partial(Platform::LinuxArm64, "sha256:b");
+        let mut child = child_first.variants[0].clone();
+        child.name = "top".into();
+        child.parent = Some("base".into());
+        child_first.variants.insert(0, child);
+        let err = combine(&[child_first], None, &files[..1]).unwrap_err();
+        assert!(
+            err.0
+                .starts_with("variant top is listed before its parent base"),
+            "{err}"
+        );
     }
 }

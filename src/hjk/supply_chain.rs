@@ -196,20 +196,6 @@ pub fn parse_severity(s: &str) -> Result<String, UserError> {
     Ok(out.join(","))
 }
 
-/// Whether a registry host is on this machine (`localhost`, `127.0.0.0/8`, `[::1]`): the only
-/// registries a release talks to over plain HTTP.
-pub fn is_loopback_registry(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
-    };
-    name == "localhost"
-        || name == "::1"
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The tools found on PATH, one absolute path each (the ones the options do not need are None).
 #[derive(Debug, Clone, Default)]
 pub struct Tools {
@@ -475,27 +461,6 @@ mod tests {
             "unknown scan severity \"SEVERE\"; use a comma-separated list of UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL"
         );
         assert!(parse_severity(" , ").is_err());
-    }
-
-    #[test]
-    fn loopback_registries() {
-        for h in [
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "[::1]:5000",
-            "localhost",
-        ] {
-            assert!(is_loopback_registry(h), "{h}");
-        }
-        for h in [
-            "ghcr.io",
-            "10.0.0.1:5000",
-            "registry.local:5000",
-            "localhost.evil.com",
-        ] {
-            assert!(!is_loopback_registry(h), "{h}");
-        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::util::{fixtures, TestEnv};
 use agent_images::engine::Engine;
 use agent_images::error;
+use agent_images::hjk::promote::public_tags;
 use agent_images::hjk::supply_chain::gates::{self, Published, PublishedVariant, Verdict};
 use agent_images::hjk::supply_chain::{self as sc, GateOptions, Signing};
 use agent_images::image_ref::ImageRef;
@@ -57,14 +58,14 @@ fn published(n: usize) -> Published {
     }
 }
 
-/// Every public tag the promotion lets move, for version v1.4.0.
+/// Every public tag the promotion lets move, for version v1.4.0, named the way the release's
+/// promotion names them (`hjk::promote::public_tags` of each variant that may move).
 fn moving_tags(promo: &gates::Promotion, p: &Published) -> Vec<String> {
     promo
-        .tags(&p.registry, Some("v1.4.0"))
-        .unwrap()
-        .into_iter()
-        .flat_map(|(_, t)| t)
-        .map(|t| t.to_string())
+        .moves
+        .iter()
+        .flat_map(|v| public_tags(v, Some("v1.4.0")))
+        .map(|t| format!("{}:{t}", p.registry))
         .collect()
 }
 

@@ -17,5 +17,6 @@ mod ocx_fake;
 mod ocx_input;
 mod ocx_integrity;
 mod release;
+mod release_guards;
 mod util;
 mod workflow_lint;

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const REGISTRY: &str = "127.0.0.1:5001";
-const USER: &str = "hjk-release";
+pub(crate) const REGISTRY: &str = "127.0.0.1:5001";
+pub(crate) const USER: &str = "hjk-release";
 
 fn state_dir() -> PathBuf {
     PathBuf::from(
@@ -22,7 +22,7 @@ fn state_dir() -> PathBuf {
 
 /// The password registry's password, or `None` (a skip) when it is not running; a failure when
 /// CI requires the engines.
-fn password() -> Option<String> {
+pub(crate) fn password() -> Option<String> {
     let pw = std::fs::read_to_string(state_dir().join("auth-registry/password")).ok();
     let up = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
@@ -46,7 +46,7 @@ fn password() -> Option<String> {
 }
 
 /// A repository no other test or run uses.
-fn fresh_repo(name: &str) -> String {
+pub(crate) fn fresh_repo(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -54,7 +54,7 @@ fn fresh_repo(name: &str) -> String {
     format!("{REGISTRY}/hjk-test/{name}-{}-{nanos}", std::process::id())
 }
 
-fn copy_fixture(env: &TestEnv) -> String {
+pub(crate) fn copy_fixture(env: &TestEnv) -> String {
     let dst = env.root().join("images");
     for v in ["base", "middle", "top"] {
         std::fs::create_dir_all(dst.join(v)).unwrap();
@@ -73,7 +73,7 @@ fn copy_fixture(env: &TestEnv) -> String {
 }
 
 /// A skopeo auth file (0600) in the test's own directory.
-fn authfile(env: &TestEnv, pw: &str) -> PathBuf {
+pub(crate) fn authfile(env: &TestEnv, pw: &str) -> PathBuf {
     use base64::Engine as _;
     let p = env.root().join("skopeo-auth.json");
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{pw}"));
@@ -86,7 +86,7 @@ fn authfile(env: &TestEnv, pw: &str) -> PathBuf {
 }
 
 /// `skopeo inspect --raw [--config]`: the registry's own bytes.
-fn raw(auth: &Path, reference: &str, config: bool) -> Option<Vec<u8>> {
+pub(crate) fn raw(auth: &Path, reference: &str, config: bool) -> Option<Vec<u8>> {
     let mut c = Command::new("skopeo");
     c.args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
         .arg(auth);
@@ -97,11 +97,11 @@ fn raw(auth: &Path, reference: &str, config: bool) -> Option<Vec<u8>> {
     out.status.success().then_some(out.stdout)
 }
 
-fn json(bytes: &[u8]) -> serde_json::Value {
+pub(crate) fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
 
-fn read_meta(path: &Path) -> serde_json::Value {
+pub(crate) fn read_meta(path: &Path) -> serde_json::Value {
     json(&std::fs::read(path).unwrap())
 }
 
@@ -109,7 +109,7 @@ fn read_meta(path: &Path) -> serde_json::Value {
 /// index, whose digest is the sha256 of the registry's bytes; the index lists exactly
 /// `arches`; each platform's digest is the sha256 of its raw manifest; base labels name the
 /// parent's digest for that platform; the layers chain.
-fn assert_published(
+pub(crate) fn assert_published(
     auth: &Path,
     repo: &str,
     meta: &serde_json::Value,
@@ -161,7 +161,7 @@ fn assert_published(
                 );
                 let pl = &diff_ids[&(parent.to_string(), arch.clone())];
                 assert!(
-                    ids.len() > pl.len() && ids[..pl.len()] == pl[..],
+                    ids.starts_with(pl),
                     "{name} {platform} does not build on {parent}"
                 );
             }
@@ -172,7 +172,7 @@ fn assert_published(
 }
 
 /// Lines of the password registry's access log naming `repo` that upload something.
-fn uploads(repo: &str) -> usize {
+pub(crate) fn uploads(repo: &str) -> usize {
     let path = repo.split_once('/').unwrap().1;
     std::fs::read_to_string(state_dir().join("auth-registry.log"))
         .unwrap_or_default()
@@ -187,15 +187,15 @@ fn uploads(repo: &str) -> usize {
 /// What every registry test starts from: the password, a hermetic env with the machine's PATH
 /// and the credentials in `HJK_REGISTRY_CREDS`, the fixture, a skopeo auth file and a fresh
 /// repository. `None` (a skip) without the registry or the engine.
-struct Setup {
-    pw: String,
-    env: TestEnv,
-    images: String,
-    auth: PathBuf,
-    repo: String,
+pub(crate) struct Setup {
+    pub pw: String,
+    pub env: TestEnv,
+    pub images: String,
+    pub auth: PathBuf,
+    pub repo: String,
 }
 
-fn setup(engine: Option<&str>, name: &str) -> Option<Setup> {
+pub(crate) fn setup(engine: Option<&str>, name: &str) -> Option<Setup> {
     let pw = password()?;
     if engine.is_some_and(|e| !engine_available(e)) {
         return None;
@@ -214,7 +214,7 @@ fn setup(engine: Option<&str>, name: &str) -> Option<Setup> {
     })
 }
 
-fn release_args<'a>(
+pub(crate) fn release_args<'a>(
     images: &'a str,
     repo: &'a str,
     platform: &'a str,
@@ -340,6 +340,13 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
     let m = read_meta(&meta);
     assert_eq!(m["partial"], false);
     assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
+    // every podman argv, as podman got it (sampling /proc can miss a short-lived login)
+    let log = env.log();
+    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
+        "the password is in a podman argv"
+    );
     // the temporary auth store is gone
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
@@ -377,8 +384,68 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
             "reused"
         );
     }
+
+    // fewer platforms would narrow the public multi-arch tags: refused before anything is
+    // built, every tag stays
+    env.clear_log();
+    args[8] = "linux/amd64";
+    let (out, _) = run_sampling(&env, &args, &format!("{USER}:{pw}\n"), &pw);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "no public tag moved: {repo}:{{base,base-v0.1.0,middle,middle-v0.1.0,top,top-v0.1.0}} list linux/arm64, which this release does not build;"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.log().iter().any(|l| l[1] == "build"),
+        "{:?}",
+        env.log()
+    );
+    assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
+
+    // changed inputs under a released version: refused up front too, unless --force-tags.
+    // The new top adds no layer (LABEL only): its layers equal its parent's, which still
+    // "begin with" them, so verification lets it through
+    args[8] = "linux/amd64,linux/arm64";
+    std::fs::write(
+        format!("{images}/top/Dockerfile"),
+        "ARG BASE_IMAGE=hjk-release-fixture:middle\nFROM ${BASE_IMAGE}\nLABEL edited=1\n",
+    )
+    .unwrap();
+    let (out, _) = run_sampling(&env, &args, &format!("{USER}:{pw}\n"), &pw);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{repo}:top-v0.1.0 is already released as ")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.log().iter().any(|l| l[1] == "build"),
+        "{:?}",
+        env.log()
+    );
+    args.push("--force-tags");
+    let (out, _) = run_sampling(&env, &args, &format!("{USER}:{pw}\n"), &pw);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let forced = read_meta(&meta);
+    assert_ne!(
+        forced["variants"][2]["index_digest"],
+        m["variants"][2]["index_digest"]
+    );
+    assert_eq!(
+        forced["variants"][1]["index_digest"],
+        m["variants"][1]["index_digest"]
+    );
+    assert_published(&auth, &repo, &forced, "v0.1.0", &["amd64", "arm64"]);
 }
 
+/// A one-machine release first, then the same inputs as two per-arch runs and `merge`: merge
+/// always assembles its indexes itself (no no-op shortcut), so equal index digests mean it
+/// makes the bytes a one-machine release makes; the shape (platforms, tags, base labels, layer
+/// chains) is checked on both.
 #[test]
 fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
     let Some(Setup {
@@ -392,6 +459,13 @@ fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
         return;
     };
     env.set("HJK_AUTH", "raw");
+    let one = env.root().join("one.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &one);
+    args.extend(["--backend", "podman"]);
+    env.hjk(&args).run();
+    let o = read_meta(Path::new(&one));
+    assert_published(&auth, &repo, &o, "v0.1.0", &["amd64", "arm64"]);
+
     let files: Vec<String> = ["amd64", "arm64"]
         .iter()
         .map(|a| env.root().join(format!("{a}.json")).display().to_string())
@@ -404,62 +478,66 @@ fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
         let m = read_meta(Path::new(file));
         assert_eq!(m["partial"], true);
         assert!(m["variants"][2]["index_digest"].is_null());
-        // nothing public yet
-        assert!(raw(&auth, &format!("{repo}:top"), false).is_none());
     }
     let merged = env.root().join("merged.json").display().to_string();
-    let out = env
-        .hjk(&[
-            "images",
-            "merge",
-            &files[0],
-            &files[1],
-            "--version",
-            "v0.1.0",
-            "--metadata-file",
-            &merged,
-            "--progress",
-            "plain",
-        ])
+    let merge = |version: &str| {
+        let mut a = vec!["images", "merge", &files[0], &files[1]];
+        a.extend(["--metadata-file", &merged, "--progress", "plain"]);
+        if !version.is_empty() {
+            a.extend(["--version", version]);
+        }
+        env.hjk(&a)
+    };
+    // another version than the images carry: refused, nothing tagged
+    merge("v9.9.9")
+        .bad_input()
+        .stderr_has("--version v9.9.9 does not match")
         .run();
+    assert!(raw(&auth, &format!("{repo}:top-v9.9.9"), false).is_none());
+    // without --version: the files' version, versioned tags included. merge assembles each
+    // index from the files and records the digest of the bytes it made, so equal digests mean
+    // equal indexes, whatever the registry already held
+    let out = merge("").run();
     assert!(out.stdout.contains("index"), "{}", out.stdout);
     let m = read_meta(Path::new(&merged));
+    assert_eq!(m["version"], "v0.1.0");
     assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
-
-    // a one-machine release of the same inputs finds every image and makes the same indexes
-    let one = env.root().join("one.json").display().to_string();
-    let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &one);
-    args.extend(["--backend", "podman"]);
-    let out = env.hjk(&args).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .take(6)
-            .all(|r| r.2 == "reused"),
-        "{}",
-        out.stdout
-    );
-    let o = read_meta(Path::new(&one));
     for i in 0..3 {
         assert_eq!(
-            o["variants"][i]["index_digest"],
-            m["variants"][i]["index_digest"]
+            o["variants"][i]["index_digest"], m["variants"][i]["index_digest"],
+            "variant {i}"
         );
     }
 }
 
+/// The classic builder, for real: one platform, and two refused up front. Its login goes into
+/// the temporary `DOCKER_CONFIG`, never into a keychain: with a `docker-credential-secretservice`
+/// on PATH (the docker CLI's default store on Linux when a config holds no auth), the helper is
+/// never called. And no docker argv holds the password.
 #[test]
 fn docker_classic_releases_one_platform_and_refuses_two() {
     let Some(Setup {
+        pw,
         env,
         images,
         auth,
         repo,
-        ..
     }) = setup(Some("docker"), "docker")
     else {
         return;
     };
+    env.recording("docker", "/usr/bin/docker");
+    // a working keychain: `store` keeps what it is given, `get` returns it
+    let helper_log = env.root().join("helper.log");
+    let kept = env.root().join("keychain.json");
+    env.write_exe(
+        "docker-credential-secretservice",
+        &format!(
+            "#!/bin/sh\necho \"$1\" >>{log}\ncase \"$1\" in\n  store) cat >{kept} ;;\n  get) cat >/dev/null; cat {kept} 2>/dev/null || {{ echo 'credentials not found in native keychain'; exit 1; }} ;;\n  *) cat >/dev/null ;;\nesac\n",
+            log = helper_log.display(),
+            kept = kept.display()
+        ),
+    );
     let meta = env.root().join("docker.json").display().to_string();
     let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &meta);
     args.extend(["--backend", "docker", "--auth", "raw"]);
@@ -476,6 +554,17 @@ fn docker_classic_releases_one_platform_and_refuses_two() {
         &read_meta(Path::new(&meta)),
         "v0.1.0",
         &["amd64"],
+    );
+    let log = env.log();
+    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(
+        !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
+        "the password is in a docker argv"
+    );
+    assert!(
+        !helper_log.exists(),
+        "docker stored the release's login in a keychain helper: {}",
+        std::fs::read_to_string(&helper_log).unwrap_or_default()
     );
 }
 
@@ -516,13 +605,7 @@ fn a_failing_scan_holds_only_that_variants_tags() {
     else {
         return;
     };
-    for tool in ["cosign", "syft", "trivy"] {
-        std::os::unix::fs::symlink(
-            fixtures().join("fake-bin/fake-supply-chain"),
-            env.bin().join(tool),
-        )
-        .unwrap();
-    }
+    fake_gate_tools(&env);
     std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
     env.fake_reply("trivy-findings-match", "top/.trivyignore");
     let meta = env.root().join("gated.json").display().to_string();
@@ -571,8 +654,49 @@ fn a_failing_scan_holds_only_that_variants_tags() {
         );
     }
     // the held index is in the registry by digest, for whoever fixes and gates it
-    let top = v(2)["index_digest"].as_str().unwrap();
+    let top = v(2)["index_digest"].as_str().unwrap().to_string();
     assert!(raw(&auth, &format!("{repo}@{top}"), false).is_some());
+    assert!(
+        out.stdout.contains(&format!(
+            "top          index          held               {top}"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        v(2)["held"][0].as_str().unwrap().contains("scan found"),
+        "{m}"
+    );
+    // and the hold is recorded in the registry, next to it: an index listing no image
+    let marker = json(&raw(&auth, &format!("{repo}:held-{}", &top[7..]), false).unwrap());
+    assert_eq!(marker["manifests"], serde_json::json!([]));
+    assert_eq!(marker["annotations"]["io.agent-images.held"], top.as_str());
+    assert_eq!(
+        marker["annotations"]["io.agent-images.held.gates"],
+        "scan,sbom,sign"
+    );
+
+    // a rerun without the gates (what `make image-push-all GATES=` would do) builds nothing new
+    // and still moves no tag to the held index
+    let plain: Vec<&str> = args[..args.len() - 5].to_vec();
+    env.hjk(&plain)
+        .status(1)
+        .stderr_has("top (an earlier release's gates held this index (scan found")
+        .stderr_has("release it with --sbom --scan --sign to check it again")
+        .run();
+    for tag in ["top", "top-v0.1.0"] {
+        assert!(
+            raw(&auth, &format!("{repo}:{tag}"), false).is_none(),
+            "{tag} moved without the gates"
+        );
+    }
+    // the same gates, passing now (the finding was fixed upstream): top moves
+    std::fs::remove_file(env.root().join("fake/trivy-findings-match")).unwrap();
+    env.hjk(&args).run();
+    for tag in ["top", "top-v0.1.0"] {
+        let bytes = raw(&auth, &format!("{repo}:{tag}"), false).expect(tag);
+        assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), top);
+    }
 }
 
 /// buildx and Apple are fakes here, so the plan is what is checked (`--dry-run`: the registry
@@ -641,73 +765,106 @@ fn buildx_and_apple_release_plans() {
         .run();
 }
 
-/// SIGTERM in the middle of a release (a fake podman build that sleeps) removes the temporary
-/// auth store and exits 143.
-#[test]
-fn sigterm_mid_release_removes_the_auth_store() {
-    let Some(pw) = password() else { return };
-    let mut env = TestEnv::new();
-    env.fake("podman");
-    env.fake_reply("build-sleep", "");
-    let tmp = env.root().join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    env.set("TMPDIR", tmp.display().to_string());
-    env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
-    let images = copy_fixture(&env);
-    let repo = fresh_repo("sigterm");
-    let meta = env.root().join("m.json").display().to_string();
-    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
-    args.extend(["--backend", "podman", "--auth", "raw"]);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("hjk"))
+/// `make TARGET` in this checkout with the test's env, hjk and registry (`AUTH=raw`,
+/// `BACKEND=podman`, `VERSION=v0.1.0`, then `extra`); fails the test unless it succeeds.
+pub(crate) fn run_make(
+    env: &TestEnv,
+    images: &str,
+    repo: &str,
+    target: &str,
+    extra: &[String],
+) -> (String, String) {
+    let hjk = assert_cmd::cargo::cargo_bin("hjk").display().to_string();
+    let out = Command::new("make")
         .env_clear()
         .envs(&env.vars)
-        .current_dir(env.project())
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-s", target])
+        .arg(format!("HJK={hjk}"))
+        .arg(format!("IMAGES_DIR={images}"))
+        .arg(format!("REGISTRY={repo}"))
+        .args(["AUTH=raw", "BACKEND=podman", "VERSION=v0.1.0"])
+        .args(extra)
+        .output()
         .unwrap();
-    let pid_file = env.root().join("fake/build.pid");
-    let auth_dirs = || -> Vec<PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("hjk-auth-")
-            })
-            .collect()
-    };
-    for _ in 0..1200 {
-        if pid_file.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    if !pid_file.exists() {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "the fake build never started: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let dirs = auth_dirs();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777,
-        0o700
+    let text = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143));
-    assert!(auth_dirs().is_empty(), "{:?}", auth_dirs());
-    let login = env.log().into_iter().find(|l| l[1] == "login").unwrap();
-    assert!(!login.join(" ").contains(&pw));
+    assert!(
+        out.status.success(),
+        "make {target}: {}\n{}",
+        text.0,
+        text.1
+    );
+    text
+}
+
+/// Fake cosign, syft and trivy in the test's bin dir.
+pub(crate) fn fake_gate_tools(env: &TestEnv) {
+    for tool in ["cosign", "syft", "trivy"] {
+        std::os::unix::fs::symlink(
+            fixtures().join("fake-bin/fake-supply-chain"),
+            env.bin().join(tool),
+        )
+        .unwrap();
+    }
+}
+
+/// Every make target that moves public tags runs the gates unless told `GATES=`: `release`
+/// and `image-push` (whose reruns could otherwise promote what a gated run held).
+#[test]
+fn make_release_and_image_push_run_the_gates_by_default() {
+    let Some(Setup {
+        env,
+        images,
+        auth,
+        repo,
+        ..
+    }) = setup(Some("podman"), "make-gates")
+    else {
+        return;
+    };
+    fake_gate_tools(&env);
+    let root = env.root().display().to_string();
+    let flags = [
+        "PLATFORMS=linux/amd64".to_string(),
+        format!("METADATA={root}/release.json"),
+        format!("RELEASE_FLAGS=--gates-dir {root}/gates"),
+    ];
+    let tools = |env: &TestEnv| -> Vec<String> {
+        let mut t: Vec<String> = env
+            .log()
+            .iter()
+            .map(|l| format!("{} {}", l[0], l[1]))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    run_make(&env, &images, &repo, "release", &flags);
+    assert_eq!(
+        tools(&env),
+        ["cosign attest", "cosign sign", "syft scan", "trivy image"]
+    );
+    let m = read_meta(&PathBuf::from(format!("{root}/release.json")));
+    assert_eq!(m["variants"][2]["signed"], true);
+    assert!(raw(&auth, &format!("{repo}:top-v0.1.0"), false).is_some());
+    env.clear_log();
+    let mut push = flags.to_vec();
+    push.extend(["VARIANT=top".into(), "TAG=v0.1.0".into()]);
+    run_make(&env, &images, &repo, "image-push", &push);
+    assert_eq!(
+        tools(&env),
+        ["cosign attest", "cosign sign", "syft scan", "trivy image"]
+    );
+    env.clear_log();
+    run_make(&env, &images, &repo, "image-push-all", &{
+        let mut a = flags.to_vec();
+        a.push("TAG=v0.1.0".into());
+        a
+    });
+    assert!(tools(&env).contains(&"trivy image".to_string()));
 }
 
 #[test]
@@ -722,31 +879,11 @@ fn make_targets_release_per_arch_merge_and_print_digests() {
     else {
         return;
     };
-    let hjk = assert_cmd::cargo::cargo_bin("hjk").display().to_string();
     let root = env.root().display().to_string();
     let make = |target: &str, extra: &[String]| {
-        let mut c = Command::new("make");
-        c.env_clear()
-            .envs(&env.vars)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["-s", target])
-            .arg(format!("HJK={hjk}"))
-            .arg(format!("IMAGES_DIR={images}"))
-            .arg(format!("REGISTRY={repo}"))
-            .args(["AUTH=raw", "BACKEND=podman", "VERSION=v0.1.0", "GATES="])
-            .args(extra);
-        let out = c.output().unwrap();
-        let text = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(
-            out.status.success(),
-            "make {target}: {}\n{}",
-            text.0,
-            text.1
-        );
-        text
+        let mut all = vec!["GATES=".to_string()];
+        all.extend(extra.iter().cloned());
+        run_make(&env, &images, &repo, target, &all)
     };
     let files: Vec<String> = ["amd64", "arm64"]
         .iter()

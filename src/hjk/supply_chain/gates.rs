@@ -507,25 +507,6 @@ impl Promotion {
         self.moves.iter().any(|m| m == variant)
     }
 
-    /// The public tags that may move: `<variant>` and, with a version, `<variant>-<version>`,
-    /// for each promoted variant.
-    pub fn tags(
-        &self,
-        registry: &ImageRef,
-        version: Option<&str>,
-    ) -> Result<Vec<(String, Vec<ImageRef>)>, UserError> {
-        self.moves
-            .iter()
-            .map(|v| {
-                let mut tags = vec![registry.with_tag(v)?];
-                if let Some(ver) = version {
-                    tags.push(registry.with_tag(&format!("{v}-{ver}"))?);
-                }
-                Ok((v.clone(), tags))
-            })
-            .collect()
-    }
-
     /// The error a release ends with when something is held (exit 1), naming each variant and
     /// why; None when every variant moved.
     pub fn held_error(&self) -> Option<anyhow::Error> {

@@ -1,0 +1,440 @@
+//! The last phase of a release: which public tags (`<variant>`, `<variant>-<version>`) move, and
+//! moving them. Everything is decided before the first tag moves, so a refusal leaves every tag
+//! where it was:
+//! - a variant its own gates held gets a **held marker** in the registry (the tag
+//!   `held-<hex of its index digest>`, an index that lists no image, annotated with the gates
+//!   and the reasons), and a later release moves no tag to that index unless it runs those gates
+//!   again and they pass (a rerun without gates cannot promote what a gated run held);
+//! - a tag whose current index lists a platform this release does not have is not narrowed, and
+//!   an existing `<variant>-<version>` is not re-pointed, unless `--force-tags` says so;
+//! - then every tag moves in one pass: the versioned tags first, then the floating ones,
+//!   parents before children. The registry has no transaction: an interruption in that pass
+//!   leaves some tags moved and others not, each pointing at a verified (and gated) index; a
+//!   rerun rebuilds nothing and moves the rest.
+
+use super::registry::{Manifest, Registry, OCI_INDEX};
+use super::supply_chain::gates::{Held, Promotion};
+use crate::engine::Engine;
+use crate::error::UserError;
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The tag prefix of held markers.
+pub const HELD_TAG_PREFIX: &str = "held-";
+/// Marker annotations: the held index, the gates that held it (comma-separated), why.
+pub const ANN_HELD: &str = "io.agent-images.held";
+pub const ANN_HELD_GATES: &str = "io.agent-images.held.gates";
+pub const ANN_HELD_REASONS: &str = "io.agent-images.held.reasons";
+
+/// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
+pub fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
+    let mut tags = vec![name.to_string()];
+    if let Some(v) = version {
+        tags.push(format!("{name}-{v}"));
+    }
+    tags
+}
+
+/// `held-<64 hex>`: where the marker of a held index lives.
+pub fn held_tag(digest: &str) -> String {
+    format!(
+        "{HELD_TAG_PREFIX}{}",
+        digest.strip_prefix("sha256:").unwrap_or(digest)
+    )
+}
+
+/// The marker of a held index: an OCI index listing no image (nothing anyone could pull or run),
+/// whose annotations say which index, which gates and why.
+pub fn held_marker(digest: &str, gates: &[&str], reasons: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [],
+        "annotations": {
+            ANN_HELD: digest,
+            ANN_HELD_GATES: gates.join(","),
+            ANN_HELD_REASONS: reasons.join("; "),
+        },
+    }))
+    .unwrap_or_default()
+}
+
+/// An earlier release's hold on an index, read back from its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlierHold {
+    pub gates: BTreeSet<String>,
+    pub reasons: String,
+}
+
+impl EarlierHold {
+    /// The marker's hold, if `m` is the marker of `digest`.
+    pub fn parse(m: &Manifest, digest: &str) -> Option<EarlierHold> {
+        let a = m.parsed().ok()?.annotations;
+        (a.get(ANN_HELD).map(String::as_str) == Some(digest)).then(|| EarlierHold {
+            gates: a
+                .get(ANN_HELD_GATES)
+                .map(|g| {
+                    g.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reasons: a.get(ANN_HELD_REASONS).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Whether a release that ran `asked` (and whose gates let the variant through) has checked
+    /// again everything this hold came from.
+    pub fn lifted_by(&self, asked: &[&str]) -> bool {
+        !self.gates.is_empty() && self.gates.iter().all(|g| asked.contains(&g.as_str()))
+    }
+
+    /// Why the variant stays held, and how to lift it.
+    pub fn reason(&self) -> String {
+        let flags: Vec<String> = self.gates.iter().map(|g| format!("--{g}")).collect();
+        format!(
+            "an earlier release's gates held this index ({}); release it with {} to check it again",
+            self.reasons,
+            flags.join(" ")
+        )
+    }
+}
+
+/// Records this release's holds in the registry (before any tag moves), so no later release
+/// can promote those indexes without passing the same gates.
+pub async fn record_holds(
+    engine: &Engine,
+    registry: &Registry,
+    held: &[Held],
+    index_of: &BTreeMap<String, String>,
+    asked: &[&str],
+) -> Result<()> {
+    for h in held {
+        let Some(digest) = index_of.get(&h.variant) else {
+            continue;
+        };
+        let tag = held_tag(digest);
+        engine.reporter().info(&format!(
+            "recording the hold of {} in {}:{tag}",
+            h.variant,
+            registry.name()
+        ));
+        registry
+            .put_manifest(&tag, &held_marker(digest, asked, &h.reasons), OCI_INDEX)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Holds, in `promotion`, each moving variant whose index an earlier release held and whose
+/// gates this release did not run again, then each child of a held variant (a child tag never
+/// moves past its parent's). `parents`: each variant's parent, in graph order.
+pub async fn apply_earlier_holds(
+    registry: &Registry,
+    promotion: &mut Promotion,
+    parents: &[(String, Option<String>)],
+    index_of: &BTreeMap<String, String>,
+    asked: &[&str],
+) -> Result<()> {
+    let moving: Vec<(&String, &String)> = promotion
+        .moves
+        .iter()
+        .filter_map(|v| Some((v, index_of.get(v)?)))
+        .collect();
+    let tags: Vec<String> = moving.iter().map(|(_, d)| held_tag(d)).collect();
+    let markers = futures_util::future::join_all(tags.iter().map(|t| registry.manifest(t))).await;
+    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((v, d), m) in moving.iter().zip(markers) {
+        if let Some(hold) = m?.and_then(|m| EarlierHold::parse(&m, d)) {
+            if !hold.lifted_by(asked) {
+                held.insert(v.to_string(), vec![hold.reason()]);
+            }
+        }
+    }
+    for (v, parent) in parents {
+        if !promotion.may_move(v) {
+            continue;
+        }
+        let parent_held = parent.as_ref().is_some_and(|p| {
+            held.contains_key(p) || promotion.held.iter().any(|h| &h.variant == p)
+        });
+        if parent_held && !held.contains_key(v) {
+            held.insert(
+                v.clone(),
+                vec![format!(
+                    "its parent {} is held",
+                    parent.as_deref().unwrap_or("")
+                )],
+            );
+        }
+    }
+    promotion.moves.retain(|v| !held.contains_key(v));
+    for (v, _) in parents {
+        if let Some(reasons) = held.remove(v) {
+            promotion.held.push(Held {
+                variant: v.clone(),
+                reasons,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a public tag points at now: its digest and the platforms it lists (`os/arch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub digest: String,
+    pub platforms: BTreeSet<String>,
+}
+
+/// One variant's tags as the release means to set them: the index they go to (`None`: not known
+/// yet, a platform is still to be built) and the platforms it lists.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub variant: String,
+    pub digest: Option<String>,
+    pub platforms: BTreeSet<String>,
+}
+
+/// One tag to move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub variant: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+/// Why a tag may not move without `--force-tags`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Its index lists these platforms, which the release does not have.
+    Narrows(Vec<String>),
+    /// It is a released `<variant>-<version>` and points at this other index.
+    Repoints(String),
+}
+
+/// Why a tag (`versioned`: a `<variant>-<version>`) may not move from `current` to the plan
+/// without `--force-tags`, if it may not.
+pub fn conflict(versioned: bool, current: Option<&Current>, plan: &Planned) -> Option<Conflict> {
+    let cur = current?;
+    if plan.digest.as_deref() == Some(cur.digest.as_str()) {
+        return None;
+    }
+    let missing: Vec<String> = cur
+        .platforms
+        .iter()
+        .filter(|p| !plan.platforms.contains(*p))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Some(Conflict::Narrows(missing));
+    }
+    versioned.then(|| Conflict::Repoints(cur.digest.clone()))
+}
+
+/// The refusal, one line: the narrowed tags together, each re-pointed version on its own.
+fn refusal(repo: &str, refused: &[(String, Conflict)]) -> UserError {
+    let mut narrowed: BTreeMap<&[String], Vec<&str>> = BTreeMap::new();
+    let mut parts = Vec::new();
+    for (tag, c) in refused {
+        match c {
+            Conflict::Narrows(missing) => narrowed.entry(missing).or_default().push(tag),
+            Conflict::Repoints(d) => parts.push(format!("{repo}:{tag} is already released as {d}")),
+        }
+    }
+    for (missing, tags) in narrowed {
+        parts.insert(
+            0,
+            format!(
+                "{repo}:{{{}}} list {}, which this release does not build",
+                tags.join(","),
+                missing.join(", ")
+            ),
+        );
+    }
+    UserError(format!(
+        "no public tag moved: {}; release every platform the tags list and leave released versions alone, or pass --force-tags",
+        parts.join("; ")
+    ))
+}
+
+/// Reads what every tag of `plans` points at (all at once) and refuses, before anything moves,
+/// tags that would narrow their platforms or re-point a released version, unless `force`.
+/// Returns the tags to move, versioned ones first, parents before children.
+pub async fn check(
+    registry: &Registry,
+    plans: &[Planned],
+    version: Option<&str>,
+    force: bool,
+) -> Result<Vec<Move>> {
+    let tags: Vec<(usize, String, bool)> = plans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            public_tags(&p.variant, version)
+                .into_iter()
+                .enumerate()
+                .map(move |(k, t)| (i, t, k > 0))
+        })
+        .collect();
+    let reads = tags.iter().map(|(_, t, _)| current(registry, t));
+    let currents = futures_util::future::join_all(reads).await;
+    let mut refused = Vec::new();
+    let mut versioned = Vec::new();
+    let mut floating = Vec::new();
+    for ((i, tag, is_versioned), cur) in tags.iter().zip(currents) {
+        let cur = cur?;
+        let plan = &plans[*i];
+        if let Some(why) = conflict(*is_versioned, cur.as_ref(), plan) {
+            if !force {
+                refused.push((tag.clone(), why));
+                continue;
+            }
+        }
+        let (Some(digest), false) = (
+            plan.digest.clone(),
+            cur.as_ref().map(|c| &c.digest) == plan.digest.as_ref(),
+        ) else {
+            continue;
+        };
+        let m = Move {
+            variant: plan.variant.clone(),
+            tag: tag.clone(),
+            digest,
+        };
+        if *is_versioned {
+            versioned.push(m);
+        } else {
+            floating.push(m);
+        }
+    }
+    if !refused.is_empty() {
+        return Err(refusal(&registry.name(), &refused).into());
+    }
+    versioned.extend(floating);
+    Ok(versioned)
+}
+
+/// What `tag` points at, with the platforms it lists (a single image: its config's).
+async fn current(registry: &Registry, tag: &str) -> Result<Option<Current>> {
+    let Some(m) = registry.manifest(tag).await? else {
+        return Ok(None);
+    };
+    let platforms = if m.is_index() {
+        m.parsed()?
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            // attestation manifests in an index say `unknown/unknown`: they are not images
+            .filter(|p| p.os != "unknown")
+            .map(|p| format!("{}/{}", p.os, p.architecture))
+            .collect()
+    } else {
+        let cfg = registry.config(&m).await?;
+        [format!("linux/{}", cfg.architecture)].into()
+    };
+    Ok(Some(Current {
+        digest: m.digest,
+        platforms,
+    }))
+}
+
+/// Moves the tags, in the order [`check`] gave them.
+pub async fn apply(
+    engine: &Engine,
+    registry: &Registry,
+    moves: &[Move],
+    indexes: &BTreeMap<String, (Vec<u8>, &'static str)>,
+) -> Result<()> {
+    for m in moves {
+        let Some((bytes, media_type)) = indexes.get(&m.variant) else {
+            continue;
+        };
+        engine.reporter().info(&format!(
+            "tagging {}:{} -> {}",
+            registry.name(),
+            m.tag,
+            m.digest
+        ));
+        registry.put_manifest(&m.tag, bytes, media_type).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(p: &[&str]) -> BTreeSet<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn narrowing_and_re_pointing_are_conflicts_moving_to_the_same_index_is_not() {
+        let both = Current {
+            digest: "sha256:old".into(),
+            platforms: set(&["linux/amd64", "linux/arm64"]),
+        };
+        let amd = Planned {
+            variant: "top".into(),
+            digest: Some("sha256:new".into()),
+            platforms: set(&["linux/amd64"]),
+        };
+        let narrows = Conflict::Narrows(vec!["linux/arm64".into()]);
+        assert_eq!(conflict(false, Some(&both), &amd), Some(narrows.clone()));
+        let full = Planned {
+            platforms: set(&["linux/amd64", "linux/arm64"]),
+            ..amd.clone()
+        };
+        assert_eq!(conflict(false, Some(&both), &full), None);
+        let repoints = Conflict::Repoints("sha256:old".into());
+        assert_eq!(conflict(true, Some(&both), &full), Some(repoints.clone()));
+        // a rebuild whose digest is not known yet changes a released version too
+        let unknown = Planned {
+            digest: None,
+            ..full.clone()
+        };
+        assert!(conflict(true, Some(&both), &unknown).is_some());
+        let same = Planned {
+            digest: Some("sha256:old".into()),
+            ..amd
+        };
+        assert_eq!(conflict(true, Some(&both), &same), None);
+        assert_eq!(conflict(true, None, &full), None);
+        let refused = [
+            ("base".to_string(), narrows.clone()),
+            ("base-v1".to_string(), narrows),
+            ("top-v1".to_string(), repoints),
+        ];
+        assert_eq!(
+            refusal("r/x", &refused).0,
+            "no public tag moved: r/x:{base,base-v1} list linux/arm64, which this release does not build; \
+             r/x:top-v1 is already released as sha256:old; release every platform the tags list and \
+             leave released versions alone, or pass --force-tags"
+        );
+    }
+
+    #[test]
+    fn a_hold_is_lifted_only_by_the_same_gates() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(held_tag(&d), format!("held-{}", "a".repeat(64)));
+        let bytes = held_marker(&d, &["scan", "sign"], &["scan found 1 HIGH".into()]);
+        let m = Manifest {
+            digest: super::super::registry::digest_of_bytes(&bytes),
+            bytes,
+            media_type: OCI_INDEX.into(),
+        };
+        assert!(m.parsed().unwrap().manifests.is_empty(), "nothing to pull");
+        let hold = EarlierHold::parse(&m, &d).unwrap();
+        assert!(EarlierHold::parse(&m, "sha256:other").is_none());
+        assert!(!hold.lifted_by(&[]));
+        assert!(!hold.lifted_by(&["scan"]));
+        assert!(hold.lifted_by(&["scan", "sbom", "sign"]));
+        assert_eq!(
+            hold.reason(),
+            "an earlier release's gates held this index (scan found 1 HIGH); release it with --scan --sign to check it again"
+        );
+        assert_eq!(public_tags("top", Some("v1")), ["top", "top-v1"]);
+    }
+}

@@ -1,0 +1,404 @@
+//! What a release refuses before its real work, and what it cleans up when stopped in the
+//! middle: `--creds-stdin` from a terminal or a pipe nobody closes, a metadata file that cannot
+//! be written, flags `--push-by-digest` would ignore, the logins an engine already has (podman's
+//! own files, a docker credential helper), and the temporary auth stores after SIGTERM. The
+//! registry is the password registry on 127.0.0.1:5001 (see release.rs).
+
+use crate::release::{
+    copy_fixture, fake_gate_tools, fresh_repo, password, release_args, setup, Setup, REGISTRY, USER,
+};
+use crate::util::TestEnv;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn hjk(env: &TestEnv, args: &[&str]) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("hjk"));
+    c.env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project())
+        .args(args);
+    c
+}
+
+/// Waits for `child` to exit; a child still running after a minute is killed and the test
+/// fails (a hang is the failure these tests look for, not a slow run).
+fn exit_code(child: &mut Child) -> Option<i32> {
+    for _ in 0..1200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("hjk was still running a minute after SIGTERM");
+}
+
+/// Waits until `file` exists (a fake tool writes its pid there when it starts).
+fn wait_for(file: &Path, child: &mut Child) {
+    for _ in 0..1200 {
+        if file.exists() {
+            return;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("hjk exited ({s}) before {} appeared", file.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("{} never appeared", file.display());
+}
+
+/// Whether a thread of `pid` is blocked in `read(0, ...)`.
+fn reading_stdin(pid: u32) -> bool {
+    let want = format!("{} 0x0 ", libc::SYS_read);
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("syscall"))
+                    .is_ok_and(|s| s.starts_with(&want))
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn sigterm(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+/// `--creds-stdin` refuses a terminal (the secret would echo, and nobody would know hjk is
+/// waiting), and a pipe nobody closes no longer keeps it alive after SIGTERM.
+#[test]
+fn creds_stdin_refuses_a_terminal_and_gives_way_to_sigterm() {
+    let env = TestEnv::new();
+    env.fake("podman");
+    let images = copy_fixture(&env);
+    let repo = format!("{REGISTRY}/hjk-test/stdin");
+    let meta = env.root().join("m.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", "podman", "--auth", "raw", "--creds-stdin"]);
+
+    let (mut master, mut slave) = (0, 0);
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    use std::os::fd::FromRawFd;
+    let tty = unsafe { std::os::fd::OwnedFd::from_raw_fd(slave) };
+    let out = hjk(&env, &args).stdin(Stdio::from(tty)).output().unwrap();
+    unsafe { libc::close(master) };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --creds-stdin reads user:password from a pipe, not a terminal"),
+        "{stderr}"
+    );
+
+    let mut child = hjk(&env, &args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // hold the write end open, as a forgotten `cat |` would
+    let stdin = child.stdin.take().unwrap();
+    for _ in 0..1200 {
+        if reading_stdin(child.id()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reading_stdin(child.id()), "hjk never read its stdin");
+    sigterm(&child);
+    assert_eq!(exit_code(&mut child), Some(143));
+    drop(stdin);
+    assert!(env.log().is_empty(), "{:?}", env.log());
+}
+
+/// Bad flags and a metadata file that cannot be written are exit 2 before anything is built
+/// or pushed; `--dry-run` names the gates it would run.
+#[test]
+fn release_and_merge_refuse_up_front() {
+    let Some(pw) = password() else { return };
+    let mut env = TestEnv::new();
+    env.fake("podman");
+    fake_gate_tools(&env);
+    env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
+    env.set("HJK_AUTH", "raw");
+    let images = copy_fixture(&env);
+    let repo = fresh_repo("guards");
+    let gone = "/nonexistent/dir/r.json";
+    let mut args = release_args(&images, &repo, "linux/amd64", gone);
+    args.extend(["--backend", "podman"]);
+    env.hjk(&args)
+        .bad_input()
+        .stderr_has("--metadata-file /nonexistent/dir/r.json: the directory /nonexistent/dir does not exist")
+        .run();
+    let meta = env.root().join("m.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", "podman", "--push-by-digest", "--scan"]);
+    env.hjk(&args)
+        .bad_input()
+        .stderr_has("--push-by-digest stops before the gates")
+        .run();
+    assert!(env.log().is_empty(), "{:?}", env.log());
+
+    // merge checks its metadata file before any registry call or gate
+    let part = env.root().join("amd64.json");
+    std::fs::write(
+        &part,
+        format!(
+            r#"{{"schema": 1, "registry": "{repo}", "version": "v0.1.0", "partial": true, "variants": [
+                {{"name": "base", "parent": null, "index_digest": null, "tags": [], "parent_ref": null,
+                  "platforms": {{}}, "sbom": [], "signed": false, "scan": null}}]}}"#
+        ),
+    )
+    .unwrap();
+    env.hjk(&[
+        "images",
+        "merge",
+        part.to_str().unwrap(),
+        "--metadata-file",
+        gone,
+    ])
+    .bad_input()
+    .stderr_has("the directory /nonexistent/dir does not exist")
+    .run();
+
+    let gates_dir = env.root().join("gates").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend([
+        "--backend",
+        "podman",
+        "--dry-run",
+        "--sbom",
+        "--sign",
+        "--scan",
+    ]);
+    args.extend(["--gates-dir", &gates_dir]);
+    let out = env.hjk(&args).run();
+    assert!(
+        out.stdout
+            .contains("then: push each variant's index by digest, verify, run the gates (scan, sbom, sign), promote the tags"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// docker-config mode finds what podman is logged in with in `$XDG_CONFIG_HOME/containers/
+/// auth.json` (podman reads it after its primary file; the primary is
+/// `/run/containers/<uid>/auth.json` when `XDG_RUNTIME_DIR` is unset): the registry reads get
+/// the credentials instead of going anonymous.
+#[test]
+fn docker_config_mode_reads_podmans_own_login_files() {
+    let Some(Setup {
+        pw,
+        mut env,
+        images,
+        repo,
+        ..
+    }) = setup(Some("podman"), "podman-login")
+    else {
+        return;
+    };
+    env.vars.remove("HJK_REGISTRY_CREDS");
+    // an empty primary file's directory: the test never reads the machine's own logins
+    let runtime = env.root().join("run");
+    std::fs::create_dir_all(&runtime).unwrap();
+    env.set("XDG_RUNTIME_DIR", runtime.display().to_string());
+    let auth = crate::release::authfile(&env, &pw);
+    let dir = env.root().join("config/containers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(auth, dir.join("auth.json")).unwrap();
+    let meta = env.root().join("m.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", "podman", "--auth", "docker-config"]);
+    let out = env.hjk(&args).run();
+    assert!(
+        out.stdout.contains("top          index          tagged"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// docker-config mode with docker: a `credsStore` helper holds the login; hjk asks it (`get`,
+/// the host on stdin) and reads the registry with what it answers.
+#[test]
+fn docker_config_mode_asks_the_credential_helper() {
+    let Some(pw) = password() else { return };
+    let env = TestEnv::new();
+    env.fake("docker");
+    let images = copy_fixture(&env);
+    let asked = env.root().join("asked");
+    env.write_exe(
+        "docker-credential-hjktest",
+        &format!(
+            "#!/bin/sh\n/bin/cat >{}\nprintf '{{\"ServerURL\":\"{REGISTRY}\",\"Username\":\"{USER}\",\"Secret\":\"%s\"}}' \"$(/bin/cat {})\"\n",
+            asked.display(),
+            env.root().join("secret").display()
+        ),
+    );
+    std::fs::write(env.root().join("secret"), &pw).unwrap();
+    env.write("home/.docker/config.json", r#"{"credsStore": "hjktest"}"#);
+    let repo = fresh_repo("helper");
+    let meta = env.root().join("m.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", "docker", "--dry-run"]);
+    let out = env.hjk(&args).run();
+    assert!(out.stdout.contains("docker buildx build"), "{}", out.stdout);
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), REGISTRY);
+    // without the helper the same release is anonymous, which this registry refuses
+    std::fs::remove_file(env.bin().join("docker-credential-hjktest")).unwrap();
+    env.hjk(&args)
+        .bad_input()
+        .stderr_has("refused anonymous access (no credentials found)")
+        .run();
+}
+
+/// The `hjk-auth-*` directories under `tmp`.
+fn auth_dirs(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hjk-auth-")
+        })
+        .collect()
+}
+
+/// SIGTERM in the middle of a release (a fake build that sleeps) removes the engine's
+/// temporary auth store and exits 143: podman's `REGISTRY_AUTH_FILE` and docker's
+/// `DOCKER_CONFIG`.
+#[test]
+fn sigterm_mid_release_removes_the_auth_store() {
+    let Some(pw) = password() else { return };
+    for engine in ["podman", "docker"] {
+        let mut env = TestEnv::new();
+        env.fake(engine);
+        env.fake_reply("build-sleep", "");
+        // the classic builder, which logs in with DOCKER_CONFIG
+        env.fake_reply("no-buildx", "");
+        let tmp = env.root().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        env.set("TMPDIR", tmp.display().to_string());
+        env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
+        let images = copy_fixture(&env);
+        let repo = fresh_repo("sigterm");
+        let meta = env.root().join("m.json").display().to_string();
+        let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+        args.extend(["--backend", engine, "--auth", "raw"]);
+        let mut child = hjk(&env, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(&env.root().join("fake/build.pid"), &mut child);
+        let dirs = auth_dirs(&tmp);
+        assert_eq!(dirs.len(), 1, "{engine}: {dirs:?}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        sigterm(&child);
+        assert_eq!(exit_code(&mut child), Some(143), "{engine}");
+        assert!(
+            auth_dirs(&tmp).is_empty(),
+            "{engine}: {:?}",
+            auth_dirs(&tmp)
+        );
+        let login = env.log().into_iter().find(|l| l[1] == "login").unwrap();
+        assert!(!login.join(" ").contains(&pw));
+    }
+}
+
+/// SIGTERM while a gate runs (a fake trivy that sleeps) removes the tools' temporary
+/// `DOCKER_CONFIG`, which holds the registry credentials, and exits 143.
+#[test]
+fn sigterm_during_the_gates_removes_the_tools_auth_dir() {
+    let Some(Setup {
+        mut env,
+        images,
+        repo,
+        ..
+    }) = setup(Some("podman"), "sigterm-gates")
+    else {
+        return;
+    };
+    fake_gate_tools(&env);
+    env.fake_reply("trivy-sleep", "");
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.set("TMPDIR", tmp.display().to_string());
+    let meta = env.root().join("m.json").display().to_string();
+    let gates_dir = env.root().join("gates").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", "podman", "--auth", "raw", "--scan"]);
+    args.extend(["--gates-dir", &gates_dir]);
+    let mut child = hjk(&env, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&env.root().join("fake/trivy.pid"), &mut child);
+    // the engine's login store is closed by now; the tools' is in use
+    let dirs = auth_dirs(&tmp);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let config = std::fs::read_to_string(dirs[0].join("config.json")).unwrap();
+    assert!(config.contains(REGISTRY), "{config}");
+    sigterm(&child);
+    assert_eq!(exit_code(&mut child), Some(143));
+    assert!(auth_dirs(&tmp).is_empty(), "{:?}", auth_dirs(&tmp));
+}
+
+/// The password registry's htpasswd file is made with the password on stdin (`htpasswd -i`),
+/// never in an argv, and is 0600: `scripts/test-engines.sh auth-registry` with a fake
+/// htpasswd, docker-registry and curl, in a state directory of the test's own.
+#[test]
+fn the_test_registrys_password_never_reaches_an_argv() {
+    let env = TestEnv::new();
+    let state = env.root().join("state");
+    std::fs::create_dir_all(state.join("auth-registry")).unwrap();
+    std::fs::write(state.join("auth-registry/password"), "s3cret-pw\n").unwrap();
+    let seen = env.root().join("htpasswd.seen");
+    env.write_exe(
+        "htpasswd",
+        &format!(
+            "#!/bin/sh\n{{ echo \"argv: $*\"; echo \"stdin: $(cat)\"; }} >{}\necho 'hjk-release:$2y$05$hash'\n",
+            seen.display()
+        ),
+    );
+    env.write_exe("docker-registry", "#!/bin/sh\nexit 0\n");
+    env.write_exe("curl", "#!/bin/sh\nprintf 401\n");
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-engines.sh"))
+        .arg("auth-registry")
+        .env("PATH", format!("{}:/usr/bin:/bin", env.bin().display()))
+        .env("AGENT_IMAGES_ENGINE_STATE", &state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(seen.contains("stdin: s3cret-pw"), "{seen}");
+    let argv = seen.lines().next().unwrap();
+    assert!(!argv.contains("s3cret"), "{argv}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state.join("auth-registry/htpasswd"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
