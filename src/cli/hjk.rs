@@ -30,6 +30,24 @@ pub enum Top {
     },
 }
 
+/// Which variants a build or release covers: one with its parents, or all.
+#[derive(Args, Debug, Clone)]
+pub struct Which {
+    /// The variant, with its parents.
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    variant: Option<String>,
+    /// Every variant.
+    #[arg(long)]
+    all: bool,
+}
+
+impl Which {
+    /// The variants named (none: all of them).
+    fn named(self) -> Vec<String> {
+        self.variant.into_iter().collect()
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
     /// Engine: docker, podman or container (Apple). Default: runtime.name, then the first on PATH.
@@ -119,12 +137,8 @@ impl ReleaseArgs {
 pub enum ImagesCommand {
     /// Build a variant and its ancestors, skipping the ones that are current.
     Build {
-        /// The variant to build (with its parents).
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-        variant: Option<String>,
-        /// Build every variant.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: Which,
         #[command(flatten)]
         engine: EngineArgs,
         /// Push the tags after every build succeeded.
@@ -148,12 +162,8 @@ pub enum ImagesCommand {
     /// indexes, verify them, then move the public tags. Rebuilds nothing whose inputs the
     /// registry already has.
     Release {
-        /// The variant to release (with its parents).
-        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-        variant: Option<String>,
-        /// Release every variant.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        which: Which,
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
@@ -257,8 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let Top::Images { command } = cli.command;
     match command {
         ImagesCommand::Build {
-            variant,
-            all: _,
+            which,
             engine,
             push,
             no_cache,
@@ -267,15 +276,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             progress,
         } => {
             let opts = engine.options(progress, dry_run);
-            let mut s = Session::open(&opts, &vars, variant.into_iter().collect())?;
+            let mut s = Session::open(&opts, &vars, which.named())?;
             s.spec.push = push;
             s.spec.no_cache = no_cache;
             s.spec.no_fastfail = no_fastfail;
             images::build_command(&s).await
         }
         ImagesCommand::Release {
-            variant,
-            all: _,
+            which,
             engine,
             release,
             push_by_digest,
@@ -286,7 +294,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             progress,
         } => {
             let opts = engine.options(progress, dry_run);
-            let mut s = Session::open(&opts, &vars, variant.into_iter().collect())?;
+            let mut s = Session::open(&opts, &vars, which.named())?;
             let spec = ReleaseSpec {
                 variants: s.spec.variants.clone(),
                 platforms: s.spec.platforms.clone(),

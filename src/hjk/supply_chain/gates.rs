@@ -320,7 +320,18 @@ struct Gates<'a> {
     auth_dir: Option<&'a Utf8Path>,
 }
 
+/// A gate command on one published image and one file (the SBOM it writes or attests).
+type OnFile =
+    fn(&Tools, &GateOptions, &str, &Utf8Path, Option<&Utf8Path>) -> crate::invocation::Invocation;
+
 impl Gates<'_> {
+    /// Runs `command` on the published image `digest` and `file`, streaming its output.
+    async fn run_on_file(&self, command: OnFile, digest: &str, file: &Utf8Path) -> Result<()> {
+        let image = self.published.image(digest);
+        let inv = command(self.tools, self.opts, &image, file, self.auth_dir);
+        self.engine.tool_stream(&inv).await
+    }
+
     async fn scan_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
         let reporter = self.engine.reporter();
         let ignorefile = v
@@ -408,14 +419,7 @@ impl Gates<'_> {
     async fn sbom_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
         for (platform, digest) in &v.platforms {
             let path = self.opts.sbom_path(&v.name, *platform);
-            let inv = sc::sbom(
-                self.tools,
-                self.opts,
-                &self.published.image(digest),
-                &path,
-                self.auth_dir,
-            );
-            match self.engine.tool_stream(&inv).await {
+            match self.run_on_file(sc::sbom, digest, &path).await {
                 Err(e) => failed(g, &format!("SBOM of {platform}"), e)?,
                 Ok(()) if !self.engine.dry_run() && !path.is_file() => g
                     .errors
@@ -444,14 +448,7 @@ impl Gates<'_> {
                 .find(|(p, _)| *p == platform)
                 .map(|(_, d)| d.as_str())
                 .unwrap_or_default();
-            let inv = sc::attest(
-                self.tools,
-                self.opts,
-                &self.published.image(digest),
-                &path,
-                self.auth_dir,
-            );
-            match self.engine.tool_stream(&inv).await {
+            match self.run_on_file(sc::attest, digest, &path).await {
                 Ok(()) => g.sboms[i].attested = true,
                 Err(e) => failed(g, &format!("attestation of {platform}"), e)?,
             }
