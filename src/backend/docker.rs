@@ -37,11 +37,16 @@ pub struct Docker {
 
 /// The docker 23+ client prints this block on every classic build; the warning we give when
 /// we fall back says why, once, and the block itself is kept out of the output.
-const LEGACY_NOTICE: [&str; 3] = [
+const LEGACY_NOTICE: [&str; 4] = [
     "DEPRECATED: The legacy builder is deprecated",
     "Install the buildx component to build images with BuildKit",
     "https://docs.docker.com/go/buildx/",
+    "BuildKit is currently disabled; enable it by removing the DOCKER_BUILDKIT=0",
 ];
+
+/// The last line of the notice's DOCKER_BUILDKIT=0 form, matched whole: alone it is too
+/// common a word to match inside other lines.
+const LEGACY_NOTICE_END: &str = "environment-variable.";
 
 impl Docker {
     pub fn new(program: impl Into<String>) -> Self {
@@ -91,7 +96,7 @@ impl OutputParser for Docker {
     }
 
     fn noise(&self, line: &str) -> bool {
-        LEGACY_NOTICE.iter().any(|n| line.contains(n))
+        LEGACY_NOTICE.iter().any(|n| line.contains(n)) || line.trim() == LEGACY_NOTICE_END
     }
 }
 
@@ -699,7 +704,13 @@ mod tests {
         assert!(d.noise(
             "DEPRECATED: The legacy builder is deprecated and will be removed in a future release."
         ));
+        // the form docker 28 prints when DOCKER_BUILDKIT=0 is set, as the classic path does
+        assert!(d.noise(
+            "            BuildKit is currently disabled; enable it by removing the DOCKER_BUILDKIT=0"
+        ));
+        assert!(d.noise("            environment-variable."));
         assert!(!d.noise("Step 1/2 : FROM x"));
+        assert!(!d.noise("Step 2/2 : RUN echo environment-variable."));
         let h = d.hint(&[
             "Cannot connect to the Docker daemon at unix:///x. Is the docker daemon running?"
                 .into(),

@@ -280,7 +280,10 @@ impl Plan {
             req.build_args.insert("BASE_IMAGE".into(), b.clone());
         }
         if let Some(v) = &spec.version {
-            req.build_args.insert("VERSION".into(), v.clone());
+            // only where the Dockerfile declares it: the classic builder warns about the rest
+            if n.declared_args.contains("VERSION") {
+                req.build_args.insert("VERSION".into(), v.clone());
+            }
             req.labels
                 .insert("org.opencontainers.image.version".into(), v.clone());
         }

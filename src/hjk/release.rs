@@ -888,7 +888,10 @@ async fn lane(
         req.no_cache = spec.no_cache;
         req.labels.insert(fingerprint::LABEL.into(), fp.clone());
         if let Some(v) = &spec.version {
-            req.build_args.insert("VERSION".into(), v.clone());
+            // only where the Dockerfile declares it: the classic builder warns about the rest
+            if u.declared.contains("VERSION") {
+                req.build_args.insert("VERSION".into(), v.clone());
+            }
             req.labels.insert(LABEL_VERSION.into(), v.clone());
         }
         if let Some(b) = &base {

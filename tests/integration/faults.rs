@@ -537,7 +537,13 @@ fn the_classic_builders_deprecation_notice_is_explained_once_and_not_shown() {
     env.fake_reply("no-buildx", "")
         .fake_reply("build-noise", "");
     let out = env.ocx(&["build", "--progress", "plain"]).run();
-    assert!(!out.stderr.contains("DEPRECATED"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("DEPRECATED")
+            && !out.stderr.contains("BuildKit is currently disabled")
+            && !out.stderr.contains("environment-variable."),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         out.stderr.matches("legacy builder is deprecated").count(),
         1,
@@ -860,5 +866,36 @@ fn podman_ctrl_c_leaves_no_working_container() {
     assert!(
         survivors.trim().is_empty(),
         "an engine process survived: {survivors}"
+    );
+}
+
+// A hostile ocx.json: a dangling symlink is an error naming it (not "no config", which would
+// apply the defaults), and a FIFO is refused instead of blocking the read forever.
+#[test]
+fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.project()).unwrap();
+    let config = env.project().join("ocx.json");
+    std::os::unix::fs::symlink(env.root().join("gone.json"), &config).unwrap();
+    let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
+    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&config.display().to_string()) && stderr.contains("symlink"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&config).unwrap();
+    let c = std::ffi::CString::new(config.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a path in our temporary directory, with a valid C string
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
+    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&config.display().to_string()) && stderr.contains("not a regular file"),
+        "{stderr}"
     );
 }

@@ -250,6 +250,13 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "{}",
         out.stdout
     );
+    // the classic builder's output is shown, without its warning about build args the
+    // Dockerfile does not declare (middle and top declare no TARGETARCH)
+    assert!(
+        out.stderr.contains("Step 1/") && !out.stderr.contains("were not consumed"),
+        "{}",
+        out.stderr
+    );
     assert_chained("docker", &format!("{reg}:middle"), &format!("{reg}:top"));
 
     // list: built and current until the top Dockerfile changes

@@ -61,6 +61,14 @@ fn e2e(engine: &str, real: &str) {
             "{}",
             out.stderr
         );
+        // a docker 23+ client prints its legacy-builder notice on every classic build; the
+        // warning above explains it once, and the notice itself is not shown
+        assert!(
+            !out.stderr.contains("DEPRECATED")
+                && !out.stderr.contains("BuildKit is currently disabled"),
+            "{}",
+            out.stderr
+        );
     }
 
     // second build: one engine process, one inspect naming base and final image, no build
