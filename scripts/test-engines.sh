@@ -119,19 +119,29 @@ CONF
   cat "$STATE/registry.log"; die "registry did not answer on 127.0.0.1:5000"
 }
 
-# A second registry that requires a password (bcrypt htpasswd), for the release tests: user
-# hjk-release, a random password kept in $STATE/auth-registry/password (0600), every request in
-# $STATE/auth-registry.log (the access log tells whether a release uploaded blobs).
+# A second registry that requires a password (bcrypt htpasswd), for the release tests: users
+# hjk-release and oauth2accesstoken, one random password kept in $STATE/auth-registry/password
+# (0600), every request in $STATE/auth-registry.log (the access log tells whether a release
+# uploaded blobs). One started by an older version of this script, without the second user, is
+# restarted (the registry reads its htpasswd file once).
 start_auth_registry() {
   local d="$STATE/auth-registry"
-  alive "$STATE/auth-registry.pid" && return 0
+  if alive "$STATE/auth-registry.pid"; then
+    grep -q '^oauth2accesstoken:' "$d/htpasswd" 2>/dev/null && return 0
+    kill "$(cat "$STATE/auth-registry.pid")"
+    sleep 0.5
+  fi
   if [ -n "$DRY" ]; then run docker-registry serve "$d/config.yml"; return 0; fi
   mkdir -p "$d/data"
   if [ ! -s "$d/password" ]; then
     (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$d/password")
   fi
-  # the password goes on stdin (-i), never in htpasswd's argv; the file is 0600 from the start
-  (umask 077; htpasswd -iBn hjk-release <"$d/password" >"$d/htpasswd" 2>/dev/null)
+  # the password goes on stdin (-i), never in htpasswd's argv; the file is 0600 from the start.
+  # oauth2accesstoken is the user name `--auth gcp` logs in with (the token is the password)
+  (umask 077; {
+    htpasswd -iBn hjk-release <"$d/password"
+    htpasswd -iBn oauth2accesstoken <"$d/password"
+  } >"$d/htpasswd" 2>/dev/null)
   chmod 600 "$d/htpasswd"
   cat >"$d/config.yml" <<CONF
 version: 0.1

@@ -402,3 +402,148 @@ fn the_test_registrys_password_never_reaches_an_argv() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// `ghcr`, `gcp` and `op` each log in with their own source of the secret, for real, on real
+/// podman against the password registry: `GITHUB_ACTOR`/`GITHUB_TOKEN`; `oauth2accesstoken`
+/// with the token a (fake) `gcloud auth print-access-token` prints; `op read` of the two
+/// references in the user's config. Each pushes a one-variant release, read back with skopeo.
+/// The secret is in no tool's argv and in none of hjk's output. A missing source is exit 2
+/// naming it, before anything is built.
+#[test]
+fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
+    let Some(pw) = password() else { return };
+    if !crate::util::engine_available("podman") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.recording("podman", "/usr/bin/podman");
+    // the credential tools: each records its argv and prints what the real one would
+    let log = env.root().join("tools.log");
+    for (tool, body) in [
+        (
+            "gcloud",
+            format!(
+                "[ \"$*\" = 'auth print-access-token' ] || exit 3\necho '{pw}'"
+            ),
+        ),
+        (
+            "op",
+            format!(
+                "case \"$*\" in\n  'read op://ci/registry/username') echo {USER} ;;\n  'read op://ci/registry/password') echo '{pw}' ;;\n  *) exit 3 ;;\nesac"
+            ),
+        ),
+    ] {
+        let path = env.bin().join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >>'{}'\n{body}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let images = env.root().join("images");
+    std::fs::create_dir_all(images.join("base")).unwrap();
+    std::fs::write(
+        images.join("variants.yaml"),
+        "variants:\n  - name: base\n    dir: base\n",
+    )
+    .unwrap();
+    std::fs::write(
+        images.join("base/Dockerfile"),
+        "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN echo auth-modes > /auth-modes\n",
+    )
+    .unwrap();
+    let images = images.display().to_string();
+    let auth = crate::release::authfile(&env, &pw);
+    let release = |env: &TestEnv, mode: &str, repo: &str| {
+        let meta = env
+            .root()
+            .join(format!("{mode}.json"))
+            .display()
+            .to_string();
+        let mut args = release_args(&images, repo, "linux/amd64", &meta);
+        args.extend(["--backend", "podman", "--auth", mode]);
+        (env.hjk(&args).output(), meta)
+    };
+
+    // a missing source: one line, exit 2, nothing built
+    env.clear_log();
+    let repo = fresh_repo("auth-ghcr");
+    let (out, _) = release(&env, "ghcr", &repo);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: --auth ghcr needs GITHUB_ACTOR in the environment"
+    );
+    let (out, _) = release(&env, "op", &repo);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .trim()
+            .starts_with("error: --auth op needs images.auth.op.username_ref"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
+        "{:?}",
+        env.log()
+    );
+
+    env.set("GITHUB_ACTOR", USER)
+        .set("GITHUB_TOKEN", pw.clone());
+    std::fs::create_dir_all(env.root().join("config/headjack")).unwrap();
+    std::fs::write(
+        env.root().join("config/headjack/config.yaml"),
+        "images:\n  auth:\n    op:\n      username_ref: op://ci/registry/username\n      password_ref: op://ci/registry/password\n",
+    )
+    .unwrap();
+    for mode in ["ghcr", "gcp", "op"] {
+        env.clear_log();
+        let repo = fresh_repo(&format!("auth-{mode}"));
+        let (out, meta) = release(&env, mode, &repo);
+        assert_eq!(out.code, 0, "{mode}: {}", out.stderr);
+        assert!(
+            !out.stdout.contains(&pw) && !out.stderr.contains(&pw),
+            "{mode}: the secret was printed"
+        );
+        let log = env.log();
+        assert!(log.iter().any(|l| l[1] == "login"), "{mode}: {log:?}");
+        assert!(
+            !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
+            "{mode}: the secret is in a podman argv"
+        );
+        // what the registry holds under the public tag is the index the metadata names
+        let m = crate::release::read_meta(Path::new(&meta));
+        let raw = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+            .arg(&auth)
+            .arg(format!("docker://{repo}:base"))
+            .output()
+            .unwrap();
+        assert!(
+            raw.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
+        assert_eq!(
+            m["variants"][0]["index_digest"],
+            format!("sha256:{}", crate::util::sha256_hex(&raw.stdout)),
+            "{mode}"
+        );
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "gcloud auth print-access-token",
+            "op read op://ci/registry/username",
+            "op read op://ci/registry/password",
+        ]
+    );
+}
