@@ -5,7 +5,7 @@
 # rootfs tarballs (nothing can be pulled on an offline machine): local/busybox:{amd64,arm64},
 # local/debian:bookworm (= bookworm-amd64) in podman and docker, local/debian:bookworm-arm64 in
 # podman; and the Dev Containers CLI (npm @devcontainers/cli, pinned) that `hjk images resolve
-# --build` hands features and dockerComposeFile configs to.
+# --build` hands features and dockerComposeFile configs to (with Debian's docker-compose).
 #
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
@@ -51,8 +51,11 @@ mirror() {
 }
 
 install_packages() {
+  # docker-compose (v1): Debian's docker.io has no compose plugin, and the Dev Containers CLI
+  # builds dockerComposeFile configs with it
   local want=(podman buildah skopeo runc docker.io docker-registry qemu-user-static
-              binfmt-support debootstrap busybox-static curl ca-certificates apache2-utils)
+              binfmt-support debootstrap busybox-static curl ca-certificates apache2-utils
+              docker-compose)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0

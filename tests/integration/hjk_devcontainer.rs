@@ -473,20 +473,9 @@ fn docker_resolve_build_of_an_image_path_and_a_dotdot_context() {
 /// a base image that is already local, so no network is needed. The second run is one inspect.
 #[test]
 fn docker_features_are_delegated_to_the_real_devcontainer_cli() {
-    if !engine_available("docker") {
+    if !engine_available("docker") || !real_cli_available("devcontainer", "npm @devcontainers/cli")
+    {
         return;
-    }
-    let cli = std::process::Command::new("devcontainer")
-        .arg("--version")
-        .output();
-    let required = std::env::var("AGENT_IMAGES_REQUIRE_ENGINES").is_ok_and(|v| !v.is_empty());
-    match cli {
-        Ok(o) if o.status.success() => {}
-        _ if required => panic!("`devcontainer` (npm @devcontainers/cli) is not on PATH; run scripts/test-engines.sh up"),
-        _ => {
-            eprintln!("skipping: the Dev Containers CLI is not installed");
-            return;
-        }
     }
     let mut env = layout("local-feature");
     env.with_system_path();
@@ -527,9 +516,73 @@ fn docker_features_are_delegated_to_the_real_devcontainer_cli() {
     rmi("docker", &second);
 }
 
-/// A stand-in for `devcontainer build` (the real one needs `docker compose`, which this
-/// machine's docker lacks): records its argv and answers like the CLI, with the image it was
-/// asked to name.
+/// Whether `program` runs (`--version`); missing, it is a skip, or a failure when CI requires
+/// the engines (scripts/test-engines.sh installs it).
+fn real_cli_available(program: &str, what: &str) -> bool {
+    let cli = std::process::Command::new(program)
+        .arg("--version")
+        .output();
+    let required = std::env::var("AGENT_IMAGES_REQUIRE_ENGINES").is_ok_and(|v| !v.is_empty());
+    match cli {
+        Ok(o) if o.status.success() => true,
+        _ if required => {
+            panic!("`{program}` ({what}) is not on PATH; run scripts/test-engines.sh up")
+        }
+        _ => {
+            eprintln!("skipping: `{program}` ({what}) is not installed");
+            false
+        }
+    }
+}
+
+/// A compose config goes to the real `devcontainer build` (from npm) on docker, which builds
+/// the config's service with Debian's docker-compose (v1; this docker has no compose plugin)
+/// from the public Rails + Postgres layout (two compose files, one in the parent directory).
+/// The tag hjk names holds what the service's Dockerfile built; the second run is one inspect.
+#[test]
+fn docker_compose_is_delegated_to_the_real_devcontainer_cli() {
+    if !engine_available("docker")
+        || !real_cli_available("devcontainer", "npm @devcontainers/cli")
+        || !real_cli_available("docker-compose", "Debian's docker-compose")
+    {
+        return;
+    }
+    let mut env = layout("compose");
+    env.with_system_path();
+    env.recording("docker", "/usr/bin/docker");
+    env.write(
+        "project/Dockerfile",
+        "FROM local/busybox:amd64\nCOPY app.txt /app.txt\n",
+    );
+    let nonce = format!(
+        "{:?}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    );
+    env.write("project/app.txt", &nonce);
+    let (code, stdout, stderr) = run(&env, &["--build", "--json", "--backend", "docker"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (&v["outcome"], &v["built_by"], &v["service"]),
+        (&"built".into(), &"devcontainer build".into(), &"app".into()),
+        "{v}"
+    );
+    assert!(stderr.contains("@devcontainers/cli"), "{stderr}");
+    let image = v["image"].as_str().unwrap().to_string();
+    assert_eq!(run_in("docker", &image, "cat /app.txt"), nonce);
+    env.clear_log();
+    let (code, stdout, stderr) = run(&env, &["--build", "--backend", "docker"]);
+    assert_eq!((code, stdout.trim()), (0, image.as_str()), "{stderr}");
+    let calls = env.log();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0][1..3], ["image", "inspect"]);
+    rmi("docker", &image);
+}
+
+/// A stand-in for `devcontainer build`, for what the real one cannot show cheaply: records its
+/// argv and answers like the CLI, with the image it was asked to name.
 const FAKE_CLI: &str = r#"#!/bin/sh
 { printf 'devcontainer'; for a in "$@"; do printf '\t%s' "$a"; done; printf '\n'; } >>"$FAKE_LOG"
 while [ $# -gt 0 ]; do
