@@ -142,6 +142,18 @@ pub fn stdout(text: &str) {
 }
 
 /// Writes to stderr or stdout; for text printed before any reporter exists (clap's help).
+/// Whether text for stderr (`to_stderr`) or stdout may carry terminal styles: the stream is a
+/// terminal and `NO_COLOR` is unset (no-color.org).
+pub fn styles_on(to_stderr: bool) -> bool {
+    use std::io::IsTerminal;
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 pub fn stdout_or_stderr(text: &str, to_stderr: bool) {
     if to_stderr {
         stderr(text)

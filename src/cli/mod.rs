@@ -24,8 +24,16 @@ where
             } else {
                 crate::error::EXIT_OK
             };
+            // styled only for a terminal: `--help | less` or a log file gets plain text
+            let to_stderr = e.use_stderr();
+            let styled = e.render();
+            let text = if crate::report::styles_on(to_stderr) {
+                styled.ansi().to_string()
+            } else {
+                styled.to_string()
+            };
             // `--help | head -1` must not panic on the closed pipe
-            crate::report::stdout_or_stderr(&e.render().ansi().to_string(), e.use_stderr());
+            crate::report::stdout_or_stderr(&text, to_stderr);
             return ExitCode::from(code);
         }
     };

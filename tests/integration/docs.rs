@@ -66,6 +66,34 @@ fn every_option_and_value_has_help_text() {
     assert_eq!(missing, Vec::<String>::new(), "options without help text");
 }
 
+/// Help and usage errors read into a pipe or a file are plain text: no terminal escapes for
+/// `--help | less`, a CI log or a README to show.
+#[test]
+fn help_and_usage_errors_to_a_pipe_are_plain_text() {
+    let env = crate::util::TestEnv::new();
+    for (tool, args, code) in [
+        ("ocx", &["--help"][..], 0),
+        ("ocx", &["build", "--help"][..], 0),
+        ("ocx", &["build", "--no-such-flag"][..], 2),
+        ("hjk", &["images", "release", "--help"][..], 0),
+        ("hjk", &["images", "build"][..], 2),
+    ] {
+        let out = if tool == "ocx" {
+            env.ocx(args)
+        } else {
+            env.hjk(args)
+        }
+        .output();
+        assert_eq!(out.code, code, "{tool} {args:?}: {}", out.stderr);
+        let text = out.stdout + &out.stderr;
+        assert!(text.contains("Usage:"), "{tool} {args:?}: {text}");
+        assert!(
+            !text.contains('\x1b'),
+            "{tool} {args:?}: escapes in {text:?}"
+        );
+    }
+}
+
 /// Every long flag (and alias) either CLI accepts.
 fn known_flags() -> BTreeSet<String> {
     let mut flags = BTreeSet::new();
