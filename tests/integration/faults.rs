@@ -245,8 +245,11 @@ fn ctrl_c_during_the_download_stops_at_once() {
     }
     assert!(started.load(std::sync::atomic::Ordering::SeqCst));
     signal(child.id(), libc::SIGINT);
-    // the download needs hours; before the fix ocx waited for it (138 s measured)
+    let signalled = Instant::now();
+    // the download needs hours; before the fix ocx waited for it (138 s measured). The 5 s
+    // bound only catches a hang; the time it took is printed (`--nocapture`), not asserted
     let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(5));
+    eprintln!("ocx stopped {:?} after SIGINT", signalled.elapsed());
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
     let cache = env.root().join("cache/ocx/opencode/9.9.9");
