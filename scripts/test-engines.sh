@@ -132,7 +132,7 @@ start_auth_registry() {
   if alive "$STATE/auth-registry.pid"; then
     grep -q '^oauth2accesstoken:' "$d/htpasswd" 2>/dev/null && return 0
     kill "$(cat "$STATE/auth-registry.pid")"
-    sleep 0.5
+    for _ in $(seq 1 50); do alive "$STATE/auth-registry.pid" || break; sleep 0.1; done
   fi
   if [ -n "$DRY" ]; then run docker-registry serve "$d/config.yml"; return 0; fi
   mkdir -p "$d/data"

@@ -1,10 +1,13 @@
 //! The last phase of a release: which public tags (`<variant>`, `<variant>-<version>`) move, and
 //! moving them. Everything is decided before the first tag moves, so a refusal leaves every tag
 //! where it was:
-//! - a variant its own gates held gets a **held marker** in the registry (the tag
-//!   `held-<hex of its index digest>`, an index that lists no image, annotated with the gates
-//!   and the reasons), and a later release moves no tag to that index unless it runs those gates
-//!   again and they pass (a rerun without gates cannot promote what a gated run held);
+//! - a variant its own gates held gets a **held marker** in the registry for its index and for
+//!   each of its platform images (the tag `held-<hex of the digest>`, an index that lists no
+//!   image, annotated with the gates and the reasons), and a later release moves no tag to an
+//!   index that is, or lists, a held digest unless it runs those gates again and they pass: a
+//!   rerun without gates, or a release of fewer platforms (another index over the same images),
+//!   cannot promote what a gated run held. A second hold of the same digest adds its gates and
+//!   reasons to the first; a hold that was lifted is marked so, and holds nothing after that;
 //! - a tag whose current index lists a platform this release does not have is not narrowed, and
 //!   an existing `<variant>-<version>` is not re-pointed, unless `--force-tags` says so;
 //! - then every tag moves in one pass: the versioned tags first, then the floating ones,
@@ -25,6 +28,12 @@ pub const HELD_TAG_PREFIX: &str = "held-";
 pub const ANN_HELD: &str = "io.agent-images.held";
 pub const ANN_HELD_GATES: &str = "io.agent-images.held.gates";
 pub const ANN_HELD_REASONS: &str = "io.agent-images.held.reasons";
+/// On a marker whose hold a later release lifted: the gates that passed.
+pub const ANN_HELD_LIFTED: &str = "io.agent-images.held.lifted-by";
+
+/// The digests a hold covers, each with what it is (`index`, or a platform): the variant's
+/// index and each platform image it lists.
+pub type HoldKeys = BTreeMap<String, Vec<(String, String)>>;
 
 /// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
 pub fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
@@ -43,18 +52,28 @@ pub fn held_tag(digest: &str) -> String {
     )
 }
 
-/// The marker of a held index: an OCI index listing no image (nothing anyone could pull or run),
-/// whose annotations say which index, which gates and why.
-pub fn held_marker(digest: &str, gates: &[&str], reasons: &[String]) -> Vec<u8> {
+/// The marker of a held digest: an OCI index listing no image (nothing anyone could pull or
+/// run), whose annotations say which digest, which gates and why.
+pub fn held_marker(digest: &str, hold: &EarlierHold) -> Vec<u8> {
+    let gates: Vec<&str> = hold.gates.iter().map(String::as_str).collect();
+    marker(serde_json::json!({
+        ANN_HELD: digest,
+        ANN_HELD_GATES: gates.join(","),
+        ANN_HELD_REASONS: hold.reasons,
+    }))
+}
+
+/// The marker of a hold that `gates` lifted: it names the digest and holds nothing.
+pub fn lifted_marker(digest: &str, gates: &[&str]) -> Vec<u8> {
+    marker(serde_json::json!({ ANN_HELD: digest, ANN_HELD_LIFTED: gates.join(",") }))
+}
+
+fn marker(annotations: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [],
-        "annotations": {
-            ANN_HELD: digest,
-            ANN_HELD_GATES: gates.join(","),
-            ANN_HELD_REASONS: reasons.join("; "),
-        },
+        "annotations": annotations,
     }))
     .unwrap_or_default()
 }
@@ -67,10 +86,30 @@ pub struct EarlierHold {
 }
 
 impl EarlierHold {
-    /// The marker's hold, if `m` is the marker of `digest`.
+    /// This release's hold: the gates it ran, and why they held the variant.
+    pub fn new(asked: &[&str], reasons: &[String]) -> EarlierHold {
+        EarlierHold {
+            gates: asked.iter().map(|g| g.to_string()).collect(),
+            reasons: reasons.join("; "),
+        }
+    }
+
+    /// This hold and an earlier one of the same digest: lifting it takes the gates of both.
+    pub fn and(mut self, earlier: Option<EarlierHold>) -> EarlierHold {
+        if let Some(e) = earlier {
+            self.gates.extend(e.gates);
+            if !e.reasons.is_empty() && !self.reasons.contains(&e.reasons) {
+                self.reasons = format!("{}; {}", e.reasons, self.reasons);
+            }
+        }
+        self
+    }
+
+    /// The marker's hold, if `m` is the marker of `digest` and its hold was not lifted.
     pub fn parse(m: &Manifest, digest: &str) -> Option<EarlierHold> {
         let a = m.parsed().ok()?.annotations;
-        (a.get(ANN_HELD).map(String::as_str) == Some(digest)).then(|| EarlierHold {
+        let ours = a.get(ANN_HELD).map(String::as_str) == Some(digest);
+        (ours && !a.contains_key(ANN_HELD_LIFTED)).then(|| EarlierHold {
             gates: a
                 .get(ANN_HELD_GATES)
                 .map(|g| {
@@ -90,66 +129,92 @@ impl EarlierHold {
         !self.gates.is_empty() && self.gates.iter().all(|g| asked.contains(&g.as_str()))
     }
 
-    /// Why the variant stays held, and how to lift it.
-    pub fn reason(&self) -> String {
+    /// Why the variant stays held (`what`: `this index`, or `its <platform> image`), and how
+    /// to lift it.
+    pub fn reason(&self, what: &str) -> String {
         let flags: Vec<String> = self.gates.iter().map(|g| format!("--{g}")).collect();
         format!(
-            "an earlier release's gates held this index ({}); release it with {} to check it again",
+            "an earlier release's gates held {what} ({}); release it with {} to check it again",
             self.reasons,
             flags.join(" ")
         )
     }
 }
 
-/// Records this release's holds in the registry (before any tag moves), so no later release
-/// can promote those indexes without passing the same gates.
+/// The earlier hold of `digest`, if its marker holds it.
+async fn hold_of(registry: &Registry, digest: &str) -> Result<Option<EarlierHold>> {
+    Ok(registry
+        .manifest(&held_tag(digest))
+        .await?
+        .and_then(|m| EarlierHold::parse(&m, digest)))
+}
+
+/// Records this release's holds in the registry (before any tag moves), on the index and on
+/// each platform image of every held variant, so no later release can promote them, under
+/// this index or another, without passing the same gates and those of any earlier hold.
 pub async fn record_holds(
     engine: &Engine,
     registry: &Registry,
     held: &[Held],
-    index_of: &BTreeMap<String, String>,
+    keys: &HoldKeys,
     asked: &[&str],
 ) -> Result<()> {
     for h in held {
-        let Some(digest) = index_of.get(&h.variant) else {
-            continue;
-        };
-        let tag = held_tag(digest);
-        engine.reporter().info(&format!(
-            "recording the hold of {} in {}:{tag}",
-            h.variant,
-            registry.name()
-        ));
-        registry
-            .put_manifest(&tag, &held_marker(digest, asked, &h.reasons), OCI_INDEX)
-            .await?;
+        for (_, digest) in keys.get(&h.variant).into_iter().flatten() {
+            let tag = held_tag(digest);
+            engine.reporter().info(&format!(
+                "recording the hold of {} in {}:{tag}",
+                h.variant,
+                registry.name()
+            ));
+            let hold = EarlierHold::new(asked, &h.reasons).and(hold_of(registry, digest).await?);
+            registry
+                .put_manifest(&tag, &held_marker(digest, &hold), OCI_INDEX)
+                .await?;
+        }
     }
     Ok(())
 }
 
-/// Holds, in `promotion`, each moving variant whose index an earlier release held and whose
-/// gates this release did not run again, then each child of a held variant (a child tag never
-/// moves past its parent's). `parents`: each variant's parent, in graph order.
+/// Holds, in `promotion`, each moving variant whose index or platform images an earlier
+/// release held and whose gates this release did not run again, then each child of a held
+/// variant (a child tag never moves past its parent's). `parents`: each variant's parent, in
+/// graph order. Returns the digests whose holds this release lifts (its gates passed and the
+/// variant moves), to mark with [`record_lifts`] once the tags moved.
 pub async fn apply_earlier_holds(
     registry: &Registry,
     promotion: &mut Promotion,
     parents: &[(String, Option<String>)],
-    index_of: &BTreeMap<String, String>,
+    keys: &HoldKeys,
     asked: &[&str],
-) -> Result<()> {
-    let moving: Vec<(&String, &String)> = promotion
+) -> Result<Vec<String>> {
+    let moving: Vec<(&String, &String, &String)> = promotion
         .moves
         .iter()
-        .filter_map(|v| Some((v, index_of.get(v)?)))
+        .flat_map(|v| {
+            keys.get(v)
+                .into_iter()
+                .flatten()
+                .map(move |(w, d)| (v, w, d))
+        })
         .collect();
-    let tags: Vec<String> = moving.iter().map(|(_, d)| held_tag(d)).collect();
-    let markers = futures_util::future::join_all(tags.iter().map(|t| registry.manifest(t))).await;
+    let holds =
+        futures_util::future::join_all(moving.iter().map(|(_, _, d)| hold_of(registry, d))).await;
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for ((v, d), m) in moving.iter().zip(markers) {
-        if let Some(hold) = m?.and_then(|m| EarlierHold::parse(&m, d)) {
-            if !hold.lifted_by(asked) {
-                held.insert(v.to_string(), vec![hold.reason()]);
+    let mut lifted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((v, what, d), hold) in moving.iter().zip(holds) {
+        let Some(hold) = hold? else { continue };
+        if !hold.lifted_by(asked) {
+            let what = match what.as_str() {
+                "index" => "this index".to_string(),
+                p => format!("its {p} image"),
+            };
+            let reasons = held.entry(v.to_string()).or_default();
+            if reasons.is_empty() {
+                reasons.push(hold.reason(&what));
             }
+        } else {
+            lifted.entry(v.to_string()).or_default().push(d.to_string());
         }
     }
     for (v, parent) in parents {
@@ -177,6 +242,31 @@ pub async fn apply_earlier_holds(
                 reasons,
             });
         }
+    }
+    Ok(lifted
+        .into_iter()
+        .filter(|(v, _)| promotion.may_move(v))
+        .flat_map(|(_, d)| d)
+        .collect())
+}
+
+/// Marks the holds this release lifted (see [`apply_earlier_holds`]), after its tags moved: a
+/// later rerun without gates then does not hold again what is already promoted.
+pub async fn record_lifts(
+    engine: &Engine,
+    registry: &Registry,
+    digests: &[String],
+    asked: &[&str],
+) -> Result<()> {
+    for d in digests {
+        let tag = held_tag(d);
+        engine.reporter().info(&format!(
+            "the gates passed: lifting the hold in {}:{tag}",
+            registry.name()
+        ));
+        registry
+            .put_manifest(&tag, &lifted_marker(d, asked), OCI_INDEX)
+            .await?;
     }
     Ok(())
 }
@@ -419,22 +509,31 @@ mod tests {
     fn a_hold_is_lifted_only_by_the_same_gates() {
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(held_tag(&d), format!("held-{}", "a".repeat(64)));
-        let bytes = held_marker(&d, &["scan", "sign"], &["scan found 1 HIGH".into()]);
-        let m = Manifest {
+        let manifest = |bytes: Vec<u8>| Manifest {
             digest: super::super::registry::digest_of_bytes(&bytes),
             bytes,
             media_type: OCI_INDEX.into(),
         };
+        let first = EarlierHold::new(&["scan", "sign"], &["scan found 1 HIGH".into()]);
+        let m = manifest(held_marker(&d, &first));
         assert!(m.parsed().unwrap().manifests.is_empty(), "nothing to pull");
         let hold = EarlierHold::parse(&m, &d).unwrap();
+        assert_eq!(hold, first);
         assert!(EarlierHold::parse(&m, "sha256:other").is_none());
         assert!(!hold.lifted_by(&[]));
         assert!(!hold.lifted_by(&["scan"]));
         assert!(hold.lifted_by(&["scan", "sbom", "sign"]));
         assert_eq!(
-            hold.reason(),
+            hold.reason("this index"),
             "an earlier release's gates held this index (scan found 1 HIGH); release it with --scan --sign to check it again"
         );
+        // a narrower second hold of the same digest does not loosen the first
+        let both = EarlierHold::new(&["sign"], &["its parent base is held".into()]).and(Some(hold));
+        assert!(!both.lifted_by(&["sign"]));
+        assert!(both.lifted_by(&["scan", "sign"]));
+        assert_eq!(both.reasons, "scan found 1 HIGH; its parent base is held");
+        // a lifted marker holds nothing
+        assert!(EarlierHold::parse(&manifest(lifted_marker(&d, &["scan", "sign"])), &d).is_none());
         assert_eq!(public_tags("top", Some("v1")), ["top", "top-v1"]);
     }
 }

@@ -416,6 +416,11 @@ fn combine(
             first.version.as_deref().unwrap_or("(none)")
         )));
     }
+    // the files are input too: their version and names become tags, checked before anything
+    // is pushed
+    if let Some(v) = &first.version {
+        super::images::parse_version(v).map_err(|e| UserError(format!("{}: {}", files[0], e.0)))?;
+    }
     let mut out = Metadata {
         schema: SCHEMA,
         registry: first.registry.clone(),
@@ -424,6 +429,13 @@ fn combine(
         variants: Vec::new(),
     };
     for (m, f) in parts.iter().zip(files) {
+        for v in &m.variants {
+            for tag in public_tags(&v.name, first.version.as_deref()) {
+                format!("{}:{tag}", m.registry)
+                    .parse::<ImageRef>()
+                    .map_err(|e| UserError(format!("{f}: variant {:?}: {}", v.name, e.0)))?;
+            }
+        }
         if m.registry != first.registry {
             return Err(UserError(format!(
                 "{f} is for registry {}, {} for {}; merge files of one release",
@@ -1028,18 +1040,31 @@ async fn publish(
             held: Vec::new(),
         },
     };
-    let index_of: BTreeMap<String, String> = meta
+    // a hold covers the index and the images it lists: another index over the same images (a
+    // release of fewer platforms) is held too
+    let keys: promote::HoldKeys = meta
         .variants
         .iter()
-        .filter_map(|v| Some((v.name.clone(), v.index_digest.clone()?)))
+        .map(|v| {
+            let index = v
+                .index_digest
+                .iter()
+                .map(|d| ("index".to_string(), d.clone()));
+            let images = v
+                .platforms
+                .iter()
+                .map(|(p, r)| (p.to_string(), r.digest.clone()));
+            (v.name.clone(), index.chain(images).collect())
+        })
         .collect();
-    promote::record_holds(engine, registry, &promotion.held, &index_of, &asked).await?;
+    promote::record_holds(engine, registry, &promotion.held, &keys, &asked).await?;
     let parents: Vec<(String, Option<String>)> = meta
         .variants
         .iter()
         .map(|v| (v.name.clone(), v.parent.clone()))
         .collect();
-    promote::apply_earlier_holds(registry, &mut promotion, &parents, &index_of, &asked).await?;
+    let lifted =
+        promote::apply_earlier_holds(registry, &mut promotion, &parents, &keys, &asked).await?;
     let plans: Vec<Planned> = meta
         .variants
         .iter()
@@ -1053,6 +1078,7 @@ async fn publish(
     let version = meta.version.clone();
     let moves = promote::check(registry, &plans, version.as_deref(), publishing.force_tags).await?;
     promote::apply(engine, registry, &moves, &indexes).await?;
+    promote::record_lifts(engine, registry, &lifted, &asked).await?;
     for v in &mut meta.variants {
         if promotion.may_move(&v.name) {
             v.tags = public_tags(&v.name, version.as_deref());
@@ -1379,6 +1405,20 @@ mod tests {
             err.0,
             "--version v9.9.9 does not match a.json, whose images were built as v1.0.0; the version is part of every image, so merge with --version v1.0.0 or release again"
         );
+        // a hand-edited version or name that makes no tag is refused before any push
+        let mut bad = parts.clone();
+        for p in &mut bad {
+            p.version = Some("v1 x".into());
+        }
+        let err = combine(&bad, None, &files).unwrap_err();
+        assert!(
+            err.0.starts_with("a.json: invalid --version \"v1 x\""),
+            "{err}"
+        );
+        let mut bad = parts.clone();
+        bad[1].variants[0].name = "Base!".into();
+        let err = combine(&bad, None, &files).unwrap_err();
+        assert!(err.0.starts_with("b.json: variant \"Base!\": "), "{err}");
     }
 
     #[test]

@@ -673,7 +673,7 @@ fn a_failing_scan_holds_only_that_variants_tags() {
     assert_eq!(marker["annotations"]["io.agent-images.held"], top.as_str());
     assert_eq!(
         marker["annotations"]["io.agent-images.held.gates"],
-        "scan,sbom,sign"
+        "sbom,scan,sign"
     );
 
     // a rerun without the gates (what `make image-push-all GATES=` would do) builds nothing new
@@ -926,4 +926,79 @@ fn make_targets_release_per_arch_merge_and_print_digests() {
         6,
         "{out}"
     );
+}
+
+/// A hold follows the images, not only the index: after a two-platform release whose scan held
+/// `top`, a release of amd64 alone without gates (another index over the same amd64 image)
+/// moves no `top` tag either. The same gates passing lift the hold, and mark it lifted, so a
+/// later rerun without gates is a plain no-op instead of failing on what is promoted.
+#[test]
+fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
+    let Some(Setup {
+        env,
+        images,
+        auth,
+        repo,
+        ..
+    }) = setup(Some("podman"), "holds")
+    else {
+        return;
+    };
+    fake_gate_tools(&env);
+    std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
+    env.fake_reply("trivy-findings-match", "top/.trivyignore");
+    let meta = env.root().join("holds.json").display().to_string();
+    let gates_dir = env.root().join("gates").display().to_string();
+    let mut both = release_args(&images, &repo, "linux/amd64,linux/arm64", &meta);
+    // --force-tags: the amd64-only run below narrows base's and middle's tags, which the
+    // two-platform runs after it widen again
+    both.extend(["--backend", "podman", "--auth", "raw", "--force-tags"]);
+    let mut gated = both.clone();
+    gated.extend(["--scan", "--gates-dir", &gates_dir]);
+    env.hjk(&gated)
+        .status(1)
+        .stderr_has("keep their public tags where they were: top")
+        .run();
+    let m = read_meta(Path::new(&meta));
+    let amd64 = m["variants"][2]["platforms"]["linux/amd64"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let marker = json(&raw(&auth, &format!("{repo}:held-{}", &amd64[7..]), false).unwrap());
+    assert_eq!(
+        marker["annotations"]["io.agent-images.held"],
+        amd64.as_str()
+    );
+
+    // amd64 alone, no gates: a new top index over the held amd64 image stays held
+    let mut narrow = release_args(&images, &repo, "linux/amd64", &meta);
+    narrow.extend(["--backend", "podman", "--auth", "raw", "--force-tags"]);
+    env.hjk(&narrow)
+        .status(1)
+        .stderr_has("top (an earlier release's gates held its linux/amd64 image (scan found")
+        .run();
+    for tag in ["top", "top-v0.1.0"] {
+        assert!(
+            raw(&auth, &format!("{repo}:{tag}"), false).is_none(),
+            "{tag} moved to a held image under another index"
+        );
+    }
+
+    // the scan passes now: top moves, and its holds are marked lifted
+    std::fs::remove_file(env.root().join("fake/trivy-findings-match")).unwrap();
+    let out = env.hjk(&gated).status(0).run();
+    assert!(out.stderr.contains("lifting the hold"), "{}", out.stderr);
+    let marker = json(&raw(&auth, &format!("{repo}:held-{}", &amd64[7..]), false).unwrap());
+    assert_eq!(
+        marker["annotations"]["io.agent-images.held.lifted-by"],
+        "scan"
+    );
+    let top = read_meta(Path::new(&meta))["variants"][2]["index_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = raw(&auth, &format!("{repo}:top"), false).unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), top);
+    // a rerun without gates: nothing held, nothing to do
+    env.hjk(&both).status(0).run();
 }
