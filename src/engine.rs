@@ -287,20 +287,21 @@ impl Engine {
         Ok(())
     }
 
-    /// The credentials the engine is already logged in with for `host`: its login files in
-    /// the order it reads them ([`Backend::login_files`], read as [`Backend::login_reader`]
-    /// says), a credential helper when one holds them. `None` when nothing is stored (or the
-    /// helper cannot answer): the registry is then read anonymously.
+    /// The credentials the engine is already logged in with for the repository `repo`
+    /// (`host/path`): its login files in the order it reads them ([`Backend::login_files`], read
+    /// as [`Backend::login_reader`] says), a credential helper when one holds them. `None` when
+    /// nothing is stored (or the helper cannot answer): the registry is then read anonymously.
     pub async fn stored_credentials(
         &self,
         vars: &BTreeMap<String, String>,
-        host: &str,
+        repo: &str,
     ) -> Result<Option<Credentials>> {
+        let host = repo.split('/').next().unwrap_or(repo);
         for f in self.backend.login_files(vars) {
             let Ok(text) = std::fs::read_to_string(&f) else {
                 continue;
             };
-            match logins::stored_login(&text, host, self.backend.login_reader()) {
+            match logins::stored_login(&text, repo, self.backend.login_reader()) {
                 StoredLogin::Basic(c) => return Ok(Some(c)),
                 StoredLogin::Helper(h) => {
                     let Some(inv) = logins::helper_get(&h, host) else {

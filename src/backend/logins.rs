@@ -70,9 +70,11 @@ pub enum Reader {
     ContainersImage,
 }
 
-/// What `text` (a login file) says about `host`, read the way `reader` reads it. A file that
-/// is not JSON says nothing (the engine would fail on it, not us).
-pub fn stored_login(text: &str, host: &str, reader: Reader) -> StoredLogin {
+/// What `text` (a login file) says about the repository `repo` (`host/path`), read the way
+/// `reader` reads it. A file that is not JSON says nothing (the engine would fail on it, not
+/// us).
+pub fn stored_login(text: &str, repo: &str, reader: Reader) -> StoredLogin {
+    let host = repo.split('/').next().unwrap_or(repo);
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return StoredLogin::Missing;
     };
@@ -92,13 +94,24 @@ pub fn stored_login(text: &str, host: &str, reader: Reader) -> StoredLogin {
     let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
         return StoredLogin::Missing;
     };
-    let entry = auths.get(host).or_else(|| {
-        let want = normalize(host);
-        auths
-            .iter()
-            .find(|(k, _)| normalize(k) == want)
-            .map(|(_, e)| e)
-    });
+    let want = normalize(host);
+    let entry = match reader {
+        // the docker CLI reads every key as a host
+        Reader::DockerCli => auths.get(host).or_else(|| {
+            auths
+                .iter()
+                .find(|(k, _)| normalize(k) == want)
+                .map(|(_, e)| e)
+        }),
+        // containers/image: the most specific `host/namespace` key first, then the host; a
+        // namespaced key (`podman login ghcr.io/org`) is for repositories under it only
+        Reader::ContainersImage => scopes(repo).find_map(|scope| auths.get(scope)).or_else(|| {
+            auths
+                .iter()
+                .find(|(k, _)| !namespaced(k) && normalize(k) == want)
+                .map(|(_, e)| e)
+        }),
+    };
     match entry
         .and_then(|e| e.get("auth"))
         .and_then(|a| a.as_str())
@@ -107,6 +120,17 @@ pub fn stored_login(text: &str, host: &str, reader: Reader) -> StoredLogin {
         Some(c) => StoredLogin::Basic(c),
         None => StoredLogin::Missing,
     }
+}
+
+/// `host/a/b`, then `host/a`, then `host`: the keys containers/image tries for a repository.
+fn scopes(repo: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(repo), |r| r.rfind('/').map(|i| &r[..i]))
+}
+
+/// A `host/namespace` key: no scheme (a scheme marks the older `https://host/v1/` form, whose
+/// path is not a namespace) and a path.
+fn namespaced(key: &str) -> bool {
+    !key.contains("://") && key.contains('/')
 }
 
 /// A login file key as a bare host: no scheme, no path; docker.io's spellings are one host.
@@ -196,6 +220,36 @@ mod tests {
             StoredLogin::Missing
         );
         assert_eq!(format!("{c:?}"), "Credentials(hub, password hidden)");
+    }
+
+    #[test]
+    fn a_namespaced_podman_login_is_for_its_namespace_only() {
+        let file = format!(
+            r#"{{"auths": {{"ghcr.io/otherorg": {{"auth": "{}"}}, "ghcr.io/gilmanlab": {{"auth": "{}"}}}}}}"#,
+            basic("other", "o"),
+            basic("ours", "p")
+        );
+        let r = Reader::ContainersImage;
+        let StoredLogin::Basic(c) = stored_login(&file, "ghcr.io/gilmanlab/headjack", r) else {
+            panic!()
+        };
+        assert_eq!(c.username, "ours");
+        assert_eq!(
+            stored_login(&file, "ghcr.io/third/x", r),
+            StoredLogin::Missing
+        );
+        let with_host = file.replacen(
+            "{\"auths\": {",
+            &format!(
+                r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}, "#,
+                basic("any", "a")
+            ),
+            1,
+        );
+        let StoredLogin::Basic(c) = stored_login(&with_host, "ghcr.io/third/x", r) else {
+            panic!("{with_host}")
+        };
+        assert_eq!(c.username, "any");
     }
 
     #[test]

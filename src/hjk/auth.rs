@@ -16,6 +16,7 @@ pub use crate::backend::Credentials;
 use crate::backend::Login;
 use crate::engine::Engine;
 use crate::error::UserError;
+use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 use anyhow::Result;
 use camino::Utf8PathBuf;
@@ -143,7 +144,7 @@ pub async fn resolve(
     settings: &AuthSettings,
     vars: &BTreeMap<String, String>,
     engine: &Engine,
-    host: &str,
+    repo: &ImageRef,
 ) -> Result<Option<Credentials>> {
     let need = |k: &str| -> Result<String, UserError> {
         vars.get(k)
@@ -157,7 +158,10 @@ pub async fn resolve(
             })
     };
     Ok(Some(match settings.mode {
-        AuthMode::DockerConfig => return engine.stored_credentials(vars, host).await,
+        AuthMode::DockerConfig => {
+            let name = format!("{}/{}", repo.registry(), repo.repository());
+            return engine.stored_credentials(vars, &name).await;
+        }
         AuthMode::Ghcr => Credentials {
             username: need("GITHUB_ACTOR")?,
             password: need("GITHUB_TOKEN")?,

@@ -371,7 +371,7 @@ pub async fn merge_command(
     }
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
     let gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
-    let creds = auth::resolve(&spec.auth, vars, engine, repo.registry()).await?;
+    let creds = auth::resolve(&spec.auth, vars, engine, &repo).await?;
     let registry = Registry::new(&repo, creds.clone());
     let publishing = Publishing {
         gates: gates.as_ref(),
@@ -547,7 +547,7 @@ async fn check(
             login: spec.auth.mode != AuthMode::DockerConfig,
         })
         .await?;
-    let creds = auth::resolve(&spec.auth, vars, engine, spec.registry.registry()).await?;
+    let creds = auth::resolve(&spec.auth, vars, engine, &spec.registry).await?;
     Ok((creds, gates))
 }
 
