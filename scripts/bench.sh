@@ -72,14 +72,20 @@ if want 1; then
     -n "ocx build (cold)" "$ocx --backend podman --progress plain build" \
     -n "podman build (raw)" "${raw[*]}")
 fi
-if want 2; then
+# noop DIR NAME OUT IMAGES...: on each engine, a build in DIR, then its no-op vs one inspect
+noop() {
+  local dir=$1 name=$2 out=$3 engine
+  shift 3
   for engine in podman docker; do
-    (cd "$work/plain" && "$ocx" --backend $engine build >/dev/null 2>&1)
-    (cd "$work/plain" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
-      --export-json "$work/noop-$engine.json" \
-      -n "ocx build (no-op)" "$ocx --backend $engine build" \
-      -n "$engine image inspect" "$engine image inspect $base $image")
+    (cd "$dir" && "$ocx" --backend $engine build >/dev/null 2>&1)
+    (cd "$dir" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
+      --export-json "$work/$out-$engine.json" \
+      -n "$name" "$ocx --backend $engine build" \
+      -n "$engine image inspect" "$engine image inspect $*")
   done
+}
+if want 2; then
+  noop "$work/plain" "ocx build (no-op)" noop "$base" "$image"
 fi
 
 # --- 3: a base built from a Dockerfile whose context holds 100k files ----------------------
@@ -101,13 +107,7 @@ PY
   cat >"$big/ocx.json" <<JSON
 {"custom_base_image": "bench-big/base", "custom_base_dockerfile": "Dockerfile", "opencode_version": "$version", "opencode_source": "npm", "uid": 1000, "gid": 1000}
 JSON
-  for engine in podman docker; do
-    (cd "$big" && "$ocx" --backend $engine build >/dev/null 2>&1)
-    (cd "$big" && hyperfine -N --style basic --warmup 3 --runs "${BENCH_NOOP_RUNS:-30}" \
-      --export-json "$work/big-$engine.json" \
-      -n "ocx build (no-op, 100k files)" "$ocx --backend $engine build" \
-      -n "$engine image inspect" "$engine image inspect bench-big/base ocx-bench-big-base:$version-$user_tag")
-  done
+  noop "$big" "ocx build (no-op, 100k files)" big bench-big/base "ocx-bench-big-base:$version-$user_tag"
 fi
 
 # --- 4: edit -> shell against the Dev Containers CLI on docker ------------------------------

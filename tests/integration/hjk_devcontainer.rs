@@ -332,6 +332,22 @@ fn run_in(engine: &str, image: &str, cmd: &str) -> String {
     crate::util::engine_stdout(engine, &["run", "--rm", image, "sh", "-c", cmd])
 }
 
+/// `resolve --build` again, unchanged: it prints `image`, says it is up to date, and its only
+/// engine call is one `image inspect`.
+fn no_op_is_one_inspect(env: &TestEnv, engine: &str, image: &str) {
+    env.clear_log();
+    let (code, stdout, stderr) = run(env, &["--build", "--backend", engine]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, format!("{image}\n").as_str()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is up to date"), "{stderr}");
+    let calls = env.log();
+    assert_eq!(calls.len(), 1, "a no-op is one engine call: {calls:?}");
+    assert_eq!(calls[0][1..3], ["image", "inspect"], "{calls:?}");
+}
+
 fn image_exists(engine: &str, image: &str) -> bool {
     std::process::Command::new(engine)
         .args(["image", "inspect", image])
@@ -376,17 +392,7 @@ fn build_target_numeric(engine: &str) {
     for (what, text) in [("argv", &all), ("stdout", &stdout), ("stderr", &stderr)] {
         assert!(!text.contains(&secret), "the value is in {what}: {text}");
     }
-    env.clear_log();
-    let (code, stdout, stderr) = run(&env, &["--build", "--backend", engine]);
-    assert_eq!(
-        (code, stdout.as_str()),
-        (0, format!("{image}\n").as_str()),
-        "{stderr}"
-    );
-    assert!(stderr.contains("is up to date"), "{stderr}");
-    let calls = env.log();
-    assert_eq!(calls.len(), 1, "a no-op is one engine call: {calls:?}");
-    assert_eq!(calls[0][1..3], ["image", "inspect"], "{calls:?}");
+    no_op_is_one_inspect(&env, engine, &image);
     // the same bytes rewritten (a checkout), and a file the Dockerfile never copies
     let dockerfile = env.project().join(".devcontainer/Dockerfile");
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -491,12 +497,7 @@ fn docker_features_are_delegated_to_the_real_devcontainer_cli() {
         run_in("docker", &image, "cat /etc/my-feature"),
         "hi from the test"
     );
-    env.clear_log();
-    let (code, stdout, stderr) = run(&env, &["--build", "--backend", "docker"]);
-    assert_eq!((code, stdout.trim()), (0, image.as_str()), "{stderr}");
-    let calls = env.log();
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0][1..3], ["image", "inspect"]);
+    no_op_is_one_inspect(&env, "docker", &image);
     // another option value is another image
     env.set("GREETING", "changed");
     let (code, stdout, stderr) = run(&env, &["--build", "--json", "--backend", "docker"]);
@@ -572,12 +573,7 @@ fn docker_compose_is_delegated_to_the_real_devcontainer_cli() {
     assert!(stderr.contains("@devcontainers/cli"), "{stderr}");
     let image = v["image"].as_str().unwrap().to_string();
     assert_eq!(run_in("docker", &image, "cat /app.txt"), nonce);
-    env.clear_log();
-    let (code, stdout, stderr) = run(&env, &["--build", "--backend", "docker"]);
-    assert_eq!((code, stdout.trim()), (0, image.as_str()), "{stderr}");
-    let calls = env.log();
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0][1..3], ["image", "inspect"]);
+    no_op_is_one_inspect(&env, "docker", &image);
     rmi("docker", &image);
 }
 

@@ -70,9 +70,17 @@ fn runs_opencode(env: &TestEnv) {
 
 /// `ocx build --force`: the final image is built again, so the plan line is printed.
 fn build(env: &TestEnv) -> crate::util::Out {
+    forced(env).run()
+}
+
+fn forced(env: &TestEnv) -> crate::util::Run {
     env.ocx(&["--progress", "plain", "build", "--force"])
         .status(0)
-        .run()
+}
+
+/// [`build`], whose output must say `text` (the plan line it printed).
+fn build_saying(env: &TestEnv, text: &str) -> crate::util::Out {
+    forced(env).stderr_has(text).run()
 }
 
 /// `ocx build`, as a user runs it: builds only what is missing or stale.
@@ -114,12 +122,9 @@ on_both_engines!(
          USER vscode\n",
         r#", "uid": 1000, "gid": 1000"#,
     );
-        let out = super::build(&env);
-        assert!(
-            out.stderr
-                .contains("container user vscode from the base, as it is (uid 1000, gid 1000, home /home/vscode)"),
-            "{}",
-            out.stderr
+        super::build_saying(
+            &env,
+            "container user vscode from the base, as it is (uid 1000, gid 1000, home /home/vscode)",
         );
         let lines = super::exec(
             &env,
@@ -160,13 +165,7 @@ on_both_engines!(
          USER vscode\n",
             r#", "uid": 1000, "gid": 1000"#,
         );
-        let out = super::build(&env);
-        assert!(
-            out.stderr
-                .contains("container user vscode from the base, as it is"),
-            "{}",
-            out.stderr
-        );
+        let out = super::build_saying(&env, "container user vscode from the base, as it is");
         let image = super::built_image(&out);
         assert_eq!(super::inspect(engine, &image, "{{.Config.User}}"), "1000");
         let lines = super::exec(&env, "id -un; id -G; sudo -n true && echo sudo-ok");
@@ -187,13 +186,7 @@ on_both_engines!(
           && echo registry=x >/home/node/.npmrc && chown node: /home/node/.npmrc\n",
             r#", "uid": 1001, "gid": 1001"#,
         );
-        let out = super::build(&env);
-        assert!(
-            out.stderr
-                .contains("container user node from the base, uid 1000 changed"),
-            "{}",
-            out.stderr
-        );
+        super::build_saying(&env, "container user node from the base, uid 1000 changed");
         let lines = super::exec(
             &env,
             &format!("{}; stat -c %u:%g $HOME/.npmrc; id -Gn", super::WHO),
@@ -455,13 +448,7 @@ on_both_engines!(
         r#", "uid": 1000, "gid": 1000"#,
     );
         super::copy_tree(&super::musl_runtime(), &env.project().join("runtime"));
-        let out = super::build(&env);
-        assert!(
-            out.stderr
-                .contains("has a musl loader: using opencode_variant musl"),
-            "{}",
-            out.stderr
-        );
+        super::build_saying(&env, "has a musl loader: using opencode_variant musl");
         super::runs_opencode(&env);
         let lines = super::exec(&env, "id -u; id -g; echo $HOME");
         assert_eq!(lines, ["1000", "1000", "/home/developer"]);

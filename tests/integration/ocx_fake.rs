@@ -16,6 +16,20 @@ fn final_tag() -> &'static str {
 const BIN: &str = "ocx-opencode:1.2.3-standard-amd64";
 const BIN_MUSL: &str = "ocx-opencode:1.2.3-musl-amd64";
 
+/// The inspect a docker build starts with, and all a no-op runs: base, both binary images and
+/// the final image in one call.
+fn the_one_inspect() -> [&'static str; 7] {
+    [
+        "docker",
+        "image",
+        "inspect",
+        BASE,
+        BIN,
+        BIN_MUSL,
+        final_tag(),
+    ]
+}
+
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
 fn fake_elf(machine: u8) -> Vec<u8> {
     let mut b = vec![0u8; 128];
@@ -103,18 +117,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     env.images_exist(&[(BASE, "null")]);
     env.ocx(&["build"]).status(0).run();
     let log = env.log();
-    assert_eq!(
-        log[0],
-        [
-            "docker",
-            "image",
-            "inspect",
-            BASE,
-            BIN,
-            BIN_MUSL,
-            final_tag()
-        ]
-    );
+    assert_eq!(log[0], the_one_inspect());
     assert_eq!(log[1], ["docker", "buildx", "version"]);
     // the binary image first (FROM scratch, only the binary), then the final image
     let bin = builds_of(&log, BIN);
@@ -166,18 +169,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     );
     env.clear_log();
     let out = env.ocx(&["build"]).status(0).run();
-    assert_eq!(
-        env.log(),
-        [[
-            "docker",
-            "image",
-            "inspect",
-            BASE,
-            BIN,
-            BIN_MUSL,
-            final_tag()
-        ]]
-    );
+    assert_eq!(env.log(), [the_one_inspect()]);
     assert!(
         out.stderr
             .contains(&format!("{} is up to date", final_tag())),

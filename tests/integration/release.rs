@@ -605,9 +605,7 @@ fn a_failing_scan_holds_only_that_variants_tags() {
     else {
         return;
     };
-    fake_gate_tools(&env);
-    std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
-    env.fake_reply("trivy-findings-match", "top/.trivyignore");
+    scan_finds_something_in_top(&env, &images);
     let meta = env.root().join("gated.json").display().to_string();
     let gates_dir = env.root().join("gates").display().to_string();
     let mut args = release_args(&images, &repo, "linux/amd64", &meta);
@@ -801,6 +799,14 @@ pub(crate) fn run_make(
 }
 
 /// Fake cosign, syft and trivy in the test's bin dir.
+/// The fake gate tools, whose trivy finds something in `top` (it matches top's .trivyignore
+/// in its argv) and nothing elsewhere, until `fake/trivy-findings-match` is removed.
+fn scan_finds_something_in_top(env: &TestEnv, images: &str) {
+    fake_gate_tools(env);
+    std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
+    env.fake_reply("trivy-findings-match", "top/.trivyignore");
+}
+
 pub(crate) fn fake_gate_tools(env: &TestEnv) {
     for tool in ["cosign", "syft", "trivy"] {
         std::os::unix::fs::symlink(
@@ -944,9 +950,7 @@ fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
     else {
         return;
     };
-    fake_gate_tools(&env);
-    std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
-    env.fake_reply("trivy-findings-match", "top/.trivyignore");
+    scan_finds_something_in_top(&env, &images);
     let meta = env.root().join("holds.json").display().to_string();
     let gates_dir = env.root().join("gates").display().to_string();
     let mut both = release_args(&images, &repo, "linux/amd64,linux/arm64", &meta);
