@@ -45,13 +45,74 @@ pub(crate) fn password() -> Option<String> {
     }
 }
 
-/// A repository no other test or run uses.
-pub(crate) fn fresh_repo(name: &str) -> String {
+/// A repository no other test or run uses. Its local images (the staged builds and what
+/// merge or verify pulled) are removed from podman and docker when it drops, so `make test`
+/// does not grow the engines' storage by a few hundred MB per run.
+pub(crate) fn fresh_repo(name: &str) -> Repo {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("{REGISTRY}/hjk-test/{name}-{}-{nanos}", std::process::id())
+    Repo(format!(
+        "{REGISTRY}/hjk-test/{name}-{}-{nanos}",
+        std::process::id()
+    ))
+}
+
+pub(crate) struct Repo(String);
+
+impl std::ops::Deref for Repo {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        for engine in ["podman", "docker"] {
+            // the tags first (an image another repository also names only loses ours), then
+            // what is left under this name with digests only (a pull by digest), one by one:
+            // podman gives up on a whole list at the first image it may not remove
+            for by_id in [false, true] {
+                let Ok(out) = Command::new(engine)
+                    .args(["images", "--format", "{{.ID}} {{.Repository}} {{.Tag}}"])
+                    .output()
+                else {
+                    break;
+                };
+                let names: std::collections::BTreeSet<String> =
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .filter_map(|l| {
+                            let mut w = l.split(' ');
+                            Some((w.next()?, w.next()?, w.next()?))
+                        })
+                        .filter(|(_, r, t)| *r == self.0 && by_id == (*t == "<none>"))
+                        .map(|(id, r, t)| if by_id { id.into() } else { format!("{r}:{t}") })
+                        .collect();
+                let batches: Vec<Vec<String>> = if by_id {
+                    names.into_iter().map(|n| vec![n]).collect()
+                } else {
+                    vec![names.into_iter().collect()]
+                };
+                for b in batches.into_iter().filter(|b| !b.is_empty()) {
+                    let _ = Command::new(engine)
+                        .arg("rmi")
+                        .args(&b)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
 }
 
 pub(crate) fn copy_fixture(env: &TestEnv) -> String {
@@ -192,7 +253,7 @@ pub(crate) struct Setup {
     pub env: TestEnv,
     pub images: String,
     pub auth: PathBuf,
-    pub repo: String,
+    pub repo: Repo,
 }
 
 pub(crate) fn setup(engine: Option<&str>, name: &str) -> Option<Setup> {
