@@ -175,10 +175,15 @@ CONF
 
 start_dockerd() {
   "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
-  if [ -n "$DRY" ]; then as_root dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}"; return 0; fi
-  ${SUDO:+"$SUDO"} nohup dockerd --storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}" >"$STATE/dockerd.log" 2>&1 &
+  # started through sudo, its socket belongs to the user's own group, so docker (and the tests)
+  # reach it without sudo or a new login into the docker group
+  local opts=(--storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}")
+  [ -z "$SUDO" ] || opts+=(--group "$(id -gn)")
+  if [ -n "$DRY" ]; then as_root dockerd "${opts[@]}"; return 0; fi
+  ${SUDO:+"$SUDO"} nohup dockerd "${opts[@]}" >"$STATE/dockerd.log" 2>&1 &
   echo $! >"$STATE/dockerd.pid"
-  for _ in $(seq 1 150); do "${DOCKER[@]}" info >/dev/null 2>&1 && return 0; sleep 0.2; done
+  DOCKER=(docker)
+  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
   tail -40 "$STATE/dockerd.log"; die "dockerd did not start"
 }
 
@@ -212,14 +217,24 @@ busybox_rootfs() {
 debian_rootfs() { # amd64|arm64; a foreign arch runs debootstrap's second stage under qemu
   local arch=$1 out="$STATE/debian-bookworm-$1.tar.gz" w="$STATE/work-debian-$1"
   [ -s "$out" ] && return 0
-  rm -rf "$w"
+  # the tree debootstrap makes is root's (with 0600 files like /etc/shadow): every step on it
+  # goes through sudo, and the tarball is handed back to the user
+  as_root rm -rf "$w"
   log "debootstrap --arch=$arch --variant=minbase bookworm (amd64 ~30 s, arm64 ~2 min)"
-  ${SUDO:+"$SUDO"} debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap-$arch.log" 2>&1 \
+  if [ -n "$DRY" ]; then
+    as_root debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)"
+    as_root tar --numeric-owner -C "$w" -czf "$out.tmp" .
+    return 0
+  fi
+  as_root debootstrap --arch="$arch" --variant=minbase bookworm "$w" "$(mirror)" >"$STATE/debootstrap-$arch.log" 2>&1 \
     || { tail -30 "$STATE/debootstrap-$arch.log"; die "debootstrap failed"; }
-  # apt inside the image should use the same mirror the host reaches
-  rm -rf "$w"/var/cache/apt/archives/*.deb "$w"/var/lib/apt/lists/*
-  tar --numeric-owner -C "$w" -czf "$out.tmp" . && mv "$out.tmp" "$out"
-  rm -rf "$w"
+  # apt inside the image should use the same mirror the host reaches ($1 is the tree)
+  # shellcheck disable=SC2016
+  as_root sh -c 'rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' sh "$w"
+  as_root tar --numeric-owner -C "$w" -czf "$out.tmp" .
+  as_root chown "$(id -u):$(id -g)" "$out.tmp"
+  mv "$out.tmp" "$out"
+  as_root rm -rf "$w"
 }
 
 import_image() { # tarball ref arch [podman-only]
@@ -270,15 +285,20 @@ base_images() {
 DEVCONTAINER_CLI_VERSION=0.89.0
 install_devcontainer_cli() {
   [ "$(devcontainer --version 2>/dev/null)" = "$DEVCONTAINER_CLI_VERSION" ] && return 0
+  if [ -n "$DRY" ]; then
+    command -v npm >/dev/null || as_root apt-get install -y -qq --no-install-recommends nodejs npm
+    as_root npm install -g --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION"
+    return 0
+  fi
   if ! command -v npm >/dev/null; then
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >"$STATE/apt-node.log" 2>&1 \
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq --no-install-recommends nodejs npm >"$STATE/apt-node.log" 2>&1 \
       || { tail -30 "$STATE/apt-node.log"; die "apt-get install nodejs npm failed"; }
   fi
   local major
   major=$(node -p 'process.versions.node.split(".")[0]')
   [ "$major" -ge 20 ] || die "node $major is too old for @devcontainers/cli (needs >= 20)"
-  $SUDO npm install -g --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >"$STATE/npm-devcontainer.log" 2>&1 \
+  as_root npm install -g --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINER_CLI_VERSION" >"$STATE/npm-devcontainer.log" 2>&1 \
     || { tail -30 "$STATE/npm-devcontainer.log"; die "npm install @devcontainers/cli failed"; }
 }
 
@@ -291,7 +311,13 @@ cmd_up() {
   start_registry;     log "registry on 127.0.0.1:5000"
   start_auth_registry; log "password registry on 127.0.0.1:5001"
   start_dockerd
-  if [ -n "$DRY" ]; then log "dry run: base images are imported from rootfs tarballs"; return 0; fi
+  if [ -n "$DRY" ]; then
+    # what needs root on the way to the base images and the Dev Containers CLI
+    debian_rootfs amd64
+    debian_rootfs arm64
+    install_devcontainer_cli
+    return 0
+  fi
   log "dockerd $("${DOCKER[@]}" version -f '{{.Server.Version}}')"
   base_images;        log "base images ok ($((SECONDS - t0))s)"
   install_devcontainer_cli; log "devcontainer $(devcontainer --version)"

@@ -78,6 +78,12 @@ impl Engine {
         self.runner.note(text);
     }
 
+    /// Whether a line of a failed build's output is the engine's summary of the failed step,
+    /// not what the step's program printed.
+    pub fn step_failure(&self, line: &str) -> bool {
+        self.backend.step_failure(line)
+    }
+
     pub fn multi_platform(&self) -> MultiPlatform {
         self.backend.multi_platform()
     }

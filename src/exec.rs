@@ -121,6 +121,11 @@ pub trait OutputParser: Sync {
     fn noise(&self, _line: &str) -> bool {
         false
     }
+    /// The engine's own summary of a failed step (not what the step's program printed), so a
+    /// workflow reading a failure's last lines can tell the two apart.
+    fn step_failure(&self, _line: &str) -> bool {
+        false
+    }
 }
 
 pub struct NoParser;
@@ -609,12 +614,13 @@ mod tests {
     async fn non_utf8_output_is_drained_and_decoded_lossily() {
         let rep = Arc::new(Collect(Mutex::new(Vec::new())));
         let runner = Runner::new(rep.clone(), false);
-        // 200 lines with an invalid byte each, more than a pipe buffer, then a marker
-        let script = r#"i=0; while [ $i -lt 2000 ]; do printf 'caf\351 %s\n' $i; i=$((i+1)); done; echo done"#;
+        // 10000 lines with an invalid byte each (about 100 KB, more than a 64 KiB pipe
+        // buffer), then a marker
+        let script = r#"i=0; while [ $i -lt 10000 ]; do printf 'caf\351 %s\n' $i; i=$((i+1)); done; echo done"#;
         let inv = Invocation::new("sh").args(["-c", script]);
         runner.stream(&inv, &NoParser).await.unwrap();
         let lines = rep.0.lock().unwrap();
-        assert_eq!(lines.len(), 2001);
+        assert_eq!(lines.len(), 10001);
         assert_eq!(lines[0], "caf\u{fffd} 0");
         assert_eq!(lines.last().unwrap(), "done");
     }

@@ -74,6 +74,10 @@ impl OutputParser for Apple {
         super::buildkit_step(line)
     }
 
+    fn step_failure(&self, line: &str) -> bool {
+        super::buildkit_step_failure(line)
+    }
+
     fn hint(&self, tail: &[String]) -> Option<String> {
         hint_from(
             tail,

@@ -291,10 +291,11 @@ pub(crate) fn missing_executable(out: &Captured) -> bool {
             || text.contains("not found"))
 }
 
-/// One field of a CSV-parsed flag value (`--mount`): quoted when it holds `,` or `"`, the way
-/// Go's encoding/csv reads it, which docker and podman both use.
+/// One field of a CSV-parsed flag value (`--mount`): quoted when it holds `,`, `"` or a line
+/// break, the way Go's encoding/csv reads it, which docker and podman both use (unquoted, a
+/// line break ends the record and the rest of the path is lost).
 pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -304,6 +305,15 @@ pub(crate) fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_fields_quote_what_go_would_split_on() {
+        assert_eq!(csv_field("source=/a/b"), "source=/a/b");
+        assert_eq!(csv_field("source=/a,b"), "\"source=/a,b\"");
+        assert_eq!(csv_field("source=/a\"b"), "\"source=/a\"\"b\"");
+        assert_eq!(csv_field("source=/a\nb"), "\"source=/a\nb\"");
+        assert_eq!(csv_field("source=/a\rb"), "\"source=/a\rb\"");
+    }
 
     #[test]
     fn missing_is_an_answer_but_a_dead_daemon_is_not() {

@@ -98,6 +98,12 @@ impl OutputParser for Docker {
     fn noise(&self, line: &str) -> bool {
         LEGACY_NOTICE.iter().any(|n| line.contains(n)) || line.trim() == LEGACY_NOTICE_END
     }
+
+    /// The classic builder's `The command '...' returned a non-zero code: 127`, BuildKit's
+    /// `ERROR: failed to solve: process "..." did not complete successfully`.
+    fn step_failure(&self, line: &str) -> bool {
+        line.contains("returned a non-zero code") || super::buildkit_step_failure(line)
+    }
 }
 
 impl Backend for Docker {
@@ -693,6 +699,16 @@ mod tests {
         assert_eq!(infos[1].architectures, ["arm64"]);
         assert_eq!(infos[1].label("x"), Some("y"));
         assert_eq!(infos[1].user.as_deref(), Some("node"));
+    }
+
+    #[test]
+    fn step_failure_summaries_of_both_builders() {
+        let d = Docker::new("docker");
+        assert!(d.step_failure(
+            "The command '/usr/local/bin/opencode --version' returned a non-zero code: 127"
+        ));
+        assert!(d.step_failure("ERROR: failed to solve: process \"/usr/local/bin/opencode --version\" did not complete successfully: exit code: 127"));
+        assert!(!d.step_failure("/bin/sh: 1: /usr/local/bin/opencode: not found"));
     }
 
     #[test]

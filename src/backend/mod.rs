@@ -420,6 +420,12 @@ pub(crate) fn buildkit_step(line: &str) -> Option<Step> {
     step_from(re, line)
 }
 
+/// BuildKit's summary of a failed RUN (`ERROR: failed to solve: process "/bin/sh -c x" did not
+/// complete successfully: exit code: 1`, and the `ERROR: process ...` line before it).
+pub(crate) fn buildkit_step_failure(line: &str) -> bool {
+    line.contains("did not complete successfully")
+}
+
 pub(crate) fn step_from(re: &regex::Regex, line: &str) -> Option<Step> {
     let c = re.captures(line.trim_end())?;
     Some(Step {

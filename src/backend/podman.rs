@@ -99,6 +99,11 @@ impl OutputParser for Podman {
             ],
         )
     }
+
+    /// buildah's `Error: building at STEP "RUN ...": while running runtime: exit status 1`.
+    fn step_failure(&self, line: &str) -> bool {
+        line.trim_start().starts_with("Error: building at STEP")
+    }
 }
 
 impl Backend for Podman {
@@ -590,6 +595,15 @@ mod tests {
                 ..Default::default()
             })
             .is_err());
+    }
+
+    #[test]
+    fn buildah_step_failure_summary() {
+        let p = Podman::new("podman", false);
+        assert!(p.step_failure("Error: building at STEP \"RUN /usr/local/bin/opencode --version\": while running runtime: exit status 127"));
+        assert!(
+            !p.step_failure("Error relocating /usr/local/bin/opencode: fcntl64: symbol not found")
+        );
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! `hjk images build | list | resolve` (Headjack): clap definitions and the call into
 //! [`crate::hjk`].
 
-use crate::backend::Remote;
+use crate::hjk::commands::{self, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs};
 use crate::hjk::gates::GateFlags;
-use crate::hjk::release::{self as hjk_release, MergeSpec, ReleaseSpec};
-use crate::hjk::{auth_settings, images, resolve, ImagesOptions, Session};
+use crate::hjk::ImagesOptions;
 use crate::report::ProgressMode;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
@@ -36,7 +35,7 @@ pub struct Which {
     /// The variant, with its parents.
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     variant: Option<String>,
-    /// Every variant.
+    /// Every variant in variants.yaml, parents first.
     #[arg(long)]
     all: bool,
 }
@@ -122,13 +121,19 @@ pub struct ReleaseArgs {
 }
 
 impl ReleaseArgs {
-    fn gates(&self) -> GateFlags {
-        GateFlags {
-            sign: self.sign,
-            sbom: self.sbom,
-            scan: self.scan,
-            severity: self.scan_severity.clone(),
-            out_dir: self.gates_dir.clone(),
+    fn flags(self) -> PublishFlags {
+        PublishFlags {
+            gates: GateFlags {
+                sign: self.sign,
+                sbom: self.sbom,
+                scan: self.scan,
+                severity: self.scan_severity,
+                out_dir: self.gates_dir,
+            },
+            auth: self.auth,
+            creds_stdin: self.creds_stdin,
+            metadata_file: self.metadata_file,
+            force_tags: self.force_tags,
         }
     }
 }
@@ -213,7 +218,7 @@ pub enum ImagesCommand {
     /// Print a variant's digest: the index digest from a release metadata file, else the local
     /// image's digest (or id).
     Digest {
-        /// The variant.
+        /// The variant whose digest to print.
         #[arg(long)]
         variant: String,
         #[command(flatten)]
@@ -275,12 +280,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             no_fastfail,
             progress,
         } => {
-            let opts = engine.options(progress, dry_run);
-            let mut s = Session::open(&opts, &vars, which.named())?;
-            s.spec.push = push;
-            s.spec.no_cache = no_cache;
-            s.spec.no_fastfail = no_fastfail;
-            images::build_command(&s).await
+            commands::build(
+                &engine.options(progress, dry_run),
+                &vars,
+                which.named(),
+                BuildFlags {
+                    push,
+                    no_cache,
+                    no_fastfail,
+                },
+            )
+            .await
         }
         ImagesCommand::Release {
             which,
@@ -293,27 +303,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             dry_run,
             progress,
         } => {
-            let opts = engine.options(progress, dry_run);
-            let mut s = Session::open(&opts, &vars, which.named())?;
-            let spec = ReleaseSpec {
-                variants: s.spec.variants.clone(),
-                platforms: s.spec.platforms.clone(),
-                registry: s.spec.registry.clone(),
-                version: s.spec.version.clone(),
-                base_image: s.spec.base_image.clone(),
-                push_by_digest,
-                metadata_file: release.metadata_file.clone(),
-                gates: release.gates(),
-                auth: auth_settings(release.auth.as_deref(), &s.config, release.creds_stdin)?,
-                remote: Remote {
+            commands::release(
+                &engine.options(progress, dry_run),
+                &vars,
+                which.named(),
+                release.flags(),
+                ReleaseFlags {
+                    push_by_digest,
                     builder,
                     connection,
-                    container_host: vars.contains_key("CONTAINER_HOST"),
+                    no_cache,
                 },
-                no_cache,
-                force_tags: release.force_tags,
-            };
-            hjk_release::release_command(&mut s.engine, &s.graph, &spec, &vars).await
+            )
+            .await
         }
         ImagesCommand::Merge {
             files,
@@ -323,39 +325,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             release,
             progress,
         } => {
-            let version = version.as_deref().map(images::parse_version).transpose()?;
-            let (mut engine, cfg) =
-                crate::hjk::open_merge_engine(backend.as_deref(), &vars, progress)?;
-            let spec = MergeSpec {
+            let args = MergeArgs {
                 files,
-                images_dir,
                 version,
-                metadata_file: release.metadata_file.clone(),
-                gates: release.gates(),
-                auth: auth_settings(release.auth.as_deref(), &cfg, release.creds_stdin)?,
-                force_tags: release.force_tags,
+                backend,
+                images_dir,
+                progress,
             };
-            hjk_release::merge_command(&mut engine, &spec, &vars).await
+            commands::merge(&vars, args, release.flags()).await
         }
         ImagesCommand::Digest {
             variant,
             engine,
             metadata_file,
         } => {
-            let s = Session::open(
-                &engine.options(ProgressMode::Plain, false),
-                &vars,
-                vec![variant.clone()],
-            )?;
-            hjk_release::digest_command(&s, &variant, metadata_file.as_deref()).await
+            let opts = engine.options(ProgressMode::Plain, false);
+            commands::digest(&opts, &vars, variant, metadata_file.as_deref()).await
         }
         ImagesCommand::List { engine, json } => {
-            let s = Session::open(
-                &engine.options(ProgressMode::Plain, false),
-                &vars,
-                Vec::new(),
-            )?;
-            images::list_command(&s, json).await
+            commands::list(&engine.options(ProgressMode::Plain, false), &vars, json).await
         }
         ImagesCommand::Resolve {
             image,
@@ -365,14 +353,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             backend,
             json,
         } => {
-            let project = super::project_dir(project.as_deref())?;
-            let req = resolve::Request {
-                project: &project,
+            let args = ResolveArgs {
+                project: project.as_deref(),
                 image: image.as_deref(),
                 config: config.as_deref(),
-                vars: &vars,
+                backend: backend.as_deref(),
+                build,
+                json,
             };
-            resolve::command(&req, backend.as_deref(), build, json).await
+            commands::resolve(&vars, args).await
         }
     }
 }

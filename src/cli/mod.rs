@@ -70,26 +70,3 @@ where
         }
     }
 }
-
-/// The project directory: `--project` or the current directory, canonical and UTF-8. A path
-/// the user can fix is exit 2.
-pub(crate) fn project_dir(
-    flag: Option<&camino::Utf8Path>,
-) -> Result<camino::Utf8PathBuf, crate::error::UserError> {
-    use crate::error::UserError;
-    let dir = match flag {
-        Some(p) => p.to_owned(),
-        None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| UserError(format!("cannot read the current directory: {e}")))?;
-            camino::Utf8PathBuf::from_path_buf(cwd).map_err(|p| {
-                UserError(format!(
-                    "the project path {} is not valid UTF-8; rename it or pass --project",
-                    p.display()
-                ))
-            })?
-        }
-    };
-    dir.canonicalize_utf8()
-        .map_err(|e| UserError(format!("project directory {dir}: {e}")))
-}

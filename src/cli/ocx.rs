@@ -121,7 +121,7 @@ pub fn main() -> ExitCode {
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Context {
-        project: super::project_dir(cli.global.project.as_deref())?,
+        project: crate::dirs::project_dir(cli.global.project.as_deref())?,
         env: ConfigEnv::from_process(),
         flags: cli.config.0,
         progress: cli.global.progress,
@@ -141,11 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .await
         }
-        Command::Opencode { args } => {
-            let mut cmd = vec![crate::ocx::dockerfile::BINARY_PATH.to_string()];
-            cmd.extend(args);
-            ocx::run(&ctx, cmd).await
-        }
+        Command::Opencode { args } => ocx::opencode(&ctx, args).await,
         Command::Exec { command } => ocx::run(&ctx, command).await,
         Command::Config {
             command: ConfigCommand::Show,

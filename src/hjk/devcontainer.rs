@@ -9,8 +9,10 @@
 //! - a `${localEnv:VAR:default}` default keeps its colons (the CLI cuts it at the first one,
 //!   devcontainers/cli#719).
 //!
-//! `${devcontainerId}` stays as written, as `devcontainer build` leaves it: only `up`
-//! substitutes it, and the spec reserves it for properties used after the build.
+//! `${devcontainerId}` is refused in what names or builds the image (`image`, `build.*`, the
+//! legacy `dockerFile`/`context`, `dockerComposeFile`): the spec sets it when the container is
+//! created, after the build, and `devcontainer build` would pass it on literally. Elsewhere it
+//! stays as written, for `up`.
 
 use crate::error::UserError;
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
@@ -186,6 +188,7 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
     let env_args = env_args(&value, ctx.env);
     let vars = Vars::new(ctx, &value);
     let value = substitute(value, &vars)?;
+    refuse_container_time_ids(file, &value)?;
     let raw: Raw = serde_json::from_value(value.clone()).map_err(|e| malformed(&e))?;
     let dir = file.parent().map(Utf8Path::to_owned).unwrap_or_default();
     let features: Vec<String> = raw.features.unwrap_or_default().into_keys().collect();
@@ -359,7 +362,8 @@ impl<'a> Vars<'a> {
     }
 
     /// One `${...}` body, or `None` to leave it as written (the CLI's `build` leaves unknown
-    /// variables, `${devcontainerId}` and `${containerEnv:...}` unchanged).
+    /// variables, `${devcontainerId}` and `${containerEnv:...}` unchanged; the first is then
+    /// refused where it would reach a build, see [`refuse_container_time_ids`]).
     fn value(&self, body: &str) -> Result<Option<String>, String> {
         let (name, args) = match body.split_once(':') {
             Some((n, rest)) => (n, Some(rest)),
@@ -394,6 +398,41 @@ impl<'a> Vars<'a> {
                 .to_string(),
             _ => return Ok(None),
         }))
+    }
+}
+
+/// The properties that name or build the image: what hjk acts on before any container exists.
+const BUILD_TIME: [&str; 5] = [
+    "image",
+    "build",
+    "dockerFile",
+    "context",
+    "dockerComposeFile",
+];
+
+/// A `${devcontainerId}` left in a [`BUILD_TIME`] property, as an error naming where.
+fn refuse_container_time_ids(file: &Utf8Path, value: &Value) -> Result<(), UserError> {
+    fn find(v: &Value, path: String) -> Option<String> {
+        match v {
+            Value::String(s) if s.contains("${devcontainerId}") => Some(path),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| find(x, format!("{path}[{i}]"))),
+            Value::Object(map) => map.iter().find_map(|(k, x)| find(x, format!("{path}.{k}"))),
+            _ => None,
+        }
+    }
+    match BUILD_TIME
+        .iter()
+        .find_map(|k| find(value.get(*k)?, k.to_string()))
+    {
+        Some(at) => Err(UserError(format!(
+            "${{devcontainerId}} in {at} of {file}: the Dev Container spec sets it when the \
+             container is created, after the image is built, so it cannot name or build one; \
+             use ${{localWorkspaceFolderBasename}} or a fixed value"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -462,7 +501,8 @@ mod tests {
                  "args": { "TZ": "${localEnv:TZ:America/Los_Angeles}", "HOME_SET": "${localEnv:HOME}",
                            "EMPTY": "${localEnv:NOPE}", "WS": "${localWorkspaceFolderBasename}",
                            "CWS": "${containerWorkspaceFolder}", "URL": "${localEnv:U:http://x:8080/y}",
-                           "KEEP": "${containerEnv:PATH} ${unknown}", "ID": "${devcontainerId}" } } }"#,
+                           "KEEP": "${containerEnv:PATH} ${unknown}", "WF": "${localWorkspaceFolder}" } },
+               "mounts": [ "source=history-${devcontainerId},target=/h,type=volume" ] }"#,
             &[("HOME", "/root"), ("T", "dev")],
         )
         .unwrap();
@@ -491,8 +531,27 @@ mod tests {
         assert_eq!(args["CWS"], "/workspaces/proj");
         assert_eq!(args["URL"], "http://x:8080/y");
         assert_eq!(args["KEEP"], "${containerEnv:PATH} ${unknown}");
-        // as `devcontainer build` does: only `up` substitutes it
-        assert_eq!(args["ID"], "${devcontainerId}");
+        assert_eq!(args["WF"], "/home/u/proj");
+        // where it reaches an image name or a build, refused with where it is
+        for (text, at) in [
+            (
+                r#"{ "image": "x", "build": { "args": { "ID": "${devcontainerId}" } } }"#,
+                "build.args.ID",
+            ),
+            (r#"{ "image": "app-${devcontainerId}:dev" }"#, "image"),
+            (
+                r#"{ "dockerComposeFile": ["a.yml", "${devcontainerId}.yml"], "service": "s" }"#,
+                "dockerComposeFile[1]",
+            ),
+        ] {
+            let err = ctx_parse(text, &[]).unwrap_err();
+            assert!(
+                err.0.starts_with(&format!(
+                    "${{devcontainerId}} in {at} of /home/u/proj/.devcontainer/devcontainer.json: "
+                )),
+                "{err}"
+            );
+        }
         let err = ctx_parse(r#"{ "image": "${localEnv}" }"#, &[]).unwrap_err();
         assert!(err.0.contains("names no environment variable"), "{err}");
     }

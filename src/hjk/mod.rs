@@ -2,6 +2,7 @@
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod auth;
+pub mod commands;
 pub mod config;
 pub mod devcontainer;
 pub mod gates;

@@ -846,11 +846,7 @@ impl Project {
             .tail
             .iter()
             .map(|l| strip_ansi(l).trim().to_string())
-            .filter(|l| {
-                !l.is_empty()
-                    && !l.starts_with("Error: building at STEP")
-                    && !l.contains("returned a non-zero code")
-            })
+            .filter(|l| !l.is_empty() && !self.engine.step_failure(l))
             .collect();
         let markers = [
             "no such file",
@@ -982,6 +978,13 @@ fn utf8(p: &std::path::Path) -> Result<Utf8PathBuf> {
 pub async fn build(ctx: &Context, opts: BuildOptions) -> Result<u8> {
     Project::open(ctx)?.ensure(opts).await?;
     Ok(crate::error::EXIT_OK)
+}
+
+/// `ocx opencode ARGS`: opencode itself, with ARGS, in the image.
+pub async fn opencode(ctx: &Context, args: Vec<String>) -> Result<u8> {
+    let mut command = vec![dockerfile::BINARY_PATH.to_string()];
+    command.extend(args);
+    run(ctx, command).await
 }
 
 /// `ocx opencode ARGS` and `ocx exec CMD`: ensures the image, then runs in it; returns the

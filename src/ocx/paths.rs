@@ -3,8 +3,8 @@
 //! `file:` sources) must resolve, symlinks followed, inside the project or inside
 //! `~/.config/ocx/<project dirname>/`; otherwise a repository could send `/etc` to the engine as
 //! a build context. Paths from the user's own global config, the environment or flags are the
-//! user's choice and are trusted. `OCX_KEEP_CONTEXT` may only name a new or empty directory, so
-//! ocx never writes over a user's files.
+//! user's choice and are trusted. `OCX_KEEP_CONTEXT` gets each run's contexts in a new numbered
+//! subdirectory, so ocx never writes over a user's files.
 
 use super::config::{self, Config, Source};
 use super::ENV_KEEP_CONTEXT;

@@ -46,7 +46,11 @@ fn every_option_and_value_has_help_text() {
             if id == "help" || id == "version" {
                 continue;
             }
-            if arg.get_help().is_none() {
+            // empty or a word or two is no help either
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().split_whitespace().count() < 3)
+            {
                 missing.push(format!("{path}: {id}"));
             }
             let flag_only = matches!(
@@ -54,7 +58,8 @@ fn every_option_and_value_has_help_text() {
                 clap::ArgAction::SetTrue | clap::ArgAction::SetFalse
             );
             for v in arg.get_possible_values().into_iter().filter(|_| !flag_only) {
-                if v.get_help().is_none() && !v.is_hide_set() {
+                if v.get_help().is_none_or(|h| h.to_string().trim().is_empty()) && !v.is_hide_set()
+                {
                     missing.push(format!("{path}: {id} value {}", v.get_name()));
                 }
             }
@@ -505,15 +510,26 @@ fn scripts_pass_shellcheck_and_plan_sudo_for_a_user() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let setpriv = which::which("setpriv").expect("setpriv (util-linux)");
+    // as root (CI), the scripts run as nobody; as a user with sudo, as that user
+    let root = unsafe { libc::geteuid() } == 0;
+    let state = env.root().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let as_nobody = |script: &str, args: &[&str]| {
-        let out = Command::new(&setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg("bash")
+        let mut c = if root {
+            let mut c = Command::new(which::which("setpriv").expect("setpriv (util-linux)"));
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg("bash");
+            c
+        } else {
+            Command::new("bash")
+        };
+        let out = c
             .arg(repo().join("scripts").join(script))
             .args(args)
             .env_clear()
             .env("PATH", env.bin())
+            .env("AGENT_IMAGES_ENGINE_STATE", &state)
             .env("HOME", "/nonexistent")
             .output()
             .unwrap();
@@ -553,9 +569,45 @@ fn scripts_pass_shellcheck_and_plan_sudo_for_a_user() {
         out.contains("+ write /etc/containers/containers.conf"),
         "{out}"
     );
+    // dockerd through sudo, its socket the user's group's; the Debian rootfs made and packed as
+    // root; the Dev Containers CLI installed through sudo
     assert!(
-        !out.lines()
-            .any(|l| l.starts_with("+ apt-get") || l.starts_with("+ mkdir -p /etc")),
+        out.lines()
+            .any(|l| l.starts_with("+ sudo dockerd --storage-driver overlay2 --group ")),
+        "{out}"
+    );
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            out.contains(&format!(
+                "+ sudo debootstrap --arch={arch} --variant=minbase bookworm "
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "+ sudo tar --numeric-owner -C {}/work-debian-{arch} ",
+                state.display()
+            )),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("+ sudo npm install -g --no-fund --no-audit @devcontainers/cli@"),
+        "{out}"
+    );
+    assert!(
+        !out.lines().any(|l| {
+            [
+                "+ apt-get",
+                "+ mkdir -p /etc",
+                "+ dockerd",
+                "+ debootstrap",
+                "+ tar",
+                "+ npm",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        }),
         "a privileged step without sudo: {out}"
     );
 }

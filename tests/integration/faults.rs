@@ -399,6 +399,8 @@ fn a_closed_stdout_ends_every_command_quietly() {
     let images = images.display().to_string();
     let cases: Vec<(std::path::PathBuf, Vec<&str>)> = vec![
         (ocx_bin(), vec!["--dry-run", "build"]),
+        (ocx_bin(), vec!["--dry-run", "opencode", "--version"]),
+        (ocx_bin(), vec!["--dry-run", "exec", "--", "true"]),
         (ocx_bin(), vec!["config", "show"]),
         (ocx_bin(), vec!["--help"]),
         (ocx_bin(), vec!["--version"]),
@@ -624,10 +626,10 @@ fn non_utf8_build_output_does_not_break_a_real_build() {
     }
     let mut env = TestEnv::new();
     env.with_system_path();
-    // more than a pipe buffer of lines with invalid UTF-8, then success
+    // more than a 64 KiB pipe buffer of lines with invalid UTF-8 (about 85 KB), then success
     let images = busybox_images(
         &env,
-        "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN i=0; while [ $i -lt 3000 ]; do printf 'caf\\351 %s \\377\\376\\n' $i; i=$((i+1)); done\n",
+        "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN i=0; while [ $i -lt 6500 ]; do printf 'caf\\351 %s \\377\\376\\n' $i; i=$((i+1)); done\n",
     );
     env.hjk(&[
         "images",
@@ -646,7 +648,7 @@ fn non_utf8_build_output_does_not_break_a_real_build() {
         "--progress",
         "plain",
     ])
-    .stderr_has("caf\u{fffd} 2999")
+    .stderr_has("caf\u{fffd} 6499")
     .run();
 }
 
@@ -696,9 +698,9 @@ fn containers(engine: &str, name: &str) -> String {
 }
 
 fn exec_odd_paths_and_sigterm(engine: &str) {
-    // a `:` breaks `-v`; `,` and `"` break CSV-parsed flag values
+    // a `:` breaks `-v`; `,`, `"` and a line break break CSV-parsed flag values
     let root = tempfile::tempdir().unwrap();
-    let project = root.path().join("we:ird,pro\"ject");
+    let project = root.path().join("we:ird,pro\"ject\nline two");
     let env = real_project(engine, &project);
     let mut c = spawn_in(&env, &project, &["exec", "--", "pwd"]);
     let (status, stdout, stderr) = wait_guarded(&mut c, Duration::from_secs(600));
@@ -739,27 +741,74 @@ fn docker_exec_handles_odd_paths_and_sigterm() {
     }
 }
 
+/// podman reads `--file` as CSV: a `,` or `"` in the Dockerfile's directory, or a line break in
+/// the project's path, must reach it quoted. (A line break in a config value itself is refused
+/// as input, exit 2.)
 #[test]
-fn podman_dockerfile_path_with_a_comma_and_a_quote() {
+fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
     if !engine_available("podman") {
         return;
     }
     let mut env = TestEnv::new();
-    env.write(
-        "project/docker,\"x\"/Dockerfile",
+    let project = env.root().join("pro\nject");
+    std::fs::create_dir_all(project.join("docker,\"x\"")).unwrap();
+    std::fs::write(
+        project.join("docker,\"x\"/Dockerfile"),
         "FROM local/debian:bookworm\nRUN echo ok > /built\n",
-    );
+    )
+    .unwrap();
     env.with_system_path();
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
-    env.write(
-        "project/ocx.json",
+    std::fs::write(
+        project.join("ocx.json"),
         r#"{"custom_base_image": "faults/comma-base", "custom_base_dockerfile": "docker,\"x\"/Dockerfile",
             "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
             "platforms": "linux/amd64"}"#,
+    )
+    .unwrap();
+    let mut c = env.cmd("ocx");
+    c.args(["build", "--rebuild-base", "--force"])
+        .current_dir(&project);
+    let out = crate::util::run(c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("built ocx-faults-comma-base:1.18.18"),
+        "{}",
+        out.stderr
     );
-    env.ocx(&["build", "--rebuild-base", "--force"])
-        .stderr_has("built ocx-faults-comma-base:1.18.18")
-        .run();
+    // a line break alone (nothing else in the path needs quoting)
+    std::fs::write(
+        project.join("Dockerfile"),
+        "FROM local/debian:bookworm\nRUN echo plain > /built\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("ocx.json"),
+        r#"{"custom_base_image": "faults/newline-base", "custom_base_dockerfile": "Dockerfile",
+            "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
+            "platforms": "linux/amd64"}"#,
+    )
+    .unwrap();
+    let mut c = env.cmd("ocx");
+    c.args(["build", "--rebuild-base", "--force"])
+        .current_dir(&project);
+    let out = crate::util::run(c);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // and a line break in the config value is bad input, named
+    std::fs::write(
+        project.join("ocx.json"),
+        r#"{"custom_base_image": "faults/comma-base", "custom_base_dockerfile": "docker\ny/Dockerfile"}"#,
+    )
+    .unwrap();
+    let mut c = env.cmd("ocx");
+    c.args(["build"]).current_dir(&project);
+    let out = crate::util::run(c);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid custom_base_dockerfile"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -304,6 +304,18 @@ fn image_paths_are_paths_and_references_stay_references() {
             "--image DOCKERFILE.prod: no such Dockerfile",
         ),
         ("./missing", "--image ./missing: no such Dockerfile"),
+        (
+            "Containerfile.arch",
+            "--image Containerfile.arch: no such Dockerfile",
+        ),
+        (
+            "ci/build.CONTAINERFILE",
+            "--image ci/build.CONTAINERFILE: no such Dockerfile",
+        ),
+        (
+            "dev.containerfile",
+            "--image dev.containerfile: no such Dockerfile",
+        ),
     ] {
         env.hjk(&["images", "resolve", "--image", arg])
             .bad_input()

@@ -515,11 +515,17 @@ on_both_engines!(
         let env_vars = super::inspect(engine, &image, "{{json .Config.Env}}");
         assert!(env_vars.contains("\"HOME=/home/developer\""), "{env_vars}");
         super::runs_opencode(&env);
+        // `ocx exec` too, with no shell to wrap the command in
+        let out = env
+            .ocx(&["exec", "--", "/usr/local/bin/opencode", "--version"])
+            .status(0)
+            .run();
+        assert_eq!(out.stdout.trim(), super::OPENCODE, "{}", out.stderr);
     }
 );
 
-// An edit of a file the base Dockerfile COPYs rebuilds the base and the image, with no flag;
-// then a no-op is one engine call again.
+// An edit of a file the base Dockerfile COPYs, or of the Dockerfile, rebuilds the base and the
+// image, with no flag, and not the opencode binary image; then a no-op is one engine call again.
 on_both_engines!(a_base_edit_is_picked_up_without_a_flag, |engine: &str| {
     let env = super::project(
         engine,
@@ -554,8 +560,38 @@ on_both_engines!(a_base_edit_is_picked_up_without_a_flag, |engine: &str| {
         [format!("two {stamp}")]
     );
 
+    // an edit of the Dockerfile itself: the base and the final image are built again, the
+    // opencode binary image (built once per version) is not
     let real = which::which(engine).unwrap();
     env.recording(engine, real.to_str().unwrap());
+    env.clear_log();
+    env.write(
+        "project/Dockerfile",
+        &format!("FROM local/debian:bookworm\nCOPY greeting.txt /etc/greeting\nRUN echo three {stamp} > /etc/edited\n"),
+    );
+    let out = super::build_current(&env);
+    assert!(
+        out.stderr.contains("rebuilding base image"),
+        "{}",
+        out.stderr
+    );
+    let builds: Vec<String> = env
+        .log()
+        .iter()
+        .filter(|a| a.iter().skip(1).take(2).any(|w| w == "build"))
+        .map(|a| a.join(" "))
+        .collect();
+    assert_eq!(builds.len(), 2, "{builds:#?}");
+    assert!(
+        builds[0].contains(&format!("ocx-bases/{engine}-edit"))
+            && builds.iter().all(|b| !b.contains("ocx-opencode")),
+        "{builds:#?}"
+    );
+    assert_eq!(
+        super::exec(&env, "cat /etc/edited"),
+        [format!("three {stamp}")]
+    );
+
     env.clear_log();
     env.ocx(&["build"])
         .status(0)

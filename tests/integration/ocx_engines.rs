@@ -198,3 +198,35 @@ fn podman_multi_arch_manifest_has_both_arches() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Real dockerd without buildx: a build of several platforms, which the classic builder cannot
+/// do, is refused before the opencode download (the release source is a counting server) and
+/// before any build.
+#[test]
+fn docker_classic_refuses_several_platforms_before_any_download() {
+    if !engine_available("docker") {
+        return;
+    }
+    let (port, hits) = crate::ocx_input::counting_server();
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
+    env.write(
+        "project/ocx.json",
+        r#"{"custom_base_image": "local/debian:bookworm", "opencode_version": "1.2.3", "backend": "docker",
+            "platforms": ["linux/amd64", "linux/arm64"]}"#,
+    );
+    let real = which::which("docker").unwrap();
+    env.recording("docker", real.to_str().unwrap());
+    env.ocx(&["build"])
+        .status(2)
+        .stderr_has("\nerror: the classic docker builder cannot build several platforms")
+        .run();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "downloaded first"
+    );
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    assert!(builds.is_empty(), "{builds:?}");
+}

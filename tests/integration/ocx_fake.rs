@@ -794,3 +794,57 @@ fn the_final_tag_depends_on_the_container_user() {
         assert!(!others[..i].contains(t), "{others:?}");
     }
 }
+
+/// Exit codes name who can fix it: a download for the wrong architecture is the source's fault,
+/// not the input's (1); a project path that is not UTF-8 is the user's to rename (2).
+#[test]
+fn a_wrong_architecture_download_exits_1_and_a_non_utf8_project_exits_2() {
+    let mut env = project("podman", r#", "platforms": "linux/amd64""#);
+    env.images_exist(&[(BASE, "null")]);
+    // the x64 asset is an aarch64 ELF
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(183))]);
+    env.ocx(&["build"])
+        .status(1)
+        .stderr_has("is an ELF binary for another architecture (e_machine 183)")
+        .run();
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    assert!(builds.is_empty(), "{builds:?}");
+
+    use std::os::unix::ffi::OsStrExt;
+    let odd = env.root().join(std::ffi::OsStr::from_bytes(b"proj\xffect"));
+    std::fs::create_dir_all(&odd).unwrap();
+    let mut c = env.cmd("ocx");
+    c.args(["config", "show"]).current_dir(&odd);
+    let out = crate::util::run(c);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is not valid UTF-8; rename it or pass --project"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `ocx opencode --help` is ocx's help and says how to reach opencode's; `-- --help` reaches it.
+#[test]
+fn opencode_help_documents_the_double_dash() {
+    let env = project("podman", r#", "platforms": "linux/amd64""#);
+    env.images_exist(&[(BASE, "null")]);
+    env.ocx(&["opencode", "--help"])
+        .status(0)
+        .stdout_has(
+            "Put `--` before opencode's own flags: `ocx opencode -- --help` shows opencode's help",
+        )
+        .run();
+    let out = env
+        .ocx(&["--dry-run", "opencode", "--", "--help"])
+        .status(0)
+        .run();
+    // the last run is the session (the first is the probe of the base)
+    let run = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with("podman run "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(run.ends_with(" /usr/local/bin/opencode --help"), "{run}");
+}

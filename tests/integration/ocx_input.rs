@@ -200,7 +200,7 @@ fn config_show_prints_values_and_sources() {
 }
 
 /// A listener that counts the connections made to it: proof that nothing went to the network.
-fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -309,4 +309,90 @@ fn an_invalid_base_image_with_a_pinned_version_calls_no_engine() {
             assert!(env.log().is_empty(), "{engine}: {:?}", env.log());
         }
     }
+}
+
+/// Every declared key is read from its environment variable and from its flag, not only listed:
+/// a key added to `KEYS` but not to the resolver would show as unset here.
+#[test]
+fn every_declared_key_is_read_from_env_and_flag() {
+    use agent_images::ocx::config::KEYS;
+    let sample = |name: &str| -> &str {
+        match name {
+            "custom_base_image" => "acme/dev:1",
+            "custom_base_dockerfile" => "Dockerfile.dev",
+            "custom_base_context" => "ctx",
+            "opencode_version" => "1.2.3",
+            "opencode_source" => "npm",
+            "opencode_variant" => "musl",
+            "backend" => "podman",
+            "platforms" => "linux/arm64",
+            "username" => "someone",
+            "uid" => "1234",
+            "gid" => "2345",
+            other => panic!("no sample value for the new key {other}: add one here"),
+        }
+    };
+    let mut env = TestEnv::new();
+    for k in KEYS {
+        env.set(&format!("OCX_{}", k.name.to_uppercase()), sample(k.name));
+    }
+    let shown = env.ocx(&["config", "show"]).status(0).run().stdout;
+    for k in KEYS {
+        let var = format!("OCX_{}", k.name.to_uppercase());
+        let line: Vec<&str> = shown
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(k.name))
+            .unwrap_or_else(|| panic!("{} not shown:\n{shown}", k.name))
+            .split_whitespace()
+            .collect();
+        assert_eq!(line, [k.name, sample(k.name), "env", &var], "{shown}");
+    }
+    let mut args = vec!["config".to_string(), "show".to_string()];
+    for k in KEYS {
+        args.push(format!("--{}", k.name.replace('_', "-")));
+        args.push(sample(k.name).to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let shown = TestEnv::new().ocx(&args).status(0).run().stdout;
+    for k in KEYS {
+        let flag = format!("--{}", k.name.replace('_', "-"));
+        let line: Vec<&str> = shown
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(k.name))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert_eq!(line, [k.name, sample(k.name), "flag", &flag], "{shown}");
+    }
+}
+
+/// With no engine on PATH, `config show` says so on the backend row (and still exits 0: it
+/// shows, it does not build).
+#[test]
+fn config_show_says_when_no_engine_is_on_path() {
+    let env = TestEnv::new();
+    let out = env.ocx(&["config", "show"]).status(0).run();
+    let row: Vec<&str> = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("backend "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["backend", "(unset)", "none", "found", "on", "PATH"],
+        "{}",
+        out.stdout
+    );
+    env.fake("podman");
+    let out = env.ocx(&["config", "show"]).status(0).run();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["backend", "podman", "detected", "on", "PATH"]),
+        "{}",
+        out.stdout
+    );
 }

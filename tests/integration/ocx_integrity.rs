@@ -294,6 +294,20 @@ fn the_users_own_config_env_and_flags_may_name_any_path() {
         .stdout_has(format!("--file {dockerfile}"))
         .run();
     env.vars.remove("OCX_CUSTOM_BASE_DOCKERFILE");
+    // a flag, with a context outside the project too
+    let context = outside.path().display().to_string();
+    env.ocx(&[
+        "build",
+        "--dry-run",
+        "--custom-base-dockerfile",
+        &dockerfile,
+        "--custom-base-context",
+        &context,
+    ])
+    .status(0)
+    .stdout_has(format!("--file {dockerfile}"))
+    .stdout_has(format!("--pull=missing {context}\n"))
+    .run();
     env.write(
         "config/ocx/ocx.json",
         &format!(r#"{{"custom_base_dockerfile": "{dockerfile}"}}"#),

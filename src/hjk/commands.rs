@@ -1,0 +1,149 @@
+//! One entry point per `hjk images` command, taking what its command line says as plain data:
+//! the front end (`cli/hjk.rs`) parses and makes one call here, and everything a test could
+//! want to reach (opening the session, reading the auth choice against the config, the remote
+//! builder seen in the environment) happens on this side.
+
+use super::gates::GateFlags;
+use super::release::{self, MergeSpec, ReleaseSpec};
+use super::{auth_settings, images, resolve, ImagesOptions, Session};
+use crate::backend::Remote;
+use crate::report::ProgressMode;
+use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
+
+type Vars = BTreeMap<String, String>;
+
+/// `hjk images build`'s own flags.
+pub struct BuildFlags {
+    pub push: bool,
+    pub no_cache: bool,
+    pub no_fastfail: bool,
+}
+
+/// What `release` and `merge` share: the auth choice as given (`--auth`, `--creds-stdin`),
+/// the metadata file, the gates and `--force-tags`.
+pub struct PublishFlags {
+    pub auth: Option<String>,
+    pub creds_stdin: bool,
+    pub metadata_file: Option<Utf8PathBuf>,
+    pub gates: GateFlags,
+    pub force_tags: bool,
+}
+
+/// `hjk images release`'s own flags.
+pub struct ReleaseFlags {
+    pub push_by_digest: bool,
+    /// `--builder`: a remote builder by name.
+    pub builder: Option<String>,
+    /// `--connection`: a named engine connection.
+    pub connection: Option<String>,
+    pub no_cache: bool,
+}
+
+/// `hjk images merge`'s own arguments.
+pub struct MergeArgs {
+    pub files: Vec<Utf8PathBuf>,
+    pub version: Option<String>,
+    pub backend: Option<String>,
+    pub images_dir: Utf8PathBuf,
+    pub progress: ProgressMode,
+}
+
+pub async fn build(
+    opts: &ImagesOptions,
+    vars: &Vars,
+    variants: Vec<String>,
+    flags: BuildFlags,
+) -> Result<u8> {
+    let mut s = Session::open(opts, vars, variants)?;
+    s.spec.push = flags.push;
+    s.spec.no_cache = flags.no_cache;
+    s.spec.no_fastfail = flags.no_fastfail;
+    images::build_command(&s).await
+}
+
+pub async fn release(
+    opts: &ImagesOptions,
+    vars: &Vars,
+    variants: Vec<String>,
+    publish: PublishFlags,
+    flags: ReleaseFlags,
+) -> Result<u8> {
+    let mut s = Session::open(opts, vars, variants)?;
+    let spec = ReleaseSpec {
+        variants: s.spec.variants.clone(),
+        platforms: s.spec.platforms.clone(),
+        registry: s.spec.registry.clone(),
+        version: s.spec.version.clone(),
+        base_image: s.spec.base_image.clone(),
+        push_by_digest: flags.push_by_digest,
+        metadata_file: publish.metadata_file,
+        gates: publish.gates,
+        auth: auth_settings(publish.auth.as_deref(), &s.config, publish.creds_stdin)?,
+        remote: Remote {
+            builder: flags.builder,
+            connection: flags.connection,
+            container_host: vars.contains_key("CONTAINER_HOST"),
+        },
+        no_cache: flags.no_cache,
+        force_tags: publish.force_tags,
+    };
+    release::release_command(&mut s.engine, &s.graph, &spec, vars).await
+}
+
+pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Result<u8> {
+    let version = args
+        .version
+        .as_deref()
+        .map(images::parse_version)
+        .transpose()?;
+    let (mut engine, cfg) = super::open_merge_engine(args.backend.as_deref(), vars, args.progress)?;
+    let spec = MergeSpec {
+        files: args.files,
+        images_dir: args.images_dir,
+        version,
+        metadata_file: publish.metadata_file,
+        gates: publish.gates,
+        auth: auth_settings(publish.auth.as_deref(), &cfg, publish.creds_stdin)?,
+        force_tags: publish.force_tags,
+    };
+    release::merge_command(&mut engine, &spec, vars).await
+}
+
+pub async fn digest(
+    opts: &ImagesOptions,
+    vars: &Vars,
+    variant: String,
+    metadata_file: Option<&Utf8Path>,
+) -> Result<u8> {
+    let s = Session::open(opts, vars, vec![variant.clone()])?;
+    release::digest_command(&s, &variant, metadata_file).await
+}
+
+pub async fn list(opts: &ImagesOptions, vars: &Vars, json: bool) -> Result<u8> {
+    let s = Session::open(opts, vars, Vec::new())?;
+    images::list_command(&s, json).await
+}
+
+/// `hjk images resolve`'s arguments.
+pub struct ResolveArgs<'a> {
+    /// `--project`, else the current directory.
+    pub project: Option<&'a Utf8Path>,
+    pub image: Option<&'a str>,
+    pub config: Option<&'a Utf8Path>,
+    pub backend: Option<&'a str>,
+    pub build: bool,
+    pub json: bool,
+}
+
+pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
+    let project = crate::dirs::project_dir(args.project)?;
+    let req = resolve::Request {
+        project: &project,
+        image: args.image,
+        config: args.config,
+        vars,
+    };
+    resolve::command(&req, args.backend, args.build, args.json).await
+}
