@@ -424,6 +424,34 @@ fn a_closed_stdout_ends_every_command_quietly() {
         ),
         (hjk_bin(), vec!["--help"]),
     ];
+    let release_fixture = fixtures().join("release").display().to_string();
+    let repo = format!("127.0.0.1:5000/faults/closed-{}", std::process::id());
+    let mut cases = cases;
+    if Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:5000/v2/"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        cases.push((
+            hjk_bin(),
+            vec![
+                "images",
+                "release",
+                "--all",
+                "--images-dir",
+                &release_fixture,
+                "--registry",
+                &repo,
+                "--platform",
+                "linux/amd64",
+                "--backend",
+                "podman",
+                "--base-image",
+                "local/busybox:amd64",
+                "--dry-run",
+            ],
+        ));
+    }
     for (bin, args) in cases {
         let (code, stderr) = with_closed_stdout(&env, &bin, &args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
@@ -463,7 +491,47 @@ fn dry_run_with_json_progress_prints_only_json() {
             "json",
         ])
         .run();
-    for stdout in [out.stdout, hjk.stdout] {
+    let mut outputs = vec![out.stdout, hjk.stdout];
+    // a release plans after reading the registry (the plain one scripts/test-engines.sh runs)
+    let registry_up = Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:5000/v2/"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if registry_up {
+        env.fake("podman");
+        let release = env
+            .hjk(&[
+                "images",
+                "release",
+                "--all",
+                "--images-dir",
+                &fixtures().join("release").display().to_string(),
+                "--registry",
+                &format!("127.0.0.1:5000/faults/json-{}", std::process::id()),
+                "--platform",
+                "linux/amd64",
+                "--backend",
+                "podman",
+                "--version",
+                "v0.1.0",
+                "--base-image",
+                "local/busybox:amd64",
+                "--dry-run",
+                "--progress",
+                "json",
+            ])
+            .status(0)
+            .run();
+        outputs.push(release.stdout);
+    } else {
+        assert!(
+            std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
+                .unwrap_or_default()
+                .is_empty(),
+            "the registry on 127.0.0.1:5000 is not running; run scripts/test-engines.sh up"
+        );
+    }
+    for stdout in outputs {
         let mut kinds = Vec::new();
         for line in stdout.lines() {
             let v: serde_json::Value = serde_json::from_str(line)
@@ -950,4 +1018,142 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
         stderr.contains(&config.display().to_string()) && stderr.contains("not a regular file"),
         "{stderr}"
     );
+}
+
+/// ocx on a real engine, interrupted while the base builds (a RUN that sleeps) or while the
+/// final image builds (the base's ONBUILD trigger sleeps there): ocx exits 128+signal, and no
+/// build process, no build container and no generated context is left behind.
+fn interrupt_a_real_ocx_build(engine: &str, stage: &str, sig: i32, code: i32) {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let tmp = env.root().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.set("TMPDIR", tmp.display().to_string());
+    let marker = format!("faults-sig-{engine}-{stage}-{}", std::process::id());
+    let from = format!("{marker}-from:1");
+    let tagged = Command::new(engine)
+        .args(["tag", "local/debian:bookworm", &from])
+        .status()
+        .unwrap();
+    assert!(tagged.success());
+    let step = format!("RUN echo started-{marker}; sleep 120");
+    let dockerfile = match stage {
+        "base" => format!("FROM {from}\n{step}\n"),
+        _ => format!("FROM {from}\nONBUILD {step}\n"),
+    };
+    env.write("project/Dockerfile", &dockerfile);
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "faults/{marker}", "custom_base_dockerfile": "Dockerfile",
+                "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0,
+                "backend": "{engine}", "platforms": "linux/amd64"}}"#
+        ),
+    );
+    let mut child = spawn(&env, &ocx_bin(), &["--progress", "plain", "build"]);
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.trim().ends_with(&format!("started-{marker}")) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.trim().ends_with(&format!("started-{marker}"))),
+        "{seen:#?}"
+    );
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // the build's containers: podman's working containers name their image; docker's RUN
+    // containers descend from the tagged base
+    let build_containers = || {
+        let out = match engine {
+            "podman" => Command::new("podman")
+                .args([
+                    "ps",
+                    "-a",
+                    "--external",
+                    "--format",
+                    "{{.Image}} {{.Names}}",
+                ])
+                .output(),
+            _ => Command::new("docker")
+                .args([
+                    "ps",
+                    "-a",
+                    "--filter",
+                    &format!("ancestor={from}"),
+                    "--format",
+                    "{{.Image}} {{.Names}}",
+                ])
+                .output(),
+        }
+        .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| engine == "docker" || l.contains(&marker))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !build_containers().is_empty(),
+        "no build container while building"
+    );
+    signal(child.id(), sig);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "ocx hangs");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rest = rest.join().unwrap().join("\n");
+    assert_eq!(status.code(), Some(code), "{rest}");
+    assert!(rest.contains("error: interrupted by "), "{rest}");
+    for _ in 0..50 {
+        if build_containers().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(build_containers(), Vec::<String>::new(), "{rest}");
+    let ps = Command::new("pgrep")
+        .args(["-a", "-f", &format!("started-{marker}")])
+        .output()
+        .unwrap();
+    let survivors = String::from_utf8_lossy(&ps.stdout);
+    assert!(survivors.trim().is_empty(), "survived: {survivors}");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ocx-context-"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "generated contexts left behind");
+    // the names are this run's own: remove them, so runs do not pile up images
+    let _ = Command::new(engine)
+        .args(["rmi", &format!("faults/{marker}"), &from])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[test]
+fn podman_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
+    if engine_available("podman") {
+        interrupt_a_real_ocx_build("podman", "base", libc::SIGINT, 130);
+        interrupt_a_real_ocx_build("podman", "final", libc::SIGTERM, 143);
+    }
+}
+
+#[test]
+fn docker_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
+    if engine_available("docker") {
+        interrupt_a_real_ocx_build("docker", "base", libc::SIGTERM, 143);
+        interrupt_a_real_ocx_build("docker", "final", libc::SIGHUP, 129);
+    }
 }

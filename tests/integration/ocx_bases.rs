@@ -601,3 +601,41 @@ on_both_engines!(a_base_edit_is_picked_up_without_a_flag, |engine: &str| {
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0][1..3], ["image", "inspect"]);
 });
+
+// A template-shaped base: `.devcontainer/Dockerfile` that expects the project root as its
+// context (`COPY package.json`), built with `custom_base_context: "."`; an edit of the copied
+// file is picked up.
+on_both_engines!(a_base_context_above_the_dockerfile, |engine: &str| {
+    let env = super::project(engine, "context", "", "");
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "ocx-bases/{engine}-context", "custom_base_dockerfile": ".devcontainer/Dockerfile",
+                "custom_base_context": ".", "opencode_version": "{}", "opencode_source": "npm", "backend": "{engine}",
+                "uid": 1000, "gid": 1000}}"#,
+            super::OPENCODE
+        ),
+    );
+    env.write(
+        "project/.devcontainer/Dockerfile",
+        "FROM local/debian:bookworm\nCOPY package.json /etc/from-root.json\n",
+    );
+    let stamp = format!("{:?}", std::time::SystemTime::now());
+    env.write("project/package.json", &format!("{{\"v\": \"{stamp}\"}}\n"));
+    super::build_current(&env);
+    assert_eq!(
+        super::exec(&env, "cat /etc/from-root.json"),
+        [format!("{{\"v\": \"{stamp}\"}}")]
+    );
+    env.write("project/package.json", "{\"v\": \"two\"}\n");
+    let out = super::build_current(&env);
+    assert!(
+        out.stderr.contains("rebuilding base image"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        super::exec(&env, "cat /etc/from-root.json"),
+        ["{\"v\": \"two\"}"]
+    );
+});
