@@ -746,11 +746,16 @@ impl Project {
                 *run = Some(d);
             }
             let d = run.as_ref().expect("set above").join(name);
-            std::fs::create_dir_all(&d)
+            crate::disk::context(std::fs::create_dir_all(&d), &d, None)
                 .with_context(|| format!("creating {ENV_KEEP_CONTEXT} {d}"))?;
             return Ok((d, None));
         }
-        let dir = tempfile::Builder::new().prefix("ocx-context-").tempdir()?;
+        let tmp = utf8(&std::env::temp_dir())?;
+        let dir = crate::disk::context(
+            tempfile::Builder::new().prefix("ocx-context-").tempdir(),
+            &tmp,
+            None,
+        )?;
         Ok((utf8(dir.path())?, Some(dir)))
     }
 
@@ -804,7 +809,8 @@ impl Project {
             crate::disk::write(&ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
             if dockerfile::needs_home_skeleton(&d.plan) {
                 for dir in dockerfile::home_skeleton_dirs() {
-                    std::fs::create_dir_all(ctx.join(dir))?;
+                    let dir = ctx.join(dir);
+                    crate::disk::context(std::fs::create_dir_all(&dir), &dir, None)?;
                 }
             }
         }

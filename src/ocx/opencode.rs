@@ -303,10 +303,15 @@ impl Fetcher<'_> {
         // write beside the final location and rename, so an interrupted or failed fetch never
         // leaves a half entry that `cached` would trust
         let dir = self.entry_dir(version, &asset);
-        std::fs::create_dir_all(dir.parent().unwrap_or(&dir))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".fetch-")
-            .tempdir_in(dir.parent().unwrap_or(&dir))?;
+        let parent = dir.parent().unwrap_or(&dir);
+        crate::disk::context(std::fs::create_dir_all(parent), parent, None)?;
+        let tmp = crate::disk::context(
+            tempfile::Builder::new()
+                .prefix(".fetch-")
+                .tempdir_in(parent),
+            parent,
+            Some(binary.len() as u64),
+        )?;
         let tmp_path =
             Utf8Path::from_path(tmp.path()).ok_or_else(|| anyhow!("non-UTF-8 cache path"))?;
         write_executable(&tmp_path.join("opencode"), &binary)?;

@@ -315,6 +315,41 @@ fn a_push_failure_is_reported_as_one() {
     assert!(!out.stdout.contains(" FAILED"), "{}", out.stdout);
 }
 
+/// When assembling a multi-platform list fails, the summary is still printed, naming that step.
+#[test]
+fn a_failed_manifest_list_still_prints_the_summary() {
+    let env = TestEnv::new();
+    env.fake("podman").fake_reply("manifest-fail", "");
+    let images = fixtures().join("hierarchy").display().to_string();
+    let out = env
+        .hjk(&[
+            "images",
+            "build",
+            "--variant",
+            "base",
+            "--images-dir",
+            &images,
+            "--registry",
+            "localhost/faults/list",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ])
+        .status(1)
+        .stderr_has("(manifest list)")
+        .stdout_has("LIST-FAILED")
+        .run();
+    let rows = crate::util::summary_rows(&out.stdout);
+    assert_eq!(
+        rows,
+        [
+            ("base".into(), "linux/amd64".into(), "LIST-FAILED".into()),
+            ("base".into(), "linux/arm64".into(), "LIST-FAILED".into()),
+        ],
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn a_dead_engine_is_an_engine_error_not_a_missing_image() {
     let env = fake_project("docker");
@@ -363,6 +398,7 @@ fn dead_docker_daemon_for_real() {
             "docker",
         ])
         .status(1)
+        .stderr_has("Cannot connect to the Docker daemon at unix:///nonexistent/docker.sock")
         .run();
     assert!(out.stdout.is_empty(), "no rows claiming 'built: no'");
 }
