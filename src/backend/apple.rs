@@ -291,6 +291,22 @@ mod tests {
         "id":"2222","variants":[{"config":{"architecture":"amd64","os":"linux","config":{"Labels":{"k":"w"}}},"configDigest":"sha256:3333","digest":"sha256:4444","platform":{"architecture":"amd64","os":"linux"},"size":3}]}]"#;
 
     #[test]
+    fn a_pull_policy_it_would_ignore_is_refused() {
+        let a = Apple::new("container");
+        let mut req = BuildRequest::new(
+            "ctx".into(),
+            "ctx/Dockerfile".into(),
+            ImageRef::parse("x:1").unwrap(),
+        );
+        assert!(a.check_build(&req).is_ok());
+        for p in [PullPolicy::Always, PullPolicy::Never] {
+            req.pull = p;
+            let err = a.check_build(&req).unwrap_err();
+            assert!(err.0.contains("has no pull policy flag"), "{err}");
+        }
+    }
+
+    #[test]
     fn both_inspect_shapes() {
         let a = Apple::new("container");
         let r = ImageRef::parse("ocx-dev:1").unwrap();
