@@ -289,26 +289,45 @@ fn an_interrupt_stops_hjk_even_with_no_fastfail() {
     assert_eq!(builds, 1, "it went on building: {:?}", env.log());
 }
 
+/// `hjk images build --variant base` of the hierarchy fixture on a fake podman told to fail
+/// with `knob` (see tests/fixtures/fake-bin/fake-engine); the env lives as long as the run.
+fn base_build_failing(
+    knob: &str,
+    registry: &str,
+    platform: &str,
+    push: bool,
+) -> (TestEnv, crate::util::Run) {
+    let env = TestEnv::new();
+    env.fake("podman").fake_reply(knob, "");
+    let images = fixtures().join("hierarchy").display().to_string();
+    let mut args = vec![
+        "images",
+        "build",
+        "--variant",
+        "base",
+        "--images-dir",
+        &images,
+        "--registry",
+        registry,
+        "--platform",
+        platform,
+    ];
+    if push {
+        args.push("--push");
+    }
+    let run = env.hjk(&args).status(1);
+    (env, run)
+}
+
 #[test]
 fn a_push_failure_is_reported_as_one() {
-    let env = TestEnv::new();
-    env.fake("podman").fake_reply("push-fail", "");
-    let images = fixtures().join("hierarchy").display().to_string();
-    let out = env
-        .hjk(&[
-            "images",
-            "build",
-            "--variant",
-            "base",
-            "--images-dir",
-            &images,
-            "--registry",
-            "127.0.0.1:5000/faults/push",
-            "--platform",
-            "linux/amd64",
-            "--push",
-        ])
-        .status(1)
+    let (_env, run) = base_build_failing(
+        "push-fail",
+        "127.0.0.1:5000/faults/push",
+        "linux/amd64",
+        true,
+    );
+    let out = run
         .stderr_has("1 of 1 image(s) failed: 127.0.0.1:5000/faults/push:base (push)")
         .stdout_has("PUSH-FAILED")
         .run();
@@ -318,23 +337,13 @@ fn a_push_failure_is_reported_as_one() {
 /// When assembling a multi-platform list fails, the summary is still printed, naming that step.
 #[test]
 fn a_failed_manifest_list_still_prints_the_summary() {
-    let env = TestEnv::new();
-    env.fake("podman").fake_reply("manifest-fail", "");
-    let images = fixtures().join("hierarchy").display().to_string();
-    let out = env
-        .hjk(&[
-            "images",
-            "build",
-            "--variant",
-            "base",
-            "--images-dir",
-            &images,
-            "--registry",
-            "localhost/faults/list",
-            "--platform",
-            "linux/amd64,linux/arm64",
-        ])
-        .status(1)
+    let (_env, run) = base_build_failing(
+        "manifest-fail",
+        "localhost/faults/list",
+        "linux/amd64,linux/arm64",
+        false,
+    );
+    let out = run
         .stderr_has("(manifest list)")
         .stdout_has("LIST-FAILED")
         .run();
@@ -863,41 +872,38 @@ fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
     .unwrap();
     env.with_system_path();
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
-    std::fs::write(
-        project.join("ocx.json"),
-        r#"{"custom_base_image": "faults/comma-base", "custom_base_dockerfile": "docker,\"x\"/Dockerfile",
-            "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
-            "platforms": "linux/amd64"}"#,
-    )
-    .unwrap();
-    let mut c = env.cmd("ocx");
-    c.args(["build", "--rebuild-base", "--force"])
-        .current_dir(&project);
-    let out = crate::util::run(c);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("built ocx-faults-comma-base:1.18.18"),
-        "{}",
-        out.stderr
-    );
+    // builds the base from `dockerfile` (relative to the project) as `faults/<name>`
+    let build = |name: &str, dockerfile: &str| {
+        std::fs::write(
+            project.join("ocx.json"),
+            format!(
+                r#"{{"custom_base_image": "faults/{name}", "custom_base_dockerfile": {},
+                    "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0,
+                    "backend": "podman", "platforms": "linux/amd64"}}"#,
+                serde_json::to_string(dockerfile).unwrap()
+            ),
+        )
+        .unwrap();
+        let mut c = env.cmd("ocx");
+        c.args(["build", "--rebuild-base", "--force"])
+            .current_dir(&project);
+        let out = crate::util::run(c);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("built ocx-faults-{name}:1.18.18")),
+            "{}",
+            out.stderr
+        );
+    };
+    build("comma-base", "docker,\"x\"/Dockerfile");
     // a line break alone (nothing else in the path needs quoting)
     std::fs::write(
         project.join("Dockerfile"),
         "FROM local/debian:bookworm\nRUN echo plain > /built\n",
     )
     .unwrap();
-    std::fs::write(
-        project.join("ocx.json"),
-        r#"{"custom_base_image": "faults/newline-base", "custom_base_dockerfile": "Dockerfile",
-            "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0, "backend": "podman",
-            "platforms": "linux/amd64"}"#,
-    )
-    .unwrap();
-    let mut c = env.cmd("ocx");
-    c.args(["build", "--rebuild-base", "--force"])
-        .current_dir(&project);
-    let out = crate::util::run(c);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    build("newline-base", "Dockerfile");
     // and a line break in the config value is bad input, named
     std::fs::write(
         project.join("ocx.json"),

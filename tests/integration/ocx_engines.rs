@@ -218,15 +218,5 @@ fn docker_classic_refuses_several_platforms_before_any_download() {
     );
     let real = which::which("docker").unwrap();
     env.recording("docker", real.to_str().unwrap());
-    env.ocx(&["build"])
-        .status(2)
-        .stderr_has("\nerror: the classic docker builder cannot build several platforms")
-        .run();
-    assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "downloaded first"
-    );
-    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
-    assert!(builds.is_empty(), "{builds:?}");
+    crate::ocx_input::refused_before_the_download(&env, &hits);
 }

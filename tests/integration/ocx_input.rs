@@ -241,7 +241,13 @@ fn a_build_the_engine_refuses_is_refused_before_the_download() {
         "project/ocx.json",
         r#"{"custom_base_image": "multi-dev", "opencode_version": "1.2.3", "platforms": ["linux/amd64", "linux/arm64"]}"#,
     );
-    // after the warning that buildx is missing, one error line
+    refused_before_the_download(&env, &hits);
+}
+
+/// `ocx build` of several platforms on classic docker: after the warning that buildx is
+/// missing, one error line, exit 2; nothing was downloaded (`hits` counts the source's
+/// requests) and nothing built.
+pub(crate) fn refused_before_the_download(env: &TestEnv, hits: &std::sync::atomic::AtomicUsize) {
     env.ocx(&["build"])
         .status(2)
         .stderr_has("\nerror: the classic docker builder cannot build several platforms")
