@@ -1,5 +1,5 @@
-//! `hjk images build | list | resolve` (Headjack): clap definitions and the call into
-//! [`crate::hjk`].
+//! `hjk images build | release | merge | digest | list | resolve` (Headjack): clap definitions
+//! and one call per command into [`crate::hjk::commands`].
 
 use crate::hjk::commands::{self, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs};
 use crate::hjk::gates::GateFlags;

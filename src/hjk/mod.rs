@@ -1,4 +1,5 @@
-//! The Headjack workflows: `hjk images build | list | resolve`. [`Session::open`] is what every
+//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve`, each
+//! entered through [`commands`]. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod auth;
