@@ -79,6 +79,17 @@ pub struct Parsed {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl Parsed {
+    /// An index's image for `platform` (attestation entries, `unknown/unknown`, never match).
+    pub fn entry_for(&self, platform: crate::platform::Platform) -> Option<&Descriptor> {
+        self.manifests.iter().find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|f| f.os == "linux" && f.architecture == platform.arch())
+        })
+    }
+}
+
 impl Manifest {
     pub fn parsed(&self) -> Result<Parsed> {
         serde_json::from_slice(&self.bytes)
@@ -204,6 +215,26 @@ impl Registry {
         }
     }
 
+    /// The image manifest for `platform` under a tag or digest: the manifest itself, or, when
+    /// the engine pushed an index (Apple's `container` keeps even a one-platform image as one),
+    /// the index's entry for that platform. `None` if there is neither.
+    pub async fn platform_manifest(
+        &self,
+        tag_or_digest: &str,
+        platform: crate::platform::Platform,
+    ) -> Result<Option<Manifest>> {
+        let Some(m) = self.manifest(tag_or_digest).await? else {
+            return Ok(None);
+        };
+        if !m.is_index() {
+            return Ok(Some(m));
+        }
+        match m.parsed()?.entry_for(platform) {
+            Some(d) => self.manifest(&d.digest).await,
+            None => Ok(None),
+        }
+    }
+
     /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).
     pub async fn digest_of(&self, tag: &str) -> Result<Option<String>> {
         let r = self.reference(tag);
@@ -322,6 +353,33 @@ pub fn digest_of_bytes(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_entry_is_picked_by_platform_never_an_attestation() {
+        let parsed: Parsed = serde_json::from_str(
+            r#"{"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                {"digest": "sha256:att", "platform": {"architecture": "unknown", "os": "unknown"}},
+                {"digest": "sha256:arm", "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+                {"digest": "sha256:amd", "platform": {"architecture": "amd64", "os": "linux"}}]}"#,
+        )
+        .unwrap();
+        let pick = |p| parsed.entry_for(p).map(|d| d.digest.as_str());
+        assert_eq!(
+            pick(crate::platform::Platform::LinuxAmd64),
+            Some("sha256:amd")
+        );
+        assert_eq!(
+            pick(crate::platform::Platform::LinuxArm64),
+            Some("sha256:arm")
+        );
+        let only_att: Parsed = serde_json::from_str(
+            r#"{"manifests": [{"digest": "sha256:att", "platform": {"architecture": "unknown", "os": "unknown"}}]}"#,
+        )
+        .unwrap();
+        assert!(only_att
+            .entry_for(crate::platform::Platform::LinuxAmd64)
+            .is_none());
+    }
 
     #[test]
     fn loopback_hosts_are_plain_http() {

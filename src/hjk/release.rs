@@ -780,15 +780,13 @@ async fn survey(
                 seconds: 0.0,
             };
             if !parent_rebuilt && !spec.no_cache {
-                if let Some(m) = registry.manifest(&stage_tag).await? {
-                    if !m.is_index() {
-                        let cfg = registry.config(&m).await?;
-                        if cfg.labels.get(fingerprint::LABEL) == Some(&fp) {
-                            slot.digest = Some(m.digest.clone());
-                            slot.media_type = m.media_type.clone();
-                            slot.size = m.bytes.len() as i64;
-                            slot.reused = true;
-                        }
+                if let Some(m) = registry.platform_manifest(&stage_tag, *p).await? {
+                    let cfg = registry.config(&m).await?;
+                    if cfg.labels.get(fingerprint::LABEL) == Some(&fp) {
+                        slot.digest = Some(m.digest.clone());
+                        slot.media_type = m.media_type.clone();
+                        slot.size = m.bytes.len() as i64;
+                        slot.reused = true;
                     }
                 }
             }
@@ -929,7 +927,7 @@ async fn lane(
         let (digest, media_type, size) = if engine.dry_run() {
             (None, String::new(), 0)
         } else {
-            let m = pushed(registry, &stage_tag, reported).await?;
+            let m = pushed(registry, &stage_tag, reported, p).await?;
             (
                 Some(m.digest.clone()),
                 m.media_type.clone(),
@@ -953,16 +951,18 @@ async fn lane(
     Ok(mine)
 }
 
-/// The manifest just pushed: by the digest the engine reported, else under its staging tag.
+/// The image manifest just pushed for `p`: by the digest the engine reported, else under its
+/// staging tag (the platform's entry, if the engine pushed an index).
 async fn pushed(
     registry: &Registry,
     stage_tag: &str,
     reported: Option<String>,
+    p: Platform,
 ) -> Result<Manifest> {
     let key = reported.unwrap_or_else(|| stage_tag.to_string());
-    registry.manifest(&key).await?.ok_or_else(|| {
+    registry.platform_manifest(&key, p).await?.ok_or_else(|| {
         anyhow!(
-            "{}:{key} is not in the registry right after pushing it",
+            "{}:{key} is not in the registry right after pushing it (or holds no {p} image)",
             registry.name()
         )
     })

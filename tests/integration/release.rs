@@ -1067,3 +1067,50 @@ fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
     // a rerun without gates: nothing held, nothing to do
     env.hjk(&both).status(0).run();
 }
+
+/// An engine that pushes even a one-platform image as an index (Apple's `container`) still
+/// gives a release the platform's image manifest: read from the multi-arch busybox index that
+/// scripts/test-engines.sh puts in the plain registry.
+#[test]
+fn an_index_under_a_tag_resolves_to_the_platform_image() {
+    use agent_images::hjk::registry::Registry;
+    use agent_images::image_ref::ImageRef;
+    use agent_images::platform::Platform;
+    let up = Command::new("curl")
+        .args(["-sf", "http://127.0.0.1:5000/v2/"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !up {
+        assert!(
+            std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
+                .unwrap_or_default()
+                .is_empty(),
+            "the registry on 127.0.0.1:5000 is not running; run scripts/test-engines.sh up"
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = Registry::new(
+        &ImageRef::parse("127.0.0.1:5000/local/busybox").unwrap(),
+        None,
+    );
+    let index = rt.block_on(r.manifest("latest")).unwrap().unwrap();
+    assert!(index.is_index(), "{}", index.media_type);
+    for p in Platform::ALL {
+        let m = rt
+            .block_on(r.platform_manifest("latest", p))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no {p} image"));
+        assert!(!m.is_index(), "{p}: {}", m.media_type);
+        assert_eq!(rt.block_on(r.config(&m)).unwrap().architecture, p.arch());
+        // and by the index's own digest, as an engine that reports the digest it pushed does
+        let by_digest = rt
+            .block_on(r.platform_manifest(&index.digest, p))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_digest.digest, m.digest);
+    }
+}
