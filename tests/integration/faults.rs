@@ -289,6 +289,33 @@ fn an_interrupt_stops_hjk_even_with_no_fastfail() {
     assert_eq!(builds, 1, "it went on building: {:?}", env.log());
 }
 
+/// `hjk images build --variant base --images-dir IMAGES --registry REGISTRY --platform P`,
+/// then `extra`.
+fn base_build_args<'a>(
+    images: &'a str,
+    registry: &'a str,
+    platform: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "images",
+        "build",
+        "--variant",
+        "base",
+        "--images-dir",
+        images,
+        "--registry",
+        registry,
+        "--platform",
+        platform,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Real podman, no cache, plain progress: what a base build on a real engine adds.
+const REAL_PODMAN: [&str; 5] = ["--backend", "podman", "--no-cache", "--progress", "plain"];
+
 /// `hjk images build --variant base` of the hierarchy fixture on a fake podman told to fail
 /// with `knob` (see tests/fixtures/fake-bin/fake-engine); the env lives as long as the run.
 fn base_build_failing(
@@ -300,22 +327,10 @@ fn base_build_failing(
     let env = TestEnv::new();
     env.fake("podman").fake_reply(knob, "");
     let images = fixtures().join("hierarchy").display().to_string();
-    let mut args = vec![
-        "images",
-        "build",
-        "--variant",
-        "base",
-        "--images-dir",
-        &images,
-        "--registry",
-        registry,
-        "--platform",
-        platform,
-    ];
-    if push {
-        args.push("--push");
-    }
-    let run = env.hjk(&args).status(1);
+    let push: &[&str] = if push { &["--push"] } else { &[] };
+    let run = env
+        .hjk(&base_build_args(&images, registry, platform, push))
+        .status(1);
     (env, run)
 }
 
@@ -744,23 +759,12 @@ fn non_utf8_build_output_does_not_break_a_real_build() {
         &env,
         "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN i=0; while [ $i -lt 6500 ]; do printf 'caf\\351 %s \\377\\376\\n' $i; i=$((i+1)); done\n",
     );
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "base",
-        "--images-dir",
+    env.hjk(&base_build_args(
         &images,
-        "--registry",
         "localhost/faults/bytes",
-        "--platform",
         "linux/amd64",
-        "--backend",
-        "podman",
-        "--no-cache",
-        "--progress",
-        "plain",
-    ])
+        &REAL_PODMAN,
+    ))
     .stderr_has("caf\u{fffd} 6499")
     .run();
 }
@@ -941,23 +945,12 @@ fn podman_ctrl_c_leaves_no_working_container() {
     let mut child = spawn(
         &env,
         &hjk_bin(),
-        &[
-            "images",
-            "build",
-            "--variant",
-            "base",
-            "--images-dir",
+        &base_build_args(
             &images,
-            "--registry",
             "localhost/faults/sigint",
-            "--platform",
             "linux/amd64",
-            "--backend",
-            "podman",
-            "--no-cache",
-            "--progress",
-            "plain",
-        ],
+            &REAL_PODMAN,
+        ),
     );
     // wait until the RUN step runs
     let stderr = child.stderr.take().unwrap();
