@@ -1031,28 +1031,25 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
     let env = TestEnv::new();
     std::fs::create_dir_all(env.project()).unwrap();
     let config = env.project().join("ocx.json");
+    // exit 2 and one line naming the file and why, without hanging
+    let refused = |why: &str| {
+        let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
+        let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&config.display().to_string()) && stderr.contains(why),
+            "{stderr}"
+        );
+    };
     std::os::unix::fs::symlink(env.root().join("gone.json"), &config).unwrap();
-    let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
-    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&config.display().to_string()) && stderr.contains("symlink"),
-        "{stderr}"
-    );
+    refused("symlink");
 
     std::fs::remove_file(&config).unwrap();
     let c = std::ffi::CString::new(config.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo on a path in our temporary directory, with a valid C string
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
-    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&config.display().to_string()) && stderr.contains("not a regular file"),
-        "{stderr}"
-    );
+    refused("not a regular file");
 }
 
 /// ocx on a real engine, interrupted while the base builds (a RUN that sleeps) or while the
