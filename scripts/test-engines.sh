@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Brings up the real engines our tests and `make demo` use, on a fresh Debian/Ubuntu machine:
-# podman (+buildah, skopeo), dockerd (Debian docker.io), a plain-HTTP registry on
+# podman (+buildah, skopeo), dockerd 26 with BuildKit, the buildx plugin and the containerd image
+# store (Debian 13's docker.io, containerd and docker-buildx, pinned low so nothing else comes
+# from Debian 13), a plain-HTTP registry on
 # 127.0.0.1:5000 (and one requiring a password on 127.0.0.1:5001), qemu-user-static binfmt for linux/arm64, and local base images imported from
 # rootfs tarballs (nothing can be pulled on an offline machine): local/busybox:{amd64,arm64},
-# local/debian:bookworm (= bookworm-amd64) in podman and docker, local/debian:bookworm-arm64 in
-# podman; and the Dev Containers CLI (npm @devcontainers/cli, pinned) that `hjk images resolve
+# local/debian:bookworm (= bookworm-amd64) and local/debian:bookworm-arm64 in podman and docker;
+# and the Dev Containers CLI (npm @devcontainers/cli, pinned) that `hjk images resolve
 # --build` hands features and dockerComposeFile configs to (with Debian's docker-compose).
 #
 #   scripts/test-engines.sh up     install, configure, start; idempotent
@@ -20,7 +22,12 @@
 # - without CAP_SYS_RESOURCE podman's default rlimits fail (setrlimit RLIMIT_NOFILE), so they
 #   are capped in containers.conf;
 # - binfmt_misc may not be mounted, so qemu-aarch64 is registered by hand;
-# - dockerd 20.10 ignores `docker import --platform`, so arm64 images reach docker via podman save.
+# - Debian 12's dockerd 20.10 has no buildx plugin anywhere, and its `--privileged` fails where the
+#   capability bounding set lacks CAP_SYS_RESOURCE: Debian 13's docker.io 26 comes in through an
+#   apt pin of priority 100, which installs only the packages asked for by release;
+# - under the containerd image store dockerd must not be given `--storage-driver overlay2`
+#   ("snapshotter not loaded: overlay2"): it picks the `overlayfs` snapshotter itself;
+# - the images of an old overlay2 store are not visible in the containerd store: imported again.
 set -euo pipefail
 
 DRY=""
@@ -50,14 +57,40 @@ mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
+# Debian 13 ("trixie") from the same mirror, at priority 100: apt takes nothing from it unless a
+# package is asked for by release (`docker.io/trixie`), so libc6 and the rest stay Debian 12's.
+TRIXIE_SOURCES=/etc/apt/sources.list.d/agent-images-trixie.sources
+TRIXIE_PIN=/etc/apt/preferences.d/agent-images-trixie
+trixie_source() {
+  [ -f "$TRIXIE_SOURCES" ] && [ -f "$TRIXIE_PIN" ] && return 0
+  grep -q trixie /etc/os-release 2>/dev/null && return 0 # Debian 13 itself: nothing to add
+  root_file "$TRIXIE_SOURCES" <<CONF
+Types: deb
+URIs: $(mirror)
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+CONF
+  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' | root_file "$TRIXIE_PIN"
+  }
+
+# The docker the tests and the demo use: dockerd 26 (BuildKit inside), containerd 1.7, buildx 0.13.
+DOCKER_PACKAGES=(docker.io/trixie docker-cli/trixie containerd/trixie docker-buildx/trixie)
+docker_current() {
+  local v
+  v=$(dpkg-query -W -f='${Version}' docker.io 2>/dev/null) || return 1
+  dpkg --compare-versions "$v" ge 26 && dpkg -s docker-buildx docker-cli >/dev/null 2>&1
+}
+
 install_packages() {
   # docker-compose (v1): Debian's docker.io has no compose plugin, and the Dev Containers CLI
   # builds dockerComposeFile configs with it
-  local want=(podman buildah skopeo runc docker.io docker-registry qemu-user-static
+  local want=(podman buildah skopeo runc docker-registry qemu-user-static
               binfmt-support debootstrap busybox-static curl ca-certificates apache2-utils
               docker-compose)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  docker_current || { trixie_source; missing+=("${DOCKER_PACKAGES[@]}"); }
   ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
   as_root apt-get update -qq
@@ -173,18 +206,36 @@ CONF
   cat "$STATE/auth-registry.log"; die "the password registry did not answer on 127.0.0.1:5001"
 }
 
+# dockerd with the containerd image store (Docker 29's default for new installs), from our own
+# config file so a user's /etc/docker/daemon.json is left alone. A daemon already answering is
+# kept if it is that one; one of ours that is not (an older run's overlay2 daemon) is restarted.
+docker_store() { "${DOCKER[@]}" info -f '{{.ServerVersion}} {{.Driver}}' 2>/dev/null; }
 start_dockerd() {
-  "${DOCKER[@]}" info >/dev/null 2>&1 && return 0
+  local info
+  info=$(docker_store) || info=""
+  case "$info" in
+    2[6-9].*overlayfs|[3-9][0-9].*overlayfs) return 0 ;;
+    "") ;;
+    *)
+      alive "$STATE/dockerd.pid" || die "a dockerd that is not ours answers ($info): stop it, or start dockerd 26+ with {\"features\":{\"containerd-snapshotter\":true}}"
+      log "restarting dockerd ($info) as dockerd 26 with the containerd image store"
+      stop_pid "$STATE/dockerd.pid"
+      ;;
+  esac
+  root_file "$STATE/daemon.json" <<'CONF'
+{"features": {"containerd-snapshotter": true}}
+CONF
   # started through sudo, its socket belongs to the user's own group, so docker (and the tests)
   # reach it without sudo or a new login into the docker group
-  local opts=(--storage-driver "${AGENT_IMAGES_DOCKER_STORAGE:-overlay2}")
+  local opts=(--config-file "$STATE/daemon.json")
   [ -z "$SUDO" ] || opts+=(--group "$(id -gn)")
   if [ -n "$DRY" ]; then as_root dockerd "${opts[@]}"; return 0; fi
   ${SUDO:+"$SUDO"} nohup dockerd "${opts[@]}" >"$STATE/dockerd.log" 2>&1 &
   echo $! >"$STATE/dockerd.pid"
   DOCKER=(docker)
-  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && return 0; sleep 0.2; done
-  tail -40 "$STATE/dockerd.log"; die "dockerd did not start"
+  for _ in $(seq 1 150); do docker info >/dev/null 2>&1 && break; sleep 0.2; done
+  info=$(docker_store) || { tail -40 "$STATE/dockerd.log"; die "dockerd did not start"; }
+  case "$info" in *overlayfs) ;; *) die "dockerd started without the containerd image store ($info)";; esac
 }
 
 # A static busybox root filesystem: the smallest base that still has a shell and adduser.
@@ -237,22 +288,14 @@ debian_rootfs() { # amd64|arm64; a foreign arch runs debootstrap's second stage 
   as_root rm -rf "$w"
 }
 
-import_image() { # tarball ref arch [podman-only]
+import_image() { # tarball ref arch
   local tgz=$1 ref=$2 arch=$3
   if ! podman image exists "$ref"; then
     podman import --arch "$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null 2>>"$STATE/import.log"
   fi
-  [ "${4:-}" = podman-only ] && return 0
+  # dockerd 26 honours `import --platform`, and its containerd store keeps any architecture
   if ! "${DOCKER[@]}" image inspect "$ref" >/dev/null 2>&1; then
-    if [ "$arch" = amd64 ]; then
-      "${DOCKER[@]}" import --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
-    else
-      podman save -o "$STATE/save-$arch.tar" "localhost/$ref" >/dev/null 2>>"$STATE/import.log"
-      "${DOCKER[@]}" load -i "$STATE/save-$arch.tar" >/dev/null
-      "${DOCKER[@]}" tag "localhost/$ref" "$ref"
-      "${DOCKER[@]}" rmi "localhost/$ref" >/dev/null
-      rm -f "$STATE/save-$arch.tar"
-    fi
+    "${DOCKER[@]}" import --platform "linux/$arch" --change 'CMD ["/bin/sh"]' "$tgz" "$ref" >/dev/null
   fi
 }
 
@@ -265,9 +308,9 @@ base_images() {
     debian_rootfs amd64
     import_image "$STATE/debian-bookworm-amd64.tar.gz" local/debian:bookworm amd64
     import_image "$STATE/debian-bookworm-amd64.tar.gz" local/debian:bookworm-amd64 amd64
-    # the hjk hierarchy tests build linux/arm64 with podman FROM local/debian:bookworm-arm64
+    # the hjk hierarchy tests build linux/arm64 FROM local/debian:bookworm-arm64
     debian_rootfs arm64
-    import_image "$STATE/debian-bookworm-arm64.tar.gz" local/debian:bookworm-arm64 arm64 podman-only
+    import_image "$STATE/debian-bookworm-arm64.tar.gz" local/debian:bookworm-arm64 arm64
   fi
   # a multi-arch busybox in the registry, for FROM lines resolved per --platform
   if ! skopeo inspect --raw docker://127.0.0.1:5000/local/busybox:latest >/dev/null 2>&1; then
@@ -324,24 +367,29 @@ cmd_up() {
   log "up: podman $(podman --version | awk '{print $3}'); state in $STATE"
 }
 
+stop_pid() { # pidfile: TERM, then KILL after 15 s
+  local pid
+  [ -f "$1" ] || return 0
+  pid=$(cat "$1")
+  if ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null; then
+    as_root kill -TERM "$pid"
+    for _ in $(seq 1 75); do ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    ! ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || as_root kill -KILL "$pid"
+  fi
+  rm -f "$1"
+}
+
 cmd_down() {
-  local f pid
+  local f
   for f in "$STATE/dockerd.pid" "$STATE/registry.pid" "$STATE/auth-registry.pid"; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    if ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null; then
-      as_root kill -TERM "$pid"
-      for _ in $(seq 1 75); do ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null && as_root kill -KILL "$pid"
-    fi
-    rm -f "$f"
+    stop_pid "$f"
   done
   log "down"
 }
 
 cmd_status() {
   command -v podman >/dev/null && echo "podman: $(podman --version)" || echo "podman: missing"
-  "${DOCKER[@]}" info >/dev/null 2>&1 && echo "dockerd: $("${DOCKER[@]}" version -f '{{.Server.Version}}')" || echo "dockerd: not running"
+  docker_store >/dev/null && echo "dockerd: $(docker_store) (buildx $(docker buildx version 2>/dev/null | awk '{print $2}'))" || echo "dockerd: not running"
   curl -sf http://127.0.0.1:5000/v2/ >/dev/null && echo "registry: 127.0.0.1:5000" || echo "registry: not running"
   [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5001/v2/)" = 401 ] && echo "password registry: 127.0.0.1:5001" || echo "password registry: not running"
   grep -q enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null && echo "binfmt: qemu-aarch64" || echo "binfmt: missing"

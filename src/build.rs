@@ -52,6 +52,16 @@ pub struct BuildRequest {
     /// The `ARG` names the Dockerfile declares, when known: a builder that must pass the
     /// platform arguments itself passes only these (others draw an "unused" warning).
     pub declared_args: Option<BTreeSet<String>>,
+    /// A registry repository the build imports its layer cache from and exports it to, so a
+    /// runner that starts empty rebuilds only what changed (`Capability::RegistryCache`).
+    pub cache: Option<ImageRef>,
+    /// `SOURCE_DATE_EPOCH`: the time written into the image and, where the builder can, onto
+    /// every file in its layers, so the same inputs give the same digest
+    /// (`Capability::ReproducibleTimes`).
+    pub source_date_epoch: Option<u64>,
+    /// Attach a provenance attestation (SLSA, `mode=max`) to what a release stages
+    /// (`Capability::Provenance`).
+    pub provenance: bool,
 }
 
 impl BuildRequest {
@@ -70,6 +80,9 @@ impl BuildRequest {
             output: Output::Load,
             local_parent: false,
             declared_args: None,
+            cache: None,
+            source_date_epoch: None,
+            provenance: false,
         }
     }
 

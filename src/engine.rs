@@ -5,8 +5,8 @@
 //! does not leave its container behind.
 
 use crate::backend::{
-    detect, logins, AuthStore, Backend, BackendKind, Credentials, Inspected, Login, MultiPlatform,
-    ReleaseNeeds, Remote, Stage, StoredLogin,
+    detect, logins, AuthStore, Backend, BackendKind, Capability, Credentials, Inspected, Login,
+    MultiPlatform, ReleaseNeeds, Remote, Stage, StoredLogin,
 };
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
@@ -277,18 +277,7 @@ impl Engine {
     /// Runs the build probes (which builder the engine has), then refuses a release it cannot
     /// do, before anything is built or pushed.
     pub async fn check_release(&self, needs: &ReleaseNeeds) -> Result<()> {
-        let mut probe_req = BuildRequest::new(
-            Default::default(),
-            Default::default(),
-            ImageRef::parse("hjk-probe").expect("a valid reference"),
-        );
-        probe_req.platforms = needs.platforms[..1].to_vec();
-        while let Some(probe) = self.backend.probe(&probe_req) {
-            let out = self.capture(probe.invocation).await?;
-            if let Some(w) = self.backend.learn(probe.kind, &out) {
-                self.runner.reporter().warn(&w);
-            }
-        }
+        self.learn_builder(&needs.platforms[..1]).await?;
         self.backend.check_release(needs)?;
         Ok(())
     }
@@ -388,18 +377,57 @@ impl Engine {
         }
     }
 
-    /// Builds one platform of a release and pushes it to its staging tag. Returns the pushed
-    /// digest when the engine reported it (`None`: read it back from the registry).
-    pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Option<String>> {
+    /// Builds one platform of a release and pushes it to its staging tag, or writes it as an
+    /// OCI layout for the workflow to push ([`Backend::stage_layout`]).
+    pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Staged> {
         self.prepare(req).await?;
         for inv in self.backend.stage(req, stage) {
             self.stream(inv).await?;
         }
+        let layout = self.backend.stage_layout().then(|| stage.layout.clone());
         if self.dry_run() {
-            return Ok(None);
+            return Ok(Staged {
+                digest: None,
+                layout,
+            });
         }
         let text = std::fs::read_to_string(&stage.digest_file).unwrap_or_default();
-        Ok(self.backend.staged_digest(&text))
+        Ok(Staged {
+            digest: self.backend.staged_digest(&text),
+            layout,
+        })
+    }
+
+    /// Whether the engine can do `c` (see [`Capability`]); asks the builder first, once.
+    pub async fn supports(&self, c: Capability, platforms: &[Platform]) -> Result<bool> {
+        self.learn_builder(platforms).await?;
+        Ok(self.backend.supports(c))
+    }
+
+    /// The same question without asking the builder: the answer for the builder the backend
+    /// assumes until its probes ran. For what must not cost an engine call (a no-op's plan).
+    pub fn assumes(&self, c: Capability) -> bool {
+        self.backend.supports(c)
+    }
+
+    /// Runs the read-only builder probes (once per process) that the answers of
+    /// [`Engine::supports`], [`Engine::can_load`] and `check_*` depend on.
+    pub async fn learn_builder(&self, platforms: &[Platform]) -> Result<()> {
+        let mut probe_req = BuildRequest::new(
+            Default::default(),
+            Default::default(),
+            ImageRef::parse("hjk-probe").expect("a valid reference"),
+        );
+        if !platforms.is_empty() {
+            probe_req.platforms = platforms.to_vec();
+        }
+        while let Some(probe) = self.backend.probe(&probe_req) {
+            let out = self.capture(probe.invocation).await?;
+            if let Some(w) = self.backend.learn(probe.kind, &out) {
+                self.runner.reporter().warn(&w);
+            }
+        }
+        Ok(())
     }
 
     /// Runs a short container and captures what it printed (a probe of an image). It changes no
@@ -434,6 +462,15 @@ impl Engine {
     pub async fn tool_stream_result(&self, inv: &Invocation) -> Result<Captured> {
         self.runner.stream_keeping(inv, &NoParser, true).await
     }
+}
+
+/// What [`Engine::stage`] left for the workflow.
+#[derive(Debug)]
+pub struct Staged {
+    /// The digest the engine reported (pushed, or at the top of the layout).
+    pub digest: Option<String>,
+    /// An OCI layout to push under the staging tag, when the engine wrote one.
+    pub layout: Option<Utf8PathBuf>,
 }
 
 /// What [`Engine::run_captured`] found.

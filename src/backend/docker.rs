@@ -1,12 +1,16 @@
 //! Docker: `docker buildx build` when the buildx plugin answers, otherwise the classic builder
 //! (`DOCKER_BUILDKIT=0 docker build`), which is single-platform and does not set TARGETARCH.
+//! What buildx can do also depends on its current builder: the default `docker` driver on the
+//! containerd image store (Docker 29's default for new installs) keeps several platforms in one
+//! image and exports caches and attestations; on the older overlay2 store it can do neither.
 //! <https://docs.docker.com/reference/cli/docker/buildx/build/>,
-//! <https://docs.docker.com/reference/cli/docker/image/build_legacy/>
+//! <https://docs.docker.com/reference/cli/docker/image/build_legacy/>,
+//! <https://docs.docker.com/build/builders/drivers/docker/>
 
 use super::compat::{build_flags, DockerCli};
 use super::{
-    hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Probe,
-    ProbeKind, ReleaseNeeds, Remote, Stage, StoreFile,
+    hint_from, labels_at, AuthStore, Backend, BackendKind, Capability, ImageCommands, Inspected,
+    Login, Probe, ProbeKind, ReleaseNeeds, Remote, Stage, StoreFile,
 };
 use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
@@ -30,9 +34,49 @@ pub struct Docker {
     /// buildx `--builder NAME`, passed to every buildx call.
     builder_name: Option<String>,
     builder: OnceLock<Builder>,
-    /// The current buildx builder's driver (`docker`, `docker-container`, ...), learned only
-    /// for multi-platform builds and builds FROM a local image, where it matters.
-    driver: OnceLock<String>,
+    /// The current buildx builder: its driver and, for the `docker` driver, the daemon's image
+    /// store. Learned once, before the first build.
+    driver: OnceLock<Driver>,
+}
+
+/// What `docker buildx inspect` says about the current builder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Driver {
+    /// `docker`, `docker-container`, `kubernetes`, `remote`.
+    pub name: String,
+    /// The daemon keeps images in containerd (the BuildKit worker's
+    /// `org.mobyproject.buildkit.worker.containerd.*` labels), so the `docker` driver can hold
+    /// several platforms in one image and export caches and attestations.
+    pub containerd_store: bool,
+}
+
+impl Driver {
+    /// Whether this builder can export what only BuildKit's own exporters write (registry
+    /// caches, attestations, several platforms in one image): every driver but `docker` on
+    /// the overlay2 store.
+    fn exports(&self) -> bool {
+        self.name != "docker" || self.containerd_store
+    }
+
+    /// `docker buildx inspect`'s `Driver:` line and the worker labels under `Labels:`.
+    pub fn parse(text: &str) -> Driver {
+        let name = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("Driver:")
+                    .map(|d| d.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let containerd_store = text.lines().any(|l| {
+            l.trim()
+                .starts_with("org.mobyproject.buildkit.worker.containerd.")
+        });
+        Driver {
+            name,
+            containerd_store,
+        }
+    }
 }
 
 /// The docker 23+ client prints this block on every classic build; the warning we give when
@@ -68,6 +112,22 @@ impl Docker {
     /// Before the probe has answered, plans assume buildx.
     pub fn builder(&self) -> Builder {
         *self.builder.get().unwrap_or(&Builder::Buildx)
+    }
+
+    /// Whether the current builder can export caches, attestations and multi-platform images;
+    /// before the probe has answered, plans assume it can.
+    fn exports(&self) -> bool {
+        self.builder() == Builder::Buildx && self.driver.get().is_none_or(Driver::exports)
+    }
+
+    /// A local image of several platforms: buildx on a builder that exports them into the
+    /// daemon's containerd store.
+    fn loads_multi_platform(&self) -> bool {
+        self.builder() == Builder::Buildx
+            && self
+                .driver
+                .get()
+                .is_none_or(|d| d.name == "docker" && d.containerd_store)
     }
 
     fn cmd(&self) -> Invocation {
@@ -112,11 +172,12 @@ impl Backend for Docker {
     }
 
     fn probe(&self, req: &BuildRequest) -> Option<Probe> {
+        let _ = req;
         let (kind, args) = match self.builder.get() {
             None => (ProbeKind::Builder, ["buildx", "version"]),
-            Some(Builder::Buildx)
-                if (req.is_multi_platform() || req.local_parent) && self.driver.get().is_none() =>
-            {
+            // what the builder can do (platforms, caches, attestations, local parents) is
+            // asked once per process, before the first build
+            Some(Builder::Buildx) if self.driver.get().is_none() => {
                 (ProbeKind::BuilderDriver, ["buildx", "inspect"])
             }
             _ => return None,
@@ -147,16 +208,7 @@ impl Backend for Docker {
                 })
             }
             ProbeKind::BuilderDriver => {
-                let driver = out
-                    .stdout
-                    .lines()
-                    .find_map(|l| {
-                        l.trim()
-                            .strip_prefix("Driver:")
-                            .map(|d| d.trim().to_string())
-                    })
-                    .unwrap_or_else(|| "unknown".into());
-                let _ = self.driver.set(driver);
+                let _ = self.driver.set(Driver::parse(&out.stdout));
                 None
             }
         }
@@ -165,7 +217,8 @@ impl Backend for Docker {
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
         let multi = req.is_multi_platform();
         let platforms = Platform::join(&req.platforms);
-        let driver = self.driver.get().map(String::as_str);
+        let driver = self.driver.get();
+        let driver_name = driver.map(|d| d.name.as_str());
         match self.builder() {
             Builder::Classic if multi => Err(UserError(format!(
                 "the classic docker builder cannot build several platforms ({platforms}); install \
@@ -179,24 +232,51 @@ impl Backend for Docker {
                 "the classic docker builder has no way to forbid pulling the base image; install the buildx plugin, or use --backend podman"
                     .into(),
             )),
-            Builder::Buildx if multi && req.output == Output::Load => Err(UserError(format!(
-                "docker cannot load a multi-platform image ({platforms}) into its image store; \
-                 build one platform (--platform), publish it (hjk --push), or use --backend podman"
-            ))),
-            Builder::Buildx if multi && driver == Some("docker") => Err(UserError(
-                "the current buildx builder uses the `docker` driver, which cannot build several \
-                 platforms; run `docker buildx create --use --driver docker-container` first"
-                    .into(),
-            )),
-            Builder::Buildx if req.local_parent && driver.is_some_and(|d| d != "docker") => {
+            Builder::Buildx if multi && driver_name == Some("docker") && !self.exports() => {
+                Err(UserError(format!(
+                    "the current buildx builder uses the `docker` driver on the overlay2 image \
+                     store, which cannot build several platforms ({platforms}); enable the \
+                     containerd image store (\"features\": {{\"containerd-snapshotter\": true}} in \
+                     daemon.json), or run `docker buildx create --use --driver docker-container`"
+                )))
+            }
+            Builder::Buildx if multi && req.output == Output::Load && !self.loads_multi_platform() => {
+                Err(UserError(format!(
+                    "docker cannot load a multi-platform image ({platforms}) into its image store \
+                     from this builder; build one platform (--platform), publish it (hjk --push), \
+                     use the `docker` driver on the containerd image store, or use --backend podman"
+                )))
+            }
+            Builder::Buildx if req.local_parent && driver_name.is_some_and(|d| d != "docker") => {
                 Err(UserError(format!(
                     "the current buildx builder uses the `{}` driver, which cannot see images in \
                      the local docker store that this build is FROM; run `docker buildx use \
                      default`, or publish the parent first (hjk --push)",
-                    driver.unwrap_or_default()
+                    driver_name.unwrap_or_default()
                 )))
             }
-            _ => Ok(()),
+            _ => super::check_capabilities(self, req),
+        }
+    }
+
+    /// BuildKit's: `COPY --link` with buildx; caches, attestations and rewritten timestamps
+    /// with a builder that exports them (see [`Driver::exports`]). The classic builder has none.
+    fn supports(&self, c: Capability) -> bool {
+        match c {
+            Capability::CopyLink => self.builder() == Builder::Buildx,
+            Capability::RegistryCache | Capability::Provenance | Capability::ReproducibleTimes => {
+                self.exports()
+            }
+        }
+    }
+
+    fn builder_note(&self) -> String {
+        match (self.builder(), self.driver.get()) {
+            (Builder::Classic, _) => " (the classic builder: the buildx plugin is missing)".into(),
+            (Builder::Buildx, Some(d)) if !d.exports() => {
+                " (buildx's `docker` driver on the overlay2 image store)".into()
+            }
+            _ => String::new(),
         }
     }
 
@@ -234,12 +314,35 @@ impl Backend for Docker {
         if req.pull == PullPolicy::Always {
             inv = inv.arg("--pull");
         }
+        if let Some(epoch) = req.source_date_epoch {
+            // BuildKit reads it as a build argument: the image's times, and, with
+            // `rewrite-timestamp` on an exporter that allows it, every file's
+            inv = inv.args([
+                "--build-arg".to_string(),
+                format!("SOURCE_DATE_EPOCH={epoch}"),
+            ]);
+        }
+        if let Some(cache) = &req.cache {
+            inv = inv.args([
+                "--cache-from".to_string(),
+                format!("type=registry,ref={cache}"),
+                "--cache-to".into(),
+                format!("type=registry,ref={cache},mode=max,ignore-error=true"),
+            ]);
+        }
         if !classic {
             inv = match &req.output {
                 Output::Load => inv.arg("--load"),
                 Output::Push => inv.arg("--push"),
                 Output::Oci(p) => inv.args(["--output".to_string(), format!("type=oci,dest={p}")]),
             };
+            // buildx attaches a provenance attestation by default where it can; a local image
+            // has no use for it, and writing it costs time on every build
+            inv = inv.arg(if req.provenance {
+                "--provenance=mode=max"
+            } else {
+                "--provenance=false"
+            });
             inv = inv.args(["--progress", "plain"]);
         }
         if classic {
@@ -260,7 +363,7 @@ impl Backend for Docker {
     }
 
     fn can_load(&self, platforms: &[Platform]) -> bool {
-        platforms.len() <= 1 || self.builder() == Builder::Classic
+        platforms.len() <= 1 || self.builder() == Builder::Classic || self.loads_multi_platform()
     }
 
     fn commands(&self) -> &dyn ImageCommands {
@@ -366,22 +469,23 @@ impl Backend for Docker {
             .env("DOCKER_CONFIG", dir.as_str())
     }
 
-    /// buildx pushes as it builds (`--output type=image,name=..,push=true` and its
-    /// `--metadata-file`, without a provenance attestation, which would make the result an
-    /// index); the classic builder builds, then `docker push`es.
+    /// buildx writes the image as an OCI layout (`--output type=oci,tar=false`) for the
+    /// workflow to push by digest, with its `--metadata-file` naming that digest: on the
+    /// containerd image store the image exporter always unpacks, which rules out
+    /// `rewrite-timestamp`, and only rewritten file times make the digest reproducible. The
+    /// provenance attestation, when asked for, is in the layout's index beside the image. The
+    /// classic builder builds, then `docker push`es.
     fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation> {
         let mut req = req.clone();
         req.tags = vec![stage.tag.clone()];
-        req.output = Output::Load;
-        let mut out = self.build(&req);
+        req.output = Output::Oci(stage.layout.clone());
         if self.builder() == Builder::Classic {
+            req.output = Output::Load;
+            let mut out = self.build(&req);
             out.push(self.cmd().args(["push", stage.tag.as_str()]));
             return out;
         }
-        let mut output = format!("type=image,name={},push=true", stage.tag);
-        if stage.plain_http {
-            output.push_str(",registry.insecure=true");
-        }
+        let mut out = self.build(&req);
         if let Some(build) = out.last_mut() {
             let args = std::mem::take(&mut build.args);
             let mut skip = false;
@@ -391,14 +495,18 @@ impl Backend for Docker {
                     continue;
                 }
                 match a.as_str() {
-                    "--load" => {
+                    "--output" => {
+                        let mut output = format!("type=oci,dest={},tar=false", stage.layout);
+                        if req.source_date_epoch.is_some() {
+                            output.push_str(",rewrite-timestamp=true");
+                        }
                         build.args.extend([
                             "--output".to_string(),
-                            output.clone(),
-                            "--provenance=false".into(),
+                            output,
                             "--metadata-file".into(),
                             stage.digest_file.to_string(),
                         ]);
+                        skip = true;
                     }
                     "--tag" => skip = true,
                     _ => build.args.push(a),
@@ -406,6 +514,10 @@ impl Backend for Docker {
             }
         }
         out
+    }
+
+    fn stage_layout(&self) -> bool {
+        self.builder() == Builder::Buildx
     }
 
     fn staged_digest(&self, text: &str) -> Option<String> {
@@ -434,6 +546,63 @@ mod tests {
         r
     }
 
+    /// `docker buildx inspect` of the default builder on dockerd 26.1.5 with the containerd
+    /// image store, as printed on the machine the tests run on.
+    const INSPECT_CONTAINERD: &str = "Name:          default
+Driver:        docker
+Last Activity: 2026-12-07 04:58:46 +0000 UTC
+
+Nodes:
+Name:             default
+Endpoint:         default
+Status:           running
+BuildKit version: v0.0.0+unknown
+Platforms:        linux/amd64, linux/amd64/v2, linux/amd64/v3, linux/amd64/v4, linux/arm64, linux/riscv64
+Labels:
+ org.mobyproject.buildkit.worker.containerd.namespace: moby
+ org.mobyproject.buildkit.worker.containerd.uuid:      71069fcd-1358-4c0d-8e8c-b4a49f393a16
+ org.mobyproject.buildkit.worker.executor:             containerd
+ org.mobyproject.buildkit.worker.hostname:             vm
+ org.mobyproject.buildkit.worker.moby.host-gateway-ip: 172.17.0.1
+ org.mobyproject.buildkit.worker.network:              host
+ org.mobyproject.buildkit.worker.selinux.enabled:      false
+ org.mobyproject.buildkit.worker.snapshotter:          overlayfs
+";
+
+    /// The same daemon version on the overlay2 image store (a second dockerd started with
+    /// `--storage-driver overlay2`): no containerd worker labels.
+    const INSPECT_OVERLAY2: &str = "Name:          default
+Driver:        docker
+Last Activity: 2026-12-07 04:58:46 +0000 UTC
+
+Nodes:
+Name:             default
+Endpoint:         default
+Status:           running
+BuildKit version: v0.0.0+unknown
+Platforms:        linux/amd64, linux/amd64/v2, linux/arm64, linux/riscv64
+Labels:
+ org.mobyproject.buildkit.worker.moby.host-gateway-ip: 10.99.0.1
+";
+
+    /// A docker backend whose probes answered: buildx, and `inspect` for its builder.
+    fn probed(inspect: &str) -> Docker {
+        let d = Docker::new("docker");
+        let r = req(&[Platform::LinuxAmd64], Output::Load);
+        let probe = d.probe(&r).unwrap();
+        assert_eq!(probe.kind, ProbeKind::Builder);
+        d.learn(
+            probe.kind,
+            &Captured::stdout("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3"),
+        );
+        let probe = d.probe(&r).unwrap();
+        assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
+        assert!(probe.invocation.read_only);
+        d.learn(probe.kind, &Captured::stdout(inspect));
+        assert!(d.probe(&r).is_none(), "each probe runs once");
+        d
+    }
+
     #[test]
     fn buildx_single_multi_and_oci() {
         let d = Docker::with_builder("docker", Builder::Buildx);
@@ -441,7 +610,7 @@ mod tests {
         assert_eq!(
             single[0].to_string(),
             "docker buildx build --tag reg.io/a/b:1 --tag reg.io/a/b:latest-dev --platform linux/amd64 --file /ctx/Dockerfile \
-             --build-arg BASE_IMAGE=reg.io/a/base:1 --label k=v --target final --load --progress plain /ctx"
+             --build-arg BASE_IMAGE=reg.io/a/base:1 --label k=v --target final --load --provenance=false --progress plain /ctx"
         );
         let multi = d.build(&req(&Platform::ALL, Output::Push));
         assert_eq!(multi.len(), 1);
@@ -456,33 +625,48 @@ mod tests {
             .args
             .windows(2)
             .any(|w| w == ["--output", "type=oci,dest=/out/img.tar"]));
-        assert!(d.check_build(&req(&Platform::ALL, Output::Load)).is_err());
-        assert!(d.check_build(&req(&Platform::ALL, Output::Push)).is_ok());
-        assert!(!d.can_load(&Platform::ALL) && d.can_load(&[Platform::LinuxArm64]));
+        // the containerd image store keeps several platforms in one local image
+        let d = probed(INSPECT_CONTAINERD);
+        assert!(d.check_build(&req(&Platform::ALL, Output::Load)).is_ok());
+        assert!(d.can_load(&Platform::ALL));
+        for c in [
+            Capability::CopyLink,
+            Capability::RegistryCache,
+            Capability::Provenance,
+            Capability::ReproducibleTimes,
+        ] {
+            assert!(d.supports(c), "{c:?}");
+        }
     }
 
     #[test]
-    fn the_docker_driver_cannot_build_multi_arch() {
-        let d = Docker::new("docker");
-        let r = req(&Platform::ALL, Output::Push);
-        let probe = d.probe(&r).unwrap();
-        assert_eq!(probe.kind, ProbeKind::Builder);
-        d.learn(
-            probe.kind,
-            &Captured::stdout("github.com/docker/buildx v0.19.3"),
-        );
-        let probe = d.probe(&r).unwrap();
-        assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
-        d.learn(
-            probe.kind,
-            &Captured::stdout("Name: default\nDriver: docker\n"),
-        );
-        assert!(d.probe(&r).is_none(), "each probe runs once");
-        let err = d.check_build(&r).unwrap_err();
+    fn the_docker_driver_on_overlay2_cannot_build_multi_arch_or_export() {
+        let d = probed(INSPECT_OVERLAY2);
+        let err = d
+            .check_build(&req(&Platform::ALL, Output::Push))
+            .unwrap_err();
         assert!(
-            err.0
-                .contains("`docker` driver, which cannot build several platforms"),
+            err.0.contains(
+                "`docker` driver on the overlay2 image store, which cannot build several platforms"
+            ) && err.0.contains("containerd-snapshotter"),
             "{err}"
+        );
+        assert!(!d.can_load(&Platform::ALL) && d.can_load(&[Platform::LinuxArm64]));
+        assert!(d.supports(Capability::CopyLink));
+        assert!(!d.supports(Capability::RegistryCache) && !d.supports(Capability::Provenance));
+        let mut r = req(&[Platform::LinuxAmd64], Output::Load);
+        r.provenance = true;
+        let err = d.check_build(&r).unwrap_err();
+        assert_eq!(
+            err.0,
+            "docker cannot make provenance attestations (--provenance) (buildx's `docker` driver on the overlay2 image store); leave it out, or use an engine that can (docker with the buildx plugin can make all of them)"
+        );
+        assert_eq!(
+            Driver::parse(INSPECT_CONTAINERD),
+            Driver {
+                name: "docker".into(),
+                containerd_store: true
+            }
         );
     }
 
@@ -542,10 +726,11 @@ mod tests {
     }
 
     #[test]
-    fn release_stage_buildx_pushes_as_it_builds_and_classic_pushes_after() {
+    fn release_stage_buildx_writes_a_layout_and_classic_pushes_after() {
         let stage = Stage {
             tag: ImageRef::parse("127.0.0.1:5001/hj:stage-top-arm64-abc").unwrap(),
             digest_file: "/t/m.json".into(),
+            layout: "/t/top.oci".into(),
             plain_http: true,
         };
         let mut d = Docker::with_builder("docker", Builder::Buildx);
@@ -554,18 +739,38 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let invs = d.stage(&req(&[Platform::LinuxArm64], Output::Push), &stage);
+        let mut r = req(&[Platform::LinuxArm64], Output::Push);
+        let invs = d.stage(&r, &stage);
         assert_eq!(invs.len(), 1);
         let text = invs[0].to_string();
         assert!(
             text.starts_with("docker buildx build --builder remote-bk --platform linux/arm64 "),
             "{text}"
         );
-        assert!(text.contains(" --output type=image,name=127.0.0.1:5001/hj:stage-top-arm64-abc,push=true,registry.insecure=true --provenance=false --metadata-file /t/m.json "), "{text}");
         assert!(
-            !text.contains("--tag") && !text.contains("--load"),
+            text.contains(" --output type=oci,dest=/t/top.oci,tar=false --metadata-file /t/m.json --provenance=false "),
             "{text}"
         );
+        assert!(
+            !text.contains("--tag") && !text.contains("--load") && !text.contains("--push"),
+            "{text}"
+        );
+        assert!(d.stage_layout(), "the workflow pushes the layout");
+        // a reproducible, attested release: timestamps rewritten in the layout, provenance
+        // beside the image, the layer cache in the registry
+        r.source_date_epoch = Some(1_700_000_000);
+        r.provenance = true;
+        r.cache = Some(ImageRef::parse("127.0.0.1:5001/hj-cache:top-arm64").unwrap());
+        let text = d.stage(&r, &stage)[0].to_string();
+        for want in [
+            " --build-arg SOURCE_DATE_EPOCH=1700000000 ",
+            " --cache-from type=registry,ref=127.0.0.1:5001/hj-cache:top-arm64 ",
+            " --cache-to type=registry,ref=127.0.0.1:5001/hj-cache:top-arm64,mode=max,ignore-error=true ",
+            " --output type=oci,dest=/t/top.oci,tar=false,rewrite-timestamp=true --metadata-file /t/m.json --provenance=mode=max ",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        assert!(d.check_build(&r).is_ok());
         assert_eq!(
             d.staged_digest(r#"{"containerimage.digest": "sha256:ff", "image.name": "x"}"#)
                 .as_deref(),
@@ -579,6 +784,14 @@ mod tests {
             .is_ok());
 
         let c = Docker::with_builder("docker", Builder::Classic);
+        assert!(!c.stage_layout());
+        let err = c.check_build(&r).unwrap_err();
+        assert!(
+            err.0.starts_with(
+                "docker cannot make a registry build cache (--cache-repo) (the classic builder"
+            ),
+            "{err}"
+        );
         let invs = c.stage(&req(&[Platform::LinuxAmd64], Output::Push), &stage);
         assert_eq!(
             invs[1].argv(),

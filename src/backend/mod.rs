@@ -94,6 +94,73 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// What a builder can do that not every builder can. A workflow asks the question
+/// ([`Backend::supports`]) instead of asking which engine it is; a request that needs one the
+/// engine lacks is refused by [`Backend::check_build`]. Several platforms in one build is
+/// answered by [`Backend::multi_platform`] and [`Backend::can_load`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// `COPY --link`: a layer that does not depend on the layers below it, so a base edit
+    /// reuses it instead of copying it again (BuildKit).
+    /// <https://docs.docker.com/reference/dockerfile/#copy---link>
+    CopyLink,
+    /// A build's layer cache exported to a registry and imported from it
+    /// ([`BuildRequest::cache`]).
+    RegistryCache,
+    /// A provenance attestation attached to what a release stages ([`BuildRequest::provenance`]).
+    Provenance,
+    /// `SOURCE_DATE_EPOCH` applied to the image and to the files in its layers, so a release
+    /// of the same inputs has the same digest ([`BuildRequest::source_date_epoch`]).
+    ReproducibleTimes,
+}
+
+impl Capability {
+    /// What a user asks for when a request needs this capability, for refusals.
+    pub fn asked_as(self) -> &'static str {
+        match self {
+            Capability::CopyLink => "COPY --link",
+            Capability::RegistryCache => "a registry build cache (--cache-repo)",
+            Capability::Provenance => "provenance attestations (--provenance)",
+            Capability::ReproducibleTimes => "reproducible timestamps (--source-date-epoch)",
+        }
+    }
+
+    /// The capabilities a request needs beyond a plain build.
+    pub fn needed_by(req: &BuildRequest) -> Vec<Capability> {
+        let mut out = Vec::new();
+        if req.cache.is_some() {
+            out.push(Capability::RegistryCache);
+        }
+        if req.provenance {
+            out.push(Capability::Provenance);
+        }
+        if req.source_date_epoch.is_some() {
+            out.push(Capability::ReproducibleTimes);
+        }
+        out
+    }
+}
+
+/// Refuses a request that needs a capability this backend lacks (the common part of every
+/// `check_build`).
+pub(crate) fn check_capabilities(
+    backend: &dyn Backend,
+    req: &BuildRequest,
+) -> Result<(), UserError> {
+    match Capability::needed_by(req)
+        .into_iter()
+        .find(|c| !backend.supports(*c))
+    {
+        Some(c) => Err(UserError(format!(
+            "{} cannot make {}{}; leave it out, or use an engine that can (docker with the buildx plugin can make all of them)",
+            backend.kind(),
+            c.asked_as(),
+            backend.builder_note()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What a probe asks, so a backend can tell its answers apart without reading argv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -160,6 +227,17 @@ pub trait Backend: OutputParser + Send + Sync {
     /// Rejects, before anything runs, a request this engine cannot do or would silently
     /// change (a pull policy it ignores, an output it cannot write).
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError>;
+
+    /// Whether this engine's builder can do `c`. Before the probes have answered, a backend
+    /// answers for the builder it assumes (docker: buildx).
+    fn supports(&self, _c: Capability) -> bool {
+        false
+    }
+
+    /// Which builder the engine's answers are about, for messages (" (the classic builder)").
+    fn builder_note(&self) -> String {
+        String::new()
+    }
 
     /// The processes that build (and, if asked, push or export) the request, in order.
     fn build(&self, req: &BuildRequest) -> Vec<Invocation>;
@@ -242,6 +320,12 @@ pub trait Backend: OutputParser + Send + Sync {
     /// Builds one platform of a release and pushes it to `stage`, writing the pushed manifest
     /// digest to `digest_file` where the engine can (see [`Backend::staged_digest`]).
     fn stage(&self, req: &BuildRequest, stage: &Stage) -> Vec<Invocation>;
+
+    /// Whether [`Backend::stage`] writes an OCI layout to [`Stage::layout`] for the workflow to
+    /// push (the digest in its digest file is then the layout's), instead of pushing itself.
+    fn stage_layout(&self) -> bool {
+        false
+    }
 
     /// The pushed digest from what [`Backend::stage`] wrote to its digest file; `None` when the
     /// engine cannot report it (the workflow then reads it back from the registry).
@@ -338,6 +422,8 @@ pub struct StoreFile {
 pub struct Stage {
     pub tag: ImageRef,
     pub digest_file: Utf8PathBuf,
+    /// An empty directory for an engine that exports an OCI layout ([`Backend::stage_layout`]).
+    pub layout: Utf8PathBuf,
     /// A loopback registry, spoken to over plain HTTP.
     pub plain_http: bool,
 }

@@ -5,8 +5,8 @@
 use super::compat::{build_flags, csv_field, DockerCli};
 use super::logins::Reader;
 use super::{
-    hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login,
-    MultiPlatform, Remote, Stage,
+    hint_from, labels_at, AuthStore, Backend, BackendKind, Capability, ImageCommands, Inspected,
+    Login, MultiPlatform, Remote, Stage,
 };
 use crate::build::{BuildRequest, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
@@ -111,8 +111,20 @@ impl Backend for Podman {
         BackendKind::Podman
     }
 
-    fn check_build(&self, _req: &BuildRequest) -> Result<(), UserError> {
-        Ok(())
+    fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
+        super::check_capabilities(self, req)
+    }
+
+    /// buildah 1.28 (podman 4.3) refuses `COPY --link` ("COPY only supports the --chmod, --chown
+    /// and --from flags") and makes no attestations; it has its own registry cache (a
+    /// repository of layers, `--cache-to/--cache-from`) and `--timestamp`, which sets the
+    /// image's time and every file's in its layers.
+    /// <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
+    fn supports(&self, c: Capability) -> bool {
+        match c {
+            Capability::CopyLink | Capability::Provenance => false,
+            Capability::RegistryCache | Capability::ReproducibleTimes => true,
+        }
     }
 
     fn build(&self, req: &BuildRequest) -> Vec<Invocation> {
@@ -141,6 +153,20 @@ impl Backend for Podman {
         // the first one's RUN layers; a multi-platform build stays correct only without it
         if multi && !req.no_cache {
             inv = inv.arg("--layers=false");
+        }
+        if let Some(epoch) = req.source_date_epoch {
+            inv = inv.args(["--timestamp".to_string(), epoch.to_string()]);
+        }
+        // its cache is a repository of layer images, untagged (podman picks the tags); it
+        // needs the layer cache on, which a single-platform build has by default
+        if let (Some(cache), false) = (&req.cache, multi) {
+            let repo = cache.name_as_written().to_string();
+            inv = inv.args([
+                "--cache-from".to_string(),
+                repo.clone(),
+                "--cache-to".into(),
+                repo,
+            ]);
         }
         inv = inv.arg(req.context.as_str());
         let mut out = Vec::new();
@@ -555,6 +581,7 @@ mod tests {
         );
         let stage = Stage {
             tag: ImageRef::parse("127.0.0.1:5001/hj:stage-base-arm64-abc").unwrap(),
+            layout: "/t/l.oci".into(),
             digest_file: "/t/d".into(),
             plain_http: true,
         };

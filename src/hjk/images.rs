@@ -545,12 +545,20 @@ async fn record_ids(engine: &Engine, plan: &Plan, results: &mut [NodeResult]) ->
 pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<NodeResult>> {
     let plan = plan(graph, spec, engine.multi_platform())?;
     let state = inspect_state(engine, &plan).await?;
-    let reqs: Vec<BuildRequest> = plan
-        .nodes
-        .iter()
-        .map(|n| plan.request(n, spec, state.base_id.as_deref(), engine))
-        .collect();
+    let requests = || -> Vec<BuildRequest> {
+        plan.nodes
+            .iter()
+            .map(|n| plan.request(n, spec, state.base_id.as_deref(), engine))
+            .collect()
+    };
+    let mut reqs = requests();
     let current = current_nodes(&plan, &state.nodes, &reqs, spec.no_cache);
+    if current.iter().any(|c| !c) {
+        // whether a build can keep its result locally is the builder's answer: asked now,
+        // once, and only when something is built (a no-op stays one inspect)
+        engine.learn_builder(&spec.platforms).await?;
+        reqs = requests();
+    }
     check_all(engine, &reqs, &current).await?;
     let mut results = build_nodes(engine, &plan, &reqs, &current, &state, spec).await?;
     publish(engine, &plan, &reqs, &state, spec, &mut results).await?;

@@ -9,6 +9,7 @@
 use crate::error::{Interrupted, UserError};
 use crate::image_ref::ImageRef;
 use anyhow::{anyhow, Result};
+use camino::{Utf8Path, Utf8PathBuf};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -285,6 +286,130 @@ impl Registry {
         Ok(())
     }
 
+    /// Pushes an OCI image layout (what `buildx --output type=oci,tar=false` wrote): each blob
+    /// the registry lacks, streamed from its file, then the manifests the layout's index names
+    /// (children first), by digest, and its top manifest under `tag`. Every blob is checked
+    /// against its digest as it is read, so what lands under the digest the metadata names is
+    /// what the builder wrote. Returns the top manifest.
+    pub async fn push_layout(&self, dir: &Utf8Path, tag: &str) -> Result<Manifest> {
+        let index: Parsed = serde_json::from_slice(&read_blob_file(&dir.join("index.json"))?)
+            .map_err(|e| anyhow!("{dir}/index.json is not an OCI index: {e}"))?;
+        let top = match index.manifests.as_slice() {
+            [one] => one.clone(),
+            other => {
+                return Err(anyhow!(
+                    "{dir}/index.json names {} images, not one",
+                    other.len()
+                ))
+            }
+        };
+        let r = self.reference(tag);
+        guarded(
+            self.client
+                .auth(&r, &self.auth, oci_client::RegistryOperation::Push),
+        )
+        .await?
+        .map_err(|e| self.failed(e, &format!("logging in to push {}", self.name())))?;
+        let bytes = self.push_tree(dir, &top, 0).await?;
+        self.put_manifest(tag, &bytes, &top.media_type).await?;
+        Ok(Manifest {
+            bytes,
+            digest: top.digest,
+            media_type: top.media_type,
+        })
+    }
+
+    /// Pushes what `desc` (a manifest or an index in the layout) needs, then `desc` itself by
+    /// digest; returns its bytes.
+    fn push_tree<'a>(
+        &'a self,
+        dir: &'a Utf8Path,
+        desc: &'a Descriptor,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>>> + 'a>> {
+        Box::pin(async move {
+            if depth > 4 {
+                return Err(anyhow!("the OCI layout in {dir} nests indexes too deep"));
+            }
+            let bytes = read_blob_file(&blob_path(dir, &desc.digest)?)?;
+            if digest_of_bytes(&bytes) != desc.digest {
+                return Err(anyhow!(
+                    "{} in {dir} does not match its digest",
+                    desc.digest
+                ));
+            }
+            let parsed: Parsed = serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow!("{} in {dir} is not a manifest: {e}", desc.digest))?;
+            for child in &parsed.manifests {
+                self.push_tree(dir, child, depth + 1).await?;
+            }
+            for blob in parsed.config.iter().chain(&parsed.layers) {
+                self.push_blob_file(dir, blob).await?;
+            }
+            // the top one goes under its tag, by the caller
+            if depth > 0 {
+                self.put_manifest(&desc.digest, &bytes, &desc.media_type)
+                    .await?;
+            }
+            Ok(bytes)
+        })
+    }
+
+    /// One blob of a layout, unless the registry has it already.
+    async fn push_blob_file(&self, dir: &Utf8Path, blob: &Descriptor) -> Result<()> {
+        let r = self.reference(&blob.digest);
+        let doing = format!("pushing blob {} to {}", blob.digest, self.name());
+        if guarded(self.client.blob_exists(&r, &blob.digest))
+            .await?
+            .map_err(|e| self.failed(e, &doing))?
+        {
+            return Ok(());
+        }
+        let path = blob_path(dir, &blob.digest)?;
+        let file = std::fs::File::open(&path).map_err(|e| anyhow!("reading {path}: {e}"))?;
+        let chunks = futures_util::stream::unfold(
+            (file, sha2::Sha256::default(), blob.digest.clone(), false),
+            |(mut file, mut hasher, want, done)| async move {
+                use sha2::Digest;
+                use std::io::Read;
+                if done {
+                    return None;
+                }
+                let mut buf = vec![0u8; 4 << 20];
+                match file.read(&mut buf) {
+                    Ok(0) => {
+                        let got = format!(
+                            "sha256:{}",
+                            crate::fingerprint::hex(&hasher.finalize_reset())
+                        );
+                        if got == want {
+                            None
+                        } else {
+                            let e = oci_client::errors::OciDistributionError::GenericError(Some(
+                                format!("{want} in the layout does not match its digest ({got})"),
+                            ));
+                            Some((Err(e), (file, hasher, want, true)))
+                        }
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        hasher.update(&buf);
+                        Some((Ok(bytes::Bytes::from(buf)), (file, hasher, want, false)))
+                    }
+                    Err(e) => Some((
+                        Err(oci_client::errors::OciDistributionError::IoError(e)),
+                        (file, hasher, want, true),
+                    )),
+                }
+            },
+        );
+        let size = u64::try_from(blob.size).ok();
+        guarded(self.client.push_blob_stream(&r, chunks, &blob.digest, size))
+            .await?
+            .map_err(|e| self.failed(e, &doing))?;
+        Ok(())
+    }
+
     /// Rejected credentials are one line for the user to fix (exit 2); everything else a
     /// failure with the registry's own words.
     fn failed(&self, e: OciDistributionError, doing: &str) -> anyhow::Error {
@@ -339,6 +464,33 @@ async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, Interrupted> {
         v = fut => Ok(v),
         why = crate::interrupt::wait() => Err(why),
     }
+}
+
+/// Where an OCI layout keeps the blob of `digest`; only `sha256:<64 hex>` is accepted, so a
+/// layout cannot name a path outside itself.
+fn blob_path(dir: &Utf8Path, digest: &str) -> Result<Utf8PathBuf> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(dir.join("blobs/sha256").join(hex))
+        }
+        _ => Err(anyhow!(
+            "the OCI layout in {dir} names a bad digest {digest:?}"
+        )),
+    }
+}
+
+/// A manifest, index or `index.json` of a layout: small files, read whole (at most 4 MiB, the
+/// registries' own manifest limit).
+fn read_blob_file(path: &Utf8Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4 << 20 | 1).read_to_end(&mut out))
+        .map_err(|e| anyhow!("reading {path}: {e}"))?;
+    if out.len() > 4 << 20 {
+        return Err(anyhow!("{path} is larger than a manifest may be (4 MiB)"));
+    }
+    Ok(out)
 }
 
 /// The digest of manifest bytes, as registries compute it.

@@ -916,13 +916,30 @@ async fn lane(
         let stage = Stage {
             tag,
             digest_file: tmp.join(format!("{}-{}.digest", u.name, p.arch())),
+            layout: tmp.join(format!("{}-{}.oci", u.name, p.arch())),
             plain_http,
         };
         engine
             .reporter()
             .info(&format!("building {} ({p}) -> {}", u.name, stage.tag));
         let started = Instant::now();
-        let reported = engine.stage(&req, &stage).await?;
+        let staged = engine.stage(&req, &stage).await?;
+        let reported = match (&staged.layout, engine.dry_run()) {
+            (Some(layout), false) => {
+                let top = registry.push_layout(layout, &stage_tag).await?;
+                if staged.digest.as_ref().is_some_and(|d| *d != top.digest) {
+                    return Err(anyhow!(
+                        "the builder reported {} for {} ({p}), but its layout holds {}",
+                        staged.digest.unwrap_or_default(),
+                        u.name,
+                        top.digest
+                    ));
+                }
+                let _ = std::fs::remove_dir_all(layout);
+                Some(top.digest)
+            }
+            _ => staged.digest,
+        };
         let seconds = started.elapsed().as_secs_f64();
         let (digest, media_type, size) = if engine.dry_run() {
             (None, String::new(), 0)

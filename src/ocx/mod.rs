@@ -1,11 +1,12 @@
 //! The ocx workflows: `ocx build`, `ocx opencode`, `ocx exec` and `ocx config show`.
 //!
 //! [`Project::ensure`] is the whole build, as named steps: `resolve_version`, `inspect_state`
-//! (the one engine call a no-op costs: base, opencode binary images and final image, while the
-//! base's inputs are hashed alongside), `check_all` (every build the engine would refuse, before
-//! any download or build), `fetch_binaries`, `build_base`, `base_facts` (one probe container per
-//! base image ID, cached), `build_binaries`, then `build_final` unless the fingerprint says the
-//! image is current.
+//! (the one engine call a no-op costs: base and final image, while the base's inputs are hashed
+//! alongside; the final image's labels say which opencode binaries it holds), then, when
+//! something must be built, `inspect_binaries`, `check_all` (every build the engine would
+//! refuse, before any download or build), `fetch_binaries`, `build_base`, `base_facts` (one
+//! probe container per base image ID, cached), `build_binaries`, then `build_final` unless the
+//! fingerprint says the image is current.
 
 pub mod base;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod paths;
 pub mod probe;
 pub mod user;
 
+use crate::backend::Capability;
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunAs, RunSpec};
 use crate::build_inputs;
 use crate::engine::{Choice, Engine, Ran};
@@ -137,7 +139,8 @@ struct BinaryImage {
 struct State {
     base: ImageInfo,
     image: ImageInfo,
-    /// Per binary image asked about, in the order of `Project::binary_images`.
+    /// Per binary image, in the order of `Project::binary_images`: asked only when something
+    /// must be built (a no-op reads the binaries from the final image's label).
     binaries: Vec<ImageInfo>,
     /// The hash of the base's inputs (a base built from a Dockerfile only).
     base_inputs: Option<String>,
@@ -149,8 +152,16 @@ struct Design {
     variant: OpencodeVariant,
     /// The probe found no C library on the base (see [`BaseFacts::no_libc`]).
     no_libc: bool,
-    rendered: String,
+    /// `ocx-opencode:<version>-<variant>`, the binary images' name without the arch.
+    binary_prefix: String,
+    /// Covers the image as [`dockerfile::Render::canonical`] renders it, and every input.
     fingerprint: String,
+    /// The sha256 of the opencode binary the image holds, per platform.
+    shas: BTreeMap<Platform, String>,
+    /// Where a passed `opencode --version` proof of this binary on this C library is
+    /// recorded; `None` when the base's C library is not fully known, or for several
+    /// platforms (the probe sees one), so the proof always runs.
+    proof: Option<Utf8PathBuf>,
 }
 
 fn reporter(mode: ProgressMode) -> Arc<dyn Reporter> {
@@ -270,7 +281,7 @@ impl Project {
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
         let bins = self.binary_images(&version)?;
-        let state = self.inspect_state(&image, &bins).await?;
+        let mut state = self.inspect_state(&image).await?;
         let base_stale = state.base.exists
             && state
                 .base_inputs
@@ -280,15 +291,15 @@ impl Project {
 
         // the no-op: everything current, decided from that one inspect and cached files
         if !build_base && state.image.exists && !opts.force {
-            if let Some(done) = self.current(&image, &version, &state, &bins).await? {
+            if let Some(done) = self.current(&image, &version, &state).await? {
                 return Ok(done);
             }
         }
-
         self.validate_refs(&image)?;
         if !state.base.exists && matches!(self.base, Base::Image(_)) {
             return Err(missing_base(self.base.image()).into());
         }
+        state.binaries = self.inspect_binaries(&bins).await?;
         self.check_all(build_base).await?;
         // with a chosen variant, verified binaries come first: a bad download must not leave
         // a freshly built base behind (unset, the base decides the variant, so it comes first)
@@ -324,6 +335,8 @@ impl Project {
         let user = design.plan.run_as();
         if state.image.exists
             && state.image.label(fingerprint::LABEL) == Some(design.fingerprint.as_str())
+            && state.image.label(dockerfile::LABEL_BINARIES)
+                == Some(binaries_label(variant, &design.shas).as_str())
             && !opts.force
         {
             self.engine
@@ -352,29 +365,24 @@ impl Project {
     }
 
     /// The no-op check: the final image is current if its fingerprint matches what would be
-    /// built now. Reads the base's cached probe (probing it if the cache was cleared); `None`
-    /// when something must be built.
+    /// built now, with the opencode binaries its label says it holds (see [`binaries_label`]),
+    /// which must be the variant the base needs, for every platform. Reads the base's cached
+    /// probe (probing it if the cache was cleared); `None` when something must be built.
     async fn current(
         &self,
         image: &ImageRef,
         version: &str,
         state: &State,
-        bins: &[BinaryImage],
     ) -> Result<Option<Image>> {
         let facts = self.base_facts(&state.base).await?;
         let variant = self.variant(&facts);
-        let mut shas = BTreeMap::new();
-        for (b, info) in bins.iter().zip(&state.binaries) {
-            if b.variant != variant {
-                continue;
-            }
-            match info.label(dockerfile::LABEL_BINARY_SHA256) {
-                Some(sha) if info.exists => {
-                    shas.insert(b.platform, sha.to_string());
-                }
-                _ => return Ok(None),
-            }
-        }
+        let Some(shas) = state
+            .image
+            .label(dockerfile::LABEL_BINARIES)
+            .and_then(|l| parse_binaries_label(l, variant, &self.config.platforms))
+        else {
+            return Ok(None);
+        };
         let design = self.design(version, &state.base, &facts, variant, &shas)?;
         if state.image.label(fingerprint::LABEL) != Some(design.fingerprint.as_str()) {
             return Ok(None);
@@ -398,12 +406,10 @@ impl Project {
             .await
     }
 
-    /// One inspect naming the base, the binary images and the final image; the base's inputs
-    /// are hashed at the same time, so a large context costs no extra wall time.
-    async fn inspect_state(&self, image: &ImageRef, bins: &[BinaryImage]) -> Result<State> {
-        let mut refs = vec![self.base.image()];
-        refs.extend(bins.iter().map(|b| &b.reference));
-        refs.push(image);
+    /// One inspect naming the base and the final image; the base's inputs are hashed at the
+    /// same time, so a large context costs no extra wall time.
+    async fn inspect_state(&self, image: &ImageRef) -> Result<State> {
+        let refs = vec![self.base.image(), image];
         let hashing = match &self.base {
             Base::Dockerfile {
                 dockerfile,
@@ -427,11 +433,7 @@ impl Project {
             None => None,
         };
         let image_info = infos.pop().unwrap_or_default();
-        let mut base_info = if infos.is_empty() {
-            ImageInfo::default()
-        } else {
-            infos.remove(0)
-        };
+        let mut base_info = infos.pop().unwrap_or_default();
         // dry-run cannot build a base that has no Dockerfile: assume the user has it
         if self.engine.dry_run() && matches!(self.base, Base::Image(_)) {
             base_info.exists = true;
@@ -439,9 +441,15 @@ impl Project {
         Ok(State {
             base: base_info,
             image: image_info,
-            binaries: infos,
+            binaries: Vec::new(),
             base_inputs,
         })
+    }
+
+    /// The binary images a build may use: one more inspect, only when something is built.
+    async fn inspect_binaries(&self, bins: &[BinaryImage]) -> Result<Vec<ImageInfo>> {
+        let refs: Vec<&ImageRef> = bins.iter().map(|b| &b.reference).collect();
+        self.engine.inspect(&refs).await
     }
 
     fn validate_refs(&self, image: &ImageRef) -> Result<(), UserError> {
@@ -778,34 +786,72 @@ impl Project {
             },
         )?;
         let prefix = binary_prefix(version, variant);
-        let rendered = dockerfile::render(&dockerfile::Render {
+        let canonical = dockerfile::Render {
             base: self.base.image(),
             version,
             binary_image_prefix: &prefix,
             user: &plan,
-        });
+            link: false,
+            prove: true,
+        }
+        .canonical();
+        // format 2: the image carries its binaries' label, which a no-op reads
         let mut f = Fingerprint::new()
-            .add("dockerfile", &rendered)
+            .add("format", "2")
+            .add("dockerfile", &canonical)
             .add("setup-user.sh", dockerfile::SETUP_USER_SCRIPT)
             .add("base-id", base.id.as_deref().unwrap_or(""))
             .add("platforms", Platform::join(&self.config.platforms));
         for (p, sha) in shas {
             f = f.add(&format!("opencode-{p}"), sha);
         }
+        let proof = match (
+            facts.libc_signature(),
+            shas.values().collect::<Vec<_>>().as_slice(),
+        ) {
+            (Some(libc), [sha]) => Some(
+                self.cache_root.join("proofs").join(
+                    Fingerprint::new()
+                        .add("opencode-sha256", sha.as_str())
+                        .add("libc", libc)
+                        .finish(),
+                ),
+            ),
+            _ => None,
+        };
         Ok(Design {
             plan,
             variant,
             no_libc: facts.no_libc(),
-            rendered,
+            binary_prefix: prefix,
+            shas: shas.clone(),
             fingerprint: f.finish(),
+            proof,
         })
+    }
+
+    /// The Dockerfile `build_final` sends: the canonical image, linked where the builder can,
+    /// and without the `--version` proof where this binary already passed it on this C library
+    /// (that proof ran as a build step once; it costs about a second on every base edit).
+    fn rendered(&self, version: &str, d: &Design) -> (String, bool) {
+        let prove = !d.proof.as_ref().is_some_and(|p| p.exists());
+        let text = dockerfile::render(&dockerfile::Render {
+            base: self.base.image(),
+            version,
+            binary_image_prefix: &d.binary_prefix,
+            user: &d.plan,
+            link: self.engine.assumes(Capability::CopyLink),
+            prove,
+        });
+        (text, prove)
     }
 
     async fn build_final(&self, image: &ImageRef, version: &str, d: &Design) -> Result<()> {
         // a small generated context: the project directory is never sent to the engine
         let (ctx, _tmp) = self.context_dir("final")?;
+        let (rendered, proving) = self.rendered(version, d);
         if !self.engine.dry_run() {
-            crate::disk::write(&ctx.join("Dockerfile"), &d.rendered)?;
+            crate::disk::write(&ctx.join("Dockerfile"), &rendered)?;
             crate::disk::write(&ctx.join("setup-user.sh"), dockerfile::SETUP_USER_SCRIPT)?;
             if dockerfile::needs_home_skeleton(&d.plan) {
                 for dir in dockerfile::home_skeleton_dirs() {
@@ -818,11 +864,22 @@ impl Project {
         req.platforms = self.config.platforms.clone();
         req.labels
             .insert(fingerprint::LABEL.into(), d.fingerprint.clone());
+        req.labels.insert(
+            dockerfile::LABEL_BINARIES.into(),
+            binaries_label(d.variant, &d.shas),
+        );
         req.output = Output::Load;
         req.local_parent = true;
-        req.declared_args = Some(crate::build::declared_args(&d.rendered));
+        req.declared_args = Some(crate::build::declared_args(&rendered));
         match self.engine.build(&req).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let (true, Some(p), false) = (proving, &d.proof, self.engine.dry_run()) {
+                    // best effort: without the record the proof just runs again next time
+                    let _ = p.parent().map(std::fs::create_dir_all);
+                    let _ = std::fs::write(p, version);
+                }
+                Ok(())
+            }
             Err(e) => Err(match self.variant_mismatch(&e, version, d) {
                 Some(user) => user.into(),
                 None => e.context(format!("building {image}")),
@@ -964,6 +1021,41 @@ pub fn user_tag(uid: u32, gid: u32, username: Option<&str>) -> String {
     fingerprint::hex(&sha2::Sha256::digest(text.as_bytes()))[..8].to_string()
 }
 
+/// The final image's [`dockerfile::LABEL_BINARIES`]: `<variant> <platform>=<sha256> ...`, the
+/// opencode binaries it holds, so a no-op needs no inspect of the binary images.
+fn binaries_label(variant: OpencodeVariant, shas: &BTreeMap<Platform, String>) -> String {
+    let mut out = variant.name().to_string();
+    for (p, sha) in shas {
+        out.push_str(&format!(" {p}={sha}"));
+    }
+    out
+}
+
+/// The shas of [`binaries_label`] text, if it is of `variant` and names exactly `platforms`.
+fn parse_binaries_label(
+    text: &str,
+    variant: OpencodeVariant,
+    platforms: &[Platform],
+) -> Option<BTreeMap<Platform, String>> {
+    let mut words = text.split_whitespace();
+    if words.next()? != variant.name() {
+        return None;
+    }
+    let mut shas = BTreeMap::new();
+    for w in words {
+        let (p, sha) = w.split_once('=')?;
+        let p: Platform = p.parse().ok()?;
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        shas.insert(p, sha.to_string());
+    }
+    let mut want: Vec<Platform> = platforms.to_vec();
+    want.sort();
+    want.dedup();
+    (shas.keys().copied().collect::<Vec<_>>() == want).then_some(shas)
+}
+
 /// `ocx-opencode:<version>-<variant>`; the arch is appended per platform.
 fn binary_prefix(version: &str, variant: OpencodeVariant) -> String {
     format!("{BINARY_REPO}:{version}-{}", variant.name())
@@ -1030,4 +1122,41 @@ pub fn show_config(ctx: &Context) -> Result<u8> {
     }
     reporter(ctx.progress).result(text, serde_json::Value::Array(rows));
     Ok(crate::error::EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binaries_label_must_name_the_variant_and_every_platform() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let shas: BTreeMap<Platform, String> = [
+            (Platform::LinuxAmd64, a.clone()),
+            (Platform::LinuxArm64, b.clone()),
+        ]
+        .into();
+        let label = binaries_label(OpencodeVariant::Musl, &shas);
+        assert_eq!(label, format!("musl linux/amd64={a} linux/arm64={b}"));
+        assert_eq!(
+            parse_binaries_label(&label, OpencodeVariant::Musl, &Platform::ALL),
+            Some(shas)
+        );
+        // the base now needs the other variant, or another set of platforms: not current
+        assert_eq!(
+            parse_binaries_label(&label, OpencodeVariant::Standard, &Platform::ALL),
+            None
+        );
+        assert_eq!(
+            parse_binaries_label(&label, OpencodeVariant::Musl, &[Platform::LinuxAmd64]),
+            None
+        );
+        for bad in ["", "musl", "musl linux/amd64=xyz", "musl linux/s390x=aa"] {
+            assert_eq!(
+                parse_binaries_label(bad, OpencodeVariant::Musl, &[Platform::LinuxAmd64]),
+                None,
+                "{bad}"
+            );
+        }
+    }
 }

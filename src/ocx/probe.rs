@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// Bump when the script or [`BaseFacts`] change, so old cache entries are not read.
-const FORMAT: &str = "ocx-probe 2";
+const FORMAT: &str = "ocx-probe 3";
 
 /// The tools whose presence the user setup may depend on.
 const TOOLS: &[&str] = &["awk", "chown", "mkdir", "cp", "mv", "bash", "sudo"];
@@ -27,10 +27,33 @@ pub fn script() -> String {
          echo '[tools]'; for t in {}; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done; \
          echo '[musl]'; ls -1 /lib/ld-musl-* 2>/dev/null; \
          echo '[glibc]'; ls -1 /lib*/ld-linux-* /lib/*/ld-linux-* 2>/dev/null; \
+         echo '[libc]'; for f in {}; do [ -e \"$f\" ] && {{ cksum \"$f\" 2>/dev/null || echo \"? $f\"; }}; done; \
          echo '[end]'",
-        TOOLS.join(" ")
+        TOOLS.join(" "),
+        LIBC_FILES.join(" ")
     )
 }
+
+/// What opencode's build-time `--version` proof depends on in a base: the dynamic loaders, the
+/// C library and the C++ runtime the binary links (every opencode build needs `libstdc++` and
+/// `libgcc_s`; on musl they are separate packages), checksummed so an edit of any of them is
+/// seen. Paths are globs for the usual multiarch layouts.
+const LIBC_FILES: &[&str] = &[
+    "/lib/ld-musl-*",
+    "/lib*/ld-linux-*",
+    "/lib/*/ld-linux-*",
+    "/lib*/libc.so.6",
+    "/lib/*/libc.so.6",
+    "/usr/lib*/libc.so.6",
+    "/usr/lib/*/libc.so.6",
+    "/lib*/libstdc++.so.6",
+    "/usr/lib*/libstdc++.so.6",
+    "/usr/lib/*/libstdc++.so.6",
+    "/lib*/libgcc_s.so.1",
+    "/lib/*/libgcc_s.so.1",
+    "/usr/lib*/libgcc_s.so.1",
+    "/usr/lib/*/libgcc_s.so.1",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswdEntry {
@@ -64,6 +87,10 @@ pub struct BaseFacts {
     /// base has no C library at all (a static busybox), and no opencode build runs on it.
     #[serde(default)]
     pub glibc: Vec<String>,
+    /// `cksum` lines of [`LIBC_FILES`] (a line starting with `?` when a file could not be
+    /// checksummed): what a proven opencode binary needs from the base.
+    #[serde(default)]
+    pub libc: Vec<String>,
 }
 
 impl BaseFacts {
@@ -99,6 +126,24 @@ impl BaseFacts {
     /// run on this base.
     pub fn no_libc(&self) -> bool {
         self.shell && self.musl.is_empty() && self.glibc.is_empty()
+    }
+
+    /// A digest of the base's C library and C++ runtime, the part of a base an opencode binary
+    /// depends on: two bases with the same signature run the same binary alike. `None` when it
+    /// is not fully known (no shell, no loader, a file `cksum` could not read).
+    pub fn libc_signature(&self) -> Option<String> {
+        if !self.shell
+            || self.no_libc()
+            || self.libc.is_empty()
+            || self.libc.iter().any(|l| l.starts_with('?'))
+        {
+            return None;
+        }
+        let mut f = crate::fingerprint::Fingerprint::new();
+        for (i, line) in self.libc.iter().enumerate() {
+            f = f.add(&i.to_string(), line);
+        }
+        Some(f.finish())
     }
 
     pub fn has(&self, tool: &str) -> bool {
@@ -147,6 +192,7 @@ pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
                 "[tools]" => "tools",
                 "[musl]" => "musl",
                 "[glibc]" => "glibc",
+                "[libc]" => "libc",
                 "[end]" => break,
                 _ => "",
             };
@@ -191,6 +237,7 @@ pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
             }
             "musl" => facts.musl.push(line.to_string()),
             "glibc" => facts.glibc.push(line.to_string()),
+            "libc" => facts.libc.push(line.to_string()),
             _ => {}
         }
     }
@@ -232,7 +279,7 @@ pub fn store(file: &Utf8Path, facts: &BaseFacts) {
 mod tests {
     use super::*;
 
-    pub const DEBIAN_NODE: &str = "ocx-probe 2\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[end]\n";
+    pub const DEBIAN_NODE: &str = "ocx-probe 3\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[libc]\n2871232 210968 /lib64/ld-linux-x86-64.so.2\n[end]\n";
 
     #[test]
     fn parses_every_section() {
@@ -244,6 +291,20 @@ mod tests {
         assert!(f.has("bash") && !f.has("sudo"));
         assert!(f.musl.is_empty());
         assert_eq!(f.glibc, ["/lib64/ld-linux-x86-64.so.2"]);
+        assert_eq!(f.libc, ["2871232 210968 /lib64/ld-linux-x86-64.so.2"]);
+        let sig = f.libc_signature().unwrap();
+        let mut edited = f.clone();
+        edited.libc[0] = "1 210968 /lib64/ld-linux-x86-64.so.2".into();
+        assert_ne!(
+            edited.libc_signature().unwrap(),
+            sig,
+            "an edited loader is another libc"
+        );
+        edited
+            .libc
+            .push("? /usr/lib/x86_64-linux-gnu/libstdc++.so.6".into());
+        assert_eq!(edited.libc_signature(), None, "unreadable: not known");
+        assert_eq!(BaseFacts::shell_less().libc_signature(), None);
         // a cache entry from before the glibc section reads as "no glibc loader seen"
         let old: BaseFacts = serde_json::from_str(
             r#"{"shell":true,"passwd":[],"groups":[],"sudoers":[],"tools":[],"musl":[]}"#,
@@ -255,7 +316,7 @@ mod tests {
     #[test]
     fn rejects_output_that_is_not_ours() {
         assert!(parse("fake run\n").is_err());
-        assert!(parse("ocx-probe 2\n[passwd]\n").is_err(), "cut short");
+        assert!(parse("ocx-probe 3\n[passwd]\n").is_err(), "cut short");
     }
 
     #[test]

@@ -505,7 +505,7 @@ mod tests {
 
     fn facts(passwd: &str, group: &str) -> BaseFacts {
         parse(&format!(
-            "ocx-probe 2\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\n{passwd}[group]\nroot:x:0:\n{group}[sudoers.d]\nvscode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[end]\n"
+            "ocx-probe 3\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\n{passwd}[group]\nroot:x:0:\n{group}[sudoers.d]\nvscode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[end]\n"
         ))
         .unwrap()
     }

@@ -252,16 +252,18 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
 }
 
 #[test]
-fn buildx_multi_platform_without_push_is_refused_up_front() {
+fn buildx_multi_platform_without_push_needs_the_containerd_image_store() {
     let env = build_env("docker");
+    env.fake_reply("buildx-store", "overlay2");
     let out = build_real(
         &env,
         &["--variant", "dind", "--platform", "linux/amd64,linux/arm64"],
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("docker cannot load a multi-platform image"),
+        out.stderr.contains(
+            "`docker` driver on the overlay2 image store, which cannot build several platforms"
+        ),
         "{}",
         out.stderr
     );
@@ -270,6 +272,40 @@ fn buildx_multi_platform_without_push_is_refused_up_front() {
         "{:?}",
         env.log()
     );
+
+    // on the containerd image store: one build per variant, both platforms, kept locally,
+    // each child FROM its parent's local tag
+    let env = build_env("docker");
+    let out = build_real(
+        &env,
+        &["--variant", "dind", "--platform", "linux/amd64,linux/arm64"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = env.log();
+    let builds: Vec<&Vec<String>> = log
+        .iter()
+        .filter(|a| a[1] == "buildx" && a[2] == "build")
+        .collect();
+    assert_eq!(builds.len(), 3, "{log:?}");
+    for (b, parent) in builds
+        .iter()
+        .zip([None, Some("headjack:base"), Some("headjack:systemd")])
+    {
+        assert!(
+            b.windows(2)
+                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"])
+                && b.contains(&"--load".to_string()),
+            "{b:?}"
+        );
+        if let Some(p) = parent {
+            assert!(
+                b.windows(2).any(|w| w[0] == "--build-arg"
+                    && w[1].starts_with("BASE_IMAGE=")
+                    && w[1].ends_with(p)),
+                "{b:?}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -182,15 +182,132 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     }
 }
 
+/// `hjk images build --platform linux/amd64,linux/arm64` on BuildKit with the containerd image
+/// store: one `buildx build` per variant for both platforms, each child FROM its parent's
+/// local two-platform image, and a no-op that is one inspect.
 #[test]
-fn docker_classic_builds_the_hierarchy_chained() {
+fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_variant() {
     if !engine_available("docker") {
         return;
     }
     let mut env = TestEnv::new();
     env.with_system_path();
+    env.recording(
+        "docker",
+        &which::which("docker").unwrap().display().to_string(),
+    );
     let images = copy_fixture(&env);
-    let reg = "hjk-e2e/docker";
+    let reg = "hjk-e2e/buildx-multi";
+    let args = [
+        "images",
+        "build",
+        "--variant",
+        "top",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        &images,
+        "--registry",
+        reg,
+        "--backend",
+        "docker",
+        "--progress",
+        "plain",
+    ];
+    let out = env.hjk(&args).status(0).run();
+    let got = summary_rows(&out.stdout);
+    assert_eq!(
+        got.iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("base", "linux/amd64,linux/arm64"),
+            ("middle", "linux/amd64,linux/arm64"),
+            ("top", "linux/amd64,linux/arm64")
+        ],
+        "{}",
+        out.stdout
+    );
+    let builds: Vec<Vec<String>> = env
+        .log()
+        .into_iter()
+        .filter(|a| a[1..3] == ["buildx", "build"])
+        .collect();
+    assert_eq!(builds.len(), 3, "{builds:?}");
+    for (b, parent) in builds.iter().zip([None, Some("base"), Some("middle")]) {
+        assert!(
+            b.windows(2)
+                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
+            "{b:?}"
+        );
+        if let Some(p) = parent {
+            let from = format!("BASE_IMAGE={reg}:{p}");
+            assert!(b.contains(&from), "{from} in {b:?}");
+        }
+    }
+    // each platform of the top image is that platform's, with the whole chain in it
+    for (platform, machine) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = std::process::Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                &format!("{reg}:top"),
+                "sh",
+                "-c",
+                "uname -m; cat /etc/hjk-variant; command -v systemctl; command -v dockerd",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            [machine, "top", "/usr/bin/systemctl", "/usr/sbin/dockerd"],
+            "{platform}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    env.clear_log();
+    let out = env.hjk(&args).status(0).run();
+    assert!(
+        summary_rows(&out.stdout)
+            .iter()
+            .all(|r| r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+    let log = env.log();
+    assert_eq!(log.len(), 1, "one inspect: {log:?}");
+    assert_eq!(log[0].len(), 3 + 3, "3 nodes: {log:?}");
+}
+
+#[test]
+fn docker_buildx_builds_the_hierarchy_chained() {
+    if engine_available("docker") {
+        docker_hierarchy_chained("docker");
+    }
+}
+
+#[test]
+fn docker_classic_builds_the_hierarchy_chained() {
+    if engine_available("docker-classic") {
+        docker_hierarchy_chained("docker-classic");
+    }
+}
+
+/// One platform, three variants on real dockerd, through buildx (BuildKit) or, for the
+/// `docker-classic` lane, a docker CLI without the plugin.
+fn docker_hierarchy_chained(lane: &str) {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    if lane == "docker-classic" {
+        env.classic_docker();
+    }
+    let images = copy_fixture(&env);
+    let reg = format!("hjk-e2e/{lane}");
+    let reg = reg.as_str();
     let args = [
         "images",
         "build",
@@ -250,10 +367,15 @@ fn docker_classic_builds_the_hierarchy_chained() {
         "{}",
         out.stdout
     );
-    // the classic builder's output is shown, without its warning about build args the
-    // Dockerfile does not declare (middle and top declare no TARGETARCH)
+    // the builder's own step lines are shown; the classic builder's without its warning
+    // about build args the Dockerfile does not declare (middle and top declare no TARGETARCH)
+    let steps = if lane == "docker-classic" {
+        "Step 1/"
+    } else {
+        "[1/2] FROM"
+    };
     assert!(
-        out.stderr.contains("Step 1/") && !out.stderr.contains("were not consumed"),
+        out.stderr.contains(steps) && !out.stderr.contains("were not consumed"),
         "{}",
         out.stderr
     );
@@ -313,7 +435,7 @@ fn docker_classic_builds_the_hierarchy_chained() {
         out.stdout
     );
     assert!(
-        out.stdout.contains("hjk-e2e/docker:top-v0.1.0"),
+        out.stdout.contains(&format!("{reg}:top-v0.1.0")),
         "{}",
         out.stdout
     );

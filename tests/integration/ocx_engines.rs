@@ -1,5 +1,6 @@
-//! ocx on real engines: podman and dockerd (classic builder, since no buildx plugin exists
-//! here), with the real opencode binary from npm. Needs `scripts/test-engines.sh up`.
+//! ocx on real engines: podman, dockerd with buildx (BuildKit) and the same dockerd through a
+//! docker CLI without the plugin (the classic builder), with the real opencode binary from npm.
+//! Needs `scripts/test-engines.sh up`.
 
 use crate::util::{engine_available, manifest_arches, shared_cache, TestEnv};
 use std::os::unix::fs::MetadataExt;
@@ -28,9 +29,24 @@ fn colliding_project(engine: &str) -> TestEnv {
     env
 }
 
-fn e2e(engine: &str, real: &str) {
-    let env = colliding_project(engine);
-    env.recording(engine, real);
+/// The program a lane runs: podman, the machine's docker (with buildx), or the same docker
+/// without its plugin.
+fn lane_program(env: &TestEnv, lane: &str) -> (&'static str, String) {
+    match lane {
+        "podman" => ("podman", "/usr/bin/podman".into()),
+        "docker" => (
+            "docker",
+            which::which("docker").unwrap().display().to_string(),
+        ),
+        "docker-classic" => ("docker", env.classic_docker_cli()),
+        other => panic!("no lane {other}"),
+    }
+}
+
+fn e2e(lane: &str) {
+    let env = colliding_project(lane);
+    let (engine, real) = lane_program(&env, lane);
+    env.recording(engine, &real);
     let out = env
         .ocx(&[
             "--backend",
@@ -44,7 +60,7 @@ fn e2e(engine: &str, real: &str) {
         .status(0)
         .run();
     let image = crate::util::ocx_tag(
-        &format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}"),
+        &format!("ocx-ocx-e2e-{lane}-dev:{OPENCODE}"),
         1000,
         1000,
         Some("dev"),
@@ -54,7 +70,14 @@ fn e2e(engine: &str, real: &str) {
         "{}",
         out.stderr
     );
-    if engine == "docker" {
+    // BuildKit copies the binary with --link; buildah and the classic builder have no --link
+    assert_eq!(
+        out.stderr.contains("COPY --link --from=opencode"),
+        lane == "docker",
+        "{}",
+        out.stderr
+    );
+    if lane == "docker-classic" {
         assert!(
             out.stderr
                 .contains("warning: docker buildx is not available"),
@@ -71,10 +94,11 @@ fn e2e(engine: &str, real: &str) {
         );
     }
 
-    // second build: one engine process, one inspect naming base and final image, no build
+    // second build: one engine process, one inspect naming base and final image (whose label
+    // says which opencode binary it holds), no build
     env.clear_log();
     let out = env.ocx(&["--backend", engine, "build"]).status(0).run();
-    let base = format!("ocx-e2e/{engine}-dev");
+    let base = format!("ocx-e2e/{lane}-dev");
     assert_eq!(
         env.log(),
         [vec![
@@ -82,8 +106,6 @@ fn e2e(engine: &str, real: &str) {
             "image".into(),
             "inspect".into(),
             base,
-            format!("ocx-opencode:{OPENCODE}-standard-amd64"),
-            format!("ocx-opencode:{OPENCODE}-musl-amd64"),
             image.clone()
         ]]
     );
@@ -126,77 +148,166 @@ fn e2e(engine: &str, real: &str) {
 #[test]
 fn podman_builds_real_opencode_for_a_colliding_uid() {
     if engine_available("podman") {
-        e2e("podman", "/usr/bin/podman");
+        e2e("podman");
+    }
+}
+
+#[test]
+fn docker_buildx_builds_real_opencode_for_a_colliding_uid() {
+    if engine_available("docker") {
+        e2e("docker");
     }
 }
 
 #[test]
 fn docker_classic_builds_real_opencode_for_a_colliding_uid() {
+    if engine_available("docker-classic") {
+        e2e("docker-classic");
+    }
+}
+
+/// The opencode binary's layer after an edit of the base that touches the directory the binary
+/// goes into: BuildKit's `COPY --link` keeps the very layer (same digest), where a plain COPY,
+/// as buildah does it, is made again on the new base (another digest).
+fn layer_after_a_base_edit(lane: &str) -> (String, String) {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let dockerfile =
+        |n: u32| format!("FROM local/debian:bookworm\nRUN echo {n} >/usr/local/bin/edit-marker\n");
+    env.write("project/Dockerfile", &dockerfile(1));
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "ocx-e2e/{lane}-link", "custom_base_dockerfile": "Dockerfile",
+                "opencode_version": "{OPENCODE}", "opencode_source": "npm", "uid": 1000, "gid": 1000, "backend": "{lane}"}}"#
+        ),
+    );
+    let image = crate::util::ocx_tag(
+        &format!("ocx-ocx-e2e-{lane}-link:{OPENCODE}"),
+        1000,
+        1000,
+        None,
+    );
+    // the binary's layer is the first one after the base's
+    let binary_layer = || {
+        let layers = |image: &str| -> Vec<String> {
+            let out = crate::util::engine_stdout(
+                lane,
+                &[
+                    "image",
+                    "inspect",
+                    "--format",
+                    "{{json .RootFS.Layers}}",
+                    image,
+                ],
+            );
+            serde_json::from_str(&out).unwrap()
+        };
+        let base = layers(&format!("ocx-e2e/{lane}-link"));
+        layers(&image)[base.len()].clone()
+    };
+    env.ocx(&["build", "--rebuild-base"]).status(0).run();
+    let before = binary_layer();
+    env.write("project/Dockerfile", &dockerfile(2));
+    env.ocx(&["--progress", "plain", "build"])
+        .status(0)
+        .stderr_has("changed since")
+        .stderr_has(format!("built {image}"))
+        .run();
+    (before, binary_layer())
+}
+
+#[test]
+fn docker_buildx_keeps_the_opencode_layer_across_a_base_edit() {
     if engine_available("docker") {
-        let real = which::which("docker").unwrap();
-        e2e("docker", real.to_str().unwrap());
+        let (before, after) = layer_after_a_base_edit("docker");
+        assert_eq!(before, after, "COPY --link keeps the binary's layer");
     }
 }
 
 #[test]
-fn podman_multi_arch_manifest_has_both_arches() {
-    if !engine_available("podman") {
-        return;
+fn podman_copies_the_opencode_layer_again_after_a_base_edit() {
+    if engine_available("podman") {
+        let (before, after) = layer_after_a_base_edit("podman");
+        assert_ne!(before, after, "without --link the layer is made again");
     }
+}
+
+/// One `ocx build` for amd64 and arm64: podman makes a manifest list of per-platform builds,
+/// buildx one build for both, kept as one local image on the containerd image store.
+fn multi_arch(engine: &str) {
     let mut env = TestEnv::new();
     env.with_system_path();
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     env.write(
         "project/Dockerfile.base",
-        "ARG TARGETARCH\nFROM local/debian:bookworm-${TARGETARCH}\n",
+        "ARG TARGETARCH=${TARGETARCH}\nFROM local/debian:bookworm-${TARGETARCH}\n",
     );
     env.write(
         "project/ocx.json",
         &format!(
-            r#"{{"custom_base_image": "ocx-e2e/debian-multi", "custom_base_dockerfile": "Dockerfile.base", "opencode_version": "{OPENCODE}",
+            r#"{{"custom_base_image": "ocx-e2e/{engine}-multi", "custom_base_dockerfile": "Dockerfile.base", "opencode_version": "{OPENCODE}",
                 "opencode_source": "npm", "uid": 1001, "gid": 1001, "username": "dev", "platforms": ["linux/amd64", "linux/arm64"]}}"#
         ),
     );
-    env.ocx(&["--backend", "podman", "build", "--rebuild-base", "--force"])
+    env.ocx(&["--backend", engine, "build", "--rebuild-base", "--force"])
         .status(0)
         .run();
     let image = crate::util::ocx_tag(
-        &format!("ocx-ocx-e2e-debian-multi:{OPENCODE}"),
+        &format!("ocx-ocx-e2e-{engine}-multi:{OPENCODE}"),
         1001,
         1001,
         Some("dev"),
     );
-    assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
-    // the arm64 image's opencode is an aarch64 ELF (e_machine 183) that ran in the build
-    // (under qemu), and its user was made
-    let out = std::process::Command::new("podman")
-        .args([
-            "run",
-            "--rm",
-            "--platform",
-            "linux/arm64",
-            &image,
-            "sh",
-            "-c",
-            "uname -m; od -An -tu1 -j18 -N2 /usr/local/bin/opencode; id",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<String> = stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    assert_eq!(
-        lines,
-        [
-            "aarch64",
-            "183 0",
-            "uid=1001(dev) gid=1001(dev) groups=1001(dev)"
-        ],
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if engine == "podman" {
+        assert_eq!(manifest_arches(&image), ["amd64", "arm64"]);
+    }
+    // each platform's opencode is an ELF of its machine (e_machine 62 x86-64, 183 aarch64)
+    // that ran in the build (arm64 under qemu), and its user was made
+    for (platform, machine, elf) in [
+        ("linux/amd64", "x86_64", "62 0"),
+        ("linux/arm64", "aarch64", "183 0"),
+    ] {
+        let out = std::process::Command::new(engine)
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                &image,
+                "sh",
+                "-c",
+                "uname -m; od -An -tu1 -j18 -N2 /usr/local/bin/opencode; id",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<String> = stdout
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(
+            lines,
+            [machine, elf, "uid=1001(dev) gid=1001(dev) groups=1001(dev)"],
+            "{platform}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn podman_multi_arch_manifest_has_both_arches() {
+    if engine_available("podman") {
+        multi_arch("podman");
+    }
+}
+
+#[test]
+fn docker_buildx_multi_arch_image_has_both_arches() {
+    if engine_available("docker") {
+        multi_arch("docker");
+    }
 }
 
 /// Real dockerd without buildx: a build of several platforms, which the classic builder cannot
@@ -204,7 +315,7 @@ fn podman_multi_arch_manifest_has_both_arches() {
 /// before any build.
 #[test]
 fn docker_classic_refuses_several_platforms_before_any_download() {
-    if !engine_available("docker") {
+    if !engine_available("docker-classic") {
         return;
     }
     let (port, hits) = crate::ocx_input::counting_server();
@@ -216,7 +327,7 @@ fn docker_classic_refuses_several_platforms_before_any_download() {
         r#"{"custom_base_image": "local/debian:bookworm", "opencode_version": "1.2.3", "backend": "docker",
             "platforms": ["linux/amd64", "linux/arm64"]}"#,
     );
-    let real = which::which("docker").unwrap();
-    env.recording("docker", real.to_str().unwrap());
+    let real = env.classic_docker_cli();
+    env.recording("docker", &real);
     crate::ocx_input::refused_before_the_download(&env, &hits);
 }

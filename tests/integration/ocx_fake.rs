@@ -12,22 +12,19 @@ fn final_tag() -> &'static str {
     });
     TAG.as_str()
 }
-/// The opencode binary images the no-op inspect names (variant unset: both libcs).
+/// The opencode binary images a build asks about (variant unset: both libcs).
 const BIN: &str = "ocx-opencode:1.2.3-standard-amd64";
 const BIN_MUSL: &str = "ocx-opencode:1.2.3-musl-amd64";
 
-/// The inspect a docker build starts with, and all a no-op runs: base, both binary images and
-/// the final image in one call.
-fn the_one_inspect() -> [&'static str; 7] {
-    [
-        "docker",
-        "image",
-        "inspect",
-        BASE,
-        BIN,
-        BIN_MUSL,
-        final_tag(),
-    ]
+/// The inspect a docker build starts with, and all a no-op runs: base and final image in one
+/// call (the final image's label names the binaries it holds).
+fn the_one_inspect() -> [&'static str; 5] {
+    ["docker", "image", "inspect", BASE, final_tag()]
+}
+
+/// The final image's label naming the binary `bin` for amd64, as ocx sets it.
+fn binaries_label(bin: &[u8]) -> String {
+    format!("standard linux/amd64={}", sha256_hex(bin))
 }
 
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
@@ -58,13 +55,6 @@ fn project(engine: &str, extra: &str) -> TestEnv {
     env
 }
 
-fn docker_inspect_entry(tag: &str, labels: &str) -> String {
-    format!(
-        r#"{{"Id": "sha256:{}", "RepoTags": ["{tag}"], "RepoDigests": [], "Architecture": "amd64", "Config": {{"Labels": {labels}}}}}"#,
-        "1".repeat(64)
-    )
-}
-
 fn label_of(argv: &[String]) -> String {
     let i = argv
         .iter()
@@ -92,17 +82,6 @@ fn runs(log: &[Vec<String>]) -> Vec<&Vec<String>> {
         .collect()
 }
 
-/// The inspect entry of a binary image holding `bin`.
-fn binary_entry(tag: &str, bin: &[u8]) -> String {
-    docker_inspect_entry(
-        tag,
-        &format!(
-            r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
-            sha256_hex(bin)
-        ),
-    )
-}
-
 fn find<'a>(log: &'a [Vec<String>], words: &[&str]) -> Vec<&'a Vec<String>> {
     log.iter()
         .filter(|a| {
@@ -118,7 +97,17 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     env.ocx(&["build"]).status(0).run();
     let log = env.log();
     assert_eq!(log[0], the_one_inspect());
-    assert_eq!(log[1], ["docker", "buildx", "version"]);
+    // something must be built: then the binary images are asked about, and the builder,
+    // before the first build
+    assert_eq!(log[1], ["docker", "image", "inspect", BIN, BIN_MUSL]);
+    let first_build = log
+        .iter()
+        .position(|a| a[1..3] == ["buildx", "build"])
+        .unwrap();
+    for probe in [["buildx", "version"], ["buildx", "inspect"]] {
+        let at = log.iter().position(|a| a[1..] == probe).expect("probed");
+        assert!(at < first_build, "{log:?}");
+    }
     // the binary image first (FROM scratch, only the binary), then the final image
     let bin = builds_of(&log, BIN);
     assert_eq!(bin.len(), 1, "{log:?}");
@@ -138,7 +127,13 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
         &format!("{ctx}/Dockerfile"),
         "--label",
         &format!("io.agent-images.fingerprint={}", label_of(b)),
+        "--label",
+        &format!(
+            "io.agent-images.opencode.binaries={}",
+            binaries_label(&fake_elf(62))
+        ),
         "--load",
+        "--provenance=false",
         "--progress",
         "plain",
         ctx,
@@ -155,18 +150,19 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
 
     // the engine now reports the images with the labels the builds set: nothing to do
     let fp = label_of(b);
-    env.fake_reply(
-        "inspect.json",
-        &format!(
-            "[{}, {}, {}]",
-            docker_inspect_entry(BASE, "null"),
-            binary_entry(BIN, &fake_elf(62)),
-            docker_inspect_entry(
-                final_tag(),
-                &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
-            )
-        ),
+    let final_labels = format!(
+        r#"{{"io.agent-images.fingerprint": "{fp}", "io.agent-images.opencode.binaries": "{}"}}"#,
+        binaries_label(&fake_elf(62))
     );
+    let bin_labels = format!(
+        r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
+        sha256_hex(&fake_elf(62))
+    );
+    env.images_exist(&[
+        (BASE, "null"),
+        (BIN, &bin_labels),
+        (final_tag(), &final_labels),
+    ]);
     env.clear_log();
     let out = env.ocx(&["build"]).status(0).run();
     assert_eq!(env.log(), [the_one_inspect()]);
@@ -184,13 +180,32 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     assert!(builds_of(&log, BIN).is_empty(), "the binary image is kept");
 }
 
+/// On the overlay2 image store buildx's `docker` driver can neither build nor keep several
+/// platforms: refused before any build. On the containerd store it is one build.
 #[test]
-fn buildx_multi_arch_load_is_refused_before_building() {
+fn buildx_multi_arch_needs_the_containerd_image_store() {
+    let env = project("docker", r#", "platforms": "linux/amd64,linux/arm64""#);
+    env.fake_reply("buildx-store", "overlay2")
+        .images_exist(&[(BASE, "null")]);
+    env.ocx(&["build"])
+        .status(2)
+        .stderr_has("error: the current buildx builder uses the `docker` driver on the overlay2 image store, which cannot build several platforms (linux/amd64,linux/arm64); enable the containerd image store")
+        .run();
+    assert!(find(&env.log(), &["buildx", "build"]).is_empty());
+
     let env = project("docker", r#", "platforms": "linux/amd64,linux/arm64""#);
     env.images_exist(&[(BASE, "null")]);
-    let out = env.ocx(&["build"]).status(2).run();
-    assert!(out.stderr.contains("docker cannot load a multi-platform image (linux/amd64,linux/arm64) into its image store"), "{}", out.stderr);
-    assert!(find(&env.log(), &["buildx", "build"]).is_empty());
+    env.ocx(&["build"]).status(0).run();
+    let log = env.log();
+    let build = builds_of(&log, final_tag());
+    assert_eq!(build.len(), 1, "{log:?}");
+    let b = build[0];
+    assert!(
+        b.windows(2)
+            .any(|w| w == ["--platform", "linux/amd64,linux/arm64"])
+            && b.contains(&"--load".to_string()),
+        "{b:?}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! that was modified, paths a cloned project's ocx.json names, and base names two projects
 //! could share. Fake engines (these need no image), real files.
 
-use crate::util::{docker_inspect_entry, sha256_hex, TestEnv};
+use crate::util::{sha256_hex, TestEnv};
 use std::os::unix::fs::MetadataExt;
 
 const BASE: &str = "integrity-dev";
@@ -162,60 +162,51 @@ fn a_modified_cache_entry_that_cannot_be_fetched_again_fails() {
     assert!(builds.is_empty(), "{builds:?}");
 }
 
+/// The final image says which opencode binary it holds (a label, so a no-op reads no binary
+/// image), and its fingerprint covers that binary: an image whose label names other bytes than
+/// it was built with is not current.
 #[test]
 fn the_final_image_fingerprint_covers_the_binary_it_holds() {
     let env = project();
     env.ocx(&["build"]).status(0).run();
-    let fp = |log: Vec<Vec<String>>| {
+    let label = |log: &[Vec<String>], key: &str| {
         log.iter()
             .flat_map(|a| a.iter())
-            .find_map(|a| a.strip_prefix("io.agent-images.fingerprint="))
+            .find_map(|a| a.strip_prefix(&format!("{key}=")))
             .unwrap()
             .to_string()
     };
-    let first = fp(env.log());
-    // the same image, but the binary image now holds other bytes
-    let bin = |elf: &[u8]| {
-        docker_inspect_entry(
-            "ocx-opencode:1.2.3-standard-amd64",
-            &format!(
-                r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
-                sha256_hex(elf)
-            ),
-        )
-    };
-    let final_image = |fp: &str| {
-        docker_inspect_entry(
-            &crate::util::ocx_tag("ocx-integrity-dev:1.2.3", 1000, 1000, None),
-            &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#),
-        )
-    };
-    env.fake_reply(
-        "inspect.json",
-        &format!(
-            "[{}, {}, {}]",
-            docker_inspect_entry(BASE, "null"),
-            bin(&fake_elf(62, 7)),
-            final_image(&first)
-        ),
+    let first = env.log();
+    let fp = label(&first, "io.agent-images.fingerprint");
+    let binaries = label(&first, "io.agent-images.opencode.binaries");
+    assert_eq!(
+        binaries,
+        format!("standard linux/amd64={}", sha256_hex(&fake_elf(62, 7)))
     );
+    let tag = crate::util::ocx_tag("ocx-integrity-dev:1.2.3", 1000, 1000, None);
+    let state = |binaries: &str| {
+        let labels = format!(
+            r#"{{"io.agent-images.fingerprint": "{fp}", "io.agent-images.opencode.binaries": "{binaries}"}}"#
+        );
+        env.images_exist(&[(BASE, "null"), (&tag, &labels)]);
+    };
+    state(&binaries);
     env.clear_log();
     env.ocx(&["build"])
         .status(0)
         .stderr_has("is up to date")
         .run();
-    env.fake_reply(
-        "inspect.json",
-        &format!(
-            "[{}, {}, {}]",
-            docker_inspect_entry(BASE, "null"),
-            bin(&fake_elf(62, 8)),
-            final_image(&first)
-        ),
-    );
+    assert_eq!(env.log().len(), 1, "one inspect: {:?}", env.log());
+    // the same fingerprint, but a label naming other bytes
+    let other = format!("standard linux/amd64={}", sha256_hex(&fake_elf(62, 8)));
+    state(&other);
     env.clear_log();
     env.ocx(&["build"]).status(0).stderr_has("built").run();
-    assert_ne!(fp(env.log()), first);
+    assert_eq!(
+        label(&env.log(), "io.agent-images.opencode.binaries"),
+        binaries,
+        "rebuilt with the binary it holds"
+    );
 }
 
 /// A cloned repository's ocx.json naming files outside it: one line, exit 2, naming the key

@@ -103,6 +103,37 @@ impl TestEnv {
         self
     }
 
+    /// A `docker` first on PATH that is the machine's docker CLI, run in a private mount
+    /// namespace whose CLI plugin directories are empty: the classic builder on the same
+    /// daemon, as for a user whose docker has no buildx plugin. (The plugin lives in a system
+    /// directory every docker CLI searches, so hiding it is the only way to lose it.)
+    pub fn classic_docker(&self) -> &Self {
+        let cli = self.classic_docker_cli();
+        std::os::unix::fs::symlink(cli, self.bin().join("docker")).unwrap();
+        self
+    }
+
+    /// The program [`TestEnv::classic_docker`] puts first on PATH, under its own name
+    /// (`docker-noplugin` in the bin dir), for a recording wrapper to run.
+    pub fn classic_docker_cli(&self) -> String {
+        let real = ["/usr/local/bin/docker", "/usr/bin/docker"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("a docker CLI");
+        let unshare = if unsafe { libc::geteuid() } == 0 {
+            "unshare --mount"
+        } else {
+            "unshare --map-root-user --mount"
+        };
+        let dirs = "/usr/local/lib/docker/cli-plugins /usr/local/libexec/docker/cli-plugins \
+                    /usr/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins \"$HOME/.docker/cli-plugins\"";
+        let script = format!(
+            "#!/bin/sh\nexec {unshare} -- /bin/sh -c 'for d in {dirs}; do [ -d \"$d\" ] && mount -t tmpfs none \"$d\"; done; exec {real} \"$@\"' docker \"$@\"\n"
+        );
+        self.write_exe("docker-noplugin", &script);
+        self.bin().join("docker-noplugin").display().to_string()
+    }
+
     /// Adds the machine's PATH after the test's bin dir (real engines, npm).
     pub fn with_system_path(&mut self) -> &mut Self {
         let p = format!(
@@ -162,14 +193,18 @@ impl TestEnv {
         Run::new(c)
     }
 
-    /// The fake engine reports these images as present (docker's inspect shape, which podman's
-    /// parser reads too), each with `labels` (a JSON object or `null`).
+    /// The fake engine reports exactly these images as present (docker's inspect shape, which
+    /// podman's parser reads too), each with `labels` (a JSON object or `null`), and any other
+    /// as missing, whichever names one inspect asks for.
     pub fn images_exist(&self, images: &[(&str, &str)]) -> &Self {
-        let entries: Vec<String> = images
-            .iter()
-            .map(|(tag, labels)| docker_inspect_entry(tag, labels))
-            .collect();
-        self.fake_reply("inspect.json", &format!("[{}]", entries.join(", ")))
+        let dir = self.root().join("fake/images");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (tag, labels) in images {
+            let key = tag.replace(['/', ':', '@'], "_");
+            std::fs::write(dir.join(key), docker_inspect_entry(tag, labels)).unwrap();
+        }
+        self
     }
 }
 
@@ -272,27 +307,59 @@ pub fn run(mut c: Command) -> Out {
     }
 }
 
-/// Real engines: present, or a failure when `AGENT_IMAGES_REQUIRE_ENGINES` names them.
+/// Real engines: present, or a failure when `AGENT_IMAGES_REQUIRE_ENGINES` names them. The
+/// lanes: `podman`; `docker`, which is dockerd with the buildx plugin (BuildKit), as Docker
+/// 23+ users have it; `docker-classic`, the same daemon through a docker CLI that cannot find
+/// the plugin (see [`TestEnv::classic_docker`]).
 pub fn engine_available(engine: &str) -> bool {
-    let ok = std::process::Command::new(engine)
-        .arg("info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let lane_ok = || -> Result<(), String> {
+        let ok = |program: &str, args: &[&str]| {
+            std::process::Command::new(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        match engine {
+            "docker-classic" => {
+                if !ok("docker", &["info"]) {
+                    return Err("`docker info` fails".into());
+                }
+                if !ok("unshare", &["--mount", "true"]) {
+                    return Err("`unshare --mount` fails (a private mount namespace hides the buildx plugin; it needs root)".into());
+                }
+                Ok(())
+            }
+            "docker" => {
+                if !ok("docker", &["info"]) {
+                    return Err("`docker info` fails".into());
+                }
+                if !ok("docker", &["buildx", "version"]) {
+                    return Err(
+                        "`docker buildx version` fails (the docker lane is BuildKit)".into(),
+                    );
+                }
+                Ok(())
+            }
+            _ if ok(engine, &["info"]) => Ok(()),
+            _ => Err(format!("`{engine} info` fails")),
+        }
+    };
+    let why = match lane_ok() {
+        Ok(()) => return true,
+        Err(why) => why,
+    };
     let required = std::env::var("AGENT_IMAGES_REQUIRE_ENGINES").unwrap_or_default();
     let required = required
         .split(',')
         .map(str::trim)
         .any(|e| e == engine || e == "all");
-    if !ok && required {
-        panic!("AGENT_IMAGES_REQUIRE_ENGINES names {engine}, but `{engine} info` fails; run scripts/test-engines.sh up");
+    if required {
+        panic!("AGENT_IMAGES_REQUIRE_ENGINES names {engine}, but {why}; run scripts/test-engines.sh up");
     }
-    if !ok {
-        eprintln!("skipping: {engine} is not running (set AGENT_IMAGES_REQUIRE_ENGINES to make this fail)");
-    }
-    ok
+    eprintln!("skipping: {engine}: {why} (set AGENT_IMAGES_REQUIRE_ENGINES to make this fail)");
+    false
 }
 
 /// A minimal HTTP/1.1 file server on 127.0.0.1 for download tests (GitHub API and release
