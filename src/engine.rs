@@ -404,6 +404,11 @@ impl Engine {
         Ok(self.backend.supports(c))
     }
 
+    /// Which builder the engine's answers are about, for messages.
+    pub fn builder_note(&self) -> String {
+        self.backend.builder_note()
+    }
+
     /// The same question without asking the builder: the answer for the builder the backend
     /// assumes until its probes ran. For what must not cost an engine call (a no-op's plan).
     pub fn assumes(&self, c: Capability) -> bool {

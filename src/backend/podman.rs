@@ -1,4 +1,5 @@
-//! Podman: `podman build` with `--format docker` (OCI format drops SHELL and HEALTHCHECK), and
+//! Podman: `podman build` with `--format docker` (OCI format drops SHELL and HEALTHCHECK; but see
+//! `build` for reproducible builds), and
 //! `--manifest` for multi-platform builds, since one image ID cannot hold several platforms.
 //! <https://docs.podman.io/en/v4.3/markdown/podman-build.1.html>
 
@@ -128,7 +129,14 @@ impl Backend for Podman {
     }
 
     fn build(&self, req: &BuildRequest) -> Vec<Invocation> {
-        let mut inv = self.cmd().args(["build", "--format", "docker"]);
+        // the docker format keeps SHELL and HEALTHCHECK, but its config also records the build
+        // container's id and hostname and an intermediate parent id, new on every build: a
+        // build that must be reproducible (SOURCE_DATE_EPOCH) is written in the OCI format
+        let format = match req.source_date_epoch {
+            Some(_) => "oci",
+            None => "docker",
+        };
+        let mut inv = self.cmd().args(["build", "--format", format]);
         let multi = req.is_multi_platform();
         let primary = req.primary_tag();
         if multi {

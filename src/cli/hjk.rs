@@ -186,6 +186,22 @@ pub enum ImagesCommand {
         /// Build every layer again and push new images even if the registry has them.
         #[arg(long)]
         no_cache: bool,
+        /// Require a provenance attestation (SLSA, mode=max) per image; by default each image
+        /// gets one where the engine can make it (docker with buildx).
+        #[arg(long, conflicts_with = "no_provenance")]
+        provenance: bool,
+        /// Make no provenance attestations.
+        #[arg(long)]
+        no_provenance: bool,
+        /// The time written into every image and onto every file in it, so the same inputs
+        /// give the same digests. Default: SOURCE_DATE_EPOCH, else the time of the last commit
+        /// that changed the images directory.
+        #[arg(long, value_name = "SECONDS")]
+        source_date_epoch: Option<u64>,
+        /// Import the build cache from, and export it to, this registry repository (one tag per
+        /// variant and platform), so a machine that starts empty rebuilds only what changed.
+        #[arg(long, value_name = "REPO")]
+        cache_repo: Option<String>,
         /// Print the engine commands that would run; registry reads and inspect still run.
         #[arg(long)]
         dry_run: bool,
@@ -300,6 +316,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             builder,
             connection,
             no_cache,
+            provenance,
+            no_provenance,
+            source_date_epoch,
+            cache_repo,
             dry_run,
             progress,
         } => {
@@ -313,6 +333,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     builder,
                     connection,
                     no_cache,
+                    provenance: match (provenance, no_provenance) {
+                        (true, _) => Some(true),
+                        (_, true) => Some(false),
+                        _ => None,
+                    },
+                    source_date_epoch,
+                    cache_repo,
                 },
             )
             .await

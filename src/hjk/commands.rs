@@ -39,6 +39,12 @@ pub struct ReleaseFlags {
     /// `--connection`: a named engine connection.
     pub connection: Option<String>,
     pub no_cache: bool,
+    /// `--provenance` (true) or `--no-provenance` (false); neither: where the engine can.
+    pub provenance: Option<bool>,
+    /// `--source-date-epoch`.
+    pub source_date_epoch: Option<u64>,
+    /// `--cache-repo`.
+    pub cache_repo: Option<String>,
 }
 
 /// `hjk images merge`'s own arguments.
@@ -88,8 +94,77 @@ pub async fn release(
         },
         no_cache: flags.no_cache,
         force_tags: publish.force_tags,
+        extras: release::Extras {
+            provenance: flags.provenance,
+            epoch: epoch(&s.engine, flags.source_date_epoch, vars, &opts.images_dir).await?,
+            cache_repo: flags
+                .cache_repo
+                .as_deref()
+                .map(|r| {
+                    crate::image_ref::ImageRef::parse(r).map_err(|e| {
+                        crate::error::UserError(format!("invalid --cache-repo: {}", e.0))
+                    })
+                })
+                .transpose()?,
+        },
     };
     release::release_command(&mut s.engine, &s.graph, &spec, vars).await
+}
+
+/// The time a release writes into its images: `--source-date-epoch`, else `SOURCE_DATE_EPOCH`
+/// (the reproducible-builds convention), else the commit time of the last commit that touched
+/// the images directory, so the same commit gives the same digests on every machine. `None`
+/// outside a git checkout.
+async fn epoch(
+    engine: &crate::engine::Engine,
+    flag: Option<u64>,
+    vars: &Vars,
+    images_dir: &Utf8Path,
+) -> Result<Option<release::Epoch>> {
+    if let Some(seconds) = flag {
+        return Ok(Some(release::Epoch {
+            seconds,
+            from: "--source-date-epoch".into(),
+            explicit: true,
+        }));
+    }
+    if let Some(v) = vars.get("SOURCE_DATE_EPOCH") {
+        let seconds = v.trim().parse().map_err(|_| {
+            crate::error::UserError(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+            ))
+        })?;
+        return Ok(Some(release::Epoch {
+            seconds,
+            from: "SOURCE_DATE_EPOCH".into(),
+            explicit: true,
+        }));
+    }
+    let git = crate::invocation::Invocation::new("git")
+        .args([
+            "-C",
+            images_dir.as_str(),
+            "log",
+            "-1",
+            "--format=%ct %h",
+            "--",
+            ".",
+        ])
+        .read_only();
+    let out = match engine.tool(&git).await {
+        Ok(out) => out,
+        Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let text = out.stdout.trim().to_string();
+    let Some((seconds, commit)) = text.split_once(' ') else {
+        return Ok(None);
+    };
+    Ok(seconds.parse().ok().map(|seconds| release::Epoch {
+        seconds,
+        from: format!("the time of commit {commit}, the last to change {images_dir}"),
+        explicit: false,
+    }))
 }
 
 pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Result<u8> {

@@ -64,6 +64,18 @@ pub struct PlatformRecord {
     pub base: Option<String>,
     /// `built` or `reused` (already in the registry with the same inputs).
     pub result: String,
+    /// The provenance attestation the builder made for this image (BuildKit's attestation
+    /// manifest, listed in the index as platform `unknown/unknown`); `null` without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<Attestation>,
+}
+
+/// An attestation manifest: what an index lists to attach it to its image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
 }
 
 /// Checks, before a release builds or pushes anything, that the metadata file can be written

@@ -80,7 +80,22 @@ pub struct Parsed {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// BuildKit's annotations on an index entry that is an attestation manifest: what it is, and
+/// the digest of the image it is about.
+/// <https://docs.docker.com/build/metadata/attestations/attestation-storage/>
+pub const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
+pub const ATTESTATION_FOR: &str = "vnd.docker.reference.digest";
+pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+
 impl Parsed {
+    /// An index's attestation manifest about the image `digest`, if it lists one.
+    pub fn attestation_for(&self, digest: &str) -> Option<&Descriptor> {
+        self.manifests.iter().find(|d| {
+            d.annotations.get(ATTESTATION_TYPE).map(String::as_str) == Some(ATTESTATION_MANIFEST)
+                && d.annotations.get(ATTESTATION_FOR).map(String::as_str) == Some(digest)
+        })
+    }
+
     /// An index's image for `platform` (attestation entries, `unknown/unknown`, never match).
     pub fn entry_for(&self, platform: crate::platform::Platform) -> Option<&Descriptor> {
         self.manifests.iter().find(|d| {
@@ -234,6 +249,41 @@ impl Registry {
             Some(d) => self.manifest(&d.digest).await,
             None => Ok(None),
         }
+    }
+
+    /// The image manifest for `platform` under a tag or digest (see
+    /// [`Registry::platform_manifest`]) and, when the tag holds an index with one, the
+    /// attestation manifest about it.
+    pub async fn platform_manifest_attested(
+        &self,
+        tag_or_digest: &str,
+        platform: crate::platform::Platform,
+    ) -> Result<Option<(Manifest, Option<Descriptor>)>> {
+        let Some(m) = self.manifest(tag_or_digest).await? else {
+            return Ok(None);
+        };
+        if !m.is_index() {
+            return Ok(Some((m, None)));
+        }
+        let parsed = m.parsed()?;
+        let Some(d) = parsed.entry_for(platform) else {
+            return Ok(None);
+        };
+        let attestation = parsed.attestation_for(&d.digest).cloned();
+        Ok(self.manifest(&d.digest).await?.map(|m| (m, attestation)))
+    }
+
+    /// A blob of this repository (an attestation's statement), at most `limit` bytes.
+    pub async fn blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
+        let r = self.reference(digest);
+        let mut buf: Vec<u8> = Vec::new();
+        guarded(self.client.pull_blob(&r, digest, &mut buf))
+            .await?
+            .map_err(|e| self.failed(e, &format!("reading blob {digest}")))?;
+        if buf.len() > limit {
+            return Err(anyhow!("blob {digest} is larger than {limit} bytes"));
+        }
+        Ok(buf)
     }
 
     /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).

@@ -21,12 +21,12 @@
 
 use super::auth::{self, AuthMode, AuthSettings, Credentials, LoginStore};
 use super::gates::{self, GateFlags, Gates};
-use super::metadata::{self, Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::metadata::{self, Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
 use super::promote::{self, public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
 use super::supply_chain::gates::Promotion;
 use super::variants::Graph;
-use crate::backend::{ReleaseNeeds, Remote, Stage};
+use crate::backend::{Capability, ReleaseNeeds, Remote, Stage};
 use crate::build::BuildRequest;
 use crate::engine::Engine;
 use crate::error::UserError;
@@ -60,6 +60,112 @@ pub struct ReleaseSpec {
     /// `--force-tags`: move public tags even when that narrows their platforms or re-points a
     /// released `<variant>-<version>`.
     pub force_tags: bool,
+    /// What the builds add to each image besides its layers (see [`Extras`]).
+    pub extras: Extras,
+}
+
+/// What a release asks of the builder beyond the image itself: each a backend capability,
+/// either asked for (refused up front where the engine lacks it) or wanted where it can be had.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// A provenance attestation (SLSA, `mode=max`) per image: `None` where the engine can make
+    /// one (the default), `Some(true)` required (`--provenance`), `Some(false)` off.
+    pub provenance: Option<bool>,
+    /// `SOURCE_DATE_EPOCH` for every image, and where it came from.
+    pub epoch: Option<Epoch>,
+    /// `--cache-repo`: the registry repository the layer cache is imported from and exported
+    /// to, one tag per variant and platform.
+    pub cache_repo: Option<ImageRef>,
+}
+
+/// The time written into a release's images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Epoch {
+    pub seconds: u64,
+    /// `--source-date-epoch`, `SOURCE_DATE_EPOCH`, or the commit it was read from.
+    pub from: String,
+    /// Given by the user (refused where the engine cannot apply it), not read from git.
+    pub explicit: bool,
+}
+
+/// What [`Extras`] come to on this engine: decided once, before anything is built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Applied {
+    provenance: bool,
+    epoch: Option<u64>,
+    cache_repo: Option<ImageRef>,
+}
+
+impl Applied {
+    /// Decides each extra against what the engine can do: one that was asked for and cannot
+    /// be had is refused (exit 2) before anything is built; a default that cannot be had is
+    /// dropped, saying so once.
+    async fn decide(engine: &Engine, spec: &ReleaseSpec) -> Result<Applied> {
+        let platforms = &spec.platforms;
+        let refuse = |c: Capability| {
+            UserError(format!(
+                "{} cannot make {}{}; leave it out, or use docker with the buildx plugin",
+                engine.kind(),
+                c.asked_as(),
+                engine.builder_note()
+            ))
+        };
+        let x = &spec.extras;
+        let provenance = match x.provenance {
+            Some(false) => false,
+            want => {
+                let can = engine.supports(Capability::Provenance, platforms).await?;
+                if !can && want == Some(true) {
+                    return Err(refuse(Capability::Provenance).into());
+                }
+                if !can {
+                    engine.reporter().info(&format!(
+                        "no provenance attestations: {} cannot make them{}",
+                        engine.kind(),
+                        engine.builder_note()
+                    ));
+                }
+                can
+            }
+        };
+        let epoch = match &x.epoch {
+            None => None,
+            Some(e) => {
+                let can = engine
+                    .supports(Capability::ReproducibleTimes, platforms)
+                    .await?;
+                if !can && e.explicit {
+                    return Err(refuse(Capability::ReproducibleTimes).into());
+                }
+                if can {
+                    engine.reporter().info(&format!(
+                        "SOURCE_DATE_EPOCH={} ({}): the same inputs give the same image digests",
+                        e.seconds, e.from
+                    ));
+                    Some(e.seconds)
+                } else {
+                    engine.reporter().info(&format!(
+                        "image digests are not reproducible: {} cannot rewrite file times{}",
+                        engine.kind(),
+                        engine.builder_note()
+                    ));
+                    None
+                }
+            }
+        };
+        if x.cache_repo.is_some()
+            && !engine
+                .supports(Capability::RegistryCache, platforms)
+                .await?
+        {
+            return Err(refuse(Capability::RegistryCache).into());
+        }
+        Ok(Applied {
+            provenance,
+            epoch,
+            cache_repo: x.cache_repo.clone(),
+        })
+    }
 }
 
 /// One variant of the hierarchy, as a release needs it.
@@ -86,6 +192,8 @@ struct Slot {
     digest: Option<String>,
     media_type: String,
     size: i64,
+    /// The provenance attestation about `digest`, where the builder made one.
+    attestation: Option<Attestation>,
     reused: bool,
     seconds: f64,
 }
@@ -169,6 +277,7 @@ pub async fn release_command(
     let started = Instant::now();
     let units = units(graph, &spec.variants)?;
     let (creds, gates) = check(engine, spec, vars).await?;
+    let applied = Applied::decide(engine, spec).await?;
     let registry = Registry::new(&spec.registry, creds.clone());
     // with gates asked for, they run again (a scan against today's database, a signature)
     let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
@@ -183,7 +292,9 @@ pub async fn release_command(
         .await;
     let root_ids = root_ids?;
     if let Some(published) = published {
-        if let Some((meta, rows)) = unchanged(&registry, spec, &units, &root_ids, published?)? {
+        if let Some((meta, rows)) =
+            unchanged(&registry, spec, &units, &root_ids, &applied, published?)?
+        {
             engine
                 .reporter()
                 .info("every tag already points at an index built from these inputs");
@@ -191,7 +302,7 @@ pub async fn release_command(
             return Ok(crate::error::EXIT_OK);
         }
     }
-    let mut slots = survey(engine, &registry, spec, &units, &root_ids).await?;
+    let mut slots = survey(engine, &registry, spec, &units, &root_ids, &applied).await?;
     if !spec.push_by_digest {
         // a tag this release may not move is refused now, before hours of building
         let plans = planned(&registry, spec, &units, &slots);
@@ -211,7 +322,7 @@ pub async fn release_command(
         ),
         _ => None,
     };
-    let staged = stage(engine, &registry, spec, &units, &mut slots).await;
+    let staged = stage(engine, &registry, spec, &units, &applied, &mut slots).await;
     if let Some(l) = login {
         l.close(engine).await;
     }
@@ -626,6 +737,7 @@ fn unchanged(
     spec: &ReleaseSpec,
     units: &[Unit],
     root_ids: &BTreeMap<Platform, String>,
+    applied: &Applied,
     published: Published,
 ) -> Result<Option<(Metadata, Vec<Row>)>> {
     let version = spec.version.as_deref();
@@ -647,7 +759,12 @@ fn unchanged(
             return Ok(None);
         }
         let parsed = index.parsed()?;
-        if parsed.manifests.len() != spec.platforms.len() {
+        let images = parsed
+            .manifests
+            .iter()
+            .filter(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux"))
+            .count();
+        if images != spec.platforms.len() {
             return Ok(None);
         }
         let mut platforms = BTreeMap::new();
@@ -664,7 +781,14 @@ fn unchanged(
                 None => root_base(spec.base_image.as_ref(), u, *p),
             };
             let root_id = root_ids.get(p).filter(|_| u.parent.is_none());
-            let fp = fingerprint_of(u, *p, version, base.as_deref(), root_id.map(String::as_str));
+            let fp = fingerprint_of(
+                u,
+                *p,
+                version,
+                base.as_deref(),
+                root_id.map(String::as_str),
+                applied,
+            );
             if d.annotations.get(fingerprint::LABEL) != Some(&fp) {
                 return Ok(None);
             }
@@ -686,6 +810,7 @@ fn unchanged(
                     fingerprint: fp,
                     base,
                     result: "reused".into(),
+                    attestation: parsed.attestation_for(&d.digest).cloned().map(attestation),
                 },
             );
         }
@@ -718,20 +843,30 @@ fn unchanged(
     Ok(Some((meta, rows)))
 }
 
+/// The identity of one variant on one platform: its inputs, its parent (or root base) and what
+/// the builder adds to the image (its times, an attestation), so two releases that differ in
+/// any of them make different images.
 fn fingerprint_of(
     unit: &Unit,
     p: Platform,
     version: Option<&str>,
     base: Option<&str>,
     root_id: Option<&str>,
+    applied: &Applied,
 ) -> String {
-    Fingerprint::new()
+    let mut f = Fingerprint::new()
         .add("inputs", &unit.inputs)
         .add("platform", p.to_string())
         .add("version", version.unwrap_or(""))
         .add("base", base.unwrap_or(""))
-        .add("root-base-id", root_id.unwrap_or(""))
-        .finish()
+        .add("root-base-id", root_id.unwrap_or(""));
+    if applied.provenance {
+        f = f.add("provenance", "mode=max");
+    }
+    if let Some(e) = applied.epoch {
+        f = f.add("source-date-epoch", e.to_string());
+    }
+    f.finish()
 }
 
 /// Phase 2: per platform and variant, whether the registry already has an image built from
@@ -743,6 +878,7 @@ async fn survey(
     spec: &ReleaseSpec,
     units: &[Unit],
     root_ids: &BTreeMap<Platform, String>,
+    applied: &Applied,
 ) -> Result<BTreeMap<(usize, Platform), Slot>> {
     let mut slots = BTreeMap::new();
     for p in &spec.platforms {
@@ -767,6 +903,7 @@ async fn survey(
                 spec.version.as_deref(),
                 base.as_deref(),
                 root_id.map(String::as_str),
+                applied,
             );
             let stage_tag = stage_tag(&u.name, *p, &fp);
             let mut slot = Slot {
@@ -776,16 +913,20 @@ async fn survey(
                 digest: None,
                 media_type: String::new(),
                 size: 0,
+                attestation: None,
                 reused: false,
                 seconds: 0.0,
             };
             if !parent_rebuilt && !spec.no_cache {
-                if let Some(m) = registry.platform_manifest(&stage_tag, *p).await? {
+                if let Some((m, att)) = registry.platform_manifest_attested(&stage_tag, *p).await? {
                     let cfg = registry.config(&m).await?;
-                    if cfg.labels.get(fingerprint::LABEL) == Some(&fp) {
+                    // an image staged with an attestation is reused only with it
+                    let complete = att.is_some() || !applied.provenance;
+                    if cfg.labels.get(fingerprint::LABEL) == Some(&fp) && complete {
                         slot.digest = Some(m.digest.clone());
                         slot.media_type = m.media_type.clone();
                         slot.size = m.bytes.len() as i64;
+                        slot.attestation = att.map(attestation);
                         slot.reused = true;
                     }
                 }
@@ -809,6 +950,7 @@ async fn stage(
     registry: &Registry,
     spec: &ReleaseSpec,
     units: &[Unit],
+    applied: &Applied,
     slots: &mut BTreeMap<(usize, Platform), Slot>,
 ) -> Result<Vec<Row>> {
     let tmp = tempfile::Builder::new().prefix("hjk-release-").tempdir()?;
@@ -820,7 +962,7 @@ async fn stage(
             .enumerate()
             .map(|(i, _)| (i, slots[&(i, *p)].clone()))
             .collect();
-        lane(engine, registry, spec, units, *p, mine, &tmp_path)
+        lane(engine, registry, spec, units, applied, *p, mine, &tmp_path)
     });
     let results = futures_util::future::join_all(lanes).await;
     let mut rows = Vec::new();
@@ -860,11 +1002,13 @@ async fn stage(
 }
 
 /// One platform's chain, parents first.
+#[allow(clippy::too_many_arguments)]
 async fn lane(
     engine: &Engine,
     registry: &Registry,
     spec: &ReleaseSpec,
     units: &[Unit],
+    applied: &Applied,
     p: Platform,
     mut mine: BTreeMap<usize, Slot>,
     tmp: &Utf8Path,
@@ -886,7 +1030,14 @@ async fn lane(
             None => mine[&i].base.clone(),
         };
         let fp = if u.parent.is_some() {
-            fingerprint_of(u, p, spec.version.as_deref(), base.as_deref(), None)
+            fingerprint_of(
+                u,
+                p,
+                spec.version.as_deref(),
+                base.as_deref(),
+                None,
+                applied,
+            )
         } else {
             mine[&i].fingerprint.clone()
         };
@@ -896,6 +1047,12 @@ async fn lane(
         req.platforms = vec![p];
         req.declared_args = Some(u.declared.clone());
         req.no_cache = spec.no_cache;
+        req.provenance = applied.provenance;
+        req.source_date_epoch = applied.epoch;
+        req.cache = match &applied.cache_repo {
+            Some(c) => Some(c.with_tag(&format!("{}-{}", u.name, p.arch()))?),
+            None => None,
+        };
         req.labels.insert(fingerprint::LABEL.into(), fp.clone());
         if let Some(v) = &spec.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
@@ -941,14 +1098,22 @@ async fn lane(
             _ => staged.digest,
         };
         let seconds = started.elapsed().as_secs_f64();
-        let (digest, media_type, size) = if engine.dry_run() {
-            (None, String::new(), 0)
+        let (digest, media_type, size, attested) = if engine.dry_run() {
+            (None, String::new(), 0, None)
         } else {
-            let m = pushed(registry, &stage_tag, reported, p).await?;
+            let (m, att) = pushed(registry, &stage_tag, reported, p).await?;
+            if applied.provenance && att.is_none() {
+                return Err(anyhow!(
+                    "{} ({p}) was built with a provenance attestation, but {}:{stage_tag} lists none",
+                    u.name,
+                    registry.name()
+                ));
+            }
             (
                 Some(m.digest.clone()),
                 m.media_type.clone(),
                 m.bytes.len() as i64,
+                att.map(attestation),
             )
         };
         mine.insert(
@@ -960,6 +1125,7 @@ async fn lane(
                 digest,
                 media_type,
                 size,
+                attestation: attested,
                 reused: false,
                 seconds,
             },
@@ -975,14 +1141,25 @@ async fn pushed(
     stage_tag: &str,
     reported: Option<String>,
     p: Platform,
-) -> Result<Manifest> {
+) -> Result<(Manifest, Option<registry::Descriptor>)> {
     let key = reported.unwrap_or_else(|| stage_tag.to_string());
-    registry.platform_manifest(&key, p).await?.ok_or_else(|| {
-        anyhow!(
-            "{}:{key} is not in the registry right after pushing it (or holds no {p} image)",
-            registry.name()
-        )
-    })
+    registry
+        .platform_manifest_attested(&key, p)
+        .await?
+        .ok_or_else(|| {
+            anyhow!(
+                "{}:{key} is not in the registry right after pushing it (or holds no {p} image)",
+                registry.name()
+            )
+        })
+}
+
+fn attestation(d: registry::Descriptor) -> Attestation {
+    Attestation {
+        digest: d.digest,
+        media_type: d.media_type,
+        size: d.size,
+    }
 }
 
 /// The metadata of what is staged (no indexes yet).
@@ -1021,6 +1198,7 @@ fn record(
                                 fingerprint: s.fingerprint.clone(),
                                 base: s.base.clone(),
                                 result: if s.reused { "reused" } else { "built" }.into(),
+                                attestation: s.attestation.clone(),
                             },
                         ))
                     })
@@ -1112,25 +1290,38 @@ async fn publish(
 pub fn index_bytes(platforms: &BTreeMap<Platform, PlatformRecord>) -> (Vec<u8>, &'static str) {
     let docker = platforms
         .values()
-        .all(|r| r.media_type == registry::DOCKER_MANIFEST);
+        .all(|r| r.media_type == registry::DOCKER_MANIFEST && r.attestation.is_none());
     let media_type = if docker {
         registry::DOCKER_LIST
     } else {
         registry::OCI_INDEX
     };
-    let manifests: Vec<serde_json::Value> = platforms
-        .iter()
-        .map(|(p, r)| {
-            serde_json::json!({
-                "mediaType": r.media_type,
-                "digest": r.digest,
-                "size": r.size,
-                "platform": {"architecture": p.arch(), "os": "linux"},
-                // what the image was built from, so a no-op release is one read per variant
-                "annotations": {fingerprint::LABEL: r.fingerprint},
-            })
+    let images = platforms.iter().map(|(p, r)| {
+        serde_json::json!({
+            "mediaType": r.media_type,
+            "digest": r.digest,
+            "size": r.size,
+            "platform": {"architecture": p.arch(), "os": "linux"},
+            // what the image was built from, so a no-op release is one read per variant
+            "annotations": {fingerprint::LABEL: r.fingerprint},
         })
-        .collect();
+    });
+    // each image's attestation after the images, the way BuildKit lists them: platform
+    // `unknown/unknown`, so no client takes one for an image, and the image's digest
+    let attestations = platforms.values().filter_map(|r| {
+        let a = r.attestation.as_ref()?;
+        Some(serde_json::json!({
+            "mediaType": a.media_type,
+            "digest": a.digest,
+            "size": a.size,
+            "platform": {"architecture": "unknown", "os": "unknown"},
+            "annotations": {
+                registry::ATTESTATION_FOR: r.digest,
+                registry::ATTESTATION_TYPE: registry::ATTESTATION_MANIFEST,
+            },
+        }))
+    });
+    let manifests: Vec<serde_json::Value> = images.chain(attestations).collect();
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type,
@@ -1187,10 +1378,11 @@ async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
             .manifest(digest)
             .await?
             .ok_or_else(|| anyhow!("index {digest} of {} is missing from the registry", v.name))?;
-        let listed: BTreeMap<String, String> = index
-            .parsed()?
+        let parsed = index.parsed()?;
+        let listed: BTreeMap<String, String> = parsed
             .manifests
             .iter()
+            .filter(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux"))
             .filter_map(|m| Some((m.platform.as_ref()?.architecture.clone(), m.digest.clone())))
             .collect();
         for (p, r) in &v.platforms {
@@ -1200,6 +1392,9 @@ async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
                     v.name,
                     r.digest
                 ));
+            }
+            if let Some(a) = &r.attestation {
+                verify_provenance(registry, &parsed, &v.name, *p, &r.digest, a).await?;
             }
             let m = registry.manifest(&r.digest).await?.ok_or_else(|| {
                 anyhow!("{} {p} {} is missing from the registry", v.name, r.digest)
@@ -1242,6 +1437,62 @@ async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
             }
             diff_ids.insert((v.name.clone(), *p), cfg.diff_ids);
         }
+    }
+    Ok(())
+}
+
+/// An image's provenance, read back: the index lists the attestation for the image's digest,
+/// and the attestation holds an in-toto statement of SLSA provenance whose subject is the image.
+async fn verify_provenance(
+    registry: &Registry,
+    index: &registry::Parsed,
+    variant: &str,
+    p: Platform,
+    image: &str,
+    att: &Attestation,
+) -> Result<()> {
+    let failed =
+        |why: String| anyhow!("verification failed: the provenance of {variant} {p}: {why}");
+    match index.attestation_for(image) {
+        Some(d) if d.digest == att.digest => {}
+        _ => {
+            return Err(failed(format!(
+                "the index does not list {} for {image}",
+                att.digest
+            )))
+        }
+    }
+    let m = registry
+        .manifest(&att.digest)
+        .await?
+        .ok_or_else(|| failed(format!("{} is missing from the registry", att.digest)))?;
+    let layer = m
+        .parsed()?
+        .layers
+        .into_iter()
+        .find(|l| {
+            l.annotations
+                .get("in-toto.io/predicate-type")
+                .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))
+        })
+        .ok_or_else(|| failed("it holds no SLSA provenance statement".into()))?;
+    let statement: serde_json::Value =
+        serde_json::from_slice(&registry.blob(&layer.digest, 16 << 20).await?)
+            .map_err(|e| failed(format!("its statement is not JSON: {e}")))?;
+    // BuildKit leaves the subject empty in an attestation manifest (the index entry's
+    // annotation says which image it is about); one that names subjects must name this image
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    let subjects = statement["subject"].as_array().cloned().unwrap_or_default();
+    if !subjects.is_empty() && !subjects.iter().any(|x| x["digest"]["sha256"] == hex) {
+        return Err(failed(format!(
+            "its statement is about {subjects:?}, not {image}"
+        )));
+    }
+    let kind = statement["predicateType"].as_str().unwrap_or_default();
+    if !kind.starts_with("https://slsa.dev/provenance/") || !statement["predicate"].is_object() {
+        return Err(failed(format!(
+            "its statement is {kind:?}, not SLSA provenance"
+        )));
     }
     Ok(())
 }
@@ -1316,7 +1567,54 @@ mod tests {
             fingerprint: "f".into(),
             base: None,
             result: "built".into(),
+            attestation: None,
         }
+    }
+
+    #[test]
+    fn attestations_follow_the_images_as_buildkit_lists_them() {
+        let mut platforms = BTreeMap::new();
+        for (p, d) in [
+            (Platform::LinuxArm64, "sha256:b"),
+            (Platform::LinuxAmd64, "sha256:a"),
+        ] {
+            let mut r = rec(d, registry::OCI_MANIFEST);
+            r.attestation = Some(Attestation {
+                digest: format!("{d}-att"),
+                media_type: registry::OCI_MANIFEST.into(),
+                size: 5,
+            });
+            platforms.insert(p, r);
+        }
+        let (bytes, mt) = index_bytes(&platforms);
+        assert_eq!(mt, registry::OCI_INDEX);
+        let index: registry::Parsed = serde_json::from_slice(&bytes).unwrap();
+        let listed: Vec<(&str, &str)> = index
+            .manifests
+            .iter()
+            .map(|m| {
+                let p = m.platform.as_ref().unwrap();
+                (m.digest.as_str(), p.architecture.as_str())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("sha256:a", "amd64"),
+                ("sha256:b", "arm64"),
+                ("sha256:a-att", "unknown"),
+                ("sha256:b-att", "unknown")
+            ]
+        );
+        assert_eq!(
+            index.attestation_for("sha256:b").unwrap().digest,
+            "sha256:b-att"
+        );
+        // an attestation is never taken for a platform
+        assert_eq!(
+            index.entry_for(Platform::LinuxArm64).unwrap().digest,
+            "sha256:b"
+        );
     }
 
     #[test]

@@ -190,14 +190,25 @@ pub(crate) fn assert_published(
                 "{tag}"
             );
             let index = json(&bytes);
+            // images; an attestation (BuildKit's provenance) is listed as `unknown/unknown`
             let mut listed: Vec<&str> = index["manifests"]
                 .as_array()
                 .unwrap()
                 .iter()
+                .filter(|m| m["platform"]["os"] == "linux")
                 .map(|m| m["platform"]["architecture"].as_str().unwrap())
                 .collect();
             listed.sort();
             assert_eq!(listed, arches, "{tag}");
+            for m in index["manifests"].as_array().unwrap() {
+                if m["platform"]["os"] != "linux" {
+                    assert_eq!(m["platform"]["architecture"], "unknown", "{tag}: {m}");
+                    assert_eq!(
+                        m["annotations"]["vnd.docker.reference.type"], "attestation-manifest",
+                        "{tag}: {m}"
+                    );
+                }
+            }
         }
         for (platform, rec) in v["platforms"].as_object().unwrap() {
             let arch = platform.split('/').nth(1).unwrap().to_string();
@@ -509,20 +520,35 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
 /// chains) is checked on both.
 #[test]
 fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
+    if engine_available("podman") {
+        merge_gives_the_indexes_of_one_run("podman");
+    }
+}
+
+/// The same on BuildKit, where each image comes with its provenance attestation: the merged
+/// index lists the attestations the per-arch runs made, byte for byte as one machine does.
+#[test]
+fn buildx_per_arch_runs_then_merge_give_the_indexes_of_one_run() {
+    if engine_available("docker") {
+        merge_gives_the_indexes_of_one_run("docker");
+    }
+}
+
+fn merge_gives_the_indexes_of_one_run(engine: &str) {
     let Some(Setup {
         mut env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "merge")
+    }) = setup(Some(engine), &format!("merge-{engine}"))
     else {
         return;
     };
     env.set("HJK_AUTH", "raw");
     let one = env.root().join("one.json").display().to_string();
     let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &one);
-    args.extend(["--backend", "podman"]);
+    args.extend(["--backend", engine]);
     env.hjk(&args).run();
     let o = read_meta(Path::new(&one));
     assert_published(&auth, &repo, &o, "v0.1.0", &["amd64", "arm64"]);
@@ -534,7 +560,7 @@ fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
     for (arch, file) in ["amd64", "arm64"].iter().zip(&files) {
         let platform = format!("linux/{arch}");
         let mut args = release_args(&images, &repo, &platform, file);
-        args.extend(["--backend", "podman", "--push-by-digest"]);
+        args.extend(["--backend", engine, "--push-by-digest"]);
         env.hjk(&args).run();
         let m = read_meta(Path::new(file));
         assert_eq!(m["partial"], true);
@@ -568,7 +594,200 @@ fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
             o["variants"][i]["index_digest"], m["variants"][i]["index_digest"],
             "variant {i}"
         );
+        // BuildKit attests every image; podman makes no attestations
+        for p in ["linux/amd64", "linux/arm64"] {
+            let att = &m["variants"][i]["platforms"][p]["attestation"];
+            assert_eq!(
+                att.is_object(),
+                engine == "docker",
+                "variant {i} {p}: {att}"
+            );
+        }
     }
+}
+
+/// BuildKit's release: each image is built into an OCI layout with its file times rewritten to
+/// SOURCE_DATE_EPOCH and a provenance attestation (mode=max) beside it, which hjk pushes by
+/// the digest buildx's metadata file names. Each index lists every platform's attestation as
+/// `unknown/unknown`, about that platform's image, holding an SLSA provenance statement (hjk's
+/// verify phase read each one back). A second release reuses everything, attestations included.
+#[test]
+fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
+    let Some(Setup {
+        mut env,
+        images,
+        auth,
+        repo,
+        ..
+    }) = setup(Some("docker"), "buildx")
+    else {
+        return;
+    };
+    env.set("HJK_AUTH", "raw");
+    env.recording(
+        "docker",
+        &which::which("docker").unwrap().display().to_string(),
+    );
+    let meta = env.root().join("buildx.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &meta);
+    args.extend(["--backend", "docker", "--source-date-epoch", "1700000000"]);
+    env.hjk(&args)
+        .stderr_has("SOURCE_DATE_EPOCH=1700000000 (--source-date-epoch)")
+        .run();
+    let m = read_meta(Path::new(&meta));
+    assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
+    let stages: Vec<Vec<String>> = env
+        .log()
+        .into_iter()
+        .filter(|a| a[1..3] == ["buildx", "build"])
+        .collect();
+    assert_eq!(stages.len(), 6, "{stages:?}");
+    for b in &stages {
+        let text = b.join(" ");
+        assert!(
+            text.contains(",tar=false,rewrite-timestamp=true ")
+                && text.contains(" --provenance=mode=max ")
+                && text.contains(" --build-arg SOURCE_DATE_EPOCH=1700000000 "),
+            "{text}"
+        );
+    }
+    for v in m["variants"].as_array().unwrap() {
+        let index = json(
+            &raw(
+                &auth,
+                &format!("{repo}@{}", v["index_digest"].as_str().unwrap()),
+                false,
+            )
+            .unwrap(),
+        );
+        for (p, rec) in v["platforms"].as_object().unwrap() {
+            let att = rec["attestation"]["digest"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{p}: {rec}"));
+            let listed = index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["digest"] == att)
+                .unwrap_or_else(|| panic!("{p}: {att} not in {index}"));
+            assert_eq!(
+                listed["annotations"]["vnd.docker.reference.digest"],
+                rec["digest"]
+            );
+            let manifest = json(&raw(&auth, &format!("{repo}@{att}"), false).unwrap());
+            assert!(
+                manifest["layers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l["annotations"]["in-toto.io/predicate-type"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))),
+                "{manifest}"
+            );
+        }
+    }
+    // the same inputs again: nothing built, the attestations come along from the registry
+    env.clear_log();
+    let out = env.hjk(&args).run();
+    assert_eq!(
+        summary_rows(&out.stdout)
+            .iter()
+            .filter(|r| r.2 == "reused")
+            .count(),
+        6,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !env.log().iter().any(|a| a[1..3] == ["buildx", "build"]),
+        "{:?}",
+        env.log()
+    );
+    let again = read_meta(Path::new(&meta));
+    for i in 0..3 {
+        assert_eq!(
+            again["variants"][i]["index_digest"],
+            m["variants"][i]["index_digest"]
+        );
+    }
+}
+
+/// The same inputs, built twice with --no-cache from two copies of the files whose times
+/// differ (two checkouts, both after the commit), into two fresh repositories: the same image
+/// digests, on both engines that can rewrite the times (buildx's `rewrite-timestamp` clamps
+/// every time after SOURCE_DATE_EPOCH to it; podman's `--timestamp` sets every time).
+fn reproducible(engine: &str) {
+    let Some(Setup {
+        mut env,
+        auth,
+        repo,
+        ..
+    }) = setup(Some(engine), &format!("repro-{engine}"))
+    else {
+        return;
+    };
+    env.set("HJK_AUTH", "raw");
+    let digests = |copy: &str, repo: &str, mtime: &str| -> Vec<String> {
+        let dir = env.root().join(copy);
+        std::fs::create_dir_all(dir.join("files/etc")).unwrap();
+        std::fs::write(
+            dir.join("variants.yaml"),
+            "variants:\n  - name: files\n    dir: files\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("files/Dockerfile"),
+            "ARG TARGETARCH=${TARGETARCH}\nARG BASE_IMAGE=local/busybox:${TARGETARCH}\nFROM ${BASE_IMAGE}\nCOPY etc/ /etc/app/\nCOPY tool.sh /usr/local/bin/tool.sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("files/etc/app.conf"), "key = value\n").unwrap();
+        std::fs::write(dir.join("files/tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
+        let touched = Command::new("find")
+            .arg(&dir)
+            .args(["-exec", "touch", "-d", mtime, "{}", "+"])
+            .status()
+            .unwrap();
+        assert!(touched.success());
+        let meta = env
+            .root()
+            .join(format!("{copy}.json"))
+            .display()
+            .to_string();
+        let dir_s = dir.display().to_string();
+        let mut args = release_args(&dir_s, repo, "linux/amd64", &meta);
+        args.extend([
+            "--backend",
+            engine,
+            "--no-cache",
+            "--source-date-epoch",
+            "1700000000",
+        ]);
+        env.hjk(&args).run();
+        let m = read_meta(Path::new(&meta));
+        assert_published(&auth, repo, &m, "v0.1.0", &["amd64"]);
+        vec![m["variants"][0]["platforms"]["linux/amd64"]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()]
+    };
+    let other = fresh_repo(&format!("repro-{engine}-2"));
+    let first = digests("one", &repo, "2024-01-01 00:00:00");
+    let second = digests("two", &other, "2025-06-01 12:34:56");
+    assert_eq!(
+        first, second,
+        "the same inputs, another build: another image"
+    );
+}
+
+#[test]
+fn docker_buildx_release_digests_are_reproducible() {
+    reproducible("docker");
+}
+
+#[test]
+fn podman_release_digests_are_reproducible() {
+    reproducible("podman");
 }
 
 /// The classic builder, for real: one platform, and two refused up front. Its login goes into
@@ -583,11 +802,11 @@ fn docker_classic_releases_one_platform_and_refuses_two() {
         images,
         auth,
         repo,
-    }) = setup(Some("docker"), "docker")
+    }) = setup(Some("docker-classic"), "docker")
     else {
         return;
     };
-    env.recording("docker", "/usr/bin/docker");
+    env.recording("docker", &env.classic_docker_cli());
     // a working keychain: `store` keeps what it is given, `get` returns it
     let helper_log = env.root().join("helper.log");
     let kept = env.root().join("keychain.json");
