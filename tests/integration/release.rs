@@ -790,6 +790,79 @@ fn podman_release_digests_are_reproducible() {
     reproducible("podman");
 }
 
+/// `--cache-repo`: each stage exports its layer cache to the registry (buildx: BuildKit's cache
+/// manifest under `<variant>-<arch>`, `mode=max`; podman: its own cache repository of layer
+/// images) and imports it, so a machine that starts empty rebuilds only what changed (timed in
+/// scripts/bench.sh). A second release into another repository imports that cache.
+fn registry_cache(engine: &str) {
+    let Some(Setup {
+        mut env,
+        images,
+        auth,
+        repo,
+        ..
+    }) = setup(Some(engine), &format!("cache-{engine}"))
+    else {
+        return;
+    };
+    env.set("HJK_AUTH", "raw");
+    let cache = fresh_repo(&format!("cache-{engine}-layers"));
+    let meta = env.root().join("cached.json").display().to_string();
+    let mut args = release_args(&images, &repo, "linux/amd64", &meta);
+    args.extend(["--backend", engine, "--cache-repo", &cache]);
+    env.hjk(&args).run();
+    if engine == "docker" {
+        for v in ["base", "middle", "top"] {
+            // BuildKit's cache manifest: an index of the layers and the cache config
+            let m = json(&raw(&auth, &format!("{cache}:{v}-amd64"), false).expect(v));
+            assert!(
+                m["manifests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["mediaType"] == "application/vnd.buildkit.cacheconfig.v0"),
+                "{v}: {m}"
+            );
+        }
+    } else {
+        let out = Command::new("skopeo")
+            .args(["list-tags", "--tls-verify=false", "--authfile"])
+            .arg(&auth)
+            .arg(format!("docker://{cache}"))
+            .output()
+            .unwrap();
+        let tags = json(&out.stdout);
+        assert!(
+            !tags["Tags"].as_array().map(Vec::is_empty).unwrap_or(true),
+            "podman exported no cache: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // another repository, so nothing is reused from the registry: built again, from the cache
+    let other = fresh_repo(&format!("cache-{engine}-2"));
+    let mut args = release_args(&images, &other, "linux/amd64", &meta);
+    args.extend(["--backend", engine, "--cache-repo", &cache]);
+    let out = env.hjk(&args).run();
+    if engine == "docker" {
+        assert!(
+            out.stderr
+                .contains(&format!("importing cache manifest from {cache}:base-amd64")),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn docker_buildx_release_uses_a_registry_cache() {
+    registry_cache("docker");
+}
+
+#[test]
+fn podman_release_uses_a_registry_cache() {
+    registry_cache("podman");
+}
+
 /// The classic builder, for real: one platform, and two refused up front. Its login goes into
 /// the temporary `DOCKER_CONFIG`, never into a keychain: with a `docker-credential-secretservice`
 /// on PATH (the docker CLI's default store on Linux when a config holds no auth), the helper is
