@@ -1,6 +1,7 @@
 # Two entry points for a fresh Debian/Ubuntu machine (see README.md), as root or with sudo:
 #   make demo   installs and starts the engines and tools if needed, builds ocx, builds the demo image
-#   make test   the whole test suite against real podman and dockerd
+#   make test   the whole test suite against real podman and dockerd (BuildKit, and the classic
+#               builder through a docker CLI without the buildx plugin)
 CARGO ?= cargo
 OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -39,7 +40,7 @@ unit: toolchain
 	$(CARGO) test --locked --lib
 
 test: lint engines tools-test
-	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker AGENT_IMAGES_REQUIRE_LINT=1 FUZZ_SECONDS=30 $(CARGO) test --locked
+	AGENT_IMAGES_REQUIRE_ENGINES=podman,docker,docker-classic AGENT_IMAGES_REQUIRE_LINT=1 FUZZ_SECONDS=30 $(CARGO) test --locked
 
 # Longer fuzz runs (proptest on stable Rust; tests/integration/fuzz.rs): FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 600

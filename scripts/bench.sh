@@ -6,9 +6,11 @@
 #      docker (target <= 1.3);
 #   3. the same no-op when the base's build context holds 100k files the Dockerfile does not
 #      COPY (target <= 1.3): only COPY/ADD sources are hashed, alongside the inspect;
-#   4. edit -> shell on docker: after an edit of the base Dockerfile, `ocx build && ocx exec --
-#      true` vs the Dev Containers CLI's `up --remove-existing-container && exec true` on the
-#      same Dockerfile (target <= 0.8). `up` alone keeps the old container, edit or not.
+#   4. edit -> shell on docker (buildx): after an edit of the base Dockerfile, `ocx build && ocx
+#      exec -- true` vs the raw engine commands that do the same work, as ocx prints them (the
+#      base build, the final build of the context ocx generated, the same `docker run`; target
+#      <= 1.1), and beside it the Dev Containers CLI's `up --remove-existing-container && exec
+#      true` on the same Dockerfile. `up` alone keeps the old container, edit or not.
 #   "Cold" means no image and no cached layers for either command (pruned before every run); the
 #   opencode binary image exists for both, since the raw build uses the same context.
 #   BENCH_OCX_CASES=1,2,3,4 picks cases; BENCH_RUNS / BENCH_NOOP_RUNS / BENCH_EDIT_RUNS set runs.
@@ -110,7 +112,8 @@ JSON
   noop "$big" "ocx build (no-op, 100k files)" big bench-big/base "ocx-bench-big-base:$version-$user_tag"
 fi
 
-# --- 4: edit -> shell against the Dev Containers CLI on docker ------------------------------
+# --- 4: edit -> shell on docker (buildx): ocx vs the raw engine commands doing the same work,
+# and vs the Dev Containers CLI --------------------------------------------------------------
 if want 4; then
   dc_version=0.89.0
   dc_dir=${XDG_CACHE_HOME}/ocx-bench/devcontainers-cli-$dc_version
@@ -127,12 +130,25 @@ JSON
   # each run starts with a new edit of the RUN line, so the engine rebuilds that layer
   # shellcheck disable=SC2016 # $(date) is for the generated script to expand, each run
   printf 'sed -i "s/^RUN echo .* >/RUN echo $(date +%%s%%N) >/" %s\n' "$ws/.devcontainer/Dockerfile" >"$work/edit.sh"
+  # the raw floor: the commands ocx runs after such an edit, as it prints them, without ocx:
+  # the base build, the final build from the context ocx generated (kept after one edit, so
+  # the opencode --version proof is already on record, as it is for every later edit), and the
+  # same `docker run`
+  (cd "$ws" && "$ocx" --backend docker build >/dev/null 2>&1 && bash "$work/edit.sh" &&
+    OCX_KEEP_CONTEXT="$work/edit-ctx" "$ocx" --backend docker --progress plain build 2>"$work/edit-build.log" >/dev/null &&
+    "$ocx" --backend docker --dry-run --progress plain exec -- true 2>"$work/edit-run.log" >/dev/null)
+  grep -E '^\+ docker buildx build --tag (bench-edit/base|ocx-bench-edit-base:)' "$work/edit-build.log" | sed 's/^+ //' |
+    sed "s|--file [^ ]*/final/Dockerfile|--file $work/edit-ctx/1/final/Dockerfile|; s| [^ ]*/final\$| $work/edit-ctx/1/final|" >"$work/raw-edit.sh"
+  grep -E '^\+ docker run ' "$work/edit-run.log" | sed 's/^+ //; s/--name [^ ]* //' >>"$work/raw-edit.sh"
+  [ "$(wc -l <"$work/raw-edit.sh")" = 3 ] || { echo "bench: could not capture the raw commands:"; cat "$work/raw-edit.sh"; exit 1; }
+  sed -i 's/$/ >\/dev\/null 2>\&1 \&\&/; $ s/ \&\&$//' "$work/raw-edit.sh"
   printf '%s --backend docker build && %s --backend docker exec -- true\n' "$ocx" "$ocx" >"$work/ocx-edit.sh"
   printf '%s up --workspace-folder %s --remove-existing-container >/dev/null && %s exec --workspace-folder %s true\n' \
     "$dc" "$ws" "$dc" "$ws" >"$work/dc-edit.sh"
   (cd "$ws" && hyperfine -N --style basic --warmup 1 --runs "${BENCH_EDIT_RUNS:-5}" --prepare "bash $work/edit.sh" \
     --export-json "$work/edit.json" \
     -n "ocx build && ocx exec" "bash $work/ocx-edit.sh" \
+    -n "raw docker buildx build x2 && docker run" "bash $work/raw-edit.sh" \
     -n "devcontainer up && exec" "bash $work/dc-edit.sh")
   docker ps -aq --filter "label=devcontainer.local_folder=$ws" | xargs -r docker rm -f >/dev/null 2>&1 || true
 fi
@@ -143,7 +159,15 @@ want 2 && ratio "$work/noop-podman.json" "no-op build (podman)" 1.3
 want 2 && ratio "$work/noop-docker.json" "no-op build (docker)" 1.3
 want 3 && ratio "$work/big-podman.json" "no-op build, 100k-file base context (podman)" 1.3
 want 3 && ratio "$work/big-docker.json" "no-op build, 100k-file base context (docker)" 1.3
-want 4 && ratio "$work/edit.json" "edit -> shell (docker)" 0.8
+if want 4; then
+  python3 - "$work/edit.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+o, raw, dc = (x["mean"] for x in r)
+print(f"edit -> shell (docker buildx): ocx {o:.2f} s / raw engine commands {raw:.2f} s = {o/raw:.3f} (target <= 1.1); "
+      f"vs the Dev Containers CLI {dc:.2f} s = {o/dc:.3f}")
+PY
+fi
 fi
 
 if [ "$only" != ocx ]; then

@@ -211,8 +211,8 @@ CONF
 # kept if it is that one; one of ours that is not (an older run's overlay2 daemon) is restarted.
 docker_store() { "${DOCKER[@]}" info -f '{{.ServerVersion}} {{.Driver}}' 2>/dev/null; }
 start_dockerd() {
-  local info
-  info=$(docker_store) || info=""
+  local info=""
+  [ -n "$DRY" ] || info=$(docker_store) || info=""
   case "$info" in
     2[6-9].*overlayfs|[3-9][0-9].*overlayfs) return 0 ;;
     "") ;;

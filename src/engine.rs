@@ -404,6 +404,11 @@ impl Engine {
         Ok(self.backend.supports(c))
     }
 
+    /// The one-line refusal of a request for `c`, which this engine lacks.
+    pub fn refusal(&self, c: Capability) -> UserError {
+        crate::backend::refusal(self.backend.as_ref(), c)
+    }
+
     /// Which builder the engine's answers are about, for messages.
     pub fn builder_note(&self) -> String {
         self.backend.builder_note()

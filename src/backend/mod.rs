@@ -118,7 +118,7 @@ impl Capability {
     /// What a user asks for when a request needs this capability, for refusals.
     pub fn asked_as(self) -> &'static str {
         match self {
-            Capability::CopyLink => "COPY --link",
+            Capability::CopyLink => "`COPY --link`",
             Capability::RegistryCache => "a registry build cache (--cache-repo)",
             Capability::Provenance => "provenance attestations (--provenance)",
             Capability::ReproducibleTimes => "reproducible timestamps (--source-date-epoch)",
@@ -151,14 +151,19 @@ pub(crate) fn check_capabilities(
         .into_iter()
         .find(|c| !backend.supports(*c))
     {
-        Some(c) => Err(UserError(format!(
-            "{} cannot make {}{}; leave it out, or use an engine that can (docker with the buildx plugin can make all of them)",
-            backend.kind(),
-            c.asked_as(),
-            backend.builder_note()
-        ))),
+        Some(c) => Err(refusal(backend, c)),
         None => Ok(()),
     }
+}
+
+/// The one-line refusal of a request for `c` on an engine that lacks it.
+pub fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
+    UserError(format!(
+        "{} cannot make {}{}; leave it out, or use an engine that can (docker with the buildx plugin can make all of them)",
+        backend.kind(),
+        c.asked_as(),
+        backend.builder_note()
+    ))
 }
 
 /// What a probe asks, so a backend can tell its answers apart without reading argv.

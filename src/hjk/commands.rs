@@ -146,7 +146,7 @@ async fn epoch(
             images_dir.as_str(),
             "log",
             "-1",
-            "--format=%ct %h",
+            "--format=%ct,%h",
             "--",
             ".",
         ])
@@ -157,7 +157,7 @@ async fn epoch(
         Err(_) => return Ok(None),
     };
     let text = out.stdout.trim().to_string();
-    let Some((seconds, commit)) = text.split_once(' ') else {
+    let Some((seconds, commit)) = text.split_once(',') else {
         return Ok(None);
     };
     Ok(seconds.parse().ok().map(|seconds| release::Epoch {

@@ -336,7 +336,7 @@ impl Registry {
         Ok(())
     }
 
-    /// Pushes an OCI image layout (what `buildx --output type=oci,tar=false` wrote): each blob
+    /// Pushes an OCI image layout (what an engine's OCI layout export wrote): each blob
     /// the registry lacks, streamed from its file, then the manifests the layout's index names
     /// (children first), by digest, and its top manifest under `tag`. Every blob is checked
     /// against its digest as it is read, so what lands under the digest the metadata names is

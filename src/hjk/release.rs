@@ -102,14 +102,7 @@ impl Applied {
     /// dropped, saying so once.
     async fn decide(engine: &Engine, spec: &ReleaseSpec) -> Result<Applied> {
         let platforms = &spec.platforms;
-        let refuse = |c: Capability| {
-            UserError(format!(
-                "{} cannot make {}{}; leave it out, or use docker with the buildx plugin",
-                engine.kind(),
-                c.asked_as(),
-                engine.builder_note()
-            ))
-        };
+        let refuse = |c: Capability| engine.refusal(c);
         let x = &spec.extras;
         let provenance = match x.provenance {
             Some(false) => false,

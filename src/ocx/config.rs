@@ -91,7 +91,7 @@ pub const KEYS: &[Key] = &[
         name: "platforms",
         value_name: "PLATFORMS",
         help: "Comma-separated platforms, e.g. linux/amd64,linux/arm64 (default: this machine's)",
-        doc: "`linux/amd64`, `linux/arm64`, or both (podman builds a manifest list; docker needs buildx and cannot load a multi-platform image)",
+        doc: "`linux/amd64`, `linux/arm64`, or both (podman builds a manifest list; docker needs buildx, and the containerd image store to keep both in one local image)",
         alias: Some("platform"),
     },
     Key {

@@ -569,11 +569,14 @@ fn scripts_pass_shellcheck_and_plan_sudo_for_a_user() {
         out.contains("+ write /etc/containers/containers.conf"),
         "{out}"
     );
-    // dockerd through sudo, its socket the user's group's; the Debian rootfs made and packed as
-    // root; the Dev Containers CLI installed through sudo
+    // dockerd 26 through sudo, from our own config file (the containerd image store), its
+    // socket the user's group's; the Debian rootfs made and packed as root; the Dev Containers
+    // CLI installed through sudo
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("+ sudo dockerd --storage-driver overlay2 --group ")),
+        out.lines().any(|l| l.starts_with(&format!(
+            "+ sudo dockerd --config-file {}/daemon.json --group ",
+            state.display()
+        ))),
         "{out}"
     );
     for arch in ["amd64", "arm64"] {

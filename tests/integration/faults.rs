@@ -378,7 +378,7 @@ fn a_failed_manifest_list_still_prints_the_summary() {
 fn a_dead_engine_is_an_engine_error_not_a_missing_image() {
     let env = fake_project("docker");
     env.fake_reply("engine-down", "");
-    std::fs::remove_file(env.root().join("fake/inspect.json")).unwrap();
+    std::fs::remove_dir_all(env.root().join("fake/images")).unwrap();
     let out = env
         .ocx(&["build"])
         .status(1)
@@ -1055,14 +1055,18 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
 /// ocx on a real engine, interrupted while the base builds (a RUN that sleeps) or while the
 /// final image builds (the base's ONBUILD trigger sleeps there): ocx exits 128+signal, and no
 /// build process, no build container and no generated context is left behind.
-fn interrupt_a_real_ocx_build(engine: &str, stage: &str, sig: i32, code: i32) {
+fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
+    let engine = if lane == "podman" { "podman" } else { "docker" };
     let mut env = TestEnv::new();
     env.with_system_path();
+    if lane == "docker-classic" {
+        env.classic_docker();
+    }
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     let tmp = env.root().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     env.set("TMPDIR", tmp.display().to_string());
-    let marker = format!("faults-sig-{engine}-{stage}-{}", std::process::id());
+    let marker = format!("faults-sig-{lane}-{stage}-{}", std::process::id());
     let from = format!("{marker}-from:1");
     let tagged = Command::new(engine)
         .args(["tag", "local/debian:bookworm", &from])
@@ -1100,10 +1104,14 @@ fn interrupt_a_real_ocx_build(engine: &str, stage: &str, sig: i32, code: i32) {
         "{seen:#?}"
     );
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    // the build's containers: podman's working containers name their image; docker's RUN
-    // containers descend from the tagged base
+    // the build's containers: podman's working containers name their image; the classic
+    // builder's RUN containers descend from the tagged base; BuildKit runs its steps outside
+    // docker's container list, so there it is the step's own process
     let build_containers = || {
-        let out = match engine {
+        let out = match lane {
+            "docker" => Command::new("pgrep")
+                .args(["-a", "-f", &format!("started-{marker}")])
+                .output(),
             "podman" => Command::new("podman")
                 .args([
                     "ps",
@@ -1128,6 +1136,7 @@ fn interrupt_a_real_ocx_build(engine: &str, stage: &str, sig: i32, code: i32) {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| engine == "docker" || l.contains(&marker))
+            .filter(|l| !l.is_empty())
             .map(String::from)
             .collect::<Vec<_>>()
     };
@@ -1187,5 +1196,13 @@ fn docker_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
     if engine_available("docker") {
         interrupt_a_real_ocx_build("docker", "base", libc::SIGTERM, 143);
         interrupt_a_real_ocx_build("docker", "final", libc::SIGHUP, 129);
+    }
+}
+
+#[test]
+fn docker_classic_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
+    if engine_available("docker-classic") {
+        interrupt_a_real_ocx_build("docker-classic", "base", libc::SIGINT, 130);
+        interrupt_a_real_ocx_build("docker-classic", "final", libc::SIGTERM, 143);
     }
 }

@@ -198,7 +198,7 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
     );
     let images = copy_fixture(&env);
     let reg = "hjk-e2e/buildx-multi";
-    let args = [
+    let mut args = vec![
         "images",
         "build",
         "--variant",
@@ -214,7 +214,10 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
         "--progress",
         "plain",
     ];
+    // everything built this time (a run before this one may have left the tags behind)
+    args.push("--no-cache");
     let out = env.hjk(&args).status(0).run();
+    args.pop();
     let got = summary_rows(&out.stdout);
     assert_eq!(
         got.iter()
