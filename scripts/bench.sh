@@ -19,13 +19,18 @@
 #      the password registry on 127.0.0.1:5001; the root pinned by digest, as images/base pins
 #      Ubuntu) vs one `skopeo inspect --raw` per variant (target <= 1.5): what deciding "nothing
 #      to do" costs over reading the registry;
+#   7. the registry build cache (`--cache-repo`) for a machine that starts empty: a release of
+#      tests/fixtures/hierarchy (linux/amd64) on a dockerd with a new data root (its containerd
+#      image store and BuildKit cache empty; only the root base imported), exporting its cache,
+#      vs the same release into another repository on another new data root with only that
+#      registry cache (target <= 0.3).
 #   6. a one-machine amd64+arm64 release of tests/fixtures/hierarchy (apt installs systemd and
 #      docker.io; --no-cache) vs the sum of the two per-arch releases (--push-by-digest,
 #      --no-cache) (target <= 0.8): how much the platforms overlap. BENCH_RELEASE_RUNS (default 1:
 #      arm64 apt under qemu takes minutes). The one-machine run has --force-tags: each --no-cache
 #      run re-points the same v0.1.0 tags. The local images these runs make (about 2 GB each) are
 #      removed at the end.
-# BENCH_ONLY=ocx or BENCH_ONLY=release runs one half.
+# BENCH_ONLY=ocx or BENCH_ONLY=release runs one half; BENCH_RELEASE_CASES=5,6,7 picks its cases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-tools.sh bench
@@ -203,22 +208,82 @@ if [ "$only" != ocx ]; then
   chmod 600 "$work/auth.json"
   sk="skopeo inspect --raw --tls-verify=false --authfile $work/auth.json docker://$repo"
   printf '%s:base >/dev/null\n%s:middle >/dev/null\n%s:top >/dev/null\n' "$sk" "$sk" "$sk" >"$work/skopeo3.sh"
-  "$hjk" "${rel[@]}" --platform linux/amd64,linux/arm64 >/dev/null 2>&1
+  rcases=${BENCH_RELEASE_CASES:-5,6,7}
+  rwant() { [[ ",$rcases," == *",$1,"* ]]; }
   cd "$work"
-  hyperfine -N --style basic --warmup 2 --runs "${BENCH_NOOP_RUNS:-20}" --export-json release-noop.json \
-    -n "hjk images release (no-op)" "$hjk ${rel[*]} --platform linux/amd64,linux/arm64" \
-    -n "skopeo inspect --raw x3" "bash $work/skopeo3.sh"
-  hyperfine -N --style basic --runs "${BENCH_RELEASE_RUNS:-1}" --export-json release-arch.json \
-    -n "amd64+arm64 release" "$hjk ${heavy[*]} --platform linux/amd64,linux/arm64 --force-tags" \
-    -n "amd64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/amd64" \
-    -n "arm64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/arm64"
+  if rwant 5; then
+    "$hjk" "${rel[@]}" --platform linux/amd64,linux/arm64 >/dev/null 2>&1
+    hyperfine -N --style basic --warmup 2 --runs "${BENCH_NOOP_RUNS:-20}" --export-json release-noop.json \
+      -n "hjk images release (no-op)" "$hjk ${rel[*]} --platform linux/amd64,linux/arm64" \
+      -n "skopeo inspect --raw x3" "bash $work/skopeo3.sh"
+  fi
+  if rwant 6; then
+    hyperfine -N --style basic --runs "${BENCH_RELEASE_RUNS:-1}" --export-json release-arch.json \
+      -n "amd64+arm64 release" "$hjk ${heavy[*]} --platform linux/amd64,linux/arm64 --force-tags" \
+      -n "amd64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/amd64" \
+      -n "arm64 release" "$hjk ${heavy[*]} --push-by-digest --platform linux/arm64"
+  fi
+  if rwant 7; then
+    # a throwaway dockerd: its own data root, sockets and bridge (a second daemon must not share
+    # the first one's docker0), no iptables rules; BuildKit's RUN steps use the host network
+    bench_dockerd() { # start|stop
+      local d=$work/dockerd
+      if [ "$1" = stop ]; then
+        [ -f "$d.pid" ] && kill "$(cat "$d.pid")" 2>/dev/null
+        for _ in $(seq 1 100); do
+          if [ -f "$d.pid" ] && kill -0 "$(cat "$d.pid")" 2>/dev/null; then sleep 0.1; else break; fi
+        done
+        # dockerd makes its data root a mount point of its own
+        while mountpoint -q "$d/root" 2>/dev/null; do umount -l "$d/root"; done
+        rm -rf "$d" "$d.pid" /var/run/agent-images-bench
+        ip link del br-aibench 2>/dev/null || true
+        bench_rules -D
+        return 0
+      fi
+      bench_dockerd stop
+      ip link add br-aibench type bridge && ip addr add 10.254.0.1/24 dev br-aibench && ip link set br-aibench up
+      # its RUN steps reach the package mirror through this bridge: NAT and forwarding by hand,
+      # since its own iptables rules would share chains with the first daemon's
+      bench_rules -I
+      mkdir -p "$d"
+      echo '{"features": {"containerd-snapshotter": true}}' >"$d.json"
+      nohup dockerd --config-file "$d.json" --data-root "$d/root" --exec-root /var/run/agent-images-bench \
+        --pidfile "$d.pid" -H "unix://$d.sock" --bridge br-aibench --iptables=false --ip-masq=false >"$d.log" 2>&1 &
+      for _ in $(seq 1 150); do DOCKER_HOST=unix://$d.sock docker info >/dev/null 2>&1 && break; sleep 0.2; done
+      DOCKER_HOST=unix://$d.sock docker import --platform linux/amd64 --change 'CMD ["/bin/sh"]' \
+        "$state/debian-bookworm-amd64.tar.gz" local/debian:bookworm-amd64 >/dev/null
+    }
+    bench_rules() { # -I|-D
+      iptables -t nat "$1" POSTROUTING -s 10.254.0.0/24 ! -o br-aibench -j MASQUERADE 2>/dev/null || [ "$1" = -D ]
+      iptables "$1" FORWARD -i br-aibench -j ACCEPT 2>/dev/null || [ "$1" = -D ]
+      iptables "$1" FORWARD -o br-aibench -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT 2>/dev/null || [ "$1" = -D ]
+    }
+    export -f bench_dockerd bench_rules
+    export work state
+    trap 'bench_dockerd stop; cleanup' EXIT
+    cache=127.0.0.1:5001/hjk-bench/cache-$$
+    cached=(images release --all --images-dir "$repo_root/tests/fixtures/hierarchy" --backend docker
+            --version v0.1.0 --platform linux/amd64 --progress plain --cache-repo "$cache")
+    printf 'DOCKER_HOST=unix://%s/dockerd.sock %s %s --registry %s-cold\n' "$work" "$hjk" "${cached[*]}" "$repo" >"$work/cache-cold.sh"
+    printf 'DOCKER_HOST=unix://%s/dockerd.sock %s %s --registry %s-warm\n' "$work" "$hjk" "${cached[*]}" "$repo" >"$work/cache-warm.sh"
+    hyperfine -N --style basic --runs 1 --prepare "bash -c 'bench_dockerd start'" --export-json cache.json \
+      -n "release on a new data root (cold)" "bash $work/cache-cold.sh" \
+      -n "release on a new data root with the registry cache" "bash $work/cache-warm.sh"
+    bench_dockerd stop
+  fi
   python3 - <<'PY'
-import json
-r = json.load(open("release-noop.json"))["results"]
-n, s = r[0]["mean"], r[1]["mean"]
-print(f"no-op release: hjk {n*1000:.1f} ms / 3x skopeo inspect --raw {s*1000:.1f} ms = {n/s:.3f} (target <= 1.5)")
-r = json.load(open("release-arch.json"))["results"]
-both, a, b = r[0]["mean"], r[1]["mean"], r[2]["mean"]
-print(f"two-arch release: {both:.2f} s / (amd64 {a:.2f} s + arm64 {b:.2f} s) = {both/(a+b):.3f} (target <= 0.8)")
+import json, os
+if os.path.exists("cache.json"):
+    r = json.load(open("cache.json"))["results"]
+    cold, warm = r[0]["mean"], r[1]["mean"]
+    print(f"registry cache (buildx, hierarchy, fresh data root): {warm:.2f} s / cold {cold:.2f} s = {warm/cold:.3f} (target <= 0.3)")
+if os.path.exists("release-noop.json"):
+    r = json.load(open("release-noop.json"))["results"]
+    n, s = r[0]["mean"], r[1]["mean"]
+    print(f"no-op release: hjk {n*1000:.1f} ms / 3x skopeo inspect --raw {s*1000:.1f} ms = {n/s:.3f} (target <= 1.5)")
+if os.path.exists("release-arch.json"):
+    r = json.load(open("release-arch.json"))["results"]
+    both, a, b = r[0]["mean"], r[1]["mean"], r[2]["mean"]
+    print(f"two-arch release: {both:.2f} s / (amd64 {a:.2f} s + arm64 {b:.2f} s) = {both/(a+b):.3f} (target <= 0.8)")
 PY
 fi
