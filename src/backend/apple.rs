@@ -3,7 +3,7 @@
 //! parents are built by us and referenced by tag. Its builder is BuildKit, so step lines are
 //! BuildKit's. <https://github.com/apple/container/blob/main/docs/command-reference.md>
 
-use super::compat::{build_flags, run_flags};
+use super::compat::{build_flags, csv_mount, run_flags};
 use super::{
     hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Stage,
 };
@@ -214,7 +214,7 @@ impl Backend for Apple {
     }
 
     fn run(&self, spec: &RunSpec) -> Invocation {
-        let mut inv = self.cmd().arg("run").args(run_flags(spec));
+        let mut inv = self.cmd().arg("run").args(run_flags(spec, csv_mount));
         if let Some(p) = spec.platform {
             inv = inv.args(["--arch", p.arch()]);
         }
