@@ -250,11 +250,12 @@ fn failed_build_shows_command_and_last_lines() {
     );
 }
 
-/// Apple `container` (the fake built from apple/container 1.2.2's source): repeated `--arch`,
-/// and a no-op of one inspect. The variant is pinned: since 1.0 an inspect naming one missing
-/// image (the other libc's binary) fails whole, and each image is then asked on its own.
+/// Apple `container` (the fake built from apple/container 1.2.2's source): platforms by
+/// `--platform`, names written out for the image commands, and a no-op of one inspect. The
+/// variant is pinned: since 1.0 an inspect naming one missing image (the other libc's binary)
+/// fails whole, and each image is then asked on its own.
 #[test]
-fn apple_builds_with_repeated_arch_then_noop_is_one_inspect() {
+fn apple_builds_by_platform_then_noop_is_one_inspect() {
     let env = project(
         "container",
         r#", "platforms": ["linux/amd64", "linux/arm64"], "opencode_variant": "standard""#,
@@ -262,30 +263,39 @@ fn apple_builds_with_repeated_arch_then_noop_is_one_inspect() {
     env.apple_image(BASE, "{}", &["amd64", "arm64"]);
     env.ocx(&["build"]).status(0).run();
     let log = env.log();
-    assert_eq!(log[0][..4], ["container", "image", "inspect", BASE]);
+    // short names written out: a non-default registry.domain cannot send them elsewhere
+    assert_eq!(
+        log[0][..4],
+        [
+            "container",
+            "image",
+            "inspect",
+            "docker.io/library/myproject-dev"
+        ]
+    );
     assert_eq!(log[0].len(), 4 + 2 + 1, "2 arches, then the final image");
     // the missing images fail that inspect whole: one at a time
     assert_eq!(log[1][..4], log[0][..4]);
     // one binary image per arch, each built for its own platform
     let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
     assert!(
-        arm[0].windows(2).any(|w| w == ["--arch", "arm64"]),
+        arm[0]
+            .windows(2)
+            .any(|w| w == ["--platform", "linux/arm64"]),
         "{arm:?}"
     );
     let b = builds_of(&log, final_tag())[0];
     let ctx = b.last().unwrap().clone();
     assert_eq!(
-        b[..9],
+        b[..7],
         [
             "container",
             "build",
             "--tag",
             final_tag(),
-            "--arch",
-            "amd64",
-            "--arch",
-            "arm64",
-            "--os"
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--file"
         ]
         .map(String::from)
     );
@@ -293,6 +303,7 @@ fn apple_builds_with_repeated_arch_then_noop_is_one_inspect() {
         b[b.len() - 3..],
         ["--progress".to_string(), "plain".into(), ctx]
     );
+    assert!(!b.iter().any(|a| a == "--arch" || a == "--os"), "{b:?}");
 
     // the fake's store has what the builds tagged, with their `--label`s (the final image's
     // fingerprint); a binary image's label is in its generated Dockerfile, which the fake
@@ -311,6 +322,26 @@ fn apple_builds_with_repeated_arch_then_noop_is_one_inspect() {
     let out = env.ocx(&["build"]).status(0).run();
     assert_eq!(env.log().len(), 1, "{:?}", env.log());
     assert!(out.stderr.contains("is up to date"), "{}", out.stderr);
+}
+
+/// `CONTAINER_DEFAULT_PLATFORM` overrides `--arch` in a real `container build`; with
+/// `--platform` the build holds the platforms asked for (what the fake resolved is in its
+/// `platforms` file).
+#[test]
+fn issue14_container_default_platform_does_not_change_what_is_built() {
+    let mut env = project("container", r#", "platforms": ["linux/arm64"]"#);
+    env.set("CONTAINER_DEFAULT_PLATFORM", "linux/amd64");
+    env.apple_image(BASE, "{}", &["arm64"]);
+    env.ocx(&["build"]).status(0).run();
+    let resolved = std::fs::read_to_string(env.root().join("fake/platforms")).unwrap();
+    let builds: Vec<&str> = resolved
+        .lines()
+        .filter(|l| l.starts_with("build "))
+        .collect();
+    assert!(!builds.is_empty(), "{resolved}");
+    for b in &builds {
+        assert!(b.ends_with(" : linux/arm64"), "{resolved}");
+    }
 }
 
 #[test]
@@ -346,7 +377,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
         // a named user runs by uid, so it keeps its supplementary groups
         "--user",
         "1000",
-        final_tag(),
+        &format!("docker.io/library/{}", final_tag()),
         "/usr/local/bin/opencode",
         "--version",
     ]

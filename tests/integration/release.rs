@@ -811,11 +811,13 @@ fn buildx_and_apple_release_plans() {
     for want in [
         "container registry login --scheme http --username hjk-release --password-stdin 127.0.0.1:5001 <stdin>",
         "container build --tag 127.0.0.1:5001/hjk-test/plan-",
-        "--arch arm64 --os linux",
-        "container image push --scheme http 127.0.0.1:5001/hjk-test/plan-",
+        " --platform linux/arm64 --file ",
+        // every platform the stage holds, whatever CONTAINER_DEFAULT_PLATFORM says
+        "CONTAINER_DEFAULT_PLATFORM='' container image push --scheme http 127.0.0.1:5001/hjk-test/plan-",
     ] {
         assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
     }
+    assert!(!out.stdout.contains("--arch"), "{}", out.stdout);
     let mut args = release_args(&images, &repo, "linux/arm64", &meta);
     args.extend(["--backend", "container", "--connection", "x"]);
     env.hjk(&args)
