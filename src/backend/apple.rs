@@ -30,6 +30,11 @@ use std::collections::BTreeMap;
 /// empty value counts as unset).
 const DEFAULT_PLATFORM: &str = "CONTAINER_DEFAULT_PLATFORM";
 
+/// `container build` reads the Dockerfile into memory and refuses one of this many bytes or
+/// more, after it has started the builder VM (1.2.2
+/// `Sources/ContainerCommands/BuildCommand.swift`, apple/container#735).
+const DOCKERFILE_LIMIT: u64 = 16 * 1024;
+
 /// `container image ...` and `container delete`: Apple's spelling of the image commands.
 pub struct AppleCli {
     program: String,
@@ -146,13 +151,38 @@ impl Backend for Apple {
         BackendKind::Apple
     }
 
-    /// `container build` has no pull-policy flag: it always resolves the base from its own
-    /// store or the registry, so a policy other than the default would be silently ignored.
+    /// What 1.2.2 would get wrong without a word:
+    /// - `--build-arg NAME` (the value from the environment): the CLI passes the bare name on
+    ///   (`Sources/ContainerCommands/BuildCommand.swift`, `Sources/ContainerBuild/Builder.swift`
+    ///   `buildMetadata`), and the shim makes it `NAME=""`, which also overrides the
+    ///   Dockerfile's default (container-builder-shim `pkg/build/buildopts.go`, `mapExtract`;
+    ///   `pkg/build/build.go`). Passing the value in argv would show a secret, so it is
+    ///   refused; a secret belongs in `--secret id=..,env=VAR` and `RUN --mount=type=secret`.
+    /// - a pull policy of "never": `--pull` (since 0.10) only forces a pull; without it the
+    ///   base comes from the store if there (`Sources/ContainerBuild/BuildImageResolver.swift`).
+    /// - a Dockerfile of 16 KiB or more, refused only after the builder VM has started
+    ///   ([`DOCKERFILE_LIMIT`]). Reading its size is the one file access here.
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
-        if req.pull != PullPolicy::Missing {
+        if !req.env_args.is_empty() {
+            let names: Vec<&str> = req.env_args.keys().map(String::as_str).collect();
+            return Err(UserError(format!(
+                "Apple container cannot pass build arguments from the environment ({}): it would build with them empty, over the Dockerfile's defaults; give them literal values (devcontainer.json build.args), or use --backend docker or podman",
+                names.join(", ")
+            )));
+        }
+        if req.pull == PullPolicy::Never {
             return Err(UserError(
-                "Apple container's builder has no pull policy flag; drop the pull option or use --backend docker/podman".into(),
+                "Apple container's build cannot be kept from pulling (its `--pull` only forces a pull); drop the pull option or use --backend docker or podman".into(),
             ));
+        }
+        if let Ok(meta) = std::fs::metadata(&req.dockerfile) {
+            if meta.len() >= DOCKERFILE_LIMIT {
+                return Err(UserError(format!(
+                    "{} is {} bytes, and Apple container refuses a Dockerfile of 16 KiB or more (apple/container#735); shorten it or use --backend docker or podman",
+                    req.dockerfile,
+                    meta.len()
+                )));
+            }
         }
         Ok(())
     }
@@ -160,10 +190,10 @@ impl Backend for Apple {
     /// `container build --platform a,b`: `--platform` is the one spelling that
     /// `CONTAINER_DEFAULT_PLATFORM` cannot override; with `--arch` the variable wins and a
     /// two-arch build or a release stage holds one platform's content (1.2.2
-    /// `Sources/ContainerCommands/BuildCommand.swift`). The default output loads the image into
-    /// the store and tags it; an OCI archive is then written by `image save`, since there
-    /// `--output type=oci,dest=P` means "load the archive at P" and `type=tar` is a root
-    /// filesystem (`BuildCommand.swift`,
+    /// `Sources/ContainerCommands/BuildCommand.swift`). `--pull` forces a pull (there since
+    /// 0.10). The default output loads the image into the store and tags it; an OCI archive is
+    /// then written by `image save`, since there `--output type=oci,dest=P` means "load the
+    /// archive at P" and `type=tar` is a root filesystem (`BuildCommand.swift`,
     /// `Sources/ContainerBuild/Builder.swift` `BuildExport`; container-builder-shim
     /// `pkg/build/build.go`). No `--cpus`/`--memory`: they size the builder VM, and a build
     /// asking other sizes than the running builder's stops and deletes it, under any other
@@ -175,6 +205,9 @@ impl Backend for Apple {
         }
         inv = inv.args(["--platform".to_string(), Platform::join(&req.platforms)]);
         inv = inv.args(build_flags(req));
+        if req.pull == PullPolicy::Always {
+            inv = inv.arg("--pull");
+        }
         inv = inv.args(["--progress", "plain"]).arg(req.context.as_str());
         let mut out = vec![inv];
         match &req.output {
@@ -378,16 +411,61 @@ mod tests {
         r
     }
 
+    fn refused(a: &Apple, r: &BuildRequest) -> String {
+        a.check_build(r).unwrap_err().0
+    }
+
     #[test]
-    fn a_pull_policy_it_would_ignore_is_refused() {
+    fn issue14_pull_always_is_passed_and_never_is_refused() {
         let a = Apple::new("container");
         let mut r = req(&[Platform::LinuxArm64], Output::Load);
         assert!(a.check_build(&r).is_ok());
-        for p in [PullPolicy::Always, PullPolicy::Never] {
-            r.pull = p;
-            let err = a.check_build(&r).unwrap_err();
-            assert!(err.0.contains("has no pull policy flag"), "{err}");
-        }
+        assert!(!a.build(&r)[0].args.contains(&"--pull".to_string()));
+        r.pull = PullPolicy::Always;
+        assert!(a.check_build(&r).is_ok());
+        assert_eq!(
+            a.build(&r)[0].to_string(),
+            "container build --tag hj:dind --platform linux/arm64 --file /c/Dockerfile --pull --progress plain /c"
+        );
+        r.pull = PullPolicy::Never;
+        assert!(
+            refused(&a, &r).contains("cannot be kept from pulling"),
+            "{}",
+            refused(&a, &r)
+        );
+    }
+
+    #[test]
+    fn issue14_build_args_from_the_environment_are_refused() {
+        let a = Apple::new("container");
+        let mut r = req(&[Platform::LinuxArm64], Output::Load);
+        r.build_args.insert("TZ".into(), "UTC".into());
+        assert!(a.check_build(&r).is_ok());
+        r.env_args.insert("NPM_TOKEN".into(), "s3cret".into());
+        r.env_args.insert("GH_TOKEN".into(), "other".into());
+        let err = refused(&a, &r);
+        assert!(
+            err.starts_with("Apple container cannot pass build arguments from the environment (GH_TOKEN, NPM_TOKEN)"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn issue14_a_dockerfile_of_16_kib_is_refused_before_the_build() {
+        let a = Apple::new("container");
+        let dir = tempfile::tempdir().unwrap();
+        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("Dockerfile")).unwrap();
+        let mut r = req(&[Platform::LinuxArm64], Output::Load);
+        r.dockerfile = file.clone();
+        // not written yet (ocx generates it later): nothing to check
+        assert!(a.check_build(&r).is_ok());
+        std::fs::write(&file, vec![b'#'; 16 * 1024 - 1]).unwrap();
+        assert!(a.check_build(&r).is_ok());
+        std::fs::write(&file, vec![b'#'; 16 * 1024]).unwrap();
+        let err = refused(&a, &r);
+        assert!(err.starts_with(&format!("{file} is 16384 bytes")), "{err}");
+        assert!(err.contains("apple/container#735"), "{err}");
     }
 
     #[test]

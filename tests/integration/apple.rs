@@ -4,8 +4,90 @@
 
 use crate::util::{fixtures, TestEnv};
 
+const BASE: &str = "myproject-dev";
+
+/// An ELF header for x86_64: enough for ocx's arch check.
+fn fake_elf() -> Vec<u8> {
+    let mut b = vec![0u8; 128];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[18] = 62;
+    b
+}
+
+/// An ocx project on the fake `container`, for linux/amd64, its opencode from a local file.
+fn project(extra: &str) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.fake("container");
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf())]);
+    env.write(
+        "project/ocx.json",
+        &format!(
+            r#"{{"custom_base_image": "{BASE}", "opencode_version": "1.2.3", "uid": 1000, "gid": 1000, "username": "dev", "platforms": ["linux/amd64"]{extra}}}"#
+        ),
+    );
+    env
+}
+
+/// A refusal is the run's last word, one `error: ` line (progress lines may come before it).
+fn last_line_is_the_error(stderr: &str) -> bool {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    errors.len() == 1 && stderr.trim_end().lines().last() == Some(errors[0])
+}
+
 fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
     env.log().into_iter().filter(|a| a[1] == sub).collect()
+}
+
+/// A Dockerfile of 16 KiB is refused by `container build` only after it has started the
+/// builder VM; ocx refuses it before any build, in one line, and 1 byte less builds.
+#[test]
+fn issue14_a_16_kib_dockerfile_is_refused_before_the_build() {
+    let env = project(r#", "custom_base_dockerfile": "Dockerfile.dev""#);
+    let pad = |len: usize| {
+        let mut text = "FROM scratch\n".to_string();
+        text.push_str(&"#".repeat(len - text.len() - 1));
+        text.push('\n');
+        text
+    };
+    env.write("project/Dockerfile.dev", &pad(16 * 1024));
+    let out = env
+        .ocx(&["build"])
+        .status(2)
+        .stderr_has("Dockerfile.dev is 16384 bytes, and Apple container refuses a Dockerfile of 16 KiB or more (apple/container#735)")
+        .run();
+    assert!(last_line_is_the_error(&out.stderr), "{}", out.stderr);
+    assert!(ran(&env, "build").is_empty(), "{:?}", env.log());
+
+    env.write("project/Dockerfile.dev", &pad(16 * 1024 - 1));
+    env.ocx(&["build"]).status(0).run();
+    assert!(!ran(&env, "build").is_empty(), "{:?}", env.log());
+}
+
+/// `--build-arg NAME` would reach the build as `NAME=""` (the CLI never reads the
+/// environment): refused, without printing the value.
+#[test]
+fn issue14_a_build_arg_from_the_environment_is_refused() {
+    let mut env = TestEnv::new();
+    env.fake("container");
+    crate::hjk_devcontainer::copy_dir(
+        &fixtures().join("devcontainers/target-numeric"),
+        &env.project(),
+    );
+    let secret = format!("Secret/Zone-{}", std::process::id());
+    env.set("TZ", &secret);
+    let out = env
+        .hjk(&["images", "resolve", "--build", "--backend", "container"])
+        .status(2)
+        .stderr_has("error: Apple container cannot pass build arguments from the environment (TZ): it would build with them empty")
+        .run();
+    assert!(last_line_is_the_error(&out.stderr), "{}", out.stderr);
+    assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
+    assert!(ran(&env, "build").is_empty(), "{:?}", env.log());
 }
 
 /// With a non-default `registry.domain`, `image pull` of a short name would store the image
