@@ -10,11 +10,11 @@
 //! apple/container-builder-shim 0.12.0 (1886669727cbe52bd838b9bd0db7eaa9efcb8ce6); paths are
 //! relative to those repositories.
 
-use super::compat::{build_flags, csv_mount, run_flags};
+use super::compat::{build_flags, run_flags};
 use super::{
     hint_from, labels_at, AuthStore, Backend, BackendKind, ImageCommands, Inspected, Login, Stage,
 };
-use crate::build::{BuildRequest, ImageInfo, Output, PullPolicy, RunSpec};
+use crate::build::{BuildRequest, ImageInfo, Mount, Output, PullPolicy, RunSpec};
 use crate::error::UserError;
 use crate::exec::{Captured, OutputParser};
 use crate::image_ref::ImageRef;
@@ -310,8 +310,9 @@ impl Backend for Apple {
     /// `--platform`, not `--arch`: `CONTAINER_DEFAULT_PLATFORM` overrides `--arch` for `run`
     /// too (1.2.2 `Sources/Services/ContainerAPIService/Client/DefaultPlatform.swift`
     /// `resolveWithDefaults`, `Sources/Services/ContainerAPIService/Client/Flags.swift`).
+    /// Mounts are written without CSV quoting, which Apple does not read ([`Apple::check_run`]).
     fn run(&self, spec: &RunSpec) -> Invocation {
-        let mut inv = self.cmd().arg("run").args(run_flags(spec, csv_mount));
+        let mut inv = self.cmd().arg("run").args(run_flags(spec, mount_value));
         if let Some(p) = spec.platform {
             inv = inv.args(["--platform".to_string(), p.to_string()]);
         }
@@ -319,6 +320,32 @@ impl Backend for Apple {
             .map(|r| qualified(&r))
             .unwrap_or_else(|_| spec.image.clone());
         inv.arg(image).args(spec.command.iter().cloned())
+    }
+
+    /// `--mount` values are split at every `,` and every `=`, with no quoting (1.2.2
+    /// `Sources/Services/ContainerAPIService/Client/Parser.swift` `mount`): a path holding
+    /// either fails to parse, or names another directory. (A bind source must also be a
+    /// directory there; ocx mounts only directories.)
+    fn check_run(&self, spec: &RunSpec) -> Result<(), UserError> {
+        for m in &spec.mounts {
+            for p in [&m.host, &m.container] {
+                if p.as_str().contains([',', '=']) {
+                    return Err(UserError(format!(
+                        "Apple container cannot mount {p}: its `--mount` splits at every ',' and '=' and has no quoting; rename the directory or use --backend docker or podman"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A command the image does not have (a base without `/bin/sh`): vminitd's exec fails with
+    /// "failed to find target executable" (containerization
+    /// `vminitd/Sources/vmexec/vmexec.swift`), and `container run` rethrows that error, so it
+    /// exits 1 (swift-argument-parser's failure), never 127 (1.2.2
+    /// `Sources/ContainerCommands/Container/ContainerRun.swift`).
+    fn missing_executable(&self, out: &Captured) -> bool {
+        out.code == Some(1) && out.stderr.contains("failed to find target executable")
     }
 
     /// Apple keeps registry logins in the macOS keychain, not in a file we could point it at;
@@ -376,6 +403,12 @@ impl Apple {
             &qualified(image),
         ])
     }
+}
+
+/// A `--mount` value as Apple's parser reads it: plain, since it knows no quoting.
+fn mount_value(m: &Mount) -> String {
+    let ro = if m.read_only { ",readonly" } else { "" };
+    format!("type=bind,source={},target={}{ro}", m.host, m.container)
 }
 
 /// `--scheme http` for a loopback registry (Apple's `auto` would pick it too, but saying so
@@ -569,6 +602,68 @@ mod tests {
         // a build's tags are normalized on docker.io by the CLI itself
         let b = a.build(&req(&[Platform::LinuxArm64], Output::Load));
         assert_eq!(b[0].argv()[2..4], ["--tag", "hj:dind"]);
+    }
+
+    #[test]
+    fn issue14_mounts_are_plain_and_refused_where_apple_would_split_them() {
+        let a = Apple::new("container");
+        let spec = |host: &str, container: &str| RunSpec {
+            image: "ghcr.io/x/y:1".into(),
+            mounts: vec![Mount {
+                host: host.into(),
+                container: container.into(),
+                read_only: true,
+            }],
+            ..Default::default()
+        };
+        // no CSV quoting: Apple would read the quote as part of the key
+        let ok = spec("/p/it's \"here\":1", "/w");
+        assert!(a.check_run(&ok).is_ok());
+        assert_eq!(
+            a.run(&ok).argv(),
+            [
+                "container",
+                "run",
+                "--mount",
+                "type=bind,source=/p/it's \"here\":1,target=/w,readonly",
+                "ghcr.io/x/y:1"
+            ]
+        );
+        for (host, container) in [
+            ("/p/a,b", "/w"),
+            ("/p/a=b", "/w"),
+            ("/p", "/w,x"),
+            ("/p", "/w=x"),
+        ] {
+            let err = a.check_run(&spec(host, container)).unwrap_err().0;
+            assert!(
+                err.starts_with("Apple container cannot mount /")
+                    && err.contains("splits at every ',' and '='"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn issue14_a_missing_shell_is_recognised_from_apples_words_and_exit_code() {
+        let a = Apple::new("container");
+        // the message vminitd's exec writes, as `container run` ends with it (exit 1)
+        let no_sh = Captured::failed(
+            1,
+            "Error: internalError: \"startProcess: failed to start process: internalError: \"vmexec error: internalError: \"failed to find target executable /bin/sh\"\"\"\n",
+        );
+        assert!(a.missing_executable(&no_sh));
+        // runc's words and 127 are docker's and podman's, not Apple's
+        let runc = Captured::failed(
+            127,
+            "exec: \"/bin/sh\": stat /bin/sh: no such file or directory",
+        );
+        assert!(!a.missing_executable(&runc));
+        assert!(!a.missing_executable(&Captured::failed(1, "Error: path '/p' does not exist")));
+        assert!(!a.missing_executable(&Captured::failed(
+            2,
+            "failed to find target executable /bin/sh"
+        )));
     }
 
     #[test]

@@ -43,6 +43,29 @@ fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
     env.log().into_iter().filter(|a| a[1] == sub).collect()
 }
 
+/// 1.2.2 reports a base without /bin/sh as exit 1 "failed to find target executable", not 127:
+/// ocx takes it as a shell-less base, as it does on docker and podman.
+#[test]
+fn issue14_a_base_without_a_shell_is_recognised_from_apples_reply() {
+    let env = project("");
+    env.apple_image(BASE, "{}", &["amd64"]);
+    env.fake_reply("no-shell", "");
+    let out = env
+        .ocx(&["build"])
+        .status(0)
+        .stderr_has("(the base has no /bin/sh")
+        .run();
+    let probe = ran(&env, "run");
+    assert_eq!(probe.len(), 1, "{:?}", env.log());
+    assert!(
+        probe[0]
+            .windows(2)
+            .any(|w| w == ["--entrypoint", "/bin/sh"]),
+        "{probe:?}"
+    );
+    assert!(!out.stderr.contains("could not answer"), "{}", out.stderr);
+}
+
 /// A Dockerfile of 16 KiB is refused by `container build` only after it has started the
 /// builder VM; ocx refuses it before any build, in one line, and 1 byte less builds.
 #[test]
@@ -88,6 +111,50 @@ fn issue14_a_build_arg_from_the_environment_is_refused() {
     assert!(last_line_is_the_error(&out.stderr), "{}", out.stderr);
     assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
     assert!(ran(&env, "build").is_empty(), "{:?}", env.log());
+}
+
+/// Apple's `--mount` has no CSV quoting: a path with `"` or `:` goes as it is (the fake, like
+/// Parser.swift, would reject a quoted field as an unknown directive), and one with `,` or `=`
+/// is refused before anything runs.
+#[test]
+fn issue14_mounts_are_written_for_apples_parser() {
+    let mut env = project("");
+    env.apple_image(BASE, "{}", &["amd64"]);
+    let home = env.root().join("it's \"my\":home");
+    std::fs::create_dir_all(&home).unwrap();
+    env.set("HOME", home.display().to_string());
+    env.fake_reply("run-exit", "3");
+    env.ocx(&["opencode", "--version"]).status(3).run();
+    let session = ran(&env, "run")
+        .into_iter()
+        .find(|a| !a.contains(&"--entrypoint".to_string()))
+        .unwrap();
+    let want = format!(
+        "type=bind,source={}/.config/opencode,target=/home/dev/.config/opencode",
+        home.display()
+    );
+    assert!(session.contains(&want), "{session:?}");
+
+    let home = env.root().join("my,home");
+    std::fs::create_dir_all(&home).unwrap();
+    env.set("HOME", home.display().to_string());
+    env.clear_log();
+    let out = env
+        .ocx(&["opencode", "--version"])
+        .status(2)
+        .stderr_has(format!(
+            "error: Apple container cannot mount {}/.config/opencode: its `--mount` splits at every ',' and '='",
+            home.display()
+        ))
+        .run();
+    assert!(last_line_is_the_error(&out.stderr), "{}", out.stderr);
+    assert!(
+        !env.log()
+            .iter()
+            .any(|a| a[1] == "run" && !a.contains(&"--entrypoint".to_string())),
+        "{:?}",
+        env.log()
+    );
 }
 
 /// With a non-default `registry.domain`, `image pull` of a short name would store the image
