@@ -106,6 +106,32 @@ impl ImageCommands for AppleCli {
     fn remove_container(&self, name: &str) -> Invocation {
         self.cmd().args(["delete", "--force", name]).may_fail()
     }
+
+    /// `image list --format json` prints every image (there is no filter) as the same entries
+    /// `image inspect` prints (1.2.2 `Sources/ContainerCommands/Image/ImageList.swift`,
+    /// `ListFormat.swift`, `OutputRendering.swift`); [`AppleCli::listed`] reads the names.
+    fn list(&self, _repo: &str) -> Option<Invocation> {
+        Some(
+            self.cmd()
+                .args(["image", "list", "--format", "json"])
+                .read_only(),
+        )
+    }
+
+    /// The full names (`docker.io/library/x:1`) in `image list --format json`: 1.x keeps them
+    /// at `configuration.name`, 0.x at `name`.
+    fn listed(&self, stdout: &str) -> Vec<String> {
+        let entries: Vec<serde_json::Value> = serde_json::from_str(stdout).unwrap_or_default();
+        entries
+            .iter()
+            .filter_map(|e| {
+                e.pointer("/configuration/name")
+                    .or_else(|| e.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(String::from)
+            })
+            .collect()
+    }
 }
 
 pub struct Apple {
@@ -349,9 +375,8 @@ impl Backend for Apple {
     }
 
     /// Apple keeps registry logins in the macOS keychain, not in a file we could point it at;
-    /// a release logs in, and logs out again when it ends. So a release's login replaces the
-    /// user's own keychain login for that host, and the logout then removes it (README, the
-    /// engine table).
+    /// a release logs in, and logs out again when it ends. A login the user already keeps for
+    /// the host would be replaced and then removed, so [`Apple::check_login`] refuses that.
     fn auth_store(
         &self,
         _dir: &Utf8Path,
@@ -359,6 +384,43 @@ impl Backend for Apple {
         _host: &str,
     ) -> AuthStore {
         AuthStore::default()
+    }
+
+    /// `registry list --format json`: the keychain's logins, each `{name: host, username,
+    /// ...}` (1.2.2 `Sources/ContainerCommands/Registry/RegistryList.swift`,
+    /// `Sources/ContainerResource/Registry/RegistryResource.swift`).
+    fn keychain_logins(&self) -> Option<Invocation> {
+        Some(
+            self.cmd()
+                .args(["registry", "list", "--format", "json"])
+                .read_only(),
+        )
+    }
+
+    /// `registry login` stores docker.io as registry-1.docker.io (1.2.2
+    /// `Sources/ContainerCommands/Registry/RegistryLogin.swift`, containerization
+    /// `Sources/ContainerizationOCI/Reference.swift` `resolveDomain`), so that is the name
+    /// looked for. A listing that failed says nothing; the login then goes ahead.
+    fn check_login(&self, host: &str, listing: &Captured) -> Result<(), UserError> {
+        if !listing.success {
+            return Ok(());
+        }
+        let stored = match host {
+            "docker.io" => "registry-1.docker.io",
+            h => h,
+        };
+        let entries: Vec<serde_json::Value> =
+            serde_json::from_str(&listing.stdout).unwrap_or_default();
+        let Some(e) = entries
+            .iter()
+            .find(|e| e.get("name").and_then(|n| n.as_str()) == Some(stored))
+        else {
+            return Ok(());
+        };
+        let user = e.get("username").and_then(|u| u.as_str()).unwrap_or("?");
+        Err(UserError(format!(
+            "your keychain holds a `container` login to {host} (as {user}) that a release login would replace and then remove; release with --auth docker-config, or run `container registry logout {host}` first"
+        )))
     }
 
     fn login(&self, login: &Login, _dir: &Utf8Path) -> Invocation {
@@ -664,6 +726,55 @@ mod tests {
             2,
             "failed to find target executable /bin/sh"
         )));
+    }
+
+    #[test]
+    fn issue14_image_list_names_and_keychain_logins() {
+        let a = Apple::new("container");
+        let list = a.commands().list("ignored").unwrap();
+        assert_eq!(
+            list.argv(),
+            ["container", "image", "list", "--format", "json"]
+        );
+        assert!(list.read_only);
+        let listed = format!(
+            "[{},{}]",
+            NEW.trim_start_matches('[').trim_end_matches(']'),
+            OLD.trim_start_matches('[').trim_end_matches(']')
+        );
+        assert_eq!(
+            a.commands().listed(&listed),
+            ["docker.io/library/ocx-dev:1", "docker.io/library/ocx-dev:1"]
+        );
+        assert!(a.commands().listed("not json").is_empty());
+
+        let keychain = a.keychain_logins().unwrap();
+        assert_eq!(
+            keychain.argv(),
+            ["container", "registry", "list", "--format", "json"]
+        );
+        assert!(keychain.read_only);
+        let listing = Captured::stdout(
+            r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"ghcr.io","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"ghcr.io","username":"me"},{"creationDate":"2026-01-02T03:04:05Z","id":"registry-1.docker.io","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"registry-1.docker.io","username":"hub"}]"#,
+        );
+        let err = a.check_login("ghcr.io", &listing).unwrap_err().0;
+        assert!(
+            err.starts_with("your keychain holds a `container` login to ghcr.io (as me)")
+                && err.contains("`container registry logout ghcr.io`"),
+            "{err}"
+        );
+        assert!(a
+            .check_login("docker.io", &listing)
+            .unwrap_err()
+            .0
+            .contains("(as hub)"));
+        assert!(a.check_login("127.0.0.1:5001", &listing).is_ok());
+        assert!(a
+            .check_login(
+                "ghcr.io",
+                &Captured::failed(1, "Error: XPC connection error")
+            )
+            .is_ok());
     }
 
     #[test]

@@ -194,3 +194,53 @@ fn issue14_a_pulled_base_is_the_image_a_from_line_names() {
         .join("registry.example.com%local%debian:bookworm.json")
         .exists());
 }
+
+/// `hjk images resolve --build` removes the older builds of a config through `image list
+/// --format json`, which 1.2.2 has (before, nothing was listed on Apple).
+#[test]
+fn issue14_older_builds_are_found_by_image_list() {
+    let env = TestEnv::new();
+    env.fake("container");
+    crate::hjk_devcontainer::copy_dir(
+        &fixtures().join("devcontainers/legacy-dockerfile"),
+        &env.project(),
+    );
+    let resolve = || {
+        env.hjk(&["images", "resolve", "--build", "--backend", "container"])
+            .status(0)
+            .run()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let first = resolve();
+    env.write(
+        "project/Dockerfile",
+        &format!(
+            "{}RUN echo edited\n",
+            std::fs::read_to_string(env.project().join("Dockerfile")).unwrap()
+        ),
+    );
+    env.clear_log();
+    let second = resolve();
+    assert_ne!(first, second);
+    let log = env.log();
+    assert!(
+        log.iter()
+            .any(|a| a[1..] == ["image", "list", "--format", "json"]),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|a| a[1..]
+            == [
+                "image".to_string(),
+                "delete".into(),
+                format!("docker.io/library/{first}")
+            ]),
+        "{log:?}"
+    );
+    let store = env.root().join("fake/images");
+    let name = |i: &str| format!("docker.io%library%{}.json", i.replace('/', "%"));
+    assert!(!store.join(name(&first)).exists());
+    assert!(store.join(name(&second)).exists());
+}

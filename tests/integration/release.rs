@@ -809,6 +809,8 @@ fn buildx_and_apple_release_plans() {
     args.extend(["--backend", "container", "--dry-run"]);
     let out = env.hjk(&args).run();
     for want in [
+        // the keychain is asked first: a login the user keeps there is not overwritten
+        "container registry list --format json\n",
         "container registry login --scheme http --username hjk-release --password-stdin 127.0.0.1:5001 <stdin>",
         "container build --tag 127.0.0.1:5001/hjk-test/plan-",
         " --platform linux/arm64 --file ",
@@ -818,6 +820,22 @@ fn buildx_and_apple_release_plans() {
         assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
     }
     assert!(!out.stdout.contains("--arch"), "{}", out.stdout);
+    // `registry list --format json` as 1.2.2 prints it (RegistryList.swift)
+    env.fake_reply(
+        "registries.json",
+        r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"127.0.0.1:5001","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"127.0.0.1:5001","username":"me"}]"#,
+    );
+    env.clear_log();
+    let out = env
+        .hjk(&args)
+        .status(2)
+        .stderr_has("error: your keychain holds a `container` login to 127.0.0.1:5001 (as me) that a release login would replace and then remove; release with --auth docker-config, or run `container registry logout 127.0.0.1:5001` first")
+        .run();
+    assert!(
+        !out.stdout.contains("registry login") && !out.stdout.contains("container build"),
+        "{}",
+        out.stdout
+    );
     let mut args = release_args(&images, &repo, "linux/arm64", &meta);
     args.extend(["--backend", "container", "--connection", "x"]);
     env.hjk(&args)
