@@ -161,13 +161,23 @@ impl OutputParser for Apple {
         super::buildkit_step_failure(line)
     }
 
+    /// "XPC connection error" is what the CLI says when its service is down (1.2.2
+    /// `Sources/ContainerXPC/XPCClient.swift`). A step killed with 137 most likely ran out of
+    /// the builder VM's memory, which is sized by `[build]` in config.toml, 2 CPUs and 2 GB
+    /// unless set (1.2.2 `Sources/ContainerPersistence/ContainerSystemConfig.swift`).
     fn hint(&self, tail: &[String]) -> Option<String> {
         hint_from(
             tail,
-            &[(
-                "xpc connection error",
-                "the container system service is not running: `container system start`",
-            )],
+            &[
+                (
+                    "xpc connection error",
+                    "the container system service is not running: `container system start`",
+                ),
+                (
+                    "exit code: 137",
+                    "the step was killed, likely out of memory: Apple's builder VM has 2 CPUs and 2 GB unless `[build] cpus` and `memory` are set in ~/.config/container/config.toml",
+                ),
+            ],
         )
     }
 }
@@ -775,6 +785,20 @@ mod tests {
                 &Captured::failed(1, "Error: XPC connection error")
             )
             .is_ok());
+    }
+
+    #[test]
+    fn issue14_a_killed_step_points_at_the_builder_vms_size() {
+        let a = Apple::new("container");
+        let tail = vec![
+            "Error: failed to solve: process \"/bin/sh -c make\" did not complete successfully: exit code: 137".to_string(),
+        ];
+        let hint = a.hint(&tail).unwrap();
+        assert!(
+            hint.contains("2 CPUs and 2 GB") && hint.contains("config.toml"),
+            "{hint}"
+        );
+        assert_eq!(a.hint(&["exit code: 1".to_string()]), None);
     }
 
     #[test]
