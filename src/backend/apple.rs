@@ -7,8 +7,9 @@
 //! fake (`tests/fixtures/fake-bin/fake-container`) whose replies cite the same files. Read at
 //! apple/container 1.2.2 (0190097d06df0b9065f4c2d2c7873c649d81d493, "1.2.2" below), the
 //! apple/containerization 0.40.1 it pins (7800b4642171561c95b5f55500b19e5dce5acd45) and
-//! apple/container-builder-shim 0.12.0 (1886669727cbe52bd838b9bd0db7eaa9efcb8ce6); paths are
-//! relative to those repositories.
+//! apple/container-builder-shim 0.12.0 (1886669727cbe52bd838b9bd0db7eaa9efcb8ce6; 1.2.2 pins
+//! 0.13.1, of which no copy could be had, and a later stored `pkg/build/buildopts.go` handles
+//! build arguments the same way); paths are relative to those repositories.
 
 use super::compat::{build_flags, run_flags};
 use super::{
