@@ -198,7 +198,8 @@ impl Engine {
         };
         let out = self.capture(list).await?;
         let mut stale = Vec::new();
-        for line in out.stdout.lines().map(str::trim) {
+        for line in commands.listed(&out.stdout) {
+            let line = line.as_str();
             let Some((_, tag)) = line.rsplit_once(':') else {
                 continue;
             };
@@ -259,6 +260,7 @@ impl Engine {
     /// interrupted, the named container is removed first: its main process may ignore the
     /// signal (PID 1 has no default handlers), and waiting for it would only delay the stop.
     pub async fn run_interactive(&self, spec: &RunSpec, attach: Attach) -> Result<i32> {
+        self.backend.check_run(spec)?;
         let inv = self.with_env(self.backend.run(spec));
         let cleanup = spec
             .name
@@ -330,8 +332,13 @@ impl Engine {
     }
 
     /// `login --password-stdin` into the store at `dir`. Rejected credentials are the user's to
-    /// fix (exit 2, one line); anything else (registry down) is a failure.
+    /// fix (exit 2, one line); anything else (registry down) is a failure. Where the engine
+    /// keeps logins outside the store, one the user already has for the host is refused first.
     pub async fn login(&self, login: &Login, dir: &Utf8Path) -> Result<()> {
+        if let Some(list) = self.backend.keychain_logins() {
+            let listing = self.capture(list).await?;
+            self.backend.check_login(&login.host, &listing)?;
+        }
         let inv = self.backend.login(login, dir);
         let out = self.capture(inv.clone()).await?;
         if out.success || self.dry_run() {
@@ -444,6 +451,7 @@ impl Engine {
     /// image, so it is read-only and `--dry-run` runs it too. A command the image does not have
     /// is an answer ([`Ran::NoSuchCommand`]); any other failure is the engine's.
     pub async fn run_captured(&self, spec: &RunSpec) -> Result<Ran> {
+        self.backend.check_run(spec)?;
         let inv = self.backend.run(spec).read_only();
         let shown = inv.to_string();
         let out = self.capture(inv).await?;

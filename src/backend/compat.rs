@@ -3,7 +3,7 @@
 //! holds a [`DockerCli`] and adds only what differs.
 
 use super::{ImageCommands, Inspected};
-use crate::build::{BuildRequest, ImageInfo, RunSpec};
+use crate::build::{BuildRequest, ImageInfo, Mount, RunSpec};
 use crate::exec::Captured;
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
@@ -104,7 +104,7 @@ impl DockerCli {
     /// `run` with the flags both CLIs spell the same; `extra` goes right after `run`.
     pub fn run(&self, spec: &RunSpec, extra: &[&str]) -> Invocation {
         let mut inv = self.cmd().arg("run").args(extra.iter().copied());
-        inv = inv.args(run_flags(spec));
+        inv = inv.args(run_flags(spec, csv_mount));
         if let Some(p) = spec.platform {
             inv = inv.args(["--platform".to_string(), p.to_string()]);
         }
@@ -232,10 +232,9 @@ pub(crate) fn build_flags(req: &BuildRequest) -> Vec<String> {
     a
 }
 
-/// Mounts, workdir, env names, user and container name: the same on all three `run`s. Mounts
-/// use `--mount` with CSV quoting, so a `:` or `,` in a path cannot split the value the way it
-/// would with `-v`.
-pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
+/// Mounts, workdir, env names, user and container name: the same on all three `run`s, but for
+/// how a `--mount` value is written (`mount`: [`csv_mount`] for docker and podman).
+pub(crate) fn run_flags(spec: &RunSpec, mount: fn(&Mount) -> String) -> Vec<String> {
     let mut a = Vec::new();
     if spec.remove {
         a.push("--rm".into());
@@ -252,15 +251,7 @@ pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
     }
     for m in &spec.mounts {
         a.push("--mount".into());
-        let mut v = format!(
-            "type=bind,{},{}",
-            csv_field(&format!("source={}", m.host)),
-            csv_field(&format!("target={}", m.container))
-        );
-        if m.read_only {
-            v.push_str(",readonly");
-        }
-        a.push(v);
+        a.push(mount(m));
     }
     if let Some(w) = &spec.workdir {
         a.push("--workdir".into());
@@ -279,6 +270,20 @@ pub(crate) fn run_flags(spec: &RunSpec) -> Vec<String> {
         a.push(e.clone());
     }
     a
+}
+
+/// A `--mount` value with CSV quoting, so a `:` or `,` in a path cannot split the value the way
+/// it would with `-v`.
+pub(crate) fn csv_mount(m: &Mount) -> String {
+    let mut v = format!(
+        "type=bind,{},{}",
+        csv_field(&format!("source={}", m.host)),
+        csv_field(&format!("target={}", m.container))
+    );
+    if m.read_only {
+        v.push_str(",readonly");
+    }
+    v
 }
 
 /// Whether a `run` failed because the command (or entrypoint) does not exist in the image:
@@ -357,7 +362,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            run_flags(&spec),
+            run_flags(&spec, csv_mount),
             [
                 "--mount",
                 "type=bind,\"source=/p/a:b,c\"\"d\",target=/w,readonly"

@@ -207,9 +207,19 @@ pub trait ImageCommands: Send + Sync {
     /// Lists the local images named `repo`, one `repository:tag` line each (read-only); the
     /// lines may name other repositories of the same image (podman prints every name of a
     /// matching image), so a caller matches them ([`Backend::names_match`]). `None` where this
-    /// is not supported (Apple `container`), and then nothing is listed.
+    /// is not supported, and then nothing is listed.
     fn list(&self, _repo: &str) -> Option<Invocation> {
         None
+    }
+
+    /// The image names in what [`ImageCommands::list`] printed.
+    fn listed(&self, stdout: &str) -> Vec<String> {
+        stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -281,6 +291,12 @@ pub trait Backend: OutputParser + Send + Sync {
 
     fn run(&self, spec: &RunSpec) -> Invocation;
 
+    /// Rejects, before anything runs, a container this engine would start differently from
+    /// the spec (a mount it cannot express).
+    fn check_run(&self, _spec: &RunSpec) -> Result<(), UserError> {
+        Ok(())
+    }
+
     /// Whether a captured `run` failed because its command does not exist in the image (a
     /// base with no `/bin/sh`), as opposed to the command failing or the engine failing.
     fn missing_executable(&self, out: &Captured) -> bool {
@@ -312,6 +328,19 @@ pub trait Backend: OutputParser + Send + Sync {
     /// How this engine reads its login files (which key wins).
     fn login_reader(&self) -> logins::Reader {
         logins::Reader::DockerCli
+    }
+
+    /// A read-only listing of the logins the engine keeps where a release cannot set them
+    /// aside (Apple's keychain), asked before a release logs in; `None` where logins live in a
+    /// file the release replaces for its own run.
+    fn keychain_logins(&self) -> Option<Invocation> {
+        None
+    }
+
+    /// Refuses a release login to `host` that would overwrite one the user keeps, from what
+    /// [`Backend::keychain_logins`] printed.
+    fn check_login(&self, _host: &str, _listing: &Captured) -> Result<(), UserError> {
+        Ok(())
     }
 
     /// `login --password-stdin` into the store at `dir`; the password goes on stdin only.

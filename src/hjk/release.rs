@@ -1074,6 +1074,13 @@ async fn lane(
             .info(&format!("building {} ({p}) -> {}", u.name, stage.tag));
         let started = Instant::now();
         let staged = engine.stage(&req, &stage).await?;
+        if let (Some(layout), true) = (&staged.layout, engine.dry_run()) {
+            engine.note(&format!(
+                "push the OCI layout {layout} to {}:{stage_tag}, by the digest the builder wrote to {}",
+                registry.name(),
+                stage.digest_file
+            ));
+        }
         let reported = match (&staged.layout, engine.dry_run()) {
             (Some(layout), false) => {
                 let top = registry.push_layout(layout, &stage_tag).await?;

@@ -7,7 +7,7 @@ use crate::util::{engine_available, fixtures, TestEnv};
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn copy_dir(src: &Path, dst: &Path) {
+pub(crate) fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();

@@ -1,6 +1,7 @@
 //! One integration test binary (as ripgrep does): the real `ocx`/`hjk` binaries against fake
 //! engines, real podman and real dockerd.
 
+mod apple;
 mod docs;
 mod faults;
 mod fuzz;

@@ -265,103 +265,97 @@ fn failed_build_shows_command_and_last_lines() {
     );
 }
 
-/// `container image inspect` as 0.x prints it.
-fn apple_inspect_0x(name: &str, labels: &str) -> String {
-    format!(
-        r#"{{"name": "docker.io/library/{name}", "index": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}},
-          "variants": [{{"platform": {{"os": "linux", "architecture": "arm64"}}, "size": 1000,
-                         "config": {{"architecture": "arm64", "os": "linux", "config": {{"Labels": {labels}}}}}}},
-                       {{"platform": {{"os": "unknown", "architecture": "unknown"}}, "size": 10, "config": {{}}}}]}}"#,
-        d = "2".repeat(64)
-    )
-}
-
-/// `container image inspect` as 1.x prints it.
-fn apple_inspect_1x(name: &str, labels: &str) -> String {
-    format!(
-        r#"{{"configuration": {{"creationDate": "2026-06-01T10:00:00Z", "name": "docker.io/library/{name}",
-              "descriptor": {{"digest": "sha256:{d}", "mediaType": "application/vnd.oci.image.index.v1+json", "size": 1609}}}},
-          "id": "{d}",
-          "variants": [{{"platform": {{"os": "linux", "architecture": "amd64"}}, "digest": "sha256:{d}", "configDigest": "sha256:{d}",
-                         "config": {{"architecture": "amd64", "os": "linux", "config": {{"Labels": {labels}}}}}}}]}}"#,
-        d = "3".repeat(64)
-    )
-}
-
+/// Apple `container` (the fake built from apple/container 1.2.2's source): platforms by
+/// `--platform`, names written out for the image commands, and a no-op of one inspect. The
+/// variant is pinned: since 1.0 an inspect naming one missing image (the other libc's binary)
+/// fails whole, and each image is then asked on its own.
 #[test]
-fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
-    for shape in [
-        apple_inspect_0x as fn(&str, &str) -> String,
-        apple_inspect_1x,
-    ] {
-        let env = project(
+fn apple_builds_by_platform_then_noop_is_one_inspect() {
+    let env = project(
+        "container",
+        r#", "platforms": ["linux/amd64", "linux/arm64"], "opencode_variant": "standard""#,
+    );
+    env.apple_image(BASE, "{}", &["amd64", "arm64"]);
+    env.ocx(&["build"]).status(0).run();
+    let log = env.log();
+    // short names written out: a non-default registry.domain cannot send them elsewhere
+    assert_eq!(
+        log[0][..4],
+        [
             "container",
-            r#", "platforms": ["linux/amd64", "linux/arm64"]"#,
-        );
-        env.fake_reply("inspect.json", &format!("[{}]", shape(BASE, "{}")));
-        env.ocx(&["build"]).status(0).run();
-        let log = env.log();
-        assert_eq!(log[0][..4], ["container", "image", "inspect", BASE]);
-        assert_eq!(
-            log[0].len(),
-            4 + 4 + 1,
-            "2 variants x 2 arches, then the final image"
-        );
-        // one binary image per arch, each built for its own platform
-        let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
-        assert!(
-            arm[0].windows(2).any(|w| w == ["--arch", "arm64"]),
-            "{arm:?}"
-        );
-        let b = builds_of(&log, final_tag())[0];
-        let ctx = b.last().unwrap().clone();
-        let fp = label_of(b);
-        assert_eq!(
-            b[..9],
-            [
-                "container",
-                "build",
-                "--tag",
-                final_tag(),
-                "--arch",
-                "amd64",
-                "--arch",
-                "arm64",
-                "--os"
-            ]
-            .map(String::from)
-        );
-        assert_eq!(
-            b[b.len() - 3..],
-            ["--progress".to_string(), "plain".into(), ctx]
-        );
+            "image",
+            "inspect",
+            "docker.io/library/myproject-dev"
+        ]
+    );
+    assert_eq!(log[0].len(), 4 + 1, "the base, then the final image");
+    // the missing final image fails that inspect whole: one at a time
+    assert_eq!(log[1][..4], log[0][..4]);
+    // one binary image per arch, each built for its own platform
+    let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
+    assert!(
+        arm[0]
+            .windows(2)
+            .any(|w| w == ["--platform", "linux/arm64"]),
+        "{arm:?}"
+    );
+    let b = builds_of(&log, final_tag())[0];
+    let ctx = b.last().unwrap().clone();
+    assert_eq!(
+        b[..7],
+        [
+            "container",
+            "build",
+            "--tag",
+            final_tag(),
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--file"
+        ]
+        .map(String::from)
+    );
+    assert_eq!(
+        b[b.len() - 3..],
+        ["--progress".to_string(), "plain".into(), ctx]
+    );
+    assert!(!b.iter().any(|a| a == "--arch" || a == "--os"), "{b:?}");
 
-        let bin = |tag: &str, elf: &[u8]| {
-            shape(
-                tag,
-                &format!(
-                    r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
-                    sha256_hex(elf)
-                ),
-            )
-        };
-        env.fake_reply(
-            "inspect.json",
+    // the fake's store has what the builds tagged, with their `--label`s (the final image's
+    // fingerprint); a binary image's label is in its generated Dockerfile, which the fake
+    // does not read
+    for (arch, elf) in [("amd64", fake_elf(62)), ("arm64", fake_elf(183))] {
+        env.apple_image(
+            &format!("ocx-opencode:1.2.3-standard-{arch}"),
             &format!(
-                "[{}, {}, {}, {}]",
-                shape(BASE, "{}"),
-                bin("ocx-opencode:1.2.3-standard-amd64", &fake_elf(62)),
-                bin("ocx-opencode:1.2.3-standard-arm64", &fake_elf(183)),
-                shape(
-                    final_tag(),
-                    &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
-                )
+                r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
+                sha256_hex(&elf)
             ),
+            &[arch],
         );
-        env.clear_log();
-        let out = env.ocx(&["build"]).status(0).run();
-        assert_eq!(env.log().len(), 1, "{:?}", env.log());
-        assert!(out.stderr.contains("is up to date"), "{}", out.stderr);
+    }
+    env.clear_log();
+    let out = env.ocx(&["build"]).status(0).run();
+    assert_eq!(env.log().len(), 1, "{:?}", env.log());
+    assert!(out.stderr.contains("is up to date"), "{}", out.stderr);
+}
+
+/// `CONTAINER_DEFAULT_PLATFORM` overrides `--arch` in a real `container build`; with
+/// `--platform` the build holds the platforms asked for (what the fake resolved is in its
+/// `platforms` file).
+#[test]
+fn issue14_container_default_platform_does_not_change_what_is_built() {
+    let mut env = project("container", r#", "platforms": ["linux/arm64"]"#);
+    env.set("CONTAINER_DEFAULT_PLATFORM", "linux/amd64");
+    env.apple_image(BASE, "{}", &["arm64"]);
+    env.ocx(&["build"]).status(0).run();
+    let resolved = std::fs::read_to_string(env.root().join("fake/platforms")).unwrap();
+    let builds: Vec<&str> = resolved
+        .lines()
+        .filter(|l| l.starts_with("build "))
+        .collect();
+    assert!(!builds.is_empty(), "{resolved}");
+    for b in &builds {
+        assert!(b.ends_with(" : linux/arm64"), "{resolved}");
     }
 }
 
@@ -369,10 +363,8 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
 fn apple_run_passes_exit_code_and_env_by_name() {
     let mut env = project("container", "");
     env.set("ANTHROPIC_API_KEY", "sk-secret-value");
-    env.fake_reply("run-exit", "3").fake_reply(
-        "inspect.json",
-        &format!("[{}]", apple_inspect_0x(BASE, "{}")),
-    );
+    env.fake_reply("run-exit", "3");
+    env.apple_image(BASE, "{}", &["amd64"]);
     let out = env.ocx(&["opencode", "--version"]).status(3).run();
     let log = env.log();
     let r = runs(&log)[0];
@@ -400,7 +392,7 @@ fn apple_run_passes_exit_code_and_env_by_name() {
         // a named user runs by uid, so it keeps its supplementary groups
         "--user",
         "1000",
-        final_tag(),
+        &format!("docker.io/library/{}", final_tag()),
         "/usr/local/bin/opencode",
         "--version",
     ]

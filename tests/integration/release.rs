@@ -1063,7 +1063,15 @@ fn buildx_and_apple_release_plans() {
     let repo = fresh_repo("plan");
     let meta = env.root().join("plan.json").display().to_string();
     let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &meta);
-    args.extend(["--backend", "docker", "--builder", "remote-bk", "--dry-run"]);
+    args.extend([
+        "--backend",
+        "docker",
+        "--builder",
+        "remote-bk",
+        "--source-date-epoch",
+        "1700000000",
+        "--dry-run",
+    ]);
     let out = env.hjk(&args).run();
     assert!(!out.stdout.contains(&pw) && !out.stderr.contains(&pw));
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -1077,22 +1085,28 @@ fn buildx_and_apple_release_plans() {
     );
     let arm_top = lines
         .iter()
-        .find(|l| l.contains("buildx build --builder remote-bk") && l.contains("stage-top-arm64"))
+        .find(|l| l.contains("buildx build --builder remote-bk") && l.contains("/top-arm64.oci,"))
         .unwrap_or_else(|| panic!("{}", out.stdout));
+    // an OCI layout for hjk to push (timestamps rewritten, provenance beside the image)
     for want in [
         "--platform linux/arm64",
-        "--output type=image,name=127.0.0.1:5001/hjk-test/plan-",
-        ",push=true,registry.insecure=true --provenance=false --metadata-file ",
+        " --output type=oci,dest=",
+        "/top-arm64.oci,tar=false,rewrite-timestamp=true --metadata-file ",
+        " --provenance=mode=max ",
+        " --build-arg SOURCE_DATE_EPOCH=",
         "--build-arg 'BASE_IMAGE=127.0.0.1:5001/hjk-test/plan-",
     ] {
         assert!(arm_top.contains(want), "{want}: {arm_top}");
     }
-    assert!(!arm_top.contains("--tag "), "{arm_top}");
-    // the fake was asked only read-only questions: the buildx probe and the base's inspect
     assert!(
-        env.log()
-            .iter()
-            .all(|l| l[1..3] == ["buildx", "version"] || l[1..3] == ["image", "inspect"]),
+        !arm_top.contains("--tag ") && !arm_top.contains("--push"),
+        "{arm_top}"
+    );
+    // the fake was asked only read-only questions: the buildx probes and the base's inspect
+    assert!(
+        env.log().iter().all(|l| l[1..3] == ["buildx", "version"]
+            || l[1..3] == ["buildx", "inspect"]
+            || l[1..3] == ["image", "inspect"]),
         "{:?}",
         env.log()
     );
@@ -1101,13 +1115,33 @@ fn buildx_and_apple_release_plans() {
     args.extend(["--backend", "container", "--dry-run"]);
     let out = env.hjk(&args).run();
     for want in [
+        // the keychain is asked first: a login the user keeps there is not overwritten
+        "container registry list --format json\n",
         "container registry login --scheme http --username hjk-release --password-stdin 127.0.0.1:5001 <stdin>",
         "container build --tag 127.0.0.1:5001/hjk-test/plan-",
-        "--arch arm64 --os linux",
-        "container image push --scheme http 127.0.0.1:5001/hjk-test/plan-",
+        " --platform linux/arm64 --file ",
+        // every platform the stage holds, whatever CONTAINER_DEFAULT_PLATFORM says
+        "CONTAINER_DEFAULT_PLATFORM='' container image push --scheme http 127.0.0.1:5001/hjk-test/plan-",
     ] {
         assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
     }
+    assert!(!out.stdout.contains("--arch"), "{}", out.stdout);
+    // `registry list --format json` as 1.2.2 prints it (RegistryList.swift)
+    env.fake_reply(
+        "registries.json",
+        r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"127.0.0.1:5001","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"127.0.0.1:5001","username":"me"}]"#,
+    );
+    env.clear_log();
+    let out = env
+        .hjk(&args)
+        .status(2)
+        .stderr_has("error: your keychain holds a `container` login to 127.0.0.1:5001 (as me) that a release login would replace and then remove; release with --auth docker-config, or run `container registry logout 127.0.0.1:5001` first")
+        .run();
+    assert!(
+        !out.stdout.contains("registry login") && !out.stdout.contains("container build"),
+        "{}",
+        out.stdout
+    );
     let mut args = release_args(&images, &repo, "linux/arm64", &meta);
     args.extend(["--backend", "container", "--connection", "x"]);
     env.hjk(&args)

@@ -65,14 +65,28 @@ impl TestEnv {
         self.root().join("bin")
     }
 
-    /// Installs the fake engine under `name` (docker, podman or container).
+    /// Installs the fake engine under `name` (docker, podman or container). Apple's `container`
+    /// has its own, `fake-container`, whose replies are taken from apple/container's source.
     pub fn fake(&self, name: &str) -> &Self {
-        std::os::unix::fs::symlink(
-            fixtures().join("fake-bin/fake-engine"),
-            self.bin().join(name),
-        )
-        .unwrap();
+        let script = match name {
+            "container" => "fake-bin/fake-container",
+            _ => "fake-bin/fake-engine",
+        };
+        std::os::unix::fs::symlink(fixtures().join(script), self.bin().join(name)).unwrap();
         self
+    }
+
+    /// Puts an image in the fake `container`'s store: `name` with `labels` (a JSON object or
+    /// `null`) on each of `arches`, as `container image inspect` prints it.
+    pub fn apple_image(&self, name: &str, labels: &str, arches: &[&str]) -> &Self {
+        let full = agent_images::image_ref::ImageRef::parse(name)
+            .unwrap()
+            .normalized();
+        let file = format!("images/{}.json", full.replace('/', "%"));
+        self.write(
+            &format!("fake/{file}"),
+            &format!("{}\n", apple_inspect_entry(&full, labels, arches)),
+        )
     }
 
     /// Puts a wrapper named `name` first on PATH that records each argv, then runs the real one.
@@ -206,6 +220,27 @@ impl TestEnv {
         }
         self
     }
+}
+
+/// One `container image inspect` entry as apple/container 1.2.2 prints it: its
+/// `ImageResource` (`Sources/ContainerResource/Image/ImageResource.swift`), `name` the full
+/// reference, one variant per architecture with the OCI image config (labels there). Written
+/// compact, with `"name":"..."` as the fake's `image tag` expects.
+pub fn apple_inspect_entry(full_name: &str, labels: &str, arches: &[&str]) -> String {
+    let d = "3".repeat(64);
+    let variants: Vec<String> = arches
+        .iter()
+        .map(|a| {
+            let variant = if *a == "arm64" { r#","variant":"v8""# } else { "" };
+            format!(
+                r#"{{"config":{{"architecture":"{a}","config":{{"Labels":{labels}}},"os":"linux","rootfs":{{"diff_ids":[],"type":"layers"}}}},"digest":"sha256:{d}","platform":{{"architecture":"{a}","os":"linux"{variant}}},"size":1000}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"configuration":{{"creationDate":"2026-06-01T10:00:00Z","descriptor":{{"digest":"sha256:{d}","mediaType":"application/vnd.oci.image.index.v1+json","size":1609}},"name":"{full_name}"}},"id":"{d}","variants":[{}]}}"#,
+        variants.join(",")
+    )
 }
 
 /// One `docker image inspect` entry as the engine prints it.
