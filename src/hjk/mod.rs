@@ -126,6 +126,7 @@ pub fn open_engine(
         }),
         _ => None,
     };
+    cfg.warn_ignored(reporter.as_ref());
     let path = vars.get("PATH").map(OsString::from);
     let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, dry_run)?;
     engine.set_lock_dir(crate::lock::dir(vars));

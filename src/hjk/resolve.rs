@@ -143,6 +143,8 @@ pub async fn command(
         data["image"] = done.image.clone().into();
         data["outcome"] = done.outcome.into();
         text = format!("{}\n", done.image);
+    } else {
+        cfg.warn_ignored(&crate::report::PlainReporter);
     }
     if json {
         crate::report::DataReporter.result(text, data);
