@@ -227,6 +227,13 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Gives the local image `src` the name `dst` as well.
+    pub async fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Result<()> {
+        let inv = self.with_env(self.backend.commands().tag(src, dst));
+        self.runner.check(&inv, self.backend.as_ref()).await?;
+        Ok(())
+    }
+
     /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
     pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
         Ok(self

@@ -283,10 +283,10 @@ mod tests {
     /// nobody defines is named in a warning; the keys hjk reads are still checked.
     #[test]
     fn headjack_sections_are_kept_and_read_keys_still_checked() {
-        let yaml = "runtime:\n  name: podman\n  flags:\n    memory: 4g\n    systemd: always\ndefault:\n  base_image: ghcr.io/gilmanlab/headjack:dind\n  agent: claude\n  multiplexer: tmux\nagents:\n  claude:\n    env:\n      CLAUDE_CODE_MAX_TURNS: \"100\"\nstorage:\n  worktrees: ~/.local/share/headjack/git\n";
+        let yaml = "runtime:\n  name: docker\n  flags:\n    memory: 4g\n    systemd: always\ndefault:\n  base_image: ghcr.io/gilmanlab/headjack:dind\n  agent: claude\n  multiplexer: tmux\nagents:\n  claude:\n    env:\n      CLAUDE_CODE_MAX_TURNS: \"100\"\nstorage:\n  worktrees: ~/.local/share/headjack/git\n";
         let (_d, vars) = vars_with(Some(yaml), &[]);
         let c = load(&vars).unwrap();
-        assert_eq!(c.backend.unwrap().0, BackendKind::Podman);
+        assert_eq!(c.backend.unwrap().0, BackendKind::Docker);
         assert_eq!(c.base_image.as_str(), "ghcr.io/gilmanlab/headjack:dind");
         assert!(c.ignored.is_empty(), "{:?}", c.ignored);
         let (_d, vars) = vars_with(Some("runtime:\n  nmae: x\nextra: 1\n"), &[]);

@@ -137,6 +137,8 @@ struct BinaryImage {
 struct State {
     base: ImageInfo,
     image: ImageInfo,
+    /// The shared `ocx-<base>:<version>` tag (see `Project::shared_image`).
+    shared: ImageInfo,
     /// Per binary image asked about, in the order of `Project::binary_images`.
     binaries: Vec<ImageInfo>,
     /// The hash of the base's inputs (a base built from a Dockerfile only).
@@ -218,18 +220,41 @@ impl Project {
     /// two users on one daemon with other uid/gid/username get their own image instead of
     /// rebuilding each other's on every switch.
     fn final_image(&self, version: &str) -> Result<ImageRef> {
-        let repo = match &self.base {
-            Base::Default(_) => "ocx".to_string(),
-            b => format!("ocx-{}", b.image().sanitized_name()),
-        };
         let user = user_tag(
             self.config.uid,
             self.config.gid,
             self.config.username.as_ref().map(|u| u.as_str()),
         );
         Ok(ImageRef::parse_deferred(&format!(
-            "{repo}:{version}-{user}"
+            "{}:{version}-{user}",
+            final_repo(&self.base)
         ))?)
+    }
+
+    /// The documented name, `ocx-<base>:<version>` (ocx's spec, `docker run ocx-myimg:1.2.3`):
+    /// moved to the final image of whoever built last on this engine. The user-keyed tag stays
+    /// beside it, so users sharing a daemon never rebuild over each other.
+    fn shared_image(&self, version: &str) -> Result<ImageRef> {
+        Ok(ImageRef::parse_deferred(&format!(
+            "{}:{version}",
+            final_repo(&self.base)
+        ))?)
+    }
+
+    /// Points the shared tag at `image` unless the inspect showed it there already (so a
+    /// no-op stays one engine call).
+    async fn point_shared(
+        &self,
+        shared: &ImageRef,
+        image: &ImageRef,
+        current: Option<(&ImageInfo, &ImageInfo)>,
+    ) -> Result<()> {
+        if let Some((s, i)) = current {
+            if s.exists && s.id.is_some() && s.id == i.id {
+                return Ok(());
+            }
+        }
+        self.engine.tag(image, shared).await
     }
 
     /// The binary images a build may use: for the configured variant, or (unset) for both
@@ -269,8 +294,9 @@ impl Project {
         self.config.validate_base()?;
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
+        let shared = self.shared_image(&version)?;
         let bins = self.binary_images(&version)?;
-        let state = self.inspect_state(&image, &bins).await?;
+        let state = self.inspect_state(&image, &shared, &bins).await?;
         let base_stale = state.base.exists
             && state
                 .base_inputs
@@ -281,6 +307,8 @@ impl Project {
         // the no-op: everything current, decided from that one inspect and cached files
         if !build_base && state.image.exists && !opts.force {
             if let Some(done) = self.current(&image, &version, &state, &bins).await? {
+                self.point_shared(&shared, &image, Some((&state.shared, &state.image)))
+                    .await?;
                 return Ok(done);
             }
         }
@@ -329,6 +357,8 @@ impl Project {
             self.engine
                 .reporter()
                 .info(&format!("{image} is up to date"));
+            self.point_shared(&shared, &image, Some((&state.shared, &state.image)))
+                .await?;
             return Ok(Image {
                 reference: image,
                 version,
@@ -339,8 +369,11 @@ impl Project {
         }
         self.engine.reporter().info(&design.plan.describe());
         self.build_final(&image, &version, &design).await?;
+        self.point_shared(&shared, &image, None).await?;
         if !self.engine.dry_run() {
-            self.engine.reporter().info(&format!("built {image}"));
+            self.engine
+                .reporter()
+                .info(&format!("built {image} (also tagged {shared})"));
         }
         Ok(Image {
             reference: image,
@@ -400,10 +433,16 @@ impl Project {
 
     /// One inspect naming the base, the binary images and the final image; the base's inputs
     /// are hashed at the same time, so a large context costs no extra wall time.
-    async fn inspect_state(&self, image: &ImageRef, bins: &[BinaryImage]) -> Result<State> {
+    async fn inspect_state(
+        &self,
+        image: &ImageRef,
+        shared: &ImageRef,
+        bins: &[BinaryImage],
+    ) -> Result<State> {
         let mut refs = vec![self.base.image()];
         refs.extend(bins.iter().map(|b| &b.reference));
         refs.push(image);
+        refs.push(shared);
         let hashing = match &self.base {
             Base::Dockerfile {
                 dockerfile,
@@ -426,6 +465,7 @@ impl Project {
             Some(h) => Some(h.await.context("hashing the base's inputs")?),
             None => None,
         };
+        let shared_info = infos.pop().unwrap_or_default();
         let image_info = infos.pop().unwrap_or_default();
         let mut base_info = if infos.is_empty() {
             ImageInfo::default()
@@ -439,6 +479,7 @@ impl Project {
         Ok(State {
             base: base_info,
             image: image_info,
+            shared: shared_info,
             binaries: infos,
             base_inputs,
         })
@@ -956,6 +997,14 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// `ocx-<sanitized base>`, or `ocx` on the default base.
+fn final_repo(base: &Base) -> String {
+    match base {
+        Base::Default(_) => "ocx".to_string(),
+        b => format!("ocx-{}", b.image().sanitized_name()),
+    }
+}
+
 /// 8 hex of the container user the config asks for: the first 8 hex digits of the sha256 of
 /// `<uid>:<gid>:<username or nothing>`.
 pub fn user_tag(uid: u32, gid: u32, username: Option<&str>) -> String {
@@ -1027,6 +1076,35 @@ pub fn show_config(ctx: &Context) -> Result<u8> {
         let src = source.clone().unwrap_or_else(|| "unset".into());
         text.push_str(&format!("{:<24} {shown:<40} {src}\n", key.name));
         rows.push(serde_json::json!({"key": key.name, "value": value, "source": source}));
+    }
+    // the two names the image gets: for this user, and the documented shared one
+    let trust = Trust::new(&ctx.project, ctx.env.global_config_dir().as_deref());
+    if let Ok(base) = resolve_base(&config, &ctx.project, &trust) {
+        let version = match config.value("opencode_version").as_deref() {
+            Some("latest") | None => "<latest version>".to_string(),
+            Some(v) => v.to_string(),
+        };
+        let user = user_tag(
+            config.uid,
+            config.gid,
+            config.username.as_ref().map(|u| u.as_str()),
+        );
+        let repo = final_repo(&base);
+        for (key, value, source) in [
+            (
+                "image",
+                format!("{repo}:{version}-{user}"),
+                format!("for uid {}, gid {}", config.uid, config.gid),
+            ),
+            (
+                "shared image",
+                format!("{repo}:{version}"),
+                "moved to each build's image".to_string(),
+            ),
+        ] {
+            text.push_str(&format!("{key:<24} {value:<40} {source}\n"));
+            rows.push(serde_json::json!({"key": key, "value": value, "source": source}));
+        }
     }
     reporter(ctx.progress).result(text, serde_json::Value::Array(rows));
     Ok(crate::error::EXIT_OK)

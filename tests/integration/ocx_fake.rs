@@ -18,7 +18,7 @@ const BIN_MUSL: &str = "ocx-opencode:1.2.3-musl-amd64";
 
 /// The inspect a docker build starts with, and all a no-op runs: base, both binary images and
 /// the final image in one call.
-fn the_one_inspect() -> [&'static str; 7] {
+fn the_one_inspect() -> [&'static str; 8] {
     [
         "docker",
         "image",
@@ -27,8 +27,12 @@ fn the_one_inspect() -> [&'static str; 7] {
         BIN,
         BIN_MUSL,
         final_tag(),
+        SHARED_TAG,
     ]
 }
+
+/// The documented name (issue 16): `ocx-<base>:<version>`, moved to each build's image.
+const SHARED_TAG: &str = "ocx-myproject-dev:1.2.3";
 
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
 fn fake_elf(machine: u8) -> Vec<u8> {
@@ -158,13 +162,15 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     env.fake_reply(
         "inspect.json",
         &format!(
-            "[{}, {}, {}]",
+            "[{}, {}, {}, {}]",
             docker_inspect_entry(BASE, "null"),
             binary_entry(BIN, &fake_elf(62)),
             docker_inspect_entry(
                 final_tag(),
                 &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
-            )
+            ),
+            // the shared tag already names the same image: nothing to tag either
+            docker_inspect_entry(SHARED_TAG, "null")
         ),
     );
     env.clear_log();
@@ -289,8 +295,8 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
         assert_eq!(log[0][..4], ["container", "image", "inspect", BASE]);
         assert_eq!(
             log[0].len(),
-            4 + 4 + 1,
-            "2 variants x 2 arches, then the final image"
+            4 + 4 + 2,
+            "2 variants x 2 arches, then the final image and its shared tag"
         );
         // one binary image per arch, each built for its own platform
         let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
@@ -333,14 +339,15 @@ fn apple_builds_with_repeated_arch_and_noop_on_both_inspect_shapes() {
         env.fake_reply(
             "inspect.json",
             &format!(
-                "[{}, {}, {}, {}]",
+                "[{}, {}, {}, {}, {}]",
                 shape(BASE, "{}"),
                 bin("ocx-opencode:1.2.3-standard-amd64", &fake_elf(62)),
                 bin("ocx-opencode:1.2.3-standard-arm64", &fake_elf(183)),
                 shape(
                     final_tag(),
                     &format!(r#"{{"io.agent-images.fingerprint": "{fp}"}}"#)
-                )
+                ),
+                shape(SHARED_TAG, "{}")
             ),
         );
         env.clear_log();
@@ -633,7 +640,7 @@ fn progress_json_is_one_event_per_line() {
     assert_eq!(steps, [33, 33]);
     assert_eq!(
         events.last().unwrap()["text"],
-        format!("built {}", final_tag())
+        format!("built {} (also tagged {SHARED_TAG})", final_tag())
     );
 }
 
@@ -653,7 +660,7 @@ fn no_custom_base_uses_the_builtin_default_and_tags_ocx_version() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
         lines[0].starts_with("podman image inspect ocx-default-base:")
-            && lines[0].ends_with(&format!(" {default_tag}")),
+            && lines[0].ends_with(&format!(" {default_tag} ocx:1.2.3")),
         "{}",
         out.stdout
     );
@@ -779,7 +786,8 @@ fn the_final_tag_depends_on_the_container_user() {
         args.extend_from_slice(flags);
         let out = env.ocx(&args).status(0).run();
         let inspect = out.stdout.lines().next().unwrap().to_string();
-        inspect.rsplit(' ').next().unwrap().to_string()
+        // the final image, then the shared tag
+        inspect.rsplit(' ').nth(1).unwrap().to_string()
     };
     let mine = tag(&[]);
     assert_eq!(mine, final_tag());
