@@ -674,6 +674,7 @@ mod tests {
             platform: Some(Platform::LinuxArm64),
             remove: true,
             entrypoint: Some("/bin/sh".into()),
+            ..Default::default()
         };
         assert_eq!(
             d.run(&spec).to_string(),

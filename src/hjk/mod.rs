@@ -1,8 +1,9 @@
-//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve`, each
+//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve | boot`, each
 //! entered through [`commands`]. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod auth;
+pub mod boot;
 pub mod commands;
 pub mod config;
 pub mod devcontainer;

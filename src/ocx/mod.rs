@@ -972,6 +972,8 @@ impl Project {
             platform: None,
             remove: true,
             entrypoint: None,
+            detach: false,
+            flags: Vec::new(),
         })
     }
 }

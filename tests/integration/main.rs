@@ -1,6 +1,7 @@
 //! One integration test binary (as ripgrep does): the real `ocx`/`hjk` binaries against fake
 //! engines, real podman and real dockerd.
 
+mod boot;
 mod docs;
 mod faults;
 mod fuzz;
@@ -18,5 +19,6 @@ mod ocx_input;
 mod ocx_integrity;
 mod release;
 mod release_guards;
+mod standin;
 mod util;
 mod workflow_lint;
