@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 /// The command the runner puts after the image.
 pub const LABEL_INIT: &str = "io.headjack.init";
+/// The user agent sessions run as (`exec --user`); every Headjack variant carries it, and ocx,
+/// `hjk images resolve --build` and `hjk images boot` honour it.
+pub const LABEL_EXEC_USER: &str = "io.headjack.exec.user";
 /// What the runner runs without an init label.
 pub const DEFAULT_INIT: &[&str] = &["sleep", "infinity"];
 

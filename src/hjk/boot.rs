@@ -21,8 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The user agent sessions run as (`exec --user`); every Headjack variant carries it.
-pub const LABEL_EXEC_USER: &str = "io.headjack.exec.user";
+pub use crate::backend::runner_flags::LABEL_EXEC_USER;
 /// Units an image expects to fail in a container (space-separated): a boot that is `degraded`
 /// only by these passes, as with `--allow-failed`.
 pub const LABEL_ALLOW_FAILED: &str = "io.headjack.boot.allow-failed";

@@ -809,9 +809,14 @@ impl Project {
         variant: OpencodeVariant,
         shas: &BTreeMap<Platform, String>,
     ) -> Result<Design> {
+        // a Headjack image ends as root and names its session user in a label: that user is
+        // the base's user, as its USER would be
+        let base_user = base
+            .label(crate::backend::runner_flags::LABEL_EXEC_USER)
+            .or(base.user.as_deref());
         let plan = user::plan(
             facts,
-            base.user.as_deref(),
+            base_user,
             &user::Wanted {
                 username: self.config.username.as_ref(),
                 uid: self.config.uid,

@@ -9,6 +9,7 @@ mod gates;
 mod hjk;
 mod hjk_devcontainer;
 mod hjk_engines;
+mod images_derived;
 mod images_labels;
 mod images_lint;
 mod images_runtime;
