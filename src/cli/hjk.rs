@@ -120,6 +120,13 @@ pub struct ReleaseArgs {
     /// already released <variant>-<version> (both are refused by default).
     #[arg(long)]
     pub force_tags: bool,
+    /// Gate: boot each variant the way Headjack's runner would (as `hjk images boot` does, on
+    /// the platforms this machine runs natively); one that does not come up moves no tag.
+    #[arg(long)]
+    pub boot: bool,
+    /// How long each --boot may take, in seconds (default 180).
+    #[arg(long, value_name = "SECONDS")]
+    pub boot_timeout: Option<u64>,
 }
 
 impl ReleaseArgs {
@@ -131,6 +138,8 @@ impl ReleaseArgs {
                 scan: self.scan,
                 severity: self.scan_severity,
                 out_dir: self.gates_dir,
+                boot: self.boot,
+                boot_timeout: self.boot_timeout,
             },
             auth: self.auth,
             creds_stdin: self.creds_stdin,

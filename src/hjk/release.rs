@@ -705,6 +705,7 @@ fn unchanged(
             signed: false,
             scan: None,
             held: Vec::new(),
+            boot: None,
             inputs: Some(u.inputs.clone()),
         });
     }
@@ -1012,6 +1013,7 @@ fn record(
                 signed: false,
                 scan: None,
                 held: Vec::new(),
+                boot: None,
                 inputs: Some(u.inputs.clone()),
             })
             .collect(),
@@ -1346,6 +1348,7 @@ mod tests {
                 signed: false,
                 scan: None,
                 held: vec![],
+                boot: None,
                 inputs: Some("in".into()),
             }],
         }

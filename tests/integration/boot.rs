@@ -285,3 +285,43 @@ fn a_refused_privileged_flag_is_named() {
         env.log()
     );
 }
+
+/// arm64 under qemu (`--ignored`: emulated apt-get makes it minutes): the stand-in systemd for
+/// linux/arm64, booted with `--platform linux/arm64`. What it printed here is in README.
+#[test]
+#[ignore]
+fn boots_systemd_for_arm64_under_qemu() {
+    let engine = "podman";
+    let Some((env, s)) = setup(engine) else {
+        return;
+    };
+    let dir = s.dir_str();
+    let started = Instant::now();
+    env.hjk(&[
+        "images",
+        "build",
+        "--variant",
+        "systemd",
+        "--images-dir",
+        &dir,
+        "--registry",
+        &s.repo,
+        "--backend",
+        engine,
+        "--platform",
+        "linux/arm64",
+        "--base-image",
+        "local/debian:bookworm-arm64",
+        "--progress",
+        "plain",
+    ])
+    .run();
+    eprintln!("built arm64 in {:.1}s", started.elapsed().as_secs_f64());
+    let out = boot(
+        &env,
+        &s,
+        engine,
+        &["systemd", "--platform", "linux/arm64", "--timeout", "600"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -2,6 +2,7 @@
 //! engines, real podman and real dockerd.
 
 mod boot;
+mod boot_gate;
 mod docs;
 mod faults;
 mod fuzz;
