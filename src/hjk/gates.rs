@@ -128,7 +128,18 @@ impl Gates {
                 .collect(),
         };
         let boots = match &self.boot {
-            Some(b) => Some(boot_variants(engine, &published, b).await?),
+            Some(b) => {
+                let stage_tags: BTreeMap<(String, Platform), String> = meta
+                    .variants
+                    .iter()
+                    .flat_map(|v| {
+                        v.platforms
+                            .iter()
+                            .map(|(p, r)| ((v.name.clone(), *p), r.stage_tag.clone()))
+                    })
+                    .collect();
+                Some(boot_variants(engine, &published, &stage_tags, b).await?)
+            }
             None => None,
         };
         let host = published.registry.registry().to_string();
@@ -172,6 +183,7 @@ impl Gates {
 pub async fn boot_variants(
     engine: &Engine,
     published: &Published,
+    stage_tags: &BTreeMap<(String, Platform), String>,
     opts: &BootOptions,
 ) -> Result<BTreeMap<String, BootResult>> {
     let mut out = BTreeMap::new();
@@ -185,10 +197,15 @@ pub async fn boot_variants(
             }
             let image =
                 ImageRef::parse(&sc::by_digest(published.registry.name_as_written(), digest))?;
+            let staged = stage_tags
+                .get(&(v.name.clone(), *platform))
+                .filter(|t| !t.is_empty())
+                .map(|t| published.registry.with_tag(t))
+                .transpose()?;
             engine
                 .reporter()
                 .info(&format!("booting {} ({platform})", v.name));
-            match boot_one(engine, &image, opts).await {
+            match boot_one(engine, &image, staged.as_ref(), opts).await {
                 Ok(()) => r.booted.push(*platform),
                 Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
                 Err(e) => {
@@ -212,16 +229,36 @@ pub async fn boot_variants(
     Ok(out)
 }
 
-/// Boots one published image: the engine's local copy, else pulled.
-async fn boot_one(engine: &Engine, image: &ImageRef, opts: &BootOptions) -> Result<()> {
-    let mut info = engine.inspect(&[image]).await?.pop().unwrap_or_default();
-    if !info.exists {
-        if !engine.pull(image).await? {
-            anyhow::bail!("{} could not pull {image}", engine.kind());
+/// Boots one published image: the engine's local copy (under its content-addressed staging
+/// tag, which this machine built and pushed, or by digest), else pulled by digest.
+async fn boot_one(
+    engine: &Engine,
+    image: &ImageRef,
+    staged: Option<&ImageRef>,
+    opts: &BootOptions,
+) -> Result<()> {
+    let mut names = vec![image];
+    names.extend(staged);
+    let local = engine
+        .inspect(&names)
+        .await?
+        .into_iter()
+        .zip(names.iter().copied())
+        .find(|(i, _)| i.exists);
+    let (info, name) = match local {
+        Some(found) => found,
+        None => {
+            if !engine.pull(image).await? {
+                anyhow::bail!(
+                    "{} could not pull {image}: log the engine in to the registry (it pulls with its own login) or release from the machine that built it",
+                    engine.kind()
+                );
+            }
+            let info = engine.inspect(&[image]).await?.pop().unwrap_or_default();
+            (info, image)
         }
-        info = engine.inspect(&[image]).await?.pop().unwrap_or_default();
-    }
-    boot::boot(engine, image, &info.labels, opts).await?;
+    };
+    boot::boot(engine, name, &info.labels, opts).await?;
     Ok(())
 }
 
