@@ -349,10 +349,20 @@ impl Engine {
     /// the interruption itself needs); best effort.
     pub async fn discard_container(&self, name: &str) {
         let inv = self.with_env(self.backend.commands().discard_container(name));
-        let _ = match self.dry_run() {
-            true => self.runner.capture(&inv).await,
-            false => self.runner.capture_ignoring_stop(&inv).await,
-        };
+        if self.dry_run() {
+            let _ = self.runner.capture(&inv).await;
+            return;
+        }
+        // an engine may give up waiting for a slow container to die (an emulated init under
+        // qemu) and say so: try again, a few times
+        for _ in 0..5 {
+            match self.runner.capture_ignoring_stop(&inv).await {
+                Ok(out) if !out.success && !self.backend.container_stopped(&out) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await
+                }
+                _ => return,
+            }
+        }
     }
 
     /// Passes remote-builder choices through (see [`Backend::configure`]).

@@ -286,8 +286,12 @@ fn a_refused_privileged_flag_is_named() {
     );
 }
 
-/// arm64 under qemu (`--ignored`: emulated apt-get makes it minutes): the stand-in systemd for
-/// linux/arm64, booted with `--platform linux/arm64`. What it printed here is in README.
+/// arm64 under qemu (`--ignored`: emulated apt-get makes the build minutes): the stand-in
+/// systemd for linux/arm64, booted with `--platform linux/arm64`. Seen here (podman 4.3.1,
+/// qemu-user-static, README "arm64 under qemu"): systemd starts under emulation and comes up
+/// `degraded` in about 11 s, because systemd-sysusers, systemd-tmpfiles-setup and
+/// systemd-tmpfiles-setup-dev exit with status 243/CREDENTIALS; with those three allowed, the
+/// rest of the boot passes.
 #[test]
 #[ignore]
 fn boots_systemd_for_arm64_under_qemu() {
@@ -317,11 +321,24 @@ fn boots_systemd_for_arm64_under_qemu() {
     ])
     .run();
     eprintln!("built arm64 in {:.1}s", started.elapsed().as_secs_f64());
-    let out = boot(
-        &env,
-        &s,
-        engine,
-        &["systemd", "--platform", "linux/arm64", "--timeout", "600"],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let plain = ["systemd", "--platform", "linux/arm64", "--timeout", "600"];
+    let out = boot(&env, &s, engine, &plain);
+    if out.code != 0 {
+        assert!(
+            out.stderr.contains("status=243/CREDENTIALS"),
+            "{}",
+            out.stderr
+        );
+        let mut allowed = plain.to_vec();
+        for unit in [
+            "systemd-sysusers.service",
+            "systemd-tmpfiles-setup.service",
+            "systemd-tmpfiles-setup-dev.service",
+        ] {
+            allowed.extend(["--allow-failed", unit]);
+        }
+        let out = boot(&env, &s, engine, &allowed);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(leftovers(engine), Vec::<String>::new());
 }
