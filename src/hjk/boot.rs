@@ -231,7 +231,7 @@ async fn start(engine: &Engine, name: &str, b: &Booted, opts: &BootOptions) -> R
         ..Default::default()
     };
     engine.reporter().info(&format!(
-        "booting {} as Headjack's runner would: {}{}",
+        "booting {} in {name} as Headjack's runner would: {}{}",
         b.image,
         match b.flags.is_empty() {
             true => String::new(),

@@ -68,17 +68,19 @@ fn boot(env: &TestEnv, s: &StandIn, engine: &str, args: &[&str]) -> crate::util:
         out.stdout,
         out.stderr
     );
+    assert_eq!(leftovers_of(engine, &out.stderr), Vec::<String>::new());
     out
 }
 
-/// The containers a boot may have left (`hjk-boot-*`).
-fn leftovers(engine: &str) -> Vec<String> {
+/// The containers named `prefix*` that still exist (a boot's are `hjk-boot-<pid>-<n>`, so a
+/// test looks only at its own: other tests boot at the same time).
+fn containers(engine: &str, prefix: &str) -> Vec<String> {
     let out = Command::new(engine)
         .args([
             "ps",
             "-a",
             "--filter",
-            "name=hjk-boot-",
+            &format!("name={prefix}"),
             "--format",
             "{{.Names}}",
         ])
@@ -87,6 +89,17 @@ fn leftovers(engine: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(String::from)
+        .collect()
+}
+
+/// The containers the boots that printed `stderr` started (their `booting ... in NAME` line
+/// names them) that still exist.
+fn leftovers_of(engine: &str, stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split(" in hjk-boot-").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .flat_map(|n| containers(engine, &format!("hjk-boot-{n}")))
         .collect()
 }
 
@@ -167,7 +180,6 @@ fn boots_the_hierarchy(engine: &str) {
         "{}",
         out.stdout
     );
-    assert_eq!(leftovers(engine), Vec::<String>::new());
 }
 
 #[test]
@@ -208,8 +220,9 @@ fn ctrl_c_during_a_boot_removes_the_container() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mine = format!("hjk-boot-{}-", child.id());
     let started = Instant::now();
-    while leftovers(engine).is_empty() {
+    while containers(engine, &mine).is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no container started"
@@ -224,7 +237,7 @@ fn ctrl_c_during_a_boot_removes_the_container() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(status.code(), Some(130));
-    assert_eq!(leftovers(engine), Vec::<String>::new());
+    assert_eq!(containers(engine, &mine), Vec::<String>::new());
 }
 
 /// A flag of the label the engine refuses is named, with the engine's words and the fix.
@@ -248,7 +261,6 @@ fn a_refused_label_flag_is_named() {
         "{}",
         out.stderr
     );
-    assert_eq!(leftovers(engine), Vec::<String>::new());
 }
 
 /// docker's refusal of `--privileged` under user-namespace remapping, which this machine's
@@ -340,5 +352,4 @@ fn boots_systemd_for_arm64_under_qemu() {
         let out = boot(&env, &s, engine, &allowed);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    assert_eq!(leftovers(engine), Vec::<String>::new());
 }
