@@ -68,10 +68,14 @@ METADATA ?= release.json
 ARCH_METADATA ?= metadata-$(notdir $(PLATFORM)).json
 MERGE_FILES ?= $(wildcard metadata-*.json)
 BACKEND ?=
-# the gates of every target that moves public tags (release, image-push, image-push-all,
-# image-merge; cosign, syft and trivy on PATH). GATES= releases without them, but an index a gated
-# release held is never promoted by a release without its gates (see README, "Release gates").
-GATES ?= --sbom --sign --scan
+# the gates of `release` and `image-merge` (the whole release, one machine or several; cosign,
+# syft and trivy on PATH, and an engine that can boot the images). GATES= releases without them,
+# but an index a gated release held is never promoted by a release without its gates (see README,
+# "Release gates").
+GATES ?= --sbom --sign --scan --boot
+# the per-image recipes (image-push, image-push-all; jackpkgs ADR-030's counterparts) run no gate
+# unless given some, e.g. IMAGE_GATES="--scan --boot"
+IMAGE_GATES ?=
 # extra flags, e.g. RELEASE_FLAGS="--builder remote" or "--scan-severity CRITICAL"
 RELEASE_FLAGS ?=
 HJK_COMMON = --images-dir $(IMAGES_DIR) --registry $(REGISTRY) $(if $(BACKEND),--backend $(BACKEND))
@@ -89,20 +93,26 @@ image-build: hjk-bin
 	$(call need,VARIANT,dind)
 	$(HJK) images build --variant $(VARIANT) $(HJK_COMMON) $(if $(PLATFORM),--platform $(PLATFORM))
 
+# ADR-030's `image-digest name: (image-build name)`: builds first (its table on stderr, so stdout
+# is the digest alone), then prints the local image's digest
 image-digest: hjk-bin
 	$(call need,VARIANT,dind)
-	@$(HJK) images digest --variant $(VARIANT) $(HJK_COMMON) --metadata-file $(METADATA)
+	@$(HJK) images build --variant $(VARIANT) $(HJK_COMMON) $(if $(PLATFORM),--platform $(PLATFORM)) >&2
+	@$(HJK) images digest --variant $(VARIANT) $(HJK_COMMON) $(if $(PLATFORM),--platform $(PLATFORM))
+
+# TAG defaults to latest (ADR-030's `image-push name tag="latest"`): only the floating
+# `<variant>` tag moves; TAG=v1.4.0 also moves `<variant>-v1.4.0`
+TAG ?= latest
+release_version = $(if $(filter latest,$(TAG)),,--version $(TAG))
 
 image-push: hjk-bin
 	$(call need,VARIANT,dind)
-	$(call need,TAG,v1.4.0)
-	$(HJK) images release --variant $(VARIANT) --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
-	  --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
+	$(HJK) images release --variant $(VARIANT) $(release_version) --platform $(PLATFORMS) $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(METADATA) $(IMAGE_GATES) $(RELEASE_FLAGS)
 
 image-push-all: hjk-bin
-	$(call need,TAG,v1.4.0)
-	$(HJK) images release --all --version $(TAG) --platform $(PLATFORMS) $(HJK_COMMON) \
-	  --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
+	$(HJK) images release --all $(release_version) --platform $(PLATFORMS) $(HJK_COMMON) \
+	  --auth $(AUTH) --metadata-file $(METADATA) $(IMAGE_GATES) $(RELEASE_FLAGS)
 
 # one machine's platform of a several-machine release (CI: one job per native runner)
 image-release-arch: hjk-bin

@@ -183,6 +183,12 @@ pub struct RunSpec {
     pub interactive: bool,
     pub platform: Option<Platform>,
     pub remove: bool,
+    /// Start it in the background (`--detach`): a container that boots an init and is checked
+    /// with `exec`.
+    pub detach: bool,
+    /// Engine flags as the image's labels ask for them (`--privileged`, `--systemd=always`),
+    /// already spelled for the engine ([`crate::backend::runner_flags`]).
+    pub flags: Vec<String>,
 }
 
 /// A Dockerfile's instructions as logical lines: continuations joined, comment lines dropped

@@ -5,8 +5,8 @@
 //! does not leave its container behind.
 
 use crate::backend::{
-    detect, logins, AuthStore, Backend, BackendKind, Capability, Credentials, Inspected, Login,
-    MultiPlatform, ReleaseNeeds, Remote, Stage, StoredLogin,
+    detect, logins, runner_flags, AuthStore, Backend, BackendKind, Capability, Credentials,
+    Inspected, Login, MultiPlatform, ReleaseNeeds, Remote, Stage, StoredLogin,
 };
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
@@ -228,6 +228,13 @@ impl Engine {
         Ok(removed)
     }
 
+    /// Gives the local image `src` the name `dst` as well.
+    pub async fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Result<()> {
+        let inv = self.with_env(self.backend.commands().tag(src, dst));
+        self.runner.check(&inv, self.backend.as_ref()).await?;
+        Ok(())
+    }
+
     /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
     pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
         Ok(self
@@ -269,6 +276,95 @@ impl Engine {
         self.runner
             .interactive(&inv, attach, cleanup.as_ref())
             .await
+    }
+
+    /// The label this engine's runner reads its flags from (`io.headjack.<runtime>.flags`).
+    pub fn runner_flags_label(&self) -> &'static str {
+        runner_flags::label(self.kind())
+    }
+
+    /// The flags an image's labels ask this engine's runner for, spelled for the engine.
+    pub fn runner_flags(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        labels
+            .get(self.runner_flags_label())
+            .map(|l| runner_flags::RunnerFlags::parse(l).to_args())
+            .unwrap_or_default()
+    }
+
+    /// Starts a container in the background (`spec.detach`). An engine that will not start it
+    /// because of one of the flags the image's label asked for says which flag, in its own
+    /// words, and what to change ([`FlagRefused`]), instead of a bare engine error.
+    pub async fn start(&self, spec: &RunSpec) -> Result<()> {
+        let inv = self.with_env(self.backend.run(spec));
+        let out = self.runner.capture(&inv).await?;
+        if out.success {
+            return Ok(());
+        }
+        let tail = out.tail();
+        if let Some(flag) = runner_flags::refused(&tail, &spec.flags) {
+            // the engine's own words are on stderr (its usage hint aside)
+            let said = out
+                .stderr
+                .lines()
+                .chain(tail.iter().map(String::as_str))
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("See '"))
+                .unwrap_or_default()
+                .to_string();
+            return Err(FlagRefused {
+                engine: self.kind(),
+                flag,
+                label: self.runner_flags_label(),
+                said,
+            }
+            .into());
+        }
+        Err(CommandFailed {
+            command: inv.to_string(),
+            code: out.code,
+            hint: self.backend.hint(&tail),
+            tail,
+            step: None,
+        }
+        .into())
+    }
+
+    /// Runs `command` in the running container `name` (as `user` if given) and captures it;
+    /// its exit code is an answer, not an error.
+    pub async fn exec(&self, name: &str, user: Option<&str>, command: &[&str]) -> Result<Captured> {
+        let command: Vec<String> = command.iter().map(|c| c.to_string()).collect();
+        let inv = self.backend.commands().exec(name, user, &command);
+        self.capture(inv).await
+    }
+
+    /// Whether a captured `exec` failed because its container stopped.
+    pub fn stopped(&self, out: &Captured) -> bool {
+        self.backend.container_stopped(out)
+    }
+
+    /// What the container printed so far (its init's messages).
+    pub async fn logs(&self, name: &str) -> Result<Captured> {
+        self.capture(self.backend.commands().logs(name)).await
+    }
+
+    /// Removes a container and its anonymous volumes, also after an interruption (the cleanup
+    /// the interruption itself needs); best effort.
+    pub async fn discard_container(&self, name: &str) {
+        let inv = self.with_env(self.backend.commands().discard_container(name));
+        if self.dry_run() {
+            let _ = self.runner.capture(&inv).await;
+            return;
+        }
+        // an engine may give up waiting for a slow container to die (an emulated init under
+        // qemu) and say so: try again, a few times
+        for _ in 0..5 {
+            match self.runner.capture_ignoring_stop(&inv).await {
+                Ok(out) if !out.success && !self.backend.container_stopped(&out) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await
+                }
+                _ => return,
+            }
+        }
     }
 
     /// Passes remote-builder choices through (see [`Backend::configure`]).
@@ -490,6 +586,39 @@ pub struct Staged {
     /// An OCI layout to push under the staging tag, when the engine wrote one.
     pub layout: Option<Utf8PathBuf>,
 }
+
+/// An engine would not start a container because of a flag the image's label asked for (a
+/// host whose capability set is short, user-namespace remapping, a flag this engine lacks).
+#[derive(Debug)]
+pub struct FlagRefused {
+    pub engine: crate::backend::BackendKind,
+    /// The flag as passed (`--privileged`).
+    pub flag: String,
+    /// The label it came from.
+    pub label: &'static str,
+    /// The engine's own message.
+    pub said: String,
+}
+
+impl std::fmt::Display for FlagRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.flag.split('=').next().unwrap_or(&self.flag);
+        let change = match name {
+            "--privileged" => format!(
+                "run the image where {} may start privileged containers (a rootful engine with its full capability set and no user-namespace remapping)",
+                self.engine
+            ),
+            _ => format!("run the image with a {} that accepts `{name}`", self.engine),
+        };
+        write!(
+            f,
+            "{} refused `{}`, which the image's {} label asks for: \"{}\"; {change}, or give that key another value in Headjack's runtime.flags, which replaces the label's",
+            self.engine, self.flag, self.label, self.said
+        )
+    }
+}
+
+impl std::error::Error for FlagRefused {}
 
 /// What [`Engine::run_captured`] found.
 #[derive(Debug)]

@@ -133,6 +133,18 @@ impl ImageCommands for AppleCli {
             })
             .collect()
     }
+
+    fn exec(&self, name: &str, user: Option<&str>, command: &[String]) -> Invocation {
+        let mut inv = self.cmd().arg("exec");
+        if let Some(u) = user {
+            inv = inv.args(["--user", u]);
+        }
+        inv.arg(name).args(command.iter().cloned()).may_fail()
+    }
+
+    fn logs(&self, name: &str) -> Invocation {
+        self.cmd().args(["logs", name]).may_fail()
+    }
 }
 
 pub struct Apple {

@@ -50,6 +50,26 @@ impl ImageCommands for DockerCli {
             .arg(name)
             .may_fail()
     }
+
+    fn discard_container(&self, name: &str) -> Invocation {
+        self.cmd()
+            .args(["rm", "--force", "--volumes"])
+            .args(self.rm_now.iter().copied())
+            .arg(name)
+            .may_fail()
+    }
+
+    fn exec(&self, name: &str, user: Option<&str>, command: &[String]) -> Invocation {
+        let mut inv = self.cmd().arg("exec");
+        if let Some(u) = user {
+            inv = inv.args(["--user", u]);
+        }
+        inv.arg(name).args(command.iter().cloned()).may_fail()
+    }
+
+    fn logs(&self, name: &str) -> Invocation {
+        self.cmd().args(["logs", name]).may_fail()
+    }
 }
 
 impl DockerCli {
@@ -269,6 +289,10 @@ pub(crate) fn run_flags(spec: &RunSpec, mount: fn(&Mount) -> String) -> Vec<Stri
         a.push("--entrypoint".into());
         a.push(e.clone());
     }
+    if spec.detach {
+        a.push("--detach".into());
+    }
+    a.extend(spec.flags.iter().cloned());
     a
 }
 
@@ -294,6 +318,21 @@ pub(crate) fn missing_executable(out: &Captured) -> bool {
         && (text.contains("no such file or directory")
             || text.contains("executable file not found")
             || text.contains("not found"))
+}
+
+/// Whether an `exec` failed because the container stopped: docker says "is not running",
+/// podman "container state improper" (or, once removed, that there is no such container).
+pub(crate) fn container_stopped(out: &Captured) -> bool {
+    let text = out.stderr.to_ascii_lowercase();
+    !out.success
+        && [
+            "is not running",
+            "container state improper",
+            "no such container",
+            "no container with name or id",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 /// One field of a CSV-parsed flag value (`--mount`): quoted when it holds `,`, `"` or a line
@@ -349,6 +388,33 @@ mod tests {
             Inspected::EngineFailed(m) => assert!(m.starts_with("Cannot connect"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A boot's container: detached, then the label's flags, the image and its init.
+    #[test]
+    fn a_boot_runs_detached_with_the_label_flags() {
+        let spec = RunSpec {
+            image: "r:dind".into(),
+            name: Some("hjk-boot-1-0".into()),
+            command: vec!["/lib/systemd/systemd".into()],
+            detach: true,
+            flags: vec!["--privileged".into(), "--systemd=always".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            DockerCli::new("podman", &["--time", "0"]).run(&spec, &[]).to_string(),
+            "podman run --name hjk-boot-1-0 --detach --privileged --systemd=always r:dind /lib/systemd/systemd"
+        );
+        let cli = DockerCli::new("docker", &[]);
+        assert_eq!(
+            cli.exec("n", Some("developer"), &["id".into(), "-un".into()])
+                .to_string(),
+            "docker exec --user developer n id -un"
+        );
+        assert_eq!(
+            cli.discard_container("n").to_string(),
+            "docker rm --force --volumes n"
+        );
     }
 
     #[test]

@@ -887,6 +887,7 @@ Labels:
             platform: Some(Platform::LinuxArm64),
             remove: true,
             entrypoint: Some("/bin/sh".into()),
+            ..Default::default()
         };
         assert_eq!(
             d.run(&spec).to_string(),

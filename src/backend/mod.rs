@@ -13,6 +13,7 @@ pub mod detect;
 pub mod docker;
 pub mod logins;
 pub mod podman;
+pub mod runner_flags;
 
 pub use logins::{Credentials, StoredLogin};
 
@@ -204,6 +205,15 @@ pub trait ImageCommands: Send + Sync {
     /// Removes a container started by [`Backend::run`] that outlived an interrupted session,
     /// at once (its PID 1 may ignore the stop signal).
     fn remove_container(&self, name: &str) -> Invocation;
+    /// Removes a container started by a boot check and the anonymous volumes it made (dind
+    /// declares `/var/lib/docker` a volume), at once.
+    fn discard_container(&self, name: &str) -> Invocation {
+        self.remove_container(name)
+    }
+    /// Runs `command` in the running container `name`, as `user` if given.
+    fn exec(&self, name: &str, user: Option<&str>, command: &[String]) -> Invocation;
+    /// The container's output so far (a container that stopped: why).
+    fn logs(&self, name: &str) -> Invocation;
     /// Lists the local images named `repo`, one `repository:tag` line each (read-only); the
     /// lines may name other repositories of the same image (podman prints every name of a
     /// matching image), so a caller matches them ([`Backend::names_match`]). `None` where this
@@ -301,6 +311,12 @@ pub trait Backend: OutputParser + Send + Sync {
     /// base with no `/bin/sh`), as opposed to the command failing or the engine failing.
     fn missing_executable(&self, out: &Captured) -> bool {
         compat::missing_executable(out)
+    }
+
+    /// Whether an `exec` failed because its container is not running any more (its init
+    /// exited), as opposed to the command failing.
+    fn container_stopped(&self, out: &Captured) -> bool {
+        compat::container_stopped(out)
     }
 
     /// Takes the remote-builder choices a release passes through (buildx `--builder`, podman

@@ -1,7 +1,9 @@
-//! `hjk images build | release | merge | digest | list | resolve` (Headjack): clap definitions
+//! `hjk images build | release | merge | digest | list | resolve | boot` (Headjack): clap definitions
 //! and one call per command into [`crate::hjk::commands`].
 
-use crate::hjk::commands::{self, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs};
+use crate::hjk::commands::{
+    self, BootArgs, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs,
+};
 use crate::hjk::gates::GateFlags;
 use crate::hjk::ImagesOptions;
 use crate::report::ProgressMode;
@@ -118,6 +120,13 @@ pub struct ReleaseArgs {
     /// already released <variant>-<version> (both are refused by default).
     #[arg(long)]
     pub force_tags: bool,
+    /// Gate: boot each variant the way Headjack's runner would (as `hjk images boot` does, on
+    /// the platforms this machine runs natively); one that does not come up moves no tag.
+    #[arg(long)]
+    pub boot: bool,
+    /// How long each --boot may take, in seconds (default 180).
+    #[arg(long, value_name = "SECONDS")]
+    pub boot_timeout: Option<u64>,
 }
 
 impl ReleaseArgs {
@@ -129,6 +138,8 @@ impl ReleaseArgs {
                 scan: self.scan,
                 severity: self.scan_severity,
                 out_dir: self.gates_dir,
+                boot: self.boot,
+                boot_timeout: self.boot_timeout,
             },
             auth: self.auth,
             creds_stdin: self.creds_stdin,
@@ -277,6 +288,36 @@ pub enum ImagesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start an image the way Headjack's runner would (its io.headjack.init and the engine's
+    /// flags label), wait until it is up (systemd `running`; for dind also `docker info` and a
+    /// container run inside), then remove it. Exit 1 with the failed units and the journal's
+    /// last lines when it does not come up.
+    Boot {
+        /// A variant (what `hjk images build` made for it) or an image reference (booted as it is).
+        target: String,
+        /// Engine: docker, podman or container (Apple). Default: runtime.name, then the first on PATH.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Directory holding variants.yaml (for a variant name).
+        #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
+        images_dir: Utf8PathBuf,
+        /// Repository of the variant's tag `<registry>:<variant>` (default: images.registry).
+        #[arg(long)]
+        registry: Option<String>,
+        /// The platform to run, e.g. linux/arm64 (emulated where this machine is another).
+        #[arg(long)]
+        platform: Option<String>,
+        /// How long the boot may take, in seconds (default 180).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+        /// A unit allowed to fail (systemd `degraded` by it alone passes); repeatable. The image's
+        /// io.headjack.boot.allow-failed label adds its own.
+        #[arg(long, value_name = "UNIT")]
+        allow_failed: Vec<String>,
+        /// Print what the boot showed as an object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -389,6 +430,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 json,
             };
             commands::resolve(&vars, args).await
+        }
+        ImagesCommand::Boot {
+            target,
+            backend,
+            images_dir,
+            registry,
+            platform,
+            timeout,
+            allow_failed,
+            json,
+        } => {
+            let args = BootArgs {
+                target,
+                backend,
+                images_dir,
+                registry,
+                platform,
+                timeout_seconds: timeout,
+                allow_failed,
+                json,
+            };
+            commands::boot(&vars, args).await
         }
     }
 }

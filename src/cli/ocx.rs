@@ -80,7 +80,7 @@ impl Args for ConfigFlags {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build ocx-<base>:<version> unless it is up to date.
+    /// Build ocx-<base>:<version>-<user> unless it is up to date, and tag it ocx-<base>:<version>.
     Build {
         /// Rebuild even if the image is up to date.
         #[arg(long)]

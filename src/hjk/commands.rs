@@ -3,6 +3,7 @@
 //! want to reach (opening the session, reading the auth choice against the config, the remote
 //! builder seen in the environment) happens on this side.
 
+use super::boot::{self, BootOptions, Target};
 use super::gates::GateFlags;
 use super::release::{self, MergeSpec, ReleaseSpec};
 use super::{auth_settings, images, resolve, ImagesOptions, Session};
@@ -221,4 +222,74 @@ pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
         vars,
     };
     resolve::command(&req, args.backend, args.build, args.json).await
+}
+
+/// `hjk images boot`'s arguments.
+pub struct BootArgs {
+    /// A variant of `images_dir`, or an image reference.
+    pub target: String,
+    pub backend: Option<String>,
+    pub images_dir: Utf8PathBuf,
+    pub registry: Option<String>,
+    pub platform: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_failed: Vec<String>,
+    pub json: bool,
+}
+
+/// A variant when the images directory declares one of that name, else a reference.
+fn boot_target(args: &BootArgs) -> Result<Target> {
+    match super::variants::Graph::load(&args.images_dir) {
+        Ok(g) if g.get(&args.target).is_ok() => Ok(Target::Variant(args.target.clone())),
+        _ => match crate::image_ref::ImageRef::parse(&args.target) {
+            Ok(i) => Ok(Target::Image(i)),
+            Err(e) => Err(crate::error::UserError(format!(
+                "{:?} is neither a variant in {} nor an image reference: {}",
+                args.target, args.images_dir, e.0
+            ))
+            .into()),
+        },
+    }
+}
+
+pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
+    let cfg = super::config::load(vars)?;
+    let platform = match &args.platform {
+        Some(p) => {
+            let mut list = crate::platform::Platform::parse_list(p)?;
+            if list.len() != 1 {
+                return Err(crate::error::UserError(format!(
+                    "--platform {p}: boot one platform at a time, e.g. linux/arm64"
+                ))
+                .into());
+            }
+            list.pop()
+        }
+        None => None,
+    };
+    let registry = match &args.registry {
+        Some(r) => super::config::parse_registry(r)?,
+        None => cfg.registry.clone(),
+    };
+    let target = boot_target(&args)?;
+    let opts = BootOptions {
+        timeout: args
+            .timeout_seconds
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(boot::DEFAULT_TIMEOUT),
+        allow_failed: args.allow_failed.clone(),
+        platform,
+    };
+    let reporter: std::sync::Arc<dyn crate::report::Reporter> = match args.json {
+        true => std::sync::Arc::new(crate::report::DataReporter),
+        false => std::sync::Arc::new(crate::report::PlainReporter),
+    };
+    let engine = super::open_engine(args.backend.as_deref(), &cfg, vars, reporter, false)?;
+    let (image, labels) = boot::local_image(&engine, &target, &registry).await?;
+    let booted = boot::boot(&engine, &image, &labels, &opts).await?;
+    engine.reporter().result(
+        format!("{}\n", booted.line()),
+        serde_json::to_value(&booted)?,
+    );
+    Ok(crate::error::EXIT_OK)
 }

@@ -1,4 +1,8 @@
 //! Headjack config: defaults < `~/.config/headjack/config.yaml` < `HJK_*` env < flags.
+//!
+//! The file is Headjack's whole config: its runner's sections (`runtime.flags`, `agents`,
+//! `storage`, ...) live beside the keys hjk reads. hjk keeps those sections as they are and
+//! reads past them ([`HjkConfig::ignored`]); only the keys it reads are checked.
 
 use super::auth::{check_op_ref, AuthMode, ENV_AUTH};
 use crate::backend::BackendKind;
@@ -16,45 +20,77 @@ pub const ENV_RUNTIME: &str = "HJK_RUNTIME_NAME";
 pub const ENV_BASE_IMAGE: &str = "HJK_DEFAULT_BASE_IMAGE";
 pub const ENV_REGISTRY: &str = "HJK_IMAGES_REGISTRY";
 
+/// The keys hjk does not read, by section: kept in the file, skipped here.
+type Other = BTreeMap<String, serde_yaml_ng::Value>;
+
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     runtime: Option<RawRuntime>,
     default: Option<RawDefault>,
     images: Option<RawImages>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRuntime {
     name: Option<String>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDefault {
     base_image: Option<String>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawImages {
     registry: Option<String>,
     auth: Option<RawAuth>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAuth {
     mode: Option<String>,
     op: Option<RawOp>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawOp {
     username_ref: Option<String>,
     password_ref: Option<String>,
+    #[serde(flatten)]
+    other: Other,
+}
+
+/// Keys of Headjack's own config that its runner reads and hjk does not (Headjack's
+/// `internal/config`, and `runtime.flags`, which images/README.md describes): skipped without
+/// a word. Any other key hjk does not know is skipped with one warning, since it may be a typo
+/// of one it reads.
+const HEADJACK_KEYS: &[&str] = &[
+    "runtime.flags",
+    "default.agent",
+    "default.multiplexer",
+    "agents",
+    "storage",
+];
+
+/// `section.key` for each key of `other`.
+fn dotted(section: &str, other: &Other) -> Vec<String> {
+    other
+        .keys()
+        .map(|k| match section {
+            "" => k.clone(),
+            s => format!("{s}.{k}"),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +104,24 @@ pub struct HjkConfig {
     pub auth_mode: Option<(AuthMode, String)>,
     /// `images.auth.op.username_ref` and `password_ref`.
     pub op_refs: Option<(String, String)>,
+    /// Keys in the file that hjk does not read and Headjack does not define either (a typo,
+    /// a newer Headjack's): skipped, and named once in a warning ([`HjkConfig::warn_ignored`]).
+    pub ignored: Vec<String>,
+    /// The config file, for messages.
+    pub file: String,
+}
+
+impl HjkConfig {
+    /// One warning naming the keys hjk skipped, if any.
+    pub fn warn_ignored(&self, reporter: &dyn crate::report::Reporter) {
+        if !self.ignored.is_empty() {
+            reporter.warn(&format!(
+                "{} has keys hjk does not read, left as they are: {}",
+                self.file,
+                self.ignored.join(", ")
+            ));
+        }
+    }
 }
 
 pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
@@ -92,6 +146,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         _ => RawConfig::default(),
     };
     let file = path.map(|p| p.to_string()).unwrap_or_default();
+    let ignored = ignored_keys(&raw);
     let pick = |env: &str, v: Option<String>| -> Option<(String, String)> {
         vars.get(env)
             .map(|e| (e.clone(), format!("env {env}")))
@@ -144,7 +199,31 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         registry,
         auth_mode,
         op_refs,
+        ignored,
+        file,
     })
+}
+
+/// The keys of the file hjk does not read, minus Headjack's own ([`HEADJACK_KEYS`]).
+fn ignored_keys(raw: &RawConfig) -> Vec<String> {
+    let mut keys = dotted("", &raw.other);
+    if let Some(r) = &raw.runtime {
+        keys.extend(dotted("runtime", &r.other));
+    }
+    if let Some(d) = &raw.default {
+        keys.extend(dotted("default", &d.other));
+    }
+    if let Some(i) = &raw.images {
+        keys.extend(dotted("images", &i.other));
+        if let Some(a) = &i.auth {
+            keys.extend(dotted("images.auth", &a.other));
+            if let Some(o) = &a.op {
+                keys.extend(dotted("images.auth.op", &o.other));
+            }
+        }
+    }
+    keys.retain(|k| !HEADJACK_KEYS.contains(&k.as_str()));
+    keys
 }
 
 /// A registry repository has no tag or digest of its own.
@@ -198,8 +277,27 @@ mod tests {
         assert!(err.0.starts_with("malformed config "), "{err}");
         assert!(err.0.contains("line"), "{err}");
         assert!(!err.0.contains('\n'));
-        let (_d, vars) = vars_with(Some("runtime:\n  nmae: x\n"), &[]);
-        assert!(load(&vars).unwrap_err().0.contains("unknown field `nmae`"));
+    }
+
+    /// Issue 16: Headjack's whole config file, with the runner's sections, is read past; a key
+    /// nobody defines is named in a warning; the keys hjk reads are still checked.
+    #[test]
+    fn headjack_sections_are_kept_and_read_keys_still_checked() {
+        let yaml = "runtime:\n  name: docker\n  flags:\n    memory: 4g\n    systemd: always\ndefault:\n  base_image: ghcr.io/gilmanlab/headjack:dind\n  agent: claude\n  multiplexer: tmux\nagents:\n  claude:\n    env:\n      CLAUDE_CODE_MAX_TURNS: \"100\"\nstorage:\n  worktrees: ~/.local/share/headjack/git\n";
+        let (_d, vars) = vars_with(Some(yaml), &[]);
+        let c = load(&vars).unwrap();
+        assert_eq!(c.backend.unwrap().0, BackendKind::Docker);
+        assert_eq!(c.base_image.as_str(), "ghcr.io/gilmanlab/headjack:dind");
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+        let (_d, vars) = vars_with(Some("runtime:\n  nmae: x\nextra: 1\n"), &[]);
+        assert_eq!(load(&vars).unwrap().ignored, ["extra", "runtime.nmae"]);
+        let (_d, vars) = vars_with(Some("runtime:\n  name: lxc\n  flags: {}\n"), &[]);
+        assert!(load(&vars)
+            .unwrap_err()
+            .0
+            .starts_with("runtime.name: unknown backend"));
+        let (_d, vars) = vars_with(Some("default:\n  base_image: [a]\n  agent: x\n"), &[]);
+        assert!(load(&vars).unwrap_err().0.starts_with("malformed config"));
     }
 
     #[test]

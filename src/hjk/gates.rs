@@ -1,20 +1,24 @@
-//! The seam between a release and its supply-chain gates (`--sbom`, `--sign`, `--scan`): between
+//! The seam between a release and its gates (`--sbom`, `--sign`, `--scan`, `--boot`): between
 //! "every image and index is in the registry by digest, untagged" and "public tags move". The
 //! release workflow calls [`Gates::check`] before anything is built or pushed (the tools must be
 //! on PATH) and [`Gates::run`] after every index was pushed and verified; only the variants the
 //! promotion rule lets through get their tags. The gates themselves (syft, cosign, trivy, the
 //! promotion rule) live in [`crate::hjk::supply_chain`]; this module turns a release's flags and
-//! metadata into that module's inputs, and its report back into the metadata file.
+//! metadata into that module's inputs, and its report back into the metadata file. The boot
+//! gate runs here, first ([`boot_variants`], through [`crate::hjk::boot`]): a variant that does
+//! not boot is held exactly like one whose scan failed, and is not signed.
 
 use super::auth::Credentials;
+use super::boot::{self, BootFailed, BootOptions};
 use super::metadata::Metadata;
 use super::supply_chain::gates::{
-    self as sc_gates, Promotion, Published, PublishedVariant, Verdict,
+    self as sc_gates, BootResult, Promotion, Published, PublishedVariant, Verdict,
 };
 use super::supply_chain::{self as sc, GateOptions, Tools};
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
@@ -29,11 +33,15 @@ pub struct GateFlags {
     pub severity: Option<String>,
     /// `--gates-dir`: where SBOMs and scan reports go.
     pub out_dir: Utf8PathBuf,
+    /// `--boot`: each variant is started as Headjack's runner would, and must come up.
+    pub boot: bool,
+    /// `--boot-timeout` in seconds (default [`boot::DEFAULT_TIMEOUT`]).
+    pub boot_timeout: Option<u64>,
 }
 
 impl GateFlags {
     pub fn any(&self) -> bool {
-        self.sign || self.sbom || self.scan
+        self.sign || self.sbom || self.scan || self.boot
     }
 }
 
@@ -41,6 +49,7 @@ impl GateFlags {
 pub struct Gates {
     opts: GateOptions,
     tools: Tools,
+    boot: Option<BootOptions>,
 }
 
 impl Gates {
@@ -65,17 +74,29 @@ impl Gates {
         opts.plain_http = plain_http;
         let path = vars.get("PATH").map(std::ffi::OsString::from);
         let tools = sc::check_tools(&opts, path.as_ref())?;
-        Ok(Some(Gates { opts, tools }))
+        let boot = flags.boot.then(|| BootOptions {
+            timeout: flags
+                .boot_timeout
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(boot::DEFAULT_TIMEOUT),
+            ..Default::default()
+        });
+        Ok(Some(Gates { opts, tools, boot }))
     }
 
     /// The gates asked for, by flag name (`scan`, `sbom`, `sign`): what a held marker records
     /// and what a later release must run again to lift it.
     pub fn names(&self) -> Vec<&'static str> {
         let o = &self.opts;
-        [(o.scan, "scan"), (o.sbom, "sbom"), (o.sign, "sign")]
-            .into_iter()
-            .filter_map(|(on, n)| on.then_some(n))
-            .collect()
+        [
+            (o.scan, "scan"),
+            (o.sbom, "sbom"),
+            (o.sign, "sign"),
+            (self.boot.is_some(), "boot"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
     }
 
     /// Runs the gates on the staged release (`meta` holds every index and per-platform digest),
@@ -106,6 +127,21 @@ impl Gates {
                 })
                 .collect(),
         };
+        let boots = match &self.boot {
+            Some(b) => {
+                let stage_tags: BTreeMap<(String, Platform), String> = meta
+                    .variants
+                    .iter()
+                    .flat_map(|v| {
+                        v.platforms
+                            .iter()
+                            .map(|(p, r)| ((v.name.clone(), *p), r.stage_tag.clone()))
+                    })
+                    .collect();
+                Some(boot_variants(engine, &published, &stage_tags, b).await?)
+            }
+            None => None,
+        };
         let host = published.registry.registry().to_string();
         let auth = ToolAuth::new(creds, &host)?;
         let report = sc_gates::run_gates(
@@ -114,6 +150,7 @@ impl Gates {
             &self.opts,
             &self.tools,
             auth.as_ref().map(|a| a.dir.as_path()),
+            boots.as_ref(),
         )
         .await?;
         engine.reporter().info(&report.summary());
@@ -127,10 +164,102 @@ impl Gates {
                     Verdict::Error => Some("error".into()),
                     Verdict::Skipped => None,
                 };
+                v.boot = g.boot.as_ref().map(|b| match (&b.reason, b.passed) {
+                    (_, true) => "passed".to_string(),
+                    (Some(r), false) => r.clone(),
+                    (None, false) => "failed".to_string(),
+                });
             }
         }
         Ok(sc_gates::promotion(&published, &report))
     }
+}
+
+/// The boot gate: each variant's platform images that this machine runs natively, booted by
+/// digest (pulled if the engine does not have them) the way `hjk images boot` boots them.
+/// Platforms this machine would only emulate are skipped and say so (systemd under qemu is
+/// not a verdict on the image; README, "arm64 under qemu"). A boot that fails is the variant's
+/// reason to be held; only an interruption stops the release.
+pub async fn boot_variants(
+    engine: &Engine,
+    published: &Published,
+    stage_tags: &BTreeMap<(String, Platform), String>,
+    opts: &BootOptions,
+) -> Result<BTreeMap<String, BootResult>> {
+    let mut out = BTreeMap::new();
+    let host = Platform::host();
+    for v in &published.variants {
+        let mut r = BootResult::default();
+        for (platform, digest) in &v.platforms {
+            if *platform != host {
+                r.skipped.push(*platform);
+                continue;
+            }
+            let image =
+                ImageRef::parse(&sc::by_digest(published.registry.name_as_written(), digest))?;
+            let staged = stage_tags
+                .get(&(v.name.clone(), *platform))
+                .filter(|t| !t.is_empty())
+                .map(|t| published.registry.with_tag(t))
+                .transpose()?;
+            engine
+                .reporter()
+                .info(&format!("booting {} ({platform})", v.name));
+            match boot_one(engine, &image, staged.as_ref(), opts).await {
+                Ok(()) => r.booted.push(*platform),
+                Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
+                Err(e) => {
+                    let why = match e.downcast_ref::<BootFailed>() {
+                        Some(f) => f.short(),
+                        None => format!(
+                            "boot could not run: {}",
+                            format!("{e:#}").lines().next().unwrap_or("")
+                        ),
+                    };
+                    engine
+                        .reporter()
+                        .warn(&format!("{} ({platform}): {e:#}", v.name));
+                    r.reason = Some(format!("{platform}: {why}"));
+                }
+            }
+        }
+        r.passed = r.reason.is_none();
+        out.insert(v.name.clone(), r);
+    }
+    Ok(out)
+}
+
+/// Boots one published image: the engine's local copy (under its content-addressed staging
+/// tag, which this machine built and pushed, or by digest), else pulled by digest.
+async fn boot_one(
+    engine: &Engine,
+    image: &ImageRef,
+    staged: Option<&ImageRef>,
+    opts: &BootOptions,
+) -> Result<()> {
+    let mut names = vec![image];
+    names.extend(staged);
+    let local = engine
+        .inspect(&names)
+        .await?
+        .into_iter()
+        .zip(names.iter().copied())
+        .find(|(i, _)| i.exists);
+    let (info, name) = match local {
+        Some(found) => found,
+        None => {
+            if !engine.pull(image).await? {
+                anyhow::bail!(
+                    "{} could not pull {image}: log the engine in to the registry (it pulls with its own login) or release from the machine that built it",
+                    engine.kind()
+                );
+            }
+            let info = engine.inspect(&[image]).await?.pop().unwrap_or_default();
+            (info, image)
+        }
+    };
+    boot::boot(engine, name, &info.labels, opts).await?;
+    Ok(())
 }
 
 /// A `DOCKER_CONFIG` directory for the tools (cosign, syft and trivy all read that client

@@ -44,6 +44,9 @@ pub struct VariantRecord {
     /// index); empty when they moved or when nothing was promoted (a partial file).
     #[serde(default)]
     pub held: Vec<String>,
+    /// The boot gate: `passed`, or why not (`null`: no boot ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
     /// The hash of the variant's Dockerfile and build context, so `merge` can tell that the
     /// per-platform files were built from the same inputs (`null` in files from before it).
     #[serde(default)]

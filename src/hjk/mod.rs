@@ -1,8 +1,9 @@
-//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve`, each
+//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve | boot`, each
 //! entered through [`commands`]. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
 pub mod auth;
+pub mod boot;
 pub mod commands;
 pub mod config;
 pub mod devcontainer;
@@ -126,6 +127,7 @@ pub fn open_engine(
         }),
         _ => None,
     };
+    cfg.warn_ignored(reporter.as_ref());
     let path = vars.get("PATH").map(OsString::from);
     let mut engine = Engine::open(choice.as_ref(), path.as_ref(), reporter, dry_run)?;
     engine.set_lock_dir(crate::lock::dir(vars));

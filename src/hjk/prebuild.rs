@@ -38,6 +38,8 @@ pub struct Ready {
     pub image: String,
     /// `built`, `up-to-date`, or `as-is` (nothing to build).
     pub outcome: &'static str,
+    /// The session user the image's `io.headjack.exec.user` label names (a local image only).
+    pub exec_user: Option<String>,
 }
 
 /// Builds what `res` needs built, unless it is current.
@@ -46,6 +48,7 @@ pub async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Re
         return Ok(Ready {
             image: image.to_string(),
             outcome: "as-is",
+            exec_user: None,
         });
     }
     let none = BTreeMap::new();
@@ -154,7 +157,14 @@ async fn current(engine: &Engine, tag: &ImageRef) -> Result<Option<Ready>> {
     Ok(Some(Ready {
         image: tag.to_string(),
         outcome: "up-to-date",
+        exec_user: exec_user(&info),
     }))
+}
+
+fn exec_user(info: &crate::build::ImageInfo) -> Option<String> {
+    info.label(crate::backend::runner_flags::LABEL_EXEC_USER)
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
 }
 
 /// After `tag` was built: removes the older builds of the same config.
@@ -162,9 +172,14 @@ async fn built(engine: &Engine, tag: &ImageRef, prefix: &str) -> Result<Ready> {
     for old in engine.remove_older_tags(tag, prefix).await? {
         engine.reporter().info(&format!("removed the older {old}"));
     }
+    let info = match engine.dry_run() {
+        true => Default::default(),
+        false => engine.inspect(&[tag]).await?.pop().unwrap_or_default(),
+    };
     Ok(Ready {
         image: tag.to_string(),
         outcome: "built",
+        exec_user: exec_user(&info),
     })
 }
 

@@ -823,6 +823,7 @@ fn unchanged(
             signed: false,
             scan: None,
             held: Vec::new(),
+            boot: None,
             inputs: Some(u.inputs.clone()),
         });
     }
@@ -1207,6 +1208,7 @@ fn record(
                 signed: false,
                 scan: None,
                 held: Vec::new(),
+                boot: None,
                 inputs: Some(u.inputs.clone()),
             })
             .collect(),
@@ -1661,6 +1663,7 @@ mod tests {
                 signed: false,
                 scan: None,
                 held: vec![],
+                boot: None,
                 inputs: Some("in".into()),
             }],
         }

@@ -142,7 +142,12 @@ pub async fn command(
         let done = super::prebuild::ensure(&engine, req.project, &res).await?;
         data["image"] = done.image.clone().into();
         data["outcome"] = done.outcome.into();
+        if let Some(u) = &done.exec_user {
+            data["exec_user"] = u.clone().into();
+        }
         text = format!("{}\n", done.image);
+    } else {
+        cfg.warn_ignored(&crate::report::PlainReporter);
     }
     if json {
         crate::report::DataReporter.result(text, data);

@@ -41,8 +41,8 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "custom_base_image",
         value_name: "IMAGE",
-        help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version>-<user>",
-        doc: "an image reference; the final tag is `ocx-<it, sanitized>:<version>-<user>`, `<user>` being 8 hex of `uid`, `gid` and `username`, so other users and configs get their own image. Without `custom_base_image` and `custom_base_dockerfile`, a built-in Debian base is used and the tag is `ocx:<version>-<user>`; with only a Dockerfile, the base is named `ocx-base-<project dirname>-<8 hex of the project path>`",
+        help: "Base image to build FROM; the final image is ocx-<it, sanitized>:<version> (and :<version>-<user>)",
+        doc: "an image reference; the final image is tagged `ocx-<it, sanitized>:<version>-<user>`, `<user>` being 8 hex of `uid`, `gid` and `username` (so users sharing a daemon get their own image), and `ocx-<it, sanitized>:<version>`, moved by each build to the image just built for its user. Without `custom_base_image` and `custom_base_dockerfile`, a built-in Debian base is used and the tags are `ocx:<version>-<user>` and `ocx:<version>`; with only a Dockerfile, the base is named `ocx-base-<project dirname>-<8 hex of the project path>`",
         alias: None,
     },
     Key {

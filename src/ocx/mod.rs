@@ -229,18 +229,34 @@ impl Project {
     /// two users on one daemon with other uid/gid/username get their own image instead of
     /// rebuilding each other's on every switch.
     fn final_image(&self, version: &str) -> Result<ImageRef> {
-        let repo = match &self.base {
-            Base::Default(_) => "ocx".to_string(),
-            b => format!("ocx-{}", b.image().sanitized_name()),
-        };
         let user = user_tag(
             self.config.uid,
             self.config.gid,
             self.config.username.as_ref().map(|u| u.as_str()),
         );
         Ok(ImageRef::parse_deferred(&format!(
-            "{repo}:{version}-{user}"
+            "{}:{version}-{user}",
+            final_repo(&self.base)
         ))?)
+    }
+
+    /// The documented name, `ocx-<base>:<version>` (ocx's spec, `docker run ocx-myimg:1.2.3`):
+    /// moved to the final image of whoever built last on this engine. The user-keyed tag stays
+    /// beside it, so users sharing a daemon never rebuild over each other.
+    fn shared_image(&self, version: &str) -> Result<ImageRef> {
+        Ok(ImageRef::parse_deferred(&format!(
+            "{}:{version}",
+            final_repo(&self.base)
+        ))?)
+    }
+
+    /// Points the shared tag at the image just built, or found current by a run that had to ask
+    /// the engine more than the no-op's inspect. The no-op itself leaves it alone: naming it
+    /// in that inspect would cost ~10 ms more on the containerd image store, and the tag
+    /// already points at this user's image unless another user of the daemon built since (the
+    /// user-keyed tag is each user's own).
+    async fn point_shared(&self, shared: &ImageRef, image: &ImageRef) -> Result<()> {
+        self.engine.tag(image, shared).await
     }
 
     /// The binary images a build may use: for the configured variant, or (unset) for both
@@ -280,6 +296,7 @@ impl Project {
         self.config.validate_base()?;
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
+        let shared = self.shared_image(&version)?;
         let bins = self.binary_images(&version)?;
         let mut state = self.inspect_state(&image).await?;
         let base_stale = state.base.exists
@@ -342,6 +359,7 @@ impl Project {
             self.engine
                 .reporter()
                 .info(&format!("{image} is up to date"));
+            self.point_shared(&shared, &image).await?;
             return Ok(Image {
                 reference: image,
                 version,
@@ -352,8 +370,11 @@ impl Project {
         }
         self.engine.reporter().info(&design.plan.describe());
         self.build_final(&image, &version, &design).await?;
+        self.point_shared(&shared, &image).await?;
         if !self.engine.dry_run() {
-            self.engine.reporter().info(&format!("built {image}"));
+            self.engine
+                .reporter()
+                .info(&format!("built {image} (also tagged {shared})"));
         }
         Ok(Image {
             reference: image,
@@ -776,9 +797,14 @@ impl Project {
         variant: OpencodeVariant,
         shas: &BTreeMap<Platform, String>,
     ) -> Result<Design> {
+        // a Headjack image ends as root and names its session user in a label: that user is
+        // the base's user, as its USER would be
+        let base_user = base
+            .label(crate::backend::runner_flags::LABEL_EXEC_USER)
+            .or(base.user.as_deref());
         let plan = user::plan(
             facts,
-            base.user.as_deref(),
+            base_user,
             &user::Wanted {
                 username: self.config.username.as_ref(),
                 uid: self.config.uid,
@@ -988,6 +1014,8 @@ impl Project {
             platform: None,
             remove: true,
             entrypoint: None,
+            detach: false,
+            flags: Vec::new(),
         })
     }
 }
@@ -1011,6 +1039,14 @@ fn strip_ansi(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `ocx-<sanitized base>`, or `ocx` on the default base.
+fn final_repo(base: &Base) -> String {
+    match base {
+        Base::Default(_) => "ocx".to_string(),
+        b => format!("ocx-{}", b.image().sanitized_name()),
+    }
 }
 
 /// 8 hex of the container user the config asks for: the first 8 hex digits of the sha256 of
@@ -1119,6 +1155,35 @@ pub fn show_config(ctx: &Context) -> Result<u8> {
         let src = source.clone().unwrap_or_else(|| "unset".into());
         text.push_str(&format!("{:<24} {shown:<40} {src}\n", key.name));
         rows.push(serde_json::json!({"key": key.name, "value": value, "source": source}));
+    }
+    // the two names the image gets: for this user, and the documented shared one
+    let trust = Trust::new(&ctx.project, ctx.env.global_config_dir().as_deref());
+    if let Ok(base) = resolve_base(&config, &ctx.project, &trust) {
+        let version = match config.value("opencode_version").as_deref() {
+            Some("latest") | None => "<latest version>".to_string(),
+            Some(v) => v.to_string(),
+        };
+        let user = user_tag(
+            config.uid,
+            config.gid,
+            config.username.as_ref().map(|u| u.as_str()),
+        );
+        let repo = final_repo(&base);
+        for (key, value, source) in [
+            (
+                "image",
+                format!("{repo}:{version}-{user}"),
+                format!("for uid {}, gid {}", config.uid, config.gid),
+            ),
+            (
+                "shared image",
+                format!("{repo}:{version}"),
+                "moved to each build's image".to_string(),
+            ),
+        ] {
+            text.push_str(&format!("{key:<24} {value:<40} {source}\n"));
+            rows.push(serde_json::json!({"key": key, "value": value, "source": source}));
+        }
     }
     reporter(ctx.progress).result(text, serde_json::Value::Array(rows));
     Ok(crate::error::EXIT_OK)

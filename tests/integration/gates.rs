@@ -110,9 +110,16 @@ impl Setup {
     async fn run(&self, published: &Published) -> gates::GateReport {
         let tools = sc::check_tools(&self.opts, Some(&self.path)).unwrap();
         let auth = self.auth_dir();
-        gates::run_gates(&self.engine, published, &self.opts, &tools, Some(&auth))
-            .await
-            .unwrap()
+        gates::run_gates(
+            &self.engine,
+            published,
+            &self.opts,
+            &tools,
+            Some(&auth),
+            None,
+        )
+        .await
+        .unwrap()
     }
 
     /// The recorded tool calls, one line each, with the test's temp dir as `[ROOT]`.

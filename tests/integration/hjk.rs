@@ -202,6 +202,35 @@ fn resolve_bad_devcontainer_and_config_are_exit_2() {
     );
 }
 
+/// Issue 16: `~/.config/headjack/config.yaml` is Headjack's whole config file. Its runner's
+/// sections (`runtime.flags` as images/README.md shows it, `agents`, `storage`) are read past
+/// without a word; a key nobody defines gets one warning; a key hjk reads is still checked.
+#[test]
+fn a_shared_headjack_config_is_read_past() {
+    let shared = "runtime:\n  name: podman\n  flags:\n    memory: 4g\ndefault:\n  base_image: registry.example/org/agent:1\n  agent: claude\nagents:\n  claude:\n    env:\n      CLAUDE_CODE_MAX_TURNS: \"100\"\nstorage:\n  worktrees: ~/.local/share/headjack/git\n";
+    let (code, stdout, stderr, _e) = resolve(&[], Some(shared), &[]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    assert_eq!(stdout, "default registry.example/org/agent:1\n");
+    let typo = format!("{shared}images:\n  regsitry: x\n");
+    let (code, _o, stderr, _e) = resolve(&[], Some(&typo), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ")
+            && stderr
+                .trim_end()
+                .ends_with("has keys hjk does not read, left as they are: images.regsitry")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let bad = shared.replace("name: podman", "name: lxc");
+    let (code, _o, stderr, _e) = resolve(&[], Some(&bad), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: runtime.name: unknown backend \"lxc\""),
+        "{stderr}"
+    );
+}
+
 fn build_env(engine: &str) -> TestEnv {
     let env = TestEnv::new();
     env.fake(engine);

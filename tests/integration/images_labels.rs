@@ -194,7 +194,15 @@ fn check_runner_argv(labels: &BTreeMap<String, BTreeMap<String, String>>) {
     );
     assert_eq!(
         runner_argv(&labels["dind"], "podman"),
-        run(&["--privileged", "--systemd=always"], &systemd)
+        run(
+            &[
+                "--cgroupns=host",
+                "--privileged",
+                "--systemd=always",
+                "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw"
+            ],
+            &systemd
+        )
     );
     assert_eq!(
         runner_argv(&labels["dind"], "docker"),

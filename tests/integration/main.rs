@@ -2,6 +2,8 @@
 //! engines, real podman and real dockerd.
 
 mod apple;
+mod boot;
+mod boot_gate;
 mod docs;
 mod faults;
 mod fuzz;
@@ -9,6 +11,7 @@ mod gates;
 mod hjk;
 mod hjk_devcontainer;
 mod hjk_engines;
+mod images_derived;
 mod images_labels;
 mod images_lint;
 mod images_runtime;
@@ -19,5 +22,6 @@ mod ocx_input;
 mod ocx_integrity;
 mod release;
 mod release_guards;
+mod standin;
 mod util;
 mod workflow_lint;

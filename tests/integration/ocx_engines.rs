@@ -65,8 +65,10 @@ fn e2e(lane: &str) {
         1000,
         Some("dev"),
     );
+    let shared = format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}");
     assert!(
-        out.stderr.contains(&format!("built {image}")),
+        out.stderr
+            .contains(&format!("built {image} (also tagged {shared})")),
         "{}",
         out.stderr
     );
@@ -109,6 +111,18 @@ fn e2e(lane: &str) {
             image.clone()
         ]]
     );
+    // issue 16: the documented name runs the image just built (`docker run ocx-myimg:1.2.3`)
+    let ran = crate::util::engine_stdout(
+        engine,
+        &[
+            "run",
+            "--rm",
+            &shared,
+            "/usr/local/bin/opencode",
+            "--version",
+        ],
+    );
+    assert_eq!(ran, OPENCODE);
     assert!(
         out.stderr.contains(&format!("{image} is up to date")),
         "{}",

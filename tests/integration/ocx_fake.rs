@@ -27,6 +27,9 @@ fn binaries_label(bin: &[u8]) -> String {
     format!("standard linux/amd64={}", sha256_hex(bin))
 }
 
+/// The documented name (issue 16): `ocx-<base>:<version>`, moved to each build's image.
+const SHARED_TAG: &str = "ocx-myproject-dev:1.2.3";
+
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
 fn fake_elf(machine: u8) -> Vec<u8> {
     let mut b = vec![0u8; 128];
@@ -640,7 +643,7 @@ fn progress_json_is_one_event_per_line() {
     assert_eq!(steps, [33, 33]);
     assert_eq!(
         events.last().unwrap()["text"],
-        format!("built {}", final_tag())
+        format!("built {} (also tagged {SHARED_TAG})", final_tag())
     );
 }
 
@@ -661,6 +664,12 @@ fn no_custom_base_uses_the_builtin_default_and_tags_ocx_version() {
     assert!(
         lines[0].starts_with("podman image inspect ocx-default-base:")
             && lines[0].ends_with(&format!(" {default_tag}")),
+        "{}",
+        out.stdout
+    );
+    // the build also points the shared tag at the image
+    assert!(
+        lines.contains(&format!("podman tag {default_tag} ocx:1.2.3").as_str()),
         "{}",
         out.stdout
     );
@@ -786,6 +795,7 @@ fn the_final_tag_depends_on_the_container_user() {
         args.extend_from_slice(flags);
         let out = env.ocx(&args).status(0).run();
         let inspect = out.stdout.lines().next().unwrap().to_string();
+        // the base, then the final image
         inspect.rsplit(' ').next().unwrap().to_string()
     };
     let mine = tag(&[]);

@@ -1204,10 +1204,12 @@ pub(crate) fn fake_gate_tools(env: &TestEnv) {
     }
 }
 
-/// Every make target that moves public tags runs the gates unless told `GATES=`: `release`
-/// and `image-push` (whose reruns could otherwise promote what a gated run held).
+/// jackpkgs ADR-030's contracts (issue 16): `make release` runs the gates (`GATES`, the boot
+/// gate included); the per-image recipes (`image-push`, `image-push-all`) run none unless given
+/// `IMAGE_GATES`, and `image-push` takes its tag with `latest` as the default (only the
+/// floating `<variant>` tag moves then).
 #[test]
-fn make_release_and_image_push_run_the_gates_by_default() {
+fn make_release_runs_the_gates_and_the_per_image_recipes_do_not() {
     let Some(Setup {
         env,
         images,
@@ -1235,29 +1237,33 @@ fn make_release_and_image_push_run_the_gates_by_default() {
         t.dedup();
         t
     };
-    run_make(&env, &images, &repo, "release", &flags);
+    let (_, err) = run_make(&env, &images, &repo, "release", &flags);
     assert_eq!(
         tools(&env),
         ["cosign attest", "cosign sign", "syft scan", "trivy image"]
     );
+    assert!(err.contains("booting top (linux/amd64)"), "{err}");
     let m = read_meta(&PathBuf::from(format!("{root}/release.json")));
     assert_eq!(m["variants"][2]["signed"], true);
+    assert_eq!(m["variants"][2]["boot"], "passed");
     assert!(raw(&auth, &format!("{repo}:top-v0.1.0"), false).is_some());
     env.clear_log();
     let mut push = flags.to_vec();
     push.extend(["VARIANT=top".into(), "TAG=v0.1.0".into()]);
-    run_make(&env, &images, &repo, "image-push", &push);
-    assert_eq!(
-        tools(&env),
-        ["cosign attest", "cosign sign", "syft scan", "trivy image"]
-    );
+    let (_, err) = run_make(&env, &images, &repo, "image-push", &push);
+    assert_eq!(tools(&env), Vec::<String>::new());
+    assert!(!err.contains("booting"), "{err}");
+    // TAG defaults to latest: no version, only the floating tags
     env.clear_log();
-    run_make(&env, &images, &repo, "image-push-all", &{
-        let mut a = flags.to_vec();
-        a.push("TAG=v0.1.0".into());
-        a
-    });
-    assert!(tools(&env).contains(&"trivy image".to_string()));
+    let (out, _) = run_make(&env, &images, &repo, "image-push-all", &flags);
+    assert_eq!(tools(&env), Vec::<String>::new());
+    assert!(
+        out.lines().any(|l| l.starts_with("top ")
+            && l.contains(&format!("{repo}:top"))
+            && !l.contains("top-latest")),
+        "{out}"
+    );
+    assert!(raw(&auth, &format!("{repo}:top-latest"), false).is_none());
 }
 
 #[test]
@@ -1298,14 +1304,14 @@ fn make_targets_release_per_arch_merge_and_print_digests() {
     );
     let m = read_meta(Path::new(&meta));
     assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
-    let (out, _) = make(
-        "image-digest",
-        &["VARIANT=top".into(), format!("METADATA={meta}")],
+    // ADR-030's image-digest builds first (its table on stderr), then prints the local
+    // image's digest alone on stdout
+    let (out, err) = make("image-digest", &["VARIANT=top".into()]);
+    assert!(
+        out.trim().starts_with("sha256:") && out.lines().count() == 1,
+        "{out}{err}"
     );
-    assert_eq!(
-        out.trim(),
-        m["variants"][2]["index_digest"].as_str().unwrap()
-    );
+    assert!(err.contains("VARIANT"), "the build's table: {err}");
     // image-push-all of the same inputs is a no-op that keeps the tags
     let (out, _) = make(
         "image-push-all",

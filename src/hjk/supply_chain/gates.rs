@@ -123,6 +123,18 @@ pub struct Sbom {
     pub attested: bool,
 }
 
+/// The boot gate of one variant (`--boot`, run by [`crate::hjk::gates`] through
+/// [`crate::hjk::boot`]): each platform this machine runs natively booted, or why not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootResult {
+    pub passed: bool,
+    pub booted: Vec<Platform>,
+    /// Platforms this machine would only emulate: not booted, not held for it.
+    pub skipped: Vec<Platform>,
+    /// Why it failed, one line.
+    pub reason: Option<String>,
+}
+
 /// The gates of one variant, as the metadata file records them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VariantGates {
@@ -133,6 +145,9 @@ pub struct VariantGates {
     /// The index and every platform manifest carry a signature.
     pub signed: bool,
     pub scan: Scan,
+    /// The boot gate, when asked for.
+    #[serde(default)]
+    pub boot: Option<BootResult>,
     /// Why a gate did not pass, one line each.
     pub errors: Vec<String>,
 }
@@ -143,6 +158,8 @@ pub struct GateReport {
     pub sbom: bool,
     pub sign: bool,
     pub scan: bool,
+    #[serde(default)]
+    pub boot: bool,
     pub signing: Option<Signing>,
     pub variants: Vec<VariantGates>,
 }
@@ -171,14 +188,21 @@ impl GateReport {
         if self.sign && self.sbom && g.sboms.iter().any(|s| !s.attested) {
             why.push("SBOM not attested".into());
         }
+        if self.boot {
+            match &g.boot {
+                Some(b) if b.passed => {}
+                Some(b) => why.push(b.reason.clone().unwrap_or_else(|| "boot failed".into())),
+                None => why.push("no boot ran".into()),
+            }
+        }
         why
     }
 
     /// One row per variant: scan verdict and findings, SBOMs, signature.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "{:<12} {:<8} {:<26} {:<6} {}\n",
-            "VARIANT", "SCAN", "FINDINGS", "SBOMS", "SIGNED"
+            "{:<12} {:<8} {:<26} {:<6} {:<6} {}\n",
+            "VARIANT", "SCAN", "FINDINGS", "SBOMS", "SIGNED", "BOOT"
         );
         for g in &self.variants {
             let scan = match g.scan.verdict {
@@ -197,13 +221,29 @@ impl GateReport {
                 (true, true) => "yes",
                 (true, false) => "NO",
             };
+            let boot = match (&g.boot, self.boot) {
+                (_, false) | (None, _) => "-".to_string(),
+                (Some(b), true) if b.passed => match b.skipped.is_empty() {
+                    true => "booted".to_string(),
+                    false => format!(
+                        "booted ({} not: emulated)",
+                        b.skipped
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+                (Some(_), true) => "FAILED".to_string(),
+            };
             out.push_str(&format!(
-                "{:<12} {:<8} {:<26} {:<6} {}\n",
+                "{:<12} {:<8} {:<26} {:<6} {:<6} {}\n",
                 g.variant,
                 scan,
                 findings,
                 g.sboms.len(),
-                signed
+                signed,
+                boot
             ));
         }
         out
@@ -234,12 +274,15 @@ fn shown_findings(scan: &Scan) -> String {
 /// outcome. A tool that fails is recorded against its variant (so the report is complete and
 /// the promotion rule holds that variant back); only an interruption stops the run.
 /// `auth_dir`: a directory with `config.json` for the registry (None: the tools' defaults).
+/// `boots`: the boot gate's results by variant, when it ran (before these gates, so a variant
+/// that did not boot is not signed).
 pub async fn run_gates(
     engine: &Engine,
     published: &Published,
     opts: &GateOptions,
     tools: &Tools,
     auth_dir: Option<&Utf8Path>,
+    boots: Option<&BTreeMap<String, BootResult>>,
 ) -> Result<GateReport> {
     published.validate()?;
     if opts.any() && !engine.dry_run() {
@@ -250,6 +293,7 @@ pub async fn run_gates(
         sbom: opts.sbom,
         sign: opts.sign,
         scan: opts.scan,
+        boot: boots.is_some(),
         signing: opts.sign.then_some(opts.signing),
         variants: Vec::new(),
     };
@@ -277,8 +321,10 @@ pub async fn run_gates(
                 ignorefile: None,
                 platforms: Vec::new(),
             },
+            boot: boots.map(|b| b.get(&v.name).cloned().unwrap_or_default()),
             errors: Vec::new(),
         };
+        let booted = g.boot.as_ref().is_none_or(|b| b.passed);
         if opts.scan {
             gates.scan_variant(v, &mut g).await?;
         }
@@ -291,6 +337,8 @@ pub async fn run_gates(
                     .push(format!("not signed: its parent {p} failed a gate"));
             } else if opts.scan && g.scan.verdict != Verdict::Passed {
                 g.errors.push("not signed: the scan did not pass".into());
+            } else if !booted {
+                g.errors.push("not signed: it did not boot".into());
             } else {
                 gates.sign_variant(v, &mut g).await?;
             }
