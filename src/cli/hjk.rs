@@ -170,6 +170,10 @@ pub enum ImagesCommand {
         /// Keep building the other platforms and variants after a failure.
         #[arg(long)]
         no_fastfail: bool,
+        /// Import the build cache from, and export it to, this registry repository (one tag per
+        /// variant), so a machine that starts empty rebuilds only what changed.
+        #[arg(long, value_name = "REPO")]
+        cache_repo: Option<String>,
         /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
@@ -335,6 +339,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             no_cache,
             dry_run,
             no_fastfail,
+            cache_repo,
             progress,
         } => {
             commands::build(
@@ -345,6 +350,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     push,
                     no_cache,
                     no_fastfail,
+                    cache_repo,
                 },
             )
             .await

@@ -20,6 +20,18 @@ pub struct BuildFlags {
     pub push: bool,
     pub no_cache: bool,
     pub no_fastfail: bool,
+    /// `--cache-repo`.
+    pub cache_repo: Option<String>,
+}
+
+/// `--cache-repo REPO`, checked.
+fn cache_repo(repo: Option<&str>) -> Result<Option<crate::image_ref::ImageRef>> {
+    Ok(repo
+        .map(|r| {
+            crate::image_ref::ImageRef::parse(r)
+                .map_err(|e| crate::error::UserError(format!("invalid --cache-repo: {}", e.0)))
+        })
+        .transpose()?)
 }
 
 /// What `release` and `merge` share: the auth choice as given (`--auth`, `--creds-stdin`),
@@ -67,6 +79,7 @@ pub async fn build(
     s.spec.push = flags.push;
     s.spec.no_cache = flags.no_cache;
     s.spec.no_fastfail = flags.no_fastfail;
+    s.spec.cache_repo = cache_repo(flags.cache_repo.as_deref())?;
     images::build_command(&s).await
 }
 
@@ -98,15 +111,7 @@ pub async fn release(
         extras: release::Extras {
             provenance: flags.provenance,
             epoch: epoch(&s.engine, flags.source_date_epoch, vars, &opts.images_dir).await?,
-            cache_repo: flags
-                .cache_repo
-                .as_deref()
-                .map(|r| {
-                    crate::image_ref::ImageRef::parse(r).map_err(|e| {
-                        crate::error::UserError(format!("invalid --cache-repo: {}", e.0))
-                    })
-                })
-                .transpose()?,
+            cache_repo: cache_repo(flags.cache_repo.as_deref())?,
         },
     };
     release::release_command(&mut s.engine, &s.graph, &spec, vars).await

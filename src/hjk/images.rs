@@ -30,6 +30,9 @@ pub struct BuildSpec {
     pub no_fastfail: bool,
     /// Overrides the root variant's `ARG BASE_IMAGE` (mirrors, tests).
     pub base_image: Option<ImageRef>,
+    /// `--cache-repo`: the registry repository each build imports its layer cache from and
+    /// exports it to, one tag per variant (and platform, when it builds one).
+    pub cache_repo: Option<ImageRef>,
 }
 
 /// One build: a variant for one platform, or for all of them, by the engine's
@@ -298,6 +301,13 @@ impl Plan {
         req.labels.insert(fingerprint::LABEL.into(), fp);
         req.no_cache = spec.no_cache;
         req.declared_args = Some(n.declared_args.clone());
+        req.cache = spec.cache_repo.as_ref().and_then(|c| {
+            let tag = match n.platforms.as_slice() {
+                [p] => format!("{}-{}", n.variant, p.arch()),
+                _ => n.variant.clone(),
+            };
+            c.with_tag(&tag).ok()
+        });
         // a child is FROM its parent's local tag unless the parent went to the registry
         let pushed_by_build = spec.push && !engine.can_load(&n.platforms);
         req.local_parent = n.parent.is_some() && !pushed_by_build;

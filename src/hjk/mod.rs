@@ -101,6 +101,7 @@ impl Session {
                 no_cache: false,
                 no_fastfail: false,
                 base_image,
+                cache_repo: None,
             },
             config: cfg,
         })

@@ -495,3 +495,62 @@ fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
         out.stdout
     );
 }
+
+/// `hjk images build --cache-repo`: each build imports and exports its layer cache under one
+/// tag per variant (and platform, when it builds one); an engine without a registry cache
+/// refuses before building.
+#[test]
+fn build_cache_repo_tags_one_cache_per_variant() {
+    let env = build_env("docker");
+    let out = build_real(
+        &env,
+        &[
+            "--variant",
+            "systemd",
+            "--platform",
+            "linux/arm64",
+            "--cache-repo",
+            "127.0.0.1:5000/hj-cache",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let builds: Vec<Vec<String>> = env
+        .log()
+        .into_iter()
+        .filter(|a| a[1..3] == ["buildx", "build"])
+        .collect();
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    for (b, v) in builds.iter().zip(["base", "systemd"]) {
+        let text = b.join(" ");
+        assert!(
+            text.contains(&format!(
+                "--cache-from type=registry,ref=127.0.0.1:5000/hj-cache:{v}-arm64 --cache-to type=registry,ref=127.0.0.1:5000/hj-cache:{v}-arm64,mode=max"
+            )),
+            "{text}"
+        );
+    }
+    let env = build_env("docker");
+    env.fake_reply("no-buildx", "");
+    let out = build_real(
+        &env,
+        &[
+            "--variant",
+            "base",
+            "--cache-repo",
+            "127.0.0.1:5000/hj-cache",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "docker cannot make a registry build cache (--cache-repo) (the classic builder"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.log().iter().any(|a| a[1] == "build"),
+        "{:?}",
+        env.log()
+    );
+}
