@@ -443,3 +443,47 @@ fn docker_hierarchy_chained(lane: &str) {
         out.stdout
     );
 }
+
+/// The images/ Dockerfiles that build without internet here (systemd as it is, dind with
+/// Debian's docker.io in place of Docker CE, base's last lines; see `standin`) build with the
+/// classic builder too, as they do with buildx and podman in the boot tests.
+#[test]
+fn docker_classic_builds_the_images_standin() {
+    if !engine_available("docker-classic") {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.classic_docker();
+    let standin = crate::standin::StandIn::write(env.root());
+    let reg = format!("{}-classic", standin.repo);
+    let dir = standin.dir_str();
+    let out = env
+        .hjk(&[
+            "images",
+            "build",
+            "--variant",
+            "dind",
+            "--images-dir",
+            &dir,
+            "--registry",
+            &reg,
+            "--backend",
+            "docker",
+            "--progress",
+            "plain",
+        ])
+        .status(0)
+        .run();
+    assert!(
+        summary_rows(&out.stdout).len() == 3 && out.stderr.contains("Step 1/"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    for (variant, user) in [("systemd", "developer"), ("dind", "developer")] {
+        let labels = &inspect("docker", &format!("{reg}:{variant}"))["Config"]["Labels"];
+        assert_eq!(labels["io.headjack.variant"], variant);
+        assert_eq!(labels["io.headjack.exec.user"], user);
+    }
+}
