@@ -142,10 +142,10 @@ JSON
   # same `docker run`
   (cd "$ws" && "$ocx" --backend docker build >/dev/null 2>&1 && bash "$work/edit.sh" &&
     OCX_KEEP_CONTEXT="$work/edit-ctx" "$ocx" --backend docker --progress plain build 2>"$work/edit-build.log" >/dev/null &&
-    "$ocx" --backend docker --dry-run --progress plain exec -- true 2>"$work/edit-run.log" >/dev/null)
+    "$ocx" --backend docker --dry-run --progress plain exec -- true >"$work/edit-run.log" 2>/dev/null)
   grep -E '^\+ docker buildx build --tag (bench-edit/base|ocx-bench-edit-base:)' "$work/edit-build.log" | sed 's/^+ //' |
     sed "s|--file [^ ]*/final/Dockerfile|--file $work/edit-ctx/1/final/Dockerfile|; s| [^ ]*/final\$| $work/edit-ctx/1/final|" >"$work/raw-edit.sh"
-  grep -E '^\+ docker run ' "$work/edit-run.log" | sed 's/^+ //; s/--name [^ ]* //' >>"$work/raw-edit.sh"
+  grep -E '^docker run ' "$work/edit-run.log" | sed 's/--name [^ ]* //' >>"$work/raw-edit.sh"
   [ "$(wc -l <"$work/raw-edit.sh")" = 3 ] || { echo "bench: could not capture the raw commands:"; cat "$work/raw-edit.sh"; exit 1; }
   sed -i 's/$/ >\/dev\/null 2>\&1 \&\&/; $ s/ \&\&$//' "$work/raw-edit.sh"
   printf '%s --backend docker build && %s --backend docker exec -- true\n' "$ocx" "$ocx" >"$work/ocx-edit.sh"

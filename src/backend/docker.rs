@@ -173,43 +173,48 @@ impl Backend for Docker {
 
     fn probe(&self, req: &BuildRequest) -> Option<Probe> {
         let _ = req;
-        let (kind, args) = match self.builder.get() {
-            None => (ProbeKind::Builder, ["buildx", "version"]),
-            // what the builder can do (platforms, caches, attestations, local parents) is
-            // asked once per process, before the first build
-            Some(Builder::Buildx) if self.driver.get().is_none() => {
-                (ProbeKind::BuilderDriver, ["buildx", "inspect"])
-            }
-            _ => return None,
-        };
-        let mut invocation = self.cmd().args(args).read_only();
-        if let (ProbeKind::BuilderDriver, Some(b)) = (kind, &self.builder_name) {
+        // one process answers both questions, once per process and only before the first
+        // build: whether the plugin is there (a docker CLI without it says `buildx` is not a
+        // docker command) and what its current builder can do (driver, image store). Each
+        // plugin call costs ~0.15 s of Go start-up; this one is the only one.
+        if self.builder.get().is_some() {
+            return None;
+        }
+        let mut invocation = self.cmd().args(["buildx", "inspect"]).read_only();
+        if let Some(b) = &self.builder_name {
             invocation = invocation.arg(b);
         }
-        Some(Probe { kind, invocation })
+        Some(Probe {
+            kind: ProbeKind::Builder,
+            invocation,
+        })
     }
 
     fn learn(&self, probe: ProbeKind, out: &Captured) -> Option<String> {
         match probe {
             ProbeKind::Builder => {
-                let b = if out.success {
-                    Builder::Buildx
-                } else {
-                    Builder::Classic
-                };
-                let _ = self.builder.set(b);
-                (b == Builder::Classic).then(|| {
-                    "docker buildx is not available (`docker buildx version` failed); using the \
-                     classic builder, which builds one platform at a time (the docker client's \
-                     \"legacy builder is deprecated\" notice is about this, and is not shown). \
-                     Install the buildx plugin (docker-buildx-plugin) for BuildKit and \
-                     multi-platform builds."
-                        .to_string()
-                })
-            }
-            ProbeKind::BuilderDriver => {
-                let _ = self.driver.set(Driver::parse(&out.stdout));
-                None
+                let text = format!("{}\n{}", out.stdout, out.stderr).to_ascii_lowercase();
+                // the CLI's words for a plugin it cannot find; any other failure (a daemon
+                // down, a builder name that does not exist) is buildx's, and the build will
+                // say it in full
+                let missing = !out.success
+                    && ["is not a docker command", "unknown command"]
+                        .iter()
+                        .any(|m| text.contains(m));
+                if !missing {
+                    let _ = self.builder.set(Builder::Buildx);
+                    let _ = self.driver.set(Driver::parse(&out.stdout));
+                    return None;
+                }
+                let _ = self.builder.set(Builder::Classic);
+                Some(
+                    "docker buildx is not available (`docker buildx inspect`: buildx is not a \
+                     docker command); using the classic builder, which builds one platform at a \
+                     time (the docker client's \"legacy builder is deprecated\" notice is about \
+                     this, and is not shown). Install the buildx plugin (docker-buildx-plugin) \
+                     for BuildKit and multi-platform builds."
+                        .to_string(),
+                )
             }
         }
     }
@@ -585,22 +590,42 @@ Labels:
  org.mobyproject.buildkit.worker.moby.host-gateway-ip: 10.99.0.1
 ";
 
-    /// A docker backend whose probes answered: buildx, and `inspect` for its builder.
+    /// A docker backend whose probe answered: `buildx inspect` of its builder.
     fn probed(inspect: &str) -> Docker {
         let d = Docker::new("docker");
         let r = req(&[Platform::LinuxAmd64], Output::Load);
         let probe = d.probe(&r).unwrap();
         assert_eq!(probe.kind, ProbeKind::Builder);
-        d.learn(
-            probe.kind,
-            &Captured::stdout("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3"),
-        );
-        let probe = d.probe(&r).unwrap();
         assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
         assert!(probe.invocation.read_only);
-        d.learn(probe.kind, &Captured::stdout(inspect));
-        assert!(d.probe(&r).is_none(), "each probe runs once");
+        assert_eq!(d.learn(probe.kind, &Captured::stdout(inspect)), None);
+        assert!(d.probe(&r).is_none(), "one probe, once");
         d
+    }
+
+    #[test]
+    fn a_cli_without_the_plugin_falls_back_in_either_clis_words() {
+        for said in [
+            "docker: unknown command: docker buildx\n\nRun 'docker --help' for more information\n",
+            "docker: 'buildx' is not a docker command.\nSee 'docker --help'\n",
+        ] {
+            let d = Docker::new("docker");
+            let r = req(&[Platform::LinuxAmd64], Output::Load);
+            let probe = d.probe(&r).unwrap();
+            let warning = d.learn(probe.kind, &Captured::failed(1, said)).unwrap();
+            assert!(
+                warning.starts_with("docker buildx is not available"),
+                "{warning}"
+            );
+            assert_eq!(d.builder(), Builder::Classic);
+        }
+        // a daemon that is down is not a missing plugin: buildx stays, and its build says why
+        let d = Docker::new("docker");
+        let r = req(&[Platform::LinuxAmd64], Output::Load);
+        let probe = d.probe(&r).unwrap();
+        let down = "ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n";
+        assert_eq!(d.learn(probe.kind, &Captured::failed(1, down)), None);
+        assert_eq!(d.builder(), Builder::Buildx);
     }
 
     #[test]
@@ -672,17 +697,9 @@ Labels:
 
     #[test]
     fn container_driver_cannot_build_from_a_local_parent() {
-        let d = Docker::with_builder("docker", Builder::Buildx);
+        let d = probed("Name: b\nDriver: docker-container\n");
         let mut r = req(&[Platform::LinuxAmd64], Output::Load);
         r.local_parent = true;
-        let probe = d.probe(&r).unwrap();
-        assert_eq!(probe.kind, ProbeKind::BuilderDriver);
-        assert_eq!(probe.invocation.argv(), ["docker", "buildx", "inspect"]);
-        assert!(probe.invocation.read_only);
-        d.learn(
-            probe.kind,
-            &Captured::stdout("Name: b\nDriver: docker-container\n"),
-        );
         assert!(d.check_build(&r).unwrap_err().0.contains(
             "`docker-container` driver, which cannot see images in the local docker store"
         ));

@@ -170,10 +170,9 @@ pub fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
 /// What a probe asks, so a backend can tell its answers apart without reading argv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
-    /// Which builder the CLI has (docker: buildx plugin or the classic builder).
+    /// Which builder the CLI has and what it can do (docker: the buildx plugin and its current
+    /// builder's driver and image store, or the classic builder).
     Builder,
-    /// Which driver the current builder uses (buildx: docker, docker-container, remote, ...).
-    BuilderDriver,
 }
 
 /// A read-only process a backend needs to run before it can plan a build.

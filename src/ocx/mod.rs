@@ -337,6 +337,14 @@ impl Project {
         } else {
             state.base.clone()
         };
+        if build_base {
+            if let Some(done) = self
+                .speculate(&image, &shared, &version, &state, &bins, &base_info)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
         let facts = self.base_facts(&base_info).await?;
         let variant = self.variant(&facts);
         if self.config.opencode_variant.is_none() {
@@ -415,6 +423,78 @@ impl Project {
             reference: image.clone(),
             version: version.to_string(),
             built: false,
+            home: Utf8PathBuf::from(&design.plan.home),
+            user: design.plan.run_as(),
+        }))
+    }
+
+    /// After a base edit the new base is probed (its image ID is new), and while that container
+    /// runs, the final image is built on what the previous base held: an edit rarely changes
+    /// its users or its C library, and the probe costs about as long as the build waits for
+    /// it. If the facts did change, `None`: `ensure` then goes on as without this, and builds
+    /// the image again on the new facts. Only when the previous base's facts are on record and
+    /// the binaries they call for are already built.
+    async fn speculate(
+        &self,
+        image: &ImageRef,
+        shared: &ImageRef,
+        version: &str,
+        state: &State,
+        bins: &[BinaryImage],
+        base: &ImageInfo,
+    ) -> Result<Option<Image>> {
+        let dir = self.cache_root.join("bases");
+        let cached = |id: Option<&str>| {
+            id.and_then(|i| probe::cache_file(&dir, i))
+                .and_then(|f| probe::load(&f))
+        };
+        if self.engine.dry_run() || cached(base.id.as_deref()).is_some() {
+            return Ok(None);
+        }
+        let Some(before) = cached(state.base.id.as_deref()) else {
+            return Ok(None);
+        };
+        let variant = self.variant(&before);
+        let mut shas = BTreeMap::new();
+        for (b, info) in bins.iter().zip(&state.binaries) {
+            if b.variant != variant {
+                continue;
+            }
+            match binary_sha(info) {
+                Some(sha) => shas.insert(b.platform, sha.to_string()),
+                None => return Ok(None),
+            };
+        }
+        let design = self.design(version, base, &before, variant, &shas)?;
+        self.engine.reporter().info(&design.plan.describe());
+        let (facts, built) = futures_util::future::join(
+            self.base_facts(base),
+            self.build_final(image, version, &design),
+        )
+        .await;
+        let facts = facts?;
+        if facts != before {
+            if let Err(e) = built {
+                // an interruption ends the run; any other failure was the old facts' plan
+                if crate::error::interruption(&e).is_some() {
+                    return Err(e);
+                }
+            }
+            self.engine.reporter().info(&format!(
+                "{} holds other users or another C library than before: building again",
+                self.base.image()
+            ));
+            return Ok(None);
+        }
+        built?;
+        self.point_shared(shared, image).await?;
+        self.engine
+            .reporter()
+            .info(&format!("built {image} (also tagged {shared})"));
+        Ok(Some(Image {
+            reference: image.clone(),
+            version: version.to_string(),
+            built: true,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
         }))
