@@ -94,6 +94,9 @@ struct Applied {
     provenance: bool,
     epoch: Option<u64>,
     cache_repo: Option<ImageRef>,
+    /// What the release says about these before it builds anything (nothing, when everything
+    /// is already in the registry).
+    notes: Vec<String>,
 }
 
 impl Applied {
@@ -104,6 +107,7 @@ impl Applied {
         let platforms = &spec.platforms;
         let refuse = |c: Capability| engine.refusal(c);
         let x = &spec.extras;
+        let mut notes = Vec::new();
         let provenance = match x.provenance {
             Some(false) => false,
             want => {
@@ -112,7 +116,7 @@ impl Applied {
                     return Err(refuse(Capability::Provenance).into());
                 }
                 if !can {
-                    engine.reporter().info(&format!(
+                    notes.push(format!(
                         "no provenance attestations: {} cannot make them{}",
                         engine.kind(),
                         engine.builder_note()
@@ -131,13 +135,13 @@ impl Applied {
                     return Err(refuse(Capability::ReproducibleTimes).into());
                 }
                 if can {
-                    engine.reporter().info(&format!(
+                    notes.push(format!(
                         "SOURCE_DATE_EPOCH={} ({}): the same inputs give the same image digests",
                         e.seconds, e.from
                     ));
                     Some(e.seconds)
                 } else {
-                    engine.reporter().info(&format!(
+                    notes.push(format!(
                         "image digests are not reproducible: {} cannot rewrite file times{}",
                         engine.kind(),
                         engine.builder_note()
@@ -157,6 +161,7 @@ impl Applied {
             provenance,
             epoch,
             cache_repo: x.cache_repo.clone(),
+            notes,
         })
     }
 }
@@ -302,6 +307,11 @@ pub async fn release_command(
         promote::check(&registry, &plans, spec.version.as_deref(), spec.force_tags).await?;
     }
     let needs_build = slots.values().any(|s| !s.reused);
+    if needs_build {
+        for note in &applied.notes {
+            engine.reporter().info(note);
+        }
+    }
     let login = match (&creds, spec.auth.mode, needs_build) {
         (Some(c), mode, true) if mode != AuthMode::DockerConfig => Some(
             LoginStore::open(

@@ -88,13 +88,13 @@ fn build_current(env: &TestEnv) -> crate::util::Out {
     env.ocx(&["--progress", "plain", "build"]).status(0).run()
 }
 
-/// The final image a build printed (`built <image>`).
+/// The final image a build printed (`built <image> (also tagged <shared tag>)`).
 fn built_image(out: &crate::util::Out) -> String {
     out.stderr
         .lines()
         .find_map(|l| l.strip_prefix("built "))
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no `built` line: {}", out.stderr))
-        .trim()
         .to_string()
 }
 

@@ -65,7 +65,7 @@ fn e2e(lane: &str) {
         1000,
         Some("dev"),
     );
-    let shared = format!("ocx-ocx-e2e-{engine}-dev:{OPENCODE}");
+    let shared = format!("ocx-ocx-e2e-{lane}-dev:{OPENCODE}");
     assert!(
         out.stderr
             .contains(&format!("built {image} (also tagged {shared})")),
