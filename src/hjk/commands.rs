@@ -222,3 +222,51 @@ pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
     };
     resolve::command(&req, args.backend, args.build, args.json).await
 }
+
+/// `hjk images verify`'s arguments.
+pub struct VerifyArgs {
+    pub targets: Vec<String>,
+    pub registry: Option<String>,
+    pub backend: Option<String>,
+    pub auth: Option<String>,
+    pub creds_stdin: bool,
+    /// `--key PATH`, else the keyless identity (`--certificate-identity-regexp`,
+    /// `--certificate-oidc-issuer`).
+    pub key: Option<Utf8PathBuf>,
+    pub identity_regexp: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub ignore_tlog: bool,
+    pub json: bool,
+}
+
+pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
+    use super::supply_chain::Trust;
+    let (engine, cfg) =
+        super::open_merge_engine(args.backend.as_deref(), vars, ProgressMode::Plain)?;
+    let registry = match &args.registry {
+        Some(r) => super::config::parse_registry(r)?,
+        None => cfg.registry.clone(),
+    };
+    let trust = match (args.key, args.identity_regexp, args.oidc_issuer) {
+        (Some(k), None, None) => Trust::Key(k),
+        (None, Some(identity_regexp), Some(oidc_issuer)) => Trust::Keyless {
+            identity_regexp,
+            oidc_issuer,
+        },
+        _ => {
+            return Err(crate::error::UserError(
+                "say what the signatures must verify with: --key PATH (a cosign public key), or --certificate-identity-regexp and --certificate-oidc-issuer (keyless)".into(),
+            )
+            .into())
+        }
+    };
+    let spec = super::verify::VerifySpec {
+        targets: args.targets,
+        registry,
+        trust,
+        ignore_tlog: args.ignore_tlog,
+        auth: auth_settings(args.auth.as_deref(), &cfg, args.creds_stdin)?,
+        json: args.json,
+    };
+    super::verify::verify_command(&engine, &spec, vars).await
+}
