@@ -265,8 +265,21 @@ pub enum ImagesCommand {
     Verify {
         /// Variants (`dind`: the tag <registry>:dind) or image references (by tag or
         /// @sha256: digest).
-        #[arg(required = true, value_name = "VARIANT|REFERENCE")]
+        #[arg(
+            required_unless_present = "all",
+            conflicts_with = "all",
+            value_name = "VARIANT|REFERENCE"
+        )]
         targets: Vec<String>,
+        /// Every variant in --images-dir's variants.yaml, parents first.
+        #[arg(long)]
+        all: bool,
+        /// Directory holding variants.yaml (for --all).
+        #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
+        images_dir: Utf8PathBuf,
+        /// Read a variant under its versioned tag <registry>:<variant>-<version> instead.
+        #[arg(long)]
+        version: Option<String>,
         /// Repository a variant name is looked up in (default: images.registry).
         #[arg(long)]
         registry: Option<String>,
@@ -431,6 +444,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         ImagesCommand::Verify {
             targets,
+            all,
+            images_dir,
+            version,
             registry,
             auth,
             creds_stdin,
@@ -443,6 +459,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         } => {
             let args = VerifyArgs {
                 targets,
+                all: all.then_some(images_dir),
+                version,
                 registry,
                 backend,
                 auth,

@@ -226,6 +226,10 @@ pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
 /// `hjk images verify`'s arguments.
 pub struct VerifyArgs {
     pub targets: Vec<String>,
+    /// `--all`: every variant of this images directory.
+    pub all: Option<Utf8PathBuf>,
+    /// `--version`: variants under `<variant>-<version>`.
+    pub version: Option<String>,
     pub registry: Option<String>,
     pub backend: Option<String>,
     pub auth: Option<String>,
@@ -260,8 +264,19 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
             .into())
         }
     };
+    let version = args
+        .version
+        .as_deref()
+        .map(images::parse_version)
+        .transpose()?;
+    let mut targets = args.targets;
+    if let Some(dir) = &args.all {
+        let graph = super::variants::Graph::load(dir)?;
+        targets = graph.names().into_iter().map(String::from).collect();
+    }
     let spec = super::verify::VerifySpec {
-        targets: args.targets,
+        targets,
+        version,
         registry,
         trust,
         ignore_tlog: args.ignore_tlog,

@@ -35,6 +35,8 @@ pub struct VerifySpec {
     pub targets: Vec<String>,
     /// `--registry`, else `images.registry`: where a variant name is looked up.
     pub registry: ImageRef,
+    /// `--version`: a variant name means `<registry>:<variant>-<version>`.
+    pub version: Option<String>,
     pub trust: Trust,
     /// `--insecure-ignore-tlog`: for signatures a release made with `--tlog-upload=false`.
     pub ignore_tlog: bool,
@@ -102,15 +104,20 @@ struct Target {
     key: String,
 }
 
-/// A target is a variant name when it has no `/`, `:` or `@` (`dind`), else a reference.
-fn target(given: &str, registry: &ImageRef) -> Result<Target, UserError> {
+/// A target is a variant name when it has no `/`, `:` or `@` (`dind`: `<registry>:dind`, or
+/// `<registry>:dind-<version>`), else a reference.
+fn target(given: &str, registry: &ImageRef, version: Option<&str>) -> Result<Target, UserError> {
     let reference = given.contains(['/', ':', '@']);
     let r = if reference {
         ImageRef::parse(given)
             .map_err(|e| UserError(format!("{given:?} is not an image reference: {}", e.0)))?
     } else {
+        let tag = match version {
+            Some(v) => format!("{given}-{v}"),
+            None => given.to_string(),
+        };
         registry
-            .with_tag(given)
+            .with_tag(&tag)
             .map_err(|e| UserError(format!("{given:?} is not a variant name: {}", e.0)))?
     };
     let key = match (r.digest(), r.tag()) {
@@ -145,7 +152,7 @@ pub async fn verify_command(
     let targets: Vec<Target> = spec
         .targets
         .iter()
-        .map(|t| target(t, &spec.registry))
+        .map(|t| target(t, &spec.registry, spec.version.as_deref()))
         .collect::<Result<_, _>>()?;
     let mut repos: Vec<ImageRef> = Vec::new();
     for t in &targets {
@@ -467,20 +474,24 @@ mod tests {
 
     #[test]
     fn a_name_is_a_variant_and_anything_else_a_reference() {
-        let t = target("dind", &reg()).unwrap();
+        let t = target("dind", &reg(), None).unwrap();
         assert_eq!(
             (t.repo.name_as_written(), t.key.as_str()),
             ("ghcr.io/gilmanlab/headjack", "dind")
         );
+        assert_eq!(
+            target("dind", &reg(), Some("v1.4.0")).unwrap().key,
+            "dind-v1.4.0"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        let t = target(&format!("127.0.0.1:5001/x/y@{d}"), &reg()).unwrap();
+        let t = target(&format!("127.0.0.1:5001/x/y@{d}"), &reg(), None).unwrap();
         assert_eq!(
             (t.repo.name_as_written(), t.key.as_str()),
             ("127.0.0.1:5001/x/y", d.as_str())
         );
-        let t = target("127.0.0.1:5001/x/y:top-v1", &reg()).unwrap();
+        let t = target("127.0.0.1:5001/x/y:top-v1", &reg(), Some("v2")).unwrap();
         assert_eq!(t.key, "top-v1");
-        let e = target("Not A Name!", &reg()).unwrap_err();
+        let e = target("Not A Name!", &reg(), None).unwrap_err();
         assert!(
             e.0.starts_with("\"Not A Name!\" is not a variant name"),
             "{e}"
