@@ -127,8 +127,15 @@ pub struct ReleaseArgs {
     pub scan_cache_dir: Option<Utf8PathBuf>,
     /// cosign's --tlog-upload: false keeps signatures and attestations out of the transparency
     /// log (for a log that cannot be reached; needs COSIGN_KEY). Default: true (upload).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub tlog_upload: Option<bool>,
+    #[arg(
+        long,
+        value_name = "BOOL",
+        value_enum,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub tlog_upload: Option<TlogUpload>,
     /// With --sign and COSIGN_KEY: the cosign public key the signatures must verify with; a
     /// COSIGN_KEY that is not its private half is refused before anything is built.
     #[arg(long, value_name = "PATH")]
@@ -140,6 +147,15 @@ pub struct ReleaseArgs {
     /// already released <variant>-<version> (both are refused by default).
     #[arg(long)]
     pub force_tags: bool,
+}
+
+/// `--tlog-upload=true|false`, cosign's flag.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlogUpload {
+    /// Upload signatures and attestations to the transparency log (cosign's default).
+    True,
+    /// Keep them out of it; verify with --insecure-ignore-tlog.
+    False,
 }
 
 impl ReleaseArgs {
@@ -154,7 +170,7 @@ impl ReleaseArgs {
                 scanners: self.scanners,
                 db_repository: self.scan_db_repository,
                 db_cache_dir: self.scan_cache_dir,
-                tlog_upload: self.tlog_upload,
+                tlog_upload: self.tlog_upload.map(|t| t == TlogUpload::True),
                 key: self.key,
             },
             auth: self.auth,
