@@ -182,6 +182,7 @@ impl Gates {
                     .into());
                 }
                 Some((path, _)) => path.clone(),
+                None if engine.dry_run() => self.opts.out_dir.join("cosign.pub"),
                 None => {
                     let path = self.opts.out_dir.join("cosign.pub");
                     std::fs::create_dir_all(&self.opts.out_dir).map_err(|e| {
