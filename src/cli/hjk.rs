@@ -1,8 +1,8 @@
-//! `hjk images build | release | merge | digest | list | resolve | boot` (Headjack): clap definitions
-//! and one call per command into [`crate::hjk::commands`].
+//! `hjk images build | release | merge | verify | digest | list | resolve | boot` (Headjack):
+//! clap definitions and one call per command into [`crate::hjk::commands`].
 
 use crate::hjk::commands::{
-    self, BootArgs, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs,
+    self, BootArgs, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs, VerifyArgs,
 };
 use crate::hjk::gates::GateFlags;
 use crate::hjk::ImagesOptions;
@@ -113,6 +113,33 @@ pub struct ReleaseArgs {
     /// The trivy severities that fail --scan, comma-separated.
     #[arg(long, value_name = "LIST")]
     pub scan_severity: Option<String>,
+    /// What --scan looks for, trivy's scanners, comma-separated: vuln (needs trivy's
+    /// vulnerability DB) and/or secret (runs offline). Default: vuln,secret.
+    #[arg(long, value_name = "LIST")]
+    pub scanners: Option<String>,
+    /// Where trivy downloads its vulnerability DB from (a mirror of ghcr.io/aquasecurity/trivy-db),
+    /// before anything is built.
+    #[arg(long, value_name = "REPO")]
+    pub scan_db_repository: Option<String>,
+    /// A trivy cache directory holding the vulnerability DB (db/trivy.db), used as it is unless
+    /// --scan-db-repository is given too.
+    #[arg(long, value_name = "DIR")]
+    pub scan_cache_dir: Option<Utf8PathBuf>,
+    /// cosign's --tlog-upload: false keeps signatures and attestations out of the transparency
+    /// log (for a log that cannot be reached; needs COSIGN_KEY). Default: true (upload).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        value_enum,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    pub tlog_upload: Option<TlogUpload>,
+    /// With --sign and COSIGN_KEY: the cosign public key the signatures must verify with; a
+    /// COSIGN_KEY that is not its private half is refused before anything is built.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<Utf8PathBuf>,
     /// Where --sbom and --scan write SBOMs and scan reports.
     #[arg(long, default_value = "target/release-gates")]
     pub gates_dir: Utf8PathBuf,
@@ -129,6 +156,15 @@ pub struct ReleaseArgs {
     pub boot_timeout: Option<u64>,
 }
 
+/// `--tlog-upload=true|false`, cosign's flag.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlogUpload {
+    /// Upload signatures and attestations to the transparency log (cosign's default).
+    True,
+    /// Keep them out of it; verify with --insecure-ignore-tlog.
+    False,
+}
+
 impl ReleaseArgs {
     fn flags(self) -> PublishFlags {
         PublishFlags {
@@ -140,6 +176,11 @@ impl ReleaseArgs {
                 out_dir: self.gates_dir,
                 boot: self.boot,
                 boot_timeout: self.boot_timeout,
+                scanners: self.scanners,
+                db_repository: self.scan_db_repository,
+                db_cache_dir: self.scan_cache_dir,
+                tlog_upload: self.tlog_upload.map(|t| t == TlogUpload::True),
+                key: self.key,
             },
             auth: self.auth,
             creds_stdin: self.creds_stdin,
@@ -245,6 +286,60 @@ pub enum ImagesCommand {
         /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
+    },
+    /// Check what a release promises before trusting a pulled image: the signature of the index
+    /// and of every platform manifest, each platform's signed SBOM attestation, BuildKit's
+    /// provenance where the index lists one, and that each child's base is a signed parent.
+    /// Prints a table of image x check; exits 0 only when all pass.
+    Verify {
+        /// Variants (`dind`: the tag <registry>:dind) or image references (by tag or
+        /// @sha256: digest).
+        #[arg(
+            required_unless_present = "all",
+            conflicts_with = "all",
+            value_name = "VARIANT|REFERENCE"
+        )]
+        targets: Vec<String>,
+        /// Every variant in --images-dir's variants.yaml, parents first.
+        #[arg(long)]
+        all: bool,
+        /// Directory holding variants.yaml (for --all).
+        #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
+        images_dir: Utf8PathBuf,
+        /// Read a variant under its versioned tag <registry>:<variant>-<version> instead.
+        #[arg(long)]
+        version: Option<String>,
+        /// Repository a variant name is looked up in (default: images.registry).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Registry credentials, as for release (default: HJK_AUTH, then images.auth.mode,
+        /// then docker-config).
+        #[arg(long)]
+        auth: Option<String>,
+        /// With --auth raw: read user:password from stdin.
+        #[arg(long)]
+        creds_stdin: bool,
+        /// The cosign public key the images were signed with.
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["certificate_identity_regexp", "certificate_oidc_issuer"])]
+        key: Option<Utf8PathBuf>,
+        /// Keyless: a regular expression the signing certificate's identity must match, e.g.
+        /// ^https://github.com/gilmanlab/agent-images/
+        #[arg(long, value_name = "REGEXP", requires = "certificate_oidc_issuer")]
+        certificate_identity_regexp: Option<String>,
+        /// Keyless: the OIDC issuer of the signing certificate, e.g.
+        /// https://token.actions.githubusercontent.com
+        #[arg(long, value_name = "URL", requires = "certificate_identity_regexp")]
+        certificate_oidc_issuer: Option<String>,
+        /// For signatures a release made with --tlog-upload=false: do not look for them in the
+        /// transparency log (cosign's flag).
+        #[arg(long)]
+        insecure_ignore_tlog: bool,
+        /// Engine whose login files hold the credentials (--auth docker-config).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a variant's digest: the index digest from a release metadata file, else the local
     /// image's digest (or id).
@@ -407,6 +502,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 progress,
             };
             commands::merge(&vars, args, release.flags()).await
+        }
+        ImagesCommand::Verify {
+            targets,
+            all,
+            images_dir,
+            version,
+            registry,
+            auth,
+            creds_stdin,
+            key,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            insecure_ignore_tlog,
+            backend,
+            json,
+        } => {
+            let args = VerifyArgs {
+                targets,
+                all: all.then_some(images_dir),
+                version,
+                registry,
+                backend,
+                auth,
+                creds_stdin,
+                key,
+                identity_regexp: certificate_identity_regexp,
+                oidc_issuer: certificate_oidc_issuer,
+                ignore_tlog: insecure_ignore_tlog,
+                json,
+            };
+            commands::verify(&vars, args).await
         }
         ImagesCommand::Digest {
             variant,

@@ -298,3 +298,66 @@ pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
     );
     Ok(crate::error::EXIT_OK)
 }
+
+/// `hjk images verify`'s arguments.
+pub struct VerifyArgs {
+    pub targets: Vec<String>,
+    /// `--all`: every variant of this images directory.
+    pub all: Option<Utf8PathBuf>,
+    /// `--version`: variants under `<variant>-<version>`.
+    pub version: Option<String>,
+    pub registry: Option<String>,
+    pub backend: Option<String>,
+    pub auth: Option<String>,
+    pub creds_stdin: bool,
+    /// `--key PATH`, else the keyless identity (`--certificate-identity-regexp`,
+    /// `--certificate-oidc-issuer`).
+    pub key: Option<Utf8PathBuf>,
+    pub identity_regexp: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub ignore_tlog: bool,
+    pub json: bool,
+}
+
+pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
+    use super::supply_chain::Trust;
+    let (engine, cfg) =
+        super::open_merge_engine(args.backend.as_deref(), vars, ProgressMode::Plain)?;
+    let registry = match &args.registry {
+        Some(r) => super::config::parse_registry(r)?,
+        None => cfg.registry.clone(),
+    };
+    let trust = match (args.key, args.identity_regexp, args.oidc_issuer) {
+        (Some(k), None, None) => Trust::Key(k),
+        (None, Some(identity_regexp), Some(oidc_issuer)) => Trust::Keyless {
+            identity_regexp,
+            oidc_issuer,
+        },
+        _ => {
+            return Err(crate::error::UserError(
+                "say what the signatures must verify with: --key PATH (a cosign public key), or --certificate-identity-regexp and --certificate-oidc-issuer (keyless)".into(),
+            )
+            .into())
+        }
+    };
+    let version = args
+        .version
+        .as_deref()
+        .map(images::parse_version)
+        .transpose()?;
+    let mut targets = args.targets;
+    if let Some(dir) = &args.all {
+        let graph = super::variants::Graph::load(dir)?;
+        targets = graph.names().into_iter().map(String::from).collect();
+    }
+    let spec = super::verify::VerifySpec {
+        targets,
+        version,
+        registry,
+        trust,
+        ignore_tlog: args.ignore_tlog,
+        auth: auth_settings(args.auth.as_deref(), &cfg, args.creds_stdin)?,
+        json: args.json,
+    };
+    super::verify::verify_command(&engine, &spec, vars).await
+}

@@ -37,6 +37,17 @@ pub struct GateFlags {
     pub boot: bool,
     /// `--boot-timeout` in seconds (default [`boot::DEFAULT_TIMEOUT`]).
     pub boot_timeout: Option<u64>,
+    /// `--scanners` (default vuln,secret).
+    pub scanners: Option<String>,
+    /// `--scan-db-repository`, `--scan-cache-dir`: where trivy's vulnerability DB comes from.
+    pub db_repository: Option<String>,
+    pub db_cache_dir: Option<Utf8PathBuf>,
+    /// `--tlog-upload=false`: signatures and attestations stay out of the transparency log
+    /// (None: cosign's default, upload).
+    pub tlog_upload: Option<bool>,
+    /// `--key`: the public key the signatures must verify with; `COSIGN_KEY` must be its
+    /// private half.
+    pub key: Option<Utf8PathBuf>,
 }
 
 impl GateFlags {
@@ -50,6 +61,18 @@ pub struct Gates {
     opts: GateOptions,
     tools: Tools,
     boot: Option<BootOptions>,
+    /// `--key`'s public key (its key material), to compare with `COSIGN_KEY`'s.
+    key: Option<(Utf8PathBuf, String)>,
+}
+
+/// A flag that only means something with a gate that was not asked for.
+fn needs_gate(flag: &str, given: bool, gate_on: bool, gate: &str) -> Result<(), UserError> {
+    if given && !gate_on {
+        return Err(UserError(format!(
+            "{flag} is for {gate}, which this release does not run: add {gate} or leave {flag} out"
+        )));
+    }
+    Ok(())
 }
 
 impl Gates {
@@ -60,6 +83,26 @@ impl Gates {
         plain_http: bool,
         vars: &BTreeMap<String, String>,
     ) -> Result<Option<Gates>, UserError> {
+        needs_gate("--scanners", flags.scanners.is_some(), flags.scan, "--scan")?;
+        needs_gate(
+            "--scan-db-repository",
+            flags.db_repository.is_some(),
+            flags.scan,
+            "--scan",
+        )?;
+        needs_gate(
+            "--scan-cache-dir",
+            flags.db_cache_dir.is_some(),
+            flags.scan,
+            "--scan",
+        )?;
+        needs_gate("--key", flags.key.is_some(), flags.sign, "--sign")?;
+        needs_gate(
+            "--tlog-upload",
+            flags.tlog_upload.is_some(),
+            flags.sign,
+            "--sign",
+        )?;
         if !flags.any() {
             return Ok(None);
         }
@@ -72,8 +115,49 @@ impl Gates {
             vars,
         )?;
         opts.plain_http = plain_http;
+        if let Some(s) = &flags.scanners {
+            opts.scanners = sc::parse_scanners(s)?;
+        }
+        opts.trivy_db = sc::TrivyDb {
+            repository: flags.db_repository.clone(),
+            cache_dir: flags.db_cache_dir.clone(),
+        };
+        opts.tlog_upload = flags.tlog_upload.unwrap_or(true);
         let path = vars.get("PATH").map(std::ffi::OsString::from);
         let tools = sc::check_tools(&opts, path.as_ref())?;
+        if opts.scans_vulns() && opts.trivy_db.offline() {
+            let dir = opts.trivy_db.cache_dir.clone().unwrap_or_default();
+            let db = sc::TrivyDb::db_file(&dir);
+            if !db.is_file() {
+                return Err(sc::no_db(&format!(
+                    "--scan-cache-dir {dir} holds none ({db} is missing)"
+                )));
+            }
+        }
+        let key = match (&flags.key, opts.sign) {
+            (Some(k), true) => Some((k.clone(), read_public_key(k)?)),
+            _ => None,
+        };
+        if opts.sign {
+            match opts.signing {
+                sc::Signing::Key => {}
+                sc::Signing::Keyless if key.is_some() => {
+                    let path = key.as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
+                    return Err(UserError(format!(
+                        "--key {} names the public key to sign with, but {} is not set: put the private key (cosign generate-key-pair) in {} and its password in COSIGN_PASSWORD; nothing was built or pushed",
+                        path,
+                        sc::ENV_COSIGN_KEY,
+                        sc::ENV_COSIGN_KEY
+                    )));
+                }
+                sc::Signing::Keyless if !opts.tlog_upload => {
+                    return Err(UserError(
+                        "--tlog-upload=false needs a signing key: a keyless signature is checked against the transparency log entry made when it was signed (its certificate lives 10 minutes); set COSIGN_KEY (and COSIGN_PASSWORD), or upload to the log".into(),
+                    ));
+                }
+                sc::Signing::Keyless => {}
+            }
+        }
         let boot = flags.boot.then(|| BootOptions {
             timeout: flags
                 .boot_timeout
@@ -81,7 +165,70 @@ impl Gates {
                 .unwrap_or(boot::DEFAULT_TIMEOUT),
             ..Default::default()
         });
-        Ok(Some(Gates { opts, tools, boot }))
+        Ok(Some(Gates {
+            opts,
+            tools,
+            boot,
+            key,
+        }))
+    }
+
+    /// What the gates must learn from their tools before anything is built or pushed (after
+    /// [`Gates::check`]): with a signing key, its public half (`cosign public-key`: a password
+    /// that does not open `COSIGN_KEY`, or a key that is not `--key`'s, is exit 2), kept as
+    /// `<gates-dir>/cosign.pub` and used to verify every signature the release makes; with the
+    /// vuln scanner, trivy's DB, downloaded once (none to be had is exit 2: the scan fails
+    /// closed).
+    pub async fn prepare(&mut self, engine: &Engine) -> Result<()> {
+        if self.opts.sign && self.opts.signing == sc::Signing::Key {
+            let out = engine.tool(&sc::public_key(&self.tools).may_fail()).await?;
+            let derived = sc::public_key_body(&out.stdout).filter(|_| out.success);
+            let Some(body) = derived else {
+                let last = out.tail().last().cloned().unwrap_or_default();
+                return Err(UserError(format!(
+                    "cosign cannot read the signing key in {} ({}): check {} and COSIGN_PASSWORD; nothing was built or pushed",
+                    sc::ENV_COSIGN_KEY,
+                    last.trim(),
+                    sc::ENV_COSIGN_KEY
+                ))
+                .into());
+            };
+            let path = match &self.key {
+                Some((path, want)) if *want != body => {
+                    return Err(UserError(format!(
+                        "the signing key in {} does not match --key {path}: its public key is another one; sign with the private key of {path}, or pass the public key of the one in {}; nothing was built or pushed",
+                        sc::ENV_COSIGN_KEY,
+                        sc::ENV_COSIGN_KEY
+                    ))
+                    .into());
+                }
+                Some((path, _)) => path.clone(),
+                None if engine.dry_run() => self.opts.out_dir.join("cosign.pub"),
+                None => {
+                    let path = self.opts.out_dir.join("cosign.pub");
+                    std::fs::create_dir_all(&self.opts.out_dir).map_err(|e| {
+                        UserError(format!("cannot create {}: {e}", self.opts.out_dir))
+                    })?;
+                    std::fs::write(&path, &out.stdout)
+                        .map_err(|e| UserError(format!("cannot write {path}: {e}")))?;
+                    path
+                }
+            };
+            self.opts.check_signatures = Some(sc::VerifyOptions {
+                trust: sc::Trust::Key(path),
+                ignore_tlog: !self.opts.tlog_upload,
+                plain_http: self.opts.plain_http,
+            });
+        }
+        if self.opts.scans_vulns() && !self.opts.trivy_db.offline() {
+            let inv = sc::download_db(&self.tools, &self.opts.trivy_db).may_fail();
+            let out = engine.tool(&inv).await?;
+            if !out.success {
+                let all = format!("{}\n{}", out.stdout, out.stderr);
+                return Err(sc::no_db(&sc::db_failure(&all)).into());
+            }
+        }
+        Ok(())
     }
 
     /// The gates asked for, by flag name (`scan`, `sbom`, `sign`): what a held marker records
@@ -144,6 +291,11 @@ impl Gates {
         };
         let host = published.registry.registry().to_string();
         let auth = ToolAuth::new(creds, &host)?;
+        if self.opts.sign && !self.opts.tlog_upload {
+            engine.reporter().warn(
+                "--tlog-upload=false: the signatures and SBOM attestations are not in a transparency log; verify them with `hjk images verify --key <public key> --insecure-ignore-tlog`",
+            );
+        }
         let report = sc_gates::run_gates(
             engine,
             &published,
@@ -262,19 +414,34 @@ async fn boot_one(
     Ok(())
 }
 
+/// The key material of the public key file `--key` names (exit 2 when it is missing or not a
+/// PEM public key).
+pub fn read_public_key(path: &Utf8Path) -> Result<String, UserError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UserError(format!(
+            "cannot read --key {path}: {e}; pass the cosign public key (cosign.pub from cosign generate-key-pair)"
+        ))
+    })?;
+    sc::public_key_body(&text).ok_or_else(|| {
+        UserError(format!(
+            "--key {path} is not a PEM public key (-----BEGIN PUBLIC KEY-----); pass cosign.pub, not the private key"
+        ))
+    })
+}
+
 /// A `DOCKER_CONFIG` directory for the tools (cosign, syft and trivy all read that client
 /// config, whatever engine built the images): a `config.json` holding the credentials this
 /// release resolved (in docker-config mode, the ones found in the engine's login files), 0600 in
 /// a 0700 directory of its own, removed when dropped. It is not the engine's login store: that
 /// one may hold a credential-helper reference or an engine-specific file the tools cannot read.
 /// `None` without credentials (anonymous reads): the tools then use their own defaults.
-struct ToolAuth {
+pub struct ToolAuth {
     _dir: tempfile::TempDir,
-    dir: Utf8PathBuf,
+    pub dir: Utf8PathBuf,
 }
 
 impl ToolAuth {
-    fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
+    pub fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
         let Some(c) = creds else { return Ok(None) };
         let (tmp, dir) = super::auth::private_dir()?;
         let config = serde_json::json!({"auths": {host: {"auth": c.basic()}}});

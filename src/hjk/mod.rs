@@ -1,4 +1,4 @@
-//! The Headjack workflows: `hjk images build | release | merge | digest | list | resolve | boot`, each
+//! The Headjack workflows: `hjk images build | release | merge | verify | digest | list | resolve | boot`, each
 //! entered through [`commands`]. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
@@ -17,6 +17,7 @@ pub mod release;
 pub mod resolve;
 pub mod supply_chain;
 pub mod variants;
+pub mod verify;
 
 use crate::engine::{Choice, Engine};
 use crate::image_ref::ImageRef;

@@ -1,7 +1,8 @@
 //! `hjk images release` and `hjk images merge`: publish the hierarchy by digest, parents first.
 //!
 //! A release runs in phases, each one named function:
-//! 1. [`check`]: gates, engine limits and credentials, before anything is built or pushed;
+//! 1. [`check`]: gates (their tools, the signing key against `--key`, trivy's DB), engine
+//!    limits and credentials, before anything is built or pushed;
 //! 2. [`survey`]: per platform, which variants the registry already has with the same inputs
 //!    (the fingerprint label on the image under its content-addressed staging tag);
 //! 3. [`stage`]: per platform (the platforms concurrently), build what is not there, each
@@ -484,8 +485,11 @@ pub async fn merge_command(
         metadata::check_path(f)?;
     }
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
-    let gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
+    let mut gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
     let creds = auth::resolve(&spec.auth, vars, engine, &repo).await?;
+    if let Some(g) = &mut gates {
+        g.prepare(engine).await?;
+    }
     let registry = Registry::new(&repo, creds.clone());
     let publishing = Publishing {
         gates: gates.as_ref(),
@@ -653,7 +657,7 @@ async fn check(
         metadata::check_path(f)?;
     }
     let plain_http = registry::plain_http(spec.registry.registry());
-    let gates = Gates::check(&spec.gates, plain_http, vars)?;
+    let mut gates = Gates::check(&spec.gates, plain_http, vars)?;
     engine.configure(&spec.remote)?;
     engine
         .check_release(&ReleaseNeeds {
@@ -662,6 +666,9 @@ async fn check(
         })
         .await?;
     let creds = auth::resolve(&spec.auth, vars, engine, &spec.registry).await?;
+    if let Some(g) = &mut gates {
+        g.prepare(engine).await?;
+    }
     Ok((creds, gates))
 }
 
@@ -1463,50 +1470,63 @@ async fn verify_provenance(
     image: &str,
     att: &Attestation,
 ) -> Result<()> {
-    let failed =
-        |why: String| anyhow!("verification failed: the provenance of {variant} {p}: {why}");
-    match index.attestation_for(image) {
-        Some(d) if d.digest == att.digest => {}
+    match provenance_of(registry, index, image, Some(&att.digest)).await? {
+        Ok(()) => Ok(()),
+        Err(why) => Err(anyhow!(
+            "verification failed: the provenance of {variant} {p}: {why}"
+        )),
+    }
+}
+
+/// Whether `index` lists a provenance attestation about `image` (the one named `expected`,
+/// when given) that holds an SLSA provenance statement about it: `Ok(Err(why))` when it does
+/// not, `Err` when the registry could not be read. `hjk images verify` asks the same.
+pub(crate) async fn provenance_of(
+    registry: &Registry,
+    index: &registry::Parsed,
+    image: &str,
+    expected: Option<&str>,
+) -> Result<std::result::Result<(), String>> {
+    let att = match index.attestation_for(image) {
+        Some(d) if expected.is_none_or(|e| d.digest == e) => d.digest.clone(),
         _ => {
-            return Err(failed(format!(
+            return Ok(Err(format!(
                 "the index does not list {} for {image}",
-                att.digest
+                expected.unwrap_or("a provenance attestation")
             )))
         }
-    }
-    let m = registry
-        .manifest(&att.digest)
-        .await?
-        .ok_or_else(|| failed(format!("{} is missing from the registry", att.digest)))?;
-    let layer = m
-        .parsed()?
-        .layers
-        .into_iter()
-        .find(|l| {
-            l.annotations
-                .get("in-toto.io/predicate-type")
-                .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))
-        })
-        .ok_or_else(|| failed("it holds no SLSA provenance statement".into()))?;
+    };
+    let Some(m) = registry.manifest(&att).await? else {
+        return Ok(Err(format!("{att} is missing from the registry")));
+    };
+    let Some(layer) = m.parsed()?.layers.into_iter().find(|l| {
+        l.annotations
+            .get("in-toto.io/predicate-type")
+            .is_some_and(|t| t.starts_with("https://slsa.dev/provenance/"))
+    }) else {
+        return Ok(Err("it holds no SLSA provenance statement".into()));
+    };
     let statement: serde_json::Value =
-        serde_json::from_slice(&registry.blob(&layer.digest, 16 << 20).await?)
-            .map_err(|e| failed(format!("its statement is not JSON: {e}")))?;
+        match serde_json::from_slice(&registry.blob(&layer.digest, 16 << 20).await?) {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(format!("its statement is not JSON: {e}"))),
+        };
     // BuildKit leaves the subject empty in an attestation manifest (the index entry's
     // annotation says which image it is about); one that names subjects must name this image
     let hex = image.strip_prefix("sha256:").unwrap_or(image);
     let subjects = statement["subject"].as_array().cloned().unwrap_or_default();
     if !subjects.is_empty() && !subjects.iter().any(|x| x["digest"]["sha256"] == hex) {
-        return Err(failed(format!(
+        return Ok(Err(format!(
             "its statement is about {subjects:?}, not {image}"
         )));
     }
     let kind = statement["predicateType"].as_str().unwrap_or_default();
     if !kind.starts_with("https://slsa.dev/provenance/") || !statement["predicate"].is_object() {
-        return Err(failed(format!(
+        return Ok(Err(format!(
             "its statement is {kind:?}, not SLSA provenance"
         )));
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn finish(

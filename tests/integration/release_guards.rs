@@ -128,6 +128,7 @@ fn release_and_merge_refuse_up_front() {
     let Some(pw) = password() else { return };
     let mut env = TestEnv::new();
     env.fake("podman");
+    // no gate tool runs here (refusals and a dry run): the fakes only stand on PATH
     fake_gate_tools(&env);
     env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
     env.set("HJK_AUTH", "raw");
@@ -322,8 +323,9 @@ fn sigterm_mid_release_removes_the_auth_store() {
     }
 }
 
-/// SIGTERM while a gate runs (a fake trivy that sleeps) removes the tools' temporary
-/// `DOCKER_CONFIG`, which holds the registry credentials, and exits 143.
+/// SIGTERM while a gate runs (a fake trivy that sleeps: the real one cannot be held in the
+/// middle of a scan on demand) removes the tools' temporary `DOCKER_CONFIG`, which holds the
+/// registry credentials, and exits 143.
 #[test]
 fn sigterm_during_the_gates_removes_the_tools_auth_dir() {
     let Some(Setup {

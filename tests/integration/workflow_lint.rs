@@ -104,9 +104,16 @@ fn every_step_is_a_make_target_on_native_runners() {
             }
         }
     }
+    // the last step checks what was released the way users will (keyless identity)
     assert_eq!(
         targets,
-        ["lint", "workflow-lint", "image-release-arch", "image-merge"]
+        [
+            "lint",
+            "workflow-lint",
+            "image-release-arch",
+            "image-merge",
+            "image-verify"
+        ]
     );
     let runners: Vec<&str> = wf["jobs"]["release-arch"]["strategy"]["matrix"]["include"]
         .as_sequence()

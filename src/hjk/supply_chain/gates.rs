@@ -103,6 +103,9 @@ pub struct PlatformScan {
     pub verdict: Verdict,
     /// Findings by severity (only the gated severities, after `.trivyignore`).
     pub findings: BTreeMap<String, u64>,
+    /// Each finding: what and where (a CVE and its package, a secret and its file).
+    #[serde(default)]
+    pub found: Vec<sc::Finding>,
     pub report: Option<Utf8PathBuf>,
 }
 
@@ -175,7 +178,11 @@ impl GateReport {
         if self.scan {
             match g.scan.verdict {
                 Verdict::Passed => {}
-                Verdict::Failed => why.push(format!("scan found {}", shown_findings(&g.scan))),
+                Verdict::Failed => why.push(format!(
+                    "scan found {}: {}",
+                    shown_findings(&g.scan),
+                    named_findings(&g.scan.platforms)
+                )),
                 _ => why.push("scan could not run".into()),
             }
         }
@@ -248,6 +255,25 @@ impl GateReport {
         }
         out
     }
+}
+
+/// The findings by name and place (`secret private-key (Asymmetric Private Key) in
+/// /etc/x.pem`), each once however many platforms have it; the first three, then how many more.
+fn named_findings(platforms: &[PlatformScan]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for f in platforms.iter().flat_map(|p| &p.found) {
+        let d = f.describe();
+        if !names.contains(&d) {
+            names.push(d);
+        }
+    }
+    let more = names.len().saturating_sub(3);
+    names.truncate(3);
+    let mut text = names.join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more (see the scan reports)"));
+    }
+    text
 }
 
 /// `2 HIGH, 1 CRITICAL` (most severe first), or `none`.
@@ -404,24 +430,34 @@ impl Gates<'_> {
                 platform: *platform,
                 verdict: Verdict::Error,
                 findings: BTreeMap::new(),
+                found: Vec::new(),
                 report: None,
             };
             match self.engine.tool(&inv).await {
                 Err(e) => failed(g, &format!("scan of {platform}"), e)?,
                 Ok(_) if self.engine.dry_run() => result.verdict = Verdict::Passed,
                 Ok(out) => {
-                    let counts = std::fs::read_to_string(&report)
+                    let found = std::fs::read_to_string(&report)
                         .map_err(|e| e.to_string())
-                        .and_then(|t| sc::count_findings(&t).map_err(|e| e.to_string()));
-                    match (out.code, counts) {
-                        (Some(0), Ok(c)) => {
+                        .and_then(|t| sc::findings(&t).map_err(|e| e.to_string()));
+                    let counted = |f: &[sc::Finding]| {
+                        let mut c = BTreeMap::new();
+                        for x in f {
+                            *c.entry(x.severity.clone()).or_insert(0) += 1;
+                        }
+                        c
+                    };
+                    match (out.code, found) {
+                        (Some(0), Ok(f)) => {
                             result.verdict = Verdict::Passed;
-                            result.findings = c;
+                            result.findings = counted(&f);
+                            result.found = f;
                             result.report = Some(report);
                         }
-                        (Some(sc::FINDINGS_EXIT), Ok(c)) => {
+                        (Some(sc::FINDINGS_EXIT), Ok(f)) => {
                             result.verdict = Verdict::Failed;
-                            result.findings = c;
+                            result.findings = counted(&f);
+                            result.found = f;
                             result.report = Some(report);
                         }
                         (code, counts) => {
@@ -445,10 +481,11 @@ impl Gates<'_> {
                     ..g.scan.clone()
                 };
                 reporter.warn(&format!(
-                    "{} ({platform}): scan found {} at {}",
+                    "{} ({platform}): scan found {} at {}: {}",
                     v.name,
                     shown_findings(&one),
-                    self.opts.severity
+                    self.opts.severity,
+                    named_findings(&one.platforms)
                 ));
             }
             g.scan.platforms.push(result);
@@ -484,10 +521,30 @@ impl Gates<'_> {
 
     async fn sign_variant(&self, v: &PublishedVariant, g: &mut VariantGates) -> Result<()> {
         let inv = sc::sign(self.tools, self.opts, &g.index, self.auth_dir);
-        match self.engine.tool_stream(&inv).await {
-            Ok(()) => g.signed = true,
-            Err(e) => return failed(g, "signing", e),
+        if let Err(e) = self.engine.tool_stream(&inv).await {
+            return failed(g, "signing", e);
         }
+        // with a key, what was signed is checked the way users will check it: the index and
+        // every platform manifest, each by digest
+        if let Some(check) = &self.opts.check_signatures {
+            let images = std::iter::once(("index".to_string(), g.index.clone())).chain(
+                v.platforms
+                    .iter()
+                    .map(|(p, d)| (p.to_string(), self.published.image(d))),
+            );
+            for (what, image) in images {
+                let inv = sc::verify_signature(self.tools, check, &image, self.auth_dir);
+                let out = self.engine.tool(&inv).await?;
+                if !out.success && !self.engine.dry_run() {
+                    let last = out.tail().last().cloned().unwrap_or_default();
+                    g.errors.push(format!(
+                        "signing: the signature of the {what} {image} does not verify: {last}"
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        g.signed = true;
         for i in 0..g.sboms.len() {
             let (platform, path) = (g.sboms[i].platform, g.sboms[i].path.clone());
             let digest = v
