@@ -1257,10 +1257,7 @@ fn make_release_runs_the_gates_and_the_per_image_recipes_do_not() {
     let mut push = flags("--dry-run".into());
     push.extend(["VARIANT=top".into(), "TAG=v0.1.0".into()]);
     let (out, err) = run_make(&env, &images, &repo, "image-push", &push);
-    assert!(
-        out.contains("promote the tags") && !out.contains("run the gates"),
-        "{out}"
-    );
+    assert!(!out.contains("run the gates"), "{out}");
     assert!(!err.contains("booting"), "{err}");
     // TAG defaults to latest: no version, only the floating tags
     let (out, err) = run_make(
