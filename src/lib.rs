@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod fingerprint;
 pub mod hjk;
+pub mod http;
 pub mod image_ref;
 pub mod interrupt;
 pub mod invocation;

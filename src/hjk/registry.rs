@@ -159,29 +159,30 @@ pub struct Registry {
 impl Registry {
     /// `repo` is the release's repository (`ghcr.io/gilmanlab/headjack`); `creds` the user name
     /// and password, or `None` to read anonymously.
-    pub fn new(repo: &ImageRef, creds: Option<crate::hjk::auth::Credentials>) -> Registry {
+    pub fn new(repo: &ImageRef, creds: Option<crate::hjk::auth::Credentials>) -> Result<Registry> {
         let host = repo.registry().to_string();
         let protocol = if plain_http(&host) {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
             ClientProtocol::Https
         };
-        let client = Client::new(ClientConfig {
+        // trust (SSL_CERT_FILE), proxies and user agent: the download's, from `crate::http`
+        let client = crate::http::oci_client(ClientConfig {
             protocol,
-            ..Default::default()
-        });
+            ..crate::http::oci_config()?
+        })?;
         let user = creds.as_ref().map(|c| c.username.clone());
         let auth = match creds {
             Some(c) => RegistryAuth::Basic(c.username, c.password),
             None => RegistryAuth::Anonymous,
         };
-        Registry {
+        Ok(Registry {
             client,
             auth,
             host,
             repository: repo.repository().to_string(),
             user,
-        }
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -474,7 +475,11 @@ impl Registry {
             ))
             .into();
         }
-        anyhow!("registry {}: {doing}: {e}", self.host)
+        anyhow!(
+            "registry {}: {doing}: {}",
+            self.host,
+            crate::http::describe_oci(&e)
+        )
     }
 }
 

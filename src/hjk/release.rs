@@ -277,7 +277,7 @@ pub async fn release_command(
     let units = units(graph, &spec.variants)?;
     let (creds, gates) = check(engine, spec, vars).await?;
     let applied = Applied::decide(engine, spec).await?;
-    let registry = Registry::new(&spec.registry, creds.clone());
+    let registry = Registry::new(&spec.registry, creds.clone())?;
     // with gates asked for, they run again (a scan against today's database, a signature)
     let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
     // the public indexes are read while the engine looks up the root base, not after
@@ -490,7 +490,7 @@ pub async fn merge_command(
     if let Some(g) = &mut gates {
         g.prepare(engine).await?;
     }
-    let registry = Registry::new(&repo, creds.clone());
+    let registry = Registry::new(&repo, creds.clone())?;
     let publishing = Publishing {
         gates: gates.as_ref(),
         dirs: gates::dirs_if_present(&spec.images_dir),

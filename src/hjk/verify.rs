@@ -173,7 +173,7 @@ pub async fn verify_command(
     let mut rows: Vec<Row> = Vec::new();
     for repo in &repos {
         let creds = auth::resolve(&spec.auth, vars, engine, repo).await?;
-        let reg = Registry::new(repo, creds.clone());
+        let reg = Registry::new(repo, creds.clone())?;
         let tool_auth = ToolAuth::new(creds.as_ref(), repo.registry())?;
         let ctx = Ctx {
             engine,

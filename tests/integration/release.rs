@@ -1441,7 +1441,8 @@ fn an_index_under_a_tag_resolves_to_the_platform_image() {
     let r = Registry::new(
         &ImageRef::parse("127.0.0.1:5000/local/busybox").unwrap(),
         None,
-    );
+    )
+    .unwrap();
     let index = rt.block_on(r.manifest("latest")).unwrap().unwrap();
     assert!(index.is_index(), "{}", index.media_type);
     for p in Platform::ALL {
