@@ -182,9 +182,64 @@ impl Engine {
     pub async fn build(&self, req: &BuildRequest) -> Result<()> {
         self.prepare(req).await?;
         for inv in self.backend.build(req) {
-            self.stream(inv.secret_envs(&req.env_args)).await?;
+            self.stream_build(inv.secret_envs(&req.env_args)).await?;
         }
         Ok(())
+    }
+
+    /// Streams one process of a build; after an interruption of a builder that is stopped
+    /// through its helpers (podman), the store is checked (see [`Engine::repair_store`]).
+    async fn stream_build(&self, inv: Invocation) -> Result<()> {
+        let helpers = inv.stop == crate::invocation::StopBy::Helpers;
+        let r = self.stream(inv).await;
+        if let Err(e) = &r {
+            if helpers && crate::error::interruption(e).is_some() && !self.dry_run() {
+                self.repair_store().await;
+            }
+        }
+        r
+    }
+
+    /// After an interrupted build: a builder killed mid-commit (a second Ctrl-C, or one that
+    /// outlived [`crate::exec::BUILD_GRACE`]) can leave a half-written image that breaks every
+    /// listing of the store, for every user. Such an image is removed, but only once it is seen
+    /// broken twice a second apart: another build's commit in progress looks the same for a
+    /// moment. Best effort, bounded, and it runs although a stop was requested.
+    pub async fn repair_store(&self) {
+        let Some(check) = self.backend.store_check() else {
+            return;
+        };
+        let check = self.with_env(check);
+        let run = |inv: Invocation| async move {
+            let inv = self.with_env(inv);
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.runner.capture_ignoring_stop(&inv),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        };
+        let mut seen: Option<String> = None;
+        for _ in 0..10 {
+            let Some(out) = run(check.clone()).await else {
+                return;
+            };
+            let Some((id, remove)) = self.backend.broken_image(&out) else {
+                return;
+            };
+            if seen.as_deref() != Some(id.as_str()) {
+                seen = Some(id);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            self.runner.reporter().warn(&format!(
+                "{}'s store holds a half-written image {id} (a build killed while it committed), which breaks every listing of the store: removing it (`{remove}`)",
+                self.kind()
+            ));
+            let _ = run(remove).await;
+            seen = None;
+        }
     }
 
     /// Removes the other local tags of `keep`'s repository whose tag starts with `prefix`:
@@ -485,7 +540,7 @@ impl Engine {
     pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Staged> {
         self.prepare(req).await?;
         for inv in self.backend.stage(req, stage) {
-            self.stream(inv).await?;
+            self.stream_build(inv).await?;
         }
         let layout = self.backend.stage_layout().then(|| stage.layout.clone());
         if self.dry_run() {
