@@ -446,7 +446,8 @@ impl Engine {
     ) -> Result<Option<Credentials>> {
         let host = repo.split('/').next().unwrap_or(repo);
         for f in self.backend.login_files(vars) {
-            let Ok(text) = std::fs::read_to_string(&f) else {
+            // a login file that is not a readable regular file is skipped, never waited on
+            let Ok(Some(text)) = crate::input_file::read(&f, crate::input_file::CONFIG) else {
                 continue;
             };
             match logins::stored_login(&text, repo, self.backend.login_reader()) {

@@ -127,11 +127,13 @@ async fn creds_from_stdin() -> Result<Credentials> {
     // a plain thread, not the runtime's blocking pool: an abandoned read must not hold up the
     // runtime's shutdown
     std::thread::spawn(move || {
-        let _ = tx.send(std::io::read_to_string(std::io::stdin()));
+        let _ = tx.send(crate::input_file::read_stream(
+            std::io::stdin(),
+            crate::input_file::CREDS,
+        ));
     });
     let text = tokio::select! {
-        got = rx => got.map_err(|_| anyhow::anyhow!("the stdin reader stopped"))?
-            .map_err(|e| UserError(format!("cannot read --creds-stdin: {e}")))?,
+        got = rx => got.map_err(|_| anyhow::anyhow!("the stdin reader stopped"))??,
         why = crate::interrupt::wait() => return Err(why.into()),
     };
     Ok(parse_raw(&text, "stdin")?)
@@ -268,7 +270,8 @@ impl LoginStore {
             let user = f
                 .copy_from
                 .as_ref()
-                .and_then(|from| std::fs::read_to_string(from).ok())
+                .and_then(|from| crate::input_file::read(from, crate::input_file::CONFIG).ok())
+                .flatten()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
             for k in &f.copy_keys {
                 if let Some(x) = user.as_ref().and_then(|v| v.get(*k)) {

@@ -120,9 +120,21 @@ impl Metadata {
         Ok(())
     }
 
+    /// Reads a metadata file, which must be there.
     pub fn read(path: &Utf8Path) -> Result<Metadata, UserError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UserError(format!("cannot read metadata file {path}: {e}")))?;
+        Metadata::read_if_present(path)?.ok_or_else(|| {
+            UserError(format!(
+                "metadata file {path} does not exist; name the file a release wrote"
+            ))
+        })
+    }
+
+    /// Reads a metadata file; `None` when nothing is at `path` (a dangling link, a FIFO or a
+    /// device is an error). Read as every input is ([`crate::input_file`]): at most 16 MiB.
+    pub fn read_if_present(path: &Utf8Path) -> Result<Option<Metadata>, UserError> {
+        let Some(text) = crate::input_file::read(path, crate::input_file::METADATA)? else {
+            return Ok(None);
+        };
         let m: Metadata = serde_json::from_str(&text)
             .map_err(|e| UserError(format!("malformed metadata file {path}: {e}")))?;
         if m.schema != SCHEMA {
@@ -131,7 +143,7 @@ impl Metadata {
                 m.schema
             )));
         }
-        Ok(m)
+        Ok(Some(m))
     }
 
     pub fn variant(&self, name: &str) -> Option<&VariantRecord> {

@@ -405,8 +405,12 @@ pub async fn digest_command(
     variant: &str,
     file: Option<&Utf8Path>,
 ) -> Result<u8> {
-    let from_file = match file.filter(|f| f.exists()) {
-        Some(f) => Metadata::read(f)?.variant(variant).and_then(|v| {
+    let read = match file {
+        Some(f) => Metadata::read_if_present(f)?,
+        None => None,
+    };
+    let from_file = match read {
+        Some(m) => m.variant(variant).and_then(|v| {
             v.index_digest.clone().or_else(|| {
                 (v.platforms.len() == 1)
                     .then(|| v.platforms.values().next().map(|r| r.digest.clone()))

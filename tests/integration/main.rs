@@ -6,6 +6,7 @@ mod boot;
 mod boot_gate;
 mod docs;
 mod faults;
+mod faults_input;
 mod faults_store;
 mod fuzz;
 mod gates;
