@@ -73,6 +73,11 @@ impl Engine {
         self.runner.reporter()
     }
 
+    /// The reporter, shared (see [`crate::exec::Runner::shared_reporter`]).
+    pub fn shared_reporter(&self) -> std::sync::Arc<dyn Reporter> {
+        self.runner.shared_reporter()
+    }
+
     /// In dry-run mode, shows work that is not a command (a download) in the plan.
     pub fn note(&self, text: &str) {
         self.runner.note(text);
@@ -100,6 +105,17 @@ impl Engine {
     async fn lock(&self, tag: &ImageRef) -> Result<Option<crate::lock::TagLock>> {
         match (&self.lock_dir, self.dry_run()) {
             (Some(d), false) => Ok(Some(crate::lock::TagLock::acquire(d, tag.as_str()).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Held while a release moves the public tags of `repository`, so two releases on this
+    /// machine take turns (see `hjk::promote`); `None` without a lock directory or in a dry run.
+    pub async fn promotion_lock(&self, repository: &str) -> Result<Option<crate::lock::TagLock>> {
+        match (&self.lock_dir, self.dry_run()) {
+            (Some(d), false) => Ok(Some(
+                crate::lock::TagLock::acquire(d, &format!("promote {repository}")).await?,
+            )),
             _ => Ok(None),
         }
     }
@@ -188,7 +204,7 @@ impl Engine {
     }
 
     /// Streams one process of a build; after an interruption of a builder that is stopped
-    /// through its helpers (podman), the store is checked (see [`Engine::repair_store`]).
+    /// through its helpers, the store is checked (see [`Engine::repair_store`]).
     async fn stream_build(&self, inv: Invocation) -> Result<()> {
         let helpers = inv.stop == crate::invocation::StopBy::Helpers;
         let r = self.stream(inv).await;
@@ -555,6 +571,32 @@ impl Engine {
             digest: self.backend.staged_digest(&text),
             layout,
         })
+    }
+
+    /// Removes the local images a release built under its staging tags, each by its tag (an
+    /// image another tag names keeps that tag), best effort, also after a stop was requested.
+    /// Where the builder wrote an OCI layout for the workflow to push, nothing was kept.
+    pub async fn remove_staged(&self, tags: &[ImageRef]) {
+        if tags.is_empty() || self.dry_run() || self.backend.stage_layout() {
+            return;
+        }
+        let mut removed = 0;
+        for t in tags {
+            let inv = self.with_env(self.backend.commands().remove(&[t]).may_fail());
+            let done = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.runner.capture_ignoring_stop(&inv),
+            )
+            .await;
+            if matches!(done, Ok(Ok(out)) if out.success) {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.runner.reporter().info(&format!(
+                "removed the {removed} local stage-* image(s) this release built (the registry keeps them; --keep-stage keeps them here too)"
+            ));
+        }
     }
 
     /// Whether the engine can do `c` (see [`Capability`]); asks the builder first, once.

@@ -4,7 +4,7 @@
 //! Stopping: on SIGINT/SIGTERM/SIGHUP (see [`crate::interrupt`]) the runner forwards the signal
 //! to its child and gives it [`STOP_GRACE`] to clean up (an engine removes its working
 //! container or cancels the build), then kills it; a second Ctrl-C kills at once. A builder
-//! that must not be signalled itself ([`StopBy::Helpers`]: podman, which exits mid-commit) is
+//! that must not be signalled itself ([`StopBy::Helpers`]: one that exits mid-commit) is
 //! stopped through the processes its steps start. Children that do not
 //! need the terminal run in their own process group, so a terminal's Ctrl-C reaches them once,
 //! through us, and never twice.
@@ -169,6 +169,11 @@ impl Runner {
 
     pub fn reporter(&self) -> &dyn Reporter {
         self.reporter.as_ref()
+    }
+
+    /// The reporter, for a part of a workflow that outlives a borrow (a registry client).
+    pub fn shared_reporter(&self) -> Arc<dyn Reporter> {
+        self.reporter.clone()
     }
 
     /// In dry-run mode, reports work that is not a command (a download) as a `#` comment.

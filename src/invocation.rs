@@ -36,7 +36,7 @@ pub enum StopBy {
     /// The process itself is never signalled: only the other processes in its group (a build
     /// step's container, a copier), again each time new ones appear, so the step it runs fails
     /// and it cleans up as after any failed step, or it finishes the step it is in. For a
-    /// builder that exits at once on a signal without cleaning up, mid-commit (podman 4.3 then
+    /// builder that exits at once on a signal without cleaning up, mid-commit (one engine then
     /// leaves its working container and a half-written image that breaks every listing of
     /// the store). It gets [`crate::exec::BUILD_GRACE`]; a second stop kills it at once.
     Helpers,

@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod invocation;
 pub mod lock;
 pub mod ocx;
+pub mod output_file;
 pub mod platform;
 pub mod report;
 pub mod version;

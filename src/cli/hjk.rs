@@ -127,6 +127,11 @@ pub struct ReleaseArgs {
     /// How long each --boot may take, in seconds (default 180).
     #[arg(long, value_name = "SECONDS")]
     pub boot_timeout: Option<u64>,
+    /// How long connecting to the registry, and each wait for its answer, may take (default
+    /// 60). A registry that fails a request with 5xx or a dropped connection is asked again.
+    #[arg(long, env = "HJK_REGISTRY_TIMEOUT", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub registry_timeout: Option<u64>,
 }
 
 impl ReleaseArgs {
@@ -145,6 +150,7 @@ impl ReleaseArgs {
             creds_stdin: self.creds_stdin,
             metadata_file: self.metadata_file,
             force_tags: self.force_tags,
+            registry_timeout: self.registry_timeout,
         }
     }
 }
@@ -213,6 +219,10 @@ pub enum ImagesCommand {
         /// variant and platform), so a machine that starts empty rebuilds only what changed.
         #[arg(long, value_name = "REPO")]
         cache_repo: Option<String>,
+        /// Keep the local images built under their stage-* tags (by default they are removed
+        /// once the release ends; the registry keeps its copies).
+        #[arg(long)]
+        keep_stage: bool,
         /// Print the engine commands that would run; registry reads and inspect still run.
         #[arg(long)]
         dry_run: bool,
@@ -361,6 +371,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             no_provenance,
             source_date_epoch,
             cache_repo,
+            keep_stage,
             dry_run,
             progress,
         } => {
@@ -381,6 +392,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     },
                     source_date_epoch,
                     cache_repo,
+                    keep_stage,
                 },
             )
             .await

@@ -30,6 +30,16 @@ pub struct PublishFlags {
     pub metadata_file: Option<Utf8PathBuf>,
     pub gates: GateFlags,
     pub force_tags: bool,
+    /// `--registry-timeout` (or `HJK_REGISTRY_TIMEOUT`), in seconds.
+    pub registry_timeout: Option<u64>,
+}
+
+impl PublishFlags {
+    fn registry_timeout(&self) -> std::time::Duration {
+        self.registry_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(super::registry::DEFAULT_TIMEOUT)
+    }
 }
 
 /// `hjk images release`'s own flags.
@@ -46,6 +56,8 @@ pub struct ReleaseFlags {
     pub source_date_epoch: Option<u64>,
     /// `--cache-repo`.
     pub cache_repo: Option<String>,
+    /// `--keep-stage`.
+    pub keep_stage: bool,
 }
 
 /// `hjk images merge`'s own arguments.
@@ -78,6 +90,7 @@ pub async fn release(
     flags: ReleaseFlags,
 ) -> Result<u8> {
     let mut s = Session::open(opts, vars, variants)?;
+    let registry_timeout = publish.registry_timeout();
     let spec = ReleaseSpec {
         variants: s.spec.variants.clone(),
         platforms: s.spec.platforms.clone(),
@@ -95,6 +108,8 @@ pub async fn release(
         },
         no_cache: flags.no_cache,
         force_tags: publish.force_tags,
+        registry_timeout,
+        keep_stage: flags.keep_stage,
         extras: release::Extras {
             provenance: flags.provenance,
             epoch: epoch(&s.engine, flags.source_date_epoch, vars, &opts.images_dir).await?,
@@ -175,6 +190,7 @@ pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Resul
         .map(images::parse_version)
         .transpose()?;
     let (mut engine, cfg) = super::open_merge_engine(args.backend.as_deref(), vars, args.progress)?;
+    let registry_timeout = publish.registry_timeout();
     let spec = MergeSpec {
         files: args.files,
         images_dir: args.images_dir,
@@ -183,6 +199,7 @@ pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Resul
         gates: publish.gates,
         auth: auth_settings(publish.auth.as_deref(), &cfg, publish.creds_stdin)?,
         force_tags: publish.force_tags,
+        registry_timeout,
     };
     release::merge_command(&mut engine, &spec, vars).await
 }

@@ -81,43 +81,12 @@ pub struct Attestation {
     pub size: i64,
 }
 
-/// Checks, before a release builds or pushes anything, that the metadata file can be written
-/// where it was asked for: a `--push-by-digest` run would otherwise lose the only record `merge`
-/// needs after all its work.
-pub fn check_path(path: &Utf8Path) -> Result<(), UserError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_str().is_empty() => p,
-        _ => Utf8Path::new("."),
-    };
-    if path.is_dir() {
-        return Err(UserError(format!(
-            "--metadata-file {path} is a directory; name a file"
-        )));
-    }
-    if !parent.is_dir() {
-        return Err(UserError(format!(
-            "--metadata-file {path}: the directory {parent} does not exist"
-        )));
-    }
-    tempfile::Builder::new()
-        .prefix(".hjk-metadata-")
-        .tempfile_in(parent)
-        .map(drop)
-        .map_err(|e| {
-            UserError(format!(
-                "--metadata-file {path}: cannot write in {parent}: {e}"
-            ))
-        })
-}
-
 impl Metadata {
+    /// Writes the file through [`crate::output_file::write`]: a fresh temporary file in the same
+    /// directory, renamed over the target.
     pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| anyhow::anyhow!("cannot write the metadata file {path}: {e}"))?;
-        Ok(())
+        crate::output_file::write(path, text.as_bytes())
     }
 
     /// Reads a metadata file, which must be there.
@@ -148,29 +117,5 @@ impl Metadata {
 
     pub fn variant(&self, name: &str) -> Option<&VariantRecord> {
         self.variants.iter().find(|v| v.name == name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_metadata_path_is_checked_up_front() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = Utf8Path::from_path(dir.path()).unwrap();
-        assert!(check_path(&d.join("r.json")).is_ok());
-        assert!(check_path(Utf8Path::new("r.json")).is_ok());
-        let err = check_path(Utf8Path::new("/nonexistent/dir/r.json")).unwrap_err();
-        assert_eq!(
-            err.0,
-            "--metadata-file /nonexistent/dir/r.json: the directory /nonexistent/dir does not exist"
-        );
-        assert!(check_path(d)
-            .unwrap_err()
-            .0
-            .ends_with("is a directory; name a file"));
-        // nothing is left behind by the check
-        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
     }
 }

@@ -7,6 +7,7 @@ mod boot_gate;
 mod docs;
 mod faults;
 mod faults_input;
+mod faults_registry;
 mod faults_store;
 mod fuzz;
 mod gates;
