@@ -27,7 +27,7 @@ pub fn io_error(path: &Utf8Path, needed: Option<u64>, e: std::io::Error) -> anyh
 }
 
 /// Bytes available to us on the filesystem holding `path` (or its nearest existing parent).
-fn free_bytes(path: &Utf8Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Utf8Path) -> Option<u64> {
     let mut p = Some(path);
     while let Some(cur) = p {
         if cur.exists() {
@@ -44,7 +44,7 @@ fn free_bytes(path: &Utf8Path) -> Option<u64> {
     None
 }
 
-fn size(n: u64) -> String {
+pub(crate) fn size(n: u64) -> String {
     const MIB: u64 = 1 << 20;
     if n >= MIB {
         format!("{:.1} MiB", n as f64 / MIB as f64)

@@ -73,6 +73,11 @@ impl Engine {
         self.runner.reporter()
     }
 
+    /// The reporter, shared (see [`crate::exec::Runner::shared_reporter`]).
+    pub fn shared_reporter(&self) -> std::sync::Arc<dyn Reporter> {
+        self.runner.shared_reporter()
+    }
+
     /// In dry-run mode, shows work that is not a command (a download) in the plan.
     pub fn note(&self, text: &str) {
         self.runner.note(text);
@@ -100,6 +105,17 @@ impl Engine {
     async fn lock(&self, tag: &ImageRef) -> Result<Option<crate::lock::TagLock>> {
         match (&self.lock_dir, self.dry_run()) {
             (Some(d), false) => Ok(Some(crate::lock::TagLock::acquire(d, tag.as_str()).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Held while a release moves the public tags of `repository`, so two releases on this
+    /// machine take turns (see `hjk::promote`); `None` without a lock directory or in a dry run.
+    pub async fn promotion_lock(&self, repository: &str) -> Result<Option<crate::lock::TagLock>> {
+        match (&self.lock_dir, self.dry_run()) {
+            (Some(d), false) => Ok(Some(
+                crate::lock::TagLock::acquire(d, &format!("promote {repository}")).await?,
+            )),
             _ => Ok(None),
         }
     }
@@ -182,9 +198,64 @@ impl Engine {
     pub async fn build(&self, req: &BuildRequest) -> Result<()> {
         self.prepare(req).await?;
         for inv in self.backend.build(req) {
-            self.stream(inv.secret_envs(&req.env_args)).await?;
+            self.stream_build(inv.secret_envs(&req.env_args)).await?;
         }
         Ok(())
+    }
+
+    /// Streams one process of a build; after an interruption of a builder that is stopped
+    /// through its helpers, the store is checked (see [`Engine::repair_store`]).
+    async fn stream_build(&self, inv: Invocation) -> Result<()> {
+        let helpers = inv.stop == crate::invocation::StopBy::Helpers;
+        let r = self.stream(inv).await;
+        if let Err(e) = &r {
+            if helpers && crate::error::interruption(e).is_some() && !self.dry_run() {
+                self.repair_store().await;
+            }
+        }
+        r
+    }
+
+    /// After an interrupted build: a builder killed mid-commit (a second Ctrl-C, or one that
+    /// outlived [`crate::exec::BUILD_GRACE`]) can leave a half-written image that breaks every
+    /// listing of the store, for every user. Such an image is removed, but only once it is seen
+    /// broken twice a second apart: another build's commit in progress looks the same for a
+    /// moment. Best effort, bounded, and it runs although a stop was requested.
+    pub async fn repair_store(&self) {
+        let Some(check) = self.backend.store_check() else {
+            return;
+        };
+        let check = self.with_env(check);
+        let run = |inv: Invocation| async move {
+            let inv = self.with_env(inv);
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.runner.capture_ignoring_stop(&inv),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        };
+        let mut seen: Option<String> = None;
+        for _ in 0..10 {
+            let Some(out) = run(check.clone()).await else {
+                return;
+            };
+            let Some((id, remove)) = self.backend.broken_image(&out) else {
+                return;
+            };
+            if seen.as_deref() != Some(id.as_str()) {
+                seen = Some(id);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            self.runner.reporter().warn(&format!(
+                "{}'s store holds a half-written image {id} (a build killed while it committed), which breaks every listing of the store: removing it (`{remove}`)",
+                self.kind()
+            ));
+            let _ = run(remove).await;
+            seen = None;
+        }
     }
 
     /// Removes the other local tags of `keep`'s repository whose tag starts with `prefix`:
@@ -391,7 +462,8 @@ impl Engine {
     ) -> Result<Option<Credentials>> {
         let host = repo.split('/').next().unwrap_or(repo);
         for f in self.backend.login_files(vars) {
-            let Ok(text) = std::fs::read_to_string(&f) else {
+            // a login file that is not a readable regular file is skipped, never waited on
+            let Ok(Some(text)) = crate::input_file::read(&f, crate::input_file::CONFIG) else {
                 continue;
             };
             match logins::stored_login(&text, repo, self.backend.login_reader()) {
@@ -485,7 +557,7 @@ impl Engine {
     pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Staged> {
         self.prepare(req).await?;
         for inv in self.backend.stage(req, stage) {
-            self.stream(inv).await?;
+            self.stream_build(inv).await?;
         }
         let layout = self.backend.stage_layout().then(|| stage.layout.clone());
         if self.dry_run() {
@@ -499,6 +571,32 @@ impl Engine {
             digest: self.backend.staged_digest(&text),
             layout,
         })
+    }
+
+    /// Removes the local images a release built under its staging tags, each by its tag (an
+    /// image another tag names keeps that tag), best effort, also after a stop was requested.
+    /// Where the builder wrote an OCI layout for the workflow to push, nothing was kept.
+    pub async fn remove_staged(&self, tags: &[ImageRef]) {
+        if tags.is_empty() || self.dry_run() || self.backend.stage_layout() {
+            return;
+        }
+        let mut removed = 0;
+        for t in tags {
+            let inv = self.with_env(self.backend.commands().remove(&[t]).may_fail());
+            let done = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                self.runner.capture_ignoring_stop(&inv),
+            )
+            .await;
+            if matches!(done, Ok(Ok(out)) if out.success) {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.runner.reporter().info(&format!(
+                "removed the {removed} local stage-* image(s) this release built (the registry keeps them; --keep-stage keeps them here too)"
+            ));
+        }
     }
 
     /// Whether the engine can do `c` (see [`Capability`]); asks the builder first, once.

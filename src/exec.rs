@@ -3,13 +3,15 @@
 //!
 //! Stopping: on SIGINT/SIGTERM/SIGHUP (see [`crate::interrupt`]) the runner forwards the signal
 //! to its child and gives it [`STOP_GRACE`] to clean up (an engine removes its working
-//! container or cancels the build), then kills it; a second Ctrl-C kills at once. Children that do not
+//! container or cancels the build), then kills it; a second Ctrl-C kills at once. A builder
+//! that must not be signalled itself ([`StopBy::Helpers`]: one that exits mid-commit) is
+//! stopped through the processes its steps start. Children that do not
 //! need the terminal run in their own process group, so a terminal's Ctrl-C reaches them once,
 //! through us, and never twice.
 
 use crate::error::Interrupted;
 use crate::interrupt;
-use crate::invocation::Invocation;
+use crate::invocation::{Invocation, StopBy};
 use crate::report::{Event, Reporter, Step};
 use anyhow::{anyhow, Context, Result};
 use std::collections::VecDeque;
@@ -25,6 +27,11 @@ pub const TAIL_LINES: usize = 20;
 
 /// How long a child gets to exit after we forward a stop signal, before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a builder stopped through its helpers ([`StopBy::Helpers`]) gets to end the step
+/// it is in (a COPY or a commit of a large layer) before it is killed anyway. Its helpers get
+/// the signal for [`STOP_GRACE`], then SIGKILL.
+pub const BUILD_GRACE: Duration = Duration::from_secs(60);
 
 /// What a captured process printed (decoded lossily: engines may print any bytes).
 #[derive(Debug, Clone, Default)]
@@ -164,6 +171,11 @@ impl Runner {
         self.reporter.as_ref()
     }
 
+    /// The reporter, for a part of a workflow that outlives a borrow (a registry client).
+    pub fn shared_reporter(&self) -> Arc<dyn Reporter> {
+        self.reporter.clone()
+    }
+
     /// In dry-run mode, reports work that is not a command (a download) as a `#` comment.
     pub fn note(&self, text: &str) {
         if self.dry_run {
@@ -171,6 +183,14 @@ impl Runner {
                 command: format!("# {text}"),
                 ran: false,
             });
+        }
+    }
+
+    fn stopping<'a>(&'a self, inv: &'a Invocation) -> Stopping<'a> {
+        Stopping {
+            by: inv.stop,
+            program: &inv.program,
+            reporter: self.reporter.as_ref(),
         }
     }
 
@@ -230,7 +250,7 @@ impl Runner {
         feed_stdin(&mut child, inv).await?;
         let out = tokio::spawn(read_all(child.stdout.take()));
         let err = tokio::spawn(read_all(child.stderr.take()));
-        let status = wait_or_stop(&mut child, false).await;
+        let status = wait_or_stop(&mut child, false, &self.stopping(inv)).await;
         let (out, err) = (
             drained(out).await.unwrap_or_default(),
             drained(err).await.unwrap_or_default(),
@@ -353,9 +373,10 @@ impl Runner {
                 reporter.event(Event::Line { stream, line });
             }
         };
+        let stopping = self.stopping(inv);
         let (status, ()) = tokio::join!(
             async {
-                let st = wait_or_stop(&mut child, false).await;
+                let st = wait_or_stop(&mut child, false, &stopping).await;
                 for p in pumps {
                     let _ = drained(p).await;
                 }
@@ -431,14 +452,14 @@ impl Runner {
             }
         });
         let status = match on_stop {
-            None => wait_or_stop(&mut child, attach.terminal).await,
+            None => wait_or_stop(&mut child, attach.terminal, &self.stopping(inv)).await,
             Some(cleanup) => {
                 let terminal = attach.terminal;
                 tokio::select! {
                     status = child.wait() => status.map_err(Into::into),
                     why = interrupt::wait_where(|w| !(terminal && w == Interrupted::Signal(libc::SIGINT))) => {
                         let _ = tokio::time::timeout(STOP_GRACE, self.capture_ignoring_stop(cleanup)).await;
-                        stop(&mut child, why).await;
+                        stop(&mut child, why, &self.stopping(inv)).await;
                         Err(why.into())
                     }
                 }
@@ -460,15 +481,22 @@ struct Seen {
     stdout: Option<String>,
 }
 
+/// How [`stop`] stops a child, and whom it tells when that takes a while.
+struct Stopping<'a> {
+    by: StopBy,
+    program: &'a str,
+    reporter: &'a dyn Reporter,
+}
+
 /// Waits for the child; on a stop request forwards the signal, waits [`STOP_GRACE`] (or a
 /// second stop), kills what is left, and fails with [`Interrupted`]. `terminal`: a terminal
 /// Ctrl-C already reached the child, so SIGINT is not forwarded (nor counted as a stop).
-async fn wait_or_stop(child: &mut Child, terminal: bool) -> Result<ExitStatus> {
+async fn wait_or_stop(child: &mut Child, terminal: bool, how: &Stopping<'_>) -> Result<ExitStatus> {
     let why = tokio::select! {
         status = child.wait() => return Ok(status?),
         why = interrupt::wait_where(|w| !(terminal && w == Interrupted::Signal(libc::SIGINT))) => why,
     };
-    stop(child, why).await;
+    stop(child, why, how).await;
     Err(why.into())
 }
 
@@ -476,8 +504,9 @@ async fn wait_or_stop(child: &mut Child, terminal: bool) -> Result<ExitStatus> {
 /// up: first the helpers in the child's process group (an engine's runtime monitor, which then
 /// stops the RUN container, so the engine sees the step fail and removes its working container,
 /// which one engine does not do when it is signalled itself), then the child, then, after
-/// [`STOP_GRACE`] or a second stop, SIGKILL for the whole group.
-async fn stop(child: &mut Child, why: Interrupted) {
+/// [`STOP_GRACE`] or a second stop, SIGKILL for the whole group. A child stopped
+/// [`StopBy::Helpers`] is never signalled itself (see [`stop_through_helpers`]).
+async fn stop(child: &mut Child, why: Interrupted, how: &Stopping<'_>) {
     let sig = match why {
         Interrupted::Signal(libc::SIGINT) => libc::SIGINT,
         _ => libc::SIGTERM,
@@ -487,6 +516,9 @@ async fn stop(child: &mut Child, why: Interrupted) {
         return;
     };
     let pid = pid as i32;
+    if how.by == StopBy::Helpers {
+        return stop_through_helpers(child, pid, sig, how).await;
+    }
     let helpers = group_members(pid);
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
     if !helpers.is_empty() {
@@ -507,6 +539,41 @@ async fn stop(child: &mut Child, why: Interrupted) {
         _ = child.wait() => return,
         _ = tokio::time::sleep_until(deadline) => {}
         _ = interrupt::escalated() => {}
+    }
+    kill_group(child, pid).await;
+}
+
+/// Signals the other processes in the child's group, again every 100 ms as new ones appear (the
+/// next RUN step's container), SIGKILL for them after [`STOP_GRACE`], until the child exits on
+/// its own: its step failed and it cleaned up, or it finished a step that starts no process.
+/// Only after [`BUILD_GRACE`] or a second stop is the child itself killed.
+async fn stop_through_helpers(child: &mut Child, pid: i32, sig: i32, how: &Stopping<'_>) {
+    let start = tokio::time::Instant::now();
+    let mut told = false;
+    loop {
+        let sig = match start.elapsed() < STOP_GRACE {
+            true => sig,
+            false => libc::SIGKILL,
+        };
+        for h in group_members(pid) {
+            // SAFETY: kill(2) on a process in our child's process group, never the child
+            unsafe { libc::kill(h, sig) };
+        }
+        tokio::select! {
+            _ = child.wait() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = interrupt::escalated() => break,
+        }
+        if !told && start.elapsed() > Duration::from_secs(3) {
+            told = true;
+            how.reporter.warn(&format!(
+                "waiting for `{}` to end the step it is in (killed mid-step it can leave a half-written image); press Ctrl-C again to kill it now",
+                how.program
+            ));
+        }
+        if start.elapsed() >= BUILD_GRACE {
+            break;
+        }
     }
     kill_group(child, pid).await;
 }

@@ -22,6 +22,24 @@ pub struct Invocation {
     /// Changes nothing (an inspect, a version probe), so `--dry-run` runs it for real and the
     /// plan it prints is the plan a real run follows.
     pub read_only: bool,
+    /// How the runner stops it when we are asked to stop (see [`StopBy`]).
+    pub stop: StopBy,
+}
+
+/// How a process is stopped when the user stops us (Ctrl-C, SIGTERM, SIGHUP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopBy {
+    /// The signal is forwarded to it (after the helpers in its process group), and it gets
+    /// [`crate::exec::STOP_GRACE`] to clean up.
+    #[default]
+    Signal,
+    /// The process itself is never signalled: only the other processes in its group (a build
+    /// step's container, a copier), again each time new ones appear, so the step it runs fails
+    /// and it cleans up as after any failed step, or it finishes the step it is in. For a
+    /// builder that exits at once on a signal without cleaning up, mid-commit (one engine then
+    /// leaves its working container and a half-written image that breaks every listing of
+    /// the store). It gets [`crate::exec::BUILD_GRACE`]; a second stop kills it at once.
+    Helpers,
 }
 
 impl Invocation {
@@ -53,6 +71,12 @@ impl Invocation {
 
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// Stopped through the helpers in its process group only (see [`StopBy::Helpers`]).
+    pub fn stopped_by_helpers(mut self) -> Self {
+        self.stop = StopBy::Helpers;
         self
     }
 

@@ -376,6 +376,19 @@ pub trait Backend: OutputParser + Send + Sync {
         false
     }
 
+    /// A read-only listing of the local image store, run after a build was interrupted: a
+    /// builder killed while it committed a layer can leave a half-written image that breaks
+    /// every listing of the store, for every user of it. `None`: nothing to check.
+    fn store_check(&self) -> Option<Invocation> {
+        None
+    }
+
+    /// From [`Backend::store_check`]'s output: the id of an image the store cannot read and the
+    /// command that removes it.
+    fn broken_image(&self, _out: &Captured) -> Option<(String, Invocation)> {
+        None
+    }
+
     /// The pushed digest from what [`Backend::stage`] wrote to its digest file; `None` when the
     /// engine cannot report it (the workflow then reads it back from the registry).
     fn staged_digest(&self, _digest_file_text: &str) -> Option<String> {

@@ -177,6 +177,11 @@ impl Backend for Podman {
             ]);
         }
         inv = inv.arg(req.context.as_str());
+        // podman 4.3 exits at once on SIGINT/SIGTERM, even mid-commit: it leaves its working
+        // container and, in a commit, a half-written image that breaks `podman images` for
+        // every user of the store; its steps' processes are stopped instead, so the step fails
+        // and podman cleans up (or ends an ENV/LABEL/COPY step and the build)
+        inv = inv.stopped_by_helpers();
         let mut out = Vec::new();
         if multi {
             // a stale list would keep old instances; podman 4.3 has no `manifest rm --ignore`,
@@ -355,6 +360,27 @@ impl Backend for Podman {
     fn staged_digest(&self, text: &str) -> Option<String> {
         let d = text.trim();
         (!self.remote && d.starts_with("sha256:")).then(|| d.to_string())
+    }
+
+    fn store_check(&self) -> Option<Invocation> {
+        Some(self.cmd().args(["images", "--quiet"]).read_only())
+    }
+
+    /// containers/storage's `locating item named "manifest" for image with ID "<id>" (consider
+    /// removing the image to resolve the issue)`: an image record whose manifest was never
+    /// written. `rmi --force` by id is the fix podman names.
+    fn broken_image(&self, out: &Captured) -> Option<(String, Invocation)> {
+        use std::sync::OnceLock;
+        static RE: OnceLock<regex::Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| {
+            regex::Regex::new(r#"for image with ID "([0-9a-f]{64})""#).expect("broken image")
+        });
+        if out.success {
+            return None;
+        }
+        let id = re.captures(&out.stderr)?[1].to_string();
+        let rm = self.cmd().args(["rmi", "--force", id.as_str()]);
+        Some((id, rm))
     }
 }
 
@@ -654,5 +680,28 @@ mod tests {
             .step("[linux/amd64] [2/2] STEP 9/13: RUN [\"opencode\",\"--version\"]")
             .unwrap();
         assert_eq!((s.current, s.total), (9, 13), "platform and stage prefixes");
+    }
+
+    /// Issue 18: podman is stopped through its steps' processes, never signalled itself, and a
+    /// half-written image its store cannot read is named by id, with the removal podman asks for.
+    #[test]
+    fn builds_are_stopped_through_their_helpers_and_a_broken_image_is_named() {
+        let p = Podman::new("podman", false);
+        let invs = p.build(&req(&[Platform::LinuxAmd64], Output::Push));
+        assert_eq!(invs[0].stop, crate::invocation::StopBy::Helpers);
+        assert_eq!(invs[1].stop, crate::invocation::StopBy::Signal, "the push");
+        let id = "28819be3feb6519dd7af0327ce0b9dd5a7429c5ae50b1b5b9f5402d99ab1e8d8";
+        let out = Captured::failed(
+            125,
+            &format!("Error: locating item named \"manifest\" for image with ID \"{id}\" (consider removing the image to resolve the issue): file does not exist\n"),
+        );
+        let (got, rm) = p.broken_image(&out).unwrap();
+        assert_eq!(got, id);
+        assert_eq!(rm.to_string(), format!("podman rmi --force {id}"));
+        assert!(p.broken_image(&Captured::stdout("abc\n")).is_none());
+        assert_eq!(
+            p.store_check().unwrap().to_string(),
+            "podman images --quiet"
+        );
     }
 }

@@ -154,6 +154,11 @@ pub struct ReleaseArgs {
     /// How long each --boot may take, in seconds (default 180).
     #[arg(long, value_name = "SECONDS")]
     pub boot_timeout: Option<u64>,
+    /// How long connecting to the registry, and each wait for its answer, may take (default
+    /// 60). A registry that fails a request with 5xx or a dropped connection is asked again.
+    #[arg(long, env = "HJK_REGISTRY_TIMEOUT", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub registry_timeout: Option<u64>,
 }
 
 /// `--tlog-upload=true|false`, cosign's flag.
@@ -186,6 +191,7 @@ impl ReleaseArgs {
             creds_stdin: self.creds_stdin,
             metadata_file: self.metadata_file,
             force_tags: self.force_tags,
+            registry_timeout: self.registry_timeout,
         }
     }
 }
@@ -258,6 +264,10 @@ pub enum ImagesCommand {
         /// variant and platform), so a machine that starts empty rebuilds only what changed.
         #[arg(long, value_name = "REPO")]
         cache_repo: Option<String>,
+        /// Keep the local images built under their stage-* tags (by default they are removed
+        /// once the release ends; the registry keeps its copies).
+        #[arg(long)]
+        keep_stage: bool,
         /// Print the engine commands that would run; registry reads and inspect still run.
         #[arg(long)]
         dry_run: bool,
@@ -340,6 +350,11 @@ pub enum ImagesCommand {
         /// Print the rows as JSON.
         #[arg(long)]
         json: bool,
+        /// How long connecting to the registry, and each wait for its answer, may take (default
+        /// 60).
+        #[arg(long, env = "HJK_REGISTRY_TIMEOUT", value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(1..=86400))]
+        registry_timeout: Option<u64>,
     },
     /// Print a variant's digest: the index digest from a release metadata file, else the local
     /// image's digest (or id).
@@ -462,6 +477,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             no_provenance,
             source_date_epoch,
             cache_repo,
+            keep_stage,
             dry_run,
             progress,
         } => {
@@ -482,6 +498,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                     },
                     source_date_epoch,
                     cache_repo,
+                    keep_stage,
                 },
             )
             .await
@@ -517,6 +534,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             insecure_ignore_tlog,
             backend,
             json,
+            registry_timeout,
         } => {
             let args = VerifyArgs {
                 targets,
@@ -531,6 +549,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 oidc_issuer: certificate_oidc_issuer,
                 ignore_tlog: insecure_ignore_tlog,
                 json,
+                registry_timeout,
             };
             commands::verify(&vars, args).await
         }

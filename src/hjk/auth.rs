@@ -11,6 +11,9 @@
 //! A secret is never an argument or a log line: it reaches the engine on the stdin of
 //! `login --password-stdin`, which writes it into a temporary store (a 0700 directory, files
 //! 0600) that [`LoginStore`] removes when it is dropped, on success, failure and interruption.
+//! A run killed outright (SIGKILL, a crash) cannot remove it: each store holds a lock for as
+//! long as its process lives, and every later release or merge removes the stores whose lock
+//! nobody holds ([`sweep_stale`]).
 
 pub use crate::backend::Credentials;
 use crate::backend::Login;
@@ -127,11 +130,13 @@ async fn creds_from_stdin() -> Result<Credentials> {
     // a plain thread, not the runtime's blocking pool: an abandoned read must not hold up the
     // runtime's shutdown
     std::thread::spawn(move || {
-        let _ = tx.send(std::io::read_to_string(std::io::stdin()));
+        let _ = tx.send(crate::input_file::read_stream(
+            std::io::stdin(),
+            crate::input_file::CREDS,
+        ));
     });
     let text = tokio::select! {
-        got = rx => got.map_err(|_| anyhow::anyhow!("the stdin reader stopped"))?
-            .map_err(|e| UserError(format!("cannot read --creds-stdin: {e}")))?,
+        got = rx => got.map_err(|_| anyhow::anyhow!("the stdin reader stopped"))??,
         why = crate::interrupt::wait() => return Err(why.into()),
     };
     Ok(parse_raw(&text, "stdin")?)
@@ -218,15 +223,99 @@ async fn secret_output(
     Ok(s)
 }
 
+/// The name every private directory starts with, in the temporary directory.
+const STORE_PREFIX: &str = "hjk-auth-";
+/// In a private directory: the lock its process holds while it lives.
+const STORE_LOCK: &str = ".lock";
+
 /// A private temporary directory (0700) for files that hold a secret, removed when the
 /// `TempDir` is dropped: on success, failure and interruption (which unwinds through the
-/// workflow).
+/// workflow). It holds a lock until the process exits, however it exits, so a later run can
+/// tell a directory whose run was killed from one in use ([`sweep_stale`]).
 pub fn private_dir() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
-    let dir = tempfile::Builder::new().prefix("hjk-auth-").tempdir()?;
+    let dir = tempfile::Builder::new().prefix(STORE_PREFIX).tempdir()?;
     let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
         .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
     set_mode(&path, 0o700)?;
+    hold_lock(&path)?;
     Ok((dir, path))
+}
+
+/// The locks of this process's private directories, held until it exits (the kernel drops them
+/// on any exit, SIGKILL included); after a directory is removed its lock holds nothing.
+fn held() -> &'static std::sync::Mutex<Vec<std::fs::File>> {
+    static HELD: std::sync::OnceLock<std::sync::Mutex<Vec<std::fs::File>>> =
+        std::sync::OnceLock::new();
+    HELD.get_or_init(Default::default)
+}
+
+/// Takes `<dir>/.lock`: locked under another name first, then renamed into place, so a sweeper
+/// never finds the lock file unlocked while its process lives.
+fn hold_lock(dir: &camino::Utf8Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let new = dir.join(".lock.new");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&new)?;
+    // SAFETY: flock on a file descriptor we own
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(anyhow::anyhow!(
+            "cannot lock {new}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    std::fs::rename(&new, dir.join(STORE_LOCK))?;
+    held().lock().unwrap_or_else(|p| p.into_inner()).push(f);
+    Ok(())
+}
+
+/// Removes the private directories (they hold credentials) that runs killed outright left in
+/// the temporary directory: ours (by owner), whose lock no process holds. One without a lock
+/// file is left alone: an hjk from before the locks made it, and it may still be running.
+/// Returns how many were removed. Every release and merge calls it first.
+pub fn sweep_stale() -> usize {
+    sweep_stale_in(&std::env::temp_dir())
+}
+
+fn sweep_stale_in(tmp: &std::path::Path) -> usize {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    // SAFETY: geteuid has no failure mode
+    let me = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(STORE_PREFIX) {
+            continue;
+        }
+        let dir = e.path();
+        // never through a link: only a real directory of ours
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me {
+            continue;
+        }
+        let stale = match std::fs::File::open(dir.join(STORE_LOCK)) {
+            Ok(f) => {
+                // SAFETY: flock on a file descriptor we own; released when `f` is dropped
+                let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                got == 0
+            }
+            // no lock: made by an hjk from before the locks, which may still be running
+            Err(_) => false,
+        };
+        if stale && std::fs::remove_dir_all(&dir).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Writes a new file holding a secret, 0600 from the start.
@@ -268,7 +357,8 @@ impl LoginStore {
             let user = f
                 .copy_from
                 .as_ref()
-                .and_then(|from| std::fs::read_to_string(from).ok())
+                .and_then(|from| crate::input_file::read(from, crate::input_file::CONFIG).ok())
+                .flatten()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
             for k in &f.copy_keys {
                 if let Some(x) = user.as_ref().and_then(|v| v.get(*k)) {
@@ -350,5 +440,37 @@ mod tests {
         assert!(check_op_ref("k", "op://vault/item/password").is_ok());
         assert!(check_op_ref("k", "op://v/i f").is_err());
         assert!(check_op_ref("k", "--help").is_err());
+    }
+
+    /// Issue 18, item 11: a store whose run was killed holds no lock and is swept; one in use
+    /// (its lock held) and one of someone else's name are left alone.
+    #[test]
+    fn stores_of_killed_runs_are_swept_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let killed = tmp.path().join("hjk-auth-killed");
+        std::fs::create_dir(&killed).unwrap();
+        std::fs::write(killed.join(".lock"), "").unwrap();
+        std::fs::write(killed.join("auth.json"), "secret").unwrap();
+        let live = tmp.path().join("hjk-auth-live");
+        std::fs::create_dir(&live).unwrap();
+        let lock = std::fs::File::create(live.join(".lock")).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file we own, as a live run holds it
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        // no lock file: an older hjk's, maybe running
+        let young = tmp.path().join("hjk-auth-young");
+        std::fs::create_dir(&young).unwrap();
+        let other = tmp.path().join("other-dir");
+        std::fs::create_dir(&other).unwrap();
+        assert_eq!(sweep_stale_in(tmp.path()), 1);
+        assert!(!killed.exists());
+        assert!(live.exists() && young.exists() && other.exists());
+        // a store of this process holds its lock while the process lives
+        let (dir, path) = private_dir().unwrap();
+        let again = std::fs::File::open(path.join(".lock")).unwrap();
+        // SAFETY: flock on a file we own
+        let got = unsafe { libc::flock(again.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(got, 0, "the lock is held");
+        drop(dir);
     }
 }

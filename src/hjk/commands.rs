@@ -42,6 +42,16 @@ pub struct PublishFlags {
     pub metadata_file: Option<Utf8PathBuf>,
     pub gates: GateFlags,
     pub force_tags: bool,
+    /// `--registry-timeout` (or `HJK_REGISTRY_TIMEOUT`), in seconds.
+    pub registry_timeout: Option<u64>,
+}
+
+impl PublishFlags {
+    fn registry_timeout(&self) -> std::time::Duration {
+        self.registry_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(super::registry::DEFAULT_TIMEOUT)
+    }
 }
 
 /// `hjk images release`'s own flags.
@@ -58,6 +68,8 @@ pub struct ReleaseFlags {
     pub source_date_epoch: Option<u64>,
     /// `--cache-repo`.
     pub cache_repo: Option<String>,
+    /// `--keep-stage`.
+    pub keep_stage: bool,
 }
 
 /// `hjk images merge`'s own arguments.
@@ -91,6 +103,7 @@ pub async fn release(
     flags: ReleaseFlags,
 ) -> Result<u8> {
     let mut s = Session::open(opts, vars, variants)?;
+    let registry_timeout = publish.registry_timeout();
     let spec = ReleaseSpec {
         variants: s.spec.variants.clone(),
         platforms: s.spec.platforms.clone(),
@@ -108,6 +121,8 @@ pub async fn release(
         },
         no_cache: flags.no_cache,
         force_tags: publish.force_tags,
+        registry_timeout,
+        keep_stage: flags.keep_stage,
         extras: release::Extras {
             provenance: flags.provenance,
             epoch: epoch(&s.engine, flags.source_date_epoch, vars, &opts.images_dir).await?,
@@ -180,6 +195,7 @@ pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Resul
         .map(images::parse_version)
         .transpose()?;
     let (mut engine, cfg) = super::open_merge_engine(args.backend.as_deref(), vars, args.progress)?;
+    let registry_timeout = publish.registry_timeout();
     let spec = MergeSpec {
         files: args.files,
         images_dir: args.images_dir,
@@ -188,6 +204,7 @@ pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Resul
         gates: publish.gates,
         auth: auth_settings(publish.auth.as_deref(), &cfg, publish.creds_stdin)?,
         force_tags: publish.force_tags,
+        registry_timeout,
     };
     release::merge_command(&mut engine, &spec, vars).await
 }
@@ -317,6 +334,7 @@ pub struct VerifyArgs {
     pub oidc_issuer: Option<String>,
     pub ignore_tlog: bool,
     pub json: bool,
+    pub registry_timeout: Option<u64>,
 }
 
 pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
@@ -358,6 +376,10 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
         ignore_tlog: args.ignore_tlog,
         auth: auth_settings(args.auth.as_deref(), &cfg, args.creds_stdin)?,
         json: args.json,
+        registry_timeout: args
+            .registry_timeout
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(super::registry::DEFAULT_TIMEOUT),
     };
     super::verify::verify_command(&engine, &spec, vars).await
 }

@@ -132,17 +132,16 @@ pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
 pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
     let path = config_path(vars);
     let text = match &path {
-        Some(p) => crate::config_file::read(p)?,
+        Some(p) => crate::input_file::read(p, crate::input_file::CONFIG)?,
         None => None,
     };
     let raw: RawConfig = match text {
-        Some(text) if !text.trim().is_empty() => serde_yaml_ng::from_str(&text).map_err(|e| {
-            let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
-            UserError(format!(
-                "malformed config {p}: {}",
-                e.to_string().replace('\n', " ")
-            ))
-        })?,
+        Some(text) if !text.trim().is_empty() => {
+            crate::input_file::parse_yaml(&text).map_err(|e| {
+                let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+                UserError(format!("malformed config {p}: {e}"))
+            })?
+        }
         _ => RawConfig::default(),
     };
     let file = path.map(|p| p.to_string()).unwrap_or_default();

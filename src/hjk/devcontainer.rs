@@ -33,25 +33,31 @@ pub fn discover(
 ) -> Result<Option<Utf8PathBuf>, UserError> {
     if let Some(p) = explicit {
         let file = normalize(project, p);
-        if !file.is_file() {
+        if !present(&file)? {
             return Err(UserError(format!("--config {p}: no such file ({file})")));
         }
         return Ok(Some(file));
     }
+    // a file that is there but cannot be read (a dangling or looping link, a FIFO) is an
+    // error naming it, never a silent fall back to the default image
     for rel in WELL_KNOWN {
         let file = project.join(rel);
-        if file.is_file() {
+        if present(&file)? {
             return Ok(Some(file));
         }
     }
-    let mut found: Vec<Utf8PathBuf> = match project.join(".devcontainer").read_dir_utf8() {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| e.path().join("devcontainer.json"))
-            .filter(|f| f.is_file())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut found: Vec<Utf8PathBuf> = Vec::new();
+    if let Ok(entries) = project.join(".devcontainer").read_dir_utf8() {
+        for e in entries.filter_map(Result::ok) {
+            // only sub-folders (a link to one too), as the spec's discovery looks
+            if e.path().is_dir() {
+                let f = e.path().join("devcontainer.json");
+                if present(&f)? {
+                    found.push(f);
+                }
+            }
+        }
+    }
     found.sort();
     match found.len() {
         0 => Ok(None),
@@ -162,10 +168,19 @@ enum StringOrList {
     Many(Vec<String>),
 }
 
-/// Reads and interprets `file` (see [`parse`]).
+/// Whether a devcontainer.json is at `file` (see [`crate::input_file::present`]).
+fn present(file: &Utf8Path) -> Result<bool, UserError> {
+    crate::input_file::present(file)
+}
+
+/// Reads and interprets `file` (see [`parse`]), read as every input is
+/// ([`crate::input_file`]: a regular file of at most 1 MiB).
 pub fn read(file: &Utf8Path, ctx: &Context) -> Result<Config, UserError> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| UserError(format!("cannot read {file}: {e}")))?;
+    let text = crate::input_file::read_required(
+        file,
+        crate::input_file::DEVCONTAINER,
+        "name an existing devcontainer.json",
+    )?;
     parse(file, &text, ctx)
 }
 
@@ -179,6 +194,8 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
             e.to_string().replace('\n', " ")
         ))
     };
+    // json5's parser recurses per level: 8,000 levels overflowed the stack (SIGABRT)
+    crate::input_file::check_json_depth(text).map_err(|e| malformed(&e))?;
     let value: Value = json5::from_str(text).map_err(|e| malformed(&e))?;
     if !value.is_object() {
         return Err(UserError(format!(

@@ -142,7 +142,10 @@ pub(crate) fn base_arg_default(dockerfile: &str) -> Option<String> {
     })
 }
 
-/// Hashes every file under the context, in a stable order, so any change rebuilds.
+/// Hashes every file under the context, in a stable order, so any change rebuilds. A symlink
+/// is hashed by where it points (engines send the link, not its target) and anything else that
+/// is not a regular file (a FIFO, a device) by its kind: opening one would block, or read
+/// forever.
 pub(crate) fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_owned()];
@@ -151,17 +154,33 @@ pub(crate) fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerp
             let e = e?;
             let p = Utf8PathBuf::from_path_buf(e.path())
                 .map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))?;
-            if e.file_type()?.is_dir() {
+            let t = e.file_type()?;
+            if t.is_dir() {
                 stack.push(p);
             } else {
-                files.push(p);
+                files.push((p, t));
             }
         }
     }
-    files.sort();
-    for p in files {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    for (p, t) in files {
         let rel = p.strip_prefix(dir).unwrap_or(&p).to_string();
-        f = f.add(&rel, std::fs::read(&p)?);
+        f = if t.is_file() {
+            f.add(&rel, std::fs::read(&p)?)
+        } else if t.is_symlink() {
+            let target = std::fs::read_link(&p)?;
+            f.add(&rel, format!("symlink:{}", target.display()))
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = match () {
+                _ if t.is_fifo() => "fifo",
+                _ if t.is_socket() => "socket",
+                _ if t.is_char_device() => "char-device",
+                _ if t.is_block_device() => "block-device",
+                _ => "other",
+            };
+            f.add(&rel, format!("special:{kind}"))
+        };
     }
     Ok(f)
 }

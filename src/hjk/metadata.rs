@@ -81,48 +81,29 @@ pub struct Attestation {
     pub size: i64,
 }
 
-/// Checks, before a release builds or pushes anything, that the metadata file can be written
-/// where it was asked for: a `--push-by-digest` run would otherwise lose the only record `merge`
-/// needs after all its work.
-pub fn check_path(path: &Utf8Path) -> Result<(), UserError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_str().is_empty() => p,
-        _ => Utf8Path::new("."),
-    };
-    if path.is_dir() {
-        return Err(UserError(format!(
-            "--metadata-file {path} is a directory; name a file"
-        )));
-    }
-    if !parent.is_dir() {
-        return Err(UserError(format!(
-            "--metadata-file {path}: the directory {parent} does not exist"
-        )));
-    }
-    tempfile::Builder::new()
-        .prefix(".hjk-metadata-")
-        .tempfile_in(parent)
-        .map(drop)
-        .map_err(|e| {
-            UserError(format!(
-                "--metadata-file {path}: cannot write in {parent}: {e}"
-            ))
-        })
-}
-
 impl Metadata {
+    /// Writes the file through [`crate::output_file::write`]: a fresh temporary file in the same
+    /// directory, renamed over the target.
     pub fn write(&self, path: &Utf8Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| anyhow::anyhow!("cannot write the metadata file {path}: {e}"))?;
-        Ok(())
+        crate::output_file::write(path, text.as_bytes())
     }
 
+    /// Reads a metadata file, which must be there.
     pub fn read(path: &Utf8Path) -> Result<Metadata, UserError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UserError(format!("cannot read metadata file {path}: {e}")))?;
+        Metadata::read_if_present(path)?.ok_or_else(|| {
+            UserError(format!(
+                "metadata file {path} does not exist; name the file a release wrote"
+            ))
+        })
+    }
+
+    /// Reads a metadata file; `None` when nothing is at `path` (a dangling link, a FIFO or a
+    /// device is an error). Read as every input is ([`crate::input_file`]): at most 16 MiB.
+    pub fn read_if_present(path: &Utf8Path) -> Result<Option<Metadata>, UserError> {
+        let Some(text) = crate::input_file::read(path, crate::input_file::METADATA)? else {
+            return Ok(None);
+        };
         let m: Metadata = serde_json::from_str(&text)
             .map_err(|e| UserError(format!("malformed metadata file {path}: {e}")))?;
         if m.schema != SCHEMA {
@@ -131,34 +112,10 @@ impl Metadata {
                 m.schema
             )));
         }
-        Ok(m)
+        Ok(Some(m))
     }
 
     pub fn variant(&self, name: &str) -> Option<&VariantRecord> {
         self.variants.iter().find(|v| v.name == name)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_metadata_path_is_checked_up_front() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = Utf8Path::from_path(dir.path()).unwrap();
-        assert!(check_path(&d.join("r.json")).is_ok());
-        assert!(check_path(Utf8Path::new("r.json")).is_ok());
-        let err = check_path(Utf8Path::new("/nonexistent/dir/r.json")).unwrap_err();
-        assert_eq!(
-            err.0,
-            "--metadata-file /nonexistent/dir/r.json: the directory /nonexistent/dir does not exist"
-        );
-        assert!(check_path(d)
-            .unwrap_err()
-            .0
-            .ends_with("is a directory; name a file"));
-        // nothing is left behind by the check
-        assert_eq!(std::fs::read_dir(d).unwrap().count(), 0);
     }
 }

@@ -148,10 +148,15 @@ pub fn open_merge_engine(
     let reporter: Arc<dyn report::Reporter> = Arc::from(report::reporter(progress));
     let engine = match open_engine(backend, &cfg, vars, reporter.clone(), false) {
         Ok(e) => e,
-        Err(_) if backend.is_none() && cfg.backend.is_none() => Engine::new(
-            crate::backend::detect::tools_only(),
-            crate::exec::Runner::new(reporter, false),
-        ),
+        Err(_) if backend.is_none() && cfg.backend.is_none() => {
+            let mut e = Engine::new(
+                crate::backend::detect::tools_only(),
+                crate::exec::Runner::new(reporter, false),
+            );
+            // merges of one repository on this machine take turns moving its tags
+            e.set_lock_dir(crate::lock::dir(vars));
+            e
+        }
         Err(e) => return Err(e.into()),
     };
     Ok((engine, cfg))

@@ -13,7 +13,14 @@
 //! - then every tag moves in one pass: the versioned tags first, then the floating ones,
 //!   parents before children. The registry has no transaction: an interruption in that pass
 //!   leaves some tags moved and others not, each pointing at a verified (and gated) index; a
-//!   rerun rebuilds nothing and moves the rest.
+//!   rerun rebuilds nothing and moves the rest;
+//! - each tag moves by compare-and-swap: what it holds is read right before its PUT and must be
+//!   what the release read when it surveyed the tags (before building); a tag another release
+//!   moved meanwhile is not overwritten, and the run stops naming it. A versioned tag is read
+//!   again after its PUT. Releases on one machine take turns through a lock on the repository
+//!   from the check to the last PUT, so two of them never both report one released version at
+//!   different digests; between machines the registry offers no conditional PUT, and only the
+//!   window between a tag's read and its PUT is left.
 
 use super::registry::{Manifest, Registry, OCI_INDEX};
 use super::supply_chain::gates::{Held, Promotion};
@@ -293,7 +300,14 @@ pub struct Move {
     pub variant: String,
     pub tag: String,
     pub digest: String,
+    /// What the tag held when it was read (`None`: no such tag): the compare of the swap.
+    pub from: Option<String>,
+    /// A `<variant>-<version>`, which is read back after its PUT.
+    pub versioned: bool,
 }
+
+/// What every tag of a plan held when [`check`] read it, by tag (`None`: no such tag).
+pub type Surveyed = BTreeMap<String, Option<String>>;
 
 /// Why a tag may not move without `--force-tags`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,14 +364,16 @@ fn refusal(repo: &str, refused: &[(String, Conflict)]) -> UserError {
 }
 
 /// Reads what every tag of `plans` points at (all at once) and refuses, before anything moves,
-/// tags that would narrow their platforms or re-point a released version, unless `force`.
-/// Returns the tags to move, versioned ones first, parents before children.
+/// tags that would narrow their platforms or re-point a released version, unless `force`, and
+/// tags that changed since `surveyed` (what the release read before it built). Returns the
+/// tags to move, versioned ones first, parents before children, and what each tag held.
 pub async fn check(
     registry: &Registry,
     plans: &[Planned],
     version: Option<&str>,
     force: bool,
-) -> Result<Vec<Move>> {
+    surveyed: Option<&Surveyed>,
+) -> Result<(Vec<Move>, Surveyed)> {
     let tags: Vec<(usize, String, bool)> = plans
         .iter()
         .enumerate()
@@ -373,8 +389,18 @@ pub async fn check(
     let mut refused = Vec::new();
     let mut versioned = Vec::new();
     let mut floating = Vec::new();
+    let mut read = Surveyed::new();
+    let mut changed = Vec::new();
     for ((i, tag, is_versioned), cur) in tags.iter().zip(currents) {
         let cur = cur?;
+        let held = cur.as_ref().map(|c| c.digest.clone());
+        read.insert(tag.clone(), held.clone());
+        if let Some(before) = surveyed.and_then(|s| s.get(tag)) {
+            if *before != held {
+                changed.push((tag.clone(), before.clone(), held.clone()));
+                continue;
+            }
+        }
         let plan = &plans[*i];
         if let Some(why) = conflict(*is_versioned, cur.as_ref(), plan) {
             if !force {
@@ -392,6 +418,8 @@ pub async fn check(
             variant: plan.variant.clone(),
             tag: tag.clone(),
             digest,
+            from: held,
+            versioned: *is_versioned,
         };
         if *is_versioned {
             versioned.push(m);
@@ -399,11 +427,49 @@ pub async fn check(
             floating.push(m);
         }
     }
+    if !changed.is_empty() {
+        let tags: Vec<String> = changed
+            .iter()
+            .map(|(t, before, now)| {
+                format!(
+                    "{t} ({} -> {})",
+                    before.as_deref().unwrap_or("nothing"),
+                    now.as_deref().unwrap_or("nothing")
+                )
+            })
+            .collect();
+        return Err(anyhow::anyhow!(
+            "no public tag moved: another release moved tags of {} while this one ran, and they were not overwritten: {}; run the release again to see what is current",
+            registry.name(),
+            tags.join(", ")
+        ));
+    }
     if !refused.is_empty() {
         return Err(refusal(&registry.name(), &refused).into());
     }
     versioned.extend(floating);
-    Ok(versioned)
+    Ok((versioned, read))
+}
+
+/// A tag another release moved while this one ran: nothing is overwritten; `moved` are the tags
+/// this release had moved already.
+fn moved_meanwhile(
+    registry: &Registry,
+    tag: &str,
+    before: Option<&str>,
+    now: Option<&str>,
+    moved: &[String],
+) -> anyhow::Error {
+    let so_far = match moved {
+        [] => "no public tag moved".to_string(),
+        m => format!("this release had moved {} and no more", m.join(", ")),
+    };
+    anyhow::anyhow!(
+        "{} changed while this release ran (it held {}, now {}): another release moved it, and it was not overwritten; {so_far}; run the release again to see what is current",
+        registry.shown(tag),
+        before.unwrap_or("nothing"),
+        now.unwrap_or("nothing")
+    )
 }
 
 /// What `tag` points at, with the platforms it lists (a single image: its config's).
@@ -430,24 +496,52 @@ async fn current(registry: &Registry, tag: &str) -> Result<Option<Current>> {
     }))
 }
 
-/// Moves the tags, in the order [`check`] gave them.
+/// Moves the tags, in the order [`check`] gave them, each by compare-and-swap: a tag that no
+/// longer holds what [`check`] read is not overwritten (the run stops, naming it), and a
+/// versioned tag must hold this release's index when read back.
 pub async fn apply(
     engine: &Engine,
     registry: &Registry,
     moves: &[Move],
     indexes: &BTreeMap<String, (Vec<u8>, &'static str)>,
 ) -> Result<()> {
+    let mut moved: Vec<String> = Vec::new();
     for m in moves {
         let Some((bytes, media_type)) = indexes.get(&m.variant) else {
             continue;
         };
+        let now = registry.digest_of(&m.tag).await?;
+        if now != m.from {
+            return Err(moved_meanwhile(
+                registry,
+                &m.tag,
+                m.from.as_deref(),
+                now.as_deref(),
+                &moved,
+            ));
+        }
         engine.reporter().info(&format!(
-            "tagging {}:{} -> {}",
-            registry.name(),
-            m.tag,
+            "tagging {} -> {}",
+            registry.shown(&m.tag),
             m.digest
         ));
         registry.put_manifest(&m.tag, bytes, media_type).await?;
+        if m.versioned {
+            let after = registry.digest_of(&m.tag).await?;
+            if after.as_deref() != Some(m.digest.as_str()) {
+                return Err(anyhow::anyhow!(
+                    "{} holds {} right after this release wrote {}: another release moved it at the same time; this release moved {} before it; check which release it is and run again",
+                    registry.shown(&m.tag),
+                    after.as_deref().unwrap_or("nothing"),
+                    m.digest,
+                    match moved.is_empty() {
+                        true => "no tag".to_string(),
+                        false => moved.join(", "),
+                    }
+                ));
+            }
+        }
+        moved.push(m.tag.clone());
     }
     Ok(())
 }

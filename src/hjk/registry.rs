@@ -5,6 +5,13 @@
 //! A loopback registry (`localhost`, `127.0.0.0/8`, `[::1]`) is spoken to over plain HTTP, the
 //! way Apple's `--scheme auto` and dockerd's default insecure range treat it; every other host
 //! over HTTPS.
+//!
+//! A flaky registry: connecting and every wait for bytes are bounded (`--registry-timeout`,
+//! `HJK_REGISTRY_TIMEOUT`, 60 s by default), and a registry that does not answer in time ends the
+//! run with one line naming it and the limit. Every call is idempotent (reads, manifest PUTs by
+//! digest or tag, a blob upload session as a whole), so one the registry fails transiently (5xx,
+//! 429, a reset or refused connection) is made again with backoff, up to [`ATTEMPTS`] times,
+//! saying so; a timeout is not retried.
 
 use crate::error::{Interrupted, UserError};
 use crate::image_ref::ImageRef;
@@ -17,6 +24,14 @@ use oci_client::{Client, Reference};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long connecting, and each wait for the registry's next bytes, may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many times in all a call is made when the registry fails it transiently.
+pub const ATTEMPTS: u32 = 5;
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -154,12 +169,20 @@ pub struct Registry {
     host: String,
     repository: String,
     user: Option<String>,
+    timeout: Duration,
+    reporter: Arc<dyn crate::report::Reporter>,
 }
 
 impl Registry {
     /// `repo` is the release's repository (`ghcr.io/gilmanlab/headjack`); `creds` the user name
-    /// and password, or `None` to read anonymously.
-    pub fn new(repo: &ImageRef, creds: Option<crate::hjk::auth::Credentials>) -> Result<Registry> {
+    /// and password, or `None` to read anonymously; `timeout` bounds connecting and each wait
+    /// for bytes; retries are reported to `reporter`.
+    pub fn new(
+        repo: &ImageRef,
+        creds: Option<crate::hjk::auth::Credentials>,
+        timeout: Duration,
+        reporter: Arc<dyn crate::report::Reporter>,
+    ) -> Result<Registry> {
         let host = repo.registry().to_string();
         let protocol = if plain_http(&host) {
             ClientProtocol::HttpsExcept(vec![host.clone()])
@@ -169,6 +192,9 @@ impl Registry {
         // trust (SSL_CERT_FILE), proxies and user agent: the download's, from `crate::http`
         let client = crate::http::oci_client(ClientConfig {
             protocol,
+            connect_timeout: Some(timeout),
+            // reqwest: from sending a request until its headers, then between body reads
+            read_timeout: Some(timeout),
             ..crate::http::oci_config()?
         })?;
         let user = creds.as_ref().map(|c| c.username.clone());
@@ -182,7 +208,64 @@ impl Registry {
             host,
             repository: repo.repository().to_string(),
             user,
+            timeout,
+            reporter,
         })
+    }
+
+    /// `<repository>@sha256:...` for a digest, `<repository>:<tag>` for a tag.
+    pub fn shown(&self, tag_or_digest: &str) -> String {
+        match tag_or_digest.starts_with("sha256:") {
+            true => format!("{}@{tag_or_digest}", self.name()),
+            false => format!("{}:{tag_or_digest}", self.name()),
+        }
+    }
+
+    /// Whether the registry answers at all (its `/v2/` and, where it asks for one, a token for
+    /// reading the repository), asked before anything is built: a registry that hangs ends the
+    /// run here, in one line, instead of after the builds.
+    pub async fn reachable(&self) -> Result<()> {
+        let r = self.reference("hjk-reachable");
+        let doing = format!("connecting to read {}", self.name());
+        self.call(&doing, || {
+            self.client
+                .auth(&r, &self.auth, oci_client::RegistryOperation::Pull)
+        })
+        .await?
+        .map_err(|e| self.failed(e, &doing))?;
+        Ok(())
+    }
+
+    /// Runs a registry call (each one hjk makes is idempotent), again after a transient failure
+    /// ([`transient`]) with backoff (0.5 s, 1 s, 2 s, 4 s), at most [`ATTEMPTS`] times in all;
+    /// stops at once on Ctrl-C/SIGTERM, also while it waits.
+    async fn call<T, F, Fut>(
+        &self,
+        doing: &str,
+        mut call: F,
+    ) -> Result<Result<T, OciDistributionError>, Interrupted>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match guarded(call()).await? {
+                Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                    let wait = Duration::from_millis(500 << (attempt - 1));
+                    self.reporter.warn(&format!(
+                        "registry {}: {doing}: {}; trying again in {:.1} s ({}/{ATTEMPTS})",
+                        self.host,
+                        why(&e),
+                        wait.as_secs_f64(),
+                        attempt + 1
+                    ));
+                    guarded(tokio::time::sleep(wait)).await?;
+                    attempt += 1;
+                }
+                got => return Ok(got),
+            }
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -214,7 +297,12 @@ impl Registry {
     /// The manifest under a tag or digest, or `None` if the registry has none.
     pub async fn manifest(&self, tag_or_digest: &str) -> Result<Option<Manifest>> {
         let r = self.reference(tag_or_digest);
-        let got = guarded(self.client.pull_manifest_raw(&r, &self.auth, &ACCEPT)).await?;
+        let doing = format!("reading {}", self.shown(tag_or_digest));
+        let got = self
+            .call(&doing, || {
+                self.client.pull_manifest_raw(&r, &self.auth, &ACCEPT)
+            })
+            .await?;
         match got {
             Ok((bytes, digest)) => {
                 let media_type = serde_json::from_slice::<Parsed>(&bytes)
@@ -228,7 +316,7 @@ impl Registry {
                 }))
             }
             Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(self.failed(e, &format!("reading {}:{tag_or_digest}", self.name()))),
+            Err(e) => Err(self.failed(e, &doing)),
         }
     }
 
@@ -277,10 +365,15 @@ impl Registry {
     /// A blob of this repository (an attestation's statement), at most `limit` bytes.
     pub async fn blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
         let r = self.reference(digest);
-        let mut buf: Vec<u8> = Vec::new();
-        guarded(self.client.pull_blob(&r, digest, &mut buf))
+        let doing = format!("reading blob {}", self.shown(digest));
+        let buf = self
+            .call(&doing, || async {
+                let mut buf: Vec<u8> = Vec::new();
+                self.client.pull_blob(&r, digest, &mut buf).await?;
+                Ok(buf)
+            })
             .await?
-            .map_err(|e| self.failed(e, &format!("reading blob {digest}")))?;
+            .map_err(|e| self.failed(e, &doing))?;
         if buf.len() > limit {
             return Err(anyhow!("blob {digest} is larger than {limit} bytes"));
         }
@@ -290,10 +383,14 @@ impl Registry {
     /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).
     pub async fn digest_of(&self, tag: &str) -> Result<Option<String>> {
         let r = self.reference(tag);
-        match guarded(self.client.fetch_manifest_digest(&r, &self.auth)).await? {
+        let doing = format!("reading {}", self.shown(tag));
+        let got = self
+            .call(&doing, || self.client.fetch_manifest_digest(&r, &self.auth))
+            .await?;
+        match got {
             Ok(d) => Ok(Some(d)),
             Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(self.failed(e, &format!("reading {}:{tag}", self.name()))),
+            Err(e) => Err(self.failed(e, &doing)),
         }
     }
 
@@ -304,10 +401,17 @@ impl Registry {
             .config
             .ok_or_else(|| anyhow!("manifest {} names no config", manifest.digest))?;
         let r = self.reference(&manifest.digest);
-        let mut buf: Vec<u8> = Vec::new();
-        guarded(self.client.pull_blob(&r, config.digest.as_str(), &mut buf))
+        let doing = format!("reading config {}", self.shown(&config.digest));
+        let buf = self
+            .call(&doing, || async {
+                let mut buf: Vec<u8> = Vec::new();
+                self.client
+                    .pull_blob(&r, config.digest.as_str(), &mut buf)
+                    .await?;
+                Ok(buf)
+            })
             .await?
-            .map_err(|e| self.failed(e, &format!("reading config {}", config.digest)))?;
+            .map_err(|e| self.failed(e, &doing))?;
         let raw: RawConfig = serde_json::from_slice(&buf)
             .map_err(|e| anyhow!("config {} is not an image config: {e}", config.digest))?;
         Ok(ImageConfig {
@@ -325,15 +429,17 @@ impl Registry {
         media_type: &str,
     ) -> Result<()> {
         let r = self.reference(tag_or_digest);
-        let content_type = media_type
-            .parse()
-            .map_err(|_| anyhow!("bad media type {media_type}"))?;
-        guarded(
+        let doing = format!("pushing {}", self.shown(tag_or_digest));
+        self.call(&doing, || async {
+            let content_type = media_type.parse().map_err(|_| {
+                OciDistributionError::GenericError(Some(format!("bad media type {media_type}")))
+            })?;
             self.client
-                .push_manifest_raw(&r, bytes.to_vec(), content_type),
-        )
+                .push_manifest_raw(&r, bytes.to_vec(), content_type)
+                .await
+        })
         .await?
-        .map_err(|e| self.failed(e, &format!("pushing {}:{tag_or_digest}", self.name())))?;
+        .map_err(|e| self.failed(e, &doing))?;
         Ok(())
     }
 
@@ -355,12 +461,13 @@ impl Registry {
             }
         };
         let r = self.reference(tag);
-        guarded(
+        let doing = format!("logging in to push {}", self.name());
+        self.call(&doing, || {
             self.client
-                .auth(&r, &self.auth, oci_client::RegistryOperation::Push),
-        )
+                .auth(&r, &self.auth, oci_client::RegistryOperation::Push)
+        })
         .await?
-        .map_err(|e| self.failed(e, &format!("logging in to push {}", self.name())))?;
+        .map_err(|e| self.failed(e, &doing))?;
         let bytes = self.push_tree(dir, &top, 0).await?;
         self.put_manifest(tag, &bytes, &top.media_type).await?;
         Ok(Manifest {
@@ -406,64 +513,38 @@ impl Registry {
         })
     }
 
-    /// One blob of a layout, unless the registry has it already.
+    /// One blob of a layout, unless the registry has it already. The upload session is one
+    /// attempt: one that fails is started again, from the blob's first byte.
     async fn push_blob_file(&self, dir: &Utf8Path, blob: &Descriptor) -> Result<()> {
         let r = self.reference(&blob.digest);
         let doing = format!("pushing blob {} to {}", blob.digest, self.name());
-        if guarded(self.client.blob_exists(&r, &blob.digest))
-            .await?
-            .map_err(|e| self.failed(e, &doing))?
-        {
-            return Ok(());
-        }
         let path = blob_path(dir, &blob.digest)?;
-        let file = std::fs::File::open(&path).map_err(|e| anyhow!("reading {path}: {e}"))?;
-        let chunks = futures_util::stream::unfold(
-            (file, sha2::Sha256::default(), blob.digest.clone(), false),
-            |(mut file, mut hasher, want, done)| async move {
-                use sha2::Digest;
-                use std::io::Read;
-                if done {
-                    return None;
-                }
-                let mut buf = vec![0u8; 4 << 20];
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        let got = format!(
-                            "sha256:{}",
-                            crate::fingerprint::hex(&hasher.finalize_reset())
-                        );
-                        if got == want {
-                            None
-                        } else {
-                            let e = oci_client::errors::OciDistributionError::GenericError(Some(
-                                format!("{want} in the layout does not match its digest ({got})"),
-                            ));
-                            Some((Err(e), (file, hasher, want, true)))
-                        }
-                    }
-                    Ok(n) => {
-                        buf.truncate(n);
-                        hasher.update(&buf);
-                        Some((Ok(bytes::Bytes::from(buf)), (file, hasher, want, false)))
-                    }
-                    Err(e) => Some((
-                        Err(oci_client::errors::OciDistributionError::IoError(e)),
-                        (file, hasher, want, true),
-                    )),
-                }
-            },
-        );
         let size = u64::try_from(blob.size).ok();
-        guarded(self.client.push_blob_stream(&r, chunks, &blob.digest, size))
-            .await?
-            .map_err(|e| self.failed(e, &doing))?;
-        Ok(())
+        self.call(&doing, || async {
+            if self.client.blob_exists(&r, &blob.digest).await? {
+                return Ok(());
+            }
+            let file = std::fs::File::open(&path)?;
+            let chunks = layout_chunks(file, blob.digest.clone());
+            self.client
+                .push_blob_stream(&r, chunks, &blob.digest, size)
+                .await
+                .map(drop)
+        })
+        .await?
+        .map_err(|e| self.failed(e, &doing))
     }
 
     /// Rejected credentials are one line for the user to fix (exit 2); everything else a
     /// failure with the registry's own words.
     fn failed(&self, e: OciDistributionError, doing: &str) -> anyhow::Error {
+        if timed_out(&e) {
+            return anyhow!(
+                "registry {} did not answer within {} s while {doing}; check that it is up and reachable, or allow it longer with --registry-timeout SECONDS (or HJK_REGISTRY_TIMEOUT)",
+                self.host,
+                self.timeout.as_secs()
+            );
+        }
         if unauthorized(&e) {
             let who = match &self.user {
                 Some(u) => format!("the credentials of {u}"),
@@ -480,6 +561,95 @@ impl Registry {
             self.host,
             crate::http::describe_oci(&e)
         )
+    }
+}
+
+/// The file of one layout blob as chunks for a streamed upload, hashed as they are read: a blob
+/// that does not match its digest fails the upload instead of landing under that digest.
+fn layout_chunks(
+    file: std::fs::File,
+    want: String,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, OciDistributionError>> {
+    futures_util::stream::unfold(
+        (file, sha2::Sha256::default(), want, false),
+        |(mut file, mut hasher, want, done)| async move {
+            use sha2::Digest;
+            use std::io::Read;
+            if done {
+                return None;
+            }
+            let mut buf = vec![0u8; 4 << 20];
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    let got = format!(
+                        "sha256:{}",
+                        crate::fingerprint::hex(&hasher.finalize_reset())
+                    );
+                    if got == want {
+                        None
+                    } else {
+                        let e = OciDistributionError::GenericError(Some(format!(
+                            "{want} in the layout does not match its digest ({got})"
+                        )));
+                        Some((Err(e), (file, hasher, want, true)))
+                    }
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    hasher.update(&buf);
+                    Some((Ok(bytes::Bytes::from(buf)), (file, hasher, want, false)))
+                }
+                Err(e) => Some((
+                    Err(OciDistributionError::IoError(e)),
+                    (file, hasher, want, true),
+                )),
+            }
+        },
+    )
+}
+
+/// A failure worth another try: the registry said 5xx or 429, or the connection was refused,
+/// reset or dropped before the answer. A timeout is not (a hung registry would hold the run for
+/// [`ATTEMPTS`] timeouts), nor anything the registry meant (4xx).
+fn transient(e: &OciDistributionError) -> bool {
+    let status = |code: u16| code >= 500 || code == 429;
+    match e {
+        OciDistributionError::ServerError { code, .. } => status(*code),
+        OciDistributionError::RequestError(r) => {
+            !r.is_timeout()
+                && match r.status() {
+                    Some(s) => status(s.as_u16()),
+                    None => r.is_connect() || r.is_request() || r.is_body(),
+                }
+        }
+        OciDistributionError::IoError(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+fn timed_out(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => r.is_timeout(),
+        _ => false,
+    }
+}
+
+/// What went wrong, short, for a retry line.
+fn why(e: &OciDistributionError) -> String {
+    match e {
+        OciDistributionError::ServerError { code, .. } => format!("it answered HTTP {code}"),
+        OciDistributionError::RequestError(r) => match r.status() {
+            Some(s) => format!("it answered HTTP {}", s.as_u16()),
+            None if r.is_connect() => "could not connect".into(),
+            None => "the connection was dropped before the answer".into(),
+        },
+        other => other.to_string(),
     }
 }
 

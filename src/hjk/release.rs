@@ -22,7 +22,7 @@
 
 use super::auth::{self, AuthMode, AuthSettings, Credentials, LoginStore};
 use super::gates::{self, GateFlags, Gates};
-use super::metadata::{self, Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
 use super::promote::{self, public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
 use super::supply_chain::gates::Promotion;
@@ -63,6 +63,10 @@ pub struct ReleaseSpec {
     pub force_tags: bool,
     /// What the builds add to each image besides its layers (see [`Extras`]).
     pub extras: Extras,
+    /// `--registry-timeout`: connecting, and each wait for the registry's bytes.
+    pub registry_timeout: std::time::Duration,
+    /// `--keep-stage`: keep the local images built under their staging tags.
+    pub keep_stage: bool,
 }
 
 /// What a release asks of the builder beyond the image itself: each a backend capability,
@@ -266,18 +270,46 @@ fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) -> Option<S
     }
 }
 
-/// `hjk images release`.
+/// `hjk images release`. However it ends (also interrupted), the local images it built under
+/// their staging tags are removed unless `--keep-stage`: the registry holds them, and each
+/// release would otherwise leave its own behind.
 pub async fn release_command(
     engine: &mut Engine,
     graph: &Graph,
     spec: &ReleaseSpec,
     vars: &BTreeMap<String, String>,
 ) -> Result<u8> {
+    sweep_credentials(engine);
+    let built = std::sync::Mutex::new(Vec::new());
+    let r = release_phases(engine, graph, spec, vars, &built).await;
+    let built = built.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !spec.keep_stage {
+        engine.remove_staged(&built).await;
+    }
+    r
+}
+
+async fn release_phases(
+    engine: &mut Engine,
+    graph: &Graph,
+    spec: &ReleaseSpec,
+    vars: &BTreeMap<String, String>,
+    built: &Built,
+) -> Result<u8> {
     let started = Instant::now();
     let units = units(graph, &spec.variants)?;
+    if let Some(f) = &spec.metadata_file {
+        check_metadata_path(f, graph)?;
+    }
     let (creds, gates) = check(engine, spec, vars).await?;
     let applied = Applied::decide(engine, spec).await?;
-    let registry = Registry::new(&spec.registry, creds.clone())?;
+    let registry = Registry::new(
+        &spec.registry,
+        creds.clone(),
+        spec.registry_timeout,
+        engine.shared_reporter(),
+    )?;
+    registry.reachable().await?;
     // with gates asked for, they run again (a scan against today's database, a signature)
     let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
     // the public indexes are read while the engine looks up the root base, not after
@@ -302,10 +334,20 @@ pub async fn release_command(
         }
     }
     let mut slots = survey(engine, &registry, spec, &units, &root_ids, &applied).await?;
+    let mut surveyed = None;
     if !spec.push_by_digest {
-        // a tag this release may not move is refused now, before hours of building
+        // a tag this release may not move is refused now, before hours of building; what each
+        // tag holds now is what promotion compares it with before it swaps it
         let plans = planned(&registry, spec, &units, &slots);
-        promote::check(&registry, &plans, spec.version.as_deref(), spec.force_tags).await?;
+        let (_, read) = promote::check(
+            &registry,
+            &plans,
+            spec.version.as_deref(),
+            spec.force_tags,
+            None,
+        )
+        .await?;
+        surveyed = Some(read);
     }
     let needs_build = slots.values().any(|s| !s.reused);
     if needs_build {
@@ -326,7 +368,7 @@ pub async fn release_command(
         ),
         _ => None,
     };
-    let staged = stage(engine, &registry, spec, &units, &applied, &mut slots).await;
+    let staged = stage(engine, &registry, spec, &units, &applied, &mut slots, built).await;
     if let Some(l) = login {
         l.close(engine).await;
     }
@@ -351,6 +393,7 @@ pub async fn release_command(
         dirs: gates::variant_dirs(graph),
         creds: creds.as_ref(),
         force_tags: spec.force_tags,
+        surveyed,
     };
     let file = spec.metadata_file.as_deref();
     conclude(engine, &registry, &publishing, meta, &rows, file, started).await
@@ -407,6 +450,10 @@ struct Publishing<'a> {
     dirs: BTreeMap<String, Utf8PathBuf>,
     creds: Option<&'a Credentials>,
     force_tags: bool,
+    /// What each public tag held when the release surveyed them, before it built: a tag that
+    /// holds something else at promotion time was moved by another release, and is not
+    /// overwritten (`None` for a merge, which surveys at promotion time).
+    surveyed: Option<promote::Surveyed>,
 }
 
 /// `hjk images digest`: the variant's index digest from a metadata file (or its only platform's
@@ -416,8 +463,12 @@ pub async fn digest_command(
     variant: &str,
     file: Option<&Utf8Path>,
 ) -> Result<u8> {
-    let from_file = match file.filter(|f| f.exists()) {
-        Some(f) => Metadata::read(f)?.variant(variant).and_then(|v| {
+    let read = match file {
+        Some(f) => Metadata::read_if_present(f)?,
+        None => None,
+    };
+    let from_file = match read {
+        Some(m) => m.variant(variant).and_then(|v| {
             v.index_digest.clone().or_else(|| {
                 (v.platforms.len() == 1)
                     .then(|| v.platforms.values().next().map(|r| r.digest.clone()))
@@ -465,6 +516,8 @@ pub struct MergeSpec {
     pub gates: GateFlags,
     pub auth: AuthSettings,
     pub force_tags: bool,
+    /// `--registry-timeout`.
+    pub registry_timeout: std::time::Duration,
 }
 
 /// `hjk images merge A.json B.json`: the indexes and tags of a one-machine release, from the
@@ -475,6 +528,7 @@ pub async fn merge_command(
     vars: &BTreeMap<String, String>,
 ) -> Result<u8> {
     let started = Instant::now();
+    sweep_credentials(engine);
     let parts: Vec<Metadata> = spec
         .files
         .iter()
@@ -482,20 +536,34 @@ pub async fn merge_command(
         .collect::<Result<_, _>>()?;
     let meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
     if let Some(f) = &spec.metadata_file {
-        metadata::check_path(f)?;
+        let inputs: Vec<(&Utf8Path, &str)> = spec
+            .files
+            .iter()
+            .map(|f| (f.as_path(), "a metadata file it merges"))
+            .collect();
+        crate::output_file::check("--metadata-file", f, &inputs, &[])?;
     }
+    check_gates_dir(&spec.gates)?;
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
     let mut gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
     let creds = auth::resolve(&spec.auth, vars, engine, &repo).await?;
     if let Some(g) = &mut gates {
         g.prepare(engine).await?;
     }
-    let registry = Registry::new(&repo, creds.clone())?;
+    let registry = Registry::new(
+        &repo,
+        creds.clone(),
+        spec.registry_timeout,
+        engine.shared_reporter(),
+    )?;
+    registry.reachable().await?;
+    check_staged(&registry, &meta).await?;
     let publishing = Publishing {
         gates: gates.as_ref(),
         dirs: gates::dirs_if_present(&spec.images_dir),
         creds: creds.as_ref(),
         force_tags: spec.force_tags,
+        surveyed: None,
     };
     let rows: Vec<Row> = meta
         .variants
@@ -512,6 +580,40 @@ pub async fn merge_command(
         .collect();
     let file = spec.metadata_file.as_deref();
     conclude(engine, &registry, &publishing, meta, &rows, file, started).await
+}
+
+/// Every per-platform image (and attestation) the merged files name is in the registry, read
+/// all at once before anything is pushed: an index naming a missing one is refused by the
+/// registry (a raw 400) after the indexes before it went up.
+async fn check_staged(registry: &Registry, meta: &Metadata) -> Result<()> {
+    let named: Vec<(String, Platform, String)> = meta
+        .variants
+        .iter()
+        .flat_map(|v| {
+            v.platforms.iter().flat_map(move |(p, r)| {
+                std::iter::once(r.digest.clone())
+                    .chain(r.attestation.iter().map(|a| a.digest.clone()))
+                    .map(move |d| (v.name.clone(), *p, d))
+            })
+        })
+        .collect();
+    let found =
+        futures_util::future::join_all(named.iter().map(|(_, _, d)| registry.digest_of(d))).await;
+    let mut missing = Vec::new();
+    for ((v, p, d), got) in named.iter().zip(found) {
+        if got?.is_none() {
+            missing.push(format!("{v} {p} {d}"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(UserError(format!(
+        "{} does not have what the metadata files name: {}; merge the files of `hjk images release --push-by-digest` runs that pushed to it",
+        registry.name(),
+        missing.join(", ")
+    ))
+    .into())
 }
 
 /// Several partial files into one: the same registry, version, variants and inputs, disjoint
@@ -631,6 +733,70 @@ fn combine(
     Ok(out)
 }
 
+/// Removes the credential stores killed runs left behind (see [`auth::sweep_stale`]).
+fn sweep_credentials(engine: &Engine) {
+    let n = auth::sweep_stale();
+    if n > 0 {
+        engine.reporter().info(&format!(
+            "removed {n} temporary credential store(s) that killed runs left in {}",
+            std::env::temp_dir().display()
+        ));
+    }
+}
+
+/// `--metadata-file` of a release: writable, and not one of the release's inputs
+/// (variants.yaml, or a file in a variant's build context).
+fn check_metadata_path(f: &Utf8Path, graph: &Graph) -> Result<(), UserError> {
+    let yaml = graph.root.join(super::variants::FILE);
+    let dirs: Vec<(Utf8PathBuf, String)> = graph
+        .variants
+        .iter()
+        .map(|v| (graph.dir(v), format!("variant {}'s directory", v.name)))
+        .collect();
+    let dirs: Vec<(&Utf8Path, &str)> = dirs
+        .iter()
+        .map(|(d, w)| (d.as_path(), w.as_str()))
+        .collect();
+    crate::output_file::check(
+        "--metadata-file",
+        f,
+        &[(&yaml, "the images directory's variants.yaml")],
+        &dirs,
+    )
+}
+
+/// `--gates-dir`, where --sbom and --scan write: a directory that can be made and written in,
+/// checked before anything is built (it used to fail after everything was pushed). Nothing is
+/// created here.
+fn check_gates_dir(flags: &GateFlags) -> Result<(), UserError> {
+    if !(flags.sbom || flags.scan) {
+        return Ok(());
+    }
+    let dir = &flags.out_dir;
+    let mut existing = dir.as_path();
+    while !existing.as_str().is_empty() && std::fs::symlink_metadata(existing).is_err() {
+        existing = existing.parent().unwrap_or(Utf8Path::new(""));
+    }
+    let existing = match existing.as_str() {
+        "" => Utf8Path::new("."),
+        _ => existing,
+    };
+    if !existing.is_dir() {
+        return Err(UserError(format!(
+            "--gates-dir {dir}: {existing} is not a directory; pick a directory the SBOMs and scan reports can go to"
+        )));
+    }
+    tempfile::Builder::new()
+        .prefix(".hjk-check-")
+        .tempfile_in(existing)
+        .map(drop)
+        .map_err(|e| {
+            UserError(format!(
+                "--gates-dir {dir}: cannot write in {existing} ({e}); pick a writable directory for the SBOMs and scan reports"
+            ))
+        })
+}
+
 /// Phase 1: everything that can refuse the release does so before anything is built or pushed:
 /// the gates, the engine's limits, and the credentials (a wrong password is exit 2 here).
 async fn check(
@@ -653,9 +819,7 @@ async fn check(
             .into());
         }
     }
-    if let Some(f) = &spec.metadata_file {
-        metadata::check_path(f)?;
-    }
+    check_gates_dir(&spec.gates)?;
     let plain_http = registry::plain_http(spec.registry.registry());
     let mut gates = Gates::check(&spec.gates, plain_http, vars)?;
     engine.configure(&spec.remote)?;
@@ -956,6 +1120,9 @@ async fn survey(
 
 /// Phase 3: builds and pushes what the survey did not find, parents first on each platform,
 /// the platforms concurrently (arm64 under emulation overlaps amd64).
+/// The local images a release built, by staging tag (see [`release_command`]).
+type Built = std::sync::Mutex<Vec<ImageRef>>;
+
 async fn stage(
     engine: &Engine,
     registry: &Registry,
@@ -963,6 +1130,7 @@ async fn stage(
     units: &[Unit],
     applied: &Applied,
     slots: &mut BTreeMap<(usize, Platform), Slot>,
+    built: &Built,
 ) -> Result<Vec<Row>> {
     let tmp = tempfile::Builder::new().prefix("hjk-release-").tempdir()?;
     let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
@@ -973,7 +1141,9 @@ async fn stage(
             .enumerate()
             .map(|(i, _)| (i, slots[&(i, *p)].clone()))
             .collect();
-        lane(engine, registry, spec, units, applied, *p, mine, &tmp_path)
+        lane(
+            engine, registry, spec, units, applied, *p, mine, &tmp_path, built,
+        )
     });
     let results = futures_util::future::join_all(lanes).await;
     let mut rows = Vec::new();
@@ -1023,6 +1193,7 @@ async fn lane(
     p: Platform,
     mut mine: BTreeMap<usize, Slot>,
     tmp: &Utf8Path,
+    built: &Built,
 ) -> Result<BTreeMap<usize, Slot>> {
     let plain_http = registry::plain_http(registry.host());
     for (i, u) in units.iter().enumerate() {
@@ -1054,6 +1225,10 @@ async fn lane(
         };
         let stage_tag = stage_tag(&u.name, p, &fp);
         let tag = spec.registry.with_tag(&stage_tag)?;
+        built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(tag.clone());
         let mut req = BuildRequest::new(u.context.clone(), u.dockerfile.clone(), tag.clone());
         req.platforms = vec![p];
         req.declared_args = Some(u.declared.clone());
@@ -1290,7 +1465,16 @@ async fn publish(
         })
         .collect();
     let version = meta.version.clone();
-    let moves = promote::check(registry, &plans, version.as_deref(), publishing.force_tags).await?;
+    // releases of this repository on this machine take turns from here to the last tag
+    let _promoting = engine.promotion_lock(&registry.name()).await?;
+    let (moves, _) = promote::check(
+        registry,
+        &plans,
+        version.as_deref(),
+        publishing.force_tags,
+        publishing.surveyed.as_ref(),
+    )
+    .await?;
     promote::apply(engine, registry, &moves, &indexes).await?;
     promote::record_lifts(engine, registry, &lifted, &asked).await?;
     for v in &mut meta.variants {
@@ -1529,6 +1713,10 @@ pub(crate) async fn provenance_of(
     Ok(Ok(()))
 }
 
+/// The summary, then the metadata file. The summary comes first: when the file cannot be
+/// written (a full disk) after the tags moved, what was published is still shown, the error
+/// (exit 1) names it, and an earlier file at that path is removed rather than left to pass for
+/// this release's record.
 fn finish(
     engine: &Engine,
     file: Option<&Utf8Path>,
@@ -1536,9 +1724,53 @@ fn finish(
     rows: &[Row],
     started: Instant,
 ) -> Result<()> {
-    if let Some(f) = file {
-        meta.write(f)?;
-    }
+    summary(engine, meta, rows, started);
+    let Some(f) = file else {
+        return Ok(());
+    };
+    let Err(e) = meta.write(f) else {
+        return Ok(());
+    };
+    let old = match std::fs::symlink_metadata(f) {
+        Ok(m) if m.is_file() && std::fs::remove_file(f).is_ok() => {
+            format!("; the earlier {f}, which described another run, was removed")
+        }
+        _ => String::new(),
+    };
+    let published: Vec<String> = meta
+        .variants
+        .iter()
+        .filter_map(|v| {
+            let d = v.index_digest.as_ref()?;
+            let tags = match (meta.partial, v.tags.is_empty()) {
+                (true, _) => "staged, no tag".to_string(),
+                (false, true) => "held, no tag moved".to_string(),
+                (false, false) => format!("tagged {}", v.tags.join(", ")),
+            };
+            Some(format!("{} {}@{d} ({tags})", v.name, meta.registry))
+        })
+        .collect();
+    let what = match (published.is_empty(), meta.partial) {
+        (true, true) => format!(
+            "the per-platform images are pushed ({})",
+            meta.variants
+                .iter()
+                .flat_map(|v| v
+                    .platforms
+                    .iter()
+                    .map(move |(p, r)| format!("{} {p} {}", v.name, r.digest)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (true, false) => "nothing was published".to_string(),
+        (false, _) => format!("published: {}", published.join("; ")),
+    };
+    Err(anyhow!(
+        "the release metadata file {f} could not be written: {e}{old}; {what} (the summary above has it too)"
+    ))
+}
+
+fn summary(engine: &Engine, meta: &Metadata, rows: &[Row], started: Instant) {
     let mut text = format!(
         "{:<12} {:<14} {:<8} {:>8}  {}\n",
         "VARIANT", "PLATFORM", "RESULT", "TIME", "DIGEST"
@@ -1583,7 +1815,6 @@ fn finish(
     engine
         .reporter()
         .result(text, serde_json::json!({"rows": rows, "metadata": meta}));
-    Ok(())
 }
 
 #[cfg(test)]

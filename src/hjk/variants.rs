@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 pub const FILE: &str = "variants.yaml";
 
+/// The longest variant name: it is part of every tag a release makes.
+pub const MAX_NAME: usize = 41;
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
@@ -32,17 +35,13 @@ pub struct Graph {
 impl Graph {
     pub fn load(images_dir: &Utf8Path) -> Result<Graph, UserError> {
         let path = images_dir.join(FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            UserError(format!(
-                "cannot read {path}: {e}; pass --images-dir pointing at the directory with {FILE}"
-            ))
-        })?;
-        let file: File = serde_yaml_ng::from_str(&text).map_err(|e| {
-            UserError(format!(
-                "malformed {path}: {}",
-                e.to_string().replace('\n', " ")
-            ))
-        })?;
+        let text = crate::input_file::read_required(
+            &path,
+            crate::input_file::VARIANTS,
+            &format!("pass --images-dir pointing at the directory with {FILE}"),
+        )?;
+        let file: File = crate::input_file::parse_yaml(&text)
+            .map_err(|e| UserError(format!("malformed {path}: {e}")))?;
         let g = Graph {
             root: images_dir.to_owned(),
             variants: file.variants,
@@ -52,16 +51,46 @@ impl Graph {
     }
 
     fn check(&self) -> Result<(), UserError> {
-        let name_ok = regex::Regex::new(r"^[a-z0-9][a-z0-9-]{0,40}$").expect("name regex");
+        let file = self.root.join(FILE);
+        if self.variants.is_empty() {
+            return Err(UserError(format!(
+                "{file} declares no variants; add one (name and dir), as images/variants.yaml does"
+            )));
+        }
+        let name_ok = regex::Regex::new(r"^[a-z0-9][a-z0-9-]*$").expect("name regex");
         for (i, v) in self.variants.iter().enumerate() {
             if !name_ok.is_match(&v.name) {
                 return Err(UserError(format!(
-                    "variant name {:?} must be lowercase letters, digits and -",
+                    "variant name {:?} must be lowercase letters, digits and -, starting with a letter or digit",
                     v.name
+                )));
+            }
+            if v.name.len() > MAX_NAME {
+                return Err(UserError(format!(
+                    "variant name {:?} is {} characters long; use at most {MAX_NAME} (the name is part of every tag a release makes)",
+                    v.name,
+                    v.name.len()
                 )));
             }
             if self.variants[..i].iter().any(|o| o.name == v.name) {
                 return Err(UserError(format!("variant {} is declared twice", v.name)));
+            }
+            // a build of several platforms tags each platform `<variant>-<arch>`
+            for o in &self.variants {
+                if let Some(p) = crate::platform::Platform::ALL
+                    .iter()
+                    .find(|p| v.name == format!("{}-{}", o.name, p.arch()))
+                {
+                    return Err(UserError(format!(
+                        "variants {} and {} would share the tag {} (a build of several platforms tags each platform <variant>-<arch>, e.g. {}-{}); rename {}",
+                        o.name,
+                        v.name,
+                        v.name,
+                        o.name,
+                        p.arch(),
+                        v.name
+                    )));
+                }
             }
             if v.dir.contains("..") || v.dir.starts_with('/') {
                 return Err(UserError(format!(
@@ -69,6 +98,7 @@ impl Graph {
                     v.name, v.dir
                 )));
             }
+            self.contained(v)?;
             if let Some(p) = &v.parent {
                 // parents are declared before children, so the graph is acyclic by construction
                 if !self.variants[..i].iter().any(|o| &o.name == p) {
@@ -78,6 +108,23 @@ impl Graph {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A variant's directory must stay inside the images directory once links are followed:
+    /// it is the build context, and everything in it can be copied into a published image.
+    fn contained(&self, v: &Variant) -> Result<(), UserError> {
+        let dir = self.dir(v);
+        let (Ok(root), Ok(real)) = (self.root.canonicalize_utf8(), dir.canonicalize_utf8()) else {
+            // a missing directory is refused where its Dockerfile is looked for
+            return Ok(());
+        };
+        if !real.starts_with(&root) {
+            return Err(UserError(format!(
+                "variant {} dir {:?} resolves to {real}, outside the images directory {}; a build context must be inside it (replace the link with the directory)",
+                v.name, v.dir, self.root
+            )));
         }
         Ok(())
     }
@@ -160,5 +207,32 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.0, "variant a's parent b is not declared before it");
         assert!(graph("variants:\n - {name: a, dir: ../x}\n").is_err());
+    }
+
+    #[test]
+    fn names_collisions_empty_graphs_and_escaping_dirs_are_refused_up_front() {
+        let long = "a".repeat(42);
+        let err = graph(&format!("variants:\n - {{name: {long}, dir: a}}\n")).unwrap_err();
+        assert_eq!(
+            err.0,
+            format!("variant name \"{long}\" is 42 characters long; use at most 41 (the name is part of every tag a release makes)")
+        );
+        let err =
+            graph("variants:\n - {name: x, dir: x}\n - {name: x-amd64, dir: y}\n").unwrap_err();
+        assert!(
+            err.0
+                .starts_with("variants x and x-amd64 would share the tag x-amd64"),
+            "{err}"
+        );
+        let err = graph("variants: []\n").unwrap_err();
+        assert!(err.0.ends_with("variants.yaml declares no variants; add one (name and dir), as images/variants.yaml does"), "{err}");
+        let t = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(t.path().to_owned()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
+        std::fs::write(root.join(FILE), "variants:\n - {name: a, dir: a}\n").unwrap();
+        let err = Graph::load(&root).unwrap_err();
+        assert!(err.0.contains("resolves to"), "{err}");
+        assert!(err.0.contains("outside the images directory"), "{err}");
     }
 }

@@ -43,6 +43,8 @@ pub struct VerifySpec {
     pub auth: AuthSettings,
     /// `--json`: the rows as JSON on stdout.
     pub json: bool,
+    /// `--registry-timeout`.
+    pub registry_timeout: std::time::Duration,
 }
 
 /// One check's outcome in a cell of the table.
@@ -173,7 +175,12 @@ pub async fn verify_command(
     let mut rows: Vec<Row> = Vec::new();
     for repo in &repos {
         let creds = auth::resolve(&spec.auth, vars, engine, repo).await?;
-        let reg = Registry::new(repo, creds.clone())?;
+        let reg = Registry::new(
+            repo,
+            creds.clone(),
+            spec.registry_timeout,
+            engine.shared_reporter(),
+        )?;
         let tool_auth = ToolAuth::new(creds.as_ref(), repo.registry())?;
         let ctx = Ctx {
             engine,

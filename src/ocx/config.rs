@@ -350,7 +350,7 @@ fn value_text(v: &serde_json::Value) -> Option<String> {
 /// Reads one config file, if it exists, into a layer. A syntax error names the file, line and
 /// column; an unknown key or a value of the wrong type names the key.
 pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserError> {
-    let Some(text) = crate::config_file::read(path)? else {
+    let Some(text) = crate::input_file::read(path, crate::input_file::CONFIG)? else {
         return Ok(None);
     };
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)

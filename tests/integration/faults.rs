@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 const BASE: &str = "faults-dev";
 
-fn ocx_bin() -> std::path::PathBuf {
+pub(crate) fn ocx_bin() -> std::path::PathBuf {
     assert_cmd::cargo::cargo_bin("ocx")
 }
 
-fn hjk_bin() -> std::path::PathBuf {
+pub(crate) fn hjk_bin() -> std::path::PathBuf {
     assert_cmd::cargo::cargo_bin("hjk")
 }
 
-fn spawn(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
+pub(crate) fn spawn(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
     Command::new(bin)
         .args(args)
         .env_clear()
@@ -31,7 +31,7 @@ fn spawn(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
-fn signal(pid: u32, sig: i32) {
+pub(crate) fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) on a pid this test started
     unsafe { libc::kill(pid as i32, sig) };
 }
@@ -42,7 +42,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// Waits for the child, failing the test if it hangs: a guard, not a timing goal.
-fn wait_guarded(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
+pub(crate) fn wait_guarded(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -686,7 +686,7 @@ fn the_classic_builders_deprecation_notice_is_explained_once_and_not_shown() {
 }
 
 /// hjk builds of a one-variant busybox hierarchy, so real-engine fault tests stay fast.
-fn busybox_images(env: &TestEnv, dockerfile: &str) -> String {
+pub(crate) fn busybox_images(env: &TestEnv, dockerfile: &str) -> String {
     let dir = env.root().join("images");
     std::fs::create_dir_all(dir.join("base")).unwrap();
     std::fs::write(
@@ -771,7 +771,7 @@ fn non_utf8_build_output_does_not_break_a_real_build() {
 
 /// A uid-0 project on a real engine FROM local/debian:bookworm with the real opencode: the
 /// cheapest real image to run things in.
-fn real_project(engine: &str, project: &Path) -> TestEnv {
+pub(crate) fn real_project(engine: &str, project: &Path) -> TestEnv {
     let mut env = TestEnv::new();
     env.with_system_path();
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());

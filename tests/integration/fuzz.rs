@@ -1,5 +1,6 @@
 //! Fuzzing on stable Rust with proptest (cargo-fuzz needs nightly): the config loaders (ocx
-//! and hjk), the devcontainer.json reader and the image-reference parser get generated input
+//! and hjk), the devcontainer.json reader, variants.yaml, release metadata files and the
+//! image-reference parser get generated input
 //! until a time budget runs out: `FUZZ_SECONDS` per target (default 3; `make test` gives 30,
 //! `make fuzz` 600). The properties:
 //! - no input panics; every rejection is one line (what a user sees);
@@ -584,4 +585,172 @@ fn fuzz_ocx_config_loader_never_panics() {
             Ok(())
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// variants.yaml and release metadata files (issue 18): read from disk as hjk reads them.
+
+/// variants.yaml text: lists of variants with good and bad names, dirs and parents, anchors and
+/// aliases (a small alias bomb among them), deep nesting, and any text.
+fn variants_yaml_text() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("base".to_string()),
+        Just("dind".to_string()),
+        Just("base-amd64".to_string()),
+        Just("".to_string()),
+        Just("Base".to_string()),
+        "[a-z0-9-]{1,45}",
+        "[a-z.:/ _-]{1,6}",
+    ];
+    let dir = prop_oneof![
+        Just("base".to_string()),
+        Just("..".to_string()),
+        Just("/etc".to_string()),
+        Just("a/../../b".to_string()),
+        Just(".".to_string()),
+        "[a-z/.]{0,8}",
+    ];
+    let variant = (
+        name.clone(),
+        proptest::option::of(name),
+        dir,
+        proptest::option::of("[a-z ]{0,8}"),
+        any::<bool>(),
+    )
+        .prop_map(|(n, parent, dir, desc, extra)| {
+            let mut v = format!("  - name: {n:?}\n    dir: {dir:?}\n");
+            if let Some(p) = parent {
+                v.push_str(&format!("    parent: {p:?}\n"));
+            }
+            if let Some(d) = desc {
+                v.push_str(&format!("    description: {d:?}\n"));
+            }
+            if extra {
+                v.push_str("    unknown: 1\n");
+            }
+            v
+        });
+    let list = proptest::collection::vec(variant, 0..6)
+        .prop_map(|vs| format!("variants:\n{}", vs.concat()));
+    let aliases = (1usize..400, 1usize..3000).prop_map(|(len, n)| {
+        let mut t = format!(
+            "variants:\n  - name: base\n    dir: base\n    description: &x \"{}\"\nx:\n",
+            "y".repeat(len * 1000)
+        );
+        for _ in 0..n {
+            t.push_str("  - *x\n");
+        }
+        t
+    });
+    let deep = (1usize..200).prop_map(|d| format!("variants: {}{}", "[".repeat(d), "]".repeat(d)));
+    prop_oneof![
+        6 => list,
+        1 => aliases,
+        1 => deep,
+        1 => Just("variants: []\n".to_string()),
+        1 => any::<String>()
+    ]
+}
+
+#[test]
+fn fuzz_variants_yaml_loader_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    std::fs::create_dir_all(root.join("base")).unwrap();
+    fuzz("variants.yaml", variants_yaml_text(), |text| {
+        std::fs::write(root.join("variants.yaml"), &text).unwrap();
+        let started = Instant::now();
+        match agent_images::hjk::variants::Graph::load(&root) {
+            Ok(g) => {
+                // what is accepted is a graph a release can tag
+                prop_assert!(!g.variants.is_empty());
+                for (i, v) in g.variants.iter().enumerate() {
+                    prop_assert!(v.name.len() <= agent_images::hjk::variants::MAX_NAME);
+                    if let Some(p) = &v.parent {
+                        prop_assert!(g.variants[..i].iter().any(|o| &o.name == p));
+                    }
+                }
+            }
+            Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),
+        }
+        prop_assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        Ok(())
+    });
+}
+
+/// A release metadata file: a valid one with fields replaced by odd values, deep nesting, or
+/// any text.
+fn metadata_text() -> impl Strategy<Value = String> {
+    let valid = serde_json::json!({
+        "schema": 1, "registry": "127.0.0.1:5001/hj", "version": "v0.1.0", "partial": true,
+        "variants": [{
+            "name": "base", "parent": null, "index_digest": null, "tags": [], "parent_ref": null,
+            "platforms": {"linux/amd64": {
+                "digest": format!("sha256:{}", "a".repeat(64)),
+                "media_type": "application/vnd.oci.image.manifest.v1+json", "size": 100,
+                "stage_tag": "stage-base-amd64-x", "fingerprint": "f", "base": null,
+                "result": "built"}},
+            "sbom": [], "signed": false, "scan": null, "held": [], "inputs": "i"
+        }]
+    });
+    let odd = prop_oneof![
+        Just(serde_json::Value::Null),
+        Just(serde_json::json!(-1)),
+        Just(serde_json::json!(1e300)),
+        Just(serde_json::json!("linux/s390x")),
+        Just(serde_json::json!({"a": []})),
+        Just(serde_json::json!([[[[1]]]])),
+        "[a-zA-Z0-9:/._ -]{0,12}".prop_map(serde_json::Value::String),
+    ];
+    let path = prop_oneof![
+        Just(vec!["schema"]),
+        Just(vec!["registry"]),
+        Just(vec!["version"]),
+        Just(vec!["partial"]),
+        Just(vec!["variants"]),
+        Just(vec!["variants", "0"]),
+        Just(vec!["variants", "0", "name"]),
+        Just(vec!["variants", "0", "platforms"]),
+        Just(vec!["variants", "0", "platforms", "linux/amd64"]),
+        Just(vec!["variants", "0", "platforms", "linux/amd64", "size"]),
+        Just(vec!["variants", "0", "platforms", "linux/amd64", "digest"]),
+    ];
+    let mutated = proptest::collection::vec((path, odd), 0..4).prop_map(move |edits| {
+        let mut v = valid.clone();
+        for (path, new) in edits {
+            if let Some(slot) = path.iter().try_fold(&mut v, |cur, k| match cur {
+                serde_json::Value::Object(m) => m.get_mut(*k),
+                serde_json::Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+                _ => None,
+            }) {
+                *slot = new;
+            }
+        }
+        serde_json::to_string(&v).unwrap()
+    });
+    let deep = (1usize..5000).prop_map(|d| format!("{}{}", "[".repeat(d), "]".repeat(d)));
+    prop_oneof![6 => mutated, 1 => deep, 1 => any::<String>()]
+}
+
+#[test]
+fn fuzz_metadata_reader_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("meta.json")).unwrap();
+    fuzz("release metadata", metadata_text(), |text| {
+        std::fs::write(&file, &text).unwrap();
+        match agent_images::hjk::metadata::Metadata::read(&file) {
+            // what is read is what is written back
+            Ok(m) => {
+                m.write(&file).unwrap();
+                let again = agent_images::hjk::metadata::Metadata::read(&file).unwrap();
+                prop_assert_eq!(m, again);
+            }
+            Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),
+        }
+        Ok(())
+    });
 }

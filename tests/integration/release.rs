@@ -1441,6 +1441,8 @@ fn an_index_under_a_tag_resolves_to_the_platform_image() {
     let r = Registry::new(
         &ImageRef::parse("127.0.0.1:5000/local/busybox").unwrap(),
         None,
+        agent_images::hjk::registry::DEFAULT_TIMEOUT,
+        std::sync::Arc::new(agent_images::report::PlainReporter),
     )
     .unwrap();
     let index = rt.block_on(r.manifest("latest")).unwrap().unwrap();

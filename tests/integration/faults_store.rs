@@ -1,0 +1,462 @@
+//! Issue 18, item 1 and "done when" 2: a signal to hjk or ocx during any kind of build step
+//! (RUN, ENV/LABEL, COPY, the commit after a step) leaves the engine's store usable and no build
+//! container or step process behind, on real podman and real dockerd (BuildKit).
+//!
+//! podman runs on a store of the test's own (`CONTAINERS_STORAGE_CONF`, holding a copy of
+//! local/busybox:amd64): a test that breaks it breaks nobody else's builds, and every working
+//! container in it is the test's. podman 4.3 exits at once on SIGINT/SIGTERM, even mid-commit;
+//! signalled itself it left its working container every time and, in a commit, a half-written
+//! image after which `podman images` failed for every user of the store until `podman rmi -f`.
+
+use super::faults::{hjk_bin, ocx_bin};
+use crate::util::{engine_available, TestEnv};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A podman store of the test's own (see the module doc), removed when it drops.
+pub(crate) struct PodmanStore {
+    root: PathBuf,
+    conf: PathBuf,
+}
+
+impl PodmanStore {
+    /// A store under the test's directory, named in `env` for every podman hjk or ocx runs,
+    /// holding `localhost/local/busybox:amd64` (saved from the machine's store, loaded here).
+    pub(crate) fn new(env: &mut TestEnv) -> PodmanStore {
+        let root = env.root().join("podman-store");
+        std::fs::create_dir_all(&root).unwrap();
+        let conf = root.join("storage.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                root.join("graph").display(),
+                root.join("run").display()
+            ),
+        )
+        .unwrap();
+        env.set("CONTAINERS_STORAGE_CONF", conf.display().to_string());
+        let store = PodmanStore { root, conf };
+        let tar = store.root.join("busybox.tar");
+        let saved = Command::new("podman")
+            .args(["save", "--quiet", "-o"])
+            .arg(&tar)
+            .arg("localhost/local/busybox:amd64")
+            .output()
+            .unwrap();
+        assert!(saved.status.success(), "{saved:?}");
+        let loaded = store.podman(&["load", "--quiet", "-i", tar.to_str().unwrap()]);
+        assert!(loaded.status.success(), "{loaded:?}");
+        std::fs::remove_file(&tar).unwrap();
+        store
+    }
+
+    pub(crate) fn podman(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `podman images`: `Err` with podman's words when it cannot list the store.
+    pub(crate) fn listing(&self) -> Result<String, String> {
+        let out = self.podman(&["images", "--all"]);
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
+    /// Every container in the store, buildah's working containers included (`--external`).
+    pub(crate) fn containers(&self) -> Vec<String> {
+        let out = self.podman(&[
+            "ps",
+            "--all",
+            "--external",
+            "--format",
+            "{{.Names}} {{.Image}}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for PodmanStore {
+    fn drop(&mut self) {
+        let ids = self.podman(&["ps", "--all", "--external", "--quiet"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            self.podman(&["rm", "--force", id]);
+        }
+        self.podman(&["rmi", "--all", "--force"]);
+        // what podman left mounted under the store, deepest first
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut under: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| Path::new(m).starts_with(&self.root))
+            .collect();
+        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in under {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The kinds of build step a signal can land in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepKind {
+    Run,
+    EnvLabel,
+    Copy,
+    Commit,
+}
+
+impl StepKind {
+    pub(crate) const ALL: [StepKind; 4] = [
+        StepKind::Run,
+        StepKind::EnvLabel,
+        StepKind::Copy,
+        StepKind::Commit,
+    ];
+
+    /// A Dockerfile FROM `from` whose build is in this kind of step when a line it prints
+    /// matches [`StepKind::trigger`]. `marker` is unique to the run.
+    fn dockerfile(self, from: &str, marker: &str) -> String {
+        match self {
+            // the RUN line itself ends in `sleep 120`, its output in the marker
+            StepKind::Run => format!("FROM {from}\nRUN echo started-{marker}; sleep 120\n"),
+            StepKind::EnvLabel => {
+                let mut d = format!("FROM {from}\nRUN echo started-{marker}; true\n");
+                for i in 0..40 {
+                    d.push_str(&format!("ENV E{i}=x{i}\nLABEL l{i}=x{i}\n"));
+                }
+                d
+            }
+            StepKind::Copy => {
+                format!("FROM {from}\nRUN echo started-{marker}; true\nCOPY big.bin /big.bin\n")
+            }
+            // the step writes 200 MB and ends: the signal lands in the commit of that layer
+            StepKind::Commit => format!(
+                "FROM {from}\nRUN head -c 200000000 /dev/urandom > /big && echo written-{marker} && true\n"
+            ),
+        }
+    }
+
+    /// How long after the trigger line the signal is sent: a commit starts when the step's
+    /// process has ended (podman took 3 s to commit the 200 MB layer).
+    fn delay(self) -> Duration {
+        match self {
+            StepKind::Commit => Duration::from_millis(700),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whether `line` (what hjk or ocx printed) says the build is in this kind of step.
+    fn trigger(self, engine: &str, line: &str, marker: &str) -> bool {
+        let line = line.trim();
+        match (self, engine) {
+            (StepKind::Run, _) => line.ends_with(&format!("started-{marker}")),
+            // podman commits each ENV and LABEL as a step; BuildKit only records them, after
+            // the RUN before them
+            (StepKind::EnvLabel, "podman") => line.contains("ENV E2=x2"),
+            (StepKind::EnvLabel, _) => line.ends_with(&format!("started-{marker}")),
+            (StepKind::Copy, _) => line.contains("COPY big.bin /big.bin"),
+            (StepKind::Commit, _) => line.ends_with(&format!("written-{marker}")),
+        }
+    }
+}
+
+/// A child in a process group of its own, as `setsid hjk ... &` starts it, so a test can signal
+/// the group (`kill -TERM -- -PID`) as a terminal or a CI runner would.
+pub(crate) fn spawn_group(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
+    Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(env.project())
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's stderr until `trigger` matches a line, then after `delay` signals its
+/// whole process group with `sig`; returns its exit code, everything it printed and how long
+/// it took to stop.
+pub(crate) fn signal_when(
+    mut child: Child,
+    sig: i32,
+    delay: Duration,
+    trigger: impl Fn(&str) -> bool,
+) -> (Option<i32>, String, Duration) {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let mut hit = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if trigger(&line) {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "the step never started:\n{}", seen.join("\n"));
+    // the lines go on while we wait (the child must never block on a full pipe)
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    std::thread::sleep(delay);
+    // SAFETY: kill(2) on the process group of a child this test started
+    unsafe { libc::kill(-(child.id() as i32), sig) };
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("no exit within 120 s of the signal:\n{}", seen.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = signalled.elapsed();
+    seen.extend(rest.join().unwrap());
+    (status.code(), seen.join("\n"), took)
+}
+
+/// `hjk images build` of a one-variant hierarchy whose Dockerfile has `kind`'s step, on
+/// `engine`, signalled with `sig` in that step: exit 128+sig, nothing left running, and the
+/// engine's store lists its images.
+fn signal_hjk_in(engine: &str, kind: StepKind, sig: i32) {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let marker = format!("faults18-{}-{:?}-{}", engine, kind, std::process::id()).to_lowercase();
+    let store = (engine == "podman").then(|| PodmanStore::new(&mut env));
+    let from = match engine {
+        "podman" => "localhost/local/busybox:amd64".to_string(),
+        _ => {
+            let from = format!("{marker}-from:1");
+            let tagged = Command::new("docker")
+                .args(["tag", "local/busybox:amd64", &from])
+                .status()
+                .unwrap();
+            assert!(tagged.success());
+            from
+        }
+    };
+    let images = super::faults::busybox_images(&env, &kind.dockerfile(&from, &marker));
+    if kind == StepKind::Copy {
+        big_file(&Path::new(&images).join("base/big.bin"));
+    }
+    let registry = format!("localhost/{marker}");
+    let child = spawn_group(
+        &env,
+        &hjk_bin(),
+        &[
+            "images",
+            "build",
+            "--variant",
+            "base",
+            "--images-dir",
+            &images,
+            "--registry",
+            &registry,
+            "--platform",
+            "linux/amd64",
+            "--backend",
+            engine,
+            "--no-cache",
+            "--progress",
+            "plain",
+        ],
+    );
+    let (code, printed, took) = signal_when(child, sig, kind.delay(), |l| {
+        kind.trigger(engine, l, &marker)
+    });
+    eprintln!("{engine} {kind:?}: hjk stopped {took:?} after signal {sig}");
+    assert_eq!(code, Some(128 + sig), "{engine} {kind:?}:\n{printed}");
+    assert!(printed.contains("error: interrupted by "), "{printed}");
+    match &store {
+        Some(store) => assert_podman_store_clean(store, &printed),
+        None => assert_docker_clean(&marker, &printed),
+    }
+    if engine == "docker" {
+        let _ = Command::new("docker")
+            .args(["rmi", &from, &format!("{registry}:base")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// 200 MB of random bytes: a COPY of it takes podman a second or so.
+fn big_file(path: &Path) {
+    let out = Command::new("head")
+        .args(["-c", "200000000", "/dev/urandom"])
+        .stdout(std::fs::File::create(path).unwrap())
+        .status()
+        .unwrap();
+    assert!(out.success());
+}
+
+/// No working container is left in the test's podman store (within 20 s), no temporary image
+/// of an interrupted commit (`<hex>-tmp`), and `podman images` lists the store.
+pub(crate) fn assert_podman_store_clean(store: &PodmanStore, printed: &str) {
+    let start = Instant::now();
+    while !store.containers().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        store.containers(),
+        Vec::<String>::new(),
+        "build containers left behind:\n{printed}"
+    );
+    let listing = store
+        .listing()
+        .unwrap_or_else(|e| panic!("podman images fails: {e}\n{printed}"));
+    assert!(!listing.contains("-tmp "), "{listing}\n{printed}");
+    let tagged: Vec<&str> = listing
+        .lines()
+        .filter(|l| !l.starts_with("<none>"))
+        .collect();
+    eprintln!(
+        "podman images after the signal: {} images; tagged:\n{}",
+        listing.lines().count() - 1,
+        tagged.join("\n")
+    );
+}
+
+/// No step process of this run is left (BuildKit's steps are not docker containers), and
+/// `docker images` lists the store.
+fn assert_docker_clean(marker: &str, printed: &str) {
+    let start = Instant::now();
+    let survivors = || {
+        let out = Command::new("pgrep")
+            .args(["-a", "-f", marker])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    while !survivors().is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(survivors(), "", "a step process survived:\n{printed}");
+    let images = Command::new("docker").args(["images"]).output().unwrap();
+    assert!(
+        images.status.success(),
+        "docker images fails: {}\n{printed}",
+        String::from_utf8_lossy(&images.stderr)
+    );
+}
+
+#[test]
+fn podman_a_signal_in_any_build_step_leaves_the_store_usable_and_no_container() {
+    if !engine_available("podman") {
+        return;
+    }
+    for (kind, sig) in
+        StepKind::ALL
+            .into_iter()
+            .zip([libc::SIGINT, libc::SIGTERM, libc::SIGTERM, libc::SIGHUP])
+    {
+        signal_hjk_in("podman", kind, sig);
+    }
+}
+
+#[test]
+fn docker_a_signal_in_any_build_step_leaves_the_store_usable_and_no_step_process() {
+    if !engine_available("docker") {
+        return;
+    }
+    for (kind, sig) in
+        StepKind::ALL
+            .into_iter()
+            .zip([libc::SIGTERM, libc::SIGINT, libc::SIGTERM, libc::SIGTERM])
+    {
+        signal_hjk_in("docker", kind, sig);
+    }
+}
+
+/// ocx builds through the same engine code: SIGTERM to ocx while podman commits ENV and LABEL
+/// steps of the base leaves the store as clean.
+#[test]
+fn podman_sigterm_to_ocx_in_env_steps_leaves_the_store_usable() {
+    if !engine_available("podman") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join("project");
+    let mut env = super::faults::real_project("podman", &project);
+    let store = PodmanStore::new(&mut env);
+    let marker = format!("faults18-ocx-{}", std::process::id());
+    std::fs::write(
+        project.join("Dockerfile"),
+        StepKind::EnvLabel.dockerfile("localhost/local/busybox:amd64", &marker),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("ocx.json"),
+        format!(
+            r#"{{"custom_base_image": "faults/{marker}", "custom_base_dockerfile": "Dockerfile",
+                "opencode_version": "1.18.18", "opencode_source": "npm", "uid": 0, "gid": 0,
+                "backend": "podman", "platforms": "linux/amd64"}}"#
+        ),
+    )
+    .unwrap();
+    let child = Command::new(ocx_bin())
+        .args(["--progress", "plain", "build"])
+        .env_clear()
+        .envs(&env.vars)
+        .current_dir(&project)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, printed, took) = signal_when(child, libc::SIGTERM, Duration::ZERO, |l| {
+        StepKind::EnvLabel.trigger("podman", l, &marker)
+    });
+    eprintln!("ocx stopped {took:?} after SIGTERM");
+    assert_eq!(code, Some(143), "{printed}");
+    assert_podman_store_clean(&store, &printed);
+}
+
+/// Item 1 as reported: `setsid $REL --no-cache --registry R & sleep 0.2; kill -TERM -- -$!` with
+/// a variant `FROM local/busybox:amd64`, `ENV A=1`, `ENV B=1` (and a few more, so the signal
+/// lands among them): exit 143, no build container, `podman images` works, nothing public.
+#[test]
+fn podman_sigterm_to_a_release_in_env_steps_leaves_the_store_usable() {
+    let Some(s) = super::release::setup(Some("podman"), "faults-env-sigterm") else {
+        return;
+    };
+    let mut env = s.env;
+    let store = PodmanStore::new(&mut env);
+    let mut dockerfile = "FROM localhost/local/busybox:amd64\nENV A=1\nENV B=1\n".to_string();
+    for i in 0..30 {
+        dockerfile.push_str(&format!("ENV C{i}={i}\n"));
+    }
+    let images = super::faults::busybox_images(&env, &dockerfile);
+    let meta = env.root().join("meta.json").display().to_string();
+    let mut args = super::release::release_args(&images, &s.repo, "linux/amd64", &meta);
+    args.extend(["--backend", "podman", "--auth", "raw", "--no-cache"]);
+    let child = spawn_group(&env, &hjk_bin(), &args);
+    let (code, printed, took) = signal_when(child, libc::SIGTERM, Duration::ZERO, |l| {
+        l.contains("STEP 2/") && l.contains("ENV A=1")
+    });
+    eprintln!("hjk release stopped {took:?} after SIGTERM");
+    assert_eq!(code, Some(143), "{printed}");
+    assert_podman_store_clean(&store, &printed);
+    assert!(
+        super::release::raw(&s.auth, &format!("{}:base", s.repo), false).is_none(),
+        "a tag moved: {printed}"
+    );
+    assert!(!Path::new(&meta).exists(), "{printed}");
+}
