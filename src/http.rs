@@ -1,27 +1,37 @@
 //! The one HTTP stack. The opencode download (`ocx::opencode`) and the registry client
 //! (`hjk::registry`, through oci-client) both speak HTTP through reqwest 0.13 with rustls and
-//! the platform's certificate verifier, configured here, once:
+//! the platform's certificate verifier, configured in one place, [`Settings::config`]:
 //!
 //! - **Trust**: the platform's store (rustls-platform-verifier: on Linux the system bundle, or
-//!   instead what `SSL_CERT_FILE` / `SSL_CERT_DIR` name, as OpenSSL reads them; on macOS and
-//!   Windows their own stores, which ignore those variables), plus the certificates in
+//!   instead what `SSL_CERT_FILE` / `SSL_CERT_DIR` name, as OpenSSL and curl read them; on macOS
+//!   and Windows their own stores, which ignore those variables), plus the certificates in
 //!   `SSL_CERT_FILE` and `SSL_CERT_DIR`, loaded here once and added to both clients, so a
 //!   corporate CA named there is trusted on every OS, by the download and the registry alike.
 //! - **Proxies**: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either case), read by
-//!   reqwest when a client is built, with curl's rules. Neither client sets a proxy of its own:
-//!   that would turn the environment's off.
+//!   reqwest when a client is built, with curl's rules (a loopback host goes through the proxy
+//!   too unless `NO_PROXY` names it). Neither client sets a proxy of its own: that would turn the
+//!   environment's off.
 //! - **User agent**: [`USER_AGENT`] (GitHub's API refuses requests without one).
+//! - **Timeouts**: connecting, and each wait for the server's next bytes; the download's are
+//!   [`DOWNLOAD_TIMEOUTS`], the registry's come from `--registry-timeout`.
 //!
-//! oci-client 0.18 builds its own `reqwest::Client` from a `ClientConfig` and cannot take ours,
-//! so the registry gets the same configuration ([`oci_config`]), not the same client object.
+//! oci-client 0.18 builds its own `reqwest::Client` from a `ClientConfig` (its `Client` keeps
+//! that client private and has no constructor that takes one), so the two cannot be one client
+//! object. Instead both are built from one `ClientConfig` made by [`Settings::config`]: the
+//! registry's by oci-client ([`registry_client`]), the download's by [`download_client`], which
+//! applies those fields the way oci-client does.
 //!
 //! The TLS stack reads the process environment itself (rustls-native-certs, reqwest's proxy
 //! matcher), so this module reads `SSL_CERT_FILE` and `SSL_CERT_DIR` from there too, not from a
 //! workflow's copy of it: both must see the same values. Nothing here runs before something is
 //! downloaded or a registry is read, so a no-op build builds no client.
+//!
+//! A server certificate no trusted CA signed is the user's to fix (exit 2, one line naming
+//! `SSL_CERT_FILE`), and never tried again: [`failure`], [`refused_certificate`].
 
 use crate::error::UserError;
 use anyhow::{anyhow, Result};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use std::error::Error as StdError;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -33,9 +43,19 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// Directories (`:`-separated) of PEM files of CA certificates to trust (OpenSSL's variable).
 pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 
-/// How long the download waits for a connection, and then for each read.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client waits for a connection, and then for each piece of an answer (reqwest's
+/// `read_timeout`: until the headers, then between reads of the body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
+/// The opencode download's.
+pub const DOWNLOAD_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(20),
+    read: Duration::from_secs(120),
+};
 
 /// The configuration both clients are built from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,35 +106,11 @@ impl Settings {
             .map_err(Clone::clone)
     }
 
-    /// The download client: these roots, the environment's proxies, [`USER_AGENT`], redirects
-    /// followed (GitHub's release assets redirect), [`CONNECT_TIMEOUT`] and [`READ_TIMEOUT`].
-    pub fn client(&self) -> Result<reqwest::Client> {
-        let failed = |e: reqwest::Error| match self.extra_roots.is_empty() {
-            true => anyhow!("setting up the HTTP client: {}", describe(&e)),
-            false => anyhow!(
-                "setting up the HTTP client with the CA certificates of {SSL_CERT_FILE}/{SSL_CERT_DIR}: {}",
-                describe(&e)
-            ),
-        };
-        let roots = self
-            .extra_roots
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .tls_certs_merge(roots)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .build()
-            .map_err(failed)
-    }
-
-    /// The registry client's configuration: the same roots and user agent, and no proxy of its
-    /// own (oci-client then leaves reqwest to read the environment's, as the download does).
-    pub fn oci_config(&self) -> oci_client::client::ClientConfig {
-        use oci_client::client::{Certificate, CertificateEncoding, ClientConfig};
+    /// The one configuration both clients are built from: these roots beside the platform's,
+    /// [`USER_AGENT`], `timeouts`, and no proxy of its own (reqwest then reads the
+    /// environment's). Redirects are reqwest's default (followed, at most 10; GitHub's release
+    /// assets redirect) in both.
+    pub fn config(&self, timeouts: Timeouts) -> ClientConfig {
         ClientConfig {
             extra_root_certificates: self
                 .extra_roots
@@ -125,6 +121,8 @@ impl Settings {
                 })
                 .collect(),
             user_agent: USER_AGENT,
+            connect_timeout: Some(timeouts.connect),
+            read_timeout: Some(timeouts.read),
             https_proxy: None,
             http_proxy: None,
             no_proxy: None,
@@ -146,16 +144,52 @@ fn refuse_errors(
     }
 }
 
-/// The registry client's configuration from this process's settings (see
-/// [`Settings::oci_config`]); the caller adds what is its own (the protocol).
-pub fn oci_config() -> Result<oci_client::client::ClientConfig, UserError> {
-    Ok(Settings::get()?.oci_config())
+/// The download client, from [`Settings::config`] with [`DOWNLOAD_TIMEOUTS`]: each field
+/// applied as oci-client's `Client::try_from(ClientConfig)` applies it, so the two clients
+/// differ only in what `config` was given.
+pub fn download_client(settings: &Settings) -> Result<reqwest::Client> {
+    let config = settings.config(DOWNLOAD_TIMEOUTS);
+    let failed = |e: reqwest::Error| {
+        match config.extra_root_certificates.is_empty() {
+        true => anyhow!("setting up the HTTP client: {}", describe(&e)),
+        false => anyhow!(
+            "setting up the HTTP client with the CA certificates of {SSL_CERT_FILE}/{SSL_CERT_DIR}: {}",
+            describe(&e)
+        ),
+    }
+    };
+    let roots = config
+        .extra_root_certificates
+        .iter()
+        .map(|c| match c.encoding {
+            CertificateEncoding::Der => reqwest::Certificate::from_der(&c.data),
+            CertificateEncoding::Pem => reqwest::Certificate::from_pem(&c.data),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_merge(roots)
+        .user_agent(config.user_agent);
+    if let Some(t) = config.connect_timeout {
+        builder = builder.connect_timeout(t);
+    }
+    if let Some(t) = config.read_timeout {
+        builder = builder.read_timeout(t);
+    }
+    builder.build().map_err(failed)
 }
 
-/// The registry client. oci-client's own `Client::new` replaces a configuration it cannot
-/// build with its defaults (and only logs it), which would drop the roots above; this fails
-/// instead.
-pub fn oci_client(config: oci_client::client::ClientConfig) -> Result<oci_client::Client> {
+/// The registry client for `protocol`, from [`Settings::config`] with `timeout` for connecting
+/// and for each wait. oci-client's own `Client::new` replaces a configuration it cannot build
+/// with its defaults (and only logs it), which would drop the roots; this fails instead.
+pub fn registry_client(protocol: ClientProtocol, timeout: Duration) -> Result<oci_client::Client> {
+    let config = ClientConfig {
+        protocol,
+        ..Settings::get()?.config(Timeouts {
+            connect: timeout,
+            read: timeout,
+        })
+    };
     oci_client::Client::try_from(config)
         .map_err(|e| anyhow!("setting up the registry client: {}", describe_oci(&e)))
 }
@@ -169,8 +203,19 @@ impl LazyClient {
         if let Some(c) = self.0.get() {
             return Ok(c);
         }
-        let c = Settings::get()?.client()?;
+        let c = download_client(Settings::get()?)?;
         Ok(self.0.get_or_init(|| c))
+    }
+}
+
+/// A failed request as an error, `what` first (`GET <url>`): one the server's certificate
+/// failed because no CA this machine trusts signed it is the user's to fix ([`UserError`]: one
+/// line, naming `SSL_CERT_FILE`); anything else is its chain of causes.
+pub fn failure(err: &reqwest::Error, what: &str) -> anyhow::Error {
+    let text = format!("{what}: {}", describe(err));
+    match refused_certificate(err) {
+        Some(rustls::CertificateError::UnknownIssuer) => UserError(text).into(),
+        _ => anyhow!(text),
     }
 }
 
@@ -195,13 +240,28 @@ pub fn describe_oci(err: &oci_client::errors::OciDistributionError) -> String {
     }
 }
 
-fn describe_chain(err: &(dyn StdError + 'static), server: Option<&str>) -> String {
-    let mut parts: Vec<String> = Vec::new();
+/// Why the server's certificate was refused, if that is what failed `err`: no attempt again
+/// can succeed.
+pub fn refused_certificate<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> Option<&'a rustls::CertificateError> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(rustls::Error::InvalidCertificate(why)) = rustls_error(e) {
-            return refused_certificate(why, server);
+            return Some(why);
         }
+        next = e.source();
+    }
+    None
+}
+
+fn describe_chain(err: &(dyn StdError + 'static), server: Option<&str>) -> String {
+    if let Some(why) = refused_certificate(err) {
+        return refused(why, server);
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
         let text = e.to_string();
         // reqwest and hyper repeat their source's text in their own now and then
         if !parts.iter().any(|p| p.contains(&text)) {
@@ -212,26 +272,38 @@ fn describe_chain(err: &(dyn StdError + 'static), server: Option<&str>) -> Strin
     parts.join(": ")
 }
 
-/// A rustls error in the chain, also where it hides inside an `io::Error` (whose `source` skips
-/// the error it wraps).
+/// A rustls error in the chain, also where it hides inside `io::Error`s (whose `source` skips
+/// the error they wrap): hyper-util's connector wraps tokio-rustls's `io::Error(InvalidData,
+/// rustls::Error)` in another `io::Error(Other, ..)`.
 fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-        return Some(tls);
+    let mut e = e;
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
-    e.downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-fn refused_certificate(why: &rustls::CertificateError, server: Option<&str>) -> String {
+fn refused(why: &rustls::CertificateError, server: Option<&str>) -> String {
     let whose = match server {
         Some(s) => format!("the TLS certificate of {s}"),
         None => "the server's TLS certificate".to_string(),
     };
     match why {
-        rustls::CertificateError::UnknownIssuer => format!(
-            "{whose} is not signed by a CA this machine trusts (invalid peer certificate: {why}); if your own CA signs it, name the CA's PEM file in {SSL_CERT_FILE}"
-        ),
+        rustls::CertificateError::UnknownIssuer => {
+            let todo = match std::env::var(SSL_CERT_FILE) {
+                Ok(file) => format!(
+                    "{SSL_CERT_FILE}={file} does not hold the CA that signed it (on Linux that file replaces the system's CAs, so it must hold every CA to trust)"
+                ),
+                Err(_) => format!(
+                    "if your own CA signs it (a company proxy, a private registry), name the CA's PEM file in {SSL_CERT_FILE}"
+                ),
+            };
+            format!(
+                "{whose} is not signed by a CA this machine trusts (invalid peer certificate: {why}); {todo}"
+            )
+        }
         _ => format!("{whose} was refused (invalid peer certificate: {why})"),
     }
 }
@@ -269,14 +341,50 @@ mod tests {
     }
 
     #[test]
-    fn the_registry_gets_the_same_roots_and_user_agent_and_no_proxy_of_its_own() {
+    fn both_clients_get_one_configuration_with_no_proxy_of_its_own() {
         let s = Settings {
             extra_roots: vec![vec![0x30, 0x03, 0x02, 0x01, 0x01]],
         };
-        let c = s.oci_config();
+        let t = Timeouts {
+            connect: Duration::from_secs(3),
+            read: Duration::from_secs(4),
+        };
+        let c = s.config(t);
         assert_eq!(c.extra_root_certificates.len(), 1);
         assert_eq!(c.extra_root_certificates[0].data, s.extra_roots[0]);
+        assert!(c.tls_certs_only.is_empty(), "the platform's CAs stay");
         assert_eq!(c.user_agent, USER_AGENT);
-        assert!(c.https_proxy.is_none() && c.http_proxy.is_none());
+        assert_eq!(c.connect_timeout, Some(t.connect));
+        assert_eq!(c.read_timeout, Some(t.read));
+        assert!(c.https_proxy.is_none() && c.http_proxy.is_none() && c.no_proxy.is_none());
+        assert!(!c.accept_invalid_certificates);
+        // a download client is built from it (the roots are real DER only in the integration
+        // tests; the platform's store alone here)
+        download_client(&Settings::default()).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_no_trusted_ca_signed_names_ssl_cert_file() {
+        // as hyper-util's connector hands it over
+        let err = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let why = refused_certificate(&err).unwrap();
+        assert_eq!(why, &rustls::CertificateError::UnknownIssuer);
+        let text = describe_chain(&err, Some("r.example:443"));
+        assert!(
+            text.starts_with(
+                "the TLS certificate of r.example:443 is not signed by a CA this machine trusts"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("SSL_CERT_FILE"), "{text}");
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::Expired);
+        assert_eq!(
+            describe_chain(&expired, None),
+            "the server's TLS certificate was refused (invalid peer certificate: Expired)"
+        );
+        assert!(refused_certificate(&std::io::Error::other("reset")).is_none());
     }
 }

@@ -372,7 +372,7 @@ impl Fetcher<'_> {
         let resp = req
             .send()
             .await
-            .map_err(|e| anyhow!("GET {url}: {}", crate::http::describe(&e)))?;
+            .map_err(|e| crate::http::failure(&e, &format!("GET {url}")))?;
         let status = resp.status();
         if !status.is_success() {
             bail!("GET {url}: the server answered {status}");
@@ -384,7 +384,7 @@ impl Fetcher<'_> {
     async fn chunk(resp: &mut reqwest::Response, url: &str) -> Result<Option<bytes::Bytes>> {
         resp.chunk()
             .await
-            .map_err(|e| anyhow!("reading {url}: {}", crate::http::describe(&e)))
+            .map_err(|e| crate::http::failure(&e, &format!("reading {url}")))
     }
 
     /// A small document (a release's JSON, a `.sha256`), in memory. Stops at once on Ctrl-C.
@@ -428,7 +428,12 @@ impl Fetcher<'_> {
         .await?
     }
 
-    async fn download_github(&self, version: &str, asset: &str, into: &Utf8Path) -> Result<Archive> {
+    async fn download_github(
+        &self,
+        version: &str,
+        asset: &str,
+        into: &Utf8Path,
+    ) -> Result<Archive> {
         let url = format!(
             "{}/repos/{}/releases/tags/v{version}",
             self.github_api(),

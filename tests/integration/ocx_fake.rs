@@ -31,7 +31,7 @@ fn binaries_label(bin: &[u8]) -> String {
 const SHARED_TAG: &str = "ocx-myproject-dev:1.2.3";
 
 /// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
-fn fake_elf(machine: u8) -> Vec<u8> {
+pub(crate) fn fake_elf(machine: u8) -> Vec<u8> {
     let mut b = vec![0u8; 128];
     b[..4].copy_from_slice(b"\x7fELF");
     b[4] = 2;
