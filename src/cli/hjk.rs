@@ -4,7 +4,7 @@
 use crate::hjk::commands::{
     self, BootArgs, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs, VerifyArgs,
 };
-use crate::hjk::gates::GateFlags;
+use crate::hjk::release::gates::GateFlags;
 use crate::hjk::ImagesOptions;
 use crate::report::ProgressMode;
 use camino::Utf8PathBuf;

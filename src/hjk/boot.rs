@@ -8,7 +8,7 @@
 //! of `io.headjack.exec.user` exists and can run a command), and [`boot`] removes the container
 //! on every way out: success, failure, timeout and Ctrl-C.
 //!
-//! A release runs the same [`boot`] as its `--boot` gate ([`crate::hjk::gates`]).
+//! A release runs the same [`boot`] as its `--boot` gate ([`crate::hjk::release::gates`]).
 
 use crate::build::RunSpec;
 use crate::engine::Engine;

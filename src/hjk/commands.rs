@@ -4,7 +4,7 @@
 //! builder seen in the environment) happens on this side.
 
 use super::boot::{self, BootOptions, Target};
-use super::gates::GateFlags;
+use super::release::gates::GateFlags;
 use super::release::{self, MergeSpec, ReleaseSpec};
 use super::{auth_settings, images, resolve, ImagesOptions, Session};
 use crate::backend::Remote;
@@ -50,7 +50,7 @@ impl PublishFlags {
     fn registry_timeout(&self) -> std::time::Duration {
         self.registry_timeout
             .map(std::time::Duration::from_secs)
-            .unwrap_or(super::registry::DEFAULT_TIMEOUT)
+            .unwrap_or(super::release::registry::DEFAULT_TIMEOUT)
     }
 }
 
@@ -338,7 +338,7 @@ pub struct VerifyArgs {
 }
 
 pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
-    use super::supply_chain::Trust;
+    use super::release::gates::tools::Trust;
     let (engine, cfg) =
         super::open_merge_engine(args.backend.as_deref(), vars, ProgressMode::Plain)?;
     let registry = match &args.registry {
@@ -379,7 +379,7 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
         registry_timeout: args
             .registry_timeout
             .map(std::time::Duration::from_secs)
-            .unwrap_or(super::registry::DEFAULT_TIMEOUT),
+            .unwrap_or(super::release::registry::DEFAULT_TIMEOUT),
     };
     super::verify::verify_command(&engine, &spec, vars).await
 }

@@ -2,20 +2,14 @@
 //! entered through [`commands`]. [`Session::open`] is what every
 //! images command starts with: config, the variant graph, the engine, and the validated spec.
 
-pub mod auth;
 pub mod boot;
 pub mod commands;
 pub mod config;
 pub mod devcontainer;
-pub mod gates;
 pub mod images;
-pub mod metadata;
 pub mod prebuild;
-pub mod promote;
-pub mod registry;
 pub mod release;
 pub mod resolve;
-pub mod supply_chain;
 pub mod variants;
 pub mod verify;
 
@@ -167,7 +161,7 @@ pub fn auth_settings(
     flag: Option<&str>,
     cfg: &config::HjkConfig,
     creds_stdin: bool,
-) -> Result<auth::AuthSettings, crate::error::UserError> {
+) -> Result<release::auth::AuthSettings, crate::error::UserError> {
     let mode = match flag {
         Some(m) => m.parse().map_err(|e: crate::error::UserError| {
             crate::error::UserError(format!("--auth: {}", e.0))
@@ -176,14 +170,14 @@ pub fn auth_settings(
             .auth_mode
             .as_ref()
             .map(|(m, _)| *m)
-            .unwrap_or(auth::AuthMode::DockerConfig),
+            .unwrap_or(release::auth::AuthMode::DockerConfig),
     };
-    if creds_stdin && mode != auth::AuthMode::Raw {
+    if creds_stdin && mode != release::auth::AuthMode::Raw {
         return Err(crate::error::UserError(format!(
             "--creds-stdin is for --auth raw, but the auth mode is {mode}"
         )));
     }
-    Ok(auth::AuthSettings {
+    Ok(release::auth::AuthSettings {
         mode,
         op_refs: cfg.op_refs.clone(),
         creds_stdin,

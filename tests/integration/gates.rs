@@ -10,9 +10,9 @@
 use crate::util::{fixtures, TestEnv};
 use agent_images::engine::Engine;
 use agent_images::error;
-use agent_images::hjk::promote::public_tags;
-use agent_images::hjk::supply_chain::gates::{self, Published, PublishedVariant, Verdict};
-use agent_images::hjk::supply_chain::{self as sc, GateOptions};
+use agent_images::hjk::release::gates::run::{self as gates, Published, PublishedVariant, Verdict};
+use agent_images::hjk::release::gates::tools::{self as sc, GateOptions};
+use agent_images::hjk::release::promote::public_tags;
 use agent_images::image_ref::ImageRef;
 use agent_images::platform::Platform;
 use agent_images::report::{Event, Reporter};

@@ -12,20 +12,20 @@
 //!    untagged;
 //! 5. [`verify`]: read everything back: every platform in each index, base labels equal to the
 //!    parent digests, each child's layers beginning with its parent's;
-//! 6. gates ([`crate::hjk::gates::run`]): SBOM, signature, scan of the staged digests;
-//! 7. promotion ([`super::promote`]): only now do the public tags `<variant>` and
+//! 6. gates ([`gates::Gates::run`]): SBOM, signature, scan of the staged digests;
+//! 7. promotion ([`promote`]): only now do the public tags `<variant>` and
 //!    `<variant>-<version>` move, after every check that could refuse one passed;
 //! 8. the metadata file.
 //!
 //! `--push-by-digest` stops after 3 (a partial metadata file); `merge` starts at 4 from such
 //! files, so two machines give the same indexes and tags as one.
 
-use super::auth::{self, AuthMode, AuthSettings, Credentials, LoginStore};
-use super::gates::{self, GateFlags, Gates};
-use super::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
-use super::promote::{self, public_tags, Planned};
-use super::registry::{self, Manifest, Registry};
-use super::supply_chain::gates::Promotion;
+use self::auth::{AuthMode, AuthSettings, Credentials, LoginStore};
+use self::gates::run::Promotion;
+use self::gates::{GateFlags, Gates};
+use self::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use self::promote::{public_tags, Planned};
+use self::registry::{Manifest, Registry};
 use super::variants::Graph;
 use crate::backend::{Capability, ReleaseNeeds, Remote, Stage};
 use crate::build::BuildRequest;
@@ -39,6 +39,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
+
+pub mod auth;
+pub mod gates;
+pub mod metadata;
+pub mod promote;
+pub mod registry;
 
 pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
@@ -390,7 +396,7 @@ async fn release_phases(
     }
     let publishing = Publishing {
         gates: gates.as_ref(),
-        dirs: gates::variant_dirs(graph),
+        dirs: self::gates::variant_dirs(graph),
         creds: creds.as_ref(),
         force_tags: spec.force_tags,
         surveyed,
@@ -560,7 +566,7 @@ pub async fn merge_command(
     check_staged(&registry, &meta).await?;
     let publishing = Publishing {
         gates: gates.as_ref(),
-        dirs: gates::dirs_if_present(&spec.images_dir),
+        dirs: self::gates::dirs_if_present(&spec.images_dir),
         creds: creds.as_ref(),
         force_tags: spec.force_tags,
         surveyed: None,
@@ -733,9 +739,9 @@ fn combine(
     Ok(out)
 }
 
-/// Removes the credential stores killed runs left behind (see [`auth::sweep_stale`]).
+/// Removes the credential stores killed runs left behind (see [`self::auth::sweep_stale`]).
 fn sweep_credentials(engine: &Engine) {
-    let n = auth::sweep_stale();
+    let n = self::auth::sweep_stale();
     if n > 0 {
         engine.reporter().info(&format!(
             "removed {n} temporary credential store(s) that killed runs left in {}",

@@ -6,13 +6,11 @@
 //! `cosign verify-attestation` ([`verify_signature`], [`verify_attestation`]).
 //!
 //! The tools are found on PATH before anything is pushed ([`check_tools`]); each call is an
-//! [`Invocation`] built here and run by [`super::gates`] (or [`super::verify`]) through
+//! [`Invocation`] built here and run by [`super::run`] (or [`crate::hjk::verify`]) through
 //! `Engine::tool`. No secret is in an argv: registry credentials reach the tools through
 //! `DOCKER_CONFIG` (a 0700 directory of their own), a signing key through
 //! `--key env://COSIGN_KEY` (the tool reads the variable it inherits; `COSIGN_PASSWORD`
 //! likewise).
-
-pub mod gates;
 
 use crate::backend::detect::find_on_path;
 use crate::error::UserError;

@@ -3,20 +3,21 @@
 //! release workflow calls [`Gates::check`] before anything is built or pushed (the tools must be
 //! on PATH) and [`Gates::run`] after every index was pushed and verified; only the variants the
 //! promotion rule lets through get their tags. The gates themselves (syft, cosign, trivy, the
-//! promotion rule) live in [`crate::hjk::supply_chain`]; this module turns a release's flags and
+//! promotion rule) live in [`tools`] and [`run`]; this module turns a release's flags and
 //! metadata into that module's inputs, and its report back into the metadata file. The boot
 //! gate runs here, first ([`boot_variants`], through [`crate::hjk::boot`]): a variant that does
 //! not boot is held exactly like one whose scan failed, and is not signed.
 
+pub mod run;
+pub mod tools;
+
+use self::run::{self as sc_gates, BootResult, Promotion, Published, PublishedVariant, Verdict};
+use self::tools::{self as sc, GateOptions, Tools};
 use super::auth::Credentials;
-use super::boot::{self, BootFailed, BootOptions};
 use super::metadata::Metadata;
-use super::supply_chain::gates::{
-    self as sc_gates, BootResult, Promotion, Published, PublishedVariant, Verdict,
-};
-use super::supply_chain::{self as sc, GateOptions, Tools};
 use crate::engine::Engine;
 use crate::error::UserError;
+use crate::hjk::boot::{self, BootFailed, BootOptions};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use anyhow::Result;
@@ -451,7 +452,7 @@ impl ToolAuth {
 }
 
 /// The directories of the variants a release names, for their `.trivyignore`.
-pub fn variant_dirs(graph: &super::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
+pub fn variant_dirs(graph: &crate::hjk::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
     graph
         .variants
         .iter()
@@ -461,7 +462,7 @@ pub fn variant_dirs(graph: &super::variants::Graph) -> BTreeMap<String, Utf8Path
 
 /// The same, from `images_dir` if it holds a `variants.yaml` (merge runs in a checkout).
 pub fn dirs_if_present(images_dir: &Utf8Path) -> BTreeMap<String, Utf8PathBuf> {
-    super::variants::Graph::load(images_dir)
+    crate::hjk::variants::Graph::load(images_dir)
         .map(|g| variant_dirs(&g))
         .unwrap_or_default()
 }

@@ -179,7 +179,7 @@ impl Registry {
     /// for bytes; retries are reported to `reporter`.
     pub fn new(
         repo: &ImageRef,
-        creds: Option<crate::hjk::auth::Credentials>,
+        creds: Option<crate::hjk::release::auth::Credentials>,
         timeout: Duration,
         reporter: Arc<dyn crate::report::Reporter>,
     ) -> Registry {
