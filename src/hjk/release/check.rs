@@ -2,7 +2,8 @@
 //! pushed.
 
 use super::auth::{self, AuthMode, Credentials};
-use super::gates::{GateFlags, Gates};
+use super::gates::tools::GateOptions;
+use super::gates::Gates;
 use super::registry::{self};
 use crate::backend::ReleaseNeeds;
 use crate::engine::Engine;
@@ -49,7 +50,7 @@ pub(super) fn check_metadata_path(f: &Utf8Path, graph: &Graph) -> Result<(), Use
 /// `--gates-dir`, where --sbom and --scan write: a directory that can be made and written in,
 /// checked before anything is built (it used to fail after everything was pushed). Nothing is
 /// created here.
-pub(super) fn check_gates_dir(flags: &GateFlags) -> Result<(), UserError> {
+pub(super) fn check_gates_dir(flags: &GateOptions) -> Result<(), UserError> {
     if !(flags.sbom || flags.scan) {
         return Ok(());
     }
@@ -82,35 +83,35 @@ pub(super) fn check_gates_dir(flags: &GateFlags) -> Result<(), UserError> {
 /// the gates, the engine's limits, and the credentials (a wrong password is exit 2 here).
 pub(super) async fn check(
     engine: &mut Engine,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     vars: &BTreeMap<String, String>,
 ) -> Result<(Option<Credentials>, Option<Gates>)> {
     if spec.push_by_digest {
-        if spec.gates.any() {
+        if spec.publish.gates.any() {
             return Err(UserError(
                 "--push-by-digest stops before the gates (nothing is promoted): pass --sbom, --sign and --scan to `hjk images merge`, which runs them on the merged indexes"
                     .into(),
             )
             .into());
         }
-        if spec.force_tags {
+        if spec.publish.force_tags {
             return Err(UserError(
                 "--force-tags is for the run that moves tags: pass it to `hjk images merge`, not to --push-by-digest".into(),
             )
             .into());
         }
     }
-    check_gates_dir(&spec.gates)?;
-    let plain_http = registry::plain_http(spec.registry.registry());
-    let mut gates = Gates::check(&spec.gates, plain_http, vars)?;
+    check_gates_dir(&spec.publish.gates)?;
+    let plain_http = registry::plain_http(spec.images.registry.registry());
+    let mut gates = Gates::check(spec.publish.gates.clone(), plain_http, vars)?;
     engine.configure(&spec.remote)?;
     engine
         .check_release(&ReleaseNeeds {
-            platforms: spec.platforms.clone(),
-            login: spec.auth.mode != AuthMode::DockerConfig,
+            platforms: spec.images.platforms.clone(),
+            login: spec.publish.auth.mode != AuthMode::DockerConfig,
         })
         .await?;
-    let creds = auth::resolve(&spec.auth, vars, engine, &spec.registry).await?;
+    let creds = auth::resolve(&spec.publish.auth, vars, engine, &spec.images.registry).await?;
     if let Some(g) = &mut gates {
         g.prepare(engine).await?;
     }

@@ -47,8 +47,8 @@ impl Applied {
     /// Decides each extra against what the engine can do: one that was asked for and cannot
     /// be had is refused (exit 2) before anything is built; a default that cannot be had is
     /// dropped, saying so once.
-    pub(super) async fn decide(engine: &Engine, spec: &ReleaseSpec) -> Result<Applied> {
-        let platforms = &spec.platforms;
+    pub(super) async fn decide(engine: &Engine, spec: &ReleaseSettings) -> Result<Applied> {
+        let platforms = &spec.images.platforms;
         let refuse = |c: Capability| engine.refusal(c);
         let x = &spec.extras;
         let mut notes = Vec::new();
@@ -108,4 +108,36 @@ impl Applied {
             notes,
         })
     }
+}
+
+/// The last source of a release's epoch, when neither `--source-date-epoch` nor
+/// `SOURCE_DATE_EPOCH` gave one (see [`crate::hjk::settings::ReleaseSettings`]): the commit
+/// time of the last commit that touched the images directory, so the same commit gives the
+/// same digests on every machine. `None` outside a git checkout.
+pub async fn commit_epoch(engine: &Engine, images_dir: &Utf8Path) -> Result<Option<Epoch>> {
+    let git = crate::invocation::Invocation::new("git")
+        .args([
+            "-C",
+            images_dir.as_str(),
+            "log",
+            "-1",
+            "--format=%ct,%h",
+            "--",
+            ".",
+        ])
+        .read_only();
+    let out = match engine.tool(&git).await {
+        Ok(out) => out,
+        Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let text = out.stdout.trim().to_string();
+    let Some((seconds, commit)) = text.split_once(',') else {
+        return Ok(None);
+    };
+    Ok(seconds.parse().ok().map(|seconds| Epoch {
+        seconds,
+        from: format!("the time of commit {commit}, the last to change {images_dir}"),
+        explicit: false,
+    }))
 }

@@ -1,8 +1,8 @@
 //! `hjk images merge`: the indexes and tags of a one-machine release from the metadata files of
 //! `--push-by-digest` runs.
 
-use super::auth::{self, AuthSettings};
-use super::gates::{self, GateFlags, Gates};
+use super::auth::{self};
+use super::gates::{self, Gates};
 use super::metadata::{Metadata, VariantRecord, SCHEMA};
 use super::promote::public_tags;
 use super::registry::{self, Registry};
@@ -17,27 +17,13 @@ use std::time::Instant;
 
 use super::check::check_gates_dir;
 use super::*;
-
-/// What `hjk images merge` was asked to do.
-#[derive(Debug, Clone)]
-pub struct MergeSpec {
-    pub files: Vec<Utf8PathBuf>,
-    /// Where `variants.yaml` is, if here (each variant's `.trivyignore` for the scan gate).
-    pub images_dir: Utf8PathBuf,
-    pub version: Option<String>,
-    pub metadata_file: Option<Utf8PathBuf>,
-    pub gates: GateFlags,
-    pub auth: AuthSettings,
-    pub force_tags: bool,
-    /// `--registry-timeout`.
-    pub registry_timeout: std::time::Duration,
-}
+use crate::hjk::settings::MergeSettings;
 
 /// `hjk images merge A.json B.json`: the indexes and tags of a one-machine release, from the
 /// per-platform digests of `--push-by-digest` runs.
 pub async fn merge_command(
     engine: &mut Engine,
-    spec: &MergeSpec,
+    spec: &MergeSettings,
     vars: &BTreeMap<String, String>,
 ) -> Result<u8> {
     let started = Instant::now();
@@ -48,7 +34,7 @@ pub async fn merge_command(
         .map(|f| Metadata::read(f))
         .collect::<Result<_, _>>()?;
     let meta = combine(&parts, spec.version.as_deref(), &spec.files)?;
-    if let Some(f) = &spec.metadata_file {
+    if let Some(f) = &spec.publish.metadata_file {
         let inputs: Vec<(&Utf8Path, &str)> = spec
             .files
             .iter()
@@ -56,17 +42,21 @@ pub async fn merge_command(
             .collect();
         crate::output_file::check("--metadata-file", f, &inputs, &[])?;
     }
-    check_gates_dir(&spec.gates)?;
+    check_gates_dir(&spec.publish.gates)?;
     let repo = crate::hjk::config::parse_registry(&meta.registry)?;
-    let mut gates = Gates::check(&spec.gates, registry::plain_http(repo.registry()), vars)?;
-    let creds = auth::resolve(&spec.auth, vars, engine, &repo).await?;
+    let mut gates = Gates::check(
+        spec.publish.gates.clone(),
+        registry::plain_http(repo.registry()),
+        vars,
+    )?;
+    let creds = auth::resolve(&spec.publish.auth, vars, engine, &repo).await?;
     if let Some(g) = &mut gates {
         g.prepare(engine).await?;
     }
     let registry = Registry::new(
         &repo,
         creds.clone(),
-        spec.registry_timeout,
+        spec.publish.registry_timeout,
         engine.shared_reporter(),
     );
     registry.reachable().await?;
@@ -75,7 +65,7 @@ pub async fn merge_command(
         gates: gates.as_ref(),
         dirs: gates::dirs_if_present(&spec.images_dir),
         creds: creds.as_ref(),
-        force_tags: spec.force_tags,
+        force_tags: spec.publish.force_tags,
         surveyed: None,
     };
     let rows: Vec<Row> = meta
@@ -91,7 +81,7 @@ pub async fn merge_command(
             })
         })
         .collect();
-    let file = spec.metadata_file.as_deref();
+    let file = spec.publish.metadata_file.as_deref();
     conclude(engine, &registry, &publishing, meta, &rows, file, started).await
 }
 

@@ -22,18 +22,16 @@
 //! `--push-by-digest` stops after 3 (a partial metadata file); `merge` starts at 4 from such
 //! files, so two machines give the same indexes and tags as one.
 
-use self::auth::{AuthMode, AuthSettings, Credentials, LoginStore};
+use self::auth::{AuthMode, Credentials, LoginStore};
 use self::gates::run::Promotion;
-use self::gates::{GateFlags, Gates};
+use self::gates::Gates;
 use self::metadata::Metadata;
 use self::promote::{public_tags, Planned};
 use self::registry::Registry;
+use super::settings::ReleaseSettings;
 use super::variants::Graph;
-use crate::backend::Remote;
 use crate::engine::Engine;
 use crate::error::UserError;
-use crate::image_ref::ImageRef;
-use crate::platform::Platform;
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
@@ -57,8 +55,8 @@ pub(crate) use assemble::provenance_of;
 use assemble::{assemble, verify};
 use check::{check, check_metadata_path, sweep_credentials};
 use extras::Applied;
-pub use extras::{Epoch, Extras};
-pub use merge::{merge_command, MergeSpec};
+pub use extras::{commit_epoch, Epoch, Extras};
+pub use merge::merge_command;
 use stage::{stage, Built};
 use summary::finish;
 pub use summary::Row;
@@ -68,38 +66,13 @@ pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
 pub const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
 
-/// What `hjk images release` was asked to do.
-#[derive(Debug, Clone)]
-pub struct ReleaseSpec {
-    pub variants: Vec<String>,
-    pub platforms: Vec<Platform>,
-    pub registry: ImageRef,
-    pub version: Option<String>,
-    pub base_image: Option<ImageRef>,
-    pub push_by_digest: bool,
-    pub metadata_file: Option<Utf8PathBuf>,
-    pub gates: GateFlags,
-    pub auth: AuthSettings,
-    pub remote: Remote,
-    pub no_cache: bool,
-    /// `--force-tags`: move public tags even when that narrows their platforms or re-points a
-    /// released `<variant>-<version>`.
-    pub force_tags: bool,
-    /// What the builds add to each image besides its layers (see [`Extras`]).
-    pub extras: Extras,
-    /// `--registry-timeout`: connecting, and each wait for the registry's bytes.
-    pub registry_timeout: std::time::Duration,
-    /// `--keep-stage`: keep the local images built under their staging tags.
-    pub keep_stage: bool,
-}
-
 /// `hjk images release`. However it ends (also interrupted), the local images it built under
 /// their staging tags are removed unless `--keep-stage`: the registry holds them, and each
 /// release would otherwise leave its own behind.
 pub async fn release_command(
     engine: &mut Engine,
     graph: &Graph,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     vars: &BTreeMap<String, String>,
 ) -> Result<u8> {
     sweep_credentials(engine);
@@ -115,21 +88,21 @@ pub async fn release_command(
 async fn release_phases(
     engine: &mut Engine,
     graph: &Graph,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     vars: &BTreeMap<String, String>,
     built: &Built,
 ) -> Result<u8> {
     let started = Instant::now();
-    let units = units(graph, &spec.variants)?;
-    if let Some(f) = &spec.metadata_file {
+    let units = units(graph, &spec.images.variants)?;
+    if let Some(f) = &spec.publish.metadata_file {
         check_metadata_path(f, graph)?;
     }
     let (creds, gates) = check(engine, spec, vars).await?;
     let applied = Applied::decide(engine, spec).await?;
     let registry = Registry::new(
-        &spec.registry,
+        &spec.images.registry,
         creds.clone(),
-        spec.registry_timeout,
+        spec.publish.registry_timeout,
         engine.shared_reporter(),
     );
     registry.reachable().await?;
@@ -152,7 +125,13 @@ async fn release_phases(
             engine
                 .reporter()
                 .info("every tag already points at an index built from these inputs");
-            finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+            finish(
+                engine,
+                spec.publish.metadata_file.as_deref(),
+                &meta,
+                &rows,
+                started,
+            )?;
             return Ok(crate::error::EXIT_OK);
         }
     }
@@ -165,8 +144,8 @@ async fn release_phases(
         let (_, read) = promote::check(
             &registry,
             &plans,
-            spec.version.as_deref(),
-            spec.force_tags,
+            spec.images.version.as_deref(),
+            spec.publish.force_tags,
             None,
         )
         .await?;
@@ -178,7 +157,7 @@ async fn release_phases(
             engine.reporter().info(note);
         }
     }
-    let login = match (&creds, spec.auth.mode, needs_build) {
+    let login = match (&creds, spec.publish.auth.mode, needs_build) {
         (Some(c), mode, true) if mode != AuthMode::DockerConfig => Some(
             LoginStore::open(
                 engine,
@@ -207,7 +186,13 @@ async fn release_phases(
                 "then: push each variant's index by digest, verify, {gates_note}promote the tags"
             ));
         } else {
-            finish(engine, spec.metadata_file.as_deref(), &meta, &rows, started)?;
+            finish(
+                engine,
+                spec.publish.metadata_file.as_deref(),
+                &meta,
+                &rows,
+                started,
+            )?;
         }
         return Ok(crate::error::EXIT_OK);
     }
@@ -215,10 +200,10 @@ async fn release_phases(
         gates: gates.as_ref(),
         dirs: gates::variant_dirs(graph),
         creds: creds.as_ref(),
-        force_tags: spec.force_tags,
+        force_tags: spec.publish.force_tags,
         surveyed,
     };
-    let file = spec.metadata_file.as_deref();
+    let file = spec.publish.metadata_file.as_deref();
     conclude(engine, &registry, &publishing, meta, &rows, file, started).await
 }
 
@@ -257,6 +242,7 @@ struct Publishing<'a> {
 /// digest in a one-platform partial file), else the local image's digest or id.
 pub async fn digest_command(
     session: &super::Session,
+    settings: &crate::hjk::settings::ImagesSettings,
     variant: &str,
     file: Option<&Utf8Path>,
 ) -> Result<u8> {
@@ -277,7 +263,7 @@ pub async fn digest_command(
     let digest = match from_file {
         Some(d) => d,
         None => {
-            let tag = session.spec.registry.with_tag(variant)?;
+            let tag = settings.registry.with_tag(variant)?;
             let info = session
                 .engine
                 .inspect(&[&tag])

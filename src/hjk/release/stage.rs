@@ -24,7 +24,7 @@ pub(super) type Built = std::sync::Mutex<Vec<ImageRef>>;
 pub(super) async fn stage(
     engine: &Engine,
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
     applied: &Applied,
     slots: &mut BTreeMap<(usize, Platform), Slot>,
@@ -33,7 +33,7 @@ pub(super) async fn stage(
     let tmp = tempfile::Builder::new().prefix("hjk-release-").tempdir()?;
     let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
         .map_err(|p| anyhow!("non-UTF-8 temp dir {}", p.display()))?;
-    let lanes = spec.platforms.iter().map(|p| {
+    let lanes = spec.images.platforms.iter().map(|p| {
         let mine: BTreeMap<usize, Slot> = units
             .iter()
             .enumerate()
@@ -46,7 +46,7 @@ pub(super) async fn stage(
     let results = futures_util::future::join_all(lanes).await;
     let mut rows = Vec::new();
     let mut first_err = None;
-    for (p, r) in spec.platforms.iter().zip(results) {
+    for (p, r) in spec.images.platforms.iter().zip(results) {
         match r {
             Ok(mine) => {
                 for (i, s) in mine {
@@ -85,7 +85,7 @@ pub(super) async fn stage(
 pub(super) async fn lane(
     engine: &Engine,
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
     applied: &Applied,
     p: Platform,
@@ -113,7 +113,7 @@ pub(super) async fn lane(
             fingerprint_of(
                 u,
                 p,
-                spec.version.as_deref(),
+                spec.images.version.as_deref(),
                 base.as_deref(),
                 None,
                 applied,
@@ -122,7 +122,7 @@ pub(super) async fn lane(
             mine[&i].fingerprint.clone()
         };
         let stage_tag = stage_tag(&u.name, p, &fp);
-        let tag = spec.registry.with_tag(&stage_tag)?;
+        let tag = spec.images.registry.with_tag(&stage_tag)?;
         built
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -138,7 +138,7 @@ pub(super) async fn lane(
             None => None,
         };
         req.labels.insert(fingerprint::LABEL.into(), fp.clone());
-        if let Some(v) = &spec.version {
+        if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
             if u.declared.contains("VERSION") {
                 req.build_args.insert("VERSION".into(), v.clone());
@@ -146,7 +146,7 @@ pub(super) async fn lane(
             req.labels.insert(LABEL_VERSION.into(), v.clone());
         }
         if let Some(b) = &base {
-            if u.parent.is_some() || spec.base_image.is_some() {
+            if u.parent.is_some() || spec.images.base_image.is_some() {
                 req.build_args.insert("BASE_IMAGE".into(), b.clone());
             }
             req.labels.insert(LABEL_BASE_NAME.into(), b.clone());

@@ -110,7 +110,7 @@ pub(super) fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) 
 /// when something must be built first.
 pub(super) fn planned(
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
     slots: &BTreeMap<(usize, Platform), Slot>,
 ) -> Vec<Planned> {
@@ -119,13 +119,18 @@ pub(super) fn planned(
         .iter()
         .enumerate()
         .map(|(i, u)| {
-            let all = spec.platforms.iter().all(|p| slots[&(i, *p)].reused);
+            let all = spec.images.platforms.iter().all(|p| slots[&(i, *p)].reused);
             Planned {
                 variant: u.name.clone(),
                 digest: all.then(|| {
                     registry::digest_of_bytes(&index_bytes(&meta.variants[i].platforms).0)
                 }),
-                platforms: spec.platforms.iter().map(|p| p.to_string()).collect(),
+                platforms: spec
+                    .images
+                    .platforms
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
             }
         })
         .collect()
@@ -135,15 +140,15 @@ pub(super) fn planned(
 /// so a new base image changes the fingerprint. A digest-pinned base is its own identity.
 pub(super) async fn root_identities(
     engine: &Engine,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
 ) -> Result<BTreeMap<Platform, String>> {
     let Some(root) = units.first() else {
         return Ok(BTreeMap::new());
     };
     let mut refs: Vec<(Platform, ImageRef)> = Vec::new();
-    for p in &spec.platforms {
-        if let Some(b) = root_base(spec.base_image.as_ref(), root, *p) {
+    for p in &spec.images.platforms {
+        if let Some(b) = root_base(spec.images.base_image.as_ref(), root, *p) {
             if let Ok(r) = ImageRef::parse(&b) {
                 if r.digest().is_none() {
                     refs.push((*p, r));
@@ -168,17 +173,17 @@ pub(super) async fn root_identities(
 
 /// What the public tags point at: per variant, the index under its last tag and the digests
 /// of its other tags, all read at once.
-pub(super) struct Published {
+pub(super) struct PublicTags {
     pub(super) indexes: Vec<Option<Manifest>>,
     pub(super) heads: Vec<Option<String>>,
 }
 
 pub(super) async fn read_public(
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
-) -> Result<Published> {
-    let version = spec.version.as_deref();
+) -> Result<PublicTags> {
+    let version = spec.images.version.as_deref();
     let tags: Vec<Vec<String>> = units
         .iter()
         .map(|u| public_tags(&u.name, version))
@@ -195,7 +200,7 @@ pub(super) async fn read_public(
         futures_util::future::join_all(heads),
     )
     .await;
-    Ok(Published {
+    Ok(PublicTags {
         indexes: indexes.into_iter().collect::<Result<_>>()?,
         heads: heads.into_iter().collect::<Result<_>>()?,
     })
@@ -207,13 +212,13 @@ pub(super) async fn read_public(
 /// image. `None` when anything differs; the release then goes through every phase.
 pub(super) fn unchanged(
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
     root_ids: &BTreeMap<Platform, String>,
     applied: &Applied,
-    published: Published,
+    published: PublicTags,
 ) -> Result<Option<(Metadata, Vec<Row>)>> {
-    let version = spec.version.as_deref();
+    let version = spec.images.version.as_deref();
     let tags: Vec<Vec<String>> = units
         .iter()
         .map(|u| public_tags(&u.name, version))
@@ -237,11 +242,11 @@ pub(super) fn unchanged(
             .iter()
             .filter(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux"))
             .count();
-        if images != spec.platforms.len() {
+        if images != spec.images.platforms.len() {
             return Ok(None);
         }
         let mut platforms = BTreeMap::new();
-        for p in &spec.platforms {
+        for p in &spec.images.platforms {
             let Some(d) = parsed.manifests.iter().find(|m| {
                 m.platform
                     .as_ref()
@@ -251,7 +256,7 @@ pub(super) fn unchanged(
             };
             let base = match u.parent {
                 Some(pi) => Some(format!("{}@{}", registry.name(), digests[&(pi, *p)])),
-                None => root_base(spec.base_image.as_ref(), u, *p),
+                None => root_base(spec.images.base_image.as_ref(), u, *p),
             };
             let root_id = root_ids.get(p).filter(|_| u.parent.is_none());
             let fp = fingerprint_of(
@@ -310,7 +315,7 @@ pub(super) fn unchanged(
     let meta = Metadata {
         schema: SCHEMA,
         registry: registry.name(),
-        version: spec.version.clone(),
+        version: spec.images.version.clone(),
         partial: false,
         variants,
     };
@@ -349,13 +354,13 @@ pub(super) fn fingerprint_of(
 pub(super) async fn survey(
     engine: &Engine,
     registry: &Registry,
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     units: &[Unit],
     root_ids: &BTreeMap<Platform, String>,
     applied: &Applied,
 ) -> Result<BTreeMap<(usize, Platform), Slot>> {
     let mut slots = BTreeMap::new();
-    for p in &spec.platforms {
+    for p in &spec.images.platforms {
         for (i, u) in units.iter().enumerate() {
             let base = match u.parent {
                 Some(pi) => {
@@ -366,7 +371,7 @@ pub(super) async fn survey(
                         _ => None,
                     }
                 }
-                None => root_base(spec.base_image.as_ref(), u, *p),
+                None => root_base(spec.images.base_image.as_ref(), u, *p),
             };
             let parent_rebuilt = u.parent.is_some() && base.is_none();
             // a child's parent digest already carries the root base's identity
@@ -374,7 +379,7 @@ pub(super) async fn survey(
             let fp = fingerprint_of(
                 u,
                 *p,
-                spec.version.as_deref(),
+                spec.images.version.as_deref(),
                 base.as_deref(),
                 root_id.map(String::as_str),
                 applied,
@@ -419,7 +424,7 @@ pub(super) async fn survey(
 
 /// The metadata of what is staged (no indexes yet).
 pub(super) fn record(
-    spec: &ReleaseSpec,
+    spec: &ReleaseSettings,
     registry: &Registry,
     units: &[Unit],
     slots: &BTreeMap<(usize, Platform), Slot>,
@@ -427,7 +432,7 @@ pub(super) fn record(
     Metadata {
         schema: SCHEMA,
         registry: registry.name(),
-        version: spec.version.clone(),
+        version: spec.images.version.clone(),
         partial: spec.push_by_digest,
         variants: units
             .iter()
@@ -439,6 +444,7 @@ pub(super) fn record(
                 tags: Vec::new(),
                 parent_ref: None,
                 platforms: spec
+                    .images
                     .platforms
                     .iter()
                     .filter_map(|p| {

@@ -311,7 +311,7 @@ pub async fn run_gates(
     boots: Option<&BTreeMap<String, BootResult>>,
 ) -> Result<GateReport> {
     published.validate()?;
-    if opts.any() && !engine.dry_run() {
+    if opts.uses_tools() && !engine.dry_run() {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| UserError(format!("cannot create {}: {e}", opts.out_dir)))?;
     }
