@@ -110,7 +110,7 @@ impl Engine {
     }
 
     /// Held while a release moves the public tags of `repository`, so two releases on this
-    /// machine take turns (see `hjk::promote`); `None` without a lock directory or in a dry run.
+    /// machine take turns (see `hjk::release::promote`); `None` without a lock directory or in a dry run.
     pub async fn promotion_lock(&self, repository: &str) -> Result<Option<crate::lock::TagLock>> {
         match (&self.lock_dir, self.dry_run()) {
             (Some(d), false) => Ok(Some(

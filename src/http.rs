@@ -1,5 +1,5 @@
 //! The one HTTP stack. The opencode download (`ocx::opencode`) and the registry client
-//! (`hjk::registry`, through oci-client) both speak HTTP through reqwest 0.13 with rustls and
+//! (`hjk::release::registry`, through oci-client) both speak HTTP through reqwest 0.13 with rustls and
 //! the platform's certificate verifier, configured in one place, [`Settings::config`]:
 //!
 //! - **Trust**: the platform's store (rustls-platform-verifier: on Linux the system bundle, or

@@ -52,7 +52,7 @@ impl ImageRef {
     }
 
     /// The same verdict as [`ImageRef::validated`], in microseconds for the usual shapes
-    /// (`[host[:port]/]path[:tag]`, see [`plain_shape`]); anything else gets the full check.
+    /// (`[host[:port]/]path[:tag]`, see `plain_shape`); anything else gets the full check.
     /// So a workflow can reject bad input before its first engine call without a no-op
     /// paying for the grammar regex.
     pub fn checked(&self) -> Result<(), UserError> {

@@ -86,13 +86,13 @@ impl ImageCommands for AppleCli {
     }
 
     /// 1.2.2 `Sources/ContainerCommands/Image/ImagePull.swift`: a short name would be pulled
-    /// from `registry.domain` (see [`qualified`]).
+    /// from `registry.domain` (see `qualified`).
     fn pull(&self, image: &ImageRef) -> Invocation {
         self.cmd().args(["image", "pull", &qualified(image)])
     }
 
     /// 1.2.2 `Sources/ContainerCommands/Image/ImageTag.swift`: the target goes through
-    /// `normalizeReference`, so it is written out (see [`qualified`]).
+    /// `normalizeReference`, so it is written out (see `qualified`).
     fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Invocation {
         self.cmd()
             .args(["image", "tag", &qualified(src), &qualified(dst)])
@@ -210,7 +210,7 @@ impl Backend for Apple {
     /// - a pull policy of "never": `--pull` (since 0.10) only forces a pull; without it the
     ///   base comes from the store if there (`Sources/ContainerBuild/BuildImageResolver.swift`).
     /// - a Dockerfile of 16 KiB or more, refused only after the builder VM has started
-    ///   ([`DOCKERFILE_LIMIT`]). Reading its size is the one file access here.
+    ///   (`DOCKERFILE_LIMIT`). Reading its size is the one file access here.
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
         if !req.env_args.is_empty() {
             let names: Vec<&str> = req.env_args.keys().map(String::as_str).collect();
@@ -358,7 +358,7 @@ impl Backend for Apple {
     }
 
     /// Apple's store keeps one image with every architecture it was built for, so a tag is
-    /// pushed whole ([`AppleCli::push`]); per-platform instances are never built on this engine.
+    /// pushed whole (`AppleCli::push`); per-platform instances are never built on this engine.
     fn publish(&self, tags: &[ImageRef], _instances: &[&ImageRef]) -> Vec<Invocation> {
         tags.iter().map(|t| self.cli.push(t, false)).collect()
     }

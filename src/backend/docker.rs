@@ -265,7 +265,7 @@ impl Backend for Docker {
     }
 
     /// BuildKit's: `COPY --link` with buildx; caches, attestations and rewritten timestamps
-    /// with a builder that exports them (see [`Driver::exports`]). The classic builder has none.
+    /// with a builder that exports them (see `Driver::exports`). The classic builder has none.
     fn supports(&self, c: Capability) -> bool {
         match c {
             Capability::CopyLink => self.builder() == Builder::Buildx,

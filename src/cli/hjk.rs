@@ -1,11 +1,11 @@
 //! `hjk images build | release | merge | verify | digest | list | resolve | boot` (Headjack):
 //! clap definitions and one call per command into [`crate::hjk::commands`].
 
-use crate::hjk::commands::{
-    self, BootArgs, BuildFlags, MergeArgs, PublishFlags, ReleaseFlags, ResolveArgs, VerifyArgs,
-};
-use crate::hjk::gates::GateFlags;
-use crate::hjk::ImagesOptions;
+// The doc comments of the clap definitions are the --help text, where `<version>` and a URL
+// are meant as written, not as HTML or a link.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
+use crate::hjk::commands::{self, BootArgs, ResolveArgs, VerifyArgs};
 use crate::report::ProgressMode;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
@@ -36,17 +36,10 @@ pub enum Top {
 pub struct Which {
     /// The variant, with its parents.
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
-    variant: Option<String>,
+    pub variant: Option<String>,
     /// Every variant in variants.yaml, parents first.
     #[arg(long)]
-    all: bool,
-}
-
-impl Which {
-    /// The variants named (none: all of them).
-    fn named(self) -> Vec<String> {
-        self.variant.into_iter().collect()
-    }
+    pub all: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,21 +62,6 @@ pub struct EngineArgs {
     /// Override the root variant's BASE_IMAGE (a mirror, or a local image in tests).
     #[arg(long)]
     pub base_image: Option<String>,
-}
-
-impl EngineArgs {
-    fn options(&self, progress: ProgressMode, dry_run: bool) -> ImagesOptions {
-        ImagesOptions {
-            backend: self.backend.clone(),
-            images_dir: self.images_dir.clone(),
-            registry: self.registry.clone(),
-            platform: self.platform.clone(),
-            version: self.version.clone(),
-            base_image: self.base_image.clone(),
-            progress,
-            dry_run,
-        }
-    }
 }
 
 /// Flags `release` and `merge` share: auth, metadata, gates.
@@ -170,133 +148,119 @@ pub enum TlogUpload {
     False,
 }
 
-impl ReleaseArgs {
-    fn flags(self) -> PublishFlags {
-        PublishFlags {
-            gates: GateFlags {
-                sign: self.sign,
-                sbom: self.sbom,
-                scan: self.scan,
-                severity: self.scan_severity,
-                out_dir: self.gates_dir,
-                boot: self.boot,
-                boot_timeout: self.boot_timeout,
-                scanners: self.scanners,
-                db_repository: self.scan_db_repository,
-                db_cache_dir: self.scan_cache_dir,
-                tlog_upload: self.tlog_upload.map(|t| t == TlogUpload::True),
-                key: self.key,
-            },
-            auth: self.auth,
-            creds_stdin: self.creds_stdin,
-            metadata_file: self.metadata_file,
-            force_tags: self.force_tags,
-            registry_timeout: self.registry_timeout,
-        }
-    }
+// `hjk images build`: its flags, which hjk::settings::BuildSettings resolves.
+#[derive(Args, Debug)]
+pub struct BuildCommand {
+    #[command(flatten)]
+    pub which: Which,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Push the tags after every build succeeded.
+    #[arg(long)]
+    pub push: bool,
+    /// Build every layer again instead of reusing the engine's cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print every engine command that would run and run none (read-only queries such as
+    /// inspect still run, so the plan is the real one).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep building the other platforms and variants after a failure.
+    #[arg(long)]
+    pub no_fastfail: bool,
+    /// Import the build cache from, and export it to, this registry repository (one tag per
+    /// variant), so a machine that starts empty rebuilds only what changed.
+    #[arg(long, value_name = "REPO")]
+    pub cache_repo: Option<String>,
+    /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+// `hjk images release`: its flags, which hjk::settings::ReleaseSettings resolves.
+#[derive(Args, Debug)]
+pub struct ReleaseCommand {
+    #[command(flatten)]
+    pub which: Which,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// Stop after pushing this machine's per-platform images (no index, no tags); combine
+    /// the metadata files of several machines with `hjk images merge`.
+    #[arg(long)]
+    pub push_by_digest: bool,
+    /// docker buildx: the builder to use (a remote BuildKit or Kubernetes driver).
+    #[arg(long)]
+    pub builder: Option<String>,
+    /// podman: the `podman system connection` to use (CONTAINER_HOST is honoured too).
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Build every layer again and push new images even if the registry has them.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Require a provenance attestation (SLSA, mode=max) per image; by default each image
+    /// gets one where the engine can make it (docker with buildx).
+    #[arg(long, conflicts_with = "no_provenance")]
+    pub provenance: bool,
+    /// Make no provenance attestations.
+    #[arg(long)]
+    pub no_provenance: bool,
+    /// The time written into every image and onto every file in it, so the same inputs
+    /// give the same digests. Default: SOURCE_DATE_EPOCH, else the time of the last commit
+    /// that changed the images directory.
+    #[arg(long, value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
+    /// Import the build cache from, and export it to, this registry repository (one tag per
+    /// variant and platform), so a machine that starts empty rebuilds only what changed.
+    #[arg(long, value_name = "REPO")]
+    pub cache_repo: Option<String>,
+    /// Keep the local images built under their stage-* tags (by default they are removed
+    /// once the release ends; the registry keeps its copies).
+    #[arg(long)]
+    pub keep_stage: bool,
+    /// Print the engine commands that would run; registry reads and inspect still run.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+// `hjk images merge`: its arguments, which hjk::settings::MergeSettings resolves.
+#[derive(Args, Debug)]
+pub struct MergeCommand {
+    /// The metadata files, one per machine.
+    #[arg(required = true)]
+    pub files: Vec<Utf8PathBuf>,
+    /// The release version (tags `<variant>-<version>`): the one the files' images were
+    /// built with, which is the default; another one is refused.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Engine for the credential tools and gates (default: runtime.name, then the first on PATH).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Directory holding variants.yaml, for each variant's .trivyignore (optional here).
+    #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
+    pub images_dir: Utf8PathBuf,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ImagesCommand {
     /// Build a variant and its ancestors, skipping the ones that are current.
-    Build {
-        #[command(flatten)]
-        which: Which,
-        #[command(flatten)]
-        engine: EngineArgs,
-        /// Push the tags after every build succeeded.
-        #[arg(long)]
-        push: bool,
-        /// Build every layer again instead of reusing the engine's cache.
-        #[arg(long)]
-        no_cache: bool,
-        /// Print every engine command that would run and run none (read-only queries such as
-        /// inspect still run, so the plan is the real one).
-        #[arg(long)]
-        dry_run: bool,
-        /// Keep building the other platforms and variants after a failure.
-        #[arg(long)]
-        no_fastfail: bool,
-        /// Import the build cache from, and export it to, this registry repository (one tag per
-        /// variant), so a machine that starts empty rebuilds only what changed.
-        #[arg(long, value_name = "REPO")]
-        cache_repo: Option<String>,
-        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
-        #[arg(long, value_enum, default_value = "auto")]
-        progress: ProgressMode,
-    },
+    Build(BuildCommand),
     /// Publish variants by digest, parents first: build each platform, push it, make the
     /// indexes, verify them, then move the public tags. Rebuilds nothing whose inputs the
     /// registry already has.
-    Release {
-        #[command(flatten)]
-        which: Which,
-        #[command(flatten)]
-        engine: EngineArgs,
-        #[command(flatten)]
-        release: ReleaseArgs,
-        /// Stop after pushing this machine's per-platform images (no index, no tags); combine
-        /// the metadata files of several machines with `hjk images merge`.
-        #[arg(long)]
-        push_by_digest: bool,
-        /// docker buildx: the builder to use (a remote BuildKit or Kubernetes driver).
-        #[arg(long)]
-        builder: Option<String>,
-        /// podman: the `podman system connection` to use (CONTAINER_HOST is honoured too).
-        #[arg(long)]
-        connection: Option<String>,
-        /// Build every layer again and push new images even if the registry has them.
-        #[arg(long)]
-        no_cache: bool,
-        /// Require a provenance attestation (SLSA, mode=max) per image; by default each image
-        /// gets one where the engine can make it (docker with buildx).
-        #[arg(long, conflicts_with = "no_provenance")]
-        provenance: bool,
-        /// Make no provenance attestations.
-        #[arg(long)]
-        no_provenance: bool,
-        /// The time written into every image and onto every file in it, so the same inputs
-        /// give the same digests. Default: SOURCE_DATE_EPOCH, else the time of the last commit
-        /// that changed the images directory.
-        #[arg(long, value_name = "SECONDS")]
-        source_date_epoch: Option<u64>,
-        /// Import the build cache from, and export it to, this registry repository (one tag per
-        /// variant and platform), so a machine that starts empty rebuilds only what changed.
-        #[arg(long, value_name = "REPO")]
-        cache_repo: Option<String>,
-        /// Keep the local images built under their stage-* tags (by default they are removed
-        /// once the release ends; the registry keeps its copies).
-        #[arg(long)]
-        keep_stage: bool,
-        /// Print the engine commands that would run; registry reads and inspect still run.
-        #[arg(long)]
-        dry_run: bool,
-        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
-        #[arg(long, value_enum, default_value = "auto")]
-        progress: ProgressMode,
-    },
+    Release(ReleaseCommand),
     /// Make the indexes and tags of a release from the metadata files of `release
     /// --push-by-digest` runs on several machines (one per platform).
-    Merge {
-        /// The metadata files, one per machine.
-        #[arg(required = true)]
-        files: Vec<Utf8PathBuf>,
-        /// The release version (tags `<variant>-<version>`): the one the files' images were
-        /// built with, which is the default; another one is refused.
-        #[arg(long)]
-        version: Option<String>,
-        /// Engine for the credential tools and gates (default: runtime.name, then the first on PATH).
-        #[arg(long)]
-        backend: Option<String>,
-        /// Directory holding variants.yaml, for each variant's .trivyignore (optional here).
-        #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
-        images_dir: Utf8PathBuf,
-        #[command(flatten)]
-        release: ReleaseArgs,
-        /// Progress output: auto (a bar on a terminal), plain, or json (one event per line).
-        #[arg(long, value_enum, default_value = "auto")]
-        progress: ProgressMode,
-    },
+    Merge(MergeCommand),
     /// Check what a release promises before trusting a pulled image: the signature of the index
     /// and of every platform manifest, each platform's signed SBOM attestation, BuildKit's
     /// provenance where the index lists one, and that each child's base is a signed parent.
@@ -442,84 +406,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let vars = crate::dirs::process_env();
     let Top::Images { command } = cli.command;
     match command {
-        ImagesCommand::Build {
-            which,
-            engine,
-            push,
-            no_cache,
-            dry_run,
-            no_fastfail,
-            cache_repo,
-            progress,
-        } => {
-            commands::build(
-                &engine.options(progress, dry_run),
-                &vars,
-                which.named(),
-                BuildFlags {
-                    push,
-                    no_cache,
-                    no_fastfail,
-                    cache_repo,
-                },
-            )
-            .await
-        }
-        ImagesCommand::Release {
-            which,
-            engine,
-            release,
-            push_by_digest,
-            builder,
-            connection,
-            no_cache,
-            provenance,
-            no_provenance,
-            source_date_epoch,
-            cache_repo,
-            keep_stage,
-            dry_run,
-            progress,
-        } => {
-            commands::release(
-                &engine.options(progress, dry_run),
-                &vars,
-                which.named(),
-                release.flags(),
-                ReleaseFlags {
-                    push_by_digest,
-                    builder,
-                    connection,
-                    no_cache,
-                    provenance: match (provenance, no_provenance) {
-                        (true, _) => Some(true),
-                        (_, true) => Some(false),
-                        _ => None,
-                    },
-                    source_date_epoch,
-                    cache_repo,
-                    keep_stage,
-                },
-            )
-            .await
-        }
-        ImagesCommand::Merge {
-            files,
-            version,
-            backend,
-            images_dir,
-            release,
-            progress,
-        } => {
-            let args = MergeArgs {
-                files,
-                version,
-                backend,
-                images_dir,
-                progress,
-            };
-            commands::merge(&vars, args, release.flags()).await
-        }
+        ImagesCommand::Build(cmd) => commands::build(&vars, cmd).await,
+        ImagesCommand::Release(cmd) => commands::release(&vars, cmd).await,
+        ImagesCommand::Merge(cmd) => commands::merge(&vars, cmd).await,
         ImagesCommand::Verify {
             targets,
             all,
@@ -557,13 +446,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             variant,
             engine,
             metadata_file,
-        } => {
-            let opts = engine.options(ProgressMode::Plain, false);
-            commands::digest(&opts, &vars, variant, metadata_file.as_deref()).await
-        }
-        ImagesCommand::List { engine, json } => {
-            commands::list(&engine.options(ProgressMode::Plain, false), &vars, json).await
-        }
+        } => commands::digest(&vars, &engine, variant, metadata_file.as_deref()).await,
+        ImagesCommand::List { engine, json } => commands::list(&vars, &engine, json).await,
         ImagesCommand::Resolve {
             image,
             config,

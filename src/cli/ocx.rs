@@ -1,6 +1,10 @@
 //! `ocx build | opencode | exec | config show`: clap definitions and the call into
 //! [`crate::ocx`]. Every config key's flag is generated from [`crate::ocx::config::KEYS`].
 
+// The doc comments of the clap definitions are the --help text, where `<version>` and a URL
+// are meant as written, not as HTML or a link.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 use crate::ocx::config::{ConfigEnv, Flags, KEYS};
 use crate::ocx::{self, BuildOptions, Context};
 use crate::report::ProgressMode;

@@ -1,14 +1,14 @@
 //! `hjk images boot`: start an image the way Headjack's runner would and wait until it is up,
 //! then remove it. The image's own labels say how (`io.headjack.init` and the engine's
 //! `io.headjack.<runtime>.flags`, read in [`crate::backend::runner_flags`]); this module is the
-//! workflow, one named step each: [`start`], [`wait_systemd`] (for an init that is systemd:
+//! workflow, one named step each: `start`, `wait_systemd` (for an init that is systemd:
 //! `systemctl is-system-running` must say `running`; `degraded` fails unless every failed unit
-//! is allowed), [`check_docker`] (an image whose systemd enables docker: `docker info`, then a
-//! `docker run` of an image loaded into the inner daemon), [`check_exec_user`] (the session user
+//! is allowed), `check_docker` (an image whose systemd enables docker: `docker info`, then a
+//! `docker run` of an image loaded into the inner daemon), `check_exec_user` (the session user
 //! of `io.headjack.exec.user` exists and can run a command), and [`boot`] removes the container
 //! on every way out: success, failure, timeout and Ctrl-C.
 //!
-//! A release runs the same [`boot`] as its `--boot` gate ([`crate::hjk::gates`]).
+//! A release runs the same [`boot`] as its `--boot` gate ([`crate::hjk::release::gates`]).
 
 use crate::build::RunSpec;
 use crate::engine::Engine;

@@ -1,13 +1,15 @@
-//! One entry point per `hjk images` command, taking what its command line says as plain data:
-//! the front end (`cli/hjk.rs`) parses and makes one call here, and everything a test could
-//! want to reach (opening the session, reading the auth choice against the config, the remote
-//! builder seen in the environment) happens on this side.
+//! One entry point per `hjk images` command: the front end (`cli/hjk.rs`) parses and makes one
+//! call here; each resolves its command's settings once ([`super::settings`]: flags, env and
+//! config), opens the session and hands the settings whole to the workflow.
 
 use super::boot::{self, BootOptions, Target};
-use super::gates::GateFlags;
-use super::release::{self, MergeSpec, ReleaseSpec};
-use super::{auth_settings, images, resolve, ImagesOptions, Session};
-use crate::backend::Remote;
+use super::release;
+use super::settings::{
+    auth_setting, registry_setting, registry_timeout, version_setting, BuildSettings,
+    ImagesSettings, MergeSettings, ReleaseSettings,
+};
+use super::{images, resolve, Session};
+use crate::cli::hjk::{BuildCommand, EngineArgs, MergeCommand, ReleaseCommand};
 use crate::report::ProgressMode;
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -15,213 +17,54 @@ use std::collections::BTreeMap;
 
 type Vars = BTreeMap<String, String>;
 
-/// `hjk images build`'s own flags.
-pub struct BuildFlags {
-    pub push: bool,
-    pub no_cache: bool,
-    pub no_fastfail: bool,
-    /// `--cache-repo`.
-    pub cache_repo: Option<String>,
+pub async fn build(vars: &Vars, cmd: BuildCommand) -> Result<u8> {
+    let (cfg, graph) = Session::load(vars, &cmd.engine.images_dir)?;
+    let settings = BuildSettings::resolve(cmd, &cfg, &graph)?;
+    let s = Session::open(vars, &settings.images.engine, cfg, graph)?;
+    images::build_command(&s, &settings).await
 }
 
-/// `--cache-repo REPO`, checked.
-fn cache_repo(repo: Option<&str>) -> Result<Option<crate::image_ref::ImageRef>> {
-    Ok(repo
-        .map(|r| {
-            crate::image_ref::ImageRef::parse(r)
-                .map_err(|e| crate::error::UserError(format!("invalid --cache-repo: {}", e.0)))
-        })
-        .transpose()?)
-}
-
-/// What `release` and `merge` share: the auth choice as given (`--auth`, `--creds-stdin`),
-/// the metadata file, the gates and `--force-tags`.
-pub struct PublishFlags {
-    pub auth: Option<String>,
-    pub creds_stdin: bool,
-    pub metadata_file: Option<Utf8PathBuf>,
-    pub gates: GateFlags,
-    pub force_tags: bool,
-    /// `--registry-timeout` (or `HJK_REGISTRY_TIMEOUT`), in seconds.
-    pub registry_timeout: Option<u64>,
-}
-
-impl PublishFlags {
-    fn registry_timeout(&self) -> std::time::Duration {
-        self.registry_timeout
-            .map(std::time::Duration::from_secs)
-            .unwrap_or(super::registry::DEFAULT_TIMEOUT)
+pub async fn release(vars: &Vars, cmd: ReleaseCommand) -> Result<u8> {
+    let (cfg, graph) = Session::load(vars, &cmd.engine.images_dir)?;
+    let mut settings = ReleaseSettings::resolve(cmd, vars, &cfg, &graph)?;
+    let mut s = Session::open(vars, &settings.images.engine, cfg, graph)?;
+    if settings.extras.epoch.is_none() {
+        settings.extras.epoch =
+            release::commit_epoch(&s.engine, &settings.images.images_dir).await?;
     }
+    release::release_command(&mut s.engine, &s.graph, &settings, vars).await
 }
 
-/// `hjk images release`'s own flags.
-pub struct ReleaseFlags {
-    pub push_by_digest: bool,
-    /// `--builder`: a remote builder by name.
-    pub builder: Option<String>,
-    /// `--connection`: a named engine connection.
-    pub connection: Option<String>,
-    pub no_cache: bool,
-    /// `--provenance` (true) or `--no-provenance` (false); neither: where the engine can.
-    pub provenance: Option<bool>,
-    /// `--source-date-epoch`.
-    pub source_date_epoch: Option<u64>,
-    /// `--cache-repo`.
-    pub cache_repo: Option<String>,
-    /// `--keep-stage`.
-    pub keep_stage: bool,
-}
-
-/// `hjk images merge`'s own arguments.
-pub struct MergeArgs {
-    pub files: Vec<Utf8PathBuf>,
-    pub version: Option<String>,
-    pub backend: Option<String>,
-    pub images_dir: Utf8PathBuf,
-    pub progress: ProgressMode,
-}
-
-pub async fn build(
-    opts: &ImagesOptions,
-    vars: &Vars,
-    variants: Vec<String>,
-    flags: BuildFlags,
-) -> Result<u8> {
-    let mut s = Session::open(opts, vars, variants)?;
-    s.spec.push = flags.push;
-    s.spec.no_cache = flags.no_cache;
-    s.spec.no_fastfail = flags.no_fastfail;
-    s.spec.cache_repo = cache_repo(flags.cache_repo.as_deref())?;
-    images::build_command(&s).await
-}
-
-pub async fn release(
-    opts: &ImagesOptions,
-    vars: &Vars,
-    variants: Vec<String>,
-    publish: PublishFlags,
-    flags: ReleaseFlags,
-) -> Result<u8> {
-    let mut s = Session::open(opts, vars, variants)?;
-    let registry_timeout = publish.registry_timeout();
-    let spec = ReleaseSpec {
-        variants: s.spec.variants.clone(),
-        platforms: s.spec.platforms.clone(),
-        registry: s.spec.registry.clone(),
-        version: s.spec.version.clone(),
-        base_image: s.spec.base_image.clone(),
-        push_by_digest: flags.push_by_digest,
-        metadata_file: publish.metadata_file,
-        gates: publish.gates,
-        auth: auth_settings(publish.auth.as_deref(), &s.config, publish.creds_stdin)?,
-        remote: Remote {
-            builder: flags.builder,
-            connection: flags.connection,
-            container_host: vars.contains_key("CONTAINER_HOST"),
-        },
-        no_cache: flags.no_cache,
-        force_tags: publish.force_tags,
-        registry_timeout,
-        keep_stage: flags.keep_stage,
-        extras: release::Extras {
-            provenance: flags.provenance,
-            epoch: epoch(&s.engine, flags.source_date_epoch, vars, &opts.images_dir).await?,
-            cache_repo: cache_repo(flags.cache_repo.as_deref())?,
-        },
-    };
-    release::release_command(&mut s.engine, &s.graph, &spec, vars).await
-}
-
-/// The time a release writes into its images: `--source-date-epoch`, else `SOURCE_DATE_EPOCH`
-/// (the reproducible-builds convention), else the commit time of the last commit that touched
-/// the images directory, so the same commit gives the same digests on every machine. `None`
-/// outside a git checkout.
-async fn epoch(
-    engine: &crate::engine::Engine,
-    flag: Option<u64>,
-    vars: &Vars,
-    images_dir: &Utf8Path,
-) -> Result<Option<release::Epoch>> {
-    if let Some(seconds) = flag {
-        return Ok(Some(release::Epoch {
-            seconds,
-            from: "--source-date-epoch".into(),
-            explicit: true,
-        }));
-    }
-    if let Some(v) = vars.get("SOURCE_DATE_EPOCH") {
-        let seconds = v.trim().parse().map_err(|_| {
-            crate::error::UserError(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
-            ))
-        })?;
-        return Ok(Some(release::Epoch {
-            seconds,
-            from: "SOURCE_DATE_EPOCH".into(),
-            explicit: true,
-        }));
-    }
-    let git = crate::invocation::Invocation::new("git")
-        .args([
-            "-C",
-            images_dir.as_str(),
-            "log",
-            "-1",
-            "--format=%ct,%h",
-            "--",
-            ".",
-        ])
-        .read_only();
-    let out = match engine.tool(&git).await {
-        Ok(out) => out,
-        Err(e) if crate::error::interruption(&e).is_some() => return Err(e),
-        Err(_) => return Ok(None),
-    };
-    let text = out.stdout.trim().to_string();
-    let Some((seconds, commit)) = text.split_once(',') else {
-        return Ok(None);
-    };
-    Ok(seconds.parse().ok().map(|seconds| release::Epoch {
-        seconds,
-        from: format!("the time of commit {commit}, the last to change {images_dir}"),
-        explicit: false,
-    }))
-}
-
-pub async fn merge(vars: &Vars, args: MergeArgs, publish: PublishFlags) -> Result<u8> {
-    let version = args
-        .version
-        .as_deref()
-        .map(images::parse_version)
-        .transpose()?;
-    let (mut engine, cfg) = super::open_merge_engine(args.backend.as_deref(), vars, args.progress)?;
-    let registry_timeout = publish.registry_timeout();
-    let spec = MergeSpec {
-        files: args.files,
-        images_dir: args.images_dir,
-        version,
-        metadata_file: publish.metadata_file,
-        gates: publish.gates,
-        auth: auth_settings(publish.auth.as_deref(), &cfg, publish.creds_stdin)?,
-        force_tags: publish.force_tags,
-        registry_timeout,
-    };
-    release::merge_command(&mut engine, &spec, vars).await
+pub async fn merge(vars: &Vars, cmd: MergeCommand) -> Result<u8> {
+    let cfg = super::config::load(vars)?;
+    let settings = MergeSettings::resolve(cmd, vars, &cfg)?;
+    let mut engine = super::open_merge_engine(&settings.engine, &cfg, vars)?;
+    release::merge_command(&mut engine, &settings, vars).await
 }
 
 pub async fn digest(
-    opts: &ImagesOptions,
     vars: &Vars,
+    args: &EngineArgs,
     variant: String,
     metadata_file: Option<&Utf8Path>,
 ) -> Result<u8> {
-    let s = Session::open(opts, vars, vec![variant.clone()])?;
-    release::digest_command(&s, &variant, metadata_file).await
+    let (cfg, graph) = Session::load(vars, &args.images_dir)?;
+    let settings = ImagesSettings::of(
+        args,
+        vec![variant.clone()],
+        &cfg,
+        &graph,
+        ProgressMode::Plain,
+    )?;
+    let s = Session::open(vars, &settings.engine, cfg, graph)?;
+    release::digest_command(&s, &settings, &variant, metadata_file).await
 }
 
-pub async fn list(opts: &ImagesOptions, vars: &Vars, json: bool) -> Result<u8> {
-    let s = Session::open(opts, vars, Vec::new())?;
-    images::list_command(&s, json).await
+pub async fn list(vars: &Vars, args: &EngineArgs, json: bool) -> Result<u8> {
+    let (cfg, graph) = Session::load(vars, &args.images_dir)?;
+    let settings = ImagesSettings::of(args, Vec::new(), &cfg, &graph, ProgressMode::Plain)?;
+    let s = Session::open(vars, &settings.engine, cfg, graph)?;
+    images::list_command(&s, &BuildSettings::listing(settings), json).await
 }
 
 /// `hjk images resolve`'s arguments.
@@ -289,10 +132,7 @@ pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
         }
         None => None,
     };
-    let registry = match &args.registry {
-        Some(r) => super::config::parse_registry(r)?,
-        None => cfg.registry.clone(),
-    };
+    let registry = registry_setting(args.registry.as_deref(), &cfg)?;
     let target = boot_target(&args)?;
     let opts = BootOptions {
         timeout: args
@@ -306,7 +146,13 @@ pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
         true => std::sync::Arc::new(crate::report::DataReporter),
         false => std::sync::Arc::new(crate::report::PlainReporter),
     };
-    let engine = super::open_engine(args.backend.as_deref(), &cfg, vars, reporter, false)?;
+    let choice = super::settings::EngineSettings::resolve(
+        args.backend.clone(),
+        &cfg,
+        ProgressMode::Plain,
+        false,
+    );
+    let engine = super::open_engine(choice.backend.as_ref(), &cfg, vars, reporter, false)?;
     let (image, labels) = boot::local_image(&engine, &target, &registry).await?;
     let booted = boot::boot(&engine, &image, &labels, &opts).await?;
     engine.reporter().result(
@@ -338,13 +184,16 @@ pub struct VerifyArgs {
 }
 
 pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
-    use super::supply_chain::Trust;
-    let (engine, cfg) =
-        super::open_merge_engine(args.backend.as_deref(), vars, ProgressMode::Plain)?;
-    let registry = match &args.registry {
-        Some(r) => super::config::parse_registry(r)?,
-        None => cfg.registry.clone(),
-    };
+    use super::release::gates::tools::Trust;
+    let cfg = super::config::load(vars)?;
+    let choice = super::settings::EngineSettings::resolve(
+        args.backend.clone(),
+        &cfg,
+        ProgressMode::Plain,
+        false,
+    );
+    let engine = super::open_merge_engine(&choice, &cfg, vars)?;
+    let registry = registry_setting(args.registry.as_deref(), &cfg)?;
     let trust = match (args.key, args.identity_regexp, args.oidc_issuer) {
         (Some(k), None, None) => Trust::Key(k),
         (None, Some(identity_regexp), Some(oidc_issuer)) => Trust::Keyless {
@@ -358,11 +207,7 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
             .into())
         }
     };
-    let version = args
-        .version
-        .as_deref()
-        .map(images::parse_version)
-        .transpose()?;
+    let version = version_setting(args.version.as_deref())?;
     let mut targets = args.targets;
     if let Some(dir) = &args.all {
         let graph = super::variants::Graph::load(dir)?;
@@ -374,12 +219,9 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
         registry,
         trust,
         ignore_tlog: args.ignore_tlog,
-        auth: auth_settings(args.auth.as_deref(), &cfg, args.creds_stdin)?,
+        auth: auth_setting(args.auth.as_deref(), &cfg, args.creds_stdin)?,
         json: args.json,
-        registry_timeout: args
-            .registry_timeout
-            .map(std::time::Duration::from_secs)
-            .unwrap_or(super::registry::DEFAULT_TIMEOUT),
+        registry_timeout: registry_timeout(args.registry_timeout),
     };
     super::verify::verify_command(&engine, &spec, vars).await
 }

@@ -4,7 +4,7 @@
 //! `storage`, ...) live beside the keys hjk reads. hjk keeps those sections as they are and
 //! reads past them ([`HjkConfig::ignored`]); only the keys it reads are checked.
 
-use super::auth::{check_op_ref, AuthMode, ENV_AUTH};
+use super::release::auth::{check_op_ref, AuthMode, ENV_AUTH};
 use crate::backend::BackendKind;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;

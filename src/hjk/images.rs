@@ -2,6 +2,7 @@
 //! built FROM the exact local tag of its freshly built parent (no engine-specific build
 //! contexts, so the same plan runs on every engine).
 
+use super::settings::BuildSettings;
 use super::variants::{Graph, Variant};
 use super::Session;
 use crate::backend::MultiPlatform;
@@ -17,23 +18,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// What `hjk images build` was asked to do.
-#[derive(Debug, Clone)]
-pub struct BuildSpec {
-    pub variants: Vec<String>,
-    pub platforms: Vec<Platform>,
-    pub registry: ImageRef,
-    pub version: Option<String>,
-    pub push: bool,
-    pub no_cache: bool,
-    pub no_fastfail: bool,
-    /// Overrides the root variant's `ARG BASE_IMAGE` (mirrors, tests).
-    pub base_image: Option<ImageRef>,
-    /// `--cache-repo`: the registry repository each build imports its layer cache from and
-    /// exports it to, one tag per variant (and platform, when it builds one).
-    pub cache_repo: Option<ImageRef>,
-}
 
 /// One build: a variant for one platform, or for all of them, by the engine's
 /// [`MultiPlatform`] strategy.
@@ -185,9 +169,9 @@ pub(crate) fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerp
     Ok(f)
 }
 
-pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<Plan> {
+pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Result<Plan> {
     let mut wanted: Vec<&Variant> = Vec::new();
-    for name in &spec.variants {
+    for name in &spec.images.variants {
         for v in graph.chain(name)? {
             if !wanted.iter().any(|w| w.name == v.name) {
                 wanted.push(v);
@@ -196,18 +180,19 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
     }
     // keep declaration order: parents first
     wanted.sort_by_key(|v| graph.variants.iter().position(|o| o.name == v.name));
-    let per_platform = strategy == MultiPlatform::PerPlatformThenList && spec.platforms.len() > 1;
+    let per_platform =
+        strategy == MultiPlatform::PerPlatformThenList && spec.images.platforms.len() > 1;
     let groups: Vec<Vec<Platform>> = if per_platform {
-        spec.platforms.iter().map(|p| vec![*p]).collect()
+        spec.images.platforms.iter().map(|p| vec![*p]).collect()
     } else {
-        vec![spec.platforms.clone()]
+        vec![spec.images.platforms.clone()]
     };
     let tag = |variant: &str, suffix: Option<&str>| -> Result<ImageRef> {
         let t = match suffix {
             Some(s) => format!("{variant}-{s}"),
             None => variant.to_string(),
         };
-        Ok(spec.registry.with_tag(&t)?)
+        Ok(spec.images.registry.with_tag(&t)?)
     };
     let mut nodes: Vec<Node> = Vec::new();
     let mut lists = Vec::new();
@@ -220,7 +205,7 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
         for group in &groups {
             let arch = per_platform.then(|| group[0].arch());
             // with several per-platform nodes, the plain tags name the manifest list instead
-            let (node_tag, extra) = match (arch, &spec.version) {
+            let (node_tag, extra) = match (arch, &spec.images.version) {
                 (Some(a), _) => (tag(&v.name, Some(a))?, vec![]),
                 (None, Some(ver)) => (tag(&v.name, Some(ver))?, vec![tag(&v.name, None)?]),
                 (None, None) => (tag(&v.name, None)?, vec![]),
@@ -238,7 +223,7 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
             };
             let base_arg = match parent {
                 Some(i) => Some(nodes[i].tag.to_string()),
-                None => spec.base_image.as_ref().map(|b| b.to_string()),
+                None => spec.images.base_image.as_ref().map(|b| b.to_string()),
             };
             if parent.is_none() {
                 let b = base_arg.clone().or_else(|| base_arg_default(&text));
@@ -247,7 +232,7 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
             let mut f = Fingerprint::new()
                 .add("dockerfile-path", dockerfile.file_name().unwrap_or(""))
                 .add("platforms", Platform::join(group))
-                .add("version", spec.version.as_deref().unwrap_or(""))
+                .add("version", spec.images.version.as_deref().unwrap_or(""))
                 .add("base-arg", base_arg.as_deref().unwrap_or(""))
                 .add(
                     "parent",
@@ -270,7 +255,7 @@ pub fn plan(graph: &Graph, spec: &BuildSpec, strategy: MultiPlatform) -> Result<
         }
         if per_platform {
             let mut tags = vec![tag(&v.name, None)?];
-            if let Some(ver) = &spec.version {
+            if let Some(ver) = &spec.images.version {
                 tags.push(tag(&v.name, Some(ver))?);
             }
             lists.push(List {
@@ -291,7 +276,7 @@ impl Plan {
     fn request(
         &self,
         n: &Node,
-        spec: &BuildSpec,
+        spec: &BuildSettings,
         root_base_id: Option<&str>,
         engine: &Engine,
     ) -> BuildRequest {
@@ -301,7 +286,7 @@ impl Plan {
         if let Some(b) = &n.base_arg {
             req.build_args.insert("BASE_IMAGE".into(), b.clone());
         }
-        if let Some(v) = &spec.version {
+        if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
             if n.declared_args.contains("VERSION") {
                 req.build_args.insert("VERSION".into(), v.clone());
@@ -343,8 +328,8 @@ impl Plan {
 
 /// `hjk images build`: builds what is not current, in order, publishes if asked, and always
 /// reports one row per node, also when something failed.
-pub async fn build_command(session: &Session) -> Result<u8> {
-    let results = build(&session.engine, &session.graph, &session.spec).await?;
+pub async fn build_command(session: &Session, spec: &BuildSettings) -> Result<u8> {
+    let results = build(&session.engine, &session.graph, spec).await?;
     let engine = &session.engine;
     if !engine.dry_run() {
         engine.reporter().result(
@@ -370,8 +355,8 @@ pub async fn build_command(session: &Session) -> Result<u8> {
 }
 
 /// `hjk images list`; `json` prints the rows as a JSON array instead of a table.
-pub async fn list_command(session: &Session, json: bool) -> Result<u8> {
-    let rows = list(&session.engine, &session.graph, &session.spec).await?;
+pub async fn list_command(session: &Session, spec: &BuildSettings, json: bool) -> Result<u8> {
+    let rows = list(&session.engine, &session.graph, spec).await?;
     let data = serde_json::to_value(&rows).unwrap_or_default();
     if json {
         crate::report::DataReporter.result(String::new(), data);
@@ -424,7 +409,7 @@ async fn build_nodes(
     reqs: &[BuildRequest],
     current: &[bool],
     state: &State,
-    spec: &BuildSpec,
+    spec: &BuildSettings,
 ) -> Result<Vec<NodeResult>> {
     let reporter = engine.reporter();
     let mut results: Vec<NodeResult> = Vec::new();
@@ -479,7 +464,7 @@ async fn publish(
     plan: &Plan,
     reqs: &[BuildRequest],
     state: &State,
-    spec: &BuildSpec,
+    spec: &BuildSettings,
     results: &mut [NodeResult],
 ) -> Result<()> {
     let push = spec.push && !results.iter().any(|r| r.outcome.failed());
@@ -571,7 +556,11 @@ async fn record_ids(engine: &Engine, plan: &Plan, results: &mut [NodeResult]) ->
 }
 
 /// Builds what is not current, in order, and returns one result per node.
-pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<NodeResult>> {
+pub async fn build(
+    engine: &Engine,
+    graph: &Graph,
+    spec: &BuildSettings,
+) -> Result<Vec<NodeResult>> {
     let plan = plan(graph, spec, engine.multi_platform())?;
     let state = inspect_state(engine, &plan).await?;
     let requests = || -> Vec<BuildRequest> {
@@ -585,7 +574,7 @@ pub async fn build(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<V
     if current.iter().any(|c| !c) {
         // whether a build can keep its result locally is the builder's answer: asked now,
         // once, and only when something is built (a no-op stays one inspect)
-        engine.learn_builder(&spec.platforms).await?;
+        engine.learn_builder(&spec.images.platforms).await?;
         reqs = requests();
     }
     check_all(engine, &reqs, &current).await?;
@@ -680,7 +669,7 @@ pub struct ListRow {
     pub digest: Option<String>,
 }
 
-pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSpec) -> Result<Vec<ListRow>> {
+pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Result<Vec<ListRow>> {
     let plan = plan(graph, spec, engine.multi_platform())?;
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     if let Some(b) = &plan.root_base {

@@ -138,7 +138,13 @@ pub async fn command(
         } else {
             std::sync::Arc::new(crate::report::PlainReporter)
         };
-        let engine = super::open_engine(backend, &cfg, req.vars, reporter, false)?;
+        let choice = super::settings::EngineSettings::resolve(
+            backend.map(String::from),
+            &cfg,
+            crate::report::ProgressMode::Plain,
+            false,
+        );
+        let engine = super::open_engine(choice.backend.as_ref(), &cfg, req.vars, reporter, false)?;
         let done = super::prebuild::ensure(&engine, req.project, &res).await?;
         data["image"] = done.image.clone().into();
         data["outcome"] = done.outcome.into();

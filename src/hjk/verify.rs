@@ -15,11 +15,11 @@
 //! exits 0 only when every check passed, 1 when one failed (naming the image and why), 2 for
 //! input to fix (no cosign, an unreadable key, a bad reference), before any check runs.
 
-use super::auth::{self, AuthSettings};
-use super::gates::{read_public_key, ToolAuth};
-use super::registry::{self, Registry};
+use super::release::auth::{self, AuthSettings};
+use super::release::gates::tools::{self as sc, Trust, VerifyOptions};
+use super::release::gates::{read_public_key, ToolAuth};
+use super::release::registry::{self, Registry};
 use super::release::{provenance_of, LABEL_BASE_DIGEST, LABEL_BASE_NAME};
-use super::supply_chain::{self as sc, Trust, VerifyOptions};
 use crate::backend::detect::find_on_path;
 use crate::engine::Engine;
 use crate::error::UserError;

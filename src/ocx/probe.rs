@@ -87,7 +87,7 @@ pub struct BaseFacts {
     /// base has no C library at all (a static busybox), and no opencode build runs on it.
     #[serde(default)]
     pub glibc: Vec<String>,
-    /// `cksum` lines of [`LIBC_FILES`] (a line starting with `?` when a file could not be
+    /// `cksum` lines of `LIBC_FILES` (a line starting with `?` when a file could not be
     /// checksummed): what a proven opencode binary needs from the base.
     #[serde(default)]
     pub libc: Vec<String>,

@@ -9,7 +9,7 @@
 //! 2. `username` unset and the base has one non-root user (its `USER`, or the only regular
 //!    account): that user gets the UID/GID, and its home is chowned. Unlike the CLI, which
 //!    keeps the user's old GID when a group with the new one exists, that group becomes the
-//!    primary group ([`gid_ops`]): files the user writes to the mounted project carry the
+//!    primary group (`gid_ops`): files the user writes to the mounted project carry the
 //!    host user's GID.
 //! 3. Otherwise a user is created (`developer`, or `username`).
 //! 4. An explicit `username` wins: the user holding the UID is renamed, and its home moves to

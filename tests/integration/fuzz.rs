@@ -742,11 +742,11 @@ fn fuzz_metadata_reader_never_panics() {
     let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("meta.json")).unwrap();
     fuzz("release metadata", metadata_text(), |text| {
         std::fs::write(&file, &text).unwrap();
-        match agent_images::hjk::metadata::Metadata::read(&file) {
+        match agent_images::hjk::release::metadata::Metadata::read(&file) {
             // what is read is what is written back
             Ok(m) => {
                 m.write(&file).unwrap();
-                let again = agent_images::hjk::metadata::Metadata::read(&file).unwrap();
+                let again = agent_images::hjk::release::metadata::Metadata::read(&file).unwrap();
                 prop_assert_eq!(m, again);
             }
             Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),

@@ -1,4 +1,4 @@
-//! The release gates (`hjk::supply_chain::gates`) in the failures the real cosign, syft and
+//! The release gates (`hjk::release::gates::run`) in the failures the real cosign, syft and
 //! trivy cannot be made to produce here, against fakes of them
 //! (tests/fixtures/fake-bin/fake-supply-chain): vulnerability findings (trivy's DB cannot be
 //! downloaded on this machine), a trivy that dies mid-scan, a signature the registry refuses
@@ -10,9 +10,9 @@
 use crate::util::{fixtures, TestEnv};
 use agent_images::engine::Engine;
 use agent_images::error;
-use agent_images::hjk::promote::public_tags;
-use agent_images::hjk::supply_chain::gates::{self, Published, PublishedVariant, Verdict};
-use agent_images::hjk::supply_chain::{self as sc, GateOptions};
+use agent_images::hjk::release::gates::run::{self as gates, Published, PublishedVariant, Verdict};
+use agent_images::hjk::release::gates::tools::{self as sc, GateOptions};
+use agent_images::hjk::release::promote::public_tags;
 use agent_images::image_ref::ImageRef;
 use agent_images::platform::Platform;
 use agent_images::report::{Event, Reporter};
@@ -63,7 +63,7 @@ fn published(n: usize) -> Published {
 }
 
 /// Every public tag the promotion lets move, for version v1.4.0, named the way the release's
-/// promotion names them (`hjk::promote::public_tags` of each variant that may move).
+/// promotion names them (`hjk::release::promote::public_tags` of each variant that may move).
 fn moving_tags(promo: &gates::Promotion, p: &Published) -> Vec<String> {
     promo
         .moves

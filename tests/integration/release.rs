@@ -1418,7 +1418,7 @@ fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
 /// scripts/test-engines.sh puts in the plain registry.
 #[test]
 fn an_index_under_a_tag_resolves_to_the_platform_image() {
-    use agent_images::hjk::registry::Registry;
+    use agent_images::hjk::release::registry::Registry;
     use agent_images::image_ref::ImageRef;
     use agent_images::platform::Platform;
     let up = Command::new("curl")
@@ -1441,7 +1441,7 @@ fn an_index_under_a_tag_resolves_to_the_platform_image() {
     let r = Registry::new(
         &ImageRef::parse("127.0.0.1:5000/local/busybox").unwrap(),
         None,
-        agent_images::hjk::registry::DEFAULT_TIMEOUT,
+        agent_images::hjk::release::registry::DEFAULT_TIMEOUT,
         std::sync::Arc::new(agent_images::report::PlainReporter),
     )
     .unwrap();

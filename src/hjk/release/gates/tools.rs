@@ -6,13 +6,11 @@
 //! `cosign verify-attestation` ([`verify_signature`], [`verify_attestation`]).
 //!
 //! The tools are found on PATH before anything is pushed ([`check_tools`]); each call is an
-//! [`Invocation`] built here and run by [`super::gates`] (or [`super::verify`]) through
+//! [`Invocation`] built here and run by [`super::run`] (or [`crate::hjk::verify`]) through
 //! `Engine::tool`. No secret is in an argv: registry credentials reach the tools through
 //! `DOCKER_CONFIG` (a 0700 directory of their own), a signing key through
 //! `--key env://COSIGN_KEY` (the tool reads the variable it inherits; `COSIGN_PASSWORD`
 //! likewise).
-
-pub mod gates;
 
 use crate::backend::detect::find_on_path;
 use crate::error::UserError;
@@ -208,6 +206,12 @@ pub struct GateOptions {
     /// After signing, `cosign verify` each signed digest this way (key mode: with the public
     /// key), so "signed" means "verifies as users will verify it".
     pub check_signatures: Option<VerifyOptions>,
+    /// `--boot` (and `--boot-timeout`): each variant is started as Headjack's runner would,
+    /// and must come up.
+    pub boot: Option<crate::hjk::boot::BootOptions>,
+    /// `--key`: the public key the signatures must verify with; `COSIGN_KEY` must be its
+    /// private half.
+    pub key: Option<Utf8PathBuf>,
 }
 
 impl GateOptions {
@@ -232,7 +236,28 @@ impl GateOptions {
             signing: Signing::from_env(vars),
             plain_http: false,
             check_signatures: None,
+            boot: None,
+            key: None,
         })
+    }
+
+    /// No gate: what a release without `--sign`, `--sbom`, `--scan` or `--boot` runs.
+    pub fn none(out_dir: Utf8PathBuf) -> GateOptions {
+        GateOptions {
+            sbom: false,
+            sign: false,
+            scan: false,
+            scanners: vec![Scanner::Vuln, Scanner::Secret],
+            trivy_db: TrivyDb::default(),
+            tlog_upload: true,
+            out_dir,
+            severity: DEFAULT_SEVERITY.into(),
+            signing: Signing::Keyless,
+            plain_http: false,
+            check_signatures: None,
+            boot: None,
+            key: None,
+        }
     }
 
     /// Whether the scan needs trivy's vulnerability DB.
@@ -240,7 +265,13 @@ impl GateOptions {
         self.scan && self.scanners.contains(&Scanner::Vuln)
     }
 
+    /// Whether any gate runs (`--boot` included).
     pub fn any(&self) -> bool {
+        self.uses_tools() || self.boot.is_some()
+    }
+
+    /// Whether a gate that runs cosign, syft or trivy was asked for.
+    pub fn uses_tools(&self) -> bool {
         self.sbom || self.sign || self.scan
     }
 
@@ -738,6 +769,8 @@ mod tests {
             signing,
             plain_http,
             check_signatures: None,
+            boot: None,
+            key: None,
         }
     }
 

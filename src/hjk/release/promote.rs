@@ -22,8 +22,8 @@
 //!   different digests; between machines the registry offers no conditional PUT, and only the
 //!   window between a tag's read and its PUT is left.
 
+use super::gates::run::{Held, Promotion};
 use super::registry::{Manifest, Registry, OCI_INDEX};
-use super::supply_chain::gates::{Held, Promotion};
 use crate::engine::Engine;
 use crate::error::UserError;
 use anyhow::Result;

@@ -9,7 +9,7 @@
 //! index recursively and attest each SBOM. Only a build that passed its scan (and whose parent
 //! is not held) is signed, so a valid signature means "passed the gates", not only "built here".
 
-use super::{self as sc, GateOptions, Signing, Tools};
+use super::tools::{self as sc, GateOptions, Signing, Tools};
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
@@ -126,7 +126,7 @@ pub struct Sbom {
     pub attested: bool,
 }
 
-/// The boot gate of one variant (`--boot`, run by [`crate::hjk::gates`] through
+/// The boot gate of one variant (`--boot`, run by [`crate::hjk::release::gates`] through
 /// [`crate::hjk::boot`]): each platform this machine runs natively booted, or why not.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootResult {
@@ -311,7 +311,7 @@ pub async fn run_gates(
     boots: Option<&BTreeMap<String, BootResult>>,
 ) -> Result<GateReport> {
     published.validate()?;
-    if opts.any() && !engine.dry_run() {
+    if opts.uses_tools() && !engine.dry_run() {
         std::fs::create_dir_all(&opts.out_dir)
             .map_err(|e| UserError(format!("cannot create {}: {e}", opts.out_dir)))?;
     }

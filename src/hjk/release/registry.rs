@@ -184,7 +184,7 @@ impl Registry {
     /// `SSL_CERT_DIR` name nothing usable (see [`crate::http`]).
     pub fn new(
         repo: &ImageRef,
-        creds: Option<crate::hjk::auth::Credentials>,
+        creds: Option<crate::hjk::release::auth::Credentials>,
         timeout: Duration,
         reporter: Arc<dyn crate::report::Reporter>,
     ) -> Result<Registry> {

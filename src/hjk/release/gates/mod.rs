@@ -3,64 +3,31 @@
 //! release workflow calls [`Gates::check`] before anything is built or pushed (the tools must be
 //! on PATH) and [`Gates::run`] after every index was pushed and verified; only the variants the
 //! promotion rule lets through get their tags. The gates themselves (syft, cosign, trivy, the
-//! promotion rule) live in [`crate::hjk::supply_chain`]; this module turns a release's flags and
+//! promotion rule) live in [`tools`] and [`run`]; this module turns a release's flags and
 //! metadata into that module's inputs, and its report back into the metadata file. The boot
 //! gate runs here, first ([`boot_variants`], through [`crate::hjk::boot`]): a variant that does
 //! not boot is held exactly like one whose scan failed, and is not signed.
 
+pub mod run;
+pub mod tools;
+
+use self::run::{self as sc_gates, BootResult, Promotion, Published, PublishedVariant, Verdict};
+use self::tools::{self as sc, GateOptions, Tools};
 use super::auth::Credentials;
-use super::boot::{self, BootFailed, BootOptions};
 use super::metadata::Metadata;
-use super::supply_chain::gates::{
-    self as sc_gates, BootResult, Promotion, Published, PublishedVariant, Verdict,
-};
-use super::supply_chain::{self as sc, GateOptions, Tools};
 use crate::engine::Engine;
 use crate::error::UserError;
+use crate::hjk::boot::{self, BootFailed, BootOptions};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 
-/// Which gates a release asked for, and how (the release flags).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GateFlags {
-    pub sign: bool,
-    pub sbom: bool,
-    pub scan: bool,
-    /// `--scan-severity` (default CRITICAL,HIGH).
-    pub severity: Option<String>,
-    /// `--gates-dir`: where SBOMs and scan reports go.
-    pub out_dir: Utf8PathBuf,
-    /// `--boot`: each variant is started as Headjack's runner would, and must come up.
-    pub boot: bool,
-    /// `--boot-timeout` in seconds (default [`boot::DEFAULT_TIMEOUT`]).
-    pub boot_timeout: Option<u64>,
-    /// `--scanners` (default vuln,secret).
-    pub scanners: Option<String>,
-    /// `--scan-db-repository`, `--scan-cache-dir`: where trivy's vulnerability DB comes from.
-    pub db_repository: Option<String>,
-    pub db_cache_dir: Option<Utf8PathBuf>,
-    /// `--tlog-upload=false`: signatures and attestations stay out of the transparency log
-    /// (None: cosign's default, upload).
-    pub tlog_upload: Option<bool>,
-    /// `--key`: the public key the signatures must verify with; `COSIGN_KEY` must be its
-    /// private half.
-    pub key: Option<Utf8PathBuf>,
-}
-
-impl GateFlags {
-    pub fn any(&self) -> bool {
-        self.sign || self.sbom || self.scan || self.boot
-    }
-}
-
 /// The gates of one release, checked and ready to run.
 pub struct Gates {
     opts: GateOptions,
     tools: Tools,
-    boot: Option<BootOptions>,
     /// `--key`'s public key (its key material), to compare with `COSIGN_KEY`'s.
     key: Option<(Utf8PathBuf, String)>,
 }
@@ -75,54 +42,83 @@ fn needs_gate(flag: &str, given: bool, gate_on: bool, gate: &str) -> Result<(), 
     Ok(())
 }
 
-impl Gates {
-    /// Checks the options and finds the tools on PATH, before anything is built or pushed
-    /// (a missing tool is exit 2 with an install hint). `None` when no gate was asked for.
-    pub fn check(
-        flags: &GateFlags,
-        plain_http: bool,
+impl GateOptions {
+    /// The gate flags of `release` and `merge` (`--sign`, `--sbom`, `--scan`, `--boot` and how),
+    /// with `COSIGN_KEY` from `vars`, as the one value the gates run with. A flag that only means
+    /// something with a gate that was not asked for is refused. Without a gate nothing else is
+    /// read (`--scan-severity` alone is not checked).
+    pub fn resolve(
+        args: &crate::cli::hjk::ReleaseArgs,
         vars: &BTreeMap<String, String>,
-    ) -> Result<Option<Gates>, UserError> {
-        needs_gate("--scanners", flags.scanners.is_some(), flags.scan, "--scan")?;
+    ) -> Result<GateOptions, UserError> {
+        needs_gate("--scanners", args.scanners.is_some(), args.scan, "--scan")?;
         needs_gate(
             "--scan-db-repository",
-            flags.db_repository.is_some(),
-            flags.scan,
+            args.scan_db_repository.is_some(),
+            args.scan,
             "--scan",
         )?;
         needs_gate(
             "--scan-cache-dir",
-            flags.db_cache_dir.is_some(),
-            flags.scan,
+            args.scan_cache_dir.is_some(),
+            args.scan,
             "--scan",
         )?;
-        needs_gate("--key", flags.key.is_some(), flags.sign, "--sign")?;
+        needs_gate("--key", args.key.is_some(), args.sign, "--sign")?;
         needs_gate(
             "--tlog-upload",
-            flags.tlog_upload.is_some(),
-            flags.sign,
+            args.tlog_upload.is_some(),
+            args.sign,
             "--sign",
         )?;
-        if !flags.any() {
-            return Ok(None);
+        let mut opts = GateOptions::none(args.gates_dir.clone());
+        opts.boot = args.boot.then(|| BootOptions {
+            timeout: args
+                .boot_timeout
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(boot::DEFAULT_TIMEOUT),
+            ..Default::default()
+        });
+        if !(args.sign || args.sbom || args.scan || args.boot) {
+            return Ok(opts);
         }
+        let boot = opts.boot.take();
         let mut opts = GateOptions::new(
-            flags.sbom,
-            flags.sign,
-            flags.scan,
-            flags.out_dir.clone(),
-            flags.severity.as_deref(),
+            args.sbom,
+            args.sign,
+            args.scan,
+            args.gates_dir.clone(),
+            args.scan_severity.as_deref(),
             vars,
         )?;
-        opts.plain_http = plain_http;
-        if let Some(s) = &flags.scanners {
+        opts.boot = boot;
+        if let Some(s) = &args.scanners {
             opts.scanners = sc::parse_scanners(s)?;
         }
         opts.trivy_db = sc::TrivyDb {
-            repository: flags.db_repository.clone(),
-            cache_dir: flags.db_cache_dir.clone(),
+            repository: args.scan_db_repository.clone(),
+            cache_dir: args.scan_cache_dir.clone(),
         };
-        opts.tlog_upload = flags.tlog_upload.unwrap_or(true);
+        opts.tlog_upload = args
+            .tlog_upload
+            .is_none_or(|t| t == crate::cli::hjk::TlogUpload::True);
+        opts.key = args.key.clone();
+        Ok(opts)
+    }
+}
+
+impl Gates {
+    /// Checks the options and finds the tools on PATH, before anything is built or pushed
+    /// (a missing tool is exit 2 with an install hint). `None` when no gate was asked for.
+    pub fn check(
+        mut opts: GateOptions,
+        plain_http: bool,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Option<Gates>, UserError> {
+        if !opts.any() {
+            return Ok(None);
+        }
+        opts.plain_http = plain_http;
         let path = vars.get("PATH").map(std::ffi::OsString::from);
         let tools = sc::check_tools(&opts, path.as_ref())?;
         if opts.scans_vulns() && opts.trivy_db.offline() {
@@ -134,7 +130,7 @@ impl Gates {
                 )));
             }
         }
-        let key = match (&flags.key, opts.sign) {
+        let key = match (&opts.key, opts.sign) {
             (Some(k), true) => Some((k.clone(), read_public_key(k)?)),
             _ => None,
         };
@@ -158,19 +154,7 @@ impl Gates {
                 sc::Signing::Keyless => {}
             }
         }
-        let boot = flags.boot.then(|| BootOptions {
-            timeout: flags
-                .boot_timeout
-                .map(std::time::Duration::from_secs)
-                .unwrap_or(boot::DEFAULT_TIMEOUT),
-            ..Default::default()
-        });
-        Ok(Some(Gates {
-            opts,
-            tools,
-            boot,
-            key,
-        }))
+        Ok(Some(Gates { opts, tools, key }))
     }
 
     /// What the gates must learn from their tools before anything is built or pushed (after
@@ -239,7 +223,7 @@ impl Gates {
             (o.scan, "scan"),
             (o.sbom, "sbom"),
             (o.sign, "sign"),
-            (self.boot.is_some(), "boot"),
+            (o.boot.is_some(), "boot"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))
@@ -274,7 +258,7 @@ impl Gates {
                 })
                 .collect(),
         };
-        let boots = match &self.boot {
+        let boots = match &self.opts.boot {
             Some(b) => {
                 let stage_tags: BTreeMap<(String, Platform), String> = meta
                     .variants
@@ -451,7 +435,7 @@ impl ToolAuth {
 }
 
 /// The directories of the variants a release names, for their `.trivyignore`.
-pub fn variant_dirs(graph: &super::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
+pub fn variant_dirs(graph: &crate::hjk::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
     graph
         .variants
         .iter()
@@ -461,7 +445,7 @@ pub fn variant_dirs(graph: &super::variants::Graph) -> BTreeMap<String, Utf8Path
 
 /// The same, from `images_dir` if it holds a `variants.yaml` (merge runs in a checkout).
 pub fn dirs_if_present(images_dir: &Utf8Path) -> BTreeMap<String, Utf8PathBuf> {
-    super::variants::Graph::load(images_dir)
+    crate::hjk::variants::Graph::load(images_dir)
         .map(|g| variant_dirs(&g))
         .unwrap_or_default()
 }
@@ -474,14 +458,15 @@ mod tests {
     fn no_gates_need_no_tools_and_a_missing_tool_is_refused_up_front() {
         let vars: BTreeMap<String, String> =
             [("PATH".to_string(), "/nonexistent".to_string())].into();
-        assert!(Gates::check(&GateFlags::default(), false, &vars)
-            .unwrap()
-            .is_none());
+        assert!(
+            Gates::check(GateOptions::none("/tmp/g".into()), false, &vars)
+                .unwrap()
+                .is_none()
+        );
         let err = Gates::check(
-            &GateFlags {
+            GateOptions {
                 scan: true,
-                out_dir: "/tmp/g".into(),
-                ..Default::default()
+                ..GateOptions::none("/tmp/g".into())
             },
             false,
             &vars,
