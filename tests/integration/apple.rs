@@ -2,25 +2,16 @@
 //! replies are taken from apple/container 1.2.2's source. Each test is a case where the real
 //! CLI would do something other than asked without saying so, or say it in its own words.
 
-use crate::util::{fixtures, TestEnv};
+use crate::util::fake::Script;
+use crate::util::{fake_elf, fixtures, TestEnv, X86_64};
 
 const BASE: &str = "myproject-dev";
-
-/// An ELF header for x86_64: enough for ocx's arch check.
-fn fake_elf() -> Vec<u8> {
-    let mut b = vec![0u8; 128];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[18] = 62;
-    b
-}
 
 /// An ocx project on the fake `container`, for linux/amd64, its opencode from a local file.
 fn project(extra: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake("container");
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf())]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(X86_64, 0))]);
     env.write(
         "project/ocx.json",
         &format!(
@@ -49,7 +40,10 @@ fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
 fn issue14_a_base_without_a_shell_is_recognised_from_apples_reply() {
     let env = project("");
     env.apple_image(BASE, "{}", &["amd64"]);
-    env.fake_reply("no-shell", "");
+    env.script(&Script {
+        no_shell: true,
+        ..Script::default()
+    });
     let out = env
         .ocx(&["build"])
         .status(0)
@@ -97,7 +91,7 @@ fn issue14_a_16_kib_dockerfile_is_refused_before_the_build() {
 fn issue14_a_build_arg_from_the_environment_is_refused() {
     let mut env = TestEnv::new();
     env.fake("container");
-    crate::hjk_devcontainer::copy_dir(
+    crate::util::copy_dir(
         &fixtures().join("devcontainers/target-numeric"),
         &env.project(),
     );
@@ -123,7 +117,10 @@ fn issue14_mounts_are_written_for_apples_parser() {
     let home = env.root().join("it's \"my\":home");
     std::fs::create_dir_all(&home).unwrap();
     env.set("HOME", home.display().to_string());
-    env.fake_reply("run-exit", "3");
+    env.script(&Script {
+        run_exit: Some(3),
+        ..Script::default()
+    });
     env.ocx(&["opencode", "--version"]).status(3).run();
     let session = ran(&env, "run")
         .into_iter()
@@ -163,7 +160,10 @@ fn issue14_mounts_are_written_for_apples_parser() {
 fn issue14_a_pulled_base_is_the_image_a_from_line_names() {
     let env = TestEnv::new();
     env.fake("container");
-    env.fake_reply("registry-domain", "registry.example.com");
+    env.script(&Script {
+        registry_domain: Some("registry.example.com".into()),
+        ..Script::default()
+    });
     let images = fixtures().join("hierarchy").display().to_string();
     env.hjk(&[
         "images",
@@ -201,7 +201,7 @@ fn issue14_a_pulled_base_is_the_image_a_from_line_names() {
 fn issue14_older_builds_are_found_by_image_list() {
     let env = TestEnv::new();
     env.fake("container");
-    crate::hjk_devcontainer::copy_dir(
+    crate::util::copy_dir(
         &fixtures().join("devcontainers/legacy-dockerfile"),
         &env.project(),
     );

@@ -4,8 +4,8 @@
 //! exit 2 and one line, fast, and in bounded memory (the child runs with a 1 GiB address
 //! space: before the fix `merge` of a link to /dev/zero took 24 GB).
 
-use super::faults::hjk_bin;
-use crate::util::{fixtures, TestEnv};
+use crate::util::process::hjk_bin;
+use crate::util::{fixtures, wait, TestEnv};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,16 +45,11 @@ fn hjk_bounded(env: &TestEnv, args: &[&str], stdin: Stdio) -> Ended {
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
+    let status =
+        wait::poll(Duration::from_secs(60), || child.try_wait().unwrap()).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("hjk {args:?} hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            panic!("hjk {args:?} hangs")
+        });
     Ended {
         code: status.code(),
         stderr: reader.join().unwrap(),

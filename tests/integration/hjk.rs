@@ -1,6 +1,7 @@
 //! hjk without real engines: `images resolve` tables, bad input, and `images build --dry-run`
 //! plans for the real images/ on all three backends (fake CLIs on PATH).
 
+use crate::util::fake::Script;
 use crate::util::{summary_rows, TestEnv};
 use std::path::Path;
 
@@ -283,7 +284,10 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
 #[test]
 fn buildx_multi_platform_without_push_needs_the_containerd_image_store() {
     let env = build_env("docker");
-    env.fake_reply("buildx-store", "overlay2");
+    env.script(&Script {
+        buildx_overlay2: true,
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &["--variant", "dind", "--platform", "linux/amd64,linux/arm64"],
@@ -348,7 +352,10 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
     ] {
         let env = build_env(engine);
         // a builder that can build several platforms (the default `docker` driver cannot)
-        env.fake_reply("buildx-driver", "docker-container");
+        env.script(&Script {
+            buildx_driver: Some("docker-container".into()),
+            ..Script::default()
+        });
         let mut args = vec![
             "images",
             "build",
@@ -392,7 +399,10 @@ fn a_failed_arch_stops_the_build_unless_no_fastfail() {
     let images = repo().join("images").display().to_string();
     let run_with = |extra: &[&str]| {
         let env = build_env("podman");
-        env.fake_reply("build-fail-match", "--platform linux/arm64");
+        env.script(&Script {
+            build_fails_when: Some("--platform linux/arm64".into()),
+            ..Script::default()
+        });
         let mut args = vec![
             "images",
             "build",
@@ -443,7 +453,10 @@ fn a_failed_arch_stops_the_build_unless_no_fastfail() {
 #[test]
 fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
     let env = build_env("docker");
-    env.fake_reply("buildx-driver", "docker-container");
+    env.script(&Script {
+        buildx_driver: Some("docker-container".into()),
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &[
@@ -530,7 +543,10 @@ fn build_cache_repo_tags_one_cache_per_variant() {
         );
     }
     let env = build_env("docker");
-    env.fake_reply("no-buildx", "");
+    env.script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &[

@@ -1,7 +1,7 @@
 //! hjk images build on real engines, with the fixture hierarchy in tests/fixtures/hierarchy
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
-use crate::util::{engine_available, fixtures, manifest_arches, summary_rows, TestEnv};
+use crate::util::{fixtures, manifest_arches, need, summary_rows, Need, TestEnv};
 
 fn copy_fixture(env: &TestEnv) -> String {
     let dst = env.root().join("images");
@@ -52,10 +52,9 @@ fn assert_chained(engine: &str, parent: &str, child: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.recording("podman", "/usr/bin/podman");
@@ -186,10 +185,9 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 /// store: one `buildx build` per variant for both platforms, each child FROM its parent's
 /// local two-platform image, and a no-op that is one inspect.
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_variant() {
-    if !engine_available("docker") {
-        return;
-    }
+    need(&[Need::Docker]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.recording(
@@ -287,17 +285,17 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_builds_the_hierarchy_chained() {
-    if engine_available("docker") {
-        docker_hierarchy_chained("docker");
-    }
+    need(&[Need::Docker]);
+    docker_hierarchy_chained("docker");
 }
 
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_builds_the_hierarchy_chained() {
-    if engine_available("docker-classic") {
-        docker_hierarchy_chained("docker-classic");
-    }
+    need(&[Need::DockerClassic]);
+    docker_hierarchy_chained("docker-classic");
 }
 
 /// One platform, three variants on real dockerd, through buildx (BuildKit) or, for the
@@ -448,14 +446,13 @@ fn docker_hierarchy_chained(lane: &str) {
 /// Debian's docker.io in place of Docker CE, base's last lines; see `standin`) build with the
 /// classic builder too, as they do with buildx and podman in the boot tests.
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_builds_the_images_standin() {
-    if !engine_available("docker-classic") {
-        return;
-    }
+    need(&[Need::DockerClassic]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.classic_docker();
-    let standin = crate::standin::StandIn::write(env.root());
+    let standin = crate::util::standin::StandIn::write(env.root());
     let reg = format!("{}-classic", standin.repo);
     let dir = standin.dir_str();
     let out = env

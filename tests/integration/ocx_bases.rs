@@ -13,17 +13,18 @@ const OPENCODE: &str = "1.18.18";
 macro_rules! on_both_engines {
     ($name:ident, $body:expr) => {
         mod $name {
+            use crate::util::{need, Need};
             #[test]
+            #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
             fn podman() {
-                if crate::util::engine_available("podman") {
-                    ($body)("podman");
-                }
+                need(&[Need::Podman]);
+                ($body)("podman");
             }
             #[test]
+            #[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
             fn docker() {
-                if crate::util::engine_available("docker") {
-                    ($body)("docker");
-                }
+                need(&[Need::Docker]);
+                ($body)("docker");
             }
         }
     };

@@ -1,8 +1,11 @@
 //! ocx against fake docker (buildx), Apple `container` and podman CLIs that record their argv:
 //! the engines this machine cannot run, and download paths that need no engine.
 
-use crate::util::{serve, sha256_hex, tar_gz, TestEnv};
+use crate::util::fake::{Build, Pid, Script};
+use crate::util::process::{alive, signal};
+use crate::util::{fake_elf, serve, sha256_hex, tar_gz, wait, TestEnv, AARCH64, X86_64};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const BASE: &str = "myproject-dev";
 /// The final image of `project`'s config (uid 1000, gid 1000, username dev).
@@ -30,24 +33,14 @@ fn binaries_label(bin: &[u8]) -> String {
 /// The documented name (issue 16): `ocx-<base>:<version>`, moved to each build's image.
 const SHARED_TAG: &str = "ocx-myproject-dev:1.2.3";
 
-/// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
-fn fake_elf(machine: u8) -> Vec<u8> {
-    let mut b = vec![0u8; 128];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[18] = machine;
-    b
-}
-
 /// A project whose opencode comes from local files outside it, so no network is involved
 /// (named in the environment: a project's own ocx.json may not point outside the project).
 fn project(engine: &str, extra: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake(engine);
     env.opencode_files(&[
-        ("opencode-linux-x64", &fake_elf(62)),
-        ("opencode-linux-arm64", &fake_elf(183)),
+        ("opencode-linux-x64", &fake_elf(X86_64, 0)),
+        ("opencode-linux-arm64", &fake_elf(AARCH64, 0)),
     ]);
     env.write(
         "project/ocx.json",
@@ -136,7 +129,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
         "--label",
         &format!(
             "io.agent-images.opencode.binaries={}",
-            binaries_label(&fake_elf(62))
+            binaries_label(&fake_elf(X86_64, 0))
         ),
         "--load",
         "--provenance=false",
@@ -158,11 +151,11 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     let fp = label_of(b);
     let final_labels = format!(
         r#"{{"io.agent-images.fingerprint": "{fp}", "io.agent-images.opencode.binaries": "{}"}}"#,
-        binaries_label(&fake_elf(62))
+        binaries_label(&fake_elf(X86_64, 0))
     );
     let bin_labels = format!(
         r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
-        sha256_hex(&fake_elf(62))
+        sha256_hex(&fake_elf(X86_64, 0))
     );
     env.images_exist(&[
         (BASE, "null"),
@@ -191,8 +184,11 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
 #[test]
 fn buildx_multi_arch_needs_the_containerd_image_store() {
     let env = project("docker", r#", "platforms": "linux/amd64,linux/arm64""#);
-    env.fake_reply("buildx-store", "overlay2")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        buildx_overlay2: true,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     env.ocx(&["build"])
         .status(2)
         .stderr_has("error: the current buildx builder uses the `docker` driver on the overlay2 image store, which cannot build several platforms (linux/amd64,linux/arm64); enable the containerd image store")
@@ -217,8 +213,11 @@ fn buildx_multi_arch_needs_the_containerd_image_store() {
 #[test]
 fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
     let env = project("docker", "");
-    env.fake_reply("no-buildx", "")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build", "--progress", "plain"]).status(0).run();
     assert!(
         out.stderr
@@ -247,8 +246,11 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
 #[test]
 fn failed_build_shows_command_and_last_lines() {
     let env = project("podman", "");
-    env.fake_reply("build-fail-match", final_tag())
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        build_fails_when: Some(final_tag().into()),
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(1).run();
     assert!(
         out.stderr.contains(&format!(
@@ -329,7 +331,10 @@ fn apple_builds_by_platform_then_noop_is_one_inspect() {
     // the fake's store has what the builds tagged, with their `--label`s (the final image's
     // fingerprint); a binary image's label is in its generated Dockerfile, which the fake
     // does not read
-    for (arch, elf) in [("amd64", fake_elf(62)), ("arm64", fake_elf(183))] {
+    for (arch, elf) in [
+        ("amd64", fake_elf(X86_64, 0)),
+        ("arm64", fake_elf(AARCH64, 0)),
+    ] {
         env.apple_image(
             &format!("ocx-opencode:1.2.3-standard-{arch}"),
             &format!(
@@ -369,7 +374,10 @@ fn issue14_container_default_platform_does_not_change_what_is_built() {
 fn apple_run_passes_exit_code_and_env_by_name() {
     let mut env = project("container", "");
     env.set("ANTHROPIC_API_KEY", "sk-secret-value");
-    env.fake_reply("run-exit", "3");
+    env.script(&Script {
+        run_exit: Some(3),
+        ..Script::default()
+    });
     env.apple_image(BASE, "{}", &["amd64"]);
     let out = env.ocx(&["opencode", "--version"]).status(3).run();
     let log = env.log();
@@ -496,7 +504,7 @@ fn github_project(port: u16, version: &str) -> TestEnv {
 
 #[test]
 fn github_source_downloads_verifies_caches_and_resolves_latest() {
-    let port = github_server("2.0.1", &fake_elf(62), None);
+    let port = github_server("2.0.1", &fake_elf(X86_64, 0), None);
     let env = github_project(port, "latest");
     env.ocx(&["build"]).status(0).run();
     let cached = env
@@ -504,7 +512,7 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
         .join("cache/ocx/opencode/2.0.1/opencode-linux-x64");
     assert_eq!(
         std::fs::read(cached.join("opencode")).unwrap(),
-        fake_elf(62)
+        fake_elf(X86_64, 0)
     );
     assert!(std::fs::read_to_string(cached.join("checksum"))
         .unwrap()
@@ -523,7 +531,7 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
 
 #[test]
 fn checksum_mismatch_caches_nothing_and_builds_nothing() {
-    let port = github_server("2.0.2", &fake_elf(62), Some(&"0".repeat(64)));
+    let port = github_server("2.0.2", &fake_elf(X86_64, 0), Some(&"0".repeat(64)));
     let env = github_project(port, "2.0.2");
     // the source is at fault, not the input: exit 1
     env.ocx(&["build"])
@@ -541,7 +549,7 @@ fn checksum_mismatch_caches_nothing_and_builds_nothing() {
 
 #[test]
 fn url_template_source_checks_published_sha256() {
-    let bin = fake_elf(62);
+    let bin = fake_elf(X86_64, 0);
     let mut files = BTreeMap::new();
     files.insert("/mirror/3.0.0/opencode-linux-x64".to_string(), bin.clone());
     files.insert(
@@ -574,8 +582,11 @@ fn url_template_source_checks_published_sha256() {
 #[test]
 fn ctrl_c_kills_the_engine_and_removes_the_context() {
     let env = project("podman", "");
-    env.fake_reply("build-sleep", "")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        build: Build::Hangs,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ocx"))
         .arg("build")
         .env_clear()
@@ -585,26 +596,14 @@ fn ctrl_c_kills_the_engine_and_removes_the_context() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid_file = env.root().join("fake/build.pid");
-    for _ in 0..100 {
-        if pid_file.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let engine_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: plain kill(2) on pids this test started
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let engine_pid = env.fake_pid(Pid::Build);
+    signal(child.id(), libc::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    // SAFETY: signal 0 only checks whether the process exists
-    let alive = unsafe { libc::kill(engine_pid, 0) } == 0;
-    assert!(!alive, "the engine process {engine_pid} survived Ctrl-C");
+    assert!(
+        wait::holds(Duration::from_secs(5), || !alive(engine_pid)),
+        "the engine process {engine_pid} survived Ctrl-C"
+    );
     let log = env.log();
     let ctx = find(&log, &["build"])[0].last().unwrap().clone();
     assert!(
@@ -723,8 +722,11 @@ fn a_terminal_gets_a_progress_bar_instead_of_log_lines() {
 #[test]
 fn buildx_container_driver_cannot_build_from_the_local_base() {
     let env = project("docker", "");
-    env.fake_reply("buildx-driver", "docker-container")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        buildx_driver: Some("docker-container".into()),
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(2).run();
     assert!(
         out.stderr.contains(
@@ -739,8 +741,10 @@ fn buildx_container_driver_cannot_build_from_the_local_base() {
 #[test]
 fn docker_run_is_recorded_with_the_project_mounted() {
     let env = project("docker", "");
-    env.images_exist(&[(BASE, "null")])
-        .fake_reply("run-exit", "5");
+    env.images_exist(&[(BASE, "null")]).script(&Script {
+        run_exit: Some(5),
+        ..Script::default()
+    });
     env.ocx(&["opencode", "run", "hello"]).status(5).run();
     let log = env.log();
     let r = runs(&log)[0];
@@ -764,9 +768,12 @@ fn docker_run_is_recorded_with_the_project_mounted() {
 /// base's libc picks the variant, so the base comes first.
 #[test]
 fn a_checksum_mismatch_stops_before_the_base_is_built() {
-    let port = github_server("2.0.3", &fake_elf(62), Some(&"0".repeat(64)));
+    let port = github_server("2.0.3", &fake_elf(X86_64, 0), Some(&"0".repeat(64)));
     let env = github_project(port, "2.0.3");
-    env.fake_reply("inspect.json", "[]");
+    env.script(&Script {
+        inspect: Some("[]".into()),
+        ..Script::default()
+    });
     env.write(
         "project/ocx.json",
         &format!(r#"{{"custom_base_image": "{BASE}", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "2.0.3", "opencode_variant": "standard", "uid": 1000, "gid": 1000}}"#),
@@ -822,7 +829,7 @@ fn a_wrong_architecture_download_exits_1_and_a_non_utf8_project_exits_2() {
     let mut env = project("podman", r#", "platforms": "linux/amd64""#);
     env.images_exist(&[(BASE, "null")]);
     // the x64 asset is an aarch64 ELF
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf(183))]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(AARCH64, 0))]);
     env.ocx(&["build"])
         .status(1)
         .stderr_has("is an ELF binary for another architecture (e_machine 183)")

@@ -1,5 +1,5 @@
 //! The release gates with the real cosign, syft and trivy (`scripts/install-tools.sh test`
-//! installs them; `make test` requires them) against the password registry on 127.0.0.1:5001,
+//! installs them; ignored tests without them, which `make test` runs) against the password registry on 127.0.0.1:5001,
 //! on the small fixture `tests/fixtures/supply` (base apt-installs `tree`, app adds a file,
 //! leaky plants a fake private key), and `hjk images verify` after such a release. No fake
 //! here: what a fake cannot tell (a signature that verifies, an SBOM that lists what apt
@@ -7,34 +7,12 @@
 //! registry's credentials from hjk (a `DOCKER_CONFIG` of their own); this test's own cosign
 //! calls get them from a 0700 directory too, never in an argv.
 
-use crate::release::{raw, read_meta, setup, Setup, REGISTRY, USER};
-use crate::util::{fixtures, TestEnv};
+use crate::util::registry::{
+    keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
+};
+use crate::util::{fixtures, need, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The password of the test signing keys (not a secret: it opens test keys only).
-const KEY_PASSWORD: &str = "hjk-test-signing-key";
-
-/// Whether cosign, syft and trivy are on PATH: a skip when not, a failure when `make test`
-/// requires the engines (it installs the tools first).
-pub(crate) fn real_tools() -> bool {
-    let missing: Vec<&str> = ["cosign", "syft", "trivy"]
-        .into_iter()
-        .filter(|t| which::which(t).is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let required = !std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
-        .unwrap_or_default()
-        .is_empty();
-    assert!(
-        !required,
-        "{missing:?} not on PATH; `scripts/install-tools.sh test` installs them"
-    );
-    eprintln!("skipping: {missing:?} not on PATH (scripts/install-tools.sh supply)");
-    false
-}
 
 /// The supply fixture, copied into the test's directory (a test edits its copy).
 fn copy_supply(env: &TestEnv) -> String {
@@ -53,30 +31,6 @@ fn copy_supply(env: &TestEnv) -> String {
     )
     .unwrap();
     dst.display().to_string()
-}
-
-/// `cosign generate-key-pair` in `<root>/<name>`: (private key, public key).
-pub(crate) fn keypair(env: &TestEnv, name: &str) -> (PathBuf, PathBuf) {
-    let dir = env.root().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("cosign")
-        .arg("generate-key-pair")
-        .current_dir(&dir)
-        .env("COSIGN_PASSWORD", KEY_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (dir.join("cosign.key"), dir.join("cosign.pub"))
-}
-
-/// Signing with `key` from the environment, as a release does (`COSIGN_KEY`, `COSIGN_PASSWORD`).
-pub(crate) fn sign_with(env: &mut TestEnv, key: &Path) {
-    env.set("COSIGN_KEY", std::fs::read_to_string(key).unwrap());
-    env.set("COSIGN_PASSWORD", KEY_PASSWORD);
 }
 
 /// A `DOCKER_CONFIG` directory (0700, its config.json 0600) for this test's own cosign calls.
@@ -234,20 +188,16 @@ fn package_names(spdx: &Path) -> Vec<String> {
 /// installed, and `hjk images verify` passes. Then `app`'s tag moves to an unsigned build (a
 /// release without gates): `hjk images verify app` fails, naming it.
 #[test]
+#[ignore = "needs podman and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
-    if !real_tools() {
-        return;
-    }
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry, Need::SupplyTools]);
+    let Setup {
         pw,
         mut env,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "supply-podman")
-    else {
-        return;
-    };
+    } = setup("supply-podman");
     env.set("HJK_AUTH", "raw");
     let images = copy_supply(&env);
     let (key, public) = keypair(&env, "keys");
@@ -466,19 +416,15 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
 /// passes on `app`, BuildKit's provenance attestation included, and fails on `leaky`, which
 /// has no public tag.
 #[test]
+#[ignore = "needs docker and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance() {
-    if !real_tools() {
-        return;
-    }
-    let Some(Setup {
+    need(&[Need::Docker, Need::Registry, Need::SupplyTools]);
+    let Setup {
         mut env,
         auth,
         repo,
         ..
-    }) = setup(Some("docker"), "supply-buildx")
-    else {
-        return;
-    };
+    } = setup("supply-buildx");
     env.set("HJK_AUTH", "raw");
     let images = copy_supply(&env);
     let (key, public) = keypair(&env, "keys");
@@ -560,10 +506,9 @@ fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance()
 /// of reach or missing from a cache directory, a missing or private `--key` for verify, and no
 /// cosign. The engine is a fake that records its argv: none of them reaches a build.
 #[test]
+#[ignore = "needs cosign, syft, trivy: scripts/install-tools.sh supply, then make test"]
 fn bad_keys_and_no_vulnerability_db_are_refused_before_anything_is_pushed() {
-    if !real_tools() {
-        return;
-    }
+    need(&[Need::SupplyTools]);
     let mut env = TestEnv::new();
     env.fake("podman");
     for tool in ["cosign", "syft", "trivy"] {
