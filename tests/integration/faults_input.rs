@@ -19,6 +19,22 @@ struct Ended {
 }
 
 /// `hjk ARGS` with `stdin`, at most 1 GiB of address space and 60 s (a hang fails the test).
+/// `hjk images digest --variant base` of the hierarchy fixture, read from `metadata`.
+fn digest_from(env: &TestEnv, metadata: &str) -> Ended {
+    let hierarchy = fixtures().join("hierarchy").display().to_string();
+    let args = [
+        "images",
+        "digest",
+        "--variant",
+        "base",
+        "--images-dir",
+        &hierarchy,
+        "--metadata-file",
+        metadata,
+    ];
+    hjk_bounded(env, &args, Stdio::null())
+}
+
 fn hjk_bounded(env: &TestEnv, args: &[&str], stdin: Stdio) -> Ended {
     let mut cmd = Command::new(hjk_bin());
     cmd.args(args)
@@ -108,21 +124,7 @@ fn unbounded_reads_are_refused_with_their_limit() {
         ],
     );
 
-    let hierarchy = fixtures().join("hierarchy").display().to_string();
-    let e = hjk_bounded(
-        &env,
-        &[
-            "images",
-            "digest",
-            "--variant",
-            "base",
-            "--images-dir",
-            &hierarchy,
-            "--metadata-file",
-            &z,
-        ],
-        Stdio::null(),
-    );
+    let e = digest_from(&env, &z);
     refused(&e, &["character device"]);
 
     let release = fixtures().join("release").display().to_string();
@@ -207,21 +209,7 @@ fn a_fifo_input_is_refused_by_name_without_blocking() {
     );
     refused(&e, &["variants.yaml is a FIFO (named pipe)"]);
 
-    let hierarchy = fixtures().join("hierarchy").display().to_string();
-    let e = hjk_bounded(
-        &env,
-        &[
-            "images",
-            "digest",
-            "--variant",
-            "base",
-            "--images-dir",
-            &hierarchy,
-            "--metadata-file",
-            &fifo,
-        ],
-        Stdio::null(),
-    );
+    let e = digest_from(&env, &fifo);
     refused(&e, &["is a FIFO (named pipe)"]);
 }
 

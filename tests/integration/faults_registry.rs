@@ -356,6 +356,33 @@ fn run_hjk(
     )
 }
 
+/// A one-platform release of `images` into `via` (a repository behind `proxy`) on `backend`,
+/// which must succeed within `limit_s` seconds despite the faults: its stderr and the proxy's
+/// log (one line per request, the fault it got or ` -`).
+fn release_via(
+    proxy: &Proxy,
+    env: &TestEnv,
+    images: &str,
+    via: &str,
+    meta: &str,
+    backend: &str,
+    limit_s: u64,
+) -> (String, Vec<String>) {
+    let mut args = release_args(images, via, "linux/amd64", meta);
+    args.extend(["--backend", backend, "--auth", "raw"]);
+    let (code, stdout, stderr, took) = run_hjk(env, &args, Duration::from_secs(limit_s));
+    let log = proxy.log();
+    eprintln!("{backend} released through the flaky proxy in {took:?}; log: {log:#?}");
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}\n{log:#?}");
+    (stderr, log)
+}
+
+/// What the release into `via` wrote to `meta` is in the registry (read through `proxy`).
+fn published_via(proxy: &Proxy, env: &TestEnv, pw: &str, via: &str, meta: &str) {
+    let meta = read_meta(Path::new(meta));
+    assert_published(&proxy.authfile(env, pw), via, &meta, "v0.1.0", &["amd64"]);
+}
+
 /// Items 8 and 12: one injected 500 on each kind of request hjk makes (a manifest GET, a
 /// manifest HEAD, a tag PUT, an index PUT) and a reset connection no longer fail a release: each
 /// is tried again, saying so, and the release is published whole. A digest in those lines is
@@ -383,13 +410,8 @@ fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
     proxy.inject(Kind::ManifestGet, Fault::Reset, 1, true);
     let via = proxy.repo(&repo);
     let meta = env.root().join("meta.json").display().to_string();
-    let mut args = release_args(&images, &via, "linux/amd64", &meta);
-    args.extend(["--backend", "podman", "--auth", "raw"]);
-    let (code, stdout, stderr, took) = run_hjk(&env, &args, Duration::from_secs(600));
-    let log = proxy.log();
+    let (stderr, log) = release_via(&proxy, &env, &images, &via, &meta, "podman", 600);
     let injected: Vec<&String> = log.iter().filter(|l| !l.ends_with(" -")).collect();
-    eprintln!("released through the flaky proxy in {took:?}; injected: {injected:#?}");
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}\n{log:#?}");
     for want in ["ManifestGet", "ManifestHead", "TagPut", "IndexPut"] {
         assert!(
             injected
@@ -413,14 +435,7 @@ fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
         !stderr.contains(":sha256:"),
         "a digest shown as a tag: {stderr}"
     );
-    let auth = proxy.authfile(&env, &pw);
-    assert_published(
-        &auth,
-        &via,
-        &read_meta(Path::new(&meta)),
-        "v0.1.0",
-        &["amd64"],
-    );
+    published_via(&proxy, &env, &pw, &via, &meta);
 }
 
 /// Item 8: a blob upload (hjk pushes the OCI layouts buildx writes) whose session the registry
@@ -442,13 +457,8 @@ fn docker_a_failed_blob_upload_session_is_started_again() {
     proxy.inject(Kind::IndexPut, Fault::Status500, 1, true);
     let via = proxy.repo(&repo);
     let meta = env.root().join("meta.json").display().to_string();
-    let mut args = release_args(&images, &via, "linux/amd64", &meta);
-    args.extend(["--backend", "docker", "--auth", "raw"]);
-    let (code, stdout, stderr, took) = run_hjk(&env, &args, Duration::from_secs(900));
-    let log = proxy.log();
+    let (stderr, log) = release_via(&proxy, &env, &images, &via, &meta, "docker", 900);
     let injected: Vec<&String> = log.iter().filter(|l| !l.ends_with(" -")).collect();
-    eprintln!("buildx released through the flaky proxy in {took:?}; injected: {injected:#?}");
-    assert_eq!(code, Some(0), "{stdout}\n{stderr}\n{log:#?}");
     assert!(
         injected.iter().any(|l| l.starts_with("BlobPost")),
         "{log:#?}"
@@ -458,14 +468,7 @@ fn docker_a_failed_blob_upload_session_is_started_again() {
         "{log:#?}"
     );
     assert!(stderr.contains("pushing blob sha256:"), "{stderr}");
-    let auth = proxy.authfile(&env, &pw);
-    assert_published(
-        &auth,
-        &via,
-        &read_meta(Path::new(&meta)),
-        "v0.1.0",
-        &["amd64"],
-    );
+    published_via(&proxy, &env, &pw, &via, &meta);
 }
 
 /// Item 8: a registry that accepts the connection and never answers ended nowhere; now the run

@@ -240,10 +240,15 @@ fn build_env(engine: &str) -> TestEnv {
 
 /// `hjk images build --images-dir <repo>/images ARGS...` against whatever engine `env` has.
 fn build_real(env: &TestEnv, args: &[&str]) -> crate::util::Out {
+    real_build(env, args).output()
+}
+
+/// `hjk images build --images-dir <this checkout's images> ARGS`, to be checked and run.
+fn real_build(env: &TestEnv, args: &[&str]) -> crate::util::Run {
     let images = repo().join("images").display().to_string();
     let mut all = vec!["images", "build", "--images-dir", images.as_str()];
     all.extend_from_slice(args);
-    env.hjk(&all).output()
+    env.hjk(&all)
 }
 
 #[test]
@@ -357,8 +362,6 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
             ..Script::default()
         });
         let mut args = vec![
-            "images",
-            "build",
             "--variant",
             "dind",
             "--platform",
@@ -366,11 +369,9 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
             "--version",
             "v1.2.3",
             "--dry-run",
-            "--images-dir",
-            &images,
         ];
         args.extend_from_slice(extra);
-        let out = env.hjk(&args).status(0).run();
+        let out = real_build(&env, &args).run();
         // only read-only queries ran: the inspect and docker's builder probes
         for argv in env.log() {
             let what = argv[1..3].join(" ");
@@ -396,25 +397,15 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
 
 #[test]
 fn a_failed_arch_stops_the_build_unless_no_fastfail() {
-    let images = repo().join("images").display().to_string();
     let run_with = |extra: &[&str]| {
         let env = build_env("podman");
         env.script(&Script {
             build_fails_when: Some("--platform linux/arm64".into()),
             ..Script::default()
         });
-        let mut args = vec![
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--images-dir",
-            &images,
-        ];
+        let mut args = vec!["--variant", "dind", "--platform", "linux/amd64,linux/arm64"];
         args.extend_from_slice(extra);
-        let out = env.hjk(&args).status(1).run();
+        let out = real_build(&env, &args).status(1).run();
         assert!(
             out.stderr
                 .contains("1 of 6 image(s) failed: ghcr.io/gilmanlab/headjack:base-arm64 (build)"),

@@ -7,7 +7,7 @@
 //! names can still use the manager: install another version, switch, rehash, run it.
 
 use crate::util::standin::StandIn;
-use crate::util::{engine_stdout, need, Need, TestEnv};
+use crate::util::{engine_stdout, need, succeeds, Need, TestEnv};
 use std::process::Command;
 
 /// A ruby-build definition installing a one-file "version" from a local tarball.
@@ -68,15 +68,10 @@ fn guide_example(engine: &str) {
     .unwrap();
     let tag = format!("hjk-derived-{}:{engine}", std::process::id());
     // as a user builds it: the engine's own default build, no hjk flags
-    let out = Command::new(engine)
-        .args(["build", "-q", "-t", &tag])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(engine)
+            .args(["build", "-q", "-t", &tag])
+            .arg(&ctx),
     );
     let user = engine_stdout(
         engine,

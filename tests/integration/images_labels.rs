@@ -9,7 +9,8 @@
 //! there, as the runner would.
 
 use crate::util::dockerfile::{images_dir, parse_dockerfile, variants};
-use crate::util::{engine_stdout, need, Need};
+use crate::util::standin::label_lines;
+use crate::util::{engine_stdout, need, succeeds, Need};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -260,24 +261,6 @@ fn the_runner_rules_as_implemented_here() {
     );
 }
 
-/// The Dockerfile's own LABEL instructions, verbatim, for a label-only build.
-fn label_lines(text: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("LABEL ") {
-            inside = true;
-        }
-        if inside {
-            out.push_str(line);
-            out.push('\n');
-            inside = line.trim_end().ends_with('\\');
-        }
-    }
-    assert!(!out.is_empty());
-    out
-}
-
 #[test]
 #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn labels_read_back_from_a_registry() {
@@ -303,15 +286,11 @@ fn labels_read_back_from_a_registry() {
         );
         built.push(tag.clone());
         engine_stdout("podman", &["push", "-q", "--tls-verify=false", &tag]);
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", &format!("docker://{tag}")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeds(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{tag}"),
+        ]));
         let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let labels: BTreeMap<String, String> = inspect["Labels"]
             .as_object()

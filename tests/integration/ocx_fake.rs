@@ -218,21 +218,13 @@ fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
         ..Script::default()
     })
     .images_exist(&[(BASE, "null")]);
-    let out = env.ocx(&["build", "--progress", "plain"]).status(0).run();
-    assert!(
-        out.stderr
-            .contains("warning: docker buildx is not available"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&format!(
+    env.ocx(&["build", "--progress", "plain"])
+        .stderr_has("warning: docker buildx is not available")
+        .stderr_has(format!(
             "+ DOCKER_BUILDKIT=0 docker build --tag {}",
             final_tag()
-        )),
-        "{}",
-        out.stderr
-    );
+        ))
+        .run();
     let log = env.log();
     let b = builds_of(&log, final_tag())[0];
     assert!(

@@ -9,7 +9,7 @@ use crate::util::registry::{
     authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta, release_args,
     setup, Setup, REGISTRY, USER,
 };
-use crate::util::{need, wait, Need, TestEnv};
+use crate::util::{need, succeeds, wait, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -385,16 +385,11 @@ fn the_test_registrys_password_never_reaches_an_argv() {
     );
     env.write_exe("docker-registry", "#!/bin/sh\nexit 0\n");
     env.write_exe("curl", "#!/bin/sh\nprintf 401\n");
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-engines.sh"))
-        .arg("auth-registry")
-        .env("PATH", format!("{}:/usr/bin:/bin", env.bin().display()))
-        .env("AGENT_IMAGES_ENGINE_STATE", &state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-engines.sh"))
+            .arg("auth-registry")
+            .env("PATH", format!("{}:/usr/bin:/bin", env.bin().display()))
+            .env("AGENT_IMAGES_ENGINE_STATE", &state),
     );
     let seen = std::fs::read_to_string(&seen).unwrap();
     assert!(seen.contains("stdin: s3cret-pw"), "{seen}");

@@ -33,6 +33,35 @@ fn copy_supply(env: &TestEnv) -> String {
     dst.display().to_string()
 }
 
+/// A release of the supply fixture (`images`, a copy) that signs with a fresh key pair from
+/// the environment (`HJK_AUTH=raw`); `root` is the test's directory, `meta` and `gates_dir` the
+/// release's outputs there.
+struct Signed {
+    setup: Setup,
+    images: String,
+    public: PathBuf,
+    root: String,
+    meta: String,
+    gates_dir: String,
+}
+
+fn signed(name: &str) -> Signed {
+    let mut setup = setup(name);
+    setup.env.set("HJK_AUTH", "raw");
+    let images = copy_supply(&setup.env);
+    let (key, public) = keypair(&setup.env, "keys");
+    sign_with(&mut setup.env, &key);
+    let root = setup.env.root().display().to_string();
+    Signed {
+        images,
+        public,
+        meta: format!("{root}/release.json"),
+        gates_dir: format!("{root}/gates"),
+        root,
+        setup,
+    }
+}
+
 /// A `DOCKER_CONFIG` directory (0700, its config.json 0600) for this test's own cosign calls.
 fn docker_config(env: &TestEnv, pw: &str) -> PathBuf {
     use base64::Engine as _;
@@ -191,20 +220,21 @@ fn package_names(spdx: &Path) -> Vec<String> {
 #[ignore = "needs podman and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
     need(&[Need::Podman, Need::Registry, Need::SupplyTools]);
-    let Setup {
-        pw,
-        mut env,
-        auth,
-        repo,
-        ..
-    } = setup("supply-podman");
-    env.set("HJK_AUTH", "raw");
-    let images = copy_supply(&env);
-    let (key, public) = keypair(&env, "keys");
-    sign_with(&mut env, &key);
-    let root = env.root().display().to_string();
-    let meta = format!("{root}/release.json");
-    let gates_dir = format!("{root}/gates");
+    let Signed {
+        setup:
+            Setup {
+                pw,
+                env,
+                auth,
+                repo,
+                ..
+            },
+        images,
+        public,
+        root,
+        meta,
+        gates_dir,
+    } = signed("supply-podman");
     let mut args = release_args(
         &images,
         &repo,
@@ -419,19 +449,16 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
 #[ignore = "needs docker and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance() {
     need(&[Need::Docker, Need::Registry, Need::SupplyTools]);
-    let Setup {
-        mut env,
-        auth,
-        repo,
+    let Signed {
+        setup: Setup {
+            env, auth, repo, ..
+        },
+        images,
+        public,
+        meta,
+        gates_dir,
         ..
-    } = setup("supply-buildx");
-    env.set("HJK_AUTH", "raw");
-    let images = copy_supply(&env);
-    let (key, public) = keypair(&env, "keys");
-    sign_with(&mut env, &key);
-    let root = env.root().display().to_string();
-    let meta = format!("{root}/release.json");
-    let gates_dir = format!("{root}/gates");
+    } = signed("supply-buildx");
     let mut args = release_args(
         &images,
         &repo,

@@ -515,16 +515,19 @@ pub fn ocx_tag(repo_version: &str, uid: u32, gid: u32, username: Option<&str>) -
 
 /// `<engine> ARGS`, which must succeed: its stdout, trimmed.
 pub fn engine_stdout(engine: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(engine)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = succeeds(std::process::Command::new(engine).args(args));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `cmd`, which must exit 0 (else the test fails with the command and its stderr).
+pub fn succeeds(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{engine} {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    out
 }
 
 /// ELF's e_machine for x86-64 and for aarch64.

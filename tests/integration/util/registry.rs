@@ -347,16 +347,11 @@ pub const KEY_PASSWORD: &str = "hjk-test-signing-key";
 pub fn keypair(env: &TestEnv, name: &str) -> (PathBuf, PathBuf) {
     let dir = env.root().join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("cosign")
-        .arg("generate-key-pair")
-        .current_dir(&dir)
-        .env("COSIGN_PASSWORD", KEY_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    super::succeeds(
+        Command::new("cosign")
+            .arg("generate-key-pair")
+            .current_dir(&dir)
+            .env("COSIGN_PASSWORD", KEY_PASSWORD),
     );
     (dir.join("cosign.key"), dir.join("cosign.pub"))
 }
