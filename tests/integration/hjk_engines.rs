@@ -51,6 +51,39 @@ fn assert_chained(engine: &str, parent: &str, child: &str) {
     );
 }
 
+/// `hjk images build` of the fixture's `top` (in `images`) for amd64 and arm64 into `reg` on
+/// `backend`, with plain progress.
+fn both_arches_of_top<'a>(images: &'a str, reg: &'a str, backend: &'a str) -> Vec<&'a str> {
+    vec![
+        "images",
+        "build",
+        "--variant",
+        "top",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--images-dir",
+        images,
+        "--registry",
+        reg,
+        "--backend",
+        backend,
+        "--progress",
+        "plain",
+    ]
+}
+
+/// `hjk ARGS` again: it succeeds and every row of its summary is up to date.
+fn all_up_to_date(env: &TestEnv, args: &[&str]) {
+    let out = env.hjk(args).status(0).run();
+    assert!(
+        summary_rows(&out.stdout)
+            .iter()
+            .all(|r| r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
@@ -60,22 +93,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     env.recording("podman", "/usr/bin/podman");
     let images = copy_fixture(&env);
     let reg = "localhost/hjk-e2e/podman";
-    let args = [
-        "images",
-        "build",
-        "--variant",
-        "top",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        reg,
-        "--backend",
-        "podman",
-        "--progress",
-        "plain",
-    ];
+    let args = both_arches_of_top(&images, reg, "podman");
     let out = env.hjk(&args).status(0).run();
     let got = summary_rows(&out.stdout);
     assert_eq!(got.len(), 6, "{}", out.stdout);
@@ -105,14 +123,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // a second build rebuilds nothing: one engine call, an inspect of every node and list
     env.clear_log();
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
     let log = env.log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0][1..3], ["image".to_string(), "inspect".into()]);
@@ -196,22 +207,7 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
     );
     let images = copy_fixture(&env);
     let reg = "hjk-e2e/buildx-multi";
-    let mut args = vec![
-        "images",
-        "build",
-        "--variant",
-        "top",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        reg,
-        "--backend",
-        "docker",
-        "--progress",
-        "plain",
-    ];
+    let mut args = both_arches_of_top(&images, reg, "docker");
     // everything built this time (a run before this one may have left the tags behind)
     args.push("--no-cache");
     let out = env.hjk(&args).status(0).run();
@@ -271,14 +267,7 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
         );
     }
     env.clear_log();
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
     let log = env.log();
     assert_eq!(log.len(), 1, "one inspect: {log:?}");
     assert_eq!(log[0].len(), 3 + 3, "3 nodes: {log:?}");
@@ -341,14 +330,7 @@ fn docker_hierarchy_chained(lane: &str) {
             ["org.opencontainers.image.version"],
         "v0.1.0"
     );
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
 
     // a changed parent rebuilds its children too, even though their own files did not change
     let middle = format!("{images}/middle/Dockerfile");

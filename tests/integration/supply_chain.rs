@@ -156,27 +156,25 @@ fn gate_flags(gates_dir: &str, public: &Path) -> Vec<String> {
 }
 
 /// `hjk images verify ARGS` against `repo` with the test key, as JSON: (exit code, rows, stderr).
+/// `hjk images verify TARGETS` of `repo` with `public`, no transparency log, to be checked and
+/// run.
+fn verify_run(env: &TestEnv, repo: &str, public: &Path, targets: &[&str]) -> crate::util::Run {
+    let key = public.display().to_string();
+    let mut args = vec!["images", "verify", "--registry", repo, "--key", &key];
+    args.extend(["--insecure-ignore-tlog", "--auth", "raw"]);
+    args.extend(targets);
+    env.hjk(&args)
+}
+
 fn verify_json(
     env: &TestEnv,
     repo: &str,
     public: &Path,
     targets: &[&str],
 ) -> (i32, Vec<serde_json::Value>, String) {
-    let key = public.display().to_string();
-    let mut args = vec![
-        "images",
-        "verify",
-        "--registry",
-        repo,
-        "--key",
-        &key,
-        "--insecure-ignore-tlog",
-        "--auth",
-        "raw",
-        "--json",
-    ];
-    args.extend(targets);
-    let out = env.hjk(&args).output();
+    let mut targets = targets.to_vec();
+    targets.push("--json");
+    let out = verify_run(env, repo, public, &targets).output();
     let data: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
     let rows = data["images"].as_array().unwrap().clone();
@@ -292,20 +290,7 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
     assert!(!Path::new(&format!("{gates_dir}/cosign.pub")).exists());
 
     // the people who pull it: every check passes
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "base",
-            "--registry",
-            &repo,
-            "--key",
-            &pub_s,
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
+    let out = verify_run(&env, &repo, &public, &["app", "base"])
         .stdout_has("TARGET  PLATFORM     SIGNATURE  SBOM    PROVENANCE  BASE-SIGNED  IMAGE")
         .run();
     eprintln!("verify after the release:\n{}", out.stdout);
@@ -382,20 +367,7 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
         .unwrap()
         .to_string();
     assert_ne!(unsigned, app_index);
-    let key_s = public.display().to_string();
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "--registry",
-            &repo,
-            "--key",
-            &key_s,
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
+    let out = verify_run(&env, &repo, &public, &["app"])
         .status(1)
         .stderr_has(format!(
             "{repo}@{unsigned} (app index): signature: no signatures found"
@@ -503,20 +475,7 @@ fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance()
     let report = std::fs::read_to_string(format!("{gates_dir}/leaky-amd64.trivy.json")).unwrap();
     assert!(report.contains("/etc/hjk-fixture/deploy.pem"));
 
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "--registry",
-            &repo,
-            "--key",
-            &public.display().to_string(),
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
-        .run();
+    let out = verify_run(&env, &repo, &public, &["app"]).run();
     eprintln!("verify of a buildx release:\n{}", out.stdout);
     let (code, rows, _) = verify_json(&env, &repo, &public, &["app"]);
     assert_eq!(code, 0);
