@@ -2,6 +2,7 @@
 //! replies are taken from apple/container 1.2.2's source. Each test is a case where the real
 //! CLI would do something other than asked without saying so, or say it in its own words.
 
+use crate::util::argv::Argv;
 use crate::util::fake::Script;
 use crate::util::{fake_elf, fixtures, TestEnv, X86_64};
 
@@ -31,7 +32,7 @@ fn last_line_is_the_error(stderr: &str) -> bool {
 }
 
 fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
-    env.log().into_iter().filter(|a| a[1] == sub).collect()
+    env.log().into_iter().filter(|a| a.is(&[sub])).collect()
 }
 
 /// 1.2.2 reports a base without /bin/sh as exit 1 "failed to find target executable", not 127:
@@ -51,12 +52,7 @@ fn issue14_a_base_without_a_shell_is_recognised_from_apples_reply() {
         .run();
     let probe = ran(&env, "run");
     assert_eq!(probe.len(), 1, "{:?}", env.log());
-    assert!(
-        probe[0]
-            .windows(2)
-            .any(|w| w == ["--entrypoint", "/bin/sh"]),
-        "{probe:?}"
-    );
+    assert!(probe[0].has_flag("--entrypoint", "/bin/sh"), "{probe:?}");
     assert!(!out.stderr.contains("could not answer"), "{}", out.stderr);
 }
 
@@ -124,7 +120,7 @@ fn issue14_mounts_are_written_for_apples_parser() {
     env.ocx(&["opencode", "--version"]).status(3).run();
     let session = ran(&env, "run")
         .into_iter()
-        .find(|a| !a.contains(&"--entrypoint".to_string()))
+        .find(|a| !a.has("--entrypoint"))
         .unwrap();
     let want = format!(
         "type=bind,source={}/.config/opencode,target=/home/dev/.config/opencode",
@@ -148,7 +144,7 @@ fn issue14_mounts_are_written_for_apples_parser() {
     assert!(
         !env.log()
             .iter()
-            .any(|a| a[1] == "run" && !a.contains(&"--entrypoint".to_string())),
+            .any(|a| a.is(&["run"]) && !a.has("--entrypoint")),
         "{:?}",
         env.log()
     );

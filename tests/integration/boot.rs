@@ -5,6 +5,7 @@
 //! journal; the container is gone afterwards, also after Ctrl-C; a flag the engine refuses is
 //! named.
 
+use crate::util::argv::Argv;
 use crate::util::fake::Script;
 use crate::util::standin::StandIn;
 use crate::util::{need, wait, Need, TestEnv};
@@ -288,7 +289,7 @@ fn a_refused_privileged_flag_is_named() {
     assert!(
         env.log()
             .iter()
-            .any(|a| a[1] == "rm" && a.contains(&"--volumes".to_string())),
+            .any(|a| a.is(&["rm"]) && a.has("--volumes")),
         "{:?}",
         env.log()
     );

@@ -1,6 +1,7 @@
 //! hjk without real engines: `images resolve` tables, bad input, and `images build --dry-run`
 //! plans for the real images/ on all three backends (fake CLIs on PATH).
 
+use crate::util::argv::Argv;
 use crate::util::fake::Script;
 use crate::util::{summary_rows, TestEnv};
 use std::path::Path;
@@ -320,19 +321,14 @@ fn buildx_multi_platform_without_push_needs_the_containerd_image_store() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = env.log();
-    let builds: Vec<&Vec<String>> = log
-        .iter()
-        .filter(|a| a[1] == "buildx" && a[2] == "build")
-        .collect();
+    let builds: Vec<&Vec<String>> = log.iter().filter(|a| a.is(&["buildx", "build"])).collect();
     assert_eq!(builds.len(), 3, "{log:?}");
     for (b, parent) in builds
         .iter()
         .zip([None, Some("headjack:base"), Some("headjack:systemd")])
     {
         assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"])
-                && b.contains(&"--load".to_string()),
+            b.has_flag("--platform", "linux/amd64,linux/arm64") && b.has("--load"),
             "{b:?}"
         );
         if let Some(p) = parent {
@@ -374,9 +370,8 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
         let out = real_build(&env, &args).run();
         // only read-only queries ran: the inspect and docker's builder probes
         for argv in env.log() {
-            let what = argv[1..3].join(" ");
             assert!(
-                ["image inspect", "buildx inspect"].contains(&what.as_str()),
+                argv.is(&["image", "inspect"]) || argv.is(&["buildx", "inspect"]),
                 "{engine}: dry-run spawned {argv:?}"
             );
         }
@@ -462,29 +457,18 @@ fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = env.log();
-    let builds: Vec<&Vec<String>> = log
-        .iter()
-        .filter(|a| a[1] == "buildx" && a[2] == "build")
-        .collect();
+    let builds: Vec<&Vec<String>> = log.iter().filter(|a| a.is(&["buildx", "build"])).collect();
     assert_eq!(builds.len(), 3, "{log:?}");
     for (b, parent) in builds.iter().zip([
         None,
         Some("127.0.0.1:5000/hj:base"),
         Some("127.0.0.1:5000/hj:systemd"),
     ]) {
-        assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
-            "{b:?}"
-        );
-        assert!(
-            b.contains(&"--push".to_string()) && !b.contains(&"--load".to_string()),
-            "{b:?}"
-        );
+        assert!(b.has_flag("--platform", "linux/amd64,linux/arm64"), "{b:?}");
+        assert!(b.has("--push") && !b.has("--load"), "{b:?}");
         if let Some(p) = parent {
             assert!(
-                b.windows(2)
-                    .any(|w| w[0] == "--build-arg" && w[1] == format!("BASE_IMAGE={p}")),
+                b.has_flag("--build-arg", &format!("BASE_IMAGE={p}")),
                 "{b:?}"
             );
         }
@@ -521,7 +505,7 @@ fn build_cache_repo_tags_one_cache_per_variant() {
     let builds: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(builds.len(), 2, "{builds:?}");
     for (b, v) in builds.iter().zip(["base", "systemd"]) {
@@ -556,7 +540,7 @@ fn build_cache_repo_tags_one_cache_per_variant() {
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|a| a[1] == "build"),
+        !env.log().iter().any(|a| a.is(&["build"])),
         "{:?}",
         env.log()
     );

@@ -1,6 +1,7 @@
 //! hjk images build on real engines, with the fixture hierarchy in tests/fixtures/hierarchy
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
+use crate::util::argv::Argv;
 use crate::util::{fixtures, manifest_arches, need, summary_rows, Need, TestEnv};
 
 fn copy_fixture(env: &TestEnv) -> String {
@@ -126,7 +127,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     all_up_to_date(&env, &args);
     let log = env.log();
     assert_eq!(log.len(), 1, "{log:?}");
-    assert_eq!(log[0][1..3], ["image".to_string(), "inspect".into()]);
+    assert!(log[0].is(&["image", "inspect"]), "{log:?}");
     // (the fixture's root base depends on TARGETARCH, so it is not a fixed reference to inspect)
     assert_eq!(log[0].len(), 3 + 6 + 3, "6 nodes and 3 lists: {log:?}");
 
@@ -228,15 +229,11 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
     let builds: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(builds.len(), 3, "{builds:?}");
     for (b, parent) in builds.iter().zip([None, Some("base"), Some("middle")]) {
-        assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
-            "{b:?}"
-        );
+        assert!(b.has_flag("--platform", "linux/amd64,linux/arm64"), "{b:?}");
         if let Some(p) = parent {
             let from = format!("BASE_IMAGE={reg}:{p}");
             assert!(b.contains(&from), "{from} in {b:?}");

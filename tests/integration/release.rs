@@ -4,6 +4,7 @@
 //! arm64 under qemu costs seconds). Every registry read in these tests goes through skopeo with
 //! an auth file, so no password is ever an argument, ours or the test's.
 
+use crate::util::argv::Argv;
 use crate::util::fake::Script;
 use crate::util::registry::*;
 use crate::util::{need, sha256_hex, summary_rows, wait, Need, TestEnv};
@@ -97,7 +98,9 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
     );
     assert_eq!(uploads(&repo), 0);
     assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
+        !env.log()
+            .iter()
+            .any(|l| l.is(&["build"]) || l.is(&["push"])),
         "{:?}",
         env.log()
     );
@@ -110,7 +113,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
     assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
     // every podman argv, as podman got it (sampling /proc can miss a short-lived login)
     let log = env.log();
-    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(log.iter().any(|l| l.is(&["login"])), "{log:?}");
     assert!(
         !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
         "the password is in a podman argv"
@@ -136,10 +139,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stdout
     );
     let log = env.log();
-    assert!(
-        log.iter().all(|l| l[1] == "image" && l[2] == "inspect"),
-        "{log:?}"
-    );
+    assert!(log.iter().all(|l| l.is(&["image", "inspect"])), "{log:?}");
     assert_eq!(uploads(&repo), before, "the no-op uploaded something");
     let again = read_meta(&meta);
     for i in 0..3 {
@@ -167,7 +167,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|l| l[1] == "build"),
+        !env.log().iter().any(|l| l.is(&["build"])),
         "{:?}",
         env.log()
     );
@@ -191,7 +191,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|l| l[1] == "build"),
+        !env.log().iter().any(|l| l.is(&["build"])),
         "{:?}",
         env.log()
     );
@@ -331,7 +331,7 @@ fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
     let stages: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(stages.len(), 6, "{stages:?}");
     for b in &stages {
@@ -392,7 +392,7 @@ fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
         out.stdout
     );
     assert!(
-        !env.log().iter().any(|a| a[1..3] == ["buildx", "build"]),
+        !env.log().iter().any(|a| a.is(&["buildx", "build"])),
         "{:?}",
         env.log()
     );
@@ -602,7 +602,7 @@ fn docker_classic_releases_one_platform_and_refuses_two() {
         &["amd64"],
     );
     let log = env.log();
-    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(log.iter().any(|l| l.is(&["login"])), "{log:?}");
     assert!(
         !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
         "the password is in a docker argv"
@@ -803,7 +803,7 @@ fn buildx_and_apple_release_plans() {
     assert!(
         env.log()
             .iter()
-            .all(|l| l[1..3] == ["buildx", "inspect"] || l[1..3] == ["image", "inspect"]),
+            .all(|l| l.is(&["buildx", "inspect"]) || l.is(&["image", "inspect"])),
         "{:?}",
         env.log()
     );

@@ -4,6 +4,7 @@
 //! own files, a docker credential helper), and the temporary auth stores after SIGTERM. The
 //! registry is the password registry on 127.0.0.1:5001 (see release.rs).
 
+use crate::util::argv::Argv;
 use crate::util::fake::{Build, Pid, Script};
 use crate::util::registry::{
     authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta, release_args,
@@ -319,7 +320,7 @@ fn sigterm_mid_release_removes_the_auth_store() {
             "{engine}: {:?}",
             auth_dirs(&tmp)
         );
-        let login = env.log().into_iter().find(|l| l[1] == "login").unwrap();
+        let login = env.log().into_iter().find(|l| l.is(&["login"])).unwrap();
         assert!(!login.join(" ").contains(&pw));
     }
 }
@@ -489,7 +490,9 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
+        !env.log()
+            .iter()
+            .any(|l| l.is(&["build"]) || l.is(&["push"])),
         "{:?}",
         env.log()
     );
@@ -512,7 +515,7 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
             "{mode}: the secret was printed"
         );
         let log = env.log();
-        assert!(log.iter().any(|l| l[1] == "login"), "{mode}: {log:?}");
+        assert!(log.iter().any(|l| l.is(&["login"])), "{mode}: {log:?}");
         assert!(
             !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
             "{mode}: the secret is in a podman argv"

@@ -7,6 +7,7 @@
 //! registry's credentials from hjk (a `DOCKER_CONFIG` of their own); this test's own cosign
 //! calls get them from a 0700 directory too, never in an argv.
 
+use crate::util::argv::Argv;
 use crate::util::registry::{
     keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
 };
@@ -580,7 +581,9 @@ fn bad_keys_and_no_vulnerability_db_are_refused_before_anything_is_pushed() {
         .stderr_has("--scanners is for --scan")
         .run();
     assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
+        !env.log()
+            .iter()
+            .any(|l| l.is(&["build"]) || l.is(&["push"])),
         "{:?}",
         env.log()
     );

@@ -8,6 +8,7 @@
 //! fixture ([`registry`]), the images' Dockerfiles ([`dockerfile`]) and the stand-in hierarchy
 //! ([`standin`]).
 
+pub mod argv;
 pub mod dockerfile;
 pub mod fake;
 pub mod need;
@@ -18,6 +19,8 @@ pub mod standin;
 pub mod wait;
 
 pub use need::{need, Need};
+
+use argv::Argv;
 
 use assert_cmd::Command;
 use std::collections::BTreeMap;
@@ -446,7 +449,7 @@ pub fn refused_before_the_download(env: &TestEnv, hits: &std::sync::atomic::Atom
         0,
         "downloaded first"
     );
-    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a.is(&["build"])).collect();
     assert!(builds.is_empty(), "{builds:?}");
 }
 
