@@ -61,7 +61,7 @@ bench: toolchain engines
 engines-down:
 	scripts/test-engines.sh down
 
-# --- Releasing the Headjack images: each target is one call of hjk (see README, "Releasing") ---
+# --- Releasing the Headjack images: each target is one call of hjk (see docs/release.md) ---
 # HJK can point at another hjk binary (the tests use the one cargo test built).
 HJK ?= target/release/hjk
 REGISTRY ?= ghcr.io/gilmanlab/headjack
@@ -78,7 +78,7 @@ MERGE_FILES ?= $(wildcard metadata-*.json)
 BACKEND ?=
 # the gates of `release` and `image-merge` (the whole release, one machine or several; cosign,
 # syft and trivy on PATH, and an engine that can boot the images). GATES= releases without them,
-# but an index a gated release held is never promoted by a release without its gates (see README,
+# but an index a gated release held is never promoted by a release without its gates (see docs/release.md,
 # "Release gates").
 GATES ?= --sbom --sign --scan --boot
 # the per-image recipes (image-push, image-push-all; jackpkgs ADR-030's counterparts) run no gate

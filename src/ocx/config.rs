@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// One config key: declared once, here. The flag (`--<name with dashes>`), the environment
-/// variable (`OCX_<NAME>`), the `config show` row and README's table all come from this, so
+/// variable (`OCX_<NAME>`), the `config show` row and docs/configuration.md's table all come from this, so
 /// none of them can be missing for a key.
 #[derive(Debug)]
 pub struct Key {
@@ -20,7 +20,7 @@ pub struct Key {
     pub value_name: &'static str,
     /// One line of `--help`.
     pub help: &'static str,
-    /// README's table cell: the values it takes and what it does.
+    /// docs/configuration.md's table cell: the values it takes and what it does.
     pub doc: &'static str,
     /// Another spelling the flag accepts.
     pub alias: Option<&'static str>,

@@ -113,6 +113,8 @@ pub struct Project {
     keep_context: Option<Utf8PathBuf>,
     /// This run's fresh subdirectory of `keep_context`, made when the first context is written.
     keep_run: std::sync::Mutex<Option<Utf8PathBuf>>,
+    /// The download client, built by the first download (a no-op builds none).
+    http: crate::http::LazyClient,
 }
 
 /// The image `ensure` made current, and what running it needs.
@@ -205,6 +207,7 @@ impl Project {
             trust,
             keep_context,
             keep_run: Default::default(),
+            http: Default::default(),
         })
     }
 
@@ -221,6 +224,7 @@ impl Project {
             cache_dir: self.cache_root.join("opencode"),
             vars: &self.vars,
             engine: &self.engine,
+            http: &self.http,
         }
     }
 

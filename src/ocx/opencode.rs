@@ -13,13 +13,16 @@ use base64::Engine as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256, Sha512};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// Environment variables that point the GitHub source elsewhere (a mirror, or a test server).
 pub const ENV_GITHUB_API: &str = "OCX_GITHUB_API_URL";
 pub const ENV_GITHUB_REPO: &str = "OCX_GITHUB_REPO";
 const GITHUB_API: &str = "https://api.github.com";
 const GITHUB_REPO: &str = "sst/opencode";
+/// The most a source's JSON or `.sha256` document may hold, and the most a download may.
+const DOCUMENT_LIMIT: usize = 64 << 20;
+const DOWNLOAD_LIMIT: u64 = 1 << 30;
 
 /// Upstream build variants. Chosen by the user, never detected from this machine's CPU: the
 /// image runs elsewhere.
@@ -111,7 +114,6 @@ impl std::error::Error for Corrupt {}
 /// the cache), hashing the bytes as they are copied, so what lands in `dst` is exactly what was
 /// checked. On a mismatch `dst` is removed.
 pub fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
-    use std::io::Write;
     let mut src = std::fs::File::open(&b.path).with_context(|| format!("opening {}", b.path))?;
     let size = std::fs::metadata(&b.path).map(|m| m.len()).ok();
     let mut out = crate::disk::context(std::fs::File::create(dst), dst, size)?;
@@ -160,6 +162,16 @@ pub struct Fetcher<'a> {
     pub cache_dir: Utf8PathBuf,
     pub vars: &'a BTreeMap<String, String>,
     pub engine: &'a Engine,
+    /// Built when the first request is made: a build that downloads nothing builds no client.
+    pub http: &'a crate::http::LazyClient,
+}
+
+/// What a source handed over: the archive (or the bare binary) as a file of the fetch's own,
+/// already checked against the checksum the source published.
+struct Archive {
+    name: String,
+    path: Utf8PathBuf,
+    published: String,
 }
 
 impl Fetcher<'_> {
@@ -291,17 +303,8 @@ impl Fetcher<'_> {
             return Ok(b);
         }
         let asset = asset_name(platform, self.variant);
-        let (archive_name, bytes, published) = match self.source {
-            OpencodeSource::Github => self.download_github(version, &asset).await?,
-            OpencodeSource::Npm => self.download_npm(version, &asset).await?,
-            OpencodeSource::Url(t) => self.download_url(t, version, platform, &asset).await?,
-            OpencodeSource::File(t) => self.read_file_source(t, version, platform, &asset)?,
-        };
-        let binary = extract(&archive_name, &bytes)?;
-        check_elf(&binary, platform)
-            .with_context(|| format!("{archive_name} from {}", self.source))?;
-        // write beside the final location and rename, so an interrupted or failed fetch never
-        // leaves a half entry that `cached` would trust
+        // everything is written beside the final location and renamed, so an interrupted or
+        // failed fetch never leaves a half entry that `cached` would trust
         let dir = self.entry_dir(version, &asset);
         let parent = dir.parent().unwrap_or(&dir);
         crate::disk::context(std::fs::create_dir_all(parent), parent, None)?;
@@ -310,10 +313,29 @@ impl Fetcher<'_> {
                 .prefix(".fetch-")
                 .tempdir_in(parent),
             parent,
-            Some(binary.len() as u64),
+            None,
         )?;
         let tmp_path =
             Utf8Path::from_path(tmp.path()).ok_or_else(|| anyhow!("non-UTF-8 cache path"))?;
+        // what a source hands over goes in here (`opencode` beside it is the entry's binary)
+        let into = tmp_path.join("download");
+        crate::disk::context(std::fs::create_dir(&into), &into, None)?;
+        let archive = match self.source {
+            OpencodeSource::Github => self.download_github(version, &asset, &into).await?,
+            OpencodeSource::Npm => self.download_npm(version, &asset, &into).await?,
+            OpencodeSource::Url(t) => {
+                self.download_url(t, version, platform, &asset, &into)
+                    .await?
+            }
+            OpencodeSource::File(t) => {
+                self.read_file_source(t, version, platform, &asset, &into)?
+            }
+        };
+        let binary = extract(&archive.name, &archive.path)?;
+        check_elf(&binary, platform)
+            .with_context(|| format!("{} from {}", archive.name, self.source))?;
+        let _ = std::fs::remove_dir_all(&into);
+        let published = archive.published;
         write_executable(&tmp_path.join("opencode"), &binary)?;
         crate::disk::write(&tmp_path.join("checksum"), &published)?;
         let sha256 = hex(&Sha256::digest(&binary));
@@ -336,52 +358,82 @@ impl Fetcher<'_> {
         })
     }
 
-    async fn http_get(&self, url: &str) -> Result<Vec<u8>> {
-        let url = url.to_string();
-        // a token raises GitHub's rate limit; it goes in a header, never in argv or logs
-        // only to GitHub's own API, never to a mirror named by OCX_GITHUB_API_URL
-        let token = self
-            .vars
-            .get("GITHUB_TOKEN")
-            .cloned()
-            .filter(|_| url.starts_with(GITHUB_API));
-        let download = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
-            let agent = ureq::AgentBuilder::new()
-                .timeout_connect(std::time::Duration::from_secs(20))
-                .timeout_read(std::time::Duration::from_secs(120))
-                .build();
-            let mut req = agent.get(&url).set("User-Agent", "agent-images-ocx");
-            if let Some(t) = token {
-                req = req.set("Authorization", &format!("Bearer {t}"));
+    /// A GET of `url` that the server answered with success, through the shared client.
+    async fn request(&self, url: &str) -> Result<reqwest::Response> {
+        let mut req = self.http.get()?.get(url);
+        // a token raises GitHub's rate limit; it goes in a header, never in argv or logs, and
+        // only to GitHub's own API, never to a mirror named by OCX_GITHUB_API_URL (reqwest
+        // drops it on a redirect to another host)
+        if let Some(t) = self.vars.get("GITHUB_TOKEN") {
+            if url.starts_with(GITHUB_API) {
+                req = req.bearer_auth(t);
             }
-            let resp = req.call().map_err(|e| anyhow!("GET {url}: {e}"))?;
-            let mut reader = resp.into_reader().take(1 << 30);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| crate::http::failure(&e, &format!("GET {url}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("GET {url}: the server answered {status}");
+        }
+        Ok(resp)
+    }
+
+    /// The next piece of a response body, or `None` at its end.
+    async fn chunk(resp: &mut reqwest::Response, url: &str) -> Result<Option<bytes::Bytes>> {
+        resp.chunk()
+            .await
+            .map_err(|e| crate::http::failure(&e, &format!("reading {url}")))
+    }
+
+    /// A small document (a release's JSON, a `.sha256`), in memory. Stops at once on Ctrl-C.
+    async fn http_get(&self, url: &str) -> Result<Vec<u8>> {
+        crate::interrupt::until_stopped(async {
+            let mut resp = self.request(url).await?;
             let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 1 << 16];
-            // in pieces, so a stop request ends the download within one read
-            loop {
-                crate::interrupt::check()?;
-                let n = reader
-                    .read(&mut chunk)
-                    .with_context(|| format!("reading {url}"))?;
-                if n == 0 {
-                    break;
+            while let Some(piece) = Self::chunk(&mut resp, url).await? {
+                buf.extend_from_slice(&piece);
+                if buf.len() > DOCUMENT_LIMIT {
+                    bail!("{url} is larger than {} MiB", DOCUMENT_LIMIT >> 20);
                 }
-                buf.extend_from_slice(&chunk[..n]);
             }
             Ok(buf)
-        });
-        tokio::select! {
-            got = download => got?,
-            why = crate::interrupt::wait() => Err(why.into()),
-        }
+        })
+        .await?
+    }
+
+    /// Streams `url` into the file `dst`, hashing it on the way; returns its sha256 (hex).
+    /// Stops at once on Ctrl-C (the caller's temporary directory then goes with it).
+    async fn download(&self, url: &str, dst: &Utf8Path) -> Result<String> {
+        crate::interrupt::until_stopped(async {
+            let mut resp = self.request(url).await?;
+            let size = resp.content_length();
+            if size.is_some_and(|n| n > DOWNLOAD_LIMIT) {
+                bail!("{url} is larger than {} GiB", DOWNLOAD_LIMIT >> 30);
+            }
+            let mut out = crate::disk::context(std::fs::File::create(dst), dst, size)?;
+            let mut hasher = Sha256::new();
+            let mut got = 0u64;
+            while let Some(piece) = Self::chunk(&mut resp, url).await? {
+                got += piece.len() as u64;
+                if got > DOWNLOAD_LIMIT {
+                    bail!("{url} is larger than {} GiB", DOWNLOAD_LIMIT >> 30);
+                }
+                hasher.update(&piece);
+                crate::disk::context(out.write_all(&piece), dst, size)?;
+            }
+            Ok(hex(&hasher.finalize()))
+        })
+        .await?
     }
 
     async fn download_github(
         &self,
         version: &str,
         asset: &str,
-    ) -> Result<(String, Vec<u8>, String)> {
+        into: &Utf8Path,
+    ) -> Result<Archive> {
         let url = format!(
             "{}/repos/{}/releases/tags/v{version}",
             self.github_api(),
@@ -413,8 +465,8 @@ impl Fetcher<'_> {
         let dl = a["browser_download_url"]
             .as_str()
             .ok_or_else(|| anyhow!("{name}: no download URL"))?;
-        let bytes = self.http_get(dl).await?;
-        let got = hex(&Sha256::digest(&bytes));
+        let path = into.join("archive");
+        let got = self.download(dl, &path).await?;
         if got != want {
             return Err(mismatch(
                 &name,
@@ -422,10 +474,14 @@ impl Fetcher<'_> {
                 &format!("sha256:{got}"),
             ));
         }
-        Ok((name, bytes, format!("sha256:{want}")))
+        Ok(Archive {
+            name,
+            path,
+            published: format!("sha256:{want}"),
+        })
     }
 
-    async fn download_npm(&self, version: &str, pkg: &str) -> Result<(String, Vec<u8>, String)> {
+    async fn download_npm(&self, version: &str, pkg: &str, into: &Utf8Path) -> Result<Archive> {
         let spec = format!("{pkg}@{version}");
         let view = self
             .engine
@@ -437,15 +493,13 @@ impl Fetcher<'_> {
             .await?;
         let integrity: String = serde_json::from_str(view.stdout.trim())
             .map_err(|_| UserError(format!("npm has no {spec}; check opencode_version")))?;
-        let dir = tempfile::tempdir()?;
-        let d = Utf8Path::from_path(dir.path()).ok_or_else(|| anyhow!("non-UTF-8 temp dir"))?;
         let out = self
             .engine
             .tool(&Invocation::new("npm").args([
                 "pack",
                 &spec,
                 "--pack-destination",
-                d.as_str(),
+                into.as_str(),
                 "--json",
             ]))
             .await?;
@@ -454,15 +508,23 @@ impl Fetcher<'_> {
         let file = packed[0]["filename"]
             .as_str()
             .ok_or_else(|| anyhow!("npm pack printed no filename"))?;
-        let bytes = std::fs::read(d.join(file.rsplit('/').next().unwrap_or(file)))?;
+        let path = into.join(file.rsplit('/').next().unwrap_or(file));
         let want = integrity
             .strip_prefix("sha512-")
             .ok_or_else(|| anyhow!("unsupported npm integrity {integrity}"))?;
-        let got = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&bytes));
+        let mut hasher = Sha512::new();
+        std::fs::File::open(&path)
+            .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
+            .with_context(|| format!("reading {path}"))?;
+        let got = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
         if got != want {
             return Err(mismatch(&spec, &integrity, &format!("sha512-{got}")));
         }
-        Ok((file.to_string(), bytes, integrity))
+        Ok(Archive {
+            name: file.to_string(),
+            path,
+            published: integrity,
+        })
     }
 
     async fn download_url(
@@ -471,7 +533,8 @@ impl Fetcher<'_> {
         version: &str,
         p: Platform,
         asset: &str,
-    ) -> Result<(String, Vec<u8>, String)> {
+        into: &Utf8Path,
+    ) -> Result<Archive> {
         let url = expand(template, version, p, asset);
         let sums = String::from_utf8_lossy(
             &self
@@ -488,8 +551,9 @@ impl Fetcher<'_> {
         if want.len() != 64 || !want.chars().all(|c| c.is_ascii_hexdigit()) {
             bail!("{url}.sha256 does not hold a sha256 checksum");
         }
-        let bytes = self.http_get(&url).await?;
-        let got = hex(&Sha256::digest(&bytes));
+        let name = url.rsplit('/').next().unwrap_or(asset).to_string();
+        let path = into.join("archive");
+        let got = self.download(&url, &path).await?;
         if got != want {
             return Err(mismatch(
                 &url,
@@ -497,24 +561,46 @@ impl Fetcher<'_> {
                 &format!("sha256:{got}"),
             ));
         }
-        let name = url.rsplit('/').next().unwrap_or(asset).to_string();
-        Ok((name, bytes, format!("sha256:{want}")))
+        Ok(Archive {
+            name,
+            path,
+            published: format!("sha256:{want}"),
+        })
     }
 
+    /// A `file:` source, copied into `into` as it is hashed, so what is unpacked is what was
+    /// checked.
     fn read_file_source(
         &self,
         template: &Utf8Path,
         version: &str,
         p: Platform,
         asset: &str,
-    ) -> Result<(String, Vec<u8>, String)> {
-        let path = Utf8PathBuf::from(expand(template.as_str(), version, p, asset));
+        into: &Utf8Path,
+    ) -> Result<Archive> {
+        let src = Utf8PathBuf::from(expand(template.as_str(), version, p, asset));
         self.trust
-            .check("opencode_source", self.source_origin, &path)?;
-        let bytes = std::fs::read(&path)
-            .map_err(|e| UserError(format!("cannot read opencode_source file {path}: {e}")))?;
-        let got = hex(&Sha256::digest(&bytes));
-        let sums = Utf8PathBuf::from(format!("{path}.sha256"));
+            .check("opencode_source", self.source_origin, &src)?;
+        let cannot_read =
+            |e: std::io::Error| UserError(format!("cannot read opencode_source file {src}: {e}"));
+        let mut file = std::fs::File::open(&src).map_err(cannot_read)?;
+        let size = file.metadata().map(|m| m.len()).ok();
+        let name = src.file_name().unwrap_or(asset).to_string();
+        let path = into.join("archive");
+        let mut out = crate::disk::context(std::fs::File::create(&path), &path, size)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            crate::interrupt::check()?;
+            let n = file.read(&mut buf).map_err(cannot_read)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            crate::disk::context(out.write_all(&buf[..n]), &path, size)?;
+        }
+        let got = hex(&hasher.finalize());
+        let sums = Utf8PathBuf::from(format!("{src}.sha256"));
         if let Ok(s) = std::fs::read_to_string(&sums) {
             let want = s
                 .split_whitespace()
@@ -523,17 +609,17 @@ impl Fetcher<'_> {
                 .to_ascii_lowercase();
             if want != got {
                 return Err(mismatch(
-                    path.as_str(),
+                    src.as_str(),
                     &format!("sha256:{want}"),
                     &format!("sha256:{got}"),
                 ));
             }
         }
-        Ok((
-            path.file_name().unwrap_or(asset).to_string(),
-            bytes,
-            format!("sha256:{got}"),
-        ))
+        Ok(Archive {
+            name,
+            path,
+            published: format!("sha256:{got}"),
+        })
     }
 }
 
@@ -544,12 +630,15 @@ fn expand(template: &str, version: &str, p: Platform, asset: &str) -> String {
         .replace("{arch}", p.opencode_arch())
 }
 
-/// The `opencode` executable from a .tar.gz/.tgz or .zip, or the bytes themselves.
-fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
+/// The `opencode` executable from a .tar.gz/.tgz or .zip at `path`, or the file itself.
+fn extract(name: &str, path: &Utf8Path) -> Result<Vec<u8>> {
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {path}"));
     let is_ours = |p: &str| p.rsplit('/').next() == Some("opencode");
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(open()?));
+        let mut ar = tar::Archive::new(gz);
         for entry in ar.entries()? {
+            crate::interrupt::check()?;
             let mut entry = entry?;
             if is_ours(&entry.path()?.to_string_lossy()) {
                 let mut buf = Vec::new();
@@ -560,7 +649,7 @@ fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         bail!("{name} holds no `opencode` executable");
     }
     if name.ends_with(".zip") {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+        let mut zip = zip::ZipArchive::new(std::io::BufReader::new(open()?))?;
         for i in 0..zip.len() {
             let mut f = zip.by_index(i)?;
             if is_ours(f.name()) {
@@ -571,7 +660,11 @@ fn extract(name: &str, bytes: &[u8]) -> Result<Vec<u8>> {
         }
         bail!("{name} holds no `opencode` executable");
     }
-    Ok(bytes.to_vec())
+    let mut buf = Vec::new();
+    open()?
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {path}"))?;
+    Ok(buf)
 }
 
 /// Refuses a binary for the wrong architecture before it goes into an image.

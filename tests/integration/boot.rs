@@ -297,7 +297,7 @@ fn a_refused_privileged_flag_is_named() {
 
 /// arm64 under qemu (`--ignored`: emulated apt-get makes the build minutes): the stand-in
 /// systemd for linux/arm64, booted with `--platform linux/arm64`. Seen here (podman 4.3.1,
-/// qemu-user-static, README "arm64 under qemu"): systemd starts under emulation and comes up
+/// qemu-user-static, docs/hjk-images.md "arm64 under qemu"): systemd starts under emulation and comes up
 /// `degraded` in about 11 s, because systemd-sysusers, systemd-tmpfiles-setup and
 /// systemd-tmpfiles-setup-dev exit with status 243/CREDENTIALS; with those three allowed, the
 /// rest of the boot passes.

@@ -53,7 +53,8 @@ struct Rule {
     fault: Fault,
     /// How many matching requests get it (`usize::MAX`: all).
     times: usize,
-    /// Only requests hjk makes itself (`oci-client` user agent), not the engine's pushes.
+    /// Only requests hjk makes itself (its user agent, `agent_images::http::USER_AGENT`), not
+    /// the engine's pushes.
     hjk_only: bool,
 }
 
@@ -243,9 +244,10 @@ fn handle(
         words.next().unwrap_or("").to_string(),
         words.next().unwrap_or("").to_string(),
     );
+    let ours = format!("user-agent: {}", agent_images::http::USER_AGENT).to_ascii_lowercase();
     let hjk = head
         .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("user-agent: oci-client"));
+        .any(|h| h.to_ascii_lowercase().starts_with(&ours));
     let kind = classify(&method, &path);
     let fault = {
         let mut rules = rules.lock().unwrap();

@@ -14,6 +14,7 @@ mod gates;
 mod hjk;
 mod hjk_devcontainer;
 mod hjk_engines;
+mod http_tls;
 mod images_derived;
 mod images_labels;
 mod images_lint;

@@ -1077,7 +1077,8 @@ fn an_index_under_a_tag_resolves_to_the_platform_image() {
         None,
         agent_images::hjk::registry::DEFAULT_TIMEOUT,
         std::sync::Arc::new(agent_images::report::PlainReporter),
-    );
+    )
+    .unwrap();
     let index = rt.block_on(r.manifest("latest")).unwrap().unwrap();
     assert!(index.is_index(), "{}", index.media_type);
     for p in Platform::ALL {
