@@ -489,13 +489,7 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
         "{}",
         out.stderr
     );
-    assert!(
-        !env.log()
-            .iter()
-            .any(|l| l.is(&["build"]) || l.is(&["push"])),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built_or_pushed();
 
     env.set("GITHUB_ACTOR", USER)
         .set("GITHUB_TOKEN", pw.clone());

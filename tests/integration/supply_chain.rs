@@ -7,7 +7,6 @@
 //! registry's credentials from hjk (a `DOCKER_CONFIG` of their own); this test's own cosign
 //! calls get them from a 0700 directory too, never in an argv.
 
-use crate::util::argv::Argv;
 use crate::util::registry::{
     keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
 };
@@ -580,13 +579,7 @@ fn bad_keys_and_no_vulnerability_db_are_refused_before_anything_is_pushed() {
         .bad_input()
         .stderr_has("--scanners is for --scan")
         .run();
-    assert!(
-        !env.log()
-            .iter()
-            .any(|l| l.is(&["build"]) || l.is(&["push"])),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built_or_pushed();
     // verify: a missing key, a private key, no cosign
     let missing = env.root().join("nope.pub").display().to_string();
     env.hjk(&["images", "verify", "app", "--key", &missing])

@@ -222,6 +222,15 @@ impl TestEnv {
             .collect()
     }
 
+    /// No recorded invocation built or pushed anything.
+    pub fn assert_nothing_built_or_pushed(&self) {
+        let log = self.log();
+        assert!(
+            !log.iter().any(|l| l.is(&["build"]) || l.is(&["push"])),
+            "{log:?}"
+        );
+    }
+
     pub fn clear_log(&self) {
         let _ = std::fs::remove_file(self.root().join("fake/log"));
     }
