@@ -2,25 +2,17 @@
 //! replies are taken from apple/container 1.2.2's source. Each test is a case where the real
 //! CLI would do something other than asked without saying so, or say it in its own words.
 
-use crate::util::{fixtures, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::fake::Script;
+use crate::util::{fake_elf, fixtures, TestEnv, X86_64};
 
 const BASE: &str = "myproject-dev";
-
-/// An ELF header for x86_64: enough for ocx's arch check.
-fn fake_elf() -> Vec<u8> {
-    let mut b = vec![0u8; 128];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[18] = 62;
-    b
-}
 
 /// An ocx project on the fake `container`, for linux/amd64, its opencode from a local file.
 fn project(extra: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake("container");
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf())]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(X86_64, 0))]);
     env.write(
         "project/ocx.json",
         &format!(
@@ -40,7 +32,7 @@ fn last_line_is_the_error(stderr: &str) -> bool {
 }
 
 fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
-    env.log().into_iter().filter(|a| a[1] == sub).collect()
+    env.log().into_iter().filter(|a| a.is(&[sub])).collect()
 }
 
 /// 1.2.2 reports a base without /bin/sh as exit 1 "failed to find target executable", not 127:
@@ -49,7 +41,10 @@ fn ran(env: &TestEnv, sub: &str) -> Vec<Vec<String>> {
 fn issue14_a_base_without_a_shell_is_recognised_from_apples_reply() {
     let env = project("");
     env.apple_image(BASE, "{}", &["amd64"]);
-    env.fake_reply("no-shell", "");
+    env.script(&Script {
+        no_shell: true,
+        ..Script::default()
+    });
     let out = env
         .ocx(&["build"])
         .status(0)
@@ -57,12 +52,7 @@ fn issue14_a_base_without_a_shell_is_recognised_from_apples_reply() {
         .run();
     let probe = ran(&env, "run");
     assert_eq!(probe.len(), 1, "{:?}", env.log());
-    assert!(
-        probe[0]
-            .windows(2)
-            .any(|w| w == ["--entrypoint", "/bin/sh"]),
-        "{probe:?}"
-    );
+    assert!(probe[0].has_flag("--entrypoint", "/bin/sh"), "{probe:?}");
     assert!(!out.stderr.contains("could not answer"), "{}", out.stderr);
 }
 
@@ -97,7 +87,7 @@ fn issue14_a_16_kib_dockerfile_is_refused_before_the_build() {
 fn issue14_a_build_arg_from_the_environment_is_refused() {
     let mut env = TestEnv::new();
     env.fake("container");
-    crate::hjk_devcontainer::copy_dir(
+    crate::util::copy_dir(
         &fixtures().join("devcontainers/target-numeric"),
         &env.project(),
     );
@@ -123,11 +113,14 @@ fn issue14_mounts_are_written_for_apples_parser() {
     let home = env.root().join("it's \"my\":home");
     std::fs::create_dir_all(&home).unwrap();
     env.set("HOME", home.display().to_string());
-    env.fake_reply("run-exit", "3");
+    env.script(&Script {
+        run_exit: Some(3),
+        ..Script::default()
+    });
     env.ocx(&["opencode", "--version"]).status(3).run();
     let session = ran(&env, "run")
         .into_iter()
-        .find(|a| !a.contains(&"--entrypoint".to_string()))
+        .find(|a| !a.has("--entrypoint"))
         .unwrap();
     let want = format!(
         "type=bind,source={}/.config/opencode,target=/home/dev/.config/opencode",
@@ -151,7 +144,7 @@ fn issue14_mounts_are_written_for_apples_parser() {
     assert!(
         !env.log()
             .iter()
-            .any(|a| a[1] == "run" && !a.contains(&"--entrypoint".to_string())),
+            .any(|a| a.is(&["run"]) && !a.has("--entrypoint")),
         "{:?}",
         env.log()
     );
@@ -163,7 +156,10 @@ fn issue14_mounts_are_written_for_apples_parser() {
 fn issue14_a_pulled_base_is_the_image_a_from_line_names() {
     let env = TestEnv::new();
     env.fake("container");
-    env.fake_reply("registry-domain", "registry.example.com");
+    env.script(&Script {
+        registry_domain: Some("registry.example.com".into()),
+        ..Script::default()
+    });
     let images = fixtures().join("hierarchy").display().to_string();
     env.hjk(&[
         "images",
@@ -201,7 +197,7 @@ fn issue14_a_pulled_base_is_the_image_a_from_line_names() {
 fn issue14_older_builds_are_found_by_image_list() {
     let env = TestEnv::new();
     env.fake("container");
-    crate::hjk_devcontainer::copy_dir(
+    crate::util::copy_dir(
         &fixtures().join("devcontainers/legacy-dockerfile"),
         &env.project(),
     );

@@ -5,20 +5,19 @@
 //! journal; the container is gone afterwards, also after Ctrl-C; a flag the engine refuses is
 //! named.
 
-use crate::standin::StandIn;
-use crate::util::{engine_available, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::fake::Script;
+use crate::util::standin::StandIn;
+use crate::util::{need, wait, Need, TestEnv};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A test env with the machine's engines and the stand-in written into it.
-fn setup(engine: &str) -> Option<(TestEnv, StandIn)> {
-    if !engine_available(engine) {
-        return None;
-    }
+fn setup() -> (TestEnv, StandIn) {
     let mut env = TestEnv::new();
     env.with_system_path();
     let standin = StandIn::write(env.root());
-    Some((env, standin))
+    (env, standin)
 }
 
 /// `hjk images build --variant V` of the stand-in (a no-op once built: content-addressed repo).
@@ -104,9 +103,7 @@ fn leftovers_of(engine: &str, stderr: &str) -> Vec<String> {
 }
 
 fn boots_the_hierarchy(engine: &str) {
-    let Some((env, s)) = setup(engine) else {
-        return;
-    };
+    let (env, s) = setup();
     build(&env, &s, engine, "dind");
     build(&env, &s, engine, "broken");
 
@@ -183,22 +180,26 @@ fn boots_the_hierarchy(engine: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn boots_the_standin_hierarchy_on_podman() {
+    need(&[Need::Podman]);
     boots_the_hierarchy("podman");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn boots_the_standin_hierarchy_on_docker() {
+    need(&[Need::Docker]);
     boots_the_hierarchy("docker");
 }
 
 /// Ctrl-C while waiting for systemd: exit 130 and the container is removed.
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn ctrl_c_during_a_boot_removes_the_container() {
+    need(&[Need::Podman]);
     let engine = "podman";
-    let Some((env, s)) = setup(engine) else {
-        return;
-    };
+    let (env, s) = setup();
     build(&env, &s, engine, "systemd");
     let dir = s.dir_str();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("hjk"))
@@ -221,14 +222,10 @@ fn ctrl_c_during_a_boot_removes_the_container() {
         .spawn()
         .unwrap();
     let mine = format!("hjk-boot-{}-", child.id());
+    wait::until("a boot container", Duration::from_secs(60), || {
+        (!containers(engine, &mine).is_empty()).then_some(())
+    });
     let started = Instant::now();
-    while containers(engine, &mine).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no container started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // SAFETY: kill(2) on the child we spawned
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
@@ -242,11 +239,11 @@ fn ctrl_c_during_a_boot_removes_the_container() {
 
 /// A flag of the label the engine refuses is named, with the engine's words and the fix.
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn a_refused_label_flag_is_named() {
+    need(&[Need::Podman]);
     let engine = "podman";
-    let Some((env, s)) = setup(engine) else {
-        return;
-    };
+    let (env, s) = setup();
     build(&env, &s, engine, "flagged");
     let out = boot(&env, &s, engine, &["flagged"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -274,11 +271,11 @@ fn a_refused_privileged_flag_is_named() {
         "hjk-fake/x:dind",
         r#"{"io.headjack.init": "/lib/systemd/systemd", "io.headjack.docker.flags": "privileged=true cgroupns=host"}"#,
     )]);
-    env.fake_reply("run-exit", "125");
-    env.fake_reply(
-        "run-stderr",
-        "docker: Error response from daemon: privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode.\nSee 'docker run --help'.\n",
-    );
+    env.script(&Script {
+        run_exit: Some(125),
+        run_stderr: Some("docker: Error response from daemon: privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode.\nSee 'docker run --help'.\n".into()),
+        ..Script::default()
+    });
     let out = env
         .hjk(&["images", "boot", "hjk-fake/x:dind", "--backend", "docker"])
         .output();
@@ -292,7 +289,7 @@ fn a_refused_privileged_flag_is_named() {
     assert!(
         env.log()
             .iter()
-            .any(|a| a[1] == "rm" && a.contains(&"--volumes".to_string())),
+            .any(|a| a.is(&["rm"]) && a.has("--volumes")),
         "{:?}",
         env.log()
     );
@@ -305,12 +302,11 @@ fn a_refused_privileged_flag_is_named() {
 /// systemd-tmpfiles-setup-dev exit with status 243/CREDENTIALS; with those three allowed, the
 /// rest of the boot passes.
 #[test]
-#[ignore]
+#[ignore = "slow, needs podman: minutes of arm64 apt-get under qemu, so make test leaves it out; cargo test --test integration boot::boots_systemd_for_arm64_under_qemu -- --ignored"]
 fn boots_systemd_for_arm64_under_qemu() {
+    need(&[Need::Podman]);
     let engine = "podman";
-    let Some((env, s)) = setup(engine) else {
-        return;
-    };
+    let (env, s) = setup();
     let dir = s.dir_str();
     let started = Instant::now();
     env.hjk(&[

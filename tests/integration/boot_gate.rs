@@ -5,8 +5,8 @@
 //! code, gets a held marker in the registry, and a later release without `--boot` still moves
 //! no tag of it.
 
-use crate::standin::StandIn;
-use crate::util::{engine_available, TestEnv};
+use crate::util::standin::StandIn;
+use crate::util::{need, Need, TestEnv};
 use std::process::Command;
 
 /// The raw manifest a tag of the loopback registry (no password) names, if any.
@@ -22,10 +22,9 @@ fn manifest(reference: &str) -> Option<serde_json::Value> {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn a_variant_that_does_not_boot_is_held_like_a_failed_scan() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     let s = StandIn::write(env.root());

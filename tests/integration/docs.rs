@@ -4,7 +4,8 @@
 //! README stays short (issue 17), no doc names a path of one machine, and the set-up scripts
 //! work for a user with sudo as well as for root.
 
-use crate::util::TestEnv;
+use crate::util::fake::Script;
+use crate::util::{need, Need, TestEnv};
 use clap::CommandFactory;
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -740,7 +741,10 @@ fn config_show_says_which_engine_detection_picks() {
 #[test]
 fn dry_run_shows_the_classic_builder_where_buildx_is_missing() {
     let mut env = TestEnv::new();
-    env.fake("docker").fake_reply("no-buildx", "");
+    env.fake("docker").script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    });
     env.set("OCX_OPENCODE_SOURCE", "file:/nonexistent/{asset}");
     env.write(
         "project/ocx.json",
@@ -832,21 +836,8 @@ fn line_pattern(expected: &str) -> Regex {
     Regex::new(&format!("^{}$", parts.join(".*"))).unwrap()
 }
 
-/// Every runnable block of README.md, images/README.md and docs/ runs as written.
-#[test]
-fn docs_examples_run_as_written() {
-    let bin = assert_cmd::cargo::cargo_bin("ocx");
-    let bins = bin.parent().unwrap().display().to_string();
-    // hjk is built with the same test binary set
-    let _ = assert_cmd::cargo::cargo_bin("hjk");
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    let path = format!("{bins}:{}", env.vars["PATH"]);
-    env.set("PATH", path);
-    env.set(
-        "XDG_CACHE_HOME",
-        crate::util::shared_cache().display().to_string(),
-    );
+/// The runnable blocks of README.md, images/README.md and docs/.
+fn docs_runnable_examples() -> Vec<Example> {
     let examples: Vec<Example> = user_docs()
         .iter()
         .flat_map(|d| runnable_examples(d))
@@ -869,12 +860,33 @@ fn docs_examples_run_as_written() {
             "{doc} has no runnable example"
         );
     }
-    let needs_engines = examples.iter().any(|e| !e.command.contains("--dry-run"));
-    if needs_engines
-        && !(crate::util::engine_available("docker") && crate::util::engine_available("podman"))
-    {
-        return;
-    }
+    examples
+}
+
+/// Every user doc keeps its runnable examples (which `docs_examples_run_as_written` runs).
+#[test]
+fn the_docs_keep_their_runnable_examples() {
+    docs_runnable_examples();
+}
+
+/// Every runnable block of README.md, images/README.md and docs/ runs as written.
+#[test]
+#[ignore = "needs podman and docker: scripts/test-engines.sh up, then make test"]
+fn docs_examples_run_as_written() {
+    need(&[Need::Podman, Need::Docker]);
+    let bin = assert_cmd::cargo::cargo_bin("ocx");
+    let bins = bin.parent().unwrap().display().to_string();
+    // hjk is built with the same test binary set
+    let _ = assert_cmd::cargo::cargo_bin("hjk");
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let path = format!("{bins}:{}", env.vars["PATH"]);
+    env.set("PATH", path);
+    env.set(
+        "XDG_CACHE_HOME",
+        crate::util::shared_cache().display().to_string(),
+    );
+    let examples = docs_runnable_examples();
     let mut cwd = repo().to_path_buf();
     let mut block = (String::new(), 0);
     for e in &examples {
@@ -921,27 +933,25 @@ fn docs_examples_run_as_written() {
 }
 
 #[test]
-fn scripts_pass_shellcheck_and_plan_sudo_for_a_user() {
-    let required = std::env::var_os("AGENT_IMAGES_REQUIRE_LINT").is_some_and(|v| !v.is_empty());
+#[ignore = "needs shellcheck: scripts/install-tools.sh test, then make test"]
+fn scripts_pass_shellcheck() {
+    need(&[Need::Shellcheck]);
     let scripts: Vec<PathBuf> = std::fs::read_dir(repo().join("scripts"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "sh"))
         .collect();
-    match which::which("shellcheck") {
-        Ok(sc) => {
-            let out = Command::new(sc).args(&scripts).output().unwrap();
-            assert!(
-                out.status.success(),
-                "shellcheck:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        Err(_) => assert!(
-            !required,
-            "AGENT_IMAGES_REQUIRE_LINT is set but shellcheck is missing; scripts/install-tools.sh test installs it"
-        ),
-    }
+    assert!(!scripts.is_empty());
+    let out = Command::new("shellcheck").args(&scripts).output().unwrap();
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn scripts_plan_sudo_for_a_user() {
     // a user who is not root, on a machine without the tools: every install goes through sudo
     let env = TestEnv::new();
     env.write_exe("sudo", "#!/bin/sh\nexit 1\n");

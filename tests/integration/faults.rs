@@ -2,88 +2,26 @@
 //! multi-arch builds, non-UTF-8 output, odd paths and closed pipes. Fake engines where the
 //! fault is ours to provoke; real podman and dockerd where only the real engine shows it.
 
-use crate::util::{engine_available, fixtures, shared_cache, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::fake::Pid;
+use crate::util::fake::{Build, Script};
+use crate::util::process::{alive, hjk_bin, ocx_bin, signal, spawn};
+use crate::util::real::{busybox_images, real_project};
+use crate::util::{fake_elf, fixtures, need, shared_cache, wait, Need, TestEnv, X86_64};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BASE: &str = "faults-dev";
-
-pub(crate) fn ocx_bin() -> std::path::PathBuf {
-    assert_cmd::cargo::cargo_bin("ocx")
-}
-
-pub(crate) fn hjk_bin() -> std::path::PathBuf {
-    assert_cmd::cargo::cargo_bin("hjk")
-}
-
-pub(crate) fn spawn(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
-    Command::new(bin)
-        .args(args)
-        .env_clear()
-        .envs(&env.vars)
-        .current_dir(env.project())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-pub(crate) fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a pid this test started
-    unsafe { libc::kill(pid as i32, sig) };
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks whether the process exists
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-/// Waits for the child, failing the test if it hangs: a guard, not a timing goal.
-pub(crate) fn wait_guarded(child: &mut Child, limit: Duration) -> (ExitStatus, String, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            use std::io::Read;
-            child.stdout.take().unwrap().read_to_string(&mut out).ok();
-            child.stderr.take().unwrap().read_to_string(&mut err).ok();
-            return (status, out, err);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("the process did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_for(path: &Path) {
-    for _ in 0..200 {
-        if path.exists() && !std::fs::read_to_string(path).unwrap_or_default().is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{} never appeared", path.display());
-}
-
-fn fake_elf() -> Vec<u8> {
-    let mut b = vec![0u8; 128];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[18] = 62;
-    b
-}
 
 /// A project on a fake engine whose base exists and whose opencode comes from a local file
 /// outside the project (named by the environment: a project's ocx.json may not point there).
 fn fake_project(engine: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake(engine);
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf())]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(X86_64, 0))]);
     env.write(
         "project/ocx.json",
         &format!(
@@ -111,21 +49,20 @@ fn sigterm_and_sighup_stop_a_build_like_ctrl_c() {
         (libc::SIGHUP, 129),
     ] {
         let env = fake_project("podman");
-        env.fake_reply("build-sleep", "");
+        env.script(&Script {
+            build: Build::Hangs,
+            ..Script::default()
+        });
         let mut child = spawn(&env, &ocx_bin(), &["build"]);
-        let pid_file = env.root().join("fake/build.pid");
-        wait_for(&pid_file);
-        let engine: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let engine = env.fake_pid(Pid::Build);
         signal(child.id(), sig);
-        let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(8));
+        let (status, _, stderr) = wait::exit(&mut child, Duration::from_secs(8));
         assert_eq!(status.code(), Some(code), "signal {sig}: {stderr}");
         assert!(stderr.contains("error: interrupted by "), "{stderr}");
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(!alive(engine), "signal {sig}: engine {engine} survived");
+        assert!(
+            wait::holds(Duration::from_secs(5), || !alive(engine)),
+            "signal {sig}: engine {engine} survived"
+        );
         assert_eq!(
             leftover_contexts(&env),
             Vec::<String>::new(),
@@ -138,42 +75,53 @@ fn sigterm_and_sighup_stop_a_build_like_ctrl_c() {
 fn an_engine_that_ignores_the_signal_is_killed_after_the_grace_period_or_a_second_ctrl_c() {
     // a second Ctrl-C does not wait for the grace period
     let env = fake_project("podman");
-    env.fake_reply("build-sleep", "")
-        .fake_reply("build-stubborn", "");
+    env.script(&Script {
+        build: Build::HangsThroughSignals,
+        ..Script::default()
+    });
     let mut child = spawn(&env, &ocx_bin(), &["build"]);
-    let pid_file = env.root().join("fake/build.pid");
-    wait_for(&pid_file);
-    let engine: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let engine = env.fake_pid(Pid::Build);
     signal(child.id(), libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(300));
+    // the first press reaches the build's step (which dies of it) and leaves the build alive
+    wait::until(
+        "the build's step gets the SIGINT",
+        Duration::from_secs(5),
+        || {
+            env.fake_signals()
+                .contains(&"INT".to_string())
+                .then_some(())
+        },
+    );
     assert!(alive(engine), "the engine got time to clean up");
     signal(child.id(), libc::SIGINT);
     // well under the 10 s grace period: the second press killed it
-    let (status, _, _) = wait_guarded(&mut child, Duration::from_secs(5));
+    let (status, _, _) = wait::exit(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(130));
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(engine), "engine {engine} survived a second Ctrl-C");
+    assert!(
+        wait::holds(Duration::from_secs(5), || !alive(engine)),
+        "engine {engine} survived a second Ctrl-C"
+    );
 
     // one SIGTERM: the stubborn engine is killed when the grace period ends
     let env = fake_project("podman");
-    env.fake_reply("build-sleep", "")
-        .fake_reply("build-stubborn", "");
+    env.script(&Script {
+        build: Build::HangsThroughSignals,
+        ..Script::default()
+    });
     let mut child = spawn(&env, &ocx_bin(), &["build"]);
-    let pid_file = env.root().join("fake/build.pid");
-    wait_for(&pid_file);
-    let engine: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let engine = env.fake_pid(Pid::Build);
     signal(child.id(), libc::SIGTERM);
-    let (status, _, _) = wait_guarded(&mut child, Duration::from_secs(20));
+    let (status, _, _) = wait::exit(&mut child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(143));
-    assert!(!alive(engine), "engine {engine} outlived the grace period");
+    assert!(
+        env.fake_signals().contains(&"TERM".to_string()),
+        "the SIGTERM never reached the build's step: {:?}",
+        env.fake_signals()
+    );
+    assert!(
+        wait::holds(Duration::from_secs(5), || !alive(engine)),
+        "engine {engine} outlived the grace period"
+    );
 }
 
 /// A server that answers the checksum at once and then trickles the binary, one byte per
@@ -237,18 +185,20 @@ fn ctrl_c_during_the_download_stops_at_once() {
         ),
     );
     let mut child = spawn(&env, &ocx_bin(), &["build"]);
-    for _ in 0..200 {
-        if started.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(started.load(std::sync::atomic::Ordering::SeqCst));
+    wait::until(
+        "the binary's download starts",
+        Duration::from_secs(10),
+        || {
+            started
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
+        },
+    );
     signal(child.id(), libc::SIGINT);
     let signalled = Instant::now();
     // the download needs hours; before the fix ocx waited for it (138 s measured). The 5 s
     // bound only catches a hang; the time it took is printed (`--nocapture`), not asserted
-    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(5));
+    let (status, _, stderr) = wait::exit(&mut child, Duration::from_secs(5));
     eprintln!("ocx stopped {:?} after SIGINT", signalled.elapsed());
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
@@ -263,7 +213,10 @@ fn ctrl_c_during_the_download_stops_at_once() {
 fn an_interrupt_stops_hjk_even_with_no_fastfail() {
     let env = TestEnv::new();
     env.fake("podman");
-    env.fake_reply("build-sleep", "");
+    env.script(&Script {
+        build: Build::Hangs,
+        ..Script::default()
+    });
     let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
     let images = images.display().to_string();
     let mut child = spawn(
@@ -281,11 +234,11 @@ fn an_interrupt_stops_hjk_even_with_no_fastfail() {
             "linux/amd64",
         ],
     );
-    wait_for(&env.root().join("fake/build.pid"));
+    env.fake_pid(Pid::Build);
     signal(child.id(), libc::SIGINT);
-    let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(8));
+    let (status, _, stderr) = wait::exit(&mut child, Duration::from_secs(8));
     assert_eq!(status.code(), Some(130), "{stderr}");
-    let builds = env.log().iter().filter(|a| a[1] == "build").count();
+    let builds = env.log().iter().filter(|a| a.is(&["build"])).count();
     assert_eq!(builds, 1, "it went on building: {:?}", env.log());
 }
 
@@ -317,15 +270,15 @@ fn base_build_args<'a>(
 const REAL_PODMAN: [&str; 5] = ["--backend", "podman", "--no-cache", "--progress", "plain"];
 
 /// `hjk images build --variant base` of the hierarchy fixture on a fake podman told to fail
-/// with `knob` (see tests/fixtures/fake-bin/fake-engine); the env lives as long as the run.
+/// by `script`; the env lives as long as the run.
 fn base_build_failing(
-    knob: &str,
+    script: Script,
     registry: &str,
     platform: &str,
     push: bool,
 ) -> (TestEnv, crate::util::Run) {
     let env = TestEnv::new();
-    env.fake("podman").fake_reply(knob, "");
+    env.fake("podman").script(&script);
     let images = fixtures().join("hierarchy").display().to_string();
     let push: &[&str] = if push { &["--push"] } else { &[] };
     let run = env
@@ -337,7 +290,10 @@ fn base_build_failing(
 #[test]
 fn a_push_failure_is_reported_as_one() {
     let (_env, run) = base_build_failing(
-        "push-fail",
+        Script {
+            push_fails: true,
+            ..Script::default()
+        },
         "127.0.0.1:5000/faults/push",
         "linux/amd64",
         true,
@@ -353,7 +309,10 @@ fn a_push_failure_is_reported_as_one() {
 #[test]
 fn a_failed_manifest_list_still_prints_the_summary() {
     let (_env, run) = base_build_failing(
-        "manifest-fail",
+        Script {
+            manifest_add_fails: true,
+            ..Script::default()
+        },
         "localhost/faults/list",
         "linux/amd64,linux/arm64",
         false,
@@ -377,7 +336,10 @@ fn a_failed_manifest_list_still_prints_the_summary() {
 #[test]
 fn a_dead_engine_is_an_engine_error_not_a_missing_image() {
     let env = fake_project("docker");
-    env.fake_reply("engine-down", "");
+    env.script(&Script {
+        engine_down: true,
+        ..Script::default()
+    });
     std::fs::remove_dir_all(env.root().join("fake/images")).unwrap();
     let out = env
         .ocx(&["build"])
@@ -394,10 +356,9 @@ fn a_dead_engine_is_an_engine_error_not_a_missing_image() {
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn dead_docker_daemon_for_real() {
-    if !engine_available("docker") {
-        return;
-    }
+    need(&[Need::Docker]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.set("DOCKER_HOST", "unix:///nonexistent/docker.sock");
@@ -484,40 +445,48 @@ fn a_closed_stdout_ends_every_command_quietly() {
         ),
         (hjk_bin(), vec!["--help"]),
     ];
-    let release_fixture = fixtures().join("release").display().to_string();
-    let repo = format!("127.0.0.1:5000/faults/closed-{}", std::process::id());
-    let mut cases = cases;
-    if Command::new("curl")
-        .args(["-sf", "http://127.0.0.1:5000/v2/"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        cases.push((
-            hjk_bin(),
-            vec![
-                "images",
-                "release",
-                "--all",
-                "--images-dir",
-                &release_fixture,
-                "--registry",
-                &repo,
-                "--platform",
-                "linux/amd64",
-                "--backend",
-                "podman",
-                "--base-image",
-                "local/busybox:amd64",
-                "--dry-run",
-            ],
-        ));
-    }
+    closed_stdout_is_quiet(&env, cases);
+}
+
+/// Each of `cases` (binary, args) with stdout closed: exit 0, no panic, no error.
+fn closed_stdout_is_quiet(env: &TestEnv, cases: Vec<(std::path::PathBuf, Vec<&str>)>) {
     for (bin, args) in cases {
-        let (code, stderr) = with_closed_stdout(&env, &bin, &args);
+        let (code, stderr) = with_closed_stdout(env, &bin, &args);
         assert_eq!(code, 0, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stderr.contains("error"), "{args:?}: {stderr}");
     }
+}
+
+/// The same for a release's dry run, which plans after reading the registry (the plain one
+/// scripts/test-engines.sh runs).
+#[test]
+#[ignore = "needs plain registry: scripts/test-engines.sh up, then make test"]
+fn a_closed_stdout_ends_a_release_dry_run_quietly() {
+    need(&[Need::PlainRegistry]);
+    let env = fake_project("podman");
+    let release_fixture = fixtures().join("release").display().to_string();
+    let repo = format!("127.0.0.1:5000/faults/closed-{}", std::process::id());
+    let release = (
+        hjk_bin(),
+        vec![
+            "images",
+            "release",
+            "--all",
+            "--images-dir",
+            &release_fixture,
+            "--registry",
+            &repo,
+            "--platform",
+            "linux/amd64",
+            "--backend",
+            "podman",
+            "--base-image",
+            "local/busybox:amd64",
+            "--dry-run",
+        ],
+    );
+    closed_stdout_is_quiet(&env, vec![release]);
 }
 
 #[test]
@@ -551,71 +520,69 @@ fn dry_run_with_json_progress_prints_only_json() {
             "json",
         ])
         .run();
-    let mut outputs = vec![out.stdout, hjk.stdout];
-    // a release plans after reading the registry (the plain one scripts/test-engines.sh runs)
-    let registry_up = Command::new("curl")
-        .args(["-sf", "http://127.0.0.1:5000/v2/"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if registry_up {
-        env.fake("podman");
-        let release = env
-            .hjk(&[
-                "images",
-                "release",
-                "--all",
-                "--images-dir",
-                &fixtures().join("release").display().to_string(),
-                "--registry",
-                &format!("127.0.0.1:5000/faults/json-{}", std::process::id()),
-                "--platform",
-                "linux/amd64",
-                "--backend",
-                "podman",
-                "--version",
-                "v0.1.0",
-                "--base-image",
-                "local/busybox:amd64",
-                "--dry-run",
-                "--progress",
-                "json",
-            ])
-            .status(0)
-            .run();
-        outputs.push(release.stdout);
-    } else {
-        assert!(
-            std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
-                .unwrap_or_default()
-                .is_empty(),
-            "the registry on 127.0.0.1:5000 is not running; run scripts/test-engines.sh up"
-        );
+    for stdout in [out.stdout, hjk.stdout] {
+        only_json_with_commands(&stdout);
     }
-    for stdout in outputs {
-        let mut kinds = Vec::new();
-        for line in stdout.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{stdout}"));
-            kinds.push(v["event"].as_str().unwrap().to_string());
-        }
-        assert!(kinds.iter().any(|k| k == "command"), "{kinds:?}");
+}
+
+/// Every line of `stdout` is a JSON event, and some are `command` events.
+fn only_json_with_commands(stdout: &str) {
+    let mut kinds = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\n{stdout}"));
+        kinds.push(v["event"].as_str().unwrap().to_string());
     }
+    assert!(kinds.iter().any(|k| k == "command"), "{kinds:?}");
+}
+
+/// The same for a release, which plans after reading the registry (the plain one
+/// scripts/test-engines.sh runs).
+#[test]
+#[ignore = "needs plain registry: scripts/test-engines.sh up, then make test"]
+fn a_release_dry_run_with_json_progress_prints_only_json() {
+    need(&[Need::PlainRegistry]);
+    let env = fake_project("podman");
+    let release = env
+        .hjk(&[
+            "images",
+            "release",
+            "--all",
+            "--images-dir",
+            &fixtures().join("release").display().to_string(),
+            "--registry",
+            &format!("127.0.0.1:5000/faults/json-{}", std::process::id()),
+            "--platform",
+            "linux/amd64",
+            "--backend",
+            "podman",
+            "--version",
+            "v0.1.0",
+            "--base-image",
+            "local/busybox:amd64",
+            "--dry-run",
+            "--progress",
+            "json",
+        ])
+        .status(0)
+        .run();
+    only_json_with_commands(&release.stdout);
 }
 
 #[test]
 fn a_sessions_output_becomes_json_events_with_json_progress() {
     let env = fake_project("podman");
-    env.fake_reply(
-        "inspect.json",
-        &format!(
+    env.script(&Script {
+        inspect: Some(format!(
             "[{}, {}]",
             crate::util::docker_inspect_entry(BASE, "null"),
             crate::util::docker_inspect_entry(
                 &crate::util::ocx_tag("ocx-faults-dev:1.2.3", 1000, 1000, Some("dev")),
                 "null"
             )
-        ),
-    );
+        )),
+        ..Script::default()
+    });
     let out = env
         .ocx(&["--progress", "json", "exec", "--", "echo", "hi"])
         .run();
@@ -667,8 +634,11 @@ fn non_utf8_environment_variables_do_not_panic() {
 #[test]
 fn the_classic_builders_deprecation_notice_is_explained_once_and_not_shown() {
     let env = fake_project("docker");
-    env.fake_reply("no-buildx", "")
-        .fake_reply("build-noise", "");
+    env.script(&Script {
+        no_buildx: true,
+        build_noise: true,
+        ..Script::default()
+    });
     let out = env.ocx(&["build", "--progress", "plain"]).run();
     assert!(
         !out.stderr.contains("DEPRECATED")
@@ -685,24 +655,10 @@ fn the_classic_builders_deprecation_notice_is_explained_once_and_not_shown() {
     );
 }
 
-/// hjk builds of a one-variant busybox hierarchy, so real-engine fault tests stay fast.
-pub(crate) fn busybox_images(env: &TestEnv, dockerfile: &str) -> String {
-    let dir = env.root().join("images");
-    std::fs::create_dir_all(dir.join("base")).unwrap();
-    std::fs::write(
-        dir.join("variants.yaml"),
-        "variants:\n  - name: base\n    dir: base\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("base/Dockerfile"), dockerfile).unwrap();
-    dir.display().to_string()
-}
-
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn concurrent_multi_arch_builds_of_one_tag_take_turns() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     let images = busybox_images(
@@ -737,7 +693,7 @@ fn concurrent_multi_arch_builds_of_one_tag_take_turns() {
         })
         .collect();
     for mut c in children {
-        let (status, stdout, stderr) = wait_guarded(&mut c, Duration::from_secs(300));
+        let (status, stdout, stderr) = wait::exit(&mut c, Duration::from_secs(300));
         assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
         assert!(stdout.starts_with("VARIANT"), "the summary: {stdout}");
     }
@@ -748,10 +704,9 @@ fn concurrent_multi_arch_builds_of_one_tag_take_turns() {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn non_utf8_build_output_does_not_break_a_real_build() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     // more than a 64 KiB pipe buffer of lines with invalid UTF-8 (about 85 KB), then success
@@ -767,24 +722,6 @@ fn non_utf8_build_output_does_not_break_a_real_build() {
     ))
     .stderr_has("caf\u{fffd} 6499")
     .run();
-}
-
-/// A uid-0 project on a real engine FROM local/debian:bookworm with the real opencode: the
-/// cheapest real image to run things in.
-pub(crate) fn real_project(engine: &str, project: &Path) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
-    std::fs::create_dir_all(project).unwrap();
-    std::fs::write(
-        project.join("ocx.json"),
-        format!(
-            r#"{{"custom_base_image": "local/debian:bookworm", "opencode_version": "1.18.18", "opencode_source": "npm",
-                "uid": 0, "gid": 0, "backend": "{engine}", "platforms": "linux/amd64"}}"#
-        ),
-    )
-    .unwrap();
-    env
 }
 
 fn spawn_in(env: &TestEnv, dir: &Path, args: &[&str]) -> Child {
@@ -820,7 +757,7 @@ fn exec_odd_paths_and_sigterm(engine: &str) {
     let project = root.path().join("we:ird,pro\"ject\nline two");
     let env = real_project(engine, &project);
     let mut c = spawn_in(&env, &project, &["exec", "--", "pwd"]);
-    let (status, stdout, stderr) = wait_guarded(&mut c, Duration::from_secs(600));
+    let (status, stdout, stderr) = wait::exit(&mut c, Duration::from_secs(600));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(
         stdout.trim(),
@@ -831,41 +768,37 @@ fn exec_odd_paths_and_sigterm(engine: &str) {
     // removed by name, and ocx exits 143
     let mut c = spawn_in(&env, &project, &["exec", "--", "sleep", "300"]);
     let name = format!("ocx-{}", c.id());
-    for _ in 0..200 {
-        if !containers(engine, &name).is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::holds(Duration::from_secs(20), || {
+        !containers(engine, &name).is_empty()
+    });
     assert_eq!(containers(engine, &name), name, "the session never started");
     signal(c.id(), libc::SIGTERM);
-    let (status, _, stderr) = wait_guarded(&mut c, Duration::from_secs(60));
+    let (status, _, stderr) = wait::exit(&mut c, Duration::from_secs(60));
     assert_eq!(status.code(), Some(143), "{stderr}");
     assert_eq!(containers(engine, &name), "", "{name} outlived ocx");
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_exec_handles_odd_paths_and_sigterm() {
-    if engine_available("podman") {
-        exec_odd_paths_and_sigterm("podman");
-    }
+    need(&[Need::Podman]);
+    exec_odd_paths_and_sigterm("podman");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_exec_handles_odd_paths_and_sigterm() {
-    if engine_available("docker") {
-        exec_odd_paths_and_sigterm("docker");
-    }
+    need(&[Need::Docker]);
+    exec_odd_paths_and_sigterm("docker");
 }
 
 /// podman reads `--file` as CSV: a `,` or `"` in the Dockerfile's directory, or a line break in
 /// the project's path, must reach it quoted. (A line break in a config value itself is refused
 /// as input, exit 2.)
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     let project = env.root().join("pro\nject");
     std::fs::create_dir_all(project.join("docker,\"x\"")).unwrap();
@@ -926,10 +859,9 @@ fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_ctrl_c_leaves_no_working_container() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     // a base tag of our own, so our working container can be told from concurrent tests'
@@ -986,13 +918,7 @@ fn podman_ctrl_c_leaves_no_working_container() {
     assert!(!working().is_empty(), "no working container while building");
     signal(child.id(), libc::SIGINT);
     let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "hjk hangs");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait::exit_status(&mut child, Duration::from_secs(60));
     let stopped_after = start.elapsed();
     let rest = rest.join().unwrap();
     assert_eq!(
@@ -1001,12 +927,7 @@ fn podman_ctrl_c_leaves_no_working_container() {
         "after {stopped_after:?}:\n{}",
         rest.join("\n")
     );
-    for _ in 0..50 {
-        if working().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::holds(Duration::from_secs(10), || working().is_empty());
     assert_eq!(
         working(),
         Vec::<String>::new(),
@@ -1034,7 +955,7 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
     // exit 2 and one line naming the file and why, without hanging
     let refused = |why: &str| {
         let mut child = spawn(&env, &ocx_bin(), &["--dry-run", "build"]);
-        let (status, _, stderr) = wait_guarded(&mut child, Duration::from_secs(20));
+        let (status, _, stderr) = wait::exit(&mut child, Duration::from_secs(20));
         assert_eq!(status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(
@@ -1145,23 +1066,11 @@ fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
         "no build container while building"
     );
     signal(child.id(), sig);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "ocx hangs");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait::exit_status(&mut child, Duration::from_secs(60));
     let rest = rest.join().unwrap().join("\n");
     assert_eq!(status.code(), Some(code), "{rest}");
     assert!(rest.contains("error: interrupted by "), "{rest}");
-    for _ in 0..50 {
-        if build_containers().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::holds(Duration::from_secs(10), || build_containers().is_empty());
     assert_eq!(build_containers(), Vec::<String>::new(), "{rest}");
     let ps = Command::new("pgrep")
         .args(["-a", "-f", &format!("started-{marker}")])
@@ -1184,25 +1093,25 @@ fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
-    if engine_available("podman") {
-        interrupt_a_real_ocx_build("podman", "base", libc::SIGINT, 130);
-        interrupt_a_real_ocx_build("podman", "final", libc::SIGTERM, 143);
-    }
+    need(&[Need::Podman]);
+    interrupt_a_real_ocx_build("podman", "base", libc::SIGINT, 130);
+    interrupt_a_real_ocx_build("podman", "final", libc::SIGTERM, 143);
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
-    if engine_available("docker") {
-        interrupt_a_real_ocx_build("docker", "base", libc::SIGTERM, 143);
-        interrupt_a_real_ocx_build("docker", "final", libc::SIGHUP, 129);
-    }
+    need(&[Need::Docker]);
+    interrupt_a_real_ocx_build("docker", "base", libc::SIGTERM, 143);
+    interrupt_a_real_ocx_build("docker", "final", libc::SIGHUP, 129);
 }
 
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_ocx_interrupted_in_the_base_or_the_final_build_leaves_nothing() {
-    if engine_available("docker-classic") {
-        interrupt_a_real_ocx_build("docker-classic", "base", libc::SIGINT, 130);
-        interrupt_a_real_ocx_build("docker-classic", "final", libc::SIGTERM, 143);
-    }
+    need(&[Need::DockerClassic]);
+    interrupt_a_real_ocx_build("docker-classic", "base", libc::SIGINT, 130);
+    interrupt_a_real_ocx_build("docker-classic", "final", libc::SIGTERM, 143);
 }

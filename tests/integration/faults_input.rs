@@ -4,8 +4,8 @@
 //! exit 2 and one line, fast, and in bounded memory (the child runs with a 1 GiB address
 //! space: before the fix `merge` of a link to /dev/zero took 24 GB).
 
-use super::faults::hjk_bin;
-use crate::util::{fixtures, TestEnv};
+use crate::util::process::hjk_bin;
+use crate::util::{fixtures, wait, TestEnv};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,6 +19,22 @@ struct Ended {
 }
 
 /// `hjk ARGS` with `stdin`, at most 1 GiB of address space and 60 s (a hang fails the test).
+/// `hjk images digest --variant base` of the hierarchy fixture, read from `metadata`.
+fn digest_from(env: &TestEnv, metadata: &str) -> Ended {
+    let hierarchy = fixtures().join("hierarchy").display().to_string();
+    let args = [
+        "images",
+        "digest",
+        "--variant",
+        "base",
+        "--images-dir",
+        &hierarchy,
+        "--metadata-file",
+        metadata,
+    ];
+    hjk_bounded(env, &args, Stdio::null())
+}
+
 fn hjk_bounded(env: &TestEnv, args: &[&str], stdin: Stdio) -> Ended {
     let mut cmd = Command::new(hjk_bin());
     cmd.args(args)
@@ -45,16 +61,11 @@ fn hjk_bounded(env: &TestEnv, args: &[&str], stdin: Stdio) -> Ended {
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
+    let status =
+        wait::poll(Duration::from_secs(60), || child.try_wait().unwrap()).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("hjk {args:?} hangs");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+            panic!("hjk {args:?} hangs")
+        });
     Ended {
         code: status.code(),
         stderr: reader.join().unwrap(),
@@ -113,21 +124,7 @@ fn unbounded_reads_are_refused_with_their_limit() {
         ],
     );
 
-    let hierarchy = fixtures().join("hierarchy").display().to_string();
-    let e = hjk_bounded(
-        &env,
-        &[
-            "images",
-            "digest",
-            "--variant",
-            "base",
-            "--images-dir",
-            &hierarchy,
-            "--metadata-file",
-            &z,
-        ],
-        Stdio::null(),
-    );
+    let e = digest_from(&env, &z);
     refused(&e, &["character device"]);
 
     let release = fixtures().join("release").display().to_string();
@@ -212,21 +209,7 @@ fn a_fifo_input_is_refused_by_name_without_blocking() {
     );
     refused(&e, &["variants.yaml is a FIFO (named pipe)"]);
 
-    let hierarchy = fixtures().join("hierarchy").display().to_string();
-    let e = hjk_bounded(
-        &env,
-        &[
-            "images",
-            "digest",
-            "--variant",
-            "base",
-            "--images-dir",
-            &hierarchy,
-            "--metadata-file",
-            &fifo,
-        ],
-        Stdio::null(),
-    );
+    let e = digest_from(&env, &fifo);
     refused(&e, &["is a FIFO (named pipe)"]);
 }
 

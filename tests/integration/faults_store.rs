@@ -8,111 +8,19 @@
 //! signalled itself it left its working container every time and, in a commit, a half-written
 //! image after which `podman images` failed for every user of the store until `podman rmi -f`.
 
-use super::faults::{hjk_bin, ocx_bin};
-use crate::util::{engine_available, TestEnv};
+use crate::util::process::{hjk_bin, ocx_bin, spawn_group};
+use crate::util::real::{busybox_images, real_project, PodmanStore};
+use crate::util::registry::{raw, release_args, setup};
+use crate::util::{need, wait, Need, TestEnv};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A podman store of the test's own (see the module doc), removed when it drops.
-pub(crate) struct PodmanStore {
-    root: PathBuf,
-    conf: PathBuf,
-}
-
-impl PodmanStore {
-    /// A store under the test's directory, named in `env` for every podman hjk or ocx runs,
-    /// holding `localhost/local/busybox:amd64` (saved from the machine's store, loaded here).
-    pub(crate) fn new(env: &mut TestEnv) -> PodmanStore {
-        let root = env.root().join("podman-store");
-        std::fs::create_dir_all(&root).unwrap();
-        let conf = root.join("storage.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                root.join("graph").display(),
-                root.join("run").display()
-            ),
-        )
-        .unwrap();
-        env.set("CONTAINERS_STORAGE_CONF", conf.display().to_string());
-        let store = PodmanStore { root, conf };
-        let tar = store.root.join("busybox.tar");
-        let saved = Command::new("podman")
-            .args(["save", "--quiet", "-o"])
-            .arg(&tar)
-            .arg("localhost/local/busybox:amd64")
-            .output()
-            .unwrap();
-        assert!(saved.status.success(), "{saved:?}");
-        let loaded = store.podman(&["load", "--quiet", "-i", tar.to_str().unwrap()]);
-        assert!(loaded.status.success(), "{loaded:?}");
-        std::fs::remove_file(&tar).unwrap();
-        store
-    }
-
-    pub(crate) fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_STORAGE_CONF", &self.conf)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// `podman images`: `Err` with podman's words when it cannot list the store.
-    pub(crate) fn listing(&self) -> Result<String, String> {
-        let out = self.podman(&["images", "--all"]);
-        match out.status.success() {
-            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        }
-    }
-
-    /// Every container in the store, buildah's working containers included (`--external`).
-    pub(crate) fn containers(&self) -> Vec<String> {
-        let out = self.podman(&[
-            "ps",
-            "--all",
-            "--external",
-            "--format",
-            "{{.Names}} {{.Image}}",
-        ]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for PodmanStore {
-    fn drop(&mut self) {
-        let ids = self.podman(&["ps", "--all", "--external", "--quiet"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            self.podman(&["rm", "--force", id]);
-        }
-        self.podman(&["rmi", "--all", "--force"]);
-        // what podman left mounted under the store, deepest first
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut under: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| Path::new(m).starts_with(&self.root))
-            .collect();
-        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in under {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 /// The kinds of build step a signal can land in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StepKind {
+enum StepKind {
     Run,
     EnvLabel,
     Copy,
@@ -120,7 +28,7 @@ pub(crate) enum StepKind {
 }
 
 impl StepKind {
-    pub(crate) const ALL: [StepKind; 4] = [
+    const ALL: [StepKind; 4] = [
         StepKind::Run,
         StepKind::EnvLabel,
         StepKind::Copy,
@@ -174,25 +82,10 @@ impl StepKind {
     }
 }
 
-/// A child in a process group of its own, as `setsid hjk ... &` starts it, so a test can signal
-/// the group (`kill -TERM -- -PID`) as a terminal or a CI runner would.
-pub(crate) fn spawn_group(env: &TestEnv, bin: &Path, args: &[&str]) -> Child {
-    Command::new(bin)
-        .args(args)
-        .env_clear()
-        .envs(&env.vars)
-        .current_dir(env.project())
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 /// Reads the child's stderr until `trigger` matches a line, then after `delay` signals its
 /// whole process group with `sig`; returns its exit code, everything it printed and how long
 /// it took to stop.
-pub(crate) fn signal_when(
+fn signal_when(
     mut child: Child,
     sig: i32,
     delay: Duration,
@@ -213,20 +106,17 @@ pub(crate) fn signal_when(
     assert!(hit, "the step never started:\n{}", seen.join("\n"));
     // the lines go on while we wait (the child must never block on a full pipe)
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // where in the step the signal lands (a commit has no line of its own to wait for), not a
+    // wait for something to happen
     std::thread::sleep(delay);
     // SAFETY: kill(2) on the process group of a child this test started
     unsafe { libc::kill(-(child.id() as i32), sig) };
     let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if signalled.elapsed() > Duration::from_secs(120) {
+    let status =
+        wait::poll(Duration::from_secs(120), || child.try_wait().unwrap()).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("no exit within 120 s of the signal:\n{}", seen.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+            panic!("no exit within 120 s of the signal:\n{}", seen.join("\n"))
+        });
     let took = signalled.elapsed();
     seen.extend(rest.join().unwrap());
     (status.code(), seen.join("\n"), took)
@@ -252,7 +142,7 @@ fn signal_hjk_in(engine: &str, kind: StepKind, sig: i32) {
             from
         }
     };
-    let images = super::faults::busybox_images(&env, &kind.dockerfile(&from, &marker));
+    let images = busybox_images(&env, &kind.dockerfile(&from, &marker));
     if kind == StepKind::Copy {
         big_file(&Path::new(&images).join("base/big.bin"));
     }
@@ -309,11 +199,8 @@ fn big_file(path: &Path) {
 
 /// No working container is left in the test's podman store (within 20 s), no temporary image
 /// of an interrupted commit (`<hex>-tmp`), and `podman images` lists the store.
-pub(crate) fn assert_podman_store_clean(store: &PodmanStore, printed: &str) {
-    let start = Instant::now();
-    while !store.containers().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn assert_podman_store_clean(store: &PodmanStore, printed: &str) {
+    wait::holds(Duration::from_secs(20), || store.containers().is_empty());
     assert_eq!(
         store.containers(),
         Vec::<String>::new(),
@@ -337,7 +224,6 @@ pub(crate) fn assert_podman_store_clean(store: &PodmanStore, printed: &str) {
 /// No step process of this run is left (BuildKit's steps are not docker containers), and
 /// `docker images` lists the store.
 fn assert_docker_clean(marker: &str, printed: &str) {
-    let start = Instant::now();
     let survivors = || {
         let out = Command::new("pgrep")
             .args(["-a", "-f", marker])
@@ -345,9 +231,7 @@ fn assert_docker_clean(marker: &str, printed: &str) {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
-    while !survivors().is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::holds(Duration::from_secs(20), || survivors().is_empty());
     assert_eq!(survivors(), "", "a step process survived:\n{printed}");
     let images = Command::new("docker").args(["images"]).output().unwrap();
     assert!(
@@ -358,10 +242,9 @@ fn assert_docker_clean(marker: &str, printed: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_a_signal_in_any_build_step_leaves_the_store_usable_and_no_container() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     for (kind, sig) in
         StepKind::ALL
             .into_iter()
@@ -372,10 +255,9 @@ fn podman_a_signal_in_any_build_step_leaves_the_store_usable_and_no_container() 
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_a_signal_in_any_build_step_leaves_the_store_usable_and_no_step_process() {
-    if !engine_available("docker") {
-        return;
-    }
+    need(&[Need::Docker]);
     for (kind, sig) in
         StepKind::ALL
             .into_iter()
@@ -388,13 +270,12 @@ fn docker_a_signal_in_any_build_step_leaves_the_store_usable_and_no_step_process
 /// ocx builds through the same engine code: SIGTERM to ocx while podman commits ENV and LABEL
 /// steps of the base leaves the store as clean.
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_sigterm_to_ocx_in_env_steps_leaves_the_store_usable() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let root = tempfile::tempdir().unwrap();
     let project = root.path().join("project");
-    let mut env = super::faults::real_project("podman", &project);
+    let mut env = real_project("podman", &project);
     let store = PodmanStore::new(&mut env);
     let marker = format!("faults18-ocx-{}", std::process::id());
     std::fs::write(
@@ -433,19 +314,19 @@ fn podman_sigterm_to_ocx_in_env_steps_leaves_the_store_usable() {
 /// a variant `FROM local/busybox:amd64`, `ENV A=1`, `ENV B=1` (and a few more, so the signal
 /// lands among them): exit 143, no build container, `podman images` works, nothing public.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn podman_sigterm_to_a_release_in_env_steps_leaves_the_store_usable() {
-    let Some(s) = super::release::setup(Some("podman"), "faults-env-sigterm") else {
-        return;
-    };
+    need(&[Need::Podman, Need::Registry]);
+    let s = setup("faults-env-sigterm");
     let mut env = s.env;
     let store = PodmanStore::new(&mut env);
     let mut dockerfile = "FROM localhost/local/busybox:amd64\nENV A=1\nENV B=1\n".to_string();
     for i in 0..30 {
         dockerfile.push_str(&format!("ENV C{i}={i}\n"));
     }
-    let images = super::faults::busybox_images(&env, &dockerfile);
+    let images = busybox_images(&env, &dockerfile);
     let meta = env.root().join("meta.json").display().to_string();
-    let mut args = super::release::release_args(&images, &s.repo, "linux/amd64", &meta);
+    let mut args = release_args(&images, &s.repo, "linux/amd64", &meta);
     args.extend(["--backend", "podman", "--auth", "raw", "--no-cache"]);
     let child = spawn_group(&env, &hjk_bin(), &args);
     let (code, printed, took) = signal_when(child, libc::SIGTERM, Duration::ZERO, |l| {
@@ -455,7 +336,7 @@ fn podman_sigterm_to_a_release_in_env_steps_leaves_the_store_usable() {
     assert_eq!(code, Some(143), "{printed}");
     assert_podman_store_clean(&store, &printed);
     assert!(
-        super::release::raw(&s.auth, &format!("{}:base", s.repo), false).is_none(),
+        raw(&s.auth, &format!("{}:base", s.repo), false).is_none(),
         "a tag moved: {printed}"
     );
     assert!(!Path::new(&meta).exists(), "{printed}");

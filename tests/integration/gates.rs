@@ -7,6 +7,7 @@
 //! "everything is pushed by digest" and "tags move". What works is tested with the real tools
 //! in `supply_chain.rs`.
 
+use crate::util::fake::Script;
 use crate::util::{fixtures, TestEnv};
 use agent_images::engine::Engine;
 use agent_images::error;
@@ -148,7 +149,10 @@ async fn failing_scan_moves_no_public_tag() {
     let s = setup(false);
     let p = published(3);
     // systemd's arm64 image has findings; base is clean
-    s.env.fake_reply("trivy-findings-match", &digest(23));
+    s.env.script(&Script {
+        trivy_finds_when: Some(digest(23)),
+        ..Script::default()
+    });
     let report = s.run(&p).await;
     let systemd = report.get("systemd").unwrap();
     assert_eq!(systemd.scan.verdict, Verdict::Failed);
@@ -209,7 +213,10 @@ async fn failing_scan_moves_no_public_tag() {
 async fn a_trivy_error_is_not_a_finding_but_still_holds() {
     let s = setup(false);
     let p = published(1);
-    s.env.fake_reply("trivy-error-match", &digest(12));
+    s.env.script(&Script {
+        trivy_errors_when: Some(digest(12)),
+        ..Script::default()
+    });
     let report = s.run(&p).await;
     let base = report.get("base").unwrap();
     assert_eq!(base.scan.verdict, Verdict::Error);
@@ -235,7 +242,10 @@ async fn a_trivy_error_is_not_a_finding_but_still_holds() {
 async fn a_failed_signature_holds_the_variant_and_its_children() {
     let s = setup(false);
     let p = published(2);
-    s.env.fake_reply("cosign-fail-match", &digest(11));
+    s.env.script(&Script {
+        cosign_fails_when: Some(digest(11)),
+        ..Script::default()
+    });
     let report = s.run(&p).await;
     let base = report.get("base").unwrap();
     assert!(!base.signed);

@@ -1,6 +1,8 @@
 //! hjk without real engines: `images resolve` tables, bad input, and `images build --dry-run`
 //! plans for the real images/ on all three backends (fake CLIs on PATH).
 
+use crate::util::argv::Argv;
+use crate::util::fake::Script;
 use crate::util::{summary_rows, TestEnv};
 use std::path::Path;
 
@@ -239,10 +241,15 @@ fn build_env(engine: &str) -> TestEnv {
 
 /// `hjk images build --images-dir <repo>/images ARGS...` against whatever engine `env` has.
 fn build_real(env: &TestEnv, args: &[&str]) -> crate::util::Out {
+    real_build(env, args).output()
+}
+
+/// `hjk images build --images-dir <this checkout's images> ARGS`, to be checked and run.
+fn real_build(env: &TestEnv, args: &[&str]) -> crate::util::Run {
     let images = repo().join("images").display().to_string();
     let mut all = vec!["images", "build", "--images-dir", images.as_str()];
     all.extend_from_slice(args);
-    env.hjk(&all).output()
+    env.hjk(&all)
 }
 
 #[test]
@@ -283,7 +290,10 @@ fn unknown_platform_and_malformed_config_are_exit_2() {
 #[test]
 fn buildx_multi_platform_without_push_needs_the_containerd_image_store() {
     let env = build_env("docker");
-    env.fake_reply("buildx-store", "overlay2");
+    env.script(&Script {
+        buildx_overlay2: true,
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &["--variant", "dind", "--platform", "linux/amd64,linux/arm64"],
@@ -311,19 +321,14 @@ fn buildx_multi_platform_without_push_needs_the_containerd_image_store() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = env.log();
-    let builds: Vec<&Vec<String>> = log
-        .iter()
-        .filter(|a| a[1] == "buildx" && a[2] == "build")
-        .collect();
+    let builds: Vec<&Vec<String>> = log.iter().filter(|a| a.is(&["buildx", "build"])).collect();
     assert_eq!(builds.len(), 3, "{log:?}");
     for (b, parent) in builds
         .iter()
         .zip([None, Some("headjack:base"), Some("headjack:systemd")])
     {
         assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"])
-                && b.contains(&"--load".to_string()),
+            b.has_flag("--platform", "linux/amd64,linux/arm64") && b.has("--load"),
             "{b:?}"
         );
         if let Some(p) = parent {
@@ -348,10 +353,11 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
     ] {
         let env = build_env(engine);
         // a builder that can build several platforms (the default `docker` driver cannot)
-        env.fake_reply("buildx-driver", "docker-container");
+        env.script(&Script {
+            buildx_driver: Some("docker-container".into()),
+            ..Script::default()
+        });
         let mut args = vec![
-            "images",
-            "build",
             "--variant",
             "dind",
             "--platform",
@@ -359,16 +365,13 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
             "--version",
             "v1.2.3",
             "--dry-run",
-            "--images-dir",
-            &images,
         ];
         args.extend_from_slice(extra);
-        let out = env.hjk(&args).status(0).run();
+        let out = real_build(&env, &args).run();
         // only read-only queries ran: the inspect and docker's builder probes
         for argv in env.log() {
-            let what = argv[1..3].join(" ");
             assert!(
-                ["image inspect", "buildx inspect"].contains(&what.as_str()),
+                argv.is(&["image", "inspect"]) || argv.is(&["buildx", "inspect"]),
                 "{engine}: dry-run spawned {argv:?}"
             );
         }
@@ -389,22 +392,15 @@ fn dry_run_plans_for_the_real_images_on_every_backend() {
 
 #[test]
 fn a_failed_arch_stops_the_build_unless_no_fastfail() {
-    let images = repo().join("images").display().to_string();
     let run_with = |extra: &[&str]| {
         let env = build_env("podman");
-        env.fake_reply("build-fail-match", "--platform linux/arm64");
-        let mut args = vec![
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--images-dir",
-            &images,
-        ];
+        env.script(&Script {
+            build_fails_when: Some("--platform linux/arm64".into()),
+            ..Script::default()
+        });
+        let mut args = vec!["--variant", "dind", "--platform", "linux/amd64,linux/arm64"];
         args.extend_from_slice(extra);
-        let out = env.hjk(&args).status(1).run();
+        let out = real_build(&env, &args).status(1).run();
         assert!(
             out.stderr
                 .contains("1 of 6 image(s) failed: ghcr.io/gilmanlab/headjack:base-arm64 (build)"),
@@ -443,7 +439,10 @@ fn a_failed_arch_stops_the_build_unless_no_fastfail() {
 #[test]
 fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
     let env = build_env("docker");
-    env.fake_reply("buildx-driver", "docker-container");
+    env.script(&Script {
+        buildx_driver: Some("docker-container".into()),
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &[
@@ -458,29 +457,18 @@ fn buildx_multi_platform_push_builds_each_variant_once_for_both_platforms() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let log = env.log();
-    let builds: Vec<&Vec<String>> = log
-        .iter()
-        .filter(|a| a[1] == "buildx" && a[2] == "build")
-        .collect();
+    let builds: Vec<&Vec<String>> = log.iter().filter(|a| a.is(&["buildx", "build"])).collect();
     assert_eq!(builds.len(), 3, "{log:?}");
     for (b, parent) in builds.iter().zip([
         None,
         Some("127.0.0.1:5000/hj:base"),
         Some("127.0.0.1:5000/hj:systemd"),
     ]) {
-        assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
-            "{b:?}"
-        );
-        assert!(
-            b.contains(&"--push".to_string()) && !b.contains(&"--load".to_string()),
-            "{b:?}"
-        );
+        assert!(b.has_flag("--platform", "linux/amd64,linux/arm64"), "{b:?}");
+        assert!(b.has("--push") && !b.has("--load"), "{b:?}");
         if let Some(p) = parent {
             assert!(
-                b.windows(2)
-                    .any(|w| w[0] == "--build-arg" && w[1] == format!("BASE_IMAGE={p}")),
+                b.has_flag("--build-arg", &format!("BASE_IMAGE={p}")),
                 "{b:?}"
             );
         }
@@ -517,7 +505,7 @@ fn build_cache_repo_tags_one_cache_per_variant() {
     let builds: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(builds.len(), 2, "{builds:?}");
     for (b, v) in builds.iter().zip(["base", "systemd"]) {
@@ -530,7 +518,10 @@ fn build_cache_repo_tags_one_cache_per_variant() {
         );
     }
     let env = build_env("docker");
-    env.fake_reply("no-buildx", "");
+    env.script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    });
     let out = build_real(
         &env,
         &[
@@ -549,7 +540,7 @@ fn build_cache_repo_tags_one_cache_per_variant() {
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|a| a[1] == "build"),
+        !env.log().iter().any(|a| a.is(&["build"])),
         "{:?}",
         env.log()
     );

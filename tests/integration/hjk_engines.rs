@@ -1,7 +1,8 @@
 //! hjk images build on real engines, with the fixture hierarchy in tests/fixtures/hierarchy
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
-use crate::util::{engine_available, fixtures, manifest_arches, summary_rows, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::{fixtures, manifest_arches, need, summary_rows, Need, TestEnv};
 
 fn copy_fixture(env: &TestEnv) -> String {
     let dst = env.root().join("images");
@@ -51,17 +52,10 @@ fn assert_chained(engine: &str, parent: &str, child: &str) {
     );
 }
 
-#[test]
-fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
-    if !engine_available("podman") {
-        return;
-    }
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.recording("podman", "/usr/bin/podman");
-    let images = copy_fixture(&env);
-    let reg = "localhost/hjk-e2e/podman";
-    let args = [
+/// `hjk images build` of the fixture's `top` (in `images`) for amd64 and arm64 into `reg` on
+/// `backend`, with plain progress.
+fn both_arches_of_top<'a>(images: &'a str, reg: &'a str, backend: &'a str) -> Vec<&'a str> {
+    vec![
         "images",
         "build",
         "--variant",
@@ -69,14 +63,38 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
         "--platform",
         "linux/amd64,linux/arm64",
         "--images-dir",
-        &images,
+        images,
         "--registry",
         reg,
         "--backend",
-        "podman",
+        backend,
         "--progress",
         "plain",
-    ];
+    ]
+}
+
+/// `hjk ARGS` again: it succeeds and every row of its summary is up to date.
+fn all_up_to_date(env: &TestEnv, args: &[&str]) {
+    let out = env.hjk(args).status(0).run();
+    assert!(
+        summary_rows(&out.stdout)
+            .iter()
+            .all(|r| r.2 == "up-to-date"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
+fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
+    need(&[Need::Podman]);
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    env.recording("podman", "/usr/bin/podman");
+    let images = copy_fixture(&env);
+    let reg = "localhost/hjk-e2e/podman";
+    let args = both_arches_of_top(&images, reg, "podman");
     let out = env.hjk(&args).status(0).run();
     let got = summary_rows(&out.stdout);
     assert_eq!(got.len(), 6, "{}", out.stdout);
@@ -106,17 +124,10 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // a second build rebuilds nothing: one engine call, an inspect of every node and list
     env.clear_log();
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
     let log = env.log();
     assert_eq!(log.len(), 1, "{log:?}");
-    assert_eq!(log[0][1..3], ["image".to_string(), "inspect".into()]);
+    assert!(log[0].is(&["image", "inspect"]), "{log:?}");
     // (the fixture's root base depends on TARGETARCH, so it is not a fixed reference to inspect)
     assert_eq!(log[0].len(), 3 + 6 + 3, "6 nodes and 3 lists: {log:?}");
 
@@ -186,10 +197,9 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 /// store: one `buildx build` per variant for both platforms, each child FROM its parent's
 /// local two-platform image, and a no-op that is one inspect.
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_variant() {
-    if !engine_available("docker") {
-        return;
-    }
+    need(&[Need::Docker]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.recording(
@@ -198,22 +208,7 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
     );
     let images = copy_fixture(&env);
     let reg = "hjk-e2e/buildx-multi";
-    let mut args = vec![
-        "images",
-        "build",
-        "--variant",
-        "top",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        reg,
-        "--backend",
-        "docker",
-        "--progress",
-        "plain",
-    ];
+    let mut args = both_arches_of_top(&images, reg, "docker");
     // everything built this time (a run before this one may have left the tags behind)
     args.push("--no-cache");
     let out = env.hjk(&args).status(0).run();
@@ -234,15 +229,11 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
     let builds: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(builds.len(), 3, "{builds:?}");
     for (b, parent) in builds.iter().zip([None, Some("base"), Some("middle")]) {
-        assert!(
-            b.windows(2)
-                .any(|w| w == ["--platform", "linux/amd64,linux/arm64"]),
-            "{b:?}"
-        );
+        assert!(b.has_flag("--platform", "linux/amd64,linux/arm64"), "{b:?}");
         if let Some(p) = parent {
             let from = format!("BASE_IMAGE={reg}:{p}");
             assert!(b.contains(&from), "{from} in {b:?}");
@@ -273,31 +264,24 @@ fn docker_buildx_builds_the_hierarchy_for_amd64_and_arm64_in_one_build_per_varia
         );
     }
     env.clear_log();
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
     let log = env.log();
     assert_eq!(log.len(), 1, "one inspect: {log:?}");
     assert_eq!(log[0].len(), 3 + 3, "3 nodes: {log:?}");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_builds_the_hierarchy_chained() {
-    if engine_available("docker") {
-        docker_hierarchy_chained("docker");
-    }
+    need(&[Need::Docker]);
+    docker_hierarchy_chained("docker");
 }
 
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_builds_the_hierarchy_chained() {
-    if engine_available("docker-classic") {
-        docker_hierarchy_chained("docker-classic");
-    }
+    need(&[Need::DockerClassic]);
+    docker_hierarchy_chained("docker-classic");
 }
 
 /// One platform, three variants on real dockerd, through buildx (BuildKit) or, for the
@@ -343,14 +327,7 @@ fn docker_hierarchy_chained(lane: &str) {
             ["org.opencontainers.image.version"],
         "v0.1.0"
     );
-    let out = env.hjk(&args).status(0).run();
-    assert!(
-        summary_rows(&out.stdout)
-            .iter()
-            .all(|r| r.2 == "up-to-date"),
-        "{}",
-        out.stdout
-    );
+    all_up_to_date(&env, &args);
 
     // a changed parent rebuilds its children too, even though their own files did not change
     let middle = format!("{images}/middle/Dockerfile");
@@ -448,14 +425,13 @@ fn docker_hierarchy_chained(lane: &str) {
 /// Debian's docker.io in place of Docker CE, base's last lines; see `standin`) build with the
 /// classic builder too, as they do with buildx and podman in the boot tests.
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_builds_the_images_standin() {
-    if !engine_available("docker-classic") {
-        return;
-    }
+    need(&[Need::DockerClassic]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.classic_docker();
-    let standin = crate::standin::StandIn::write(env.root());
+    let standin = crate::util::standin::StandIn::write(env.root());
     let reg = format!("{}-classic", standin.repo);
     let dir = standin.dir_str();
     let out = env

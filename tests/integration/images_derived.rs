@@ -6,8 +6,8 @@
 //! a version offline. Afterwards the session user the image's `io.headjack.exec.user` label
 //! names can still use the manager: install another version, switch, rehash, run it.
 
-use crate::standin::StandIn;
-use crate::util::{engine_available, engine_stdout, TestEnv};
+use crate::util::standin::StandIn;
+use crate::util::{engine_stdout, need, succeeds, Need, TestEnv};
 use std::process::Command;
 
 /// A ruby-build definition installing a one-file "version" from a local tarball.
@@ -36,9 +36,6 @@ fn definition(dir: &std::path::Path, version: &str) {
 }
 
 fn guide_example(engine: &str) {
-    if !engine_available(engine) {
-        return;
-    }
     let mut env = TestEnv::new();
     env.with_system_path();
     let s = StandIn::write(env.root());
@@ -71,15 +68,10 @@ fn guide_example(engine: &str) {
     .unwrap();
     let tag = format!("hjk-derived-{}:{engine}", std::process::id());
     // as a user builds it: the engine's own default build, no hjk flags
-    let out = Command::new(engine)
-        .args(["build", "-q", "-t", &tag])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(engine)
+            .args(["build", "-q", "-t", &tag])
+            .arg(&ctx),
     );
     let user = engine_stdout(
         engine,
@@ -114,22 +106,25 @@ fn guide_example(engine: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn the_guides_derived_dockerfile_builds_on_podman() {
+    need(&[Need::Podman]);
     guide_example("podman");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn the_guides_derived_dockerfile_builds_on_docker() {
+    need(&[Need::Docker]);
     guide_example("docker");
 }
 
 /// `hjk images resolve --build --json` names the session user the built image's
 /// `io.headjack.exec.user` label asks for (a Headjack image's USER is root).
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn resolve_build_names_the_exec_user() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let mut env = TestEnv::new();
     env.with_system_path();
     env.write(

@@ -8,8 +8,9 @@
 //! a chain of small images, pushes it to the loopback registry and reads the labels back from
 //! there, as the runner would.
 
-use crate::images_lint::{images_dir, parse_dockerfile, variants};
-use crate::util::engine_available;
+use crate::util::dockerfile::{images_dir, parse_dockerfile, variants};
+use crate::util::standin::label_lines;
+use crate::util::{engine_stdout, need, succeeds, Need};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -260,40 +261,10 @@ fn the_runner_rules_as_implemented_here() {
     );
 }
 
-/// The Dockerfile's own LABEL instructions, verbatim, for a label-only build.
-fn label_lines(text: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("LABEL ") {
-            inside = true;
-        }
-        if inside {
-            out.push_str(line);
-            out.push('\n');
-            inside = line.trim_end().ends_with('\\');
-        }
-    }
-    assert!(!out.is_empty());
-    out
-}
-
-/// Runs podman and requires success; returns its stdout.
-pub(crate) fn podman(args: &[&str]) -> String {
-    let out = Command::new("podman").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn labels_read_back_from_a_registry() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("127.0.0.1:5000/supply-labels-{}", std::process::id());
     let mut parent = "localhost/local/busybox:amd64".to_string();
@@ -309,18 +280,17 @@ fn labels_read_back_from_a_registry() {
         )
         .unwrap();
         let tag = format!("{repo}:{}", v.name);
-        podman(&["build", "-q", "-t", &tag, ctx.to_str().unwrap()]);
-        built.push(tag.clone());
-        podman(&["push", "-q", "--tls-verify=false", &tag]);
-        let out = Command::new("skopeo")
-            .args(["inspect", "--tls-verify=false", &format!("docker://{tag}")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        engine_stdout(
+            "podman",
+            &["build", "-q", "-t", &tag, ctx.to_str().unwrap()],
         );
+        built.push(tag.clone());
+        engine_stdout("podman", &["push", "-q", "--tls-verify=false", &tag]);
+        let out = succeeds(Command::new("skopeo").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{tag}"),
+        ]));
         let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let labels: BTreeMap<String, String> = inspect["Labels"]
             .as_object()

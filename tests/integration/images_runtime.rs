@@ -3,9 +3,8 @@
 //! container that has both iptables backends, exactly as the image runs it before dockerd; and
 //! base's sudo `secure_path` line runs with sudo there too.
 
-use crate::images_labels::podman;
-use crate::images_lint::{images_dir, parse_dockerfile};
-use crate::util::engine_available;
+use crate::util::dockerfile::{images_dir, parse_dockerfile};
+use crate::util::{engine_stdout, need, Need};
 use std::process::Command;
 
 /// Debian with iptables (both backends, nf_tables the default alternative, as on Ubuntu) and
@@ -29,7 +28,10 @@ fn test_image() {
          && rm -rf /var/lib/apt/lists/*\n",
     )
     .unwrap();
-    podman(&["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()]);
+    engine_stdout(
+        "podman",
+        &["build", "-q", "-t", IMAGE, dir.path().to_str().unwrap()],
+    );
 }
 
 /// Runs `script` with sh in a fresh container of the test image; returns stdout+stderr.
@@ -76,10 +78,9 @@ fn case(out: &str, name: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn dind_picks_the_iptables_backend_at_start() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     test_image();
     let b = "/usr/local/sbin/headjack-iptables-backend";
     // cases in one privileged container, the legacy-tables one last (its tables stay)
@@ -154,10 +155,9 @@ fn dind_picks_the_iptables_backend_at_start() {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn sudo_keeps_the_toolchains_on_path() {
-    if !engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman]);
     test_image();
     let text = std::fs::read_to_string(images_dir().join("base/Dockerfile")).unwrap();
     let insts = parse_dockerfile(&text);

@@ -26,7 +26,6 @@ mod ocx_input;
 mod ocx_integrity;
 mod release;
 mod release_guards;
-mod standin;
 mod supply_chain;
 mod util;
 mod workflow_lint;

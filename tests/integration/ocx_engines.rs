@@ -2,7 +2,7 @@
 //! docker CLI without the plugin (the classic builder), with the real opencode binary from npm.
 //! Needs `scripts/test-engines.sh up`.
 
-use crate::util::{engine_available, manifest_arches, shared_cache, TestEnv};
+use crate::util::{manifest_arches, need, shared_cache, Need, TestEnv};
 use std::os::unix::fs::MetadataExt;
 
 const OPENCODE: &str = "1.18.18";
@@ -160,24 +160,24 @@ fn e2e(lane: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_builds_real_opencode_for_a_colliding_uid() {
-    if engine_available("podman") {
-        e2e("podman");
-    }
+    need(&[Need::Podman]);
+    e2e("podman");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_builds_real_opencode_for_a_colliding_uid() {
-    if engine_available("docker") {
-        e2e("docker");
-    }
+    need(&[Need::Docker]);
+    e2e("docker");
 }
 
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_builds_real_opencode_for_a_colliding_uid() {
-    if engine_available("docker-classic") {
-        e2e("docker-classic");
-    }
+    need(&[Need::DockerClassic]);
+    e2e("docker-classic");
 }
 
 /// The opencode binary's layer after an edit of the base that touches the directory the binary
@@ -233,19 +233,19 @@ fn layer_after_a_base_edit(lane: &str) -> (String, String) {
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_keeps_the_opencode_layer_across_a_base_edit() {
-    if engine_available("docker") {
-        let (before, after) = layer_after_a_base_edit("docker");
-        assert_eq!(before, after, "COPY --link keeps the binary's layer");
-    }
+    need(&[Need::Docker]);
+    let (before, after) = layer_after_a_base_edit("docker");
+    assert_eq!(before, after, "COPY --link keeps the binary's layer");
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_copies_the_opencode_layer_again_after_a_base_edit() {
-    if engine_available("podman") {
-        let (before, after) = layer_after_a_base_edit("podman");
-        assert_ne!(before, after, "without --link the layer is made again");
-    }
+    need(&[Need::Podman]);
+    let (before, after) = layer_after_a_base_edit("podman");
+    assert_ne!(before, after, "without --link the layer is made again");
 }
 
 /// One `ocx build` for amd64 and arm64: podman makes a manifest list of per-platform builds,
@@ -311,28 +311,27 @@ fn multi_arch(engine: &str) {
 }
 
 #[test]
+#[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_multi_arch_manifest_has_both_arches() {
-    if engine_available("podman") {
-        multi_arch("podman");
-    }
+    need(&[Need::Podman]);
+    multi_arch("podman");
 }
 
 #[test]
+#[ignore = "needs docker: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_multi_arch_image_has_both_arches() {
-    if engine_available("docker") {
-        multi_arch("docker");
-    }
+    need(&[Need::Docker]);
+    multi_arch("docker");
 }
 
 /// Real dockerd without buildx: a build of several platforms, which the classic builder cannot
 /// do, is refused before the opencode download (the release source is a counting server) and
 /// before any build.
 #[test]
+#[ignore = "needs docker-classic: scripts/test-engines.sh up, then make test"]
 fn docker_classic_refuses_several_platforms_before_any_download() {
-    if !engine_available("docker-classic") {
-        return;
-    }
-    let (port, hits) = crate::ocx_input::counting_server();
+    need(&[Need::DockerClassic]);
+    let (port, hits) = crate::util::counting_server();
     let mut env = TestEnv::new();
     env.with_system_path();
     env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
@@ -343,5 +342,5 @@ fn docker_classic_refuses_several_platforms_before_any_download() {
     );
     let real = env.classic_docker_cli();
     env.recording("docker", &real);
-    crate::ocx_input::refused_before_the_download(&env, &hits);
+    crate::util::refused_before_the_download(&env, &hits);
 }

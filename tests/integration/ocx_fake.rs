@@ -1,8 +1,12 @@
 //! ocx against fake docker (buildx), Apple `container` and podman CLIs that record their argv:
 //! the engines this machine cannot run, and download paths that need no engine.
 
-use crate::util::{serve, sha256_hex, tar_gz, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::fake::{Build, Pid, Script};
+use crate::util::process::{alive, signal};
+use crate::util::{fake_elf, serve, sha256_hex, tar_gz, wait, TestEnv, AARCH64, X86_64};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const BASE: &str = "myproject-dev";
 /// The final image of `project`'s config (uid 1000, gid 1000, username dev).
@@ -30,24 +34,14 @@ fn binaries_label(bin: &[u8]) -> String {
 /// The documented name (issue 16): `ocx-<base>:<version>`, moved to each build's image.
 const SHARED_TAG: &str = "ocx-myproject-dev:1.2.3";
 
-/// An ELF header for the given e_machine (62 x86_64, 183 aarch64): enough for ocx's arch check.
-pub(crate) fn fake_elf(machine: u8) -> Vec<u8> {
-    let mut b = vec![0u8; 128];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[18] = machine;
-    b
-}
-
 /// A project whose opencode comes from local files outside it, so no network is involved
 /// (named in the environment: a project's own ocx.json may not point outside the project).
 fn project(engine: &str, extra: &str) -> TestEnv {
     let mut env = TestEnv::new();
     env.fake(engine);
     env.opencode_files(&[
-        ("opencode-linux-x64", &fake_elf(62)),
-        ("opencode-linux-arm64", &fake_elf(183)),
+        ("opencode-linux-x64", &fake_elf(X86_64, 0)),
+        ("opencode-linux-arm64", &fake_elf(AARCH64, 0)),
     ]);
     env.write(
         "project/ocx.json",
@@ -71,17 +65,14 @@ fn label_of(argv: &[String]) -> String {
 /// The builds of `tag` (docker buildx, docker classic, podman or Apple).
 fn builds_of<'a>(log: &'a [Vec<String>], tag: &str) -> Vec<&'a Vec<String>> {
     log.iter()
-        .filter(|a| {
-            (a[1] == "build" || a[1..3] == ["buildx", "build"])
-                && a.windows(2).any(|w| w[0] == "--tag" && w[1] == tag)
-        })
+        .filter(|a| (a.is(&["build"]) || a.is(&["buildx", "build"])) && a.has_flag("--tag", tag))
         .collect()
 }
 
 /// `run`s other than ocx's base probe.
 fn runs(log: &[Vec<String>]) -> Vec<&Vec<String>> {
     log.iter()
-        .filter(|a| a[1] == "run" && !a.contains(&"--entrypoint".to_string()))
+        .filter(|a| a.is(&["run"]) && !a.has("--entrypoint"))
         .collect()
 }
 
@@ -103,10 +94,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     // something must be built: then the binary images are asked about, and the builder,
     // before the first build
     assert_eq!(log[1], ["docker", "image", "inspect", BIN, BIN_MUSL]);
-    let first_build = log
-        .iter()
-        .position(|a| a[1..3] == ["buildx", "build"])
-        .unwrap();
+    let first_build = log.iter().position(|a| a.is(&["buildx", "build"])).unwrap();
     // one probe: `buildx inspect` says both that the plugin is there and what it can do
     let probes: Vec<usize> = (0..log.len())
         .filter(|&i| log[i][1] == "buildx" && log[i][2] != "build")
@@ -136,7 +124,7 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
         "--label",
         &format!(
             "io.agent-images.opencode.binaries={}",
-            binaries_label(&fake_elf(62))
+            binaries_label(&fake_elf(X86_64, 0))
         ),
         "--load",
         "--provenance=false",
@@ -158,11 +146,11 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
     let fp = label_of(b);
     let final_labels = format!(
         r#"{{"io.agent-images.fingerprint": "{fp}", "io.agent-images.opencode.binaries": "{}"}}"#,
-        binaries_label(&fake_elf(62))
+        binaries_label(&fake_elf(X86_64, 0))
     );
     let bin_labels = format!(
         r#"{{"io.agent-images.opencode.sha256": "{}"}}"#,
-        sha256_hex(&fake_elf(62))
+        sha256_hex(&fake_elf(X86_64, 0))
     );
     env.images_exist(&[
         (BASE, "null"),
@@ -191,8 +179,11 @@ fn buildx_single_arch_build_then_noop_is_one_inspect() {
 #[test]
 fn buildx_multi_arch_needs_the_containerd_image_store() {
     let env = project("docker", r#", "platforms": "linux/amd64,linux/arm64""#);
-    env.fake_reply("buildx-store", "overlay2")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        buildx_overlay2: true,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     env.ocx(&["build"])
         .status(2)
         .stderr_has("error: the current buildx builder uses the `docker` driver on the overlay2 image store, which cannot build several platforms (linux/amd64,linux/arm64); enable the containerd image store")
@@ -207,9 +198,7 @@ fn buildx_multi_arch_needs_the_containerd_image_store() {
     assert_eq!(build.len(), 1, "{log:?}");
     let b = build[0];
     assert!(
-        b.windows(2)
-            .any(|w| w == ["--platform", "linux/amd64,linux/arm64"])
-            && b.contains(&"--load".to_string()),
+        b.has_flag("--platform", "linux/amd64,linux/arm64") && b.has("--load"),
         "{b:?}"
     );
 }
@@ -217,38 +206,32 @@ fn buildx_multi_arch_needs_the_containerd_image_store() {
 #[test]
 fn docker_without_buildx_falls_back_to_classic_with_a_warning() {
     let env = project("docker", "");
-    env.fake_reply("no-buildx", "")
-        .images_exist(&[(BASE, "null")]);
-    let out = env.ocx(&["build", "--progress", "plain"]).status(0).run();
-    assert!(
-        out.stderr
-            .contains("warning: docker buildx is not available"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&format!(
+    env.script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
+    env.ocx(&["build", "--progress", "plain"])
+        .stderr_has("warning: docker buildx is not available")
+        .stderr_has(format!(
             "+ DOCKER_BUILDKIT=0 docker build --tag {}",
             final_tag()
-        )),
-        "{}",
-        out.stderr
-    );
+        ))
+        .run();
     let log = env.log();
     let b = builds_of(&log, final_tag())[0];
-    assert!(
-        b.windows(2)
-            .any(|w| w[0] == "--build-arg" && w[1] == "TARGETARCH=amd64"),
-        "{b:?}"
-    );
-    assert!(!b.contains(&"--load".to_string()));
+    assert!(b.has_flag("--build-arg", "TARGETARCH=amd64"), "{b:?}");
+    assert!(!b.has("--load"));
 }
 
 #[test]
 fn failed_build_shows_command_and_last_lines() {
     let env = project("podman", "");
-    env.fake_reply("build-fail-match", final_tag())
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        build_fails_when: Some(final_tag().into()),
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(1).run();
     assert!(
         out.stderr.contains(&format!(
@@ -285,26 +268,14 @@ fn apple_builds_by_platform_then_noop_is_one_inspect() {
     env.ocx(&["build"]).status(0).run();
     let log = env.log();
     // short names written out: a non-default registry.domain cannot send them elsewhere
-    assert_eq!(
-        log[0][..4],
-        [
-            "container",
-            "image",
-            "inspect",
-            "docker.io/library/myproject-dev"
-        ]
-    );
+    let base_inspect = ["image", "inspect", "docker.io/library/myproject-dev"];
+    assert!(log[0].is(&base_inspect), "{log:?}");
     assert_eq!(log[0].len(), 4 + 1, "the base, then the final image");
     // the missing final image fails that inspect whole: one at a time
-    assert_eq!(log[1][..4], log[0][..4]);
+    assert!(log[1].is(&base_inspect), "{log:?}");
     // one binary image per arch, each built for its own platform
     let arm = builds_of(&log, "ocx-opencode:1.2.3-standard-arm64");
-    assert!(
-        arm[0]
-            .windows(2)
-            .any(|w| w == ["--platform", "linux/arm64"]),
-        "{arm:?}"
-    );
+    assert!(arm[0].has_flag("--platform", "linux/arm64"), "{arm:?}");
     let b = builds_of(&log, final_tag())[0];
     let ctx = b.last().unwrap().clone();
     assert_eq!(
@@ -329,7 +300,10 @@ fn apple_builds_by_platform_then_noop_is_one_inspect() {
     // the fake's store has what the builds tagged, with their `--label`s (the final image's
     // fingerprint); a binary image's label is in its generated Dockerfile, which the fake
     // does not read
-    for (arch, elf) in [("amd64", fake_elf(62)), ("arm64", fake_elf(183))] {
+    for (arch, elf) in [
+        ("amd64", fake_elf(X86_64, 0)),
+        ("arm64", fake_elf(AARCH64, 0)),
+    ] {
         env.apple_image(
             &format!("ocx-opencode:1.2.3-standard-{arch}"),
             &format!(
@@ -369,7 +343,10 @@ fn issue14_container_default_platform_does_not_change_what_is_built() {
 fn apple_run_passes_exit_code_and_env_by_name() {
     let mut env = project("container", "");
     env.set("ANTHROPIC_API_KEY", "sk-secret-value");
-    env.fake_reply("run-exit", "3");
+    env.script(&Script {
+        run_exit: Some(3),
+        ..Script::default()
+    });
     env.apple_image(BASE, "{}", &["amd64"]);
     let out = env.ocx(&["opencode", "--version"]).status(3).run();
     let log = env.log();
@@ -429,10 +406,12 @@ fn dry_run_prints_every_command_and_runs_none() {
             .output();
         assert_eq!(out.code, 0, "{}", out.stderr);
         // only read-only queries run: the inspect, and docker's builder probe
-        let spawned: Vec<String> = env.log().iter().map(|a| a[1..3].join(" ")).collect();
-        let allowed = ["image inspect", "buildx inspect"];
+        let spawned = env.log();
         assert!(
-            !spawned.is_empty() && spawned.iter().all(|s| allowed.contains(&s.as_str())),
+            !spawned.is_empty()
+                && spawned
+                    .iter()
+                    .all(|a| a.is(&["image", "inspect"]) || a.is(&["buildx", "inspect"])),
             "dry-run spawned {spawned:?}"
         );
         assert!(!out.stdout.contains("sk-never-printed"));
@@ -496,7 +475,7 @@ fn github_project(port: u16, version: &str) -> TestEnv {
 
 #[test]
 fn github_source_downloads_verifies_caches_and_resolves_latest() {
-    let port = github_server("2.0.1", &fake_elf(62), None);
+    let port = github_server("2.0.1", &fake_elf(X86_64, 0), None);
     let env = github_project(port, "latest");
     env.ocx(&["build"]).status(0).run();
     let cached = env
@@ -504,7 +483,7 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
         .join("cache/ocx/opencode/2.0.1/opencode-linux-x64");
     assert_eq!(
         std::fs::read(cached.join("opencode")).unwrap(),
-        fake_elf(62)
+        fake_elf(X86_64, 0)
     );
     assert!(std::fs::read_to_string(cached.join("checksum"))
         .unwrap()
@@ -523,7 +502,7 @@ fn github_source_downloads_verifies_caches_and_resolves_latest() {
 
 #[test]
 fn checksum_mismatch_caches_nothing_and_builds_nothing() {
-    let port = github_server("2.0.2", &fake_elf(62), Some(&"0".repeat(64)));
+    let port = github_server("2.0.2", &fake_elf(X86_64, 0), Some(&"0".repeat(64)));
     let env = github_project(port, "2.0.2");
     // the source is at fault, not the input: exit 1
     env.ocx(&["build"])
@@ -541,7 +520,7 @@ fn checksum_mismatch_caches_nothing_and_builds_nothing() {
 
 #[test]
 fn url_template_source_checks_published_sha256() {
-    let bin = fake_elf(62);
+    let bin = fake_elf(X86_64, 0);
     let mut files = BTreeMap::new();
     files.insert("/mirror/3.0.0/opencode-linux-x64".to_string(), bin.clone());
     files.insert(
@@ -574,8 +553,11 @@ fn url_template_source_checks_published_sha256() {
 #[test]
 fn ctrl_c_kills_the_engine_and_removes_the_context() {
     let env = project("podman", "");
-    env.fake_reply("build-sleep", "")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        build: Build::Hangs,
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ocx"))
         .arg("build")
         .env_clear()
@@ -585,26 +567,14 @@ fn ctrl_c_kills_the_engine_and_removes_the_context() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pid_file = env.root().join("fake/build.pid");
-    for _ in 0..100 {
-        if pid_file.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let engine_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: plain kill(2) on pids this test started
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let engine_pid = env.fake_pid(Pid::Build);
+    signal(child.id(), libc::SIGINT);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    // SAFETY: signal 0 only checks whether the process exists
-    let alive = unsafe { libc::kill(engine_pid, 0) } == 0;
-    assert!(!alive, "the engine process {engine_pid} survived Ctrl-C");
+    assert!(
+        wait::holds(Duration::from_secs(5), || !alive(engine_pid)),
+        "the engine process {engine_pid} survived Ctrl-C"
+    );
     let log = env.log();
     let ctx = find(&log, &["build"])[0].last().unwrap().clone();
     assert!(
@@ -723,8 +693,11 @@ fn a_terminal_gets_a_progress_bar_instead_of_log_lines() {
 #[test]
 fn buildx_container_driver_cannot_build_from_the_local_base() {
     let env = project("docker", "");
-    env.fake_reply("buildx-driver", "docker-container")
-        .images_exist(&[(BASE, "null")]);
+    env.script(&Script {
+        buildx_driver: Some("docker-container".into()),
+        ..Script::default()
+    })
+    .images_exist(&[(BASE, "null")]);
     let out = env.ocx(&["build"]).status(2).run();
     assert!(
         out.stderr.contains(
@@ -739,8 +712,10 @@ fn buildx_container_driver_cannot_build_from_the_local_base() {
 #[test]
 fn docker_run_is_recorded_with_the_project_mounted() {
     let env = project("docker", "");
-    env.images_exist(&[(BASE, "null")])
-        .fake_reply("run-exit", "5");
+    env.images_exist(&[(BASE, "null")]).script(&Script {
+        run_exit: Some(5),
+        ..Script::default()
+    });
     env.ocx(&["opencode", "run", "hello"]).status(5).run();
     let log = env.log();
     let r = runs(&log)[0];
@@ -764,9 +739,12 @@ fn docker_run_is_recorded_with_the_project_mounted() {
 /// base's libc picks the variant, so the base comes first.
 #[test]
 fn a_checksum_mismatch_stops_before_the_base_is_built() {
-    let port = github_server("2.0.3", &fake_elf(62), Some(&"0".repeat(64)));
+    let port = github_server("2.0.3", &fake_elf(X86_64, 0), Some(&"0".repeat(64)));
     let env = github_project(port, "2.0.3");
-    env.fake_reply("inspect.json", "[]");
+    env.script(&Script {
+        inspect: Some("[]".into()),
+        ..Script::default()
+    });
     env.write(
         "project/ocx.json",
         &format!(r#"{{"custom_base_image": "{BASE}", "custom_base_dockerfile": "Dockerfile.dev", "opencode_version": "2.0.3", "opencode_variant": "standard", "uid": 1000, "gid": 1000}}"#),
@@ -822,12 +800,12 @@ fn a_wrong_architecture_download_exits_1_and_a_non_utf8_project_exits_2() {
     let mut env = project("podman", r#", "platforms": "linux/amd64""#);
     env.images_exist(&[(BASE, "null")]);
     // the x64 asset is an aarch64 ELF
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf(183))]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(AARCH64, 0))]);
     env.ocx(&["build"])
         .status(1)
         .stderr_has("is an ELF binary for another architecture (e_machine 183)")
         .run();
-    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a.is(&["build"])).collect();
     assert!(builds.is_empty(), "{builds:?}");
 
     use std::os::unix::ffi::OsStrExt;

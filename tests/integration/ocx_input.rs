@@ -1,6 +1,7 @@
 //! Bad input: each is one line on stderr, exit code 2, and no engine build started.
 
-use crate::util::TestEnv;
+use crate::util::fake::Script;
+use crate::util::{counting_server, need, refused_before_the_download, Need, TestEnv};
 
 /// Runs `ocx ARGS`, expects bad input naming `needle`, and that no engine build started.
 fn assert_bad_input(env: &TestEnv, args: &[&str], needle: &str) {
@@ -199,21 +200,6 @@ fn config_show_prints_values_and_sources() {
     );
 }
 
-/// A listener that counts the connections made to it: proof that nothing went to the network.
-pub(crate) fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            drop(s);
-        }
-    });
-    (port, hits)
-}
-
 #[test]
 fn an_invalid_base_image_fails_before_resolving_latest() {
     let (port, hits) = counting_server();
@@ -234,7 +220,10 @@ fn an_invalid_base_image_fails_before_resolving_latest() {
 fn a_build_the_engine_refuses_is_refused_before_the_download() {
     let (port, hits) = counting_server();
     let mut env = TestEnv::new();
-    env.fake("docker").fake_reply("no-buildx", "");
+    env.fake("docker").script(&Script {
+        no_buildx: true,
+        ..Script::default()
+    });
     env.images_exist(&[("multi-dev", "null")]);
     env.set("OCX_GITHUB_API_URL", format!("http://127.0.0.1:{port}"));
     env.write(
@@ -242,23 +231,6 @@ fn a_build_the_engine_refuses_is_refused_before_the_download() {
         r#"{"custom_base_image": "multi-dev", "opencode_version": "1.2.3", "platforms": ["linux/amd64", "linux/arm64"]}"#,
     );
     refused_before_the_download(&env, &hits);
-}
-
-/// `ocx build` of several platforms on classic docker: after the warning that buildx is
-/// missing, one error line, exit 2; nothing was downloaded (`hits` counts the source's
-/// requests) and nothing built.
-pub(crate) fn refused_before_the_download(env: &TestEnv, hits: &std::sync::atomic::AtomicUsize) {
-    env.ocx(&["build"])
-        .status(2)
-        .stderr_has("\nerror: the classic docker builder cannot build several platforms")
-        .run();
-    assert_eq!(
-        hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "downloaded first"
-    );
-    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
-    assert!(builds.is_empty(), "{builds:?}");
 }
 
 #[test]
@@ -291,11 +263,10 @@ fn every_config_key_is_a_flag_with_help() {
 /// With a pinned version too, an invalid `custom_base_image` is bad input before the first
 /// engine call: on real podman and docker (behind a recording wrapper), nothing is called.
 #[test]
+#[ignore = "needs podman and docker: scripts/test-engines.sh up, then make test"]
 fn an_invalid_base_image_with_a_pinned_version_calls_no_engine() {
+    need(&[Need::Podman, Need::Docker]);
     for engine in ["podman", "docker"] {
-        if !crate::util::engine_available(engine) {
-            continue;
-        }
         let mut env = TestEnv::new();
         env.with_system_path();
         env.recording(engine, &format!("/usr/bin/{engine}"));

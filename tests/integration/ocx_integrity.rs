@@ -2,27 +2,18 @@
 //! that was modified, paths a cloned project's ocx.json names, and base names two projects
 //! could share. Fake engines (these need no image), real files.
 
-use crate::util::{sha256_hex, TestEnv};
+use crate::util::argv::Argv;
+use crate::util::{fake_elf, sha256_hex, TestEnv, X86_64};
 use std::os::unix::fs::MetadataExt;
 
 const BASE: &str = "integrity-dev";
-
-fn fake_elf(machine: u8, fill: u8) -> Vec<u8> {
-    let mut b = vec![fill; 4096];
-    b[..4].copy_from_slice(b"\x7fELF");
-    b[4] = 2;
-    b[5] = 1;
-    b[18] = machine;
-    b[19] = 0;
-    b
-}
 
 /// A podman project whose opencode comes from a file outside it (named by the environment,
 /// which is trusted); the base exists.
 fn project() -> TestEnv {
     let mut env = TestEnv::new();
     env.fake("podman");
-    env.opencode_files(&[("opencode-linux-x64", &fake_elf(62, 7))]);
+    env.opencode_files(&[("opencode-linux-x64", &fake_elf(X86_64, 7))]);
     env.write(
         "project/ocx.json",
         &format!(
@@ -90,13 +81,13 @@ fn a_kept_binary_is_a_copy_editing_it_leaves_the_cache_alone() {
     env.ocx(&["build"]).status(0).run();
     let kept = keep.join("1/opencode-standard-amd64/opencode");
     let cached = cached_binary(&env);
-    assert_eq!(std::fs::read(&kept).unwrap(), fake_elf(62, 7));
+    assert_eq!(std::fs::read(&kept).unwrap(), fake_elf(X86_64, 7));
     assert_ne!(
         std::fs::metadata(&kept).unwrap().ino(),
         std::fs::metadata(&cached).unwrap().ino()
     );
     std::fs::write(&kept, b"edited").unwrap();
-    assert_eq!(std::fs::read(&cached).unwrap(), fake_elf(62, 7));
+    assert_eq!(std::fs::read(&cached).unwrap(), fake_elf(X86_64, 7));
     assert!(keep.join("1/final/Dockerfile").is_file());
 }
 
@@ -127,7 +118,7 @@ fn a_modified_cache_entry_is_fetched_again_before_use() {
         .stderr_has("was modified")
         .stderr_has("fetching it again")
         .run();
-    let good = fake_elf(62, 7);
+    let good = fake_elf(X86_64, 7);
     assert_eq!(
         std::fs::read(keep.join("1/opencode-standard-amd64/opencode")).unwrap(),
         good,
@@ -149,7 +140,7 @@ fn a_modified_cache_entry_that_cannot_be_fetched_again_fails() {
     let env = project();
     env.ocx(&["build"]).status(0).run();
     let cached = cached_binary(&env);
-    std::fs::write(&cached, fake_elf(62, 9)).unwrap();
+    std::fs::write(&cached, fake_elf(X86_64, 9)).unwrap();
     std::fs::remove_file(env.root().join("bins/opencode-linux-x64")).unwrap();
     env.clear_log();
     // a `file:` source that is gone is the user's to fix (exit 2); a download that fails is 1
@@ -158,7 +149,7 @@ fn a_modified_cache_entry_that_cannot_be_fetched_again_fails() {
         .stderr_has("was modified")
         .stderr_has("cannot read opencode_source file")
         .run();
-    let builds: Vec<_> = env.log().into_iter().filter(|a| a[1] == "build").collect();
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a.is(&["build"])).collect();
     assert!(builds.is_empty(), "{builds:?}");
 }
 
@@ -181,7 +172,7 @@ fn the_final_image_fingerprint_covers_the_binary_it_holds() {
     let binaries = label(&first, "io.agent-images.opencode.binaries");
     assert_eq!(
         binaries,
-        format!("standard linux/amd64={}", sha256_hex(&fake_elf(62, 7)))
+        format!("standard linux/amd64={}", sha256_hex(&fake_elf(X86_64, 7)))
     );
     let tag = crate::util::ocx_tag("ocx-integrity-dev:1.2.3", 1000, 1000, None);
     let state = |binaries: &str| {
@@ -198,7 +189,7 @@ fn the_final_image_fingerprint_covers_the_binary_it_holds() {
         .run();
     assert_eq!(env.log().len(), 1, "one inspect: {:?}", env.log());
     // the same fingerprint, but a label naming other bytes
-    let other = format!("standard linux/amd64={}", sha256_hex(&fake_elf(62, 8)));
+    let other = format!("standard linux/amd64={}", sha256_hex(&fake_elf(X86_64, 8)));
     state(&other);
     env.clear_log();
     env.ocx(&["build"]).status(0).stderr_has("built").run();

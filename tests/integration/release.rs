@@ -4,312 +4,13 @@
 //! arm64 under qemu costs seconds). Every registry read in these tests goes through skopeo with
 //! an auth file, so no password is ever an argument, ours or the test's.
 
-use crate::util::{engine_available, fixtures, sha256_hex, summary_rows, TestEnv};
-use std::collections::BTreeMap;
+use crate::util::argv::Argv;
+use crate::util::fake::Script;
+use crate::util::registry::*;
+use crate::util::{need, sha256_hex, summary_rows, wait, Need, TestEnv};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-pub(crate) const REGISTRY: &str = "127.0.0.1:5001";
-pub(crate) const USER: &str = "hjk-release";
-
-fn state_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var("AGENT_IMAGES_ENGINE_STATE")
-            .unwrap_or_else(|_| "/var/tmp/agent-images-engines".into()),
-    )
-}
-
-/// The password registry's password, or `None` (a skip) when it is not running; a failure when
-/// CI requires the engines.
-pub(crate) fn password() -> Option<String> {
-    let pw = std::fs::read_to_string(state_dir().join("auth-registry/password")).ok();
-    let up = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://{REGISTRY}/v2/"))
-        .output()
-        .map(|o| o.stdout == b"401")
-        .unwrap_or(false);
-    let required = !std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
-        .unwrap_or_default()
-        .is_empty();
-    match (pw, up) {
-        (Some(p), true) => Some(p.trim().to_string()),
-        _ if required => panic!(
-            "the password registry on {REGISTRY} is not running; run scripts/test-engines.sh up"
-        ),
-        _ => {
-            eprintln!("skipping: no password registry on {REGISTRY}");
-            None
-        }
-    }
-}
-
-/// A repository no other test or run uses. Its local images (the staged builds and what
-/// merge or verify pulled) are removed from podman and docker when it drops, so `make test`
-/// does not grow the engines' storage by a few hundred MB per run.
-pub(crate) fn fresh_repo(name: &str) -> Repo {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    Repo(format!(
-        "{REGISTRY}/hjk-test/{name}-{}-{nanos}",
-        std::process::id()
-    ))
-}
-
-pub(crate) struct Repo(String);
-
-impl std::ops::Deref for Repo {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Repo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Drop for Repo {
-    fn drop(&mut self) {
-        for engine in ["podman", "docker"] {
-            // the tags first (an image another repository also names only loses ours), then
-            // what is left under this name with digests only (a pull by digest), one by one:
-            // podman gives up on a whole list at the first image it may not remove
-            for by_id in [false, true] {
-                let Ok(out) = Command::new(engine)
-                    .args(["images", "--format", "{{.ID}} {{.Repository}} {{.Tag}}"])
-                    .output()
-                else {
-                    break;
-                };
-                let names: std::collections::BTreeSet<String> =
-                    String::from_utf8_lossy(&out.stdout)
-                        .lines()
-                        .filter_map(|l| {
-                            let mut w = l.split(' ');
-                            Some((w.next()?, w.next()?, w.next()?))
-                        })
-                        .filter(|(_, r, t)| *r == self.0 && by_id == (*t == "<none>"))
-                        .map(|(id, r, t)| if by_id { id.into() } else { format!("{r}:{t}") })
-                        .collect();
-                let batches: Vec<Vec<String>> = if by_id {
-                    names.into_iter().map(|n| vec![n]).collect()
-                } else {
-                    vec![names.into_iter().collect()]
-                };
-                for b in batches.into_iter().filter(|b| !b.is_empty()) {
-                    let _ = Command::new(engine)
-                        .arg("rmi")
-                        .args(&b)
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status();
-                }
-            }
-        }
-    }
-}
-
-pub(crate) fn copy_fixture(env: &TestEnv) -> String {
-    let dst = env.root().join("images");
-    for v in ["base", "middle", "top"] {
-        std::fs::create_dir_all(dst.join(v)).unwrap();
-        std::fs::copy(
-            fixtures().join(format!("release/{v}/Dockerfile")),
-            dst.join(format!("{v}/Dockerfile")),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("release/variants.yaml"),
-        dst.join("variants.yaml"),
-    )
-    .unwrap();
-    dst.display().to_string()
-}
-
-/// A skopeo auth file (0600) in the test's own directory.
-pub(crate) fn authfile(env: &TestEnv, pw: &str) -> PathBuf {
-    use base64::Engine as _;
-    let p = env.root().join("skopeo-auth.json");
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{pw}"));
-    std::fs::write(
-        &p,
-        format!(r#"{{"auths":{{"{REGISTRY}":{{"auth":"{token}"}}}}}}"#),
-    )
-    .unwrap();
-    p
-}
-
-/// `skopeo inspect --raw [--config]`: the registry's own bytes.
-pub(crate) fn raw(auth: &Path, reference: &str, config: bool) -> Option<Vec<u8>> {
-    let mut c = Command::new("skopeo");
-    c.args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
-        .arg(auth);
-    if config {
-        c.arg("--config");
-    }
-    let out = c.arg(format!("docker://{reference}")).output().unwrap();
-    out.status.success().then_some(out.stdout)
-}
-
-pub(crate) fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes).unwrap()
-}
-
-pub(crate) fn read_meta(path: &Path) -> serde_json::Value {
-    json(&std::fs::read(path).unwrap())
-}
-
-/// Everything a release promises, read back independently with skopeo: each tag is the
-/// index, whose digest is the sha256 of the registry's bytes; the index lists exactly
-/// `arches`; each platform's digest is the sha256 of its raw manifest; base labels name the
-/// parent's digest for that platform; the layers chain.
-pub(crate) fn assert_published(
-    auth: &Path,
-    repo: &str,
-    meta: &serde_json::Value,
-    version: &str,
-    arches: &[&str],
-) {
-    let mut diff_ids: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    let mut digests: BTreeMap<(String, String), String> = BTreeMap::new();
-    for v in meta["variants"].as_array().unwrap() {
-        let name = v["name"].as_str().unwrap();
-        let index_digest = v["index_digest"].as_str().unwrap();
-        for tag in [name.to_string(), format!("{name}-{version}")] {
-            let bytes = raw(auth, &format!("{repo}:{tag}"), false).expect(&tag);
-            assert_eq!(
-                format!("sha256:{}", sha256_hex(&bytes)),
-                index_digest,
-                "{tag}"
-            );
-            let index = json(&bytes);
-            // images; an attestation (BuildKit's provenance) is listed as `unknown/unknown`
-            let mut listed: Vec<&str> = index["manifests"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["platform"]["os"] == "linux")
-                .map(|m| m["platform"]["architecture"].as_str().unwrap())
-                .collect();
-            listed.sort();
-            assert_eq!(listed, arches, "{tag}");
-            for m in index["manifests"].as_array().unwrap() {
-                if m["platform"]["os"] != "linux" {
-                    assert_eq!(m["platform"]["architecture"], "unknown", "{tag}: {m}");
-                    assert_eq!(
-                        m["annotations"]["vnd.docker.reference.type"], "attestation-manifest",
-                        "{tag}: {m}"
-                    );
-                }
-            }
-        }
-        for (platform, rec) in v["platforms"].as_object().unwrap() {
-            let arch = platform.split('/').nth(1).unwrap().to_string();
-            let digest = rec["digest"].as_str().unwrap();
-            let bytes = raw(auth, &format!("{repo}@{digest}"), false).unwrap();
-            assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), digest);
-            let cfg = json(&raw(auth, &format!("{repo}@{digest}"), true).unwrap());
-            assert_eq!(cfg["architecture"], arch.as_str(), "{name} {platform}");
-            let ids: Vec<String> = cfg["rootfs"]["diff_ids"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_str().unwrap().to_string())
-                .collect();
-            if let Some(parent) = v["parent"].as_str() {
-                let pd = &digests[&(parent.to_string(), arch.clone())];
-                let labels = &cfg["config"]["Labels"];
-                assert_eq!(labels["org.opencontainers.image.base.digest"], pd.as_str());
-                assert_eq!(
-                    labels["org.opencontainers.image.base.name"],
-                    format!("{repo}@{pd}").as_str()
-                );
-                let pl = &diff_ids[&(parent.to_string(), arch.clone())];
-                assert!(
-                    ids.starts_with(pl),
-                    "{name} {platform} does not build on {parent}"
-                );
-            }
-            diff_ids.insert((name.to_string(), arch.clone()), ids);
-            digests.insert((name.to_string(), arch), digest.to_string());
-        }
-    }
-}
-
-/// Lines of the password registry's access log naming `repo` that upload something.
-pub(crate) fn uploads(repo: &str) -> usize {
-    let path = repo.split_once('/').unwrap().1;
-    std::fs::read_to_string(state_dir().join("auth-registry.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            l.contains(path)
-                && (l.contains("\"PUT ") || l.contains("\"POST ") || l.contains("\"PATCH "))
-        })
-        .count()
-}
-
-/// What every registry test starts from: the password, a hermetic env with the machine's PATH
-/// and the credentials in `HJK_REGISTRY_CREDS`, the fixture, a skopeo auth file and a fresh
-/// repository. `None` (a skip) without the registry or the engine.
-pub(crate) struct Setup {
-    pub pw: String,
-    pub env: TestEnv,
-    pub images: String,
-    pub auth: PathBuf,
-    pub repo: Repo,
-}
-
-pub(crate) fn setup(engine: Option<&str>, name: &str) -> Option<Setup> {
-    let pw = password()?;
-    if engine.is_some_and(|e| !engine_available(e)) {
-        return None;
-    }
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
-    let images = copy_fixture(&env);
-    let auth = authfile(&env, &pw);
-    Some(Setup {
-        pw,
-        env,
-        images,
-        auth,
-        repo: fresh_repo(name),
-    })
-}
-
-pub(crate) fn release_args<'a>(
-    images: &'a str,
-    repo: &'a str,
-    platform: &'a str,
-    meta: &'a str,
-) -> Vec<&'a str> {
-    vec![
-        "images",
-        "release",
-        "--all",
-        "--images-dir",
-        images,
-        "--registry",
-        repo,
-        "--platform",
-        platform,
-        "--version",
-        "v0.1.0",
-        "--metadata-file",
-        meta,
-        "--progress",
-        "plain",
-    ]
-}
 
 /// Runs hjk with `stdin`, sampling every /proc/*/cmdline until it exits; returns the output and
 /// how many command lines were seen, and fails if `secret` was in any of them.
@@ -339,7 +40,7 @@ fn run_sampling(
     let out_t = std::thread::spawn(move || std::io::read_to_string(out_pipe).unwrap_or_default());
     let err_t = std::thread::spawn(move || std::io::read_to_string(err_pipe).unwrap_or_default());
     let mut seen = 0;
-    let status = loop {
+    let status = wait::until("hjk ends", std::time::Duration::from_secs(600), || {
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
                 if c.is_empty() {
@@ -353,11 +54,8 @@ fn run_sampling(
                 );
             }
         }
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        child.try_wait().unwrap()
+    });
     let out = crate::util::Out {
         code: status.code().unwrap_or(-1),
         stdout: out_t.join().unwrap(),
@@ -367,17 +65,16 @@ fn run_sampling(
 }
 
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothing() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         pw,
         mut env,
         images,
         auth,
         repo,
-    }) = setup(Some("podman"), "podman")
-    else {
-        return;
-    };
+    } = setup("podman");
     // the password comes on stdin only
     env.vars.remove("HJK_REGISTRY_CREDS");
     env.recording("podman", "/usr/bin/podman");
@@ -400,11 +97,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stderr
     );
     assert_eq!(uploads(&repo), 0);
-    assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built_or_pushed();
 
     let (out, seen) = run_sampling(&env, &args, &format!("{USER}:{pw}\n"), &pw);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
@@ -414,7 +107,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
     assert_published(&auth, &repo, &m, "v0.1.0", &["amd64", "arm64"]);
     // every podman argv, as podman got it (sampling /proc can miss a short-lived login)
     let log = env.log();
-    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(log.iter().any(|l| l.is(&["login"])), "{log:?}");
     assert!(
         !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
         "the password is in a podman argv"
@@ -440,10 +133,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stdout
     );
     let log = env.log();
-    assert!(
-        log.iter().all(|l| l[1] == "image" && l[2] == "inspect"),
-        "{log:?}"
-    );
+    assert!(log.iter().all(|l| l.is(&["image", "inspect"])), "{log:?}");
     assert_eq!(uploads(&repo), before, "the no-op uploaded something");
     let again = read_meta(&meta);
     for i in 0..3 {
@@ -471,7 +161,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|l| l[1] == "build"),
+        !env.log().iter().any(|l| l.is(&["build"])),
         "{:?}",
         env.log()
     );
@@ -495,7 +185,7 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
         out.stderr
     );
     assert!(
-        !env.log().iter().any(|l| l[1] == "build"),
+        !env.log().iter().any(|l| l.is(&["build"])),
         "{:?}",
         env.log()
     );
@@ -519,32 +209,29 @@ fn podman_release_publishes_by_digest_and_a_second_run_builds_and_uploads_nothin
 /// makes the bytes a one-machine release makes; the shape (platforms, tags, base labels, layer
 /// chains) is checked on both.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn per_arch_runs_then_merge_give_the_indexes_of_one_run() {
-    if engine_available("podman") {
-        merge_gives_the_indexes_of_one_run("podman");
-    }
+    need(&[Need::Podman, Need::Registry]);
+    merge_gives_the_indexes_of_one_run("podman");
 }
 
 /// The same on BuildKit, where each image comes with its provenance attestation: the merged
 /// index lists the attestations the per-arch runs made, byte for byte as one machine does.
 #[test]
+#[ignore = "needs docker and registry: scripts/test-engines.sh up, then make test"]
 fn buildx_per_arch_runs_then_merge_give_the_indexes_of_one_run() {
-    if engine_available("docker") {
-        merge_gives_the_indexes_of_one_run("docker");
-    }
+    need(&[Need::Docker, Need::Registry]);
+    merge_gives_the_indexes_of_one_run("docker");
 }
 
 fn merge_gives_the_indexes_of_one_run(engine: &str) {
-    let Some(Setup {
+    let Setup {
         mut env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some(engine), &format!("merge-{engine}"))
-    else {
-        return;
-    };
+    } = setup(&format!("merge-{engine}"));
     env.set("HJK_AUTH", "raw");
     let one = env.root().join("one.json").display().to_string();
     let mut args = release_args(&images, &repo, "linux/amd64,linux/arm64", &one);
@@ -612,17 +299,16 @@ fn merge_gives_the_indexes_of_one_run(engine: &str) {
 /// `unknown/unknown`, about that platform's image, holding an SLSA provenance statement (hjk's
 /// verify phase read each one back). A second release reuses everything, attestations included.
 #[test]
+#[ignore = "needs docker and registry: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
-    let Some(Setup {
+    need(&[Need::Docker, Need::Registry]);
+    let Setup {
         mut env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("docker"), "buildx")
-    else {
-        return;
-    };
+    } = setup("buildx");
     env.set("HJK_AUTH", "raw");
     env.recording(
         "docker",
@@ -639,7 +325,7 @@ fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
     let stages: Vec<Vec<String>> = env
         .log()
         .into_iter()
-        .filter(|a| a[1..3] == ["buildx", "build"])
+        .filter(|a| a.is(&["buildx", "build"]))
         .collect();
     assert_eq!(stages.len(), 6, "{stages:?}");
     for b in &stages {
@@ -700,7 +386,7 @@ fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
         out.stdout
     );
     assert!(
-        !env.log().iter().any(|a| a[1..3] == ["buildx", "build"]),
+        !env.log().iter().any(|a| a.is(&["buildx", "build"])),
         "{:?}",
         env.log()
     );
@@ -718,15 +404,12 @@ fn docker_buildx_release_attests_every_image_and_a_second_run_reuses_them() {
 /// digests, on both engines that can rewrite the times (buildx's `rewrite-timestamp` clamps
 /// every time after SOURCE_DATE_EPOCH to it; podman's `--timestamp` sets every time).
 fn reproducible(engine: &str) {
-    let Some(Setup {
+    let Setup {
         mut env,
         auth,
         repo,
         ..
-    }) = setup(Some(engine), &format!("repro-{engine}"))
-    else {
-        return;
-    };
+    } = setup(&format!("repro-{engine}"));
     env.set("HJK_AUTH", "raw");
     let digests = |copy: &str, repo: &str, mtime: &str| -> Vec<String> {
         let dir = env.root().join(copy);
@@ -781,12 +464,16 @@ fn reproducible(engine: &str) {
 }
 
 #[test]
+#[ignore = "needs docker and registry: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_release_digests_are_reproducible() {
+    need(&[Need::Docker, Need::Registry]);
     reproducible("docker");
 }
 
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn podman_release_digests_are_reproducible() {
+    need(&[Need::Podman, Need::Registry]);
     reproducible("podman");
 }
 
@@ -795,16 +482,13 @@ fn podman_release_digests_are_reproducible() {
 /// images) and imports it, so a machine that starts empty rebuilds only what changed (timed in
 /// scripts/bench.sh). A second release into another repository imports that cache.
 fn registry_cache(engine: &str) {
-    let Some(Setup {
+    let Setup {
         mut env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some(engine), &format!("cache-{engine}"))
-    else {
-        return;
-    };
+    } = setup(&format!("cache-{engine}"));
     env.set("HJK_AUTH", "raw");
     let cache = fresh_repo(&format!("cache-{engine}-layers"));
     let meta = env.root().join("cached.json").display().to_string();
@@ -854,12 +538,16 @@ fn registry_cache(engine: &str) {
 }
 
 #[test]
+#[ignore = "needs docker and registry: scripts/test-engines.sh up, then make test"]
 fn docker_buildx_release_uses_a_registry_cache() {
+    need(&[Need::Docker, Need::Registry]);
     registry_cache("docker");
 }
 
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn podman_release_uses_a_registry_cache() {
+    need(&[Need::Podman, Need::Registry]);
     registry_cache("podman");
 }
 
@@ -868,17 +556,16 @@ fn podman_release_uses_a_registry_cache() {
 /// on PATH (the docker CLI's default store on Linux when a config holds no auth), the helper is
 /// never called. And no docker argv holds the password.
 #[test]
+#[ignore = "needs docker-classic and registry: scripts/test-engines.sh up, then make test"]
 fn docker_classic_releases_one_platform_and_refuses_two() {
-    let Some(Setup {
+    need(&[Need::DockerClassic, Need::Registry]);
+    let Setup {
         pw,
         env,
         images,
         auth,
         repo,
-    }) = setup(Some("docker-classic"), "docker")
-    else {
-        return;
-    };
+    } = setup("docker");
     env.recording("docker", &env.classic_docker_cli());
     // a working keychain: `store` keeps what it is given, `get` returns it
     let helper_log = env.root().join("helper.log");
@@ -909,7 +596,7 @@ fn docker_classic_releases_one_platform_and_refuses_two() {
         &["amd64"],
     );
     let log = env.log();
-    assert!(log.iter().any(|l| l[1] == "login"), "{log:?}");
+    assert!(log.iter().any(|l| l.is(&["login"])), "{log:?}");
     assert!(
         !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
         "the password is in a docker argv"
@@ -950,17 +637,16 @@ fn a_missing_gate_tool_is_refused_before_anything_is_pushed() {
 /// from trivy's DB), which the real trivy cannot be made to do offline (the real gates holding a
 /// variant: `supply_chain::buildx_release_holds_the_variant_with_a_planted_key_...`).
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn a_failing_scan_holds_only_that_variants_tags() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "gates")
-    else {
-        return;
-    };
+    } = setup("gates");
     scan_finds_something_in_top(&env, &images);
     let meta = env.root().join("gated.json").display().to_string();
     let gates_dir = env.root().join("gates").display().to_string();
@@ -1045,7 +731,7 @@ fn a_failing_scan_holds_only_that_variants_tags() {
         );
     }
     // the same gates, passing now (the finding was fixed upstream): top moves
-    std::fs::remove_file(env.root().join("fake/trivy-findings-match")).unwrap();
+    env.script(&Script::default());
     env.hjk(&args).run();
     for tag in ["top", "top-v0.1.0"] {
         let bytes = raw(&auth, &format!("{repo}:{tag}"), false).expect(tag);
@@ -1056,8 +742,10 @@ fn a_failing_scan_holds_only_that_variants_tags() {
 /// buildx and Apple are fakes here, so the plan is what is checked (`--dry-run`: the registry
 /// reads still run, against the real password registry).
 #[test]
+#[ignore = "needs registry: scripts/test-engines.sh up, then make test"]
 fn buildx_and_apple_release_plans() {
-    let Some(pw) = password() else { return };
+    need(&[Need::Registry]);
+    let pw = password();
     let mut env = TestEnv::new();
     env.fake("docker").fake("container");
     env.set("HJK_REGISTRY_CREDS", format!("{USER}:{pw}"));
@@ -1109,7 +797,7 @@ fn buildx_and_apple_release_plans() {
     assert!(
         env.log()
             .iter()
-            .all(|l| l[1..3] == ["buildx", "inspect"] || l[1..3] == ["image", "inspect"]),
+            .all(|l| l.is(&["buildx", "inspect"]) || l.is(&["image", "inspect"])),
         "{:?}",
         env.log()
     );
@@ -1130,10 +818,10 @@ fn buildx_and_apple_release_plans() {
     }
     assert!(!out.stdout.contains("--arch"), "{}", out.stdout);
     // `registry list --format json` as 1.2.2 prints it (RegistryList.swift)
-    env.fake_reply(
-        "registries.json",
-        r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"127.0.0.1:5001","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"127.0.0.1:5001","username":"me"}]"#,
-    );
+    env.script(&Script {
+        keychain_logins: Some(r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"127.0.0.1:5001","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"127.0.0.1:5001","username":"me"}]"#.into()),
+        ..Script::default()
+    });
     env.clear_log();
     let out = env
         .hjk(&args)
@@ -1153,58 +841,15 @@ fn buildx_and_apple_release_plans() {
         .run();
 }
 
-/// `make TARGET` in this checkout with the test's env, hjk and registry (`AUTH=raw`,
-/// `BACKEND=podman`, `VERSION=v0.1.0`, then `extra`); fails the test unless it succeeds.
-pub(crate) fn run_make(
-    env: &TestEnv,
-    images: &str,
-    repo: &str,
-    target: &str,
-    extra: &[String],
-) -> (String, String) {
-    let hjk = assert_cmd::cargo::cargo_bin("hjk").display().to_string();
-    let out = Command::new("make")
-        .env_clear()
-        .envs(&env.vars)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-s", target])
-        .arg(format!("HJK={hjk}"))
-        .arg(format!("IMAGES_DIR={images}"))
-        .arg(format!("REGISTRY={repo}"))
-        .args(["AUTH=raw", "BACKEND=podman", "VERSION=v0.1.0"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let text = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "make {target}: {}\n{}",
-        text.0,
-        text.1
-    );
-    text
-}
-
-/// Fake cosign, syft and trivy in the test's bin dir.
 /// The fake gate tools, whose trivy finds something in `top` (it matches top's .trivyignore
-/// in its argv) and nothing elsewhere, until `fake/trivy-findings-match` is removed.
+/// in its argv) and nothing elsewhere, until the script is replaced.
 fn scan_finds_something_in_top(env: &TestEnv, images: &str) {
     fake_gate_tools(env);
     std::fs::write(format!("{images}/top/.trivyignore"), "CVE-0000-0000\n").unwrap();
-    env.fake_reply("trivy-findings-match", "top/.trivyignore");
-}
-
-pub(crate) fn fake_gate_tools(env: &TestEnv) {
-    for tool in ["cosign", "syft", "trivy"] {
-        std::os::unix::fs::symlink(
-            fixtures().join("fake-bin/fake-supply-chain"),
-            env.bin().join(tool),
-        )
-        .unwrap();
-    }
+    env.script(&Script {
+        trivy_finds_when: Some("top/.trivyignore".into()),
+        ..Script::default()
+    });
 }
 
 /// jackpkgs ADR-030's contracts (issue 16) with the real gate tools (issue 15): `make release`
@@ -1214,22 +859,18 @@ pub(crate) fn fake_gate_tools(env: &TestEnv) {
 /// unless given `IMAGE_GATES`, and `image-push` takes its tag with `latest` as the default (only
 /// the floating `<variant>` tag moves then).
 #[test]
+#[ignore = "needs podman and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn make_release_runs_the_gates_and_the_per_image_recipes_do_not() {
-    if !crate::supply_chain::real_tools() {
-        return;
-    }
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry, Need::SupplyTools]);
+    let Setup {
         mut env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "make-gates")
-    else {
-        return;
-    };
-    let (key, public) = crate::supply_chain::keypair(&env, "keys");
-    crate::supply_chain::sign_with(&mut env, &key);
+    } = setup("make-gates");
+    let (key, public) = keypair(&env, "keys");
+    sign_with(&mut env, &key);
     let root = env.root().display().to_string();
     let flags = |release_flags: String| {
         vec![
@@ -1278,17 +919,16 @@ fn make_release_runs_the_gates_and_the_per_image_recipes_do_not() {
 }
 
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn make_targets_release_per_arch_merge_and_print_digests() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "make")
-    else {
-        return;
-    };
+    } = setup("make");
     let root = env.root().display().to_string();
     let make = |target: &str, extra: &[String]| {
         let mut all = vec!["GATES=".to_string()];
@@ -1345,17 +985,16 @@ fn make_targets_release_per_arch_merge_and_print_digests() {
 /// tools, for the same reason as `a_failing_scan_holds_only_that_variants_tags`: the finding
 /// goes away on the same images.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         env,
         images,
         auth,
         repo,
         ..
-    }) = setup(Some("podman"), "holds")
-    else {
-        return;
-    };
+    } = setup("holds");
     scan_finds_something_in_top(&env, &images);
     let meta = env.root().join("holds.json").display().to_string();
     let gates_dir = env.root().join("gates").display().to_string();
@@ -1395,7 +1034,7 @@ fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
     }
 
     // the scan passes now: top moves, and its holds are marked lifted
-    std::fs::remove_file(env.root().join("fake/trivy-findings-match")).unwrap();
+    env.script(&Script::default());
     let out = env.hjk(&gated).status(0).run();
     assert!(out.stderr.contains("lifting the hold"), "{}", out.stderr);
     let marker = json(&raw(&auth, &format!("{repo}:held-{}", &amd64[7..]), false).unwrap());
@@ -1417,23 +1056,12 @@ fn a_hold_covers_the_images_and_ends_when_the_gates_pass() {
 /// gives a release the platform's image manifest: read from the multi-arch busybox index that
 /// scripts/test-engines.sh puts in the plain registry.
 #[test]
+#[ignore = "needs plain registry: scripts/test-engines.sh up, then make test"]
 fn an_index_under_a_tag_resolves_to_the_platform_image() {
+    need(&[Need::PlainRegistry]);
     use agent_images::hjk::release::registry::Registry;
     use agent_images::image_ref::ImageRef;
     use agent_images::platform::Platform;
-    let up = Command::new("curl")
-        .args(["-sf", "http://127.0.0.1:5000/v2/"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !up {
-        assert!(
-            std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
-                .unwrap_or_default()
-                .is_empty(),
-            "the registry on 127.0.0.1:5000 is not running; run scripts/test-engines.sh up"
-        );
-        return;
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

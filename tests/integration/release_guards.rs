@@ -4,10 +4,13 @@
 //! own files, a docker credential helper), and the temporary auth stores after SIGTERM. The
 //! registry is the password registry on 127.0.0.1:5001 (see release.rs).
 
-use crate::release::{
-    copy_fixture, fake_gate_tools, fresh_repo, password, release_args, setup, Setup, REGISTRY, USER,
+use crate::util::argv::Argv;
+use crate::util::fake::{Build, Pid, Script};
+use crate::util::registry::{
+    authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta, release_args,
+    setup, Setup, REGISTRY, USER,
 };
-use crate::util::TestEnv;
+use crate::util::{need, succeeds, wait, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -24,29 +27,23 @@ fn hjk(env: &TestEnv, args: &[&str]) -> Command {
 /// Waits for `child` to exit; a child still running after a minute is killed and the test
 /// fails (a hang is the failure these tests look for, not a slow run).
 fn exit_code(child: &mut Child) -> Option<i32> {
-    for _ in 0..1200 {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("hjk was still running a minute after SIGTERM");
+    wait::exit_status(child, Duration::from_secs(60)).code()
 }
 
-/// Waits until `file` exists (a fake tool writes its pid there when it starts).
-fn wait_for(file: &Path, child: &mut Child) {
-    for _ in 0..1200 {
-        if file.exists() {
-            return;
-        }
-        if let Some(s) = child.try_wait().unwrap() {
-            panic!("hjk exited ({s}) before {} appeared", file.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("{} never appeared", file.display());
+/// The pid a fake records when it starts sleeping; fails if hjk ends before it.
+fn fake_pid(env: &TestEnv, which: Pid, child: &mut Child) -> i32 {
+    let file = env.root().join("fake").join(which.file());
+    wait::until(
+        &format!("{}", file.display()),
+        Duration::from_secs(60),
+        || {
+            if let Some(s) = child.try_wait().unwrap() {
+                panic!("hjk exited ({s}) before {} appeared", file.display());
+            }
+            let text = std::fs::read_to_string(&file).ok()?;
+            text.trim().parse().ok()
+        },
+    )
 }
 
 /// Whether a thread of `pid` is blocked in `read(0, ...)`.
@@ -108,13 +105,10 @@ fn creds_stdin_refuses_a_terminal_and_gives_way_to_sigterm() {
         .unwrap();
     // hold the write end open, as a forgotten `cat |` would
     let stdin = child.stdin.take().unwrap();
-    for _ in 0..1200 {
-        if reading_stdin(child.id()) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(reading_stdin(child.id()), "hjk never read its stdin");
+    assert!(
+        wait::holds(Duration::from_secs(60), || reading_stdin(child.id())),
+        "hjk never read its stdin"
+    );
     sigterm(&child);
     assert_eq!(exit_code(&mut child), Some(143));
     drop(stdin);
@@ -124,8 +118,10 @@ fn creds_stdin_refuses_a_terminal_and_gives_way_to_sigterm() {
 /// Bad flags and a metadata file that cannot be written are exit 2 before anything is built
 /// or pushed; `--dry-run` names the gates it would run.
 #[test]
+#[ignore = "needs registry: scripts/test-engines.sh up, then make test"]
 fn release_and_merge_refuse_up_front() {
-    let Some(pw) = password() else { return };
+    need(&[Need::Registry]);
+    let pw = password();
     let mut env = TestEnv::new();
     env.fake("podman");
     // no gate tool runs here (refusals and a dry run): the fakes only stand on PATH
@@ -197,23 +193,22 @@ fn release_and_merge_refuse_up_front() {
 /// `/run/containers/<uid>/auth.json` when `XDG_RUNTIME_DIR` is unset): the registry reads get
 /// the credentials instead of going anonymous.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn docker_config_mode_reads_podmans_own_login_files() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         pw,
         mut env,
         images,
         repo,
         ..
-    }) = setup(Some("podman"), "podman-login")
-    else {
-        return;
-    };
+    } = setup("podman-login");
     env.vars.remove("HJK_REGISTRY_CREDS");
     // an empty primary file's directory: the test never reads the machine's own logins
     let runtime = env.root().join("run");
     std::fs::create_dir_all(&runtime).unwrap();
     env.set("XDG_RUNTIME_DIR", runtime.display().to_string());
-    let auth = crate::release::authfile(&env, &pw);
+    let auth = authfile(&env, &pw);
     let dir = env.root().join("config/containers");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::rename(auth, dir.join("auth.json")).unwrap();
@@ -231,8 +226,10 @@ fn docker_config_mode_reads_podmans_own_login_files() {
 /// docker-config mode with docker: a `credsStore` helper holds the login; hjk asks it (`get`,
 /// the host on stdin) and reads the registry with what it answers.
 #[test]
+#[ignore = "needs registry: scripts/test-engines.sh up, then make test"]
 fn docker_config_mode_asks_the_credential_helper() {
-    let Some(pw) = password() else { return };
+    need(&[Need::Registry]);
+    let pw = password();
     let env = TestEnv::new();
     env.fake("docker");
     let images = copy_fixture(&env);
@@ -281,14 +278,19 @@ fn auth_dirs(tmp: &Path) -> Vec<PathBuf> {
 /// temporary auth store and exits 143: podman's `REGISTRY_AUTH_FILE` and docker's
 /// `DOCKER_CONFIG`.
 #[test]
+#[ignore = "needs registry: scripts/test-engines.sh up, then make test"]
 fn sigterm_mid_release_removes_the_auth_store() {
-    let Some(pw) = password() else { return };
+    need(&[Need::Registry]);
+    let pw = password();
     for engine in ["podman", "docker"] {
         let mut env = TestEnv::new();
         env.fake(engine);
-        env.fake_reply("build-sleep", "");
         // the classic builder, which logs in with DOCKER_CONFIG
-        env.fake_reply("no-buildx", "");
+        env.script(&Script {
+            build: Build::Hangs,
+            no_buildx: true,
+            ..Script::default()
+        });
         let tmp = env.root().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         env.set("TMPDIR", tmp.display().to_string());
@@ -303,7 +305,7 @@ fn sigterm_mid_release_removes_the_auth_store() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for(&env.root().join("fake/build.pid"), &mut child);
+        fake_pid(&env, Pid::Build, &mut child);
         let dirs = auth_dirs(&tmp);
         assert_eq!(dirs.len(), 1, "{engine}: {dirs:?}");
         use std::os::unix::fs::PermissionsExt;
@@ -318,7 +320,7 @@ fn sigterm_mid_release_removes_the_auth_store() {
             "{engine}: {:?}",
             auth_dirs(&tmp)
         );
-        let login = env.log().into_iter().find(|l| l[1] == "login").unwrap();
+        let login = env.log().into_iter().find(|l| l.is(&["login"])).unwrap();
         assert!(!login.join(" ").contains(&pw));
     }
 }
@@ -327,18 +329,20 @@ fn sigterm_mid_release_removes_the_auth_store() {
 /// middle of a scan on demand) removes the tools' temporary `DOCKER_CONFIG`, which holds the
 /// registry credentials, and exits 143.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn sigterm_during_the_gates_removes_the_tools_auth_dir() {
-    let Some(Setup {
+    need(&[Need::Podman, Need::Registry]);
+    let Setup {
         mut env,
         images,
         repo,
         ..
-    }) = setup(Some("podman"), "sigterm-gates")
-    else {
-        return;
-    };
+    } = setup("sigterm-gates");
     fake_gate_tools(&env);
-    env.fake_reply("trivy-sleep", "");
+    env.script(&Script {
+        trivy_hangs: true,
+        ..Script::default()
+    });
     let tmp = env.root().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     env.set("TMPDIR", tmp.display().to_string());
@@ -352,7 +356,7 @@ fn sigterm_during_the_gates_removes_the_tools_auth_dir() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(&env.root().join("fake/trivy.pid"), &mut child);
+    fake_pid(&env, Pid::Trivy, &mut child);
     // the engine's login store is closed by now; the tools' is in use
     let dirs = auth_dirs(&tmp);
     assert_eq!(dirs.len(), 1, "{dirs:?}");
@@ -382,16 +386,11 @@ fn the_test_registrys_password_never_reaches_an_argv() {
     );
     env.write_exe("docker-registry", "#!/bin/sh\nexit 0\n");
     env.write_exe("curl", "#!/bin/sh\nprintf 401\n");
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-engines.sh"))
-        .arg("auth-registry")
-        .env("PATH", format!("{}:/usr/bin:/bin", env.bin().display()))
-        .env("AGENT_IMAGES_ENGINE_STATE", &state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-engines.sh"))
+            .arg("auth-registry")
+            .env("PATH", format!("{}:/usr/bin:/bin", env.bin().display()))
+            .env("AGENT_IMAGES_ENGINE_STATE", &state),
     );
     let seen = std::fs::read_to_string(&seen).unwrap();
     assert!(seen.contains("stdin: s3cret-pw"), "{seen}");
@@ -412,11 +411,10 @@ fn the_test_registrys_password_never_reaches_an_argv() {
 /// The secret is in no tool's argv and in none of hjk's output. A missing source is exit 2
 /// naming it, before anything is built.
 #[test]
+#[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
-    let Some(pw) = password() else { return };
-    if !crate::util::engine_available("podman") {
-        return;
-    }
+    need(&[Need::Podman, Need::Registry]);
+    let pw = password();
     let mut env = TestEnv::new();
     env.with_system_path();
     env.recording("podman", "/usr/bin/podman");
@@ -461,7 +459,7 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
     )
     .unwrap();
     let images = images.display().to_string();
-    let auth = crate::release::authfile(&env, &pw);
+    let auth = authfile(&env, &pw);
     let release = |env: &TestEnv, mode: &str, repo: &str| {
         let meta = env
             .root()
@@ -491,11 +489,7 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
         "{}",
         out.stderr
     );
-    assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built_or_pushed();
 
     env.set("GITHUB_ACTOR", USER)
         .set("GITHUB_TOKEN", pw.clone());
@@ -515,14 +509,14 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
             "{mode}: the secret was printed"
         );
         let log = env.log();
-        assert!(log.iter().any(|l| l[1] == "login"), "{mode}: {log:?}");
+        assert!(log.iter().any(|l| l.is(&["login"])), "{mode}: {log:?}");
         assert!(
             !log.iter().any(|l| l.iter().any(|a| a.contains(&pw))),
             "{mode}: the secret is in a podman argv"
         );
         // what the registry holds under the public tag is the index the metadata names
-        let m = crate::release::read_meta(Path::new(&meta));
-        let bytes = crate::release::raw(&auth, &format!("{repo}:base"), false)
+        let m = read_meta(Path::new(&meta));
+        let bytes = raw(&auth, &format!("{repo}:base"), false)
             .unwrap_or_else(|| panic!("{mode}: no {repo}:base"));
         assert_eq!(
             m["variants"][0]["index_digest"],

@@ -1,5 +1,5 @@
 //! The release gates with the real cosign, syft and trivy (`scripts/install-tools.sh test`
-//! installs them; `make test` requires them) against the password registry on 127.0.0.1:5001,
+//! installs them; ignored tests without them, which `make test` runs) against the password registry on 127.0.0.1:5001,
 //! on the small fixture `tests/fixtures/supply` (base apt-installs `tree`, app adds a file,
 //! leaky plants a fake private key), and `hjk images verify` after such a release. No fake
 //! here: what a fake cannot tell (a signature that verifies, an SBOM that lists what apt
@@ -7,34 +7,12 @@
 //! registry's credentials from hjk (a `DOCKER_CONFIG` of their own); this test's own cosign
 //! calls get them from a 0700 directory too, never in an argv.
 
-use crate::release::{raw, read_meta, setup, Setup, REGISTRY, USER};
-use crate::util::{fixtures, TestEnv};
+use crate::util::registry::{
+    keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
+};
+use crate::util::{fixtures, need, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The password of the test signing keys (not a secret: it opens test keys only).
-const KEY_PASSWORD: &str = "hjk-test-signing-key";
-
-/// Whether cosign, syft and trivy are on PATH: a skip when not, a failure when `make test`
-/// requires the engines (it installs the tools first).
-pub(crate) fn real_tools() -> bool {
-    let missing: Vec<&str> = ["cosign", "syft", "trivy"]
-        .into_iter()
-        .filter(|t| which::which(t).is_err())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let required = !std::env::var("AGENT_IMAGES_REQUIRE_ENGINES")
-        .unwrap_or_default()
-        .is_empty();
-    assert!(
-        !required,
-        "{missing:?} not on PATH; `scripts/install-tools.sh test` installs them"
-    );
-    eprintln!("skipping: {missing:?} not on PATH (scripts/install-tools.sh supply)");
-    false
-}
 
 /// The supply fixture, copied into the test's directory (a test edits its copy).
 fn copy_supply(env: &TestEnv) -> String {
@@ -55,28 +33,33 @@ fn copy_supply(env: &TestEnv) -> String {
     dst.display().to_string()
 }
 
-/// `cosign generate-key-pair` in `<root>/<name>`: (private key, public key).
-pub(crate) fn keypair(env: &TestEnv, name: &str) -> (PathBuf, PathBuf) {
-    let dir = env.root().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new("cosign")
-        .arg("generate-key-pair")
-        .current_dir(&dir)
-        .env("COSIGN_PASSWORD", KEY_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (dir.join("cosign.key"), dir.join("cosign.pub"))
+/// A release of the supply fixture (`images`, a copy) that signs with a fresh key pair from
+/// the environment (`HJK_AUTH=raw`); `root` is the test's directory, `meta` and `gates_dir` the
+/// release's outputs there.
+struct Signed {
+    setup: Setup,
+    images: String,
+    public: PathBuf,
+    root: String,
+    meta: String,
+    gates_dir: String,
 }
 
-/// Signing with `key` from the environment, as a release does (`COSIGN_KEY`, `COSIGN_PASSWORD`).
-pub(crate) fn sign_with(env: &mut TestEnv, key: &Path) {
-    env.set("COSIGN_KEY", std::fs::read_to_string(key).unwrap());
-    env.set("COSIGN_PASSWORD", KEY_PASSWORD);
+fn signed(name: &str) -> Signed {
+    let mut setup = setup(name);
+    setup.env.set("HJK_AUTH", "raw");
+    let images = copy_supply(&setup.env);
+    let (key, public) = keypair(&setup.env, "keys");
+    sign_with(&mut setup.env, &key);
+    let root = setup.env.root().display().to_string();
+    Signed {
+        images,
+        public,
+        meta: format!("{root}/release.json"),
+        gates_dir: format!("{root}/gates"),
+        root,
+        setup,
+    }
 }
 
 /// A `DOCKER_CONFIG` directory (0700, its config.json 0600) for this test's own cosign calls.
@@ -173,27 +156,25 @@ fn gate_flags(gates_dir: &str, public: &Path) -> Vec<String> {
 }
 
 /// `hjk images verify ARGS` against `repo` with the test key, as JSON: (exit code, rows, stderr).
+/// `hjk images verify TARGETS` of `repo` with `public`, no transparency log, to be checked and
+/// run.
+fn verify_run(env: &TestEnv, repo: &str, public: &Path, targets: &[&str]) -> crate::util::Run {
+    let key = public.display().to_string();
+    let mut args = vec!["images", "verify", "--registry", repo, "--key", &key];
+    args.extend(["--insecure-ignore-tlog", "--auth", "raw"]);
+    args.extend(targets);
+    env.hjk(&args)
+}
+
 fn verify_json(
     env: &TestEnv,
     repo: &str,
     public: &Path,
     targets: &[&str],
 ) -> (i32, Vec<serde_json::Value>, String) {
-    let key = public.display().to_string();
-    let mut args = vec![
-        "images",
-        "verify",
-        "--registry",
-        repo,
-        "--key",
-        &key,
-        "--insecure-ignore-tlog",
-        "--auth",
-        "raw",
-        "--json",
-    ];
-    args.extend(targets);
-    let out = env.hjk(&args).output();
+    let mut targets = targets.to_vec();
+    targets.push("--json");
+    let out = verify_run(env, repo, public, &targets).output();
     let data: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
     let rows = data["images"].as_array().unwrap().clone();
@@ -234,27 +215,24 @@ fn package_names(spdx: &Path) -> Vec<String> {
 /// installed, and `hjk images verify` passes. Then `app`'s tag moves to an unsigned build (a
 /// release without gates): `hjk images verify app` fails, naming it.
 #[test]
+#[ignore = "needs podman and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
-    if !real_tools() {
-        return;
-    }
-    let Some(Setup {
-        pw,
-        mut env,
-        auth,
-        repo,
-        ..
-    }) = setup(Some("podman"), "supply-podman")
-    else {
-        return;
-    };
-    env.set("HJK_AUTH", "raw");
-    let images = copy_supply(&env);
-    let (key, public) = keypair(&env, "keys");
-    sign_with(&mut env, &key);
-    let root = env.root().display().to_string();
-    let meta = format!("{root}/release.json");
-    let gates_dir = format!("{root}/gates");
+    need(&[Need::Podman, Need::Registry, Need::SupplyTools]);
+    let Signed {
+        setup:
+            Setup {
+                pw,
+                env,
+                auth,
+                repo,
+                ..
+            },
+        images,
+        public,
+        root,
+        meta,
+        gates_dir,
+    } = signed("supply-podman");
     let mut args = release_args(
         &images,
         &repo,
@@ -312,20 +290,7 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
     assert!(!Path::new(&format!("{gates_dir}/cosign.pub")).exists());
 
     // the people who pull it: every check passes
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "base",
-            "--registry",
-            &repo,
-            "--key",
-            &pub_s,
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
+    let out = verify_run(&env, &repo, &public, &["app", "base"])
         .stdout_has("TARGET  PLATFORM     SIGNATURE  SBOM    PROVENANCE  BASE-SIGNED  IMAGE")
         .run();
     eprintln!("verify after the release:\n{}", out.stdout);
@@ -402,20 +367,7 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
         .unwrap()
         .to_string();
     assert_ne!(unsigned, app_index);
-    let key_s = public.display().to_string();
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "--registry",
-            &repo,
-            "--key",
-            &key_s,
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
+    let out = verify_run(&env, &repo, &public, &["app"])
         .status(1)
         .stderr_has(format!(
             "{repo}@{unsigned} (app index): signature: no signatures found"
@@ -466,26 +418,19 @@ fn podman_release_signs_attests_and_verifies_then_an_unsigned_tag_fails() {
 /// passes on `app`, BuildKit's provenance attestation included, and fails on `leaky`, which
 /// has no public tag.
 #[test]
+#[ignore = "needs docker and registry and cosign, syft, trivy: scripts/test-engines.sh up and scripts/install-tools.sh supply, then make test"]
 fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance() {
-    if !real_tools() {
-        return;
-    }
-    let Some(Setup {
-        mut env,
-        auth,
-        repo,
+    need(&[Need::Docker, Need::Registry, Need::SupplyTools]);
+    let Signed {
+        setup: Setup {
+            env, auth, repo, ..
+        },
+        images,
+        public,
+        meta,
+        gates_dir,
         ..
-    }) = setup(Some("docker"), "supply-buildx")
-    else {
-        return;
-    };
-    env.set("HJK_AUTH", "raw");
-    let images = copy_supply(&env);
-    let (key, public) = keypair(&env, "keys");
-    sign_with(&mut env, &key);
-    let root = env.root().display().to_string();
-    let meta = format!("{root}/release.json");
-    let gates_dir = format!("{root}/gates");
+    } = signed("supply-buildx");
     let mut args = release_args(
         &images,
         &repo,
@@ -530,20 +475,7 @@ fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance()
     let report = std::fs::read_to_string(format!("{gates_dir}/leaky-amd64.trivy.json")).unwrap();
     assert!(report.contains("/etc/hjk-fixture/deploy.pem"));
 
-    let out = env
-        .hjk(&[
-            "images",
-            "verify",
-            "app",
-            "--registry",
-            &repo,
-            "--key",
-            &public.display().to_string(),
-            "--insecure-ignore-tlog",
-            "--auth",
-            "raw",
-        ])
-        .run();
+    let out = verify_run(&env, &repo, &public, &["app"]).run();
     eprintln!("verify of a buildx release:\n{}", out.stdout);
     let (code, rows, _) = verify_json(&env, &repo, &public, &["app"]);
     assert_eq!(code, 0);
@@ -560,10 +492,9 @@ fn buildx_release_holds_the_variant_with_a_planted_key_and_verifies_provenance()
 /// of reach or missing from a cache directory, a missing or private `--key` for verify, and no
 /// cosign. The engine is a fake that records its argv: none of them reaches a build.
 #[test]
+#[ignore = "needs cosign, syft, trivy: scripts/install-tools.sh supply, then make test"]
 fn bad_keys_and_no_vulnerability_db_are_refused_before_anything_is_pushed() {
-    if !real_tools() {
-        return;
-    }
+    need(&[Need::SupplyTools]);
     let mut env = TestEnv::new();
     env.fake("podman");
     for tool in ["cosign", "syft", "trivy"] {
@@ -648,11 +579,7 @@ fn bad_keys_and_no_vulnerability_db_are_refused_before_anything_is_pushed() {
         .bad_input()
         .stderr_has("--scanners is for --scan")
         .run();
-    assert!(
-        !env.log().iter().any(|l| l[1] == "build" || l[1] == "push"),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built_or_pushed();
     // verify: a missing key, a private key, no cosign
     let missing = env.root().join("nope.pub").display().to_string();
     env.hjk(&["images", "verify", "app", "--key", &missing])

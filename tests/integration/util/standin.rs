@@ -10,8 +10,8 @@
 //! The directory is content-addressed ([`StandIn::repo`]): hjk's own no-op check then builds
 //! the hierarchy once per engine and reuses it on later runs.
 
-use crate::images_lint::images_dir;
-use crate::util::sha256_hex;
+use super::dockerfile::images_dir;
+use super::sha256_hex;
 use std::path::{Path, PathBuf};
 
 /// The marker line in images/base/Dockerfile from which its lines are copied as they are.

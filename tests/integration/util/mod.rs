@@ -1,6 +1,26 @@
-//! A hermetic environment per test: its own HOME, XDG dirs, project directory and a bin dir at
-//! the front of PATH for fake or recording engines. Tests pass env to the child process only;
-//! the test process's own environment is never mutated.
+//! The one helper module of the integration tests: test modules share code only through it.
+//! Here: a hermetic environment per test ([`TestEnv`]: its own HOME, XDG dirs, project directory
+//! and a bin dir at the front of PATH for fake or recording engines; tests pass env to the
+//! child process only, the test process's own environment is never mutated), the command
+//! checker [`Run`], and in submodules: what a test needs from outside ([`need`]), the fakes'
+//! typed script ([`fake`]), the recorded invocations ([`argv`]), waiting on a condition
+//! ([`wait`]), child processes and signals ([`process`]), the password registry and release
+//! fixture ([`registry`]), the images' Dockerfiles ([`dockerfile`]) and the stand-in hierarchy
+//! ([`standin`]).
+
+pub mod argv;
+pub mod dockerfile;
+pub mod fake;
+pub mod need;
+pub mod process;
+pub mod real;
+pub mod registry;
+pub mod standin;
+pub mod wait;
+
+pub use need::{need, Need};
+
+use argv::Argv;
 
 use assert_cmd::Command;
 use std::collections::BTreeMap;
@@ -104,10 +124,29 @@ impl TestEnv {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    /// A file in FAKE_DIR that steers the fake engine's replies.
-    pub fn fake_reply(&self, file: &str, content: &str) -> &Self {
-        std::fs::write(self.root().join("fake").join(file), content).unwrap();
+    /// Steers the fakes (fake-engine, fake-container, fake-supply-chain) by `script`, which
+    /// replaces the one before.
+    pub fn script(&self, script: &fake::Script) -> &Self {
+        std::fs::write(self.root().join("fake/script"), script.text()).unwrap();
         self
+    }
+
+    /// The pid a fake recorded while it sleeps, once it has (see [`fake::Build::Hangs`]).
+    pub fn fake_pid(&self, which: fake::Pid) -> i32 {
+        let text = wait::file(
+            &self.root().join("fake").join(which.file()),
+            std::time::Duration::from_secs(30),
+        );
+        text.trim().parse().unwrap()
+    }
+
+    /// The signals a build under [`fake::Build::HangsThroughSignals`] has noted so far.
+    pub fn fake_signals(&self) -> Vec<String> {
+        std::fs::read_to_string(self.root().join("fake/build.signals"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     pub fn write(&self, rel: &str, content: &str) -> &Self {
@@ -181,6 +220,15 @@ impl TestEnv {
             .lines()
             .map(|l| l.split('\t').map(String::from).collect())
             .collect()
+    }
+
+    /// No recorded invocation built or pushed anything.
+    pub fn assert_nothing_built_or_pushed(&self) {
+        let log = self.log();
+        assert!(
+            !log.iter().any(|l| l.is(&["build"]) || l.is(&["push"])),
+            "{log:?}"
+        );
     }
 
     pub fn clear_log(&self) {
@@ -342,61 +390,6 @@ pub fn run(mut c: Command) -> Out {
     }
 }
 
-/// Real engines: present, or a failure when `AGENT_IMAGES_REQUIRE_ENGINES` names them. The
-/// lanes: `podman`; `docker`, which is dockerd with the buildx plugin (BuildKit), as Docker
-/// 23+ users have it; `docker-classic`, the same daemon through a docker CLI that cannot find
-/// the plugin (see [`TestEnv::classic_docker`]).
-pub fn engine_available(engine: &str) -> bool {
-    let lane_ok = || -> Result<(), String> {
-        let ok = |program: &str, args: &[&str]| {
-            std::process::Command::new(program)
-                .args(args)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        match engine {
-            "docker-classic" => {
-                if !ok("docker", &["info"]) {
-                    return Err("`docker info` fails".into());
-                }
-                if !ok("unshare", &["--mount", "true"]) {
-                    return Err("`unshare --mount` fails (a private mount namespace hides the buildx plugin; it needs root)".into());
-                }
-                Ok(())
-            }
-            "docker" => {
-                if !ok("docker", &["info"]) {
-                    return Err("`docker info` fails".into());
-                }
-                if !ok("docker", &["buildx", "version"]) {
-                    return Err(
-                        "`docker buildx version` fails (the docker lane is BuildKit)".into(),
-                    );
-                }
-                Ok(())
-            }
-            _ if ok(engine, &["info"]) => Ok(()),
-            _ => Err(format!("`{engine} info` fails")),
-        }
-    };
-    let why = match lane_ok() {
-        Ok(()) => return true,
-        Err(why) => why,
-    };
-    let required = std::env::var("AGENT_IMAGES_REQUIRE_ENGINES").unwrap_or_default();
-    let required = required
-        .split(',')
-        .map(str::trim)
-        .any(|e| e == engine || e == "all");
-    if required {
-        panic!("AGENT_IMAGES_REQUIRE_ENGINES names {engine}, but {why}; run scripts/test-engines.sh up");
-    }
-    eprintln!("skipping: {engine}: {why} (set AGENT_IMAGES_REQUIRE_ENGINES to make this fail)");
-    false
-}
-
 /// A minimal HTTP/1.1 file server on 127.0.0.1 for download tests (GitHub API and release
 /// assets, URL-template mirrors). Serves `files` by path; anything else is a 404.
 pub fn serve(files: BTreeMap<String, Vec<u8>>) -> u16 {
@@ -435,6 +428,38 @@ pub fn serve_listener(listener: std::net::TcpListener, files: BTreeMap<String, V
             let _ = stream.write_all(&body);
         }
     });
+}
+
+/// A listener that counts the connections made to it: proof that nothing went to the network.
+pub fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (port, hits)
+}
+
+/// `ocx build` of several platforms on classic docker: after the warning that buildx is
+/// missing, one error line, exit 2; nothing was downloaded (`hits` counts the source's
+/// requests) and nothing built.
+pub fn refused_before_the_download(env: &TestEnv, hits: &std::sync::atomic::AtomicUsize) {
+    env.ocx(&["build"])
+        .status(2)
+        .stderr_has("\nerror: the classic docker builder cannot build several platforms")
+        .run();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "downloaded first"
+    );
+    let builds: Vec<_> = env.log().into_iter().filter(|a| a.is(&["build"])).collect();
+    assert!(builds.is_empty(), "{builds:?}");
 }
 
 /// A gzipped tarball holding one file.
@@ -502,14 +527,79 @@ pub fn ocx_tag(repo_version: &str, uid: u32, gid: u32, username: Option<&str>) -
 
 /// `<engine> ARGS`, which must succeed: its stdout, trimmed.
 pub fn engine_stdout(engine: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(engine)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = succeeds(std::process::Command::new(engine).args(args));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs `cmd`, which must exit 0 (else the test fails with the command and its stderr).
+pub fn succeeds(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{engine} {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    out
+}
+
+/// ELF's e_machine for x86-64 and for aarch64.
+pub const X86_64: u8 = 62;
+pub const AARCH64: u8 = 183;
+
+/// What ocx takes for an opencode binary of `machine` (a 64-bit little-endian ELF header):
+/// 4096 bytes, `fill` after the header fields it reads, so two fills are two binaries.
+pub fn fake_elf(machine: u8, fill: u8) -> Vec<u8> {
+    let mut b = vec![fill; 4096];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[18] = machine;
+    b[19] = 0;
+    b
+}
+
+/// Copies the tree at `src` to `dst` (regular files and directories).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// Test modules share code only through this one: none exports an item, none reaches into
+/// another.
+#[test]
+fn helpers_live_only_in_util() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
+    // a path through another test module: `crate::faults::x`, `super::release::y`
+    let reach = regex::Regex::new(r"\b(?:crate|super)::([a-z_0-9]+)::").unwrap();
+    let mut wrong = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "rs") || p.ends_with("main.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        for (i, l) in text.lines().enumerate() {
+            let t = l.trim_start();
+            let shared = t.starts_with("pub ") || t.starts_with("pub(");
+            let reaches = reach
+                .captures_iter(l)
+                .any(|c| &c[1] != "util" && &c[1] != "super");
+            if shared || reaches {
+                wrong.push(format!("{}:{}: {l}", p.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "share it through util/:\n{}",
+        wrong.join("\n")
+    );
 }
