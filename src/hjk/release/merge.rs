@@ -6,6 +6,7 @@ use super::gates::{self, Gates};
 use super::metadata::{Metadata, VariantRecord, SCHEMA};
 use super::promote::public_tags;
 use super::registry::{self, Registry};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
@@ -89,7 +90,7 @@ pub async fn merge_command(
 /// all at once before anything is pushed: an index naming a missing one is refused by the
 /// registry (a raw 400) after the indexes before it went up.
 pub(super) async fn check_staged(registry: &Registry, meta: &Metadata) -> Result<()> {
-    let named: Vec<(String, Platform, String)> = meta
+    let named: Vec<(String, Platform, ImageDigest)> = meta
         .variants
         .iter()
         .flat_map(|v| {
@@ -272,8 +273,14 @@ mod tests {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
         let m = combine(
             &[
-                partial(Platform::LinuxArm64, "sha256:b"),
-                partial(Platform::LinuxAmd64, "sha256:a"),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                partial(
+                    Platform::LinuxAmd64,
+                    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                ),
             ],
             None,
             &files,
@@ -283,18 +290,33 @@ mod tests {
         assert!(!m.partial);
         let err = combine(
             &[
-                partial(Platform::LinuxArm64, "sha256:b"),
-                partial(Platform::LinuxArm64, "sha256:c"),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                ),
             ],
             None,
             &files,
         )
         .unwrap_err();
         assert!(err.0.contains("more than one file"), "{err}");
-        let mut other = partial(Platform::LinuxAmd64, "sha256:a");
+        let mut other = partial(
+            Platform::LinuxAmd64,
+            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        );
         other.registry = "ghcr.io/x/y".into();
         let err = combine(
-            &[partial(Platform::LinuxArm64, "sha256:b"), other],
+            &[
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                other,
+            ],
             None,
             &files,
         )
@@ -306,8 +328,14 @@ mod tests {
     fn merge_takes_the_files_version_and_refuses_another() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
         let parts = [
-            partial(Platform::LinuxArm64, "sha256:b"),
-            partial(Platform::LinuxAmd64, "sha256:a"),
+            partial(
+                Platform::LinuxArm64,
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            ),
+            partial(
+                Platform::LinuxAmd64,
+                "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ),
         ];
         // no --version: the files' own, so the versioned tags are not dropped
         let m = combine(&parts, None, &files).unwrap();
@@ -340,10 +368,19 @@ mod tests {
     #[test]
     fn merge_refuses_other_inputs_and_children_before_parents() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
-        let mut b = partial(Platform::LinuxAmd64, "sha256:a");
+        let mut b = partial(
+            Platform::LinuxAmd64,
+            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        );
         b.variants[0].inputs = Some("changed".into());
         let err = combine(
-            &[partial(Platform::LinuxArm64, "sha256:b"), b],
+            &[
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                b,
+            ],
             None,
             &files,
         )
@@ -353,7 +390,10 @@ mod tests {
             "{err}"
         );
         // a hand-edited file with the child first is refused, not a panic in verify
-        let mut child_first = partial(Platform::LinuxArm64, "sha256:b");
+        let mut child_first = partial(
+            Platform::LinuxArm64,
+            "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        );
         let mut child = child_first.variants[0].clone();
         child.name = "top".into();
         child.parent = Some("base".into());
