@@ -17,7 +17,7 @@ pub struct Metadata {
     pub schema: u32,
     /// The repository, e.g. `ghcr.io/gilmanlab/headjack`.
     pub registry: String,
-    pub version: Option<String>,
+    pub version: Option<crate::version::Version>,
     /// `true` for a `--push-by-digest` run: per-platform images only, no index, no tags.
     pub partial: bool,
     /// Variants in graph order, parents first.

@@ -139,9 +139,9 @@ pub(super) async fn lane(
         if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
             if u.declared.contains("VERSION") {
-                req.build_args.insert("VERSION".into(), v.clone());
+                req.build_args.insert("VERSION".into(), v.to_string());
             }
-            req.labels.insert(LABEL_VERSION.into(), v.clone());
+            req.labels.insert(LABEL_VERSION.into(), v.to_string());
         }
         if let Some(b) = &base {
             if u.parent.is_some() || spec.images.base_image.is_some() {
