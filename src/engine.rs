@@ -9,6 +9,7 @@ use crate::backend::{
     Inspected, Login, MultiPlatform, ReleaseNeeds, Remote, Stage, StoredLogin,
 };
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
+use crate::digest::ImageDigest;
 use crate::error::UserError;
 use crate::exec::{Attach, Captured, CommandFailed, NoParser, Runner};
 use crate::image_ref::ImageRef;
@@ -567,10 +568,13 @@ impl Engine {
             });
         }
         let text = std::fs::read_to_string(&stage.digest_file).unwrap_or_default();
-        Ok(Staged {
-            digest: self.backend.staged_digest(&text),
-            layout,
-        })
+        let digest = self
+            .backend
+            .staged_digest(&text)
+            .map(|d| ImageDigest::parse(&d))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the engine reported a bad digest: {}", e.0))?;
+        Ok(Staged { digest, layout })
     }
 
     /// Removes the local images a release built under its staging tags, each by its tag (an
@@ -680,7 +684,7 @@ impl Engine {
 #[derive(Debug)]
 pub struct Staged {
     /// The digest the engine reported (pushed, or at the top of the layout).
-    pub digest: Option<String>,
+    pub digest: Option<ImageDigest>,
     /// An OCI layout to push under the staging tag, when the engine wrote one.
     pub layout: Option<Utf8PathBuf>,
 }

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod build;
 pub mod build_inputs;
 pub mod cli;
+pub mod digest;
 pub mod dirs;
 pub mod disk;
 pub mod engine;

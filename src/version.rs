@@ -20,6 +20,81 @@ pub fn is_release(s: &str) -> bool {
         })
 }
 
+/// A release version, checked once by [`is_release`] where it enters (a flag, a metadata
+/// file): always a valid tag suffix. Displays and serializes as the string it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(String);
+
+impl Version {
+    /// `s` as a release version, or the `--version` flag's own refusal.
+    pub fn parse(s: &str) -> Result<Version, crate::error::UserError> {
+        if is_release(s) {
+            Ok(Version(s.to_string()))
+        } else {
+            Err(crate::error::UserError(format!(
+                "invalid --version {s:?}: use vX.Y.Z, e.g. v1.4.0"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = crate::error::UserError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Version::parse(s)
+    }
+}
+
+impl std::ops::Deref for Version {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Version {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Version {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Version::parse(&s).map_err(|e| serde::de::Error::custom(e.0))
+    }
+}
+
+/// Test fixtures spell versions as literals; a literal that is not one is a broken test.
+#[cfg(test)]
+impl From<&str> for Version {
+    fn from(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+}
+
 /// Sort key for `X.Y.Z[-pre]`: numeric parts, then a pre-release sorts before its release.
 pub fn sort_key(v: &str) -> (Vec<u64>, String) {
     let v = v.strip_prefix('v').unwrap_or(v);

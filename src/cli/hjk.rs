@@ -57,8 +57,8 @@ pub struct EngineArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// Also tag `<registry>:<variant>-<version>` and set the VERSION build argument (vX.Y.Z).
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long, value_parser = crate::version::Version::parse)]
+    pub version: Option<crate::version::Version>,
     /// Override the root variant's BASE_IMAGE (a mirror, or a local image in tests).
     #[arg(long)]
     pub base_image: Option<String>,
@@ -235,8 +235,8 @@ pub struct MergeCommand {
     pub files: Vec<Utf8PathBuf>,
     /// The release version (tags `<variant>-<version>`): the one the files' images were
     /// built with, which is the default; another one is refused.
-    #[arg(long)]
-    pub version: Option<String>,
+    #[arg(long, value_parser = crate::version::Version::parse)]
+    pub version: Option<crate::version::Version>,
     /// Engine for the credential tools and gates (default: runtime.name, then the first on PATH).
     #[arg(long)]
     pub backend: Option<String>,
@@ -281,8 +281,8 @@ pub enum ImagesCommand {
         #[arg(long, env = "HJK_IMAGES_DIR", default_value = "images")]
         images_dir: Utf8PathBuf,
         /// Read a variant under its versioned tag <registry>:<variant>-<version> instead.
-        #[arg(long)]
-        version: Option<String>,
+        #[arg(long, value_parser = crate::version::Version::parse)]
+        version: Option<crate::version::Version>,
         /// Repository a variant name is looked up in (default: images.registry).
         #[arg(long)]
         registry: Option<String>,

@@ -5,8 +5,8 @@
 use super::boot::{self, BootOptions, Target};
 use super::release;
 use super::settings::{
-    auth_setting, registry_setting, registry_timeout, version_setting, BuildSettings,
-    ImagesSettings, MergeSettings, ReleaseSettings,
+    auth_setting, registry_setting, registry_timeout, BuildSettings, ImagesSettings, MergeSettings,
+    ReleaseSettings,
 };
 use super::{images, resolve, Session};
 use crate::cli::hjk::{BuildCommand, EngineArgs, MergeCommand, ReleaseCommand};
@@ -168,7 +168,7 @@ pub struct VerifyArgs {
     /// `--all`: every variant of this images directory.
     pub all: Option<Utf8PathBuf>,
     /// `--version`: variants under `<variant>-<version>`.
-    pub version: Option<String>,
+    pub version: Option<crate::version::Version>,
     pub registry: Option<String>,
     pub backend: Option<String>,
     pub auth: Option<String>,
@@ -207,7 +207,7 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
             .into())
         }
     };
-    let version = version_setting(args.version.as_deref())?;
+    let version = args.version;
     let mut targets = args.targets;
     if let Some(dir) = &args.all {
         let graph = super::variants::Graph::load(dir)?;

@@ -8,7 +8,6 @@ use super::Session;
 use crate::backend::MultiPlatform;
 use crate::build::{BuildRequest, ImageInfo, Output};
 use crate::engine::Engine;
-use crate::error::UserError;
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
@@ -103,17 +102,6 @@ pub struct NodeResult {
     pub seconds: f64,
     pub id: Option<String>,
     pub error: Option<String>,
-}
-
-/// A version is a tag suffix: `v1.2.3` or `1.2.3`, with an optional pre-release.
-pub fn parse_version(s: &str) -> Result<String, UserError> {
-    if crate::version::is_release(s) {
-        Ok(s.to_string())
-    } else {
-        Err(UserError(format!(
-            "invalid --version {s:?}: use vX.Y.Z, e.g. v1.4.0"
-        )))
-    }
 }
 
 /// The default of `ARG BASE_IMAGE=...` in a Dockerfile, if it has one.
@@ -289,10 +277,10 @@ impl Plan {
         if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
             if n.declared_args.contains("VERSION") {
-                req.build_args.insert("VERSION".into(), v.clone());
+                req.build_args.insert("VERSION".into(), v.to_string());
             }
             req.labels
-                .insert("org.opencontainers.image.version".into(), v.clone());
+                .insert("org.opencontainers.image.version".into(), v.to_string());
         }
         // the base's local id reaches every node, so a new base rebuilds the whole chain
         let fp = match root_base_id {

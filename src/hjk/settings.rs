@@ -18,6 +18,7 @@ use crate::error::UserError;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use crate::report::ProgressMode;
+use crate::version::Version;
 use anyhow::Result;
 use camino::Utf8PathBuf;
 use std::collections::BTreeMap;
@@ -82,7 +83,7 @@ pub struct ImagesSettings {
     /// `--registry`, else `images.registry`.
     pub registry: ImageRef,
     /// `--version` (`vX.Y.Z`).
-    pub version: Option<String>,
+    pub version: Option<Version>,
     /// `--base-image`: overrides the root variant's `ARG BASE_IMAGE` (mirrors, tests).
     pub base_image: Option<ImageRef>,
 }
@@ -114,7 +115,7 @@ impl ImagesSettings {
             variants,
             platforms,
             registry: registry_setting(args.registry.as_deref(), cfg)?,
-            version: version_setting(args.version.as_deref())?,
+            version: args.version.clone(),
             base_image: args
                 .base_image
                 .as_deref()
@@ -143,11 +144,6 @@ pub fn registry_setting(flag: Option<&str>, cfg: &HjkConfig) -> Result<ImageRef,
         Some(r) => config::parse_registry(r),
         None => Ok(cfg.registry.clone()),
     }
-}
-
-/// `--version`, checked: a tag suffix.
-pub fn version_setting(flag: Option<&str>) -> Result<Option<String>, UserError> {
-    flag.map(super::images::parse_version).transpose()
 }
 
 /// `--cache-repo REPO`, checked.
@@ -356,13 +352,13 @@ pub struct MergeSettings {
     /// Where `variants.yaml` is, if here (each variant's `.trivyignore` for the scan gate).
     pub images_dir: Utf8PathBuf,
     /// `--version`: must be the files' own.
-    pub version: Option<String>,
+    pub version: Option<Version>,
     pub publish: PublishSettings,
 }
 
 impl MergeSettings {
     pub fn resolve(cmd: MergeCommand, vars: &Vars, cfg: &HjkConfig) -> Result<MergeSettings> {
-        let version = version_setting(cmd.version.as_deref())?;
+        let version = cmd.version.clone();
         Ok(MergeSettings {
             engine: EngineSettings::resolve(cmd.backend, cfg, cmd.progress, false),
             publish: PublishSettings::resolve(&cmd.release, vars, cfg)?,

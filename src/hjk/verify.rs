@@ -36,7 +36,7 @@ pub struct VerifySpec {
     /// `--registry`, else `images.registry`: where a variant name is looked up.
     pub registry: ImageRef,
     /// `--version`: a variant name means `<registry>:<variant>-<version>`.
-    pub version: Option<String>,
+    pub version: Option<crate::version::Version>,
     pub trust: Trust,
     /// `--insecure-ignore-tlog`: for signatures a release made with `--tlog-upload=false`.
     pub ignore_tlog: bool,

@@ -9,6 +9,7 @@
 
 use crate::util::fake::Script;
 use crate::util::{fixtures, TestEnv};
+use agent_images::digest::ImageDigest;
 use agent_images::engine::Engine;
 use agent_images::error;
 use agent_images::hjk::release::gates::run::{self as gates, Published, PublishedVariant, Verdict};
@@ -31,8 +32,8 @@ impl Reporter for Collect {
     }
 }
 
-fn digest(n: u32) -> String {
-    format!("sha256:{n:064x}")
+fn digest(n: u32) -> ImageDigest {
+    ImageDigest::parse(&format!("sha256:{n:064x}")).unwrap()
 }
 
 /// base -> systemd -> dind (the first `n` of them), each for amd64 and arm64, with distinct
@@ -166,13 +167,13 @@ async fn failing_scan_moves_no_public_tag() {
         assert!(
             !calls
                 .iter()
-                .any(|c| c.starts_with("cosign") && c.contains(&idx)),
+                .any(|c| c.starts_with("cosign") && c.contains(idx.as_str())),
             "{calls:#?}"
         );
     }
     assert!(calls
         .iter()
-        .any(|c| c.starts_with("cosign sign") && c.contains(&digest(11))));
+        .any(|c| c.starts_with("cosign sign") && c.contains(digest(11).as_str())));
     let promo = gates::promotion(&p, &report);
     assert_eq!(promo.moves, ["base"]);
     assert!(!promo.may_move("systemd") && !promo.may_move("dind"));
@@ -315,13 +316,13 @@ fn a_missing_tool_is_exit_2_before_anything_runs() {
 }
 
 #[test]
-fn published_digests_and_order_are_checked() {
-    let mut p = published(2);
-    p.variants[1].platforms[0].1 = "sha256:abc; rm -rf /".into();
+fn published_digests_are_parsed_once_and_order_is_checked() {
+    // a digest reaches argv only as an ImageDigest, which refuses anything but sha256:<64 hex>
     assert_eq!(
-        p.validate().unwrap_err().0,
-        "systemd (linux/amd64): \"sha256:abc; rm -rf /\" is not a sha256 digest (sha256:<64 hex digits>)"
+        ImageDigest::parse("sha256:abc; rm -rf /").unwrap_err().0,
+        "\"sha256:abc; rm -rf /\" is not a sha256 digest (sha256:<64 hex digits>)"
     );
+    assert!(published(2).validate().is_ok());
     let mut p = published(2);
     p.variants.reverse();
     assert_eq!(

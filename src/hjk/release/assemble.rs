@@ -3,6 +3,7 @@
 
 use super::metadata::{Attestation, Metadata, PlatformRecord};
 use super::registry::{self, Registry};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::fingerprint::{self};
 use crate::platform::Platform;
@@ -78,7 +79,7 @@ pub(super) async fn assemble(
         v.index_digest = Some(digest);
         out.insert(v.name.clone(), (bytes, media_type));
     }
-    let by_name: BTreeMap<String, String> = meta
+    let by_name: BTreeMap<String, ImageDigest> = meta
         .variants
         .iter()
         .filter_map(|v| Some((v.name.clone(), v.index_digest.clone()?)))
@@ -105,7 +106,7 @@ pub(super) async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
             .await?
             .ok_or_else(|| anyhow!("index {digest} of {} is missing from the registry", v.name))?;
         let parsed = index.parsed()?;
-        let listed: BTreeMap<String, String> = parsed
+        let listed: BTreeMap<String, ImageDigest> = parsed
             .manifests
             .iter()
             .filter(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux"))
@@ -137,7 +138,7 @@ pub(super) async fn verify(registry: &Registry, meta: &Metadata) -> Result<()> {
                 let want = meta
                     .variant(parent)
                     .and_then(|pv| pv.platforms.get(p))
-                    .map(|pr| pr.digest.clone())
+                    .map(|pr| pr.digest.to_string())
                     .unwrap_or_default();
                 if cfg.labels.get(LABEL_BASE_DIGEST) != Some(&want) {
                     return Err(anyhow!(
@@ -257,12 +258,24 @@ pub(super) mod tests {
     fn attestations_follow_the_images_as_buildkit_lists_them() {
         let mut platforms = BTreeMap::new();
         for (p, d) in [
-            (Platform::LinuxArm64, "sha256:b"),
-            (Platform::LinuxAmd64, "sha256:a"),
+            (
+                Platform::LinuxArm64,
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            ),
+            (
+                Platform::LinuxAmd64,
+                "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ),
         ] {
             let mut r = rec(d, registry::OCI_MANIFEST);
             r.attestation = Some(Attestation {
-                digest: format!("{d}-att"),
+                digest: match d.as_bytes()[7] {
+                    b'a' => {
+                        "sha256:7777777777777777777777777777777777777777777777777777777777777777"
+                    }
+                    _ => "sha256:8888888888888888888888888888888888888888888888888888888888888888",
+                }
+                .into(),
                 media_type: registry::OCI_MANIFEST.into(),
                 size: 5,
             });
@@ -282,20 +295,37 @@ pub(super) mod tests {
         assert_eq!(
             listed,
             [
-                ("sha256:a", "amd64"),
-                ("sha256:b", "arm64"),
-                ("sha256:a-att", "unknown"),
-                ("sha256:b-att", "unknown")
+                (
+                    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                    "amd64"
+                ),
+                (
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                    "arm64"
+                ),
+                (
+                    "sha256:7777777777777777777777777777777777777777777777777777777777777777",
+                    "unknown"
+                ),
+                (
+                    "sha256:8888888888888888888888888888888888888888888888888888888888888888",
+                    "unknown"
+                )
             ]
         );
         assert_eq!(
-            index.attestation_for("sha256:b").unwrap().digest,
-            "sha256:b-att"
+            index
+                .attestation_for(
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+                )
+                .unwrap()
+                .digest,
+            "sha256:8888888888888888888888888888888888888888888888888888888888888888"
         );
         // an attestation is never taken for a platform
         assert_eq!(
             index.entry_for(Platform::LinuxArm64).unwrap().digest,
-            "sha256:b"
+            "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
         );
     }
 
@@ -304,22 +334,35 @@ pub(super) mod tests {
         let mut a = BTreeMap::new();
         a.insert(
             Platform::LinuxArm64,
-            rec("sha256:b", registry::DOCKER_MANIFEST),
+            rec(
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                registry::DOCKER_MANIFEST,
+            ),
         );
         a.insert(
             Platform::LinuxAmd64,
-            rec("sha256:a", registry::DOCKER_MANIFEST),
+            rec(
+                "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                registry::DOCKER_MANIFEST,
+            ),
         );
         let (bytes, mt) = index_bytes(&a);
         assert_eq!(mt, registry::DOCKER_LIST);
         let text = String::from_utf8(bytes).unwrap();
         assert!(
-            text.find("sha256:a").unwrap() < text.find("sha256:b").unwrap(),
+            text.find("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+                .unwrap()
+                < text
+                    .find("sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+                    .unwrap(),
             "{text}"
         );
         a.insert(
             Platform::LinuxArm64,
-            rec("sha256:b", registry::OCI_MANIFEST),
+            rec(
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                registry::OCI_MANIFEST,
+            ),
         );
         assert_eq!(index_bytes(&a).1, registry::OCI_INDEX);
     }

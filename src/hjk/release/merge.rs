@@ -6,6 +6,7 @@ use super::gates::{self, Gates};
 use super::metadata::{Metadata, VariantRecord, SCHEMA};
 use super::promote::public_tags;
 use super::registry::{self, Registry};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
@@ -89,7 +90,7 @@ pub async fn merge_command(
 /// all at once before anything is pushed: an index naming a missing one is refused by the
 /// registry (a raw 400) after the indexes before it went up.
 pub(super) async fn check_staged(registry: &Registry, meta: &Metadata) -> Result<()> {
-    let named: Vec<(String, Platform, String)> = meta
+    let named: Vec<(String, Platform, ImageDigest)> = meta
         .variants
         .iter()
         .flat_map(|v| {
@@ -139,12 +140,8 @@ pub(super) fn combine(
             first.version.as_deref().unwrap_or("(none)")
         )));
     }
-    // the files are input too: their version and names become tags, checked before anything
-    // is pushed
-    if let Some(v) = &first.version {
-        crate::hjk::images::parse_version(v)
-            .map_err(|e| UserError(format!("{}: {}", files[0], e.0)))?;
-    }
+    // the files are input too: their names become tags, checked before anything is pushed
+    // (their version is a `Version`, checked as the file was read)
     let mut out = Metadata {
         schema: SCHEMA,
         registry: first.registry.clone(),
@@ -272,8 +269,14 @@ mod tests {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
         let m = combine(
             &[
-                partial(Platform::LinuxArm64, "sha256:b"),
-                partial(Platform::LinuxAmd64, "sha256:a"),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                partial(
+                    Platform::LinuxAmd64,
+                    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                ),
             ],
             None,
             &files,
@@ -283,18 +286,33 @@ mod tests {
         assert!(!m.partial);
         let err = combine(
             &[
-                partial(Platform::LinuxArm64, "sha256:b"),
-                partial(Platform::LinuxArm64, "sha256:c"),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                ),
             ],
             None,
             &files,
         )
         .unwrap_err();
         assert!(err.0.contains("more than one file"), "{err}");
-        let mut other = partial(Platform::LinuxAmd64, "sha256:a");
+        let mut other = partial(
+            Platform::LinuxAmd64,
+            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        );
         other.registry = "ghcr.io/x/y".into();
         let err = combine(
-            &[partial(Platform::LinuxArm64, "sha256:b"), other],
+            &[
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                other,
+            ],
             None,
             &files,
         )
@@ -306,8 +324,14 @@ mod tests {
     fn merge_takes_the_files_version_and_refuses_another() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
         let parts = [
-            partial(Platform::LinuxArm64, "sha256:b"),
-            partial(Platform::LinuxAmd64, "sha256:a"),
+            partial(
+                Platform::LinuxArm64,
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            ),
+            partial(
+                Platform::LinuxAmd64,
+                "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ),
         ];
         // no --version: the files' own, so the versioned tags are not dropped
         let m = combine(&parts, None, &files).unwrap();
@@ -322,13 +346,12 @@ mod tests {
             "--version v9.9.9 does not match a.json, whose images were built as v1.0.0; the version is part of every image, so merge with --version v1.0.0 or release again"
         );
         // a hand-edited version or name that makes no tag is refused before any push
-        let mut bad = parts.clone();
-        for p in &mut bad {
-            p.version = Some("v1 x".into());
-        }
-        let err = combine(&bad, None, &files).unwrap_err();
+        let text = serde_json::to_string(&parts[0])
+            .unwrap()
+            .replace("\"v1.0.0\"", "\"v1 x\"");
+        let err = serde_json::from_str::<Metadata>(&text).unwrap_err();
         assert!(
-            err.0.starts_with("a.json: invalid --version \"v1 x\""),
+            err.to_string().starts_with("invalid --version \"v1 x\""),
             "{err}"
         );
         let mut bad = parts.clone();
@@ -340,10 +363,19 @@ mod tests {
     #[test]
     fn merge_refuses_other_inputs_and_children_before_parents() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
-        let mut b = partial(Platform::LinuxAmd64, "sha256:a");
+        let mut b = partial(
+            Platform::LinuxAmd64,
+            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        );
         b.variants[0].inputs = Some("changed".into());
         let err = combine(
-            &[partial(Platform::LinuxArm64, "sha256:b"), b],
+            &[
+                partial(
+                    Platform::LinuxArm64,
+                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                ),
+                b,
+            ],
             None,
             &files,
         )
@@ -353,7 +385,10 @@ mod tests {
             "{err}"
         );
         // a hand-edited file with the child first is refused, not a panic in verify
-        let mut child_first = partial(Platform::LinuxArm64, "sha256:b");
+        let mut child_first = partial(
+            Platform::LinuxArm64,
+            "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        );
         let mut child = child_first.variants[0].clone();
         child.name = "top".into();
         child.parent = Some("base".into());

@@ -3,6 +3,7 @@
 //! runs. The schema is documented in docs/release.md ("Release metadata"); `schema` changes when a field
 //! changes meaning. It never holds a secret.
 
+use crate::digest::ImageDigest;
 use crate::error::UserError;
 use crate::platform::Platform;
 use camino::Utf8Path;
@@ -16,7 +17,7 @@ pub struct Metadata {
     pub schema: u32,
     /// The repository, e.g. `ghcr.io/gilmanlab/headjack`.
     pub registry: String,
-    pub version: Option<String>,
+    pub version: Option<crate::version::Version>,
     /// `true` for a `--push-by-digest` run: per-platform images only, no index, no tags.
     pub partial: bool,
     /// Variants in graph order, parents first.
@@ -28,7 +29,7 @@ pub struct VariantRecord {
     pub name: String,
     pub parent: Option<String>,
     /// The index (manifest list) digest; `null` in a partial file.
-    pub index_digest: Option<String>,
+    pub index_digest: Option<ImageDigest>,
     /// The public tags that point at the index (after promotion), e.g. `dind`, `dind-v1.4.0`.
     pub tags: Vec<String>,
     /// `<registry>@<parent's index digest>`; `null` for the root or in a partial file.
@@ -56,7 +57,7 @@ pub struct VariantRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformRecord {
     /// The per-platform manifest digest.
-    pub digest: String,
+    pub digest: ImageDigest,
     pub media_type: String,
     pub size: i64,
     /// The content-addressed staging tag the manifest was pushed under.
@@ -76,7 +77,7 @@ pub struct PlatformRecord {
 /// An attestation manifest: what an index lists to attach it to its image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
-    pub digest: String,
+    pub digest: ImageDigest,
     pub media_type: String,
     pub size: i64,
 }

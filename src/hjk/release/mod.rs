@@ -261,7 +261,7 @@ pub async fn digest_command(
         None => None,
     };
     let digest = match from_file {
-        Some(d) => d,
+        Some(d) => d.to_string(),
         None => {
             let tag = settings.registry.with_tag(variant)?;
             let info = session

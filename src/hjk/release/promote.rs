@@ -24,6 +24,7 @@
 
 use super::gates::run::{Held, Promotion};
 use super::registry::{Manifest, Registry, OCI_INDEX};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::error::UserError;
 use anyhow::Result;
@@ -40,7 +41,7 @@ pub const ANN_HELD_LIFTED: &str = "io.agent-images.held.lifted-by";
 
 /// The digests a hold covers, each with what it is (`index`, or a platform): the variant's
 /// index and each platform image it lists.
-pub type HoldKeys = BTreeMap<String, Vec<(String, String)>>;
+pub type HoldKeys = BTreeMap<String, Vec<(String, ImageDigest)>>;
 
 /// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
 pub fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
@@ -195,7 +196,7 @@ pub async fn apply_earlier_holds(
     keys: &HoldKeys,
     asked: &[&str],
 ) -> Result<Vec<String>> {
-    let moving: Vec<(&String, &String, &String)> = promotion
+    let moving: Vec<(&String, &String, &ImageDigest)> = promotion
         .moves
         .iter()
         .flat_map(|v| {
@@ -281,7 +282,7 @@ pub async fn record_lifts(
 /// What a public tag points at now: its digest and the platforms it lists (`os/arch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
-    pub digest: String,
+    pub digest: ImageDigest,
     pub platforms: BTreeSet<String>,
 }
 
@@ -290,7 +291,7 @@ pub struct Current {
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub variant: String,
-    pub digest: Option<String>,
+    pub digest: Option<ImageDigest>,
     pub platforms: BTreeSet<String>,
 }
 
@@ -299,15 +300,15 @@ pub struct Planned {
 pub struct Move {
     pub variant: String,
     pub tag: String,
-    pub digest: String,
+    pub digest: ImageDigest,
     /// What the tag held when it was read (`None`: no such tag): the compare of the swap.
-    pub from: Option<String>,
+    pub from: Option<ImageDigest>,
     /// A `<variant>-<version>`, which is read back after its PUT.
     pub versioned: bool,
 }
 
 /// What every tag of a plan held when [`check`] read it, by tag (`None`: no such tag).
-pub type Surveyed = BTreeMap<String, Option<String>>;
+pub type Surveyed = BTreeMap<String, Option<ImageDigest>>;
 
 /// Why a tag may not move without `--force-tags`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,7 +316,7 @@ pub enum Conflict {
     /// Its index lists these platforms, which the release does not have.
     Narrows(Vec<String>),
     /// It is a released `<variant>-<version>` and points at this other index.
-    Repoints(String),
+    Repoints(ImageDigest),
 }
 
 /// Why a tag (`versioned`: a `<variant>-<version>`) may not move from `current` to the plan
@@ -557,12 +558,15 @@ mod tests {
     #[test]
     fn narrowing_and_re_pointing_are_conflicts_moving_to_the_same_index_is_not() {
         let both = Current {
-            digest: "sha256:old".into(),
+            digest: "sha256:4444444444444444444444444444444444444444444444444444444444444444"
+                .into(),
             platforms: set(&["linux/amd64", "linux/arm64"]),
         };
         let amd = Planned {
             variant: "top".into(),
-            digest: Some("sha256:new".into()),
+            digest: Some(
+                "sha256:5555555555555555555555555555555555555555555555555555555555555555".into(),
+            ),
             platforms: set(&["linux/amd64"]),
         };
         let narrows = Conflict::Narrows(vec!["linux/arm64".into()]);
@@ -572,7 +576,9 @@ mod tests {
             ..amd.clone()
         };
         assert_eq!(conflict(false, Some(&both), &full), None);
-        let repoints = Conflict::Repoints("sha256:old".into());
+        let repoints = Conflict::Repoints(
+            "sha256:4444444444444444444444444444444444444444444444444444444444444444".into(),
+        );
         assert_eq!(conflict(true, Some(&both), &full), Some(repoints.clone()));
         // a rebuild whose digest is not known yet changes a released version too
         let unknown = Planned {
@@ -581,7 +587,9 @@ mod tests {
         };
         assert!(conflict(true, Some(&both), &unknown).is_some());
         let same = Planned {
-            digest: Some("sha256:old".into()),
+            digest: Some(
+                "sha256:4444444444444444444444444444444444444444444444444444444444444444".into(),
+            ),
             ..amd
         };
         assert_eq!(conflict(true, Some(&both), &same), None);
@@ -594,7 +602,7 @@ mod tests {
         assert_eq!(
             refusal("r/x", &refused).0,
             "no public tag moved: r/x:{base,base-v1} list linux/arm64, which this release does not build; \
-             r/x:top-v1 is already released as sha256:old; release every platform the tags list and \
+             r/x:top-v1 is already released as sha256:4444444444444444444444444444444444444444444444444444444444444444; release every platform the tags list and \
              leave released versions alone, or pass --force-tags"
         );
     }
@@ -613,7 +621,11 @@ mod tests {
         assert!(m.parsed().unwrap().manifests.is_empty(), "nothing to pull");
         let hold = EarlierHold::parse(&m, &d).unwrap();
         assert_eq!(hold, first);
-        assert!(EarlierHold::parse(&m, "sha256:other").is_none());
+        assert!(EarlierHold::parse(
+            &m,
+            "sha256:6666666666666666666666666666666666666666666666666666666666666666"
+        )
+        .is_none());
         assert!(!hold.lifted_by(&[]));
         assert!(!hold.lifted_by(&["scan"]));
         assert!(hold.lifted_by(&["scan", "sbom", "sign"]));

@@ -17,6 +17,7 @@
 //! `SSL_CERT_FILE`/`SSL_CERT_DIR` name, and `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`. A certificate
 //! no trusted CA signed ends the run in one line naming `SSL_CERT_FILE`, and is not retried.
 
+use crate::digest::ImageDigest;
 use crate::error::{Interrupted, UserError};
 use crate::image_ref::ImageRef;
 use anyhow::{anyhow, Result};
@@ -59,16 +60,16 @@ pub fn plain_http(host: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub bytes: Vec<u8>,
-    pub digest: String,
+    pub digest: ImageDigest,
     pub media_type: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     #[serde(default)]
     pub media_type: String,
-    pub digest: String,
+    pub digest: ImageDigest,
     #[serde(default)]
     pub size: i64,
     #[serde(default)]
@@ -310,6 +311,9 @@ impl Registry {
                     .ok()
                     .and_then(|p| p.media_type)
                     .unwrap_or_else(|| OCI_MANIFEST.to_string());
+                let digest = ImageDigest::parse(&digest).map_err(|e| {
+                    anyhow!("{doing}: the registry answered with a bad digest: {}", e.0)
+                })?;
                 Ok(Some(Manifest {
                     bytes: bytes.to_vec(),
                     digest,
@@ -382,14 +386,16 @@ impl Registry {
     }
 
     /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).
-    pub async fn digest_of(&self, tag: &str) -> Result<Option<String>> {
+    pub async fn digest_of(&self, tag: &str) -> Result<Option<ImageDigest>> {
         let r = self.reference(tag);
         let doing = format!("reading {}", self.shown(tag));
         let got = self
             .call(&doing, || self.client.fetch_manifest_digest(&r, &self.auth))
             .await?;
         match got {
-            Ok(d) => Ok(Some(d)),
+            Ok(d) => ImageDigest::parse(&d)
+                .map(Some)
+                .map_err(|e| anyhow!("{doing}: the registry answered with a bad digest: {}", e.0)),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(self.failed(e, &doing)),
         }
@@ -490,7 +496,7 @@ impl Registry {
             if depth > 4 {
                 return Err(anyhow!("the OCI layout in {dir} nests indexes too deep"));
             }
-            let bytes = read_blob_file(&blob_path(dir, &desc.digest)?)?;
+            let bytes = read_blob_file(&blob_path(dir, &desc.digest))?;
             if digest_of_bytes(&bytes) != desc.digest {
                 return Err(anyhow!(
                     "{} in {dir} does not match its digest",
@@ -519,14 +525,14 @@ impl Registry {
     async fn push_blob_file(&self, dir: &Utf8Path, blob: &Descriptor) -> Result<()> {
         let r = self.reference(&blob.digest);
         let doing = format!("pushing blob {} to {}", blob.digest, self.name());
-        let path = blob_path(dir, &blob.digest)?;
+        let path = blob_path(dir, &blob.digest);
         let size = u64::try_from(blob.size).ok();
         self.call(&doing, || async {
             if self.client.blob_exists(&r, &blob.digest).await? {
                 return Ok(());
             }
             let file = std::fs::File::open(&path)?;
-            let chunks = layout_chunks(file, blob.digest.clone());
+            let chunks = layout_chunks(file, blob.digest.to_string());
             self.client
                 .push_blob_stream(&r, chunks, &blob.digest, size)
                 .await
@@ -698,17 +704,10 @@ async fn guarded<T>(fut: impl Future<Output = T>) -> Result<T, Interrupted> {
     crate::interrupt::until_stopped(fut).await
 }
 
-/// Where an OCI layout keeps the blob of `digest`; only `sha256:<64 hex>` is accepted, so a
-/// layout cannot name a path outside itself.
-fn blob_path(dir: &Utf8Path, digest: &str) -> Result<Utf8PathBuf> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(dir.join("blobs/sha256").join(hex))
-        }
-        _ => Err(anyhow!(
-            "the OCI layout in {dir} names a bad digest {digest:?}"
-        )),
-    }
+/// Where an OCI layout keeps the blob of `digest` (a sha256 digest, so a layout cannot name a
+/// path outside itself).
+fn blob_path(dir: &Utf8Path, digest: &ImageDigest) -> Utf8PathBuf {
+    dir.join("blobs/sha256").join(digest.hex())
 }
 
 /// A manifest, index or `index.json` of a layout: small files, read whole (at most 4 MiB, the
@@ -726,12 +725,8 @@ fn read_blob_file(path: &Utf8Path) -> Result<Vec<u8>> {
 }
 
 /// The digest of manifest bytes, as registries compute it.
-pub fn digest_of_bytes(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    format!(
-        "sha256:{}",
-        crate::fingerprint::hex(&sha2::Sha256::digest(bytes))
-    )
+pub fn digest_of_bytes(bytes: &[u8]) -> ImageDigest {
+    ImageDigest::of_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -742,22 +737,22 @@ mod tests {
     fn an_index_entry_is_picked_by_platform_never_an_attestation() {
         let parsed: Parsed = serde_json::from_str(
             r#"{"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
-                {"digest": "sha256:att", "platform": {"architecture": "unknown", "os": "unknown"}},
-                {"digest": "sha256:arm", "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
-                {"digest": "sha256:amd", "platform": {"architecture": "amd64", "os": "linux"}}]}"#,
+                {"digest": "sha256:3333333333333333333333333333333333333333333333333333333333333333", "platform": {"architecture": "unknown", "os": "unknown"}},
+                {"digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222", "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+                {"digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111", "platform": {"architecture": "amd64", "os": "linux"}}]}"#,
         )
         .unwrap();
         let pick = |p| parsed.entry_for(p).map(|d| d.digest.as_str());
         assert_eq!(
             pick(crate::platform::Platform::LinuxAmd64),
-            Some("sha256:amd")
+            Some("sha256:1111111111111111111111111111111111111111111111111111111111111111")
         );
         assert_eq!(
             pick(crate::platform::Platform::LinuxArm64),
-            Some("sha256:arm")
+            Some("sha256:2222222222222222222222222222222222222222222222222222222222222222")
         );
         let only_att: Parsed = serde_json::from_str(
-            r#"{"manifests": [{"digest": "sha256:att", "platform": {"architecture": "unknown", "os": "unknown"}}]}"#,
+            r#"{"manifests": [{"digest": "sha256:3333333333333333333333333333333333333333333333333333333333333333", "platform": {"architecture": "unknown", "os": "unknown"}}]}"#,
         )
         .unwrap();
         assert!(only_att
@@ -789,13 +784,19 @@ mod tests {
     #[test]
     fn manifests_and_indexes_parse() {
         let m = Manifest {
-            bytes: br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"x","digest":"sha256:c","size":1},"layers":[{"mediaType":"l","digest":"sha256:a","size":2}]}"#.to_vec(),
-            digest: "sha256:m".into(),
+            bytes: br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"x","digest":"sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","size":1},"layers":[{"mediaType":"l","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2}]}"#.to_vec(),
+            digest: "sha256:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee".into(),
             media_type: DOCKER_MANIFEST.into(),
         };
         let p = m.parsed().unwrap();
-        assert_eq!(p.config.unwrap().digest, "sha256:c");
-        assert_eq!(p.layers[0].digest, "sha256:a");
+        assert_eq!(
+            p.config.unwrap().digest,
+            "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+        );
+        assert_eq!(
+            p.layers[0].digest,
+            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
         assert!(!m.is_index());
         assert_eq!(
             digest_of_bytes(b"abc"),

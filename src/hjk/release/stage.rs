@@ -5,6 +5,7 @@ use super::metadata::Attestation;
 use super::registry::{self, Manifest, Registry};
 use crate::backend::Stage;
 use crate::build::BuildRequest;
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::fingerprint::{self};
 use crate::image_ref::ImageRef;
@@ -100,13 +101,10 @@ pub(super) async fn lane(
         }
         // the parent's digest on this platform is known now (reused or just pushed)
         let base = match u.parent {
-            Some(pi) => {
-                let d = mine[&pi]
-                    .digest
-                    .clone()
-                    .unwrap_or_else(|| format!("<digest of {} {p}>", units[pi].name));
-                Some(format!("{}@{d}", registry.name()))
-            }
+            Some(pi) => Some(match &mine[&pi].digest {
+                Some(d) => crate::digest::by_digest(&registry.name(), d),
+                None => format!("{}@<digest of {} {p}>", registry.name(), units[pi].name),
+            }),
             None => mine[&i].base.clone(),
         };
         let fp = if u.parent.is_some() {
@@ -141,9 +139,9 @@ pub(super) async fn lane(
         if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
             if u.declared.contains("VERSION") {
-                req.build_args.insert("VERSION".into(), v.clone());
+                req.build_args.insert("VERSION".into(), v.to_string());
             }
-            req.labels.insert(LABEL_VERSION.into(), v.clone());
+            req.labels.insert(LABEL_VERSION.into(), v.to_string());
         }
         if let Some(b) = &base {
             if u.parent.is_some() || spec.images.base_image.is_some() {
@@ -178,7 +176,7 @@ pub(super) async fn lane(
                 if staged.digest.as_ref().is_some_and(|d| *d != top.digest) {
                     return Err(anyhow!(
                         "the builder reported {} for {} ({p}), but its layout holds {}",
-                        staged.digest.unwrap_or_default(),
+                        staged.digest.map(|d| d.to_string()).unwrap_or_default(),
                         u.name,
                         top.digest
                     ));
@@ -230,10 +228,10 @@ pub(super) async fn lane(
 pub(super) async fn pushed(
     registry: &Registry,
     stage_tag: &str,
-    reported: Option<String>,
+    reported: Option<ImageDigest>,
     p: Platform,
 ) -> Result<(Manifest, Option<registry::Descriptor>)> {
-    let key = reported.unwrap_or_else(|| stage_tag.to_string());
+    let key = reported.map_or_else(|| stage_tag.to_string(), |d| d.to_string());
     registry
         .platform_manifest_attested(&key, p)
         .await?

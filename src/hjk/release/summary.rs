@@ -1,6 +1,7 @@
 //! The end of a release or merge: the summary table, then the metadata file.
 
 use super::metadata::Metadata;
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use anyhow::{anyhow, Result};
 use camino::Utf8Path;
@@ -14,7 +15,7 @@ pub struct Row {
     pub platform: String,
     pub result: String,
     pub seconds: f64,
-    pub digest: Option<String>,
+    pub digest: Option<ImageDigest>,
 }
 
 /// The summary, then the metadata file. The summary comes first: when the file cannot be

@@ -4,6 +4,7 @@
 use super::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
 use super::promote::{public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::fingerprint::{self, Fingerprint};
 use crate::hjk::variants::Graph;
@@ -37,7 +38,7 @@ pub(super) struct Slot {
     pub(super) stage_tag: String,
     pub(super) base: Option<String>,
     /// Known once surveyed as present or once pushed.
-    pub(super) digest: Option<String>,
+    pub(super) digest: Option<ImageDigest>,
     pub(super) media_type: String,
     pub(super) size: i64,
     /// The provenance attestation about `digest`, where the builder made one.
@@ -175,7 +176,7 @@ pub(super) async fn root_identities(
 /// of its other tags, all read at once.
 pub(super) struct PublicTags {
     pub(super) indexes: Vec<Option<Manifest>>,
-    pub(super) heads: Vec<Option<String>>,
+    pub(super) heads: Vec<Option<ImageDigest>>,
 }
 
 pub(super) async fn read_public(
@@ -225,7 +226,7 @@ pub(super) fn unchanged(
         .collect();
     let indexes = published.indexes;
     let mut heads = published.heads.into_iter();
-    let mut digests: BTreeMap<(usize, Platform), String> = BTreeMap::new();
+    let mut digests: BTreeMap<(usize, Platform), ImageDigest> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut rows = Vec::new();
     for ((i, u), index) in units.iter().enumerate().zip(indexes) {
@@ -255,7 +256,10 @@ pub(super) fn unchanged(
                 return Ok(None);
             };
             let base = match u.parent {
-                Some(pi) => Some(format!("{}@{}", registry.name(), digests[&(pi, *p)])),
+                Some(pi) => Some(crate::digest::by_digest(
+                    &registry.name(),
+                    &digests[&(pi, *p)],
+                )),
                 None => root_base(spec.images.base_image.as_ref(), u, *p),
             };
             let root_id = root_ids.get(p).filter(|_| u.parent.is_none());

@@ -245,18 +245,22 @@ impl Gates {
             variants: meta
                 .variants
                 .iter()
-                .map(|v| PublishedVariant {
-                    name: v.name.clone(),
-                    parent: v.parent.clone(),
-                    dir: dirs.get(&v.name).cloned(),
-                    index_digest: v.index_digest.clone().unwrap_or_default(),
-                    platforms: v
-                        .platforms
-                        .iter()
-                        .map(|(p, r)| (*p, r.digest.clone()))
-                        .collect(),
+                .map(|v| {
+                    Ok(PublishedVariant {
+                        name: v.name.clone(),
+                        parent: v.parent.clone(),
+                        dir: dirs.get(&v.name).cloned(),
+                        index_digest: v.index_digest.clone().ok_or_else(|| {
+                            UserError(format!("{}: the metadata names no index digest", v.name))
+                        })?,
+                        platforms: v
+                            .platforms
+                            .iter()
+                            .map(|(p, r)| (*p, r.digest.clone()))
+                            .collect(),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, UserError>>()?,
         };
         let boots = match &self.opts.boot {
             Some(b) => {

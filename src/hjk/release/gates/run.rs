@@ -10,6 +10,7 @@
 //! is not held) is signed, so a valid signature means "passed the gates", not only "built here".
 
 use super::tools::{self as sc, GateOptions, Signing, Tools};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
@@ -36,20 +37,16 @@ pub struct PublishedVariant {
     /// The variant's directory (`images/<dir>`), where `.trivyignore` is looked for.
     pub dir: Option<Utf8PathBuf>,
     /// The digest of the index (manifest list) naming every platform image.
-    pub index_digest: String,
+    pub index_digest: ImageDigest,
     /// Each platform image's manifest digest.
-    pub platforms: Vec<(Platform, String)>,
+    pub platforms: Vec<(Platform, ImageDigest)>,
 }
 
 impl Published {
-    /// Digests reach argv: each must be `sha256:<64 hex>`; parents must come first.
+    /// Parents must come first (the digests are [`ImageDigest`]s, checked where they were read).
     pub fn validate(&self) -> Result<(), UserError> {
         let mut seen: Vec<&str> = Vec::new();
         for v in &self.variants {
-            check_digest(&v.name, &v.index_digest)?;
-            for (p, d) in &v.platforms {
-                check_digest(&format!("{} ({p})", v.name), d)?;
-            }
             if let Some(p) = &v.parent {
                 let later =
                     self.variants.iter().any(|o| &o.name == p) && !seen.contains(&p.as_str());
@@ -65,21 +62,8 @@ impl Published {
         Ok(())
     }
 
-    fn image(&self, digest: &str) -> String {
+    fn image(&self, digest: &ImageDigest) -> String {
         sc::by_digest(self.registry.name_as_written(), digest)
-    }
-}
-
-fn check_digest(what: &str, d: &str) -> Result<(), UserError> {
-    let ok = d
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(UserError(format!(
-            "{what}: {d:?} is not a sha256 digest (sha256:<64 hex digits>)"
-        )))
     }
 }
 
@@ -400,7 +384,12 @@ type OnFile =
 
 impl Gates<'_> {
     /// Runs `command` on the published image `digest` and `file`, streaming its output.
-    async fn run_on_file(&self, command: OnFile, digest: &str, file: &Utf8Path) -> Result<()> {
+    async fn run_on_file(
+        &self,
+        command: OnFile,
+        digest: &ImageDigest,
+        file: &Utf8Path,
+    ) -> Result<()> {
         let image = self.published.image(digest);
         let inv = command(self.tools, self.opts, &image, file, self.auth_dir);
         self.engine.tool_stream(&inv).await
@@ -547,12 +536,10 @@ impl Gates<'_> {
         g.signed = true;
         for i in 0..g.sboms.len() {
             let (platform, path) = (g.sboms[i].platform, g.sboms[i].path.clone());
-            let digest = v
-                .platforms
-                .iter()
-                .find(|(p, _)| *p == platform)
-                .map(|(_, d)| d.as_str())
-                .unwrap_or_default();
+            // every SBOM is of one of the variant's platforms
+            let Some((_, digest)) = v.platforms.iter().find(|(p, _)| *p == platform) else {
+                continue;
+            };
             match self.run_on_file(sc::attest, digest, &path).await {
                 Ok(()) => g.sboms[i].attested = true,
                 Err(e) => failed(g, &format!("attestation of {platform}"), e)?,

@@ -389,10 +389,7 @@ pub fn check_tools(opts: &GateOptions, path: Option<&OsString>) -> Result<Tools,
     )))
 }
 
-/// A reference by digest: `<repository>@<digest>`.
-pub fn by_digest(repository: &str, digest: &str) -> String {
-    format!("{repository}@{digest}")
-}
+pub use crate::digest::by_digest;
 
 /// Where the tools find registry credentials: `DOCKER_CONFIG=<dir>` (the dir holds
 /// `config.json`, the format every engine's login writes). None: each tool's default keychain.
