@@ -151,7 +151,7 @@ async fn failing_scan_moves_no_public_tag() {
     let p = published(3);
     // systemd's arm64 image has findings; base is clean
     s.env.script(&Script {
-        trivy_finds_when: Some(digest(23)),
+        trivy_finds_when: Some(digest(23).to_string()),
         ..Script::default()
     });
     let report = s.run(&p).await;
@@ -215,7 +215,7 @@ async fn a_trivy_error_is_not_a_finding_but_still_holds() {
     let s = setup(false);
     let p = published(1);
     s.env.script(&Script {
-        trivy_errors_when: Some(digest(12)),
+        trivy_errors_when: Some(digest(12).to_string()),
         ..Script::default()
     });
     let report = s.run(&p).await;
@@ -244,7 +244,7 @@ async fn a_failed_signature_holds_the_variant_and_its_children() {
     let s = setup(false);
     let p = published(2);
     s.env.script(&Script {
-        cosign_fails_when: Some(digest(11)),
+        cosign_fails_when: Some(digest(11).to_string()),
         ..Script::default()
     });
     let report = s.run(&p).await;
