@@ -1,7 +1,8 @@
 //! What a build reads, hashed: an edit of a Dockerfile or of a file it COPYs changes the hash,
 //! and nothing else does. One hasher for every build we skip when current: ocx stores it as a
 //! label on the base it builds (`ocx build`), hjk puts it in the tag of what `resolve --build`
-//! builds.
+//! builds, and every node of `hjk images build` and `hjk images release` carries it
+//! ([`crate::hjk::plan`]).
 //!
 //! Only what the build can read is hashed: the Dockerfile, `.dockerignore`, and the sources of
 //! `COPY`/`ADD` (and of `RUN --mount` binds) that come from the context, minus what
@@ -28,10 +29,16 @@ pub fn fingerprint(dockerfile: &Utf8Path, context: &Utf8Path, platforms: &[Platf
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => format!("unreadable: {e}"),
     };
+    of_text(&text, context, platforms)
+}
+
+/// [`fingerprint`] of a Dockerfile already read (`text`), for a caller that reads it once for
+/// its other facts too ([`crate::hjk::plan`]).
+pub fn of_text(text: &str, context: &Utf8Path, platforms: &[Platform]) -> String {
     let ignore_text = std::fs::read_to_string(context.join(".dockerignore")).unwrap_or_default();
     let ignore = Ignore::parse(&ignore_text);
     let mut files = BTreeMap::new();
-    match sources(&text) {
+    match sources(text) {
         Sources::Paths(paths) => {
             for p in paths {
                 collect(context, &p, &ignore, &mut files);
@@ -40,7 +47,7 @@ pub fn fingerprint(dockerfile: &Utf8Path, context: &Utf8Path, platforms: &[Platf
         Sources::Everything => collect(context, ".", &ignore, &mut files),
     }
     let mut f = Fingerprint::new()
-        .add("dockerfile", &text)
+        .add("dockerfile", text)
         .add(".dockerignore", &ignore_text)
         .add("platforms", Platform::join(platforms));
     for (path, digest) in &files {

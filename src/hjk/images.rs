@@ -1,38 +1,35 @@
-//! `hjk images build` and `hjk images list`: the variant hierarchy as a plan of nodes, each
-//! built FROM the exact local tag of its freshly built parent (no engine-specific build
-//! contexts, so the same plan runs on every engine).
+//! `hjk images build` and `hjk images list`: the [`Plan`] laid out as local nodes, each built
+//! FROM the exact local tag of its freshly built parent (no engine-specific build contexts, so
+//! the same plan runs on every engine).
 
+use super::plan::{self, Plan};
 use super::settings::BuildSettings;
-use super::variants::{Graph, Variant};
+use super::variants::Graph;
 use super::Session;
 use crate::backend::MultiPlatform;
 use crate::build::{BuildRequest, ImageInfo, Output};
 use crate::engine::Engine;
-use crate::fingerprint::{self, Fingerprint};
+use crate::fingerprint;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use crate::report::Reporter;
 use anyhow::Result;
-use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// One build: a variant for one platform, or for all of them, by the engine's
+/// One build: a variant of the [`Plan`] for one platform, or for all of them, by the engine's
 /// [`MultiPlatform`] strategy.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub variant: String,
+    /// The variant's index in [`Plan::steps`].
+    pub step: usize,
     pub platforms: Vec<Platform>,
     /// The tag this node's image gets locally; children are built FROM it.
     pub tag: ImageRef,
     pub extra_tags: Vec<ImageRef>,
     pub parent: Option<usize>,
-    pub dockerfile: Utf8PathBuf,
-    pub context: Utf8PathBuf,
     pub base_arg: Option<String>,
-    pub fingerprint: String,
-    pub declared_args: std::collections::BTreeSet<String>,
 }
 
 /// A multi-platform image made from per-platform nodes.
@@ -43,8 +40,11 @@ pub struct List {
     pub nodes: Vec<usize>,
 }
 
+/// The [`Plan`] laid out as local builds: its nodes (parents first), the manifest lists of
+/// per-platform nodes, and the root's base, whose id the fingerprints take.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Nodes {
+    pub plan: Plan,
     pub nodes: Vec<Node>,
     pub lists: Vec<List>,
     root_base: Option<ImageRef>,
@@ -104,70 +104,10 @@ pub struct NodeResult {
     pub error: Option<String>,
 }
 
-/// The default of `ARG BASE_IMAGE=...` in a Dockerfile, if it has one.
-pub(crate) fn base_arg_default(dockerfile: &str) -> Option<String> {
-    dockerfile.lines().find_map(|l| {
-        let l = l.trim();
-        let rest = l.strip_prefix("ARG ")?.trim();
-        rest.strip_prefix("BASE_IMAGE=")
-            .map(|v| v.trim_matches('"').to_string())
-    })
-}
-
-/// Hashes every file under the context, in a stable order, so any change rebuilds. A symlink
-/// is hashed by where it points (engines send the link, not its target) and anything else that
-/// is not a regular file (a FIFO, a device) by its kind: opening one would block, or read
-/// forever.
-pub(crate) fn hash_context(dir: &Utf8Path, mut f: Fingerprint) -> Result<Fingerprint> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let e = e?;
-            let p = Utf8PathBuf::from_path_buf(e.path())
-                .map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))?;
-            let t = e.file_type()?;
-            if t.is_dir() {
-                stack.push(p);
-            } else {
-                files.push((p, t));
-            }
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    for (p, t) in files {
-        let rel = p.strip_prefix(dir).unwrap_or(&p).to_string();
-        f = if t.is_file() {
-            f.add(&rel, std::fs::read(&p)?)
-        } else if t.is_symlink() {
-            let target = std::fs::read_link(&p)?;
-            f.add(&rel, format!("symlink:{}", target.display()))
-        } else {
-            use std::os::unix::fs::FileTypeExt;
-            let kind = match () {
-                _ if t.is_fifo() => "fifo",
-                _ if t.is_socket() => "socket",
-                _ if t.is_char_device() => "char-device",
-                _ if t.is_block_device() => "block-device",
-                _ => "other",
-            };
-            f.add(&rel, format!("special:{kind}"))
-        };
-    }
-    Ok(f)
-}
-
-pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Result<Plan> {
-    let mut wanted: Vec<&Variant> = Vec::new();
-    for name in &spec.images.variants {
-        for v in graph.chain(name)? {
-            if !wanted.iter().any(|w| w.name == v.name) {
-                wanted.push(v);
-            }
-        }
-    }
-    // keep declaration order: parents first
-    wanted.sort_by_key(|v| graph.variants.iter().position(|o| o.name == v.name));
+/// Lays the plan out as nodes: one per variant for all platforms, or one per variant and
+/// platform (then a manifest list per variant) where the engine builds platforms one by one.
+pub fn nodes(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Result<Nodes> {
+    let plan = Plan::walk(graph, &spec.images.variants)?;
     let per_platform =
         strategy == MultiPlatform::PerPlatformThenList && spec.images.platforms.len() > 1;
     let groups: Vec<Vec<Platform>> = if per_platform {
@@ -185,10 +125,7 @@ pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Res
     let mut nodes: Vec<Node> = Vec::new();
     let mut lists = Vec::new();
     let mut root_base = None;
-    for v in &wanted {
-        let dockerfile = graph.dockerfile(v)?;
-        let text = std::fs::read_to_string(&dockerfile)?;
-        let context = graph.dir(v);
+    for (si, v) in plan.steps.iter().enumerate() {
         let mut members = Vec::new();
         for group in &groups {
             let arch = per_platform.then(|| group[0].arch());
@@ -198,13 +135,17 @@ pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Res
                 (None, Some(ver)) => (tag(&v.name, Some(ver))?, vec![tag(&v.name, None)?]),
                 (None, None) => (tag(&v.name, None)?, vec![]),
             };
-            let parent = match &v.parent {
+            let parent = match v.parent {
                 Some(p) => Some(
                     nodes
                         .iter()
-                        .position(|n| &n.variant == p && n.platforms == *group)
+                        .position(|n| n.step == p && n.platforms == *group)
                         .ok_or_else(|| {
-                            anyhow::anyhow!("parent {p} of {} was not planned", v.name)
+                            anyhow::anyhow!(
+                                "parent {} of {} was not planned",
+                                plan.steps[p].name,
+                                v.name
+                            )
                         })?,
                 ),
                 None => None,
@@ -214,31 +155,17 @@ pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Res
                 None => spec.images.base_image.as_ref().map(|b| b.to_string()),
             };
             if parent.is_none() {
-                let b = base_arg.clone().or_else(|| base_arg_default(&text));
+                let b = base_arg.clone().or_else(|| v.base_default.clone());
                 root_base = b.and_then(|b| ImageRef::parse(&b).ok());
             }
-            let mut f = Fingerprint::new()
-                .add("dockerfile-path", dockerfile.file_name().unwrap_or(""))
-                .add("platforms", Platform::join(group))
-                .add("version", spec.images.version.as_deref().unwrap_or(""))
-                .add("base-arg", base_arg.as_deref().unwrap_or(""))
-                .add(
-                    "parent",
-                    parent.map(|i| nodes[i].fingerprint.as_str()).unwrap_or(""),
-                );
-            f = hash_context(&context, f)?;
             members.push(nodes.len());
             nodes.push(Node {
-                variant: v.name.clone(),
+                step: si,
                 platforms: group.clone(),
                 tag: node_tag,
                 extra_tags: extra,
                 parent,
-                dockerfile: dockerfile.clone(),
-                context: context.clone(),
                 base_arg,
-                fingerprint: f.finish(),
-                declared_args: crate::build::declared_args(&text),
             });
         }
         if per_platform {
@@ -253,22 +180,46 @@ pub fn plan(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Res
             });
         }
     }
-    Ok(Plan {
+    Ok(Nodes {
+        plan,
         nodes,
         lists,
         root_base,
     })
 }
 
-impl Plan {
-    fn request(
-        &self,
-        n: &Node,
-        spec: &BuildSettings,
-        root_base_id: Option<&str>,
-        engine: &Engine,
-    ) -> BuildRequest {
-        let mut req = BuildRequest::new(n.context.clone(), n.dockerfile.clone(), n.tag.clone());
+impl Nodes {
+    fn variant(&self, n: &Node) -> &str {
+        &self.plan.steps[n.step].name
+    }
+
+    /// Each node's fingerprint ([`plan::fingerprint`]), parents first: a child is FROM its
+    /// parent's fingerprint, a root from its base and the base's local id, so a new base
+    /// rebuilds the whole chain.
+    fn fingerprints(&self, spec: &BuildSettings, root_base_id: Option<&str>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let step = &self.plan.steps[n.step];
+            let base = match n.parent {
+                Some(p) => Some(out[p].clone()),
+                None => step.base(spec.images.base_image.as_ref(), &n.platforms),
+            };
+            let id = plan::Identity {
+                platforms: &n.platforms,
+                version: spec.images.version.as_deref(),
+                base: base.as_deref(),
+                root_base_id: root_base_id.filter(|_| n.parent.is_none()),
+                ..plan::Identity::default()
+            };
+            out.push(plan::fingerprint(step, &id));
+        }
+        out
+    }
+
+    fn request(&self, n: &Node, spec: &BuildSettings, fp: &str, engine: &Engine) -> BuildRequest {
+        let step = &self.plan.steps[n.step];
+        let mut req =
+            BuildRequest::new(step.context.clone(), step.dockerfile.clone(), n.tag.clone());
         req.tags.extend(n.extra_tags.iter().cloned());
         req.platforms = n.platforms.clone();
         if let Some(b) = &n.base_arg {
@@ -276,27 +227,19 @@ impl Plan {
         }
         if let Some(v) = &spec.images.version {
             // only where the Dockerfile declares it: the classic builder warns about the rest
-            if n.declared_args.contains("VERSION") {
+            if step.declared.contains("VERSION") {
                 req.build_args.insert("VERSION".into(), v.to_string());
             }
             req.labels
                 .insert("org.opencontainers.image.version".into(), v.to_string());
         }
-        // the base's local id reaches every node, so a new base rebuilds the whole chain
-        let fp = match root_base_id {
-            Some(id) => Fingerprint::new()
-                .add("node", &n.fingerprint)
-                .add("base-id", id)
-                .finish(),
-            None => n.fingerprint.clone(),
-        };
-        req.labels.insert(fingerprint::LABEL.into(), fp);
+        req.labels.insert(fingerprint::LABEL.into(), fp.to_string());
         req.no_cache = spec.no_cache;
-        req.declared_args = Some(n.declared_args.clone());
+        req.declared_args = Some(step.declared.clone());
         req.cache = spec.cache_repo.as_ref().and_then(|c| {
             let tag = match n.platforms.as_slice() {
-                [p] => format!("{}-{}", n.variant, p.arch()),
-                _ => n.variant.clone(),
+                [p] => format!("{}-{}", step.name, p.arch()),
+                _ => step.name.clone(),
             };
             c.with_tag(&tag).ok()
         });
@@ -362,7 +305,7 @@ struct State {
     base_id: Option<String>,
 }
 
-async fn inspect_state(engine: &Engine, plan: &Plan) -> Result<State> {
+async fn inspect_state(engine: &Engine, plan: &Nodes) -> Result<State> {
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     refs.extend(plan.lists.iter().map(|l| &l.tags[0]));
     refs.extend(plan.root_base.as_ref());
@@ -393,7 +336,7 @@ async fn check_all(engine: &Engine, reqs: &[BuildRequest], current: &[bool]) -> 
 
 async fn build_nodes(
     engine: &Engine,
-    plan: &Plan,
+    plan: &Nodes,
     reqs: &[BuildRequest],
     current: &[bool],
     state: &State,
@@ -405,7 +348,7 @@ async fn build_nodes(
     for (i, (n, req)) in plan.nodes.iter().zip(reqs).enumerate() {
         let platform = Platform::join(&n.platforms);
         let mut row = NodeResult {
-            variant: n.variant.clone(),
+            variant: plan.variant(n).to_string(),
             platform,
             tag: n.tag.to_string(),
             outcome: Outcome::UpToDate,
@@ -449,7 +392,7 @@ async fn build_nodes(
 /// not push themselves. After any failure nothing is published: a release is all or none.
 async fn publish(
     engine: &Engine,
-    plan: &Plan,
+    plan: &Nodes,
     reqs: &[BuildRequest],
     state: &State,
     spec: &BuildSettings,
@@ -527,7 +470,7 @@ fn mark(
 }
 
 /// The ids of what was built, for the summary.
-async fn record_ids(engine: &Engine, plan: &Plan, results: &mut [NodeResult]) -> Result<()> {
+async fn record_ids(engine: &Engine, plan: &Nodes, results: &mut [NodeResult]) -> Result<()> {
     if engine.dry_run() {
         return Ok(());
     }
@@ -549,12 +492,14 @@ pub async fn build(
     graph: &Graph,
     spec: &BuildSettings,
 ) -> Result<Vec<NodeResult>> {
-    let plan = plan(graph, spec, engine.multi_platform())?;
+    let plan = nodes(graph, spec, engine.multi_platform())?;
     let state = inspect_state(engine, &plan).await?;
+    let fps = plan.fingerprints(spec, state.base_id.as_deref());
     let requests = || -> Vec<BuildRequest> {
         plan.nodes
             .iter()
-            .map(|n| plan.request(n, spec, state.base_id.as_deref(), engine))
+            .zip(&fps)
+            .map(|(n, fp)| plan.request(n, spec, fp, engine))
             .collect()
     };
     let mut reqs = requests();
@@ -577,7 +522,7 @@ pub async fn build(
 
 /// A digest-pinned root base is identified by its reference (hashed with the Dockerfile); only
 /// a base named by tag needs its local image id to notice that it changed.
-fn base_pinned(plan: &Plan) -> bool {
+fn base_pinned(plan: &Nodes) -> bool {
     plan.root_base.as_ref().is_none_or(|b| b.digest().is_some())
 }
 
@@ -585,7 +530,7 @@ fn base_pinned(plan: &Plan) -> bool {
 /// first, so the id a build records is the one the next run sees.
 async fn base_identity(
     engine: &Engine,
-    plan: &Plan,
+    plan: &Nodes,
     info: Option<ImageInfo>,
 ) -> Result<Option<String>> {
     if base_pinned(plan) {
@@ -606,7 +551,7 @@ async fn base_identity(
 /// A node is current when its label matches and its parent is current too: a rebuilt parent
 /// always rebuilds its children.
 fn current_nodes(
-    plan: &Plan,
+    plan: &Nodes,
     infos: &[ImageInfo],
     reqs: &[BuildRequest],
     no_cache: bool,
@@ -658,7 +603,7 @@ pub struct ListRow {
 }
 
 pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Result<Vec<ListRow>> {
-    let plan = plan(graph, spec, engine.multi_platform())?;
+    let plan = nodes(graph, spec, engine.multi_platform())?;
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     if let Some(b) = &plan.root_base {
         refs.push(b);
@@ -666,10 +611,12 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Resul
     let mut infos: Vec<ImageInfo> = engine.inspect(&refs).await?;
     let base_info = plan.root_base.as_ref().and_then(|_| infos.pop());
     let base_id = base_info.filter(|_| !base_pinned(&plan)).and_then(|i| i.id);
+    let fps = plan.fingerprints(spec, base_id.as_deref());
     let reqs: Vec<BuildRequest> = plan
         .nodes
         .iter()
-        .map(|n| plan.request(n, spec, base_id.as_deref(), engine))
+        .zip(&fps)
+        .map(|(n, fp)| plan.request(n, spec, fp, engine))
         .collect();
     let current = current_nodes(&plan, &infos, &reqs, false);
     let graph_parents: BTreeMap<&str, Option<&String>> = graph
@@ -683,9 +630,9 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Resul
         .zip(infos)
         .zip(current)
         .map(|((n, info), current)| ListRow {
-            variant: n.variant.clone(),
+            variant: plan.variant(n).to_string(),
             parent: graph_parents
-                .get(n.variant.as_str())
+                .get(plan.variant(n))
                 .cloned()
                 .flatten()
                 .cloned(),

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod devcontainer;
 pub mod images;
+pub mod plan;
 pub mod prebuild;
 pub mod release;
 pub mod resolve;

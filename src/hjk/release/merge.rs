@@ -76,7 +76,7 @@ pub async fn merge_command(
             v.platforms.iter().map(|(p, r)| Row {
                 variant: v.name.clone(),
                 platform: p.to_string(),
-                result: "merged".into(),
+                result: Origin::Merged,
                 seconds: 0.0,
                 digest: Some(r.digest.clone()),
             })

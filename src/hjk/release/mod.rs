@@ -28,6 +28,7 @@ use self::gates::Gates;
 use self::metadata::Metadata;
 use self::promote::{public_tags, Planned};
 use self::registry::Registry;
+use super::plan::Plan;
 use super::settings::ReleaseSettings;
 use super::variants::Graph;
 use crate::engine::Engine;
@@ -59,7 +60,7 @@ pub use extras::{commit_epoch, Epoch, Extras};
 pub use merge::merge_command;
 use stage::{stage, Built};
 use summary::finish;
-pub use summary::Row;
+pub use summary::{Origin, Row};
 use survey::*;
 
 pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
@@ -93,7 +94,8 @@ async fn release_phases(
     built: &Built,
 ) -> Result<u8> {
     let started = Instant::now();
-    let units = units(graph, &spec.images.variants)?;
+    // the plan `hjk images build` makes; the survey adds the registry's state to its steps
+    let Plan { steps: units } = Plan::walk(graph, &spec.images.variants)?;
     if let Some(f) = &spec.publish.metadata_file {
         check_metadata_path(f, graph)?;
     }

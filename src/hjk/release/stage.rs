@@ -54,7 +54,7 @@ pub(super) async fn stage(
                     rows.push(Row {
                         variant: units[i].name.clone(),
                         platform: p.to_string(),
-                        result: if s.reused { "reused" } else { "built" }.into(),
+                        result: s.origin(),
                         seconds: s.seconds,
                         digest: s.digest.clone(),
                     });

@@ -8,12 +8,40 @@ use camino::Utf8Path;
 use serde::Serialize;
 use std::time::Instant;
 
+/// How one variant on one platform came to be in a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Built and pushed under its staging tag.
+    Built,
+    /// In the registry already with the same fingerprint.
+    Reused,
+    /// Staged by another run, published from its metadata file (`hjk images merge`).
+    Merged,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Built => "built",
+            Origin::Reused => "reused",
+            Origin::Merged => "merged",
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One row of the summary (and of `--progress json`'s result).
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub variant: String,
     pub platform: String,
-    pub result: String,
+    pub result: Origin,
     pub seconds: f64,
     pub digest: Option<ImageDigest>,
 }

@@ -1,35 +1,25 @@
-//! Phase 2, and the no-op before it: the variants of a release as units, their fingerprints and
-//! content-addressed staging tags, and per platform which of them the registry already has.
+//! Phase 2, and the no-op before it: the variants of the release's [`plan::Plan`] (the plan
+//! `hjk images build` makes too), their fingerprints and content-addressed staging tags, and
+//! per platform which of them the registry already has.
 
 use super::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
 use super::promote::{public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
 use crate::digest::ImageDigest;
 use crate::engine::Engine;
-use crate::fingerprint::{self, Fingerprint};
-use crate::hjk::variants::Graph;
+use crate::fingerprint;
+use crate::hjk::plan;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use anyhow::Result;
-use camino::Utf8PathBuf;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::stage::attestation;
 use super::*;
 
-/// One variant of the hierarchy, as a release needs it.
-#[derive(Debug, Clone)]
-pub(super) struct Unit {
-    pub(super) name: String,
-    pub(super) parent: Option<usize>,
-    pub(super) dockerfile: Utf8PathBuf,
-    pub(super) context: Utf8PathBuf,
-    pub(super) declared: BTreeSet<String>,
-    /// Dockerfile and context, hashed once for every platform.
-    pub(super) inputs: String,
-    /// The root's `BASE_IMAGE` default (may name `${TARGETARCH}`).
-    pub(super) base_default: Option<String>,
-}
+/// One variant of the release: a step of the [`crate::hjk::plan::Plan`] that `hjk images
+/// build` makes too; the survey adds, per platform, what the registry holds ([`Slot`]).
+pub(super) type Unit = crate::hjk::plan::Step;
 
 /// One variant on one platform, after the survey or the build.
 #[derive(Debug, Clone)]
@@ -47,41 +37,14 @@ pub(super) struct Slot {
     pub(super) seconds: f64,
 }
 
-pub(super) fn units(graph: &Graph, wanted: &[String]) -> Result<Vec<Unit>> {
-    let mut names: Vec<&str> = Vec::new();
-    for w in wanted {
-        for v in graph.chain(w)? {
-            if !names.contains(&v.name.as_str()) {
-                names.push(&v.name);
-            }
+impl Slot {
+    pub(super) fn origin(&self) -> Origin {
+        if self.reused {
+            Origin::Reused
+        } else {
+            Origin::Built
         }
     }
-    names.sort_by_key(|n| graph.variants.iter().position(|v| v.name == *n));
-    let mut out: Vec<Unit> = Vec::new();
-    for n in names {
-        let v = graph.get(n)?;
-        let dockerfile = graph.dockerfile(v)?;
-        let text = std::fs::read_to_string(&dockerfile)?;
-        let context = graph.dir(v);
-        let inputs = crate::hjk::images::hash_context(
-            &context,
-            Fingerprint::new().add("dockerfile-path", dockerfile.file_name().unwrap_or("")),
-        )?
-        .finish();
-        out.push(Unit {
-            name: v.name.clone(),
-            parent: v
-                .parent
-                .as_ref()
-                .and_then(|p| out.iter().position(|u| &u.name == p)),
-            dockerfile,
-            context,
-            declared: crate::build::declared_args(&text),
-            inputs,
-            base_default: crate::hjk::images::base_arg_default(&text),
-        });
-    }
-    Ok(out)
 }
 
 /// The content-addressed staging tag of one variant on one platform:
@@ -97,13 +60,7 @@ pub(super) fn stage_tag(variant: &str, p: Platform, fingerprint: &str) -> String
 /// The root's base for one platform: `--base-image`, else the Dockerfile's default with
 /// `TARGETARCH` filled in.
 pub(super) fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) -> Option<String> {
-    match spec_base {
-        Some(b) => Some(b.to_string()),
-        None => unit.base_default.as_ref().map(|d| {
-            d.replace("${TARGETARCH}", p.arch())
-                .replace("$TARGETARCH", p.arch())
-        }),
-    }
+    unit.base(spec_base, &[p])
 }
 
 /// Each variant's tags as this release would set them, from the survey: the index digest when
@@ -278,7 +235,7 @@ pub(super) fn unchanged(
             rows.push(Row {
                 variant: u.name.clone(),
                 platform: p.to_string(),
-                result: "reused".into(),
+                result: Origin::Reused,
                 seconds: 0.0,
                 digest: Some(d.digest.clone()),
             });
@@ -291,7 +248,7 @@ pub(super) fn unchanged(
                     stage_tag: stage_tag(&u.name, *p, &fp),
                     fingerprint: fp,
                     base,
-                    result: "reused".into(),
+                    result: Origin::Reused.as_str().into(),
                     attestation: parsed.attestation_for(&d.digest).cloned().map(attestation),
                 },
             );
@@ -326,9 +283,8 @@ pub(super) fn unchanged(
     Ok(Some((meta, rows)))
 }
 
-/// The identity of one variant on one platform: its inputs, its parent (or root base) and what
-/// the builder adds to the image (its times, an attestation), so two releases that differ in
-/// any of them make different images.
+/// The identity of one variant on one platform ([`plan::fingerprint`], the one recipe of a
+/// variant node, with what this release's builder adds).
 pub(super) fn fingerprint_of(
     unit: &Unit,
     p: Platform,
@@ -337,19 +293,16 @@ pub(super) fn fingerprint_of(
     root_id: Option<&str>,
     applied: &Applied,
 ) -> String {
-    let mut f = Fingerprint::new()
-        .add("inputs", &unit.inputs)
-        .add("platform", p.to_string())
-        .add("version", version.unwrap_or(""))
-        .add("base", base.unwrap_or(""))
-        .add("root-base-id", root_id.unwrap_or(""));
-    if applied.provenance {
-        f = f.add("provenance", "mode=max");
-    }
-    if let Some(e) = applied.epoch {
-        f = f.add("source-date-epoch", e.to_string());
-    }
-    f.finish()
+    let platforms = [p];
+    let id = plan::Identity {
+        platforms: &platforms,
+        version,
+        base,
+        root_base_id: root_id,
+        provenance: applied.provenance,
+        epoch: applied.epoch,
+    };
+    plan::fingerprint(unit, &id)
 }
 
 /// Phase 2: per platform and variant, whether the registry already has an image built from
@@ -462,7 +415,7 @@ pub(super) fn record(
                                 stage_tag: s.stage_tag.clone(),
                                 fingerprint: s.fingerprint.clone(),
                                 base: s.base.clone(),
-                                result: if s.reused { "reused" } else { "built" }.into(),
+                                result: s.origin().as_str().into(),
                                 attestation: s.attestation.clone(),
                             },
                         ))
