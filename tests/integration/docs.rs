@@ -455,6 +455,113 @@ fn readme_is_at_most_250_lines() {
     );
 }
 
+/// ARCHITECTURE.md's "Layout" lists every file under `src/`, and only files that exist: a new
+/// module is placed in the picture when it is added.
+#[test]
+fn architecture_layout_lists_every_source_file() {
+    let arch = read_doc("ARCHITECTURE.md");
+    let section = arch
+        .split("\n## Layout\n")
+        .nth(1)
+        .expect("ARCHITECTURE.md has a \"## Layout\" section");
+    let (_, blocks) = split_fences(section.split("\n## ").next().unwrap());
+    let entry = Regex::new(r"^\s+(\S.*?)\s{2,}").unwrap();
+    let listed: BTreeSet<String> = blocks[0]
+        .1
+        .iter()
+        .filter_map(|l| entry.captures(l))
+        .flat_map(|c| {
+            c[1].split(", ")
+                .map(|p| p.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let files: BTreeSet<String> = files
+        .iter()
+        .map(|p| {
+            p.strip_prefix(repo().join("src"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let unlisted: Vec<&String> = files.difference(&listed).collect();
+    let gone: Vec<&String> = listed.difference(&files).collect();
+    assert!(
+        unlisted.is_empty() && gone.is_empty(),
+        "ARCHITECTURE.md's Layout: not listed {unlisted:?}; listed but not in src/ {gone:?}"
+    );
+}
+
+/// Every Rust path ARCHITECTURE.md names in backticks (`hjk::plan::Plan::walk`,
+/// `Engine::learn_builder`) and every `src/` path it names still exists, so the picture does
+/// not keep a module, type or function after a change removed it.
+#[test]
+fn architecture_names_only_what_exists() {
+    let arch = read_doc("ARCHITECTURE.md");
+    // the picture also names test helpers and tests, and the crates the code is built on
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    rust_files(&repo().join("tests"), &mut files);
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let crates: BTreeSet<String> = Regex::new(r"(?m)^([a-z][a-z0-9_-]*)\s*=")
+        .unwrap()
+        .captures_iter(&manifest)
+        .map(|c| c[1].replace('-', "_"))
+        .collect();
+    let src: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let module_files: BTreeSet<String> = files
+        .iter()
+        .filter_map(|p| {
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            Some(if stem == "mod" {
+                p.parent()?.file_name()?.to_string_lossy().into_owned()
+            } else {
+                stem
+            })
+        })
+        .collect();
+    // every name the code defines: items, and fields and variants at the start of a line
+    let names: BTreeSet<String> = Regex::new(
+        r"(?m)\b(?:fn|struct|enum|trait|const|static|type|mod)\s+([A-Za-z_][A-Za-z0-9_]*)|^\s*(?:pub(?:\(crate\))? )?([A-Za-z_][A-Za-z0-9_]*)\s*[:,({]",
+    )
+    .unwrap()
+    .captures_iter(&src)
+    .filter_map(|c| c.get(1).or(c.get(2)).map(|m| m.as_str().to_string()))
+    .collect();
+    let defined = |name: &str| module_files.contains(name) || names.contains(name);
+    let span = Regex::new(r"`([^`\n]+)`").unwrap();
+    let rust_path =
+        Regex::new(r"^(?:crate::)?([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?$")
+            .unwrap();
+    let src_path = Regex::new(r"^src/[A-Za-z0-9_/.-]+$").unwrap();
+    let mut stale = Vec::new();
+    for c in span.captures_iter(&arch) {
+        let t = &c[1];
+        if let Some(m) = rust_path.captures(t) {
+            let mut segs = m[1].split("::");
+            if crates.contains(segs.clone().next().unwrap()) {
+                continue; // another crate's item: its docs answer for it
+            }
+            if let Some(seg) = segs.find(|s| !defined(s)) {
+                stale.push(format!("{t} ({seg})"));
+            }
+        } else if src_path.is_match(t) && !repo().join(t.trim_end_matches('/')).exists() {
+            stale.push(t.to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "ARCHITECTURE.md names what the code no longer has: {stale:?}"
+    );
+}
+
 /// No path of the machine a doc was written on. An absolute path in README.md or docs/ must be
 /// one every Linux system, and so every container image, has in the same place: under `/bin`,
 /// `/sbin`, `/lib`, `/lib32`, `/lib64`, `/usr`, `/etc`, `/opt`, `/dev`, `/proc`, `/sys`,
@@ -936,13 +1043,19 @@ fn docs_examples_run_as_written() {
 #[ignore = "needs shellcheck: scripts/install-tools.sh test, then make test"]
 fn scripts_pass_shellcheck() {
     need(&[Need::Shellcheck]);
-    let scripts: Vec<PathBuf> = std::fs::read_dir(repo().join("scripts"))
-        .unwrap()
+    // scripts/lib/ holds what the scripts source: `-x` follows it, and it is checked on its own
+    let scripts: Vec<PathBuf> = ["scripts", "scripts/lib"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(repo().join(d)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "sh"))
         .collect();
-    assert!(!scripts.is_empty());
-    let out = Command::new("shellcheck").args(&scripts).output().unwrap();
+    assert!(scripts.iter().any(|p| p.ends_with("lib/machine.sh")));
+    let out = Command::new("shellcheck")
+        .arg("-x")
+        .args(&scripts)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "shellcheck:\n{}",

@@ -1,5 +1,14 @@
-//! ocx against fake docker (buildx), Apple `container` and podman CLIs that record their argv:
-//! the engines this machine cannot run, and download paths that need no engine.
+//! ocx against fake docker, podman and Apple `container` CLIs that record their argv. The real
+//! engines' paths (build, no-op as one inspect, classic fallback, multi-arch, UID remapping) are
+//! in ocx_engines.rs and ocx_bases.rs; what stays here is what a real engine cannot show or
+//! cannot be made to do on this machine:
+//! - Apple `container`, which runs only on macOS (its replies are taken from apple/container's
+//!   source; see apple.rs);
+//! - failures injected on purpose: a failed build, Ctrl-C during a build, a buildx builder with
+//!   the docker-container driver, a daemon without the containerd image store, a checksum or
+//!   architecture mismatch in the download;
+//! - the exact argv and the number of engine calls (one `buildx inspect` probe, flag order);
+//! - the opencode download from GitHub releases and URL templates, served locally.
 
 use crate::util::argv::Argv;
 use crate::util::fake::{Build, Pid, Script};
