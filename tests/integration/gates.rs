@@ -319,14 +319,16 @@ fn a_missing_tool_is_exit_2_before_anything_runs() {
 fn published_digests_are_parsed_once_and_order_is_checked() {
     // a digest reaches argv only as an ImageDigest, which refuses anything but sha256:<64 hex>
     assert_eq!(
-        ImageDigest::parse("sha256:abc; rm -rf /").unwrap_err().0,
+        ImageDigest::parse("sha256:abc; rm -rf /")
+            .unwrap_err()
+            .message(),
         "\"sha256:abc; rm -rf /\" is not a sha256 digest (sha256:<64 hex digits>)"
     );
     assert!(published(2).validate().is_ok());
     let mut p = published(2);
     p.variants.reverse();
     assert_eq!(
-        p.validate().unwrap_err().0,
+        p.validate().unwrap_err().message(),
         "variant systemd is listed before its parent base"
     );
 }
