@@ -233,6 +233,38 @@ mod tests {
     }
 
     #[test]
+    fn the_kind_survives_context_and_display_is_the_message_alone() {
+        let e = UserError::credentials("registry ghcr.io refused the token");
+        assert_eq!(e.to_string(), "registry ghcr.io refused the token");
+        assert_eq!(format!("{e}"), e.message());
+        let err = anyhow::Error::from(e.clone())
+            .context("logging in")
+            .context("releasing base");
+        let found = user_error_in(&err).expect("the UserError is in the chain");
+        assert_eq!(found, &e);
+        assert_eq!(found.kind(), ErrorKind::Credentials);
+        assert_eq!(exit_code(&err), 2);
+        assert_eq!(render(&err), ["error: registry ghcr.io refused the token"]);
+        assert!(user_error_in(&anyhow::anyhow!("build failed")).is_none());
+    }
+
+    #[test]
+    fn rewording_keeps_the_kind() {
+        let e = UserError::reference("invalid image reference \"A\"")
+            .reword(|m| format!("custom_base_image: {m} (from env OCX_CUSTOM_BASE_IMAGE)"));
+        assert_eq!(e.kind(), ErrorKind::Reference);
+        assert_eq!(
+            e.message(),
+            "custom_base_image: invalid image reference \"A\" (from env OCX_CUSTOM_BASE_IMAGE)"
+        );
+        let err = user_error::<()>(ErrorKind::File, "x does not exist").unwrap_err();
+        assert_eq!(
+            user_error_in(&err).map(UserError::kind),
+            Some(ErrorKind::File)
+        );
+    }
+
+    #[test]
     fn interruptions_map_to_128_plus_signal_and_say_so_first() {
         let err =
             anyhow::Error::from(Interrupted::Signal(libc::SIGTERM)).context("building ocx-dev:1");

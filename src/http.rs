@@ -318,7 +318,9 @@ mod tests {
         assert!(none.extra_roots.is_empty());
         let dir = tempfile::tempdir().unwrap();
         let empty_var = Settings::from_env(|k| (k == SSL_CERT_FILE).then(String::new));
-        assert!(empty_var.unwrap_err().message().contains("set but empty"));
+        let err = empty_var.unwrap_err();
+        assert!(err.message().contains("set but empty"));
+        assert_eq!(err.kind(), crate::error::ErrorKind::Trust);
         let missing = dir.path().join("missing.pem").display().to_string();
         let err = Settings::from_env(|k| (k == SSL_CERT_FILE).then(|| missing.clone()))
             .unwrap_err()

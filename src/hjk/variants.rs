@@ -202,6 +202,10 @@ mod tests {
             g.get("dinb").unwrap_err().message(),
             "unknown variant \"dinb\"; known variants: base, systemd, dind"
         );
+        assert_eq!(
+            g.get("dinb").unwrap_err().kind(),
+            crate::error::ErrorKind::NotFound
+        );
     }
 
     #[test]

@@ -645,6 +645,7 @@ mod tests {
         let err = load(&project, &env_with(&[], &home), &Flags::default()).unwrap_err();
         assert!(err.message().contains("line 3 column 3"), "{err}");
         assert!(err.message().starts_with("malformed config "), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
     }
 
     #[test]
@@ -656,6 +657,7 @@ mod tests {
             err.message().contains("unknown field `custom_base`"),
             "{err}"
         );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
     }
 
     #[test]
@@ -679,6 +681,13 @@ mod tests {
                 err.message().ends_with(&format!("(from env {key})")),
                 "{err}"
             );
+            // the kind says what is wrong, not where it was set
+            let kind = if key == "OCX_CUSTOM_BASE_IMAGE" {
+                crate::error::ErrorKind::Reference
+            } else {
+                crate::error::ErrorKind::Setting
+            };
+            assert_eq!(err.kind(), kind, "{key}");
         }
     }
 
@@ -696,6 +705,7 @@ mod tests {
             err.message().contains("repository names must be lowercase"),
             "{err}"
         );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Reference);
     }
 
     #[test]
