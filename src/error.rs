@@ -2,7 +2,8 @@
 //! build, engine or environment is not theirs to fix in the command line (1); a signal stops us
 //! (128 + signal, so Ctrl-C is 130); a closed stdout ends quietly (0), as ripgrep does.
 //! Keeping "bad input" and "interrupted" distinct types lets the front ends find them anywhere
-//! in an error chain while the workflows still add context with `anyhow::Context`.
+//! in an error chain while the workflows still add context with `anyhow::Context`. Bad input
+//! carries an [`ErrorKind`], so code and tests tell refusals apart without matching text.
 
 use std::fmt;
 
