@@ -42,7 +42,7 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
     let Some(rel) = &config.custom_base_dockerfile else {
         if let Some(c) = &config.custom_base_context {
             return user_error(
-                ErrorKind::Config,
+                ErrorKind::Setting,
                 format!(
                     "custom_base_context {c} (from {}) needs custom_base_dockerfile",
                     source("custom_base_context")

@@ -291,7 +291,8 @@ impl Project {
     /// missing or stale.
     pub async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
         if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
-            return user_error(ErrorKind::Setting,
+            return user_error(
+                ErrorKind::Setting,
                 "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
             );
         }
