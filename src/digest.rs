@@ -20,7 +20,7 @@ impl ImageDigest {
     pub fn parse(s: &str) -> Result<ImageDigest, UserError> {
         match Digest::from_str(s) {
             Ok(d) if *d.algorithm() == DigestAlgorithm::Sha256 => Ok(ImageDigest(d)),
-            _ => Err(UserError(format!(
+            _ => Err(UserError::reference(format!(
                 "{s:?} is not a sha256 digest (sha256:<64 hex digits>)"
             ))),
         }
@@ -127,7 +127,7 @@ impl Serialize for ImageDigest {
 impl<'de> Deserialize<'de> for ImageDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        ImageDigest::parse(&s).map_err(|e| serde::de::Error::custom(e.0))
+        ImageDigest::parse(&s).map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 
@@ -155,7 +155,7 @@ mod tests {
             &format!("sha512:{}", &D[7..]),
         ] {
             assert_eq!(
-                ImageDigest::parse(bad).unwrap_err().0,
+                ImageDigest::parse(bad).unwrap_err().message(),
                 format!("{bad:?} is not a sha256 digest (sha256:<64 hex digits>)")
             );
         }

@@ -61,9 +61,9 @@ pub fn project_dir(
         Some(p) => p.to_owned(),
         None => {
             let cwd = std::env::current_dir()
-                .map_err(|e| UserError(format!("cannot read the current directory: {e}")))?;
+                .map_err(|e| UserError::file(format!("cannot read the current directory: {e}")))?;
             camino::Utf8PathBuf::from_path_buf(cwd).map_err(|p| {
-                UserError(format!(
+                UserError::file(format!(
                     "the project path {} is not valid UTF-8; rename it or pass --project",
                     p.display()
                 ))
@@ -71,5 +71,5 @@ pub fn project_dir(
         }
     };
     dir.canonicalize_utf8()
-        .map_err(|e| UserError(format!("project directory {dir}: {e}")))
+        .map_err(|e| UserError::file(format!("project directory {dir}: {e}")))
 }

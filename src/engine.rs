@@ -523,7 +523,7 @@ impl Engine {
         .iter()
         .any(|m| text.contains(m))
         {
-            return Err(UserError(format!(
+            return Err(UserError::credentials(format!(
                 "{} login to {} as {} was refused: wrong user name or password",
                 self.kind(),
                 login.host,
@@ -573,7 +573,7 @@ impl Engine {
             .staged_digest(&text)
             .map(|d| ImageDigest::parse(&d))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("the engine reported a bad digest: {}", e.0))?;
+            .map_err(|e| anyhow::anyhow!("the engine reported a bad digest: {}", e.message()))?;
         Ok(Staged { digest, layout })
     }
 

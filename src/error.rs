@@ -2,26 +2,131 @@
 //! build, engine or environment is not theirs to fix in the command line (1); a signal stops us
 //! (128 + signal, so Ctrl-C is 130); a closed stdout ends quietly (0), as ripgrep does.
 //! Keeping "bad input" and "interrupted" distinct types lets the front ends find them anywhere
-//! in an error chain while the workflows still add context with `anyhow::Context`.
+//! in an error chain while the workflows still add context with `anyhow::Context`. Bad input
+//! carries an [`ErrorKind`], so code and tests tell refusals apart without matching text.
 
 use std::fmt;
 
-/// Bad input the user can fix: a malformed config, a bad image reference, a missing file.
-/// The message is one line and says what to do next.
+/// What was wrong with the input, so a caller (or a test) can tell one refusal from another
+/// without reading the message. The kind says what is wrong, not where it was written: a bad
+/// image reference is a [`ErrorKind::Reference`] in a flag, a config file or devcontainer.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An image reference, digest or registry repository that does not parse or has the wrong
+    /// shape (a tag where a repository belongs).
+    Reference,
+    /// A flag, environment variable or config key holds a value it does not accept (an unknown
+    /// platform, backend, auth mode or scanner; a bad `--version` or username), or settings
+    /// that cannot go together (`--creds-stdin` without `--auth raw`).
+    Setting,
+    /// A config file (ocx.json, hjk's config.yaml, variants.yaml, devcontainer.json) does not
+    /// parse, or describes something that cannot be built.
+    Config,
+    /// Release metadata files: missing, malformed, another schema, or not of one release.
+    Metadata,
+    /// A file or directory the input names is missing, of the wrong type, unreadable,
+    /// unwritable, too large or not UTF-8 (a Dockerfile, an output file, the project).
+    File,
+    /// No container engine, or the chosen engine or builder cannot do what was asked.
+    Engine,
+    /// A program besides the engine is missing or cannot do its part: cosign, syft, trivy
+    /// (and its DB), npm, the Dev Containers CLI, 1Password's `op`.
+    Tool,
+    /// Registry credentials that are missing, malformed or refused.
+    Credentials,
+    /// A signing or verification key (cosign) that is missing, unreadable or does not match.
+    Signing,
+    /// TLS trust: unusable CA certificates in `SSL_CERT_FILE`/`SSL_CERT_DIR`, or a server
+    /// certificate no trusted CA signed.
+    Trust,
+    /// The base image cannot host what ocx adds: its users, or a libc the opencode build
+    /// does not run on.
+    Base,
+    /// Something the input names does not exist: a variant, an image (local or pullable), an
+    /// opencode release.
+    NotFound,
+    /// The registry holds what a release must not overwrite (a tag moved since it was read), or
+    /// lacks what the metadata files name.
+    Registry,
+}
+
+/// Bad input the user can fix: what kind of input, and a message of one line that says what
+/// to do next. It displays as the message alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserError(pub String);
+pub struct UserError {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl UserError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> UserError {
+        UserError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same kind with a new message made from the old one, e.g. to say where a bad value
+    /// came from: `e.reword(|m| format!("{m} (from {source})"))`.
+    pub fn reword(self, f: impl FnOnce(&str) -> String) -> UserError {
+        let message = f(&self.message);
+        UserError { message, ..self }
+    }
+}
+
+macro_rules! kinds {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        impl UserError {
+            $(
+                #[doc = concat!("A `UserError` of kind [`ErrorKind::", stringify!($kind), "`].")]
+                pub fn $name(message: impl Into<String>) -> UserError {
+                    UserError::new(ErrorKind::$kind, message)
+                }
+            )*
+        }
+    };
+}
+
+kinds! {
+    reference => Reference,
+    setting => Setting,
+    config => Config,
+    metadata => Metadata,
+    file => File,
+    engine => Engine,
+    tool => Tool,
+    credentials => Credentials,
+    signing => Signing,
+    trust => Trust,
+    base => Base,
+    not_found => NotFound,
+    registry => Registry,
+}
 
 impl fmt::Display for UserError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for UserError {}
 
-/// Shorthand for `Err(UserError(..).into())`.
-pub fn user_error<T>(msg: impl Into<String>) -> anyhow::Result<T> {
-    Err(UserError(msg.into()).into())
+/// Shorthand for `Err(UserError::new(kind, msg).into())`.
+pub fn user_error<T>(kind: ErrorKind, msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(UserError::new(kind, msg).into())
+}
+
+/// The bad input anywhere in an error's chain, under whatever context was added to it.
+pub fn user_error_in(err: &anyhow::Error) -> Option<&UserError> {
+    err.chain().find_map(|c| c.downcast_ref::<UserError>())
 }
 
 /// Why the work stopped early: a signal, or our stdout was closed by the reader.
@@ -72,7 +177,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(i) = interruption(err) {
         return interrupted_code(i);
     }
-    if err.chain().any(|c| c.is::<UserError>()) {
+    if user_error_in(err).is_some() {
         EXIT_USAGE
     } else {
         EXIT_FAILURE
@@ -103,7 +208,7 @@ pub fn render(err: &anyhow::Error) -> Vec<String> {
         }
         return out;
     }
-    if let Some(user) = err.chain().find_map(|c| c.downcast_ref::<UserError>()) {
+    if let Some(user) = user_error_in(err) {
         return vec![format!("error: {user}")];
     }
     let mut out = vec![format!("error: {err}")];
@@ -120,12 +225,44 @@ mod tests {
 
     #[test]
     fn user_error_anywhere_in_chain_is_exit_2() {
-        let err = user_error::<()>("bad")
+        let err = user_error::<()>(ErrorKind::Setting, "bad")
             .context("while loading")
             .unwrap_err();
         assert_eq!(exit_code(&err), 2);
         assert_eq!(render(&err), ["error: bad"]);
         assert_eq!(exit_code(&anyhow::anyhow!("build failed")), 1);
+    }
+
+    #[test]
+    fn the_kind_survives_context_and_display_is_the_message_alone() {
+        let e = UserError::credentials("registry ghcr.io refused the token");
+        assert_eq!(e.to_string(), "registry ghcr.io refused the token");
+        assert_eq!(format!("{e}"), e.message());
+        let err = anyhow::Error::from(e.clone())
+            .context("logging in")
+            .context("releasing base");
+        let found = user_error_in(&err).expect("the UserError is in the chain");
+        assert_eq!(found, &e);
+        assert_eq!(found.kind(), ErrorKind::Credentials);
+        assert_eq!(exit_code(&err), 2);
+        assert_eq!(render(&err), ["error: registry ghcr.io refused the token"]);
+        assert!(user_error_in(&anyhow::anyhow!("build failed")).is_none());
+    }
+
+    #[test]
+    fn rewording_keeps_the_kind() {
+        let e = UserError::reference("invalid image reference \"A\"")
+            .reword(|m| format!("custom_base_image: {m} (from env OCX_CUSTOM_BASE_IMAGE)"));
+        assert_eq!(e.kind(), ErrorKind::Reference);
+        assert_eq!(
+            e.message(),
+            "custom_base_image: invalid image reference \"A\" (from env OCX_CUSTOM_BASE_IMAGE)"
+        );
+        let err = user_error::<()>(ErrorKind::File, "x does not exist").unwrap_err();
+        assert_eq!(
+            user_error_in(&err).map(UserError::kind),
+            Some(ErrorKind::File)
+        );
     }
 
     #[test]

@@ -226,7 +226,7 @@ impl Runner {
     fn spawn(inv: &Invocation, cmd: &mut Command) -> Result<Child> {
         cmd.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                crate::error::UserError(format!(
+                crate::error::UserError::tool(format!(
                     "could not start `{}`: it is not on PATH; install it or fix PATH",
                     inv.program
                 ))

@@ -71,7 +71,7 @@ impl Settings {
         let mut roots = Vec::new();
         if let Some(file) = var(SSL_CERT_FILE) {
             if file.is_empty() {
-                return Err(UserError(format!(
+                return Err(UserError::trust(format!(
                     "{SSL_CERT_FILE} is set but empty: unset it, or name a PEM file of CA certificates"
                 )));
             }
@@ -79,7 +79,7 @@ impl Settings {
             let got = rustls_native_certs::load_certs_from_paths(Some(path), None);
             refuse_errors(SSL_CERT_FILE, &file, &got.errors)?;
             if got.certs.is_empty() {
-                return Err(UserError(format!(
+                return Err(UserError::trust(format!(
                     "{SSL_CERT_FILE}={file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
                 )));
             }
@@ -138,7 +138,7 @@ fn refuse_errors(
 ) -> Result<(), UserError> {
     match errors.first() {
         None => Ok(()),
-        Some(e) => Err(UserError(format!(
+        Some(e) => Err(UserError::trust(format!(
             "{var}={value} cannot be used: {e}; name readable PEM files of CA certificates, or unset it"
         ))),
     }
@@ -214,7 +214,7 @@ impl LazyClient {
 pub fn failure(err: &reqwest::Error, what: &str) -> anyhow::Error {
     let text = format!("{what}: {}", describe(err));
     match refused_certificate(err) {
-        Some(rustls::CertificateError::UnknownIssuer) => UserError(text).into(),
+        Some(rustls::CertificateError::UnknownIssuer) => UserError::trust(text).into(),
         _ => anyhow!(text),
     }
 }
@@ -318,11 +318,13 @@ mod tests {
         assert!(none.extra_roots.is_empty());
         let dir = tempfile::tempdir().unwrap();
         let empty_var = Settings::from_env(|k| (k == SSL_CERT_FILE).then(String::new));
-        assert!(empty_var.unwrap_err().0.contains("set but empty"));
+        let err = empty_var.unwrap_err();
+        assert!(err.message().contains("set but empty"));
+        assert_eq!(err.kind(), crate::error::ErrorKind::Trust);
         let missing = dir.path().join("missing.pem").display().to_string();
         let err = Settings::from_env(|k| (k == SSL_CERT_FILE).then(|| missing.clone()))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             err.starts_with(&format!("SSL_CERT_FILE={missing} cannot be used: ")),
             "{err}"
@@ -332,7 +334,7 @@ mod tests {
         let not_pem = not_pem.display().to_string();
         let err = Settings::from_env(|k| (k == SSL_CERT_FILE).then(|| not_pem.clone()))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.contains("holds no PEM certificate"), "{err}");
         // an empty directory adds nothing and is no error; an empty entry is skipped
         let d = dir.path().display().to_string();

@@ -164,7 +164,7 @@ impl FromStr for ImageRef {
 }
 
 fn bad(s: &str, why: &str) -> UserError {
-    UserError(format!(
+    UserError::reference(format!(
         "invalid image reference {s:?}: {why}; expected [registry/]name[:tag][@digest], e.g. ubuntu:24.04"
     ))
 }
@@ -462,7 +462,7 @@ mod tests {
         assert!(ImageRef::parse(&ok).is_ok());
         let long = format!("example.com/{}", "a".repeat(256));
         let err = ImageRef::parse(&long).unwrap_err();
-        assert!(err.0.contains("255"), "{err}");
+        assert!(err.message().contains("255"), "{err}");
         assert!(ImageRef::parse(&"a".repeat(247)).is_ok());
         assert!(ImageRef::parse(&"a".repeat(248)).is_err());
     }
@@ -522,8 +522,11 @@ mod tests {
             "-leading",
         ] {
             let err = ImageRef::parse(bad).unwrap_err();
-            assert!(err.0.starts_with("invalid image reference"), "{bad}: {err}");
-            assert!(!err.0.contains('\n'), "one line: {err:?}");
+            assert!(
+                err.message().starts_with("invalid image reference"),
+                "{bad}: {err}"
+            );
+            assert!(!err.message().contains('\n'), "one line: {err:?}");
         }
     }
 

@@ -98,7 +98,7 @@ fn not_regular(path: &Utf8Path, target: Option<&str>, kind: &str) -> UserError {
         Some(t) => format!("{path} is a symlink to {t}, which is {kind}"),
         None => format!("{path} is {kind}"),
     };
-    UserError(format!(
+    UserError::file(format!(
         "{what}, not a regular file; replace it with a file or remove it"
     ))
 }
@@ -111,7 +111,7 @@ pub fn present(path: &Utf8Path) -> Result<bool, UserError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(UserError(format!("cannot read {path}: {e}"))),
+        Err(e) => return Err(UserError::file(format!("cannot read {path}: {e}"))),
     };
     if !meta.file_type().is_symlink() {
         return match kind_of(meta.file_type()) {
@@ -127,7 +127,7 @@ pub fn present(path: &Utf8Path) -> Result<bool, UserError> {
             None => Ok(true),
             Some(k) => Err(not_regular(path, Some(&target), k)),
         },
-        Err(e) => Err(UserError(format!(
+        Err(e) => Err(UserError::file(format!(
             "{path} is a symlink to {target}, which cannot be read ({e}); fix or remove the link"
         ))),
     }
@@ -146,13 +146,13 @@ pub fn read(path: &Utf8Path, limit: Limit) -> Result<Option<String>, UserError> 
 pub fn read_required(path: &Utf8Path, limit: Limit, missing: &str) -> Result<String, UserError> {
     match read(path, limit)? {
         Some(t) => Ok(t),
-        None => Err(UserError(format!("{path} does not exist; {missing}"))),
+        None => Err(UserError::file(format!("{path} does not exist; {missing}"))),
     }
 }
 
 fn read_present(path: &Utf8Path, limit: Limit) -> Result<String, UserError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |e: std::io::Error| UserError(format!("cannot read {path}: {e}"));
+    let cannot = |e: std::io::Error| UserError::file(format!("cannot read {path}: {e}"));
     // non-blocking: a FIFO swapped in after the check opens at once instead of waiting
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -164,7 +164,7 @@ fn read_present(path: &Utf8Path, limit: Limit) -> Result<String, UserError> {
         return Err(not_regular(path, None, k));
     }
     let too_big = || {
-        UserError(format!(
+        UserError::file(format!(
             "{path} is larger than {} ({} may hold at most that); check that it is the file you meant",
             size(limit.max),
             limit.what
@@ -181,7 +181,7 @@ fn read_present(path: &Utf8Path, limit: Limit) -> Result<String, UserError> {
         return Err(too_big());
     }
     String::from_utf8(bytes).map_err(|e| {
-        UserError(format!(
+        UserError::file(format!(
             "{path} is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
@@ -194,15 +194,16 @@ pub fn read_stream(stream: impl Read, limit: Limit) -> Result<String, UserError>
     stream
         .take(limit.max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| UserError(format!("cannot read {}: {e}", limit.what)))?;
+        .map_err(|e| UserError::file(format!("cannot read {}: {e}", limit.what)))?;
     if bytes.len() as u64 > limit.max {
-        return Err(UserError(format!(
+        return Err(UserError::file(format!(
             "{} got more than {} on stdin; pipe only what it reads",
             limit.what,
             size(limit.max)
         )));
     }
-    String::from_utf8(bytes).map_err(|_| UserError(format!("{} is not UTF-8 text", limit.what)))
+    String::from_utf8(bytes)
+        .map_err(|_| UserError::file(format!("{} is not UTF-8 text", limit.what)))
 }
 
 /// Deserializes YAML after checking what its aliases expand to (at most
@@ -406,16 +407,16 @@ mod tests {
         assert_eq!(read(&root.join("missing.json"), CONFIG).unwrap(), None);
         std::os::unix::fs::symlink(root.join("nowhere"), root.join("dangling.json")).unwrap();
         let err = read(&root.join("dangling.json"), CONFIG).unwrap_err();
-        assert!(err.0.contains("is a symlink to"), "{err}");
+        assert!(err.message().contains("is a symlink to"), "{err}");
         std::os::unix::fs::symlink(root.join("loop.json"), root.join("loop.json")).unwrap();
         assert!(read(&root.join("loop.json"), CONFIG)
             .unwrap_err()
-            .0
+            .message()
             .contains("cannot be read"));
         fifo(&root.join("fifo.json"));
         let err = read(&root.join("fifo.json"), CONFIG).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             format!(
                 "{root}/fifo.json is a FIFO (named pipe), not a regular file; replace it with a file or remove it"
             )
@@ -423,14 +424,14 @@ mod tests {
         std::os::unix::fs::symlink("/dev/zero", root.join("z.json")).unwrap();
         let err = read(&root.join("z.json"), METADATA).unwrap_err();
         assert!(
-            err.0.contains(
+            err.message().contains(
                 "is a symlink to /dev/zero, which is a character device, not a regular file"
             ),
             "{err}"
         );
         assert!(read(&root, CONFIG)
             .unwrap_err()
-            .0
+            .message()
             .contains("is a directory"));
         std::fs::write(root.join("ok.json"), "{}").unwrap();
         assert_eq!(
@@ -439,12 +440,12 @@ mod tests {
         );
         std::fs::write(root.join("big.yaml"), vec![b'a'; (MIB + 1) as usize]).unwrap();
         assert_eq!(
-            read(&root.join("big.yaml"), VARIANTS).unwrap_err().0,
+            read(&root.join("big.yaml"), VARIANTS).unwrap_err().message(),
             format!("{root}/big.yaml is larger than 1 MiB (variants.yaml may hold at most that); check that it is the file you meant")
         );
         let err = read_stream(std::io::repeat(0).take(10 << 20), CREDS).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "--creds-stdin got more than 64 KiB on stdin; pipe only what it reads"
         );
     }

@@ -38,25 +38,25 @@ pub fn check(
 ) -> Result<(), UserError> {
     let dir = parent(path);
     if path.file_name().is_none() {
-        return Err(UserError(format!(
+        return Err(UserError::file(format!(
             "{flag} {path} names no file; name a file"
         )));
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => {
-            return Err(UserError(format!(
+            return Err(UserError::file(format!(
                 "{flag} {path} is a directory; name a file"
             )))
         }
         Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
-            return Err(UserError(format!(
+            return Err(UserError::file(format!(
                 "{flag} {path} exists and is not a regular file (a FIFO or a device); name a regular file"
             )))
         }
         _ => {}
     }
     if !dir.is_dir() {
-        return Err(UserError(format!(
+        return Err(UserError::file(format!(
             "{flag} {path}: the directory {dir} does not exist"
         )));
     }
@@ -67,7 +67,7 @@ pub fn check(
             _ => false,
         };
         if same {
-            return Err(UserError(format!(
+            return Err(UserError::file(format!(
                 "{flag} {path} is {what}, which this run reads; name another file"
             )));
         }
@@ -75,7 +75,7 @@ pub fn check(
     for (input, what) in input_dirs {
         if let (Some(o), Ok(d)) = (&out, input.canonicalize_utf8()) {
             if o.starts_with(&d) {
-                return Err(UserError(format!(
+                return Err(UserError::file(format!(
                     "{flag} {path} is inside {what} ({input}), which this run builds from; name a file elsewhere"
                 )));
             }
@@ -86,7 +86,7 @@ pub fn check(
         .prefix(".hjk-check-")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(|e| UserError(format!("{flag} {path}: cannot write in {dir}: {e}")))
+        .map_err(|e| UserError::file(format!("{flag} {path}: cannot write in {dir}: {e}")))
 }
 
 /// Writes `bytes` to `path` atomically (see the module doc), readable by all like a file the
@@ -180,7 +180,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             format!("--metadata-file {images}/variants.yaml is the images directory's variants.yaml, which this run reads; name another file")
         );
         // the same file through another spelling
@@ -191,7 +191,7 @@ mod tests {
             &dirs,
         )
         .unwrap_err();
-        assert!(err.0.contains("which this run reads"), "{err}");
+        assert!(err.message().contains("which this run reads"), "{err}");
         let err = check(
             "--metadata-file",
             &images.join("base/m.json"),
@@ -200,23 +200,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.0.contains("is inside variant base's directory"),
+            err.message().contains("is inside variant base's directory"),
             "{err}"
         );
         assert!(check("--metadata-file", &root.join("m.json"), &inputs, &dirs).is_ok());
         assert!(
             check("--metadata-file", Utf8Path::new("/dev/null"), &[], &[])
                 .unwrap_err()
-                .0
+                .message()
                 .contains("is not a regular file")
         );
         assert_eq!(
-            check("--metadata-file", Utf8Path::new("/nonexistent/dir/r.json"), &[], &[]).unwrap_err().0,
+            check("--metadata-file", Utf8Path::new("/nonexistent/dir/r.json"), &[], &[]).unwrap_err().message(),
             "--metadata-file /nonexistent/dir/r.json: the directory /nonexistent/dir does not exist"
         );
         assert!(check("--metadata-file", &root, &[], &[])
             .unwrap_err()
-            .0
+            .message()
             .ends_with("is a directory; name a file"));
         assert_eq!(
             std::fs::read_dir(&root).unwrap().count(),

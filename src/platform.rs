@@ -59,7 +59,7 @@ impl Platform {
             }
         }
         if out.is_empty() {
-            return Err(UserError(format!(
+            return Err(UserError::setting(format!(
                 "no platform given in {s:?}; use linux/amd64, linux/arm64 or both"
             )));
         }
@@ -84,7 +84,7 @@ impl FromStr for Platform {
             "linux/arm64" | "arm64" | "linux/aarch64" | "aarch64" | "linux/arm64/v8" => {
                 Ok(Platform::LinuxArm64)
             }
-            _ => Err(UserError(format!(
+            _ => Err(UserError::setting(format!(
                 "unknown platform {s:?}; supported: linux/amd64, linux/arm64"
             ))),
         }
@@ -123,7 +123,7 @@ mod tests {
         );
         let err = Platform::parse_list("linux/s390x").unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "unknown platform \"linux/s390x\"; supported: linux/amd64, linux/arm64"
         );
     }

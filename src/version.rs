@@ -31,7 +31,7 @@ impl Version {
         if is_release(s) {
             Ok(Version(s.to_string()))
         } else {
-            Err(crate::error::UserError(format!(
+            Err(crate::error::UserError::setting(format!(
                 "invalid --version {s:?}: use vX.Y.Z, e.g. v1.4.0"
             )))
         }
@@ -83,7 +83,7 @@ impl serde::Serialize for Version {
 impl<'de> serde::Deserialize<'de> for Version {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Version::parse(&s).map_err(|e| serde::de::Error::custom(e.0))
+        Version::parse(&s).map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 

@@ -214,19 +214,19 @@ impl Backend for Apple {
     fn check_build(&self, req: &BuildRequest) -> Result<(), UserError> {
         if !req.env_args.is_empty() {
             let names: Vec<&str> = req.env_args.keys().map(String::as_str).collect();
-            return Err(UserError(format!(
+            return Err(UserError::engine(format!(
                 "Apple container cannot pass build arguments from the environment ({}): it would build with them empty, over the Dockerfile's defaults; give them literal values (devcontainer.json build.args), or use --backend docker or podman",
                 names.join(", ")
             )));
         }
         if req.pull == PullPolicy::Never {
-            return Err(UserError(
-                "Apple container's build cannot be kept from pulling (its `--pull` only forces a pull); drop the pull option or use --backend docker or podman".into(),
+            return Err(UserError::engine(
+                "Apple container's build cannot be kept from pulling (its `--pull` only forces a pull); drop the pull option or use --backend docker or podman",
             ));
         }
         if let Ok(meta) = std::fs::metadata(&req.dockerfile) {
             if meta.len() >= DOCKERFILE_LIMIT {
-                return Err(UserError(format!(
+                return Err(UserError::engine(format!(
                     "{} is {} bytes, and Apple container refuses a Dockerfile of 16 KiB or more (apple/container#735); shorten it or use --backend docker or podman",
                     req.dockerfile,
                     meta.len()
@@ -386,7 +386,7 @@ impl Backend for Apple {
         for m in &spec.mounts {
             for p in [&m.host, &m.container] {
                 if p.as_str().contains([',', '=']) {
-                    return Err(UserError(format!(
+                    return Err(UserError::engine(format!(
                         "Apple container cannot mount {p}: its `--mount` splits at every ',' and '=' and has no quoting; rename the directory or use --backend docker or podman"
                     )));
                 }
@@ -448,7 +448,7 @@ impl Backend for Apple {
             return Ok(());
         };
         let user = e.get("username").and_then(|u| u.as_str()).unwrap_or("?");
-        Err(UserError(format!(
+        Err(UserError::credentials(format!(
             "your keychain holds a `container` login to {host} (as {user}) that a release login would replace and then remove; release with --auth docker-config, or run `container registry logout {host}` first"
         )))
     }
@@ -537,7 +537,7 @@ mod tests {
     }
 
     fn refused(a: &Apple, r: &BuildRequest) -> String {
-        a.check_build(r).unwrap_err().0
+        a.check_build(r).unwrap_err().to_string()
     }
 
     #[test]
@@ -727,7 +727,7 @@ mod tests {
             ("/p", "/w,x"),
             ("/p", "/w=x"),
         ] {
-            let err = a.check_run(&spec(host, container)).unwrap_err().0;
+            let err = a.check_run(&spec(host, container)).unwrap_err().to_string();
             assert!(
                 err.starts_with("Apple container cannot mount /")
                     && err.contains("splits at every ',' and '='"),
@@ -787,7 +787,7 @@ mod tests {
         let listing = Captured::stdout(
             r#"[{"creationDate":"2026-01-02T03:04:05Z","id":"ghcr.io","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"ghcr.io","username":"me"},{"creationDate":"2026-01-02T03:04:05Z","id":"registry-1.docker.io","labels":{},"modificationDate":"2026-01-02T03:04:05Z","name":"registry-1.docker.io","username":"hub"}]"#,
         );
-        let err = a.check_login("ghcr.io", &listing).unwrap_err().0;
+        let err = a.check_login("ghcr.io", &listing).unwrap_err().to_string();
         assert!(
             err.starts_with("your keychain holds a `container` login to ghcr.io (as me)")
                 && err.contains("`container registry logout ghcr.io`"),
@@ -796,7 +796,7 @@ mod tests {
         assert!(a
             .check_login("docker.io", &listing)
             .unwrap_err()
-            .0
+            .message()
             .contains("(as hub)"));
         assert!(a.check_login("127.0.0.1:5001", &listing).is_ok());
         assert!(a

@@ -25,9 +25,9 @@ pub fn detect(
         Some((value, from)) => {
             let kind: BackendKind = value
                 .parse()
-                .map_err(|e: UserError| UserError(format!("{} (from {from})", e.0)))?;
+                .map_err(|e: UserError| e.reword(|m| format!("{m} (from {from})")))?;
             if find_on_path(kind.program(), path).is_none() {
-                return Err(UserError(format!(
+                return Err(UserError::engine(format!(
                     "backend {kind} (from {from}) was chosen but `{}` is not on PATH; install {}",
                     kind.program(),
                     kind.install_hint()
@@ -72,7 +72,7 @@ fn no_engine() -> UserError {
         .map(|k| format!("`{}`", k.program()))
         .collect();
     let hints: Vec<&str> = BackendKind::ALL.iter().map(|k| k.install_hint()).collect();
-    UserError(format!(
+    UserError::engine(format!(
         "no container engine found: looked for {} on PATH; install one of: {}; or set --backend",
         looked.join(", "),
         hints.join("; ")
@@ -126,7 +126,7 @@ mod tests {
             "`container`",
             "apt-get install podman",
         ] {
-            assert!(err.0.contains(p), "{err}");
+            assert!(err.message().contains(p), "{err}");
         }
     }
 
@@ -137,7 +137,7 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(
-            err.0,
+            err.message(),
             "unknown backend \"rkt\"; choose one of: docker, podman, container (Apple) (from OCX_BACKEND)"
         );
     }

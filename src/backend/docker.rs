@@ -225,20 +225,18 @@ impl Backend for Docker {
         let driver = self.driver.get();
         let driver_name = driver.map(|d| d.name.as_str());
         match self.builder() {
-            Builder::Classic if multi => Err(UserError(format!(
+            Builder::Classic if multi => Err(UserError::engine(format!(
                 "the classic docker builder cannot build several platforms ({platforms}); install \
                  the buildx plugin, build one platform (--platform), or use --backend podman"
             ))),
-            Builder::Classic if matches!(req.output, Output::Oci(_)) => Err(UserError(
-                "the classic docker builder cannot write an OCI archive; install the buildx plugin, or use --backend podman"
-                    .into(),
+            Builder::Classic if matches!(req.output, Output::Oci(_)) => Err(UserError::engine(
+                "the classic docker builder cannot write an OCI archive; install the buildx plugin, or use --backend podman",
             )),
-            Builder::Classic if req.pull == PullPolicy::Never => Err(UserError(
-                "the classic docker builder has no way to forbid pulling the base image; install the buildx plugin, or use --backend podman"
-                    .into(),
+            Builder::Classic if req.pull == PullPolicy::Never => Err(UserError::engine(
+                "the classic docker builder has no way to forbid pulling the base image; install the buildx plugin, or use --backend podman",
             )),
             Builder::Buildx if multi && driver_name == Some("docker") && !self.exports() => {
-                Err(UserError(format!(
+                Err(UserError::engine(format!(
                     "the current buildx builder uses the `docker` driver on the overlay2 image \
                      store, which cannot build several platforms ({platforms}); enable the \
                      containerd image store (\"features\": {{\"containerd-snapshotter\": true}} in \
@@ -246,14 +244,14 @@ impl Backend for Docker {
                 )))
             }
             Builder::Buildx if multi && req.output == Output::Load && !self.loads_multi_platform() => {
-                Err(UserError(format!(
+                Err(UserError::engine(format!(
                     "docker cannot load a multi-platform image ({platforms}) into its image store \
                      from this builder; build one platform (--platform), publish it (hjk --push), \
                      use the `docker` driver on the containerd image store, or use --backend podman"
                 )))
             }
             Builder::Buildx if req.local_parent && driver_name.is_some_and(|d| d != "docker") => {
-                Err(UserError(format!(
+                Err(UserError::engine(format!(
                     "the current buildx builder uses the `{}` driver, which cannot see images in \
                      the local docker store that this build is FROM; run `docker buildx use \
                      default`, or publish the parent first (hjk --push)",
@@ -403,8 +401,8 @@ impl Backend for Docker {
 
     fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
         if remote.connection.is_some() {
-            return Err(UserError(
-                "--connection is a podman option; for a remote docker set DOCKER_HOST or use a docker context (`docker context use NAME`)".into(),
+            return Err(UserError::engine(
+                "--connection is a podman option; for a remote docker set DOCKER_HOST or use a docker context (`docker context use NAME`)",
             ));
         }
         self.builder_name = remote.builder.clone();
@@ -413,7 +411,7 @@ impl Backend for Docker {
 
     fn check_release(&self, needs: &ReleaseNeeds) -> Result<(), UserError> {
         if self.builder() == Builder::Classic && needs.platforms.len() > 1 {
-            return Err(UserError(format!(
+            return Err(UserError::engine(format!(
                 "the classic docker builder releases one platform per machine, not {}: run \
                  `hjk images release --platform linux/amd64 --push-by-digest --metadata-file \
                  amd64.json` here and the same for arm64 on an arm64 machine, then `hjk images \
@@ -422,9 +420,8 @@ impl Backend for Docker {
             )));
         }
         if self.builder() == Builder::Classic && self.builder_name.is_some() {
-            return Err(UserError(
-                "--builder needs the buildx plugin, and this docker has only the classic builder"
-                    .into(),
+            return Err(UserError::engine(
+                "--builder needs the buildx plugin, and this docker has only the classic builder",
             ));
         }
         Ok(())
@@ -671,9 +668,9 @@ Labels:
             .check_build(&req(&Platform::ALL, Output::Push))
             .unwrap_err();
         assert!(
-            err.0.contains(
+            err.message().contains(
                 "`docker` driver on the overlay2 image store, which cannot build several platforms"
-            ) && err.0.contains("containerd-snapshotter"),
+            ) && err.message().contains("containerd-snapshotter"),
             "{err}"
         );
         assert!(!d.can_load(&Platform::ALL) && d.can_load(&[Platform::LinuxArm64]));
@@ -683,7 +680,7 @@ Labels:
         r.provenance = true;
         let err = d.check_build(&r).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "docker cannot make provenance attestations (--provenance) (buildx's `docker` driver on the overlay2 image store); leave it out, or use an engine that can (docker with the buildx plugin can make all of them)"
         );
         assert_eq!(
@@ -700,7 +697,7 @@ Labels:
         let d = probed("Name: b\nDriver: docker-container\n");
         let mut r = req(&[Platform::LinuxAmd64], Output::Load);
         r.local_parent = true;
-        assert!(d.check_build(&r).unwrap_err().0.contains(
+        assert!(d.check_build(&r).unwrap_err().message().contains(
             "`docker-container` driver, which cannot see images in the local docker store"
         ));
         r.local_parent = false;
@@ -736,7 +733,7 @@ Labels:
             .check_build(&req(&Platform::ALL, Output::Load))
             .unwrap_err();
         assert!(err
-            .0
+            .message()
             .starts_with("the classic docker builder cannot build several platforms"));
         r.pull = PullPolicy::Never;
         assert!(d.check_build(&r).is_err(), "refused, not ignored");
@@ -804,7 +801,7 @@ Labels:
         assert!(!c.stage_layout());
         let err = c.check_build(&r).unwrap_err();
         assert!(
-            err.0.starts_with(
+            err.message().starts_with(
                 "docker cannot make a registry build cache (--cache-repo) (the classic builder"
             ),
             "{err}"
@@ -822,7 +819,7 @@ Labels:
             })
             .unwrap_err();
         assert!(
-            err.0
+            err.message()
                 .contains("then `hjk images merge amd64.json arm64.json`"),
             "{err}"
         );

@@ -82,7 +82,7 @@ impl FromStr for BackendKind {
             "docker" | "buildx" => Ok(BackendKind::Docker),
             "podman" => Ok(BackendKind::Podman),
             "container" | "apple" => Ok(BackendKind::Apple),
-            _ => Err(UserError(format!(
+            _ => Err(UserError::setting(format!(
                 "unknown backend {s:?}; choose one of: docker, podman, container (Apple)"
             ))),
         }
@@ -159,7 +159,7 @@ pub(crate) fn check_capabilities(
 
 /// The one-line refusal of a request for `c` on an engine that lacks it.
 pub fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
-    UserError(format!(
+    UserError::engine(format!(
         "{} cannot make {}{}; leave it out, or use an engine that can (docker with the buildx plugin can make all of them)",
         backend.kind(),
         c.asked_as(),
@@ -411,12 +411,12 @@ pub struct Remote {
 impl Remote {
     pub fn refuse_all(&self, kind: BackendKind) -> Result<(), UserError> {
         if self.builder.is_some() {
-            return Err(UserError(format!(
+            return Err(UserError::engine(format!(
                 "--builder is a docker buildx option; {kind} has no buildx builders (use --backend docker)"
             )));
         }
         if self.connection.is_some() {
-            return Err(UserError(format!(
+            return Err(UserError::engine(format!(
                 "--connection is a podman option; {kind} has no podman connections (use --backend podman)"
             )));
         }

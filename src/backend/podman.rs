@@ -291,8 +291,8 @@ impl Backend for Podman {
 
     fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
         if remote.builder.is_some() {
-            return Err(UserError(
-                "--builder is a docker buildx option; podman builds with its own engine (use --connection NAME for a remote podman)".into(),
+            return Err(UserError::engine(
+                "--builder is a docker buildx option; podman builds with its own engine (use --connection NAME for a remote podman)",
             ));
         }
         if let Some(c) = &remote.connection {

@@ -482,7 +482,7 @@ pub async fn local_image(
     if !info.exists {
         match target {
             Target::Variant(v) => {
-                return Err(UserError(format!(
+                return Err(UserError::not_found(format!(
                     "{image} is not built on {}: run `hjk images build --variant {v}` first (with the same --registry and --backend)",
                     engine.kind()
                 ))
@@ -490,7 +490,7 @@ pub async fn local_image(
             }
             Target::Image(_) if !engine.dry_run() => {
                 if !engine.pull(&image).await? {
-                    return Err(UserError(format!(
+                    return Err(UserError::not_found(format!(
                         "{image} is neither a local image nor one {} could pull; check the reference",
                         engine.kind()
                     ))

@@ -108,11 +108,14 @@ fn boot_target(args: &BootArgs) -> Result<Target> {
         Ok(g) if g.get(&args.target).is_ok() => Ok(Target::Variant(args.target.clone())),
         _ => match crate::image_ref::ImageRef::parse(&args.target) {
             Ok(i) => Ok(Target::Image(i)),
-            Err(e) => Err(crate::error::UserError(format!(
-                "{:?} is neither a variant in {} nor an image reference: {}",
-                args.target, args.images_dir, e.0
-            ))
-            .into()),
+            Err(e) => Err(e
+                .reword(|m| {
+                    format!(
+                        "{:?} is neither a variant in {} nor an image reference: {m}",
+                        args.target, args.images_dir
+                    )
+                })
+                .into()),
         },
     }
 }
@@ -123,7 +126,7 @@ pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
         Some(p) => {
             let mut list = crate::platform::Platform::parse_list(p)?;
             if list.len() != 1 {
-                return Err(crate::error::UserError(format!(
+                return Err(crate::error::UserError::setting(format!(
                     "--platform {p}: boot one platform at a time, e.g. linux/arm64"
                 ))
                 .into());
@@ -201,8 +204,8 @@ pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
             oidc_issuer,
         },
         _ => {
-            return Err(crate::error::UserError(
-                "say what the signatures must verify with: --key PATH (a cosign public key), or --certificate-identity-regexp and --certificate-oidc-issuer (keyless)".into(),
+            return Err(crate::error::UserError::setting(
+                "say what the signatures must verify with: --key PATH (a cosign public key), or --certificate-identity-regexp and --certificate-oidc-issuer (keyless)",
             )
             .into())
         }

@@ -139,7 +139,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         Some(text) if !text.trim().is_empty() => {
             crate::input_file::parse_yaml(&text).map_err(|e| {
                 let p = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
-                UserError(format!("malformed config {p}: {e}"))
+                UserError::config(format!("malformed config {p}: {e}"))
             })?
         }
         _ => RawConfig::default(),
@@ -155,7 +155,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         Some((v, src)) => {
             let kind: BackendKind = v
                 .parse()
-                .map_err(|e: UserError| UserError(format!("runtime.name: {} (from {src})", e.0)))?;
+                .map_err(|e: UserError| e.reword(|m| format!("runtime.name: {m} (from {src})")))?;
             Some((kind, src))
         }
         None => None,
@@ -163,13 +163,13 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
     let (base, src) = pick(ENV_BASE_IMAGE, raw.default.and_then(|d| d.base_image))
         .unwrap_or((DEFAULT_BASE_IMAGE.into(), "default".into()));
     let base_image = ImageRef::parse(&base)
-        .map_err(|e| UserError(format!("default.base_image: {} (from {src})", e.0)))?;
+        .map_err(|e| e.reword(|m| format!("default.base_image: {m} (from {src})")))?;
     let images = raw.images.unwrap_or_default();
     let auth = images.auth.unwrap_or_default();
     let auth_mode = match pick(ENV_AUTH, auth.mode) {
         Some((v, src)) => Some((
             v.parse::<AuthMode>()
-                .map_err(|e| UserError(format!("images.auth.mode: {} (from {src})", e.0)))?,
+                .map_err(|e| e.reword(|m| format!("images.auth.mode: {m} (from {src})")))?,
             src,
         )),
         None => None,
@@ -183,7 +183,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
         }
         (None, None) => None,
         _ => {
-            return Err(UserError(format!(
+            return Err(UserError::config(format!(
                 "images.auth.op needs both username_ref and password_ref (in {file})"
             )))
         }
@@ -191,7 +191,7 @@ pub fn load(vars: &BTreeMap<String, String>) -> Result<HjkConfig, UserError> {
     let (reg, src) =
         pick(ENV_REGISTRY, images.registry).unwrap_or((DEFAULT_REGISTRY.into(), "default".into()));
     let registry = parse_registry(&reg)
-        .map_err(|e| UserError(format!("images.registry: {} (from {src})", e.0)))?;
+        .map_err(|e| e.reword(|m| format!("images.registry: {m} (from {src})")))?;
     Ok(HjkConfig {
         backend,
         base_image,
@@ -229,7 +229,7 @@ fn ignored_keys(raw: &RawConfig) -> Vec<String> {
 pub fn parse_registry(s: &str) -> Result<ImageRef, UserError> {
     let r = ImageRef::parse(s)?;
     if r.digest().is_some() || r.name_as_written() != s {
-        return Err(UserError(format!(
+        return Err(UserError::reference(format!(
             "registry {s:?} must be a repository without tag or digest, e.g. ghcr.io/org/headjack"
         )));
     }
@@ -273,9 +273,9 @@ mod tests {
     fn malformed_yaml_is_one_line_with_position() {
         let (_d, vars) = vars_with(Some("runtime:\n  name: [x\n"), &[]);
         let err = load(&vars).unwrap_err();
-        assert!(err.0.starts_with("malformed config "), "{err}");
-        assert!(err.0.contains("line"), "{err}");
-        assert!(!err.0.contains('\n'));
+        assert!(err.message().starts_with("malformed config "), "{err}");
+        assert!(err.message().contains("line"), "{err}");
+        assert!(!err.message().contains('\n'));
     }
 
     /// Issue 16: Headjack's whole config file, with the runner's sections, is read past; a key
@@ -293,10 +293,13 @@ mod tests {
         let (_d, vars) = vars_with(Some("runtime:\n  name: lxc\n  flags: {}\n"), &[]);
         assert!(load(&vars)
             .unwrap_err()
-            .0
+            .message()
             .starts_with("runtime.name: unknown backend"));
         let (_d, vars) = vars_with(Some("default:\n  base_image: [a]\n  agent: x\n"), &[]);
-        assert!(load(&vars).unwrap_err().0.starts_with("malformed config"));
+        assert!(load(&vars)
+            .unwrap_err()
+            .message()
+            .starts_with("malformed config"));
     }
 
     #[test]
@@ -317,7 +320,7 @@ mod tests {
         );
         assert!(load(&vars)
             .unwrap_err()
-            .0
+            .message()
             .contains("needs both username_ref and password_ref"));
     }
 
@@ -326,12 +329,12 @@ mod tests {
         let (_d, vars) = vars_with(None, &[(ENV_RUNTIME, "lxc")]);
         assert!(load(&vars)
             .unwrap_err()
-            .0
+            .message()
             .starts_with("runtime.name: unknown backend \"lxc\""));
         let (_d, vars) = vars_with(None, &[(ENV_REGISTRY, "ghcr.io/x:tag")]);
         assert!(load(&vars)
             .unwrap_err()
-            .0
+            .message()
             .contains("must be a repository without tag"));
     }
 }

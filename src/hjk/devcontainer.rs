@@ -34,7 +34,9 @@ pub fn discover(
     if let Some(p) = explicit {
         let file = normalize(project, p);
         if !present(&file)? {
-            return Err(UserError(format!("--config {p}: no such file ({file})")));
+            return Err(UserError::file(format!(
+                "--config {p}: no such file ({file})"
+            )));
         }
         return Ok(Some(file));
     }
@@ -67,7 +69,7 @@ pub fn discover(
                 .iter()
                 .map(|f| f.strip_prefix(project).unwrap_or(f).to_string())
                 .collect();
-            Err(UserError(format!(
+            Err(UserError::setting(format!(
                 "{} devcontainer configs found: {}; pick one with --config PATH",
                 rel.len(),
                 rel.join(", ")
@@ -189,7 +191,7 @@ pub fn read(file: &Utf8Path, ctx: &Context) -> Result<Config, UserError> {
 /// resolves paths against the file's directory. Any input gives a config or a one-line error.
 pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserError> {
     let malformed = |e: &dyn std::fmt::Display| {
-        UserError(format!(
+        UserError::config(format!(
             "malformed {file}: {}",
             e.to_string().replace('\n', " ")
         ))
@@ -198,7 +200,7 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
     crate::input_file::check_json_depth(text).map_err(|e| malformed(&e))?;
     let value: Value = json5::from_str(text).map_err(|e| malformed(&e))?;
     if !value.is_object() {
-        return Err(UserError(format!(
+        return Err(UserError::config(format!(
             "malformed {file}: the top level must be an object"
         )));
     }
@@ -256,7 +258,7 @@ pub fn parse(file: &Utf8Path, text: &str, ctx: &Context) -> Result<Config, UserE
     } else if let Some(image) = raw.image {
         Source::Image(image)
     } else {
-        return Err(UserError(format!(
+        return Err(UserError::config(format!(
             "{file} names none of image, build.dockerfile or dockerComposeFile"
         )));
     };
@@ -326,7 +328,7 @@ fn stringify_arg(file: &Utf8Path, key: &str, v: &Value) -> Result<String, UserEr
         })
     }
     js(v).ok_or_else(|| {
-        UserError(format!(
+        UserError::config(format!(
             "{file}: build.args.{key} is an object; build arguments are strings"
         ))
     })
@@ -444,7 +446,7 @@ fn refuse_container_time_ids(file: &Utf8Path, value: &Value) -> Result<(), UserE
         .iter()
         .find_map(|k| find(value.get(*k)?, k.to_string()))
     {
-        Some(at) => Err(UserError(format!(
+        Some(at) => Err(UserError::config(format!(
             "${{devcontainerId}} in {at} of {file}: the Dev Container spec sets it when the \
              container is created, after the image is built, so it cannot name or build one; \
              use ${{localWorkspaceFolderBasename}} or a fixed value"
@@ -456,7 +458,7 @@ fn refuse_container_time_ids(file: &Utf8Path, value: &Value) -> Result<(), UserE
 /// Replaces `${...}` (up to the first `}`) in every string value, recursively.
 fn substitute(v: Value, vars: &Vars) -> Result<Value, UserError> {
     Ok(match v {
-        Value::String(s) => Value::String(substitute_str(&s, vars).map_err(UserError)?),
+        Value::String(s) => Value::String(substitute_str(&s, vars).map_err(UserError::config)?),
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
@@ -563,14 +565,17 @@ mod tests {
         ] {
             let err = ctx_parse(text, &[]).unwrap_err();
             assert!(
-                err.0.starts_with(&format!(
+                err.message().starts_with(&format!(
                     "${{devcontainerId}} in {at} of /home/u/proj/.devcontainer/devcontainer.json: "
                 )),
                 "{err}"
             );
         }
         let err = ctx_parse(r#"{ "image": "${localEnv}" }"#, &[]).unwrap_err();
-        assert!(err.0.contains("names no environment variable"), "{err}");
+        assert!(
+            err.message().contains("names no environment variable"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -600,7 +605,7 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(err.0.contains("build.args.O is an object"), "{err}");
+        assert!(err.message().contains("build.args.O is an object"), "{err}");
     }
 
     #[test]
@@ -680,7 +685,7 @@ mod tests {
             "{",
         ] {
             let e = ctx_parse(text, &[]).unwrap_err();
-            assert!(!e.0.contains('\n'), "{text}: {e}");
+            assert!(!e.message().contains('\n'), "{text}: {e}");
         }
     }
 }

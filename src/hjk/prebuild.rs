@@ -185,7 +185,7 @@ async fn built(engine: &Engine, tag: &ImageRef, prefix: &str) -> Result<Ready> {
 
 async fn native(engine: &Engine, project: &Utf8Path, b: &NativeBuild<'_>) -> Result<Ready> {
     let text = std::fs::read(b.dockerfile)
-        .map_err(|e| UserError(format!("cannot read {}: {e}", b.dockerfile)))?;
+        .map_err(|e| UserError::file(format!("cannot read {}: {e}", b.dockerfile)))?;
     let inputs = {
         let (d, c) = (b.dockerfile.to_owned(), b.context.to_owned());
         tokio::task::spawn_blocking(move || build_inputs::fingerprint(&d, &c, &[])).await?
@@ -255,7 +255,7 @@ async fn delegate(engine: &Engine, project: &Utf8Path, c: &Config) -> Result<Rea
             .iter()
             .filter_map(|k| k.docker_compatible_program())
             .collect();
-        return Err(UserError(format!(
+        return Err(UserError::engine(format!(
             "{} needs the Dev Containers CLI, which drives a docker-compatible CLI; use --backend {}",
             c.file,
             usable.join(" or ")

@@ -189,15 +189,15 @@ fn image_arg(project: &Utf8Path, image: &str) -> Result<Resolution, UserError> {
     }
     let dockerfile_name = looks_like_dockerfile(name);
     if explicit_path || (dockerfile_name && !name.contains([':', '@'])) {
-        return Err(UserError(format!(
+        return Err(UserError::file(format!(
             "--image {image}: no such Dockerfile ({file}); a path is relative to the project directory"
         )));
     }
     let r = ImageRef::parse(image).map_err(|e| {
         if dockerfile_name {
-            UserError(format!(
+            UserError::file(format!(
                 "--image {image}: no such Dockerfile ({file}), and {}",
-                e.0
+                e.message()
             ))
         } else {
             e
@@ -247,7 +247,7 @@ fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, U
                 } else {
                     "or remove them"
                 };
-                return Err(UserError(format!(
+                return Err(UserError::tool(format!(
                     "{file} uses {why}, which hjk does not build itself: install the Dev Containers CLI (npm install -g @devcontainers/cli) so hjk can hand the build to `devcontainer build`, {fix}"
                 )));
             }
@@ -280,7 +280,7 @@ fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, U
     {
         match &c.source {
             Source::Image(i) => {
-                let r = ImageRef::parse(i).map_err(|e| UserError(format!("{file}: {}", e.0)))?;
+                let r = ImageRef::parse(i).map_err(|e| e.reword(|m| format!("{file}: {m}")))?;
                 *reference = Some(r.normalized());
                 if built_by.is_none() {
                     image = Some(r);
@@ -294,7 +294,7 @@ fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, U
                 env_args,
             } => {
                 if !d.is_file() {
-                    return Err(UserError(format!("{file}: no such Dockerfile {d}")));
+                    return Err(UserError::file(format!("{file}: no such Dockerfile {d}")));
                 }
                 *dockerfile = Some(d.clone());
                 *context = Some(ctx.clone());

@@ -148,10 +148,8 @@ pub fn registry_setting(flag: Option<&str>, cfg: &HjkConfig) -> Result<ImageRef,
 
 /// `--cache-repo REPO`, checked.
 fn cache_repo(repo: Option<&str>) -> Result<Option<ImageRef>, UserError> {
-    repo.map(|r| {
-        ImageRef::parse(r).map_err(|e| UserError(format!("invalid --cache-repo: {}", e.0)))
-    })
-    .transpose()
+    repo.map(|r| ImageRef::parse(r).map_err(|e| e.reword(|m| format!("invalid --cache-repo: {m}"))))
+        .transpose()
 }
 
 /// `--registry-timeout` (or `HJK_REGISTRY_TIMEOUT`, which clap reads), else 60 s.
@@ -171,14 +169,14 @@ pub fn auth_setting(
     let flag = flag
         .map(|m| {
             m.parse()
-                .map_err(|e: UserError| UserError(format!("--auth: {}", e.0)))
+                .map_err(|e: UserError| e.reword(|m| format!("--auth: {m}")))
         })
         .transpose()?;
     let mode = flag
         .combine(cfg.auth_mode.as_ref().map(|(m, _)| *m))
         .unwrap_or(AuthMode::DockerConfig);
     if creds_stdin && mode != AuthMode::Raw {
-        return Err(UserError(format!(
+        return Err(UserError::setting(format!(
             "--creds-stdin is for --auth raw, but the auth mode is {mode}"
         )));
     }
@@ -331,7 +329,7 @@ fn epoch_setting(flag: Option<u64>, vars: &Vars) -> Result<Option<Epoch>, UserEr
     let env = match vars.get("SOURCE_DATE_EPOCH") {
         Some(v) => Some(Epoch {
             seconds: v.trim().parse().map_err(|_| {
-                UserError(format!(
+                UserError::setting(format!(
                     "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
                 ))
             })?,

@@ -41,7 +41,7 @@ impl Graph {
             &format!("pass --images-dir pointing at the directory with {FILE}"),
         )?;
         let file: File = crate::input_file::parse_yaml(&text)
-            .map_err(|e| UserError(format!("malformed {path}: {e}")))?;
+            .map_err(|e| UserError::config(format!("malformed {path}: {e}")))?;
         let g = Graph {
             root: images_dir.to_owned(),
             variants: file.variants,
@@ -53,27 +53,30 @@ impl Graph {
     fn check(&self) -> Result<(), UserError> {
         let file = self.root.join(FILE);
         if self.variants.is_empty() {
-            return Err(UserError(format!(
+            return Err(UserError::config(format!(
                 "{file} declares no variants; add one (name and dir), as images/variants.yaml does"
             )));
         }
         let name_ok = regex::Regex::new(r"^[a-z0-9][a-z0-9-]*$").expect("name regex");
         for (i, v) in self.variants.iter().enumerate() {
             if !name_ok.is_match(&v.name) {
-                return Err(UserError(format!(
+                return Err(UserError::config(format!(
                     "variant name {:?} must be lowercase letters, digits and -, starting with a letter or digit",
                     v.name
                 )));
             }
             if v.name.len() > MAX_NAME {
-                return Err(UserError(format!(
+                return Err(UserError::config(format!(
                     "variant name {:?} is {} characters long; use at most {MAX_NAME} (the name is part of every tag a release makes)",
                     v.name,
                     v.name.len()
                 )));
             }
             if self.variants[..i].iter().any(|o| o.name == v.name) {
-                return Err(UserError(format!("variant {} is declared twice", v.name)));
+                return Err(UserError::config(format!(
+                    "variant {} is declared twice",
+                    v.name
+                )));
             }
             // a build of several platforms tags each platform `<variant>-<arch>`
             for o in &self.variants {
@@ -81,7 +84,7 @@ impl Graph {
                     .iter()
                     .find(|p| v.name == format!("{}-{}", o.name, p.arch()))
                 {
-                    return Err(UserError(format!(
+                    return Err(UserError::config(format!(
                         "variants {} and {} would share the tag {} (a build of several platforms tags each platform <variant>-<arch>, e.g. {}-{}); rename {}",
                         o.name,
                         v.name,
@@ -93,7 +96,7 @@ impl Graph {
                 }
             }
             if v.dir.contains("..") || v.dir.starts_with('/') {
-                return Err(UserError(format!(
+                return Err(UserError::config(format!(
                     "variant {} dir {:?} must be inside the images directory",
                     v.name, v.dir
                 )));
@@ -102,7 +105,7 @@ impl Graph {
             if let Some(p) = &v.parent {
                 // parents are declared before children, so the graph is acyclic by construction
                 if !self.variants[..i].iter().any(|o| &o.name == p) {
-                    return Err(UserError(format!(
+                    return Err(UserError::config(format!(
                         "variant {}'s parent {p} is not declared before it",
                         v.name
                     )));
@@ -121,7 +124,7 @@ impl Graph {
             return Ok(());
         };
         if !real.starts_with(&root) {
-            return Err(UserError(format!(
+            return Err(UserError::config(format!(
                 "variant {} dir {:?} resolves to {real}, outside the images directory {}; a build context must be inside it (replace the link with the directory)",
                 v.name, v.dir, self.root
             )));
@@ -138,7 +141,7 @@ impl Graph {
             .iter()
             .find(|v| v.name == name)
             .ok_or_else(|| {
-                UserError(format!(
+                UserError::not_found(format!(
                     "unknown variant {name:?}; known variants: {}",
                     self.names().join(", ")
                 ))
@@ -170,7 +173,7 @@ impl Graph {
             .iter()
             .map(|f| d.join(f))
             .find(|p| p.is_file())
-            .ok_or_else(|| UserError(format!("variant {} has no Dockerfile in {d}", v.name)))
+            .ok_or_else(|| UserError::file(format!("variant {} has no Dockerfile in {d}", v.name)))
     }
 }
 
@@ -196,8 +199,12 @@ mod tests {
             .collect();
         assert_eq!(names, ["base", "systemd", "dind"]);
         assert_eq!(
-            g.get("dinb").unwrap_err().0,
+            g.get("dinb").unwrap_err().message(),
             "unknown variant \"dinb\"; known variants: base, systemd, dind"
+        );
+        assert_eq!(
+            g.get("dinb").unwrap_err().kind(),
+            crate::error::ErrorKind::NotFound
         );
     }
 
@@ -205,7 +212,10 @@ mod tests {
     fn parents_must_come_first() {
         let err = graph("variants:\n - {name: a, parent: b, dir: a}\n - {name: b, dir: b}\n")
             .unwrap_err();
-        assert_eq!(err.0, "variant a's parent b is not declared before it");
+        assert_eq!(
+            err.message(),
+            "variant a's parent b is not declared before it"
+        );
         assert!(graph("variants:\n - {name: a, dir: ../x}\n").is_err());
     }
 
@@ -214,25 +224,28 @@ mod tests {
         let long = "a".repeat(42);
         let err = graph(&format!("variants:\n - {{name: {long}, dir: a}}\n")).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             format!("variant name \"{long}\" is 42 characters long; use at most 41 (the name is part of every tag a release makes)")
         );
         let err =
             graph("variants:\n - {name: x, dir: x}\n - {name: x-amd64, dir: y}\n").unwrap_err();
         assert!(
-            err.0
+            err.message()
                 .starts_with("variants x and x-amd64 would share the tag x-amd64"),
             "{err}"
         );
         let err = graph("variants: []\n").unwrap_err();
-        assert!(err.0.ends_with("variants.yaml declares no variants; add one (name and dir), as images/variants.yaml does"), "{err}");
+        assert!(err.message().ends_with("variants.yaml declares no variants; add one (name and dir), as images/variants.yaml does"), "{err}");
         let t = tempfile::tempdir().unwrap();
         let root = Utf8PathBuf::from_path_buf(t.path().to_owned()).unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
         std::fs::write(root.join(FILE), "variants:\n - {name: a, dir: a}\n").unwrap();
         let err = Graph::load(&root).unwrap_err();
-        assert!(err.0.contains("resolves to"), "{err}");
-        assert!(err.0.contains("outside the images directory"), "{err}");
+        assert!(err.message().contains("resolves to"), "{err}");
+        assert!(
+            err.message().contains("outside the images directory"),
+            "{err}"
+        );
     }
 }

@@ -112,7 +112,7 @@ fn target(given: &str, registry: &ImageRef, version: Option<&str>) -> Result<Tar
     let reference = given.contains(['/', ':', '@']);
     let r = if reference {
         ImageRef::parse(given)
-            .map_err(|e| UserError(format!("{given:?} is not an image reference: {}", e.0)))?
+            .map_err(|e| e.reword(|m| format!("{given:?} is not an image reference: {m}")))?
     } else {
         let tag = match version {
             Some(v) => format!("{given}-{v}"),
@@ -120,7 +120,7 @@ fn target(given: &str, registry: &ImageRef, version: Option<&str>) -> Result<Tar
         };
         registry
             .with_tag(&tag)
-            .map_err(|e| UserError(format!("{given:?} is not a variant name: {}", e.0)))?
+            .map_err(|e| e.reword(|m| format!("{given:?} is not a variant name: {m}")))?
     };
     let key = match (r.digest(), r.tag()) {
         (Some(d), _) => d.to_string(),
@@ -144,8 +144,8 @@ pub async fn verify_command(
     // input first: cosign, the key, every target; nothing is read before they pass
     let path = vars.get("PATH").map(std::ffi::OsString::from);
     let cosign = find_on_path("cosign", path.as_ref()).ok_or_else(|| {
-        UserError(
-            "hjk images verify needs `cosign`, which is not on PATH: install it from https://docs.sigstore.dev/cosign/system_config/installation/ (GitHub Actions: sigstore/cosign-installer)".into(),
+        UserError::tool(
+            "hjk images verify needs `cosign`, which is not on PATH: install it from https://docs.sigstore.dev/cosign/system_config/installation/ (GitHub Actions: sigstore/cosign-installer)",
         )
     })?;
     if let Trust::Key(k) = &spec.trust {
@@ -166,8 +166,8 @@ pub async fn verify_command(
         }
     }
     if spec.auth.creds_stdin && repos.len() > 1 {
-        return Err(UserError(
-            "--creds-stdin reads one set of credentials: verify the images of one repository at a time".into(),
+        return Err(UserError::setting(
+            "--creds-stdin reads one set of credentials: verify the images of one repository at a time",
         )
         .into());
     }
@@ -500,7 +500,8 @@ mod tests {
         assert_eq!(t.key, "top-v1");
         let e = target("Not A Name!", &reg(), None).unwrap_err();
         assert!(
-            e.0.starts_with("\"Not A Name!\" is not a variant name"),
+            e.message()
+                .starts_with("\"Not A Name!\" is not a variant name"),
             "{e}"
         );
     }

@@ -4,7 +4,7 @@
 use super::config::{Config, Source};
 use super::dockerfile;
 use super::paths::Trust;
-use crate::error::{user_error, UserError};
+use crate::error::{user_error, ErrorKind, UserError};
 use crate::fingerprint::Fingerprint;
 use crate::image_ref::ImageRef;
 use anyhow::Result;
@@ -41,10 +41,13 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
     let source = |key: &str| config.sources.get(key).cloned().unwrap_or(Source::Default);
     let Some(rel) = &config.custom_base_dockerfile else {
         if let Some(c) = &config.custom_base_context {
-            return user_error(format!(
-                "custom_base_context {c} (from {}) needs custom_base_dockerfile",
-                source("custom_base_context")
-            ));
+            return user_error(
+                ErrorKind::Setting,
+                format!(
+                    "custom_base_context {c} (from {}) needs custom_base_dockerfile",
+                    source("custom_base_context")
+                ),
+            );
         }
         return Ok(match &config.custom_base_image {
             Some(i) => Base::Image(i.clone()),
@@ -66,10 +69,13 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
     }
     let Some(found) = tried.iter().find(|p| p.is_file()) else {
         let list: Vec<String> = tried.iter().map(|p| p.to_string()).collect();
-        return user_error(format!(
-            "custom_base_dockerfile {rel} not found; tried {}",
-            list.join(" and ")
-        ));
+        return user_error(
+            ErrorKind::File,
+            format!(
+                "custom_base_dockerfile {rel} not found; tried {}",
+                list.join(" and ")
+            ),
+        );
     };
     let found = trust.check_value(
         "custom_base_dockerfile",
@@ -85,10 +91,13 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
         Some(c) => {
             let dir = project.join(c);
             if !dir.is_dir() {
-                return user_error(format!(
-                    "custom_base_context {c} (from {}) is not a directory: {dir}",
-                    source("custom_base_context")
-                ));
+                return user_error(
+                    ErrorKind::File,
+                    format!(
+                        "custom_base_context {c} (from {}) is not a directory: {dir}",
+                        source("custom_base_context")
+                    ),
+                );
             }
             trust.check_value(
                 "custom_base_context",
@@ -121,7 +130,7 @@ fn default_base_name(project: &Utf8Path, dirname: &str) -> Result<ImageRef, User
 }
 
 pub fn missing_base(base: &ImageRef) -> UserError {
-    UserError(format!(
+    UserError::not_found(format!(
         "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
     ))
 }

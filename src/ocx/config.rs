@@ -171,7 +171,7 @@ impl Username {
         if ok {
             Ok(Username(s.to_string()))
         } else {
-            Err(UserError(format!(
+            Err(UserError::setting(format!(
                 "invalid username {s:?}: use 1-32 characters from a-z, 0-9, _ and -, starting with a letter or _"
             )))
         }
@@ -198,7 +198,7 @@ impl OpencodeVersion {
         if crate::version::is_release(v) && !v.starts_with('v') {
             Ok(OpencodeVersion::Exact(v.to_string()))
         } else {
-            Err(UserError(format!(
+            Err(UserError::setting(format!(
                 "invalid opencode_version {s:?}: use \"latest\" or X.Y.Z, e.g. 1.18.18"
             )))
         }
@@ -230,7 +230,7 @@ pub enum OpencodeSource {
 
 impl OpencodeSource {
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        let bad = |why: &str| UserError(format!("invalid opencode_source {s:?}: {why}"));
+        let bad = |why: &str| UserError::setting(format!("invalid opencode_source {s:?}: {why}"));
         if s.chars().any(|c| c.is_control()) {
             return Err(bad("it contains control characters"));
         }
@@ -354,7 +354,7 @@ pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserEr
         return Ok(None);
     };
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| UserError(format!("malformed config {path}: {e}")))?;
+        .map_err(|e| UserError::config(format!("malformed config {path}: {e}")))?;
     let src = if project {
         Source::ProjectFile(path.to_owned())
     } else {
@@ -364,7 +364,7 @@ pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserEr
     for (k, v) in &map {
         let Some(key) = KEYS.iter().find(|key| key.name == k) else {
             let known: Vec<String> = KEYS.iter().map(|k| format!("`{}`", k.name)).collect();
-            return Err(UserError(format!(
+            return Err(UserError::config(format!(
                 "malformed config {path}: unknown field `{k}`, expected one of {}",
                 known.join(", ")
             )));
@@ -373,7 +373,7 @@ pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserEr
             continue;
         }
         let text = value_text(v).ok_or_else(|| {
-            UserError(format!(
+            UserError::config(format!(
                 "malformed config {path}: {} must be a string, a number or a list of strings, not {v}",
                 key.name
             ))
@@ -414,7 +414,9 @@ pub fn load(project: &Utf8Path, env: &ConfigEnv, flags: &Flags) -> Result<Config
 /// A path value: not empty, no control characters.
 fn path_value(key: &str, v: &str, s: &Source) -> Result<Utf8PathBuf, UserError> {
     if v.is_empty() || v.chars().any(|c| c.is_control()) {
-        return Err(UserError(format!("invalid {key} {v:?} (from {s})")));
+        return Err(UserError::setting(format!(
+            "invalid {key} {v:?} (from {s})"
+        )));
     }
     Ok(Utf8PathBuf::from(v))
 }
@@ -431,13 +433,13 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
         v
     };
     // every error names the value's origin, so a user knows which layer to fix
-    let at = |e: UserError, s: &Source| UserError(format!("{} (from {s})", e.0));
+    let at = |e: UserError, s: &Source| e.reword(|m| format!("{m} (from {s})"));
 
     let custom_base_image = match take("custom_base_image", None) {
         // screened now; the grammar check runs in `Config::validate_base`
         Some((v, s)) => Some(
             ImageRef::parse_deferred(&v)
-                .map_err(|e| at(UserError(format!("custom_base_image: {}", e.0)), &s))?,
+                .map_err(|e| at(e.reword(|m| format!("custom_base_image: {m}")), &s))?,
         ),
         None => None,
     };
@@ -472,7 +474,7 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
             .filter(|n| *n < 1 << 31)
             .ok_or_else(|| {
                 at(
-                    UserError(format!(
+                    UserError::setting(format!(
                         "invalid {key} {v:?}: use a number from 0 to 2147483647"
                     )),
                     &s,
@@ -488,7 +490,7 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
             let u = Username::parse(&v).map_err(|e| at(e, &s))?;
             if (uid == 0) != (u.as_str() == "root") {
                 return Err(at(
-                    UserError(format!(
+                    UserError::setting(format!(
                         "username {:?} does not fit uid {uid}: root is uid 0 and uid 0 is root",
                         u.as_str()
                     )),
@@ -529,10 +531,7 @@ impl Config {
                     .get("custom_base_image")
                     .map(|s| s.to_string())
                     .unwrap_or_default();
-                return Err(UserError(format!(
-                    "custom_base_image: {} (from {src})",
-                    e.0
-                )));
+                return Err(e.reword(|m| format!("custom_base_image: {m} (from {src})")));
             }
         }
         Ok(())
@@ -644,8 +643,9 @@ mod tests {
         )
         .unwrap();
         let err = load(&project, &env_with(&[], &home), &Flags::default()).unwrap_err();
-        assert!(err.0.contains("line 3 column 3"), "{err}");
-        assert!(err.0.starts_with("malformed config "), "{err}");
+        assert!(err.message().contains("line 3 column 3"), "{err}");
+        assert!(err.message().starts_with("malformed config "), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
     }
 
     #[test]
@@ -653,7 +653,11 @@ mod tests {
         let (_t, home, project) = dirs();
         std::fs::write(project.join("ocx.json"), r#"{"custom_base":"x"}"#).unwrap();
         let err = load(&project, &env_with(&[], &home), &Flags::default()).unwrap_err();
-        assert!(err.0.contains("unknown field `custom_base`"), "{err}");
+        assert!(
+            err.message().contains("unknown field `custom_base`"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Config);
     }
 
     #[test]
@@ -672,8 +676,18 @@ mod tests {
             let (_t, home, project) = dirs();
             let err =
                 load(&project, &env_with(&[(key, val)], &home), &Flags::default()).unwrap_err();
-            assert!(!err.0.contains('\n'), "one line: {err:?}");
-            assert!(err.0.ends_with(&format!("(from env {key})")), "{err}");
+            assert!(!err.message().contains('\n'), "one line: {err:?}");
+            assert!(
+                err.message().ends_with(&format!("(from env {key})")),
+                "{err}"
+            );
+            // the kind says what is wrong, not where it was set
+            let kind = if key == "OCX_CUSTOM_BASE_IMAGE" {
+                crate::error::ErrorKind::Reference
+            } else {
+                crate::error::ErrorKind::Setting
+            };
+            assert_eq!(err.kind(), kind, "{key}");
         }
     }
 
@@ -683,11 +697,15 @@ mod tests {
         let env = env_with(&[("OCX_CUSTOM_BASE_IMAGE", "upper/Case")], &home);
         let c = load(&project, &env, &Flags::default()).unwrap();
         let err = c.validate_base().unwrap_err();
-        assert!(err.0.ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"), "{err}");
         assert!(
-            err.0.contains("repository names must be lowercase"),
+            err.message().ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"),
             "{err}"
         );
+        assert!(
+            err.message().contains("repository names must be lowercase"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Reference);
     }
 
     #[test]
@@ -700,7 +718,8 @@ mod tests {
         let env = env_with(&[("OCX_USERNAME", "root")], &home);
         let err = load(&project, &env, &Flags::default()).unwrap_err();
         assert!(
-            err.0.starts_with("username \"root\" does not fit uid 1234"),
+            err.message()
+                .starts_with("username \"root\" does not fit uid 1234"),
             "{err}"
         );
     }
@@ -715,6 +734,6 @@ mod tests {
         assert_eq!((c.username, c.uid), (None, 0));
         let env = env_with(&[("OCX_USERNAME", "dev"), ("OCX_UID", "0")], &home);
         let err = load(&project, &env, &Flags::default()).unwrap_err();
-        assert!(err.0.contains("does not fit uid 0"), "{err}");
+        assert!(err.message().contains("does not fit uid 0"), "{err}");
     }
 }

@@ -20,7 +20,7 @@ use crate::backend::Capability;
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunAs, RunSpec};
 use crate::build_inputs;
 use crate::engine::{Choice, Engine, Ran};
-use crate::error::{user_error, UserError};
+use crate::error::{user_error, ErrorKind, UserError};
 use crate::exec::{Attach, CommandFailed};
 use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
@@ -194,7 +194,7 @@ impl Project {
         )?;
         let cache_root = crate::dirs::cache_home(&ctx.env.vars)
             .ok_or_else(|| {
-                UserError("cannot find a cache directory: set HOME or XDG_CACHE_HOME".into())
+                UserError::setting("cannot find a cache directory: set HOME or XDG_CACHE_HOME")
             })?
             .join("ocx");
         Ok(Project {
@@ -292,6 +292,7 @@ impl Project {
     pub async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
         if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
             return user_error(
+                ErrorKind::Setting,
                 "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
             );
         }
@@ -1047,7 +1048,7 @@ impl Project {
             }
             _ => "set opencode_variant to musl for a musl (Alpine) base, or to baseline for a CPU without AVX2",
         };
-        Some(UserError(format!(
+        Some(UserError::base(format!(
             "opencode {version} ({asset}, opencode_variant {} {origin}) does not run on {} as uid {}: {why:?}; {fix}",
             d.variant.name(),
             self.base.image(),

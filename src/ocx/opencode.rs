@@ -42,7 +42,7 @@ impl OpencodeVariant {
             "baseline" => Ok(OpencodeVariant::Baseline),
             "musl" => Ok(OpencodeVariant::Musl),
             "baseline-musl" => Ok(OpencodeVariant::BaselineMusl),
-            _ => Err(UserError(format!(
+            _ => Err(UserError::setting(format!(
                 "invalid opencode_variant {s:?}: use standard, baseline, musl or baseline-musl"
             ))),
         }
@@ -290,8 +290,8 @@ impl Fetcher<'_> {
                 vs.sort_by_key(|v| crate::version::sort_key(v));
                 vs.pop().ok_or_else(|| anyhow!("no opencode version is published for all of {}", Platform::join(platforms)))
             }
-            OpencodeSource::File(_) | OpencodeSource::Url(_) => Err(UserError(
-                "opencode_version \"latest\" needs the github or npm source; set opencode_version to X.Y.Z".into(),
+            OpencodeSource::File(_) | OpencodeSource::Url(_) => Err(UserError::setting(
+                "opencode_version \"latest\" needs the github or npm source; set opencode_version to X.Y.Z",
             )
             .into()),
         }
@@ -449,7 +449,7 @@ impl Fetcher<'_> {
             n == format!("{asset}.tar.gz") || n == format!("{asset}.zip")
         });
         let Some(a) = found else {
-            return Err(UserError(format!(
+            return Err(UserError::not_found(format!(
                 "opencode v{version} has no release asset {asset}.tar.gz or .zip on GitHub"
             ))
             .into());
@@ -491,8 +491,9 @@ impl Fetcher<'_> {
                     .read_only(),
             )
             .await?;
-        let integrity: String = serde_json::from_str(view.stdout.trim())
-            .map_err(|_| UserError(format!("npm has no {spec}; check opencode_version")))?;
+        let integrity: String = serde_json::from_str(view.stdout.trim()).map_err(|_| {
+            UserError::not_found(format!("npm has no {spec}; check opencode_version"))
+        })?;
         let out = self
             .engine
             .tool(&Invocation::new("npm").args([
@@ -581,8 +582,9 @@ impl Fetcher<'_> {
         let src = Utf8PathBuf::from(expand(template.as_str(), version, p, asset));
         self.trust
             .check("opencode_source", self.source_origin, &src)?;
-        let cannot_read =
-            |e: std::io::Error| UserError(format!("cannot read opencode_source file {src}: {e}"));
+        let cannot_read = |e: std::io::Error| {
+            UserError::file(format!("cannot read opencode_source file {src}: {e}"))
+        };
         let mut file = std::fs::File::open(&src).map_err(cannot_read)?;
         let size = file.metadata().map(|m| m.len()).ok();
         let name = src.file_name().unwrap_or(asset).to_string();

@@ -72,7 +72,7 @@ impl Trust {
             .chain(self.global.as_ref().map(|g| g.to_string()))
             .collect::<Vec<_>>()
             .join(" or ");
-        Err(UserError(format!(
+        Err(UserError::config(format!(
             "{key} in {source} names {value}, which resolves to {resolved}, outside {dirs}; a project's ocx.json may only name files inside those (set it in your own ~/.config/ocx/ocx.json, {}, or the {} flag to use another path)",
             super::config::key(key).env(),
             super::config::key(key).flag()
@@ -123,7 +123,7 @@ pub fn keep_context_dir(vars: &BTreeMap<String, String>) -> Result<Option<Utf8Pa
     };
     let dir = Utf8PathBuf::from(keep);
     match std::fs::metadata(&dir) {
-        Ok(m) if !m.is_dir() => Err(UserError(format!(
+        Ok(m) if !m.is_dir() => Err(UserError::file(format!(
             "{ENV_KEEP_CONTEXT} {dir} is not a directory; name a directory (ocx writes each run's generated contexts into a new numbered subdirectory of it)"
         ))),
         _ => Ok(Some(dir)),
@@ -206,8 +206,14 @@ mod tests {
             let err = trust
                 .check("custom_base_dockerfile", &proj, &project.join(bad))
                 .unwrap_err();
-            assert!(err.0.starts_with("custom_base_dockerfile in "), "{err}");
-            assert!(err.0.contains("OCX_CUSTOM_BASE_DOCKERFILE"), "{err}");
+            assert!(
+                err.message().starts_with("custom_base_dockerfile in "),
+                "{err}"
+            );
+            assert!(
+                err.message().contains("OCX_CUSTOM_BASE_DOCKERFILE"),
+                "{err}"
+            );
         }
         let user = Source::File(root.join("config/ocx/ocx.json"));
         assert_eq!(
@@ -253,7 +259,7 @@ mod tests {
         let err =
             check_file_source(&config(format!("{root}/elsewhere/{{asset}}")), &trust).unwrap_err();
         assert!(
-            err.0
+            err.message()
                 .contains(&format!("which resolves to {root}/elsewhere,")),
             "{err}"
         );

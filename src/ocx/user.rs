@@ -245,7 +245,7 @@ pub fn safe_home(s: &str) -> bool {
 }
 
 fn unusable(what: &str, value: &str) -> UserError {
-    UserError(format!(
+    UserError::base(format!(
         "the base image's {what} {value:?} cannot be used by ocx (it needs a name of letters, digits, '.', '_' and '-'); set username to pick another user"
     ))
 }
@@ -301,7 +301,7 @@ pub fn plan(f: &BaseFacts, base_user: Option<&str>, w: &Wanted) -> Result<UserPl
                 .into_iter()
                 .find(|n| f.user_by_name(n).is_none())
                 .ok_or_else(|| {
-                    UserError(format!(
+                    UserError::base(format!(
                         "the base has users named {DEFAULT_NAME} and ocx but none with uid {}; set username",
                         w.uid
                     ))
@@ -310,7 +310,7 @@ pub fn plan(f: &BaseFacts, base_user: Option<&str>, w: &Wanted) -> Result<UserPl
         }
         Some(name) => match (f.user_by_name(name), holder) {
             (Some(u), _) if u.uid == w.uid => keep(f, u, w, How::Adopted),
-            (Some(u), Some(h)) => Err(UserError(format!(
+            (Some(u), Some(h)) => Err(UserError::base(format!(
                 "username {name} has uid {} in the base, and uid {} belongs to its user {}; set username to {} or unset it, or pick another uid",
                 u.uid, w.uid, h.name, h.name
             ))),
@@ -658,7 +658,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.0.contains("uid 1000 belongs to its user ubuntu"),
+            err.message()
+                .contains("uid 1000 belongs to its user ubuntu"),
             "{err}"
         );
     }

@@ -174,7 +174,7 @@ fn oracle(s: &str) -> Option<Parsed> {
 }
 
 fn ours(s: &str) -> Result<Parsed, String> {
-    let r = ImageRef::parse(s).map_err(|e| e.0)?;
+    let r = ImageRef::parse(s).map_err(|e| e.to_string())?;
     Ok((
         r.registry().to_string(),
         r.repository().to_string(),
@@ -442,7 +442,7 @@ fn fuzz_devcontainer_reader_never_panics() {
             Ok(c) => {
                 let _ = c.needs_cli();
             }
-            Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),
+            Err(e) => prop_assert!(!e.message().contains('\n'), "{text:?}: {e:?}"),
         }
         Ok(())
     });
@@ -510,7 +510,7 @@ fn fuzz_hjk_config_loader_never_panics() {
                 vars.insert("HJK_RUNTIME_NAME".into(), v);
             }
             if let Err(e) = agent_images::hjk::config::load(&vars) {
-                prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}");
+                prop_assert!(!e.message().contains('\n'), "{text:?}: {e:?}");
             }
             Ok(())
         },
@@ -577,10 +577,10 @@ fn fuzz_ocx_config_loader_never_panics() {
             match load(&project, &env, &Flags::default()) {
                 Ok(c) => {
                     if let Err(e) = c.validate_base() {
-                        prop_assert!(!e.0.contains('\n'), "{e:?}");
+                        prop_assert!(!e.message().contains('\n'), "{e:?}");
                     }
                 }
-                Err(e) => prop_assert!(!e.0.contains('\n'), "{global:?} {local:?}: {e:?}"),
+                Err(e) => prop_assert!(!e.message().contains('\n'), "{global:?} {local:?}: {e:?}"),
             }
             Ok(())
         },
@@ -671,7 +671,7 @@ fn fuzz_variants_yaml_loader_never_panics() {
                     }
                 }
             }
-            Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),
+            Err(e) => prop_assert!(!e.message().contains('\n'), "{text:?}: {e:?}"),
         }
         prop_assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -749,7 +749,7 @@ fn fuzz_metadata_reader_never_panics() {
                 let again = agent_images::hjk::release::metadata::Metadata::read(&file).unwrap();
                 prop_assert_eq!(m, again);
             }
-            Err(e) => prop_assert!(!e.0.contains('\n'), "{text:?}: {e:?}"),
+            Err(e) => prop_assert!(!e.message().contains('\n'), "{text:?}: {e:?}"),
         }
         Ok(())
     });

@@ -302,6 +302,10 @@ fn a_missing_tool_is_exit_2_before_anything_runs() {
     std::fs::remove_file(s.env.bin().join("cosign")).unwrap();
     let err: anyhow::Error = sc::check_tools(&s.opts, Some(&s.path)).unwrap_err().into();
     assert_eq!(error::exit_code(&err), 2);
+    assert_eq!(
+        error::user_error_in(&err).map(error::UserError::kind),
+        Some(error::ErrorKind::Tool)
+    );
     let lines = error::render(&err);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
@@ -318,15 +322,19 @@ fn a_missing_tool_is_exit_2_before_anything_runs() {
 #[test]
 fn published_digests_are_parsed_once_and_order_is_checked() {
     // a digest reaches argv only as an ImageDigest, which refuses anything but sha256:<64 hex>
+    let err = ImageDigest::parse("sha256:abc; rm -rf /").unwrap_err();
     assert_eq!(
-        ImageDigest::parse("sha256:abc; rm -rf /").unwrap_err().0,
+        err.message(),
         "\"sha256:abc; rm -rf /\" is not a sha256 digest (sha256:<64 hex digits>)"
     );
+    assert_eq!(err.kind(), error::ErrorKind::Reference);
     assert!(published(2).validate().is_ok());
     let mut p = published(2);
     p.variants.reverse();
+    let err = p.validate().unwrap_err();
     assert_eq!(
-        p.validate().unwrap_err().0,
+        err.message(),
         "variant systemd is listed before its parent base"
     );
+    assert_eq!(err.kind(), error::ErrorKind::Metadata);
 }

@@ -63,7 +63,7 @@ impl FromStr for AuthMode {
             "op" => AuthMode::Op,
             "raw" => AuthMode::Raw,
             _ => {
-                return Err(UserError(format!(
+                return Err(UserError::setting(format!(
                     "unknown auth mode {s:?}; choose one of: {}",
                     AuthMode::NAMES
                 )))
@@ -96,7 +96,7 @@ pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
     if ok {
         Ok(())
     } else {
-        Err(UserError(format!(
+        Err(UserError::setting(format!(
             "{key} {r:?} must be a 1Password secret reference like op://vault/item/field"
         )))
     }
@@ -106,7 +106,7 @@ pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
 fn parse_raw(text: &str, from: &str) -> Result<Credentials, UserError> {
     let text = text.trim_end_matches(['\n', '\r']);
     Credentials::from_pair(text).ok_or_else(|| {
-        UserError(format!(
+        UserError::credentials(format!(
             "--auth raw needs user:password in {from} (got {} characters without a user:password shape)",
             text.len()
         ))
@@ -120,9 +120,8 @@ fn parse_raw(text: &str, from: &str) -> Result<Credentials, UserError> {
 async fn creds_from_stdin() -> Result<Credentials> {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
-        return Err(UserError(
-            "--creds-stdin reads user:password from a pipe, not a terminal: e.g. `printf '%s:%s' \"$USER_NAME\" \"$TOKEN\" | hjk images release ... --creds-stdin`, or set HJK_REGISTRY_CREDS"
-                .into(),
+        return Err(UserError::credentials(
+            "--creds-stdin reads user:password from a pipe, not a terminal: e.g. `printf '%s:%s' \"$USER_NAME\" \"$TOKEN\" | hjk images release ... --creds-stdin`, or set HJK_REGISTRY_CREDS",
         )
         .into());
     }
@@ -156,7 +155,7 @@ pub async fn resolve(
             .filter(|v| !v.is_empty())
             .cloned()
             .ok_or_else(|| {
-                UserError(format!(
+                UserError::credentials(format!(
                     "--auth {} needs {k} in the environment",
                     settings.mode
                 ))
@@ -185,9 +184,8 @@ pub async fn resolve(
         },
         AuthMode::Op => {
             let (u, p) = settings.op_refs.clone().ok_or_else(|| {
-                UserError(
-                    "--auth op needs images.auth.op.username_ref and images.auth.op.password_ref in ~/.config/headjack/config.yaml"
-                        .into(),
+                UserError::credentials(
+                    "--auth op needs images.auth.op.username_ref and images.auth.op.password_ref in ~/.config/headjack/config.yaml",
                 )
             })?;
             let read = |r: String| Invocation::new("op").args(["read".to_string(), r]);
@@ -210,7 +208,7 @@ async fn secret_output(
     let program = inv.program.clone();
     let path = vars.get("PATH").map(std::ffi::OsString::from);
     if crate::backend::detect::find_on_path(&program, path.as_ref()).is_none() {
-        return Err(UserError(format!(
+        return Err(UserError::tool(format!(
             "`{program}` is not on PATH; install {what} or pick another --auth mode"
         ))
         .into());
@@ -218,7 +216,7 @@ async fn secret_output(
     let out = engine.tool(&inv.read_only()).await?;
     let s = out.stdout.trim().to_string();
     if s.is_empty() {
-        return Err(UserError(format!("`{program}` printed no credential")).into());
+        return Err(UserError::credentials(format!("`{program}` printed no credential")).into());
     }
     Ok(s)
 }
@@ -422,14 +420,14 @@ mod tests {
     fn modes_and_raw_credentials() {
         assert_eq!("gcp".parse::<AuthMode>().unwrap(), AuthMode::Gcp);
         assert_eq!(
-            "token".parse::<AuthMode>().unwrap_err().0,
+            "token".parse::<AuthMode>().unwrap_err().message(),
             "unknown auth mode \"token\"; choose one of: docker-config, ghcr, gcp, op, raw"
         );
         let c = parse_raw("bot:pa:ss\n", "stdin").unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("bot", "pa:ss"));
         let err = parse_raw("s3cret", "stdin").unwrap_err();
         assert!(
-            !err.0.contains("s3cret"),
+            !err.message().contains("s3cret"),
             "the secret is never echoed: {err}"
         );
         assert!(!format!("{c:?}").contains("pa:ss"));

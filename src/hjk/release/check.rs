@@ -64,7 +64,7 @@ pub(super) fn check_gates_dir(flags: &GateOptions) -> Result<(), UserError> {
         _ => existing,
     };
     if !existing.is_dir() {
-        return Err(UserError(format!(
+        return Err(UserError::file(format!(
             "--gates-dir {dir}: {existing} is not a directory; pick a directory the SBOMs and scan reports can go to"
         )));
     }
@@ -73,7 +73,7 @@ pub(super) fn check_gates_dir(flags: &GateOptions) -> Result<(), UserError> {
         .tempfile_in(existing)
         .map(drop)
         .map_err(|e| {
-            UserError(format!(
+            UserError::file(format!(
                 "--gates-dir {dir}: cannot write in {existing} ({e}); pick a writable directory for the SBOMs and scan reports"
             ))
         })
@@ -88,15 +88,14 @@ pub(super) async fn check(
 ) -> Result<(Option<Credentials>, Option<Gates>)> {
     if spec.push_by_digest {
         if spec.publish.gates.any() {
-            return Err(UserError(
-                "--push-by-digest stops before the gates (nothing is promoted): pass --sbom, --sign and --scan to `hjk images merge`, which runs them on the merged indexes"
-                    .into(),
+            return Err(UserError::setting(
+                "--push-by-digest stops before the gates (nothing is promoted): pass --sbom, --sign and --scan to `hjk images merge`, which runs them on the merged indexes",
             )
             .into());
         }
         if spec.publish.force_tags {
-            return Err(UserError(
-                "--force-tags is for the run that moves tags: pass it to `hjk images merge`, not to --push-by-digest".into(),
+            return Err(UserError::setting(
+                "--force-tags is for the run that moves tags: pass it to `hjk images merge`, not to --push-by-digest",
             )
             .into());
         }

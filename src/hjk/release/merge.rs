@@ -112,7 +112,7 @@ pub(super) async fn check_staged(registry: &Registry, meta: &Metadata) -> Result
     if missing.is_empty() {
         return Ok(());
     }
-    Err(UserError(format!(
+    Err(UserError::registry(format!(
         "{} does not have what the metadata files name: {}; merge the files of `hjk images release --push-by-digest` runs that pushed to it",
         registry.name(),
         missing.join(", ")
@@ -131,9 +131,9 @@ pub(super) fn combine(
 ) -> Result<Metadata, UserError> {
     let first = parts
         .first()
-        .ok_or_else(|| UserError("merge needs at least one metadata file".into()))?;
+        .ok_or_else(|| UserError::metadata("merge needs at least one metadata file"))?;
     if let Some(v) = version.filter(|v| Some(*v) != first.version.as_deref()) {
-        return Err(UserError(format!(
+        return Err(UserError::setting(format!(
             "--version {v} does not match {}, whose images were built as {}; the version is part of every image, so merge with --version {} or release again",
             files[0],
             first.version.as_deref().unwrap_or("no version"),
@@ -154,17 +154,17 @@ pub(super) fn combine(
             for tag in public_tags(&v.name, first.version.as_deref()) {
                 format!("{}:{tag}", m.registry)
                     .parse::<ImageRef>()
-                    .map_err(|e| UserError(format!("{f}: variant {:?}: {}", v.name, e.0)))?;
+                    .map_err(|e| e.reword(|m| format!("{f}: variant {:?}: {m}", v.name)))?;
             }
         }
         if m.registry != first.registry {
-            return Err(UserError(format!(
+            return Err(UserError::metadata(format!(
                 "{f} is for registry {}, {} for {}; merge files of one release",
                 m.registry, files[0], first.registry
             )));
         }
         if m.version != first.version {
-            return Err(UserError(format!(
+            return Err(UserError::metadata(format!(
                 "{f} was built for version {:?}, {} for {:?}; the version is part of every image",
                 m.version, files[0], first.version
             )));
@@ -186,21 +186,21 @@ pub(super) fn combine(
             };
             if let (Some(a), Some(b)) = (&slot.inputs, &v.inputs) {
                 if a != b {
-                    return Err(UserError(format!(
+                    return Err(UserError::metadata(format!(
                         "{f} and {} were built from different inputs for {} (its Dockerfile or build context changed between the runs); release every platform from one checkout",
                         files[0], v.name
                     )));
                 }
             }
             if slot.parent != v.parent {
-                return Err(UserError(format!(
+                return Err(UserError::metadata(format!(
                     "{f} gives {} the parent {:?}, another file {:?}; merge files of one release",
                     v.name, v.parent, slot.parent
                 )));
             }
             for (p, r) in &v.platforms {
                 if slot.platforms.insert(*p, r.clone()).is_some() {
-                    return Err(UserError(format!(
+                    return Err(UserError::metadata(format!(
                         "{} for {p} is in more than one file; merge one file per platform",
                         v.name
                     )));
@@ -211,7 +211,7 @@ pub(super) fn combine(
     for (i, v) in out.variants.iter().enumerate() {
         if let Some(p) = &v.parent {
             if !out.variants[..i].iter().any(|o| &o.name == p) {
-                return Err(UserError(format!(
+                return Err(UserError::metadata(format!(
                     "variant {} is listed before its parent {p} (or without it); merge the files `hjk images release --push-by-digest` wrote",
                     v.name
                 )));
@@ -225,7 +225,7 @@ pub(super) fn combine(
         .collect();
     for v in &out.variants {
         if let Some(p) = all.iter().find(|p| !v.platforms.contains_key(p)) {
-            return Err(UserError(format!(
+            return Err(UserError::metadata(format!(
                 "variant {} has no {p} image in these files; every variant needs every platform",
                 v.name
             )));
@@ -299,7 +299,7 @@ mod tests {
             &files,
         )
         .unwrap_err();
-        assert!(err.0.contains("more than one file"), "{err}");
+        assert!(err.message().contains("more than one file"), "{err}");
         let mut other = partial(
             Platform::LinuxAmd64,
             "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -317,7 +317,10 @@ mod tests {
             &files,
         )
         .unwrap_err();
-        assert!(err.0.contains("is for registry ghcr.io/x/y"), "{err}");
+        assert!(
+            err.message().contains("is for registry ghcr.io/x/y"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -342,7 +345,7 @@ mod tests {
         );
         let err = combine(&parts, Some("v9.9.9"), &files).unwrap_err();
         assert_eq!(
-            err.0,
+            err.message(),
             "--version v9.9.9 does not match a.json, whose images were built as v1.0.0; the version is part of every image, so merge with --version v1.0.0 or release again"
         );
         // a hand-edited version or name that makes no tag is refused before any push
@@ -357,7 +360,10 @@ mod tests {
         let mut bad = parts.clone();
         bad[1].variants[0].name = "Base!".into();
         let err = combine(&bad, None, &files).unwrap_err();
-        assert!(err.0.starts_with("b.json: variant \"Base!\": "), "{err}");
+        assert!(
+            err.message().starts_with("b.json: variant \"Base!\": "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -381,7 +387,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.0.contains("were built from different inputs for base"),
+            err.message()
+                .contains("were built from different inputs for base"),
             "{err}"
         );
         // a hand-edited file with the child first is refused, not a panic in verify
@@ -395,7 +402,7 @@ mod tests {
         child_first.variants.insert(0, child);
         let err = combine(&[child_first], None, &files[..1]).unwrap_err();
         assert!(
-            err.0
+            err.message()
                 .starts_with("variant top is listed before its parent base"),
             "{err}"
         );

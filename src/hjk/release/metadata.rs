@@ -93,7 +93,7 @@ impl Metadata {
     /// Reads a metadata file, which must be there.
     pub fn read(path: &Utf8Path) -> Result<Metadata, UserError> {
         Metadata::read_if_present(path)?.ok_or_else(|| {
-            UserError(format!(
+            UserError::metadata(format!(
                 "metadata file {path} does not exist; name the file a release wrote"
             ))
         })
@@ -106,9 +106,9 @@ impl Metadata {
             return Ok(None);
         };
         let m: Metadata = serde_json::from_str(&text)
-            .map_err(|e| UserError(format!("malformed metadata file {path}: {e}")))?;
+            .map_err(|e| UserError::metadata(format!("malformed metadata file {path}: {e}")))?;
         if m.schema != SCHEMA {
-            return Err(UserError(format!(
+            return Err(UserError::metadata(format!(
                 "metadata file {path} has schema {}, this hjk reads {SCHEMA}",
                 m.schema
             )));

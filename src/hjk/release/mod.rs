@@ -275,7 +275,7 @@ pub async fn digest_command(
             match info.digest.or(info.id) {
                 Some(d) if info.exists => d,
                 _ => {
-                    return Err(UserError(format!(
+                    return Err(UserError::not_found(format!(
                         "no digest for {variant}: not in the metadata file and {tag} is not a local image (build or release it first)"
                     ))
                     .into())

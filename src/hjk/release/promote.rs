@@ -358,7 +358,7 @@ fn refusal(repo: &str, refused: &[(String, Conflict)]) -> UserError {
             ),
         );
     }
-    UserError(format!(
+    UserError::registry(format!(
         "no public tag moved: {}; release every platform the tags list and leave released versions alone, or pass --force-tags",
         parts.join("; ")
     ))
@@ -600,7 +600,7 @@ mod tests {
             ("top-v1".to_string(), repoints),
         ];
         assert_eq!(
-            refusal("r/x", &refused).0,
+            refusal("r/x", &refused).message(),
             "no public tag moved: r/x:{base,base-v1} list linux/arm64, which this release does not build; \
              r/x:top-v1 is already released as sha256:4444444444444444444444444444444444444444444444444444444444444444; release every platform the tags list and \
              leave released versions alone, or pass --force-tags"

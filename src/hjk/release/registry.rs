@@ -312,7 +312,10 @@ impl Registry {
                     .and_then(|p| p.media_type)
                     .unwrap_or_else(|| OCI_MANIFEST.to_string());
                 let digest = ImageDigest::parse(&digest).map_err(|e| {
-                    anyhow!("{doing}: the registry answered with a bad digest: {}", e.0)
+                    anyhow!(
+                        "{doing}: the registry answered with a bad digest: {}",
+                        e.message()
+                    )
                 })?;
                 Ok(Some(Manifest {
                     bytes: bytes.to_vec(),
@@ -393,9 +396,12 @@ impl Registry {
             .call(&doing, || self.client.fetch_manifest_digest(&r, &self.auth))
             .await?;
         match got {
-            Ok(d) => ImageDigest::parse(&d)
-                .map(Some)
-                .map_err(|e| anyhow!("{doing}: the registry answered with a bad digest: {}", e.0)),
+            Ok(d) => ImageDigest::parse(&d).map(Some).map_err(|e| {
+                anyhow!(
+                    "{doing}: the registry answered with a bad digest: {}",
+                    e.message()
+                )
+            }),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(self.failed(e, &doing)),
         }
@@ -557,7 +563,7 @@ impl Registry {
                 Some(u) => format!("the credentials of {u}"),
                 None => "anonymous access (no credentials found)".into(),
             };
-            return UserError(format!(
+            return UserError::credentials(format!(
                 "registry {} refused {who} (401 Unauthorized) while {doing}; check the password or token, or pick another --auth mode",
                 self.host
             ))
@@ -570,7 +576,7 @@ impl Registry {
         );
         // a certificate no trusted CA signed: the user names the CA (SSL_CERT_FILE)
         match crate::http::refused_certificate(&e) {
-            Some(rustls::CertificateError::UnknownIssuer) => UserError(text).into(),
+            Some(rustls::CertificateError::UnknownIssuer) => UserError::trust(text).into(),
             _ => anyhow!(text),
         }
     }

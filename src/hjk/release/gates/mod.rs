@@ -35,7 +35,7 @@ pub struct Gates {
 /// A flag that only means something with a gate that was not asked for.
 fn needs_gate(flag: &str, given: bool, gate_on: bool, gate: &str) -> Result<(), UserError> {
     if given && !gate_on {
-        return Err(UserError(format!(
+        return Err(UserError::setting(format!(
             "{flag} is for {gate}, which this release does not run: add {gate} or leave {flag} out"
         )));
     }
@@ -139,7 +139,7 @@ impl Gates {
                 sc::Signing::Key => {}
                 sc::Signing::Keyless if key.is_some() => {
                     let path = key.as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
-                    return Err(UserError(format!(
+                    return Err(UserError::signing(format!(
                         "--key {} names the public key to sign with, but {} is not set: put the private key (cosign generate-key-pair) in {} and its password in COSIGN_PASSWORD; nothing was built or pushed",
                         path,
                         sc::ENV_COSIGN_KEY,
@@ -147,8 +147,8 @@ impl Gates {
                     )));
                 }
                 sc::Signing::Keyless if !opts.tlog_upload => {
-                    return Err(UserError(
-                        "--tlog-upload=false needs a signing key: a keyless signature is checked against the transparency log entry made when it was signed (its certificate lives 10 minutes); set COSIGN_KEY (and COSIGN_PASSWORD), or upload to the log".into(),
+                    return Err(UserError::signing(
+                        "--tlog-upload=false needs a signing key: a keyless signature is checked against the transparency log entry made when it was signed (its certificate lives 10 minutes); set COSIGN_KEY (and COSIGN_PASSWORD), or upload to the log",
                     ));
                 }
                 sc::Signing::Keyless => {}
@@ -169,7 +169,7 @@ impl Gates {
             let derived = sc::public_key_body(&out.stdout).filter(|_| out.success);
             let Some(body) = derived else {
                 let last = out.tail().last().cloned().unwrap_or_default();
-                return Err(UserError(format!(
+                return Err(UserError::signing(format!(
                     "cosign cannot read the signing key in {} ({}): check {} and COSIGN_PASSWORD; nothing was built or pushed",
                     sc::ENV_COSIGN_KEY,
                     last.trim(),
@@ -179,7 +179,7 @@ impl Gates {
             };
             let path = match &self.key {
                 Some((path, want)) if *want != body => {
-                    return Err(UserError(format!(
+                    return Err(UserError::signing(format!(
                         "the signing key in {} does not match --key {path}: its public key is another one; sign with the private key of {path}, or pass the public key of the one in {}; nothing was built or pushed",
                         sc::ENV_COSIGN_KEY,
                         sc::ENV_COSIGN_KEY
@@ -191,10 +191,10 @@ impl Gates {
                 None => {
                     let path = self.opts.out_dir.join("cosign.pub");
                     std::fs::create_dir_all(&self.opts.out_dir).map_err(|e| {
-                        UserError(format!("cannot create {}: {e}", self.opts.out_dir))
+                        UserError::file(format!("cannot create {}: {e}", self.opts.out_dir))
                     })?;
                     std::fs::write(&path, &out.stdout)
-                        .map_err(|e| UserError(format!("cannot write {path}: {e}")))?;
+                        .map_err(|e| UserError::file(format!("cannot write {path}: {e}")))?;
                     path
                 }
             };
@@ -251,7 +251,10 @@ impl Gates {
                         parent: v.parent.clone(),
                         dir: dirs.get(&v.name).cloned(),
                         index_digest: v.index_digest.clone().ok_or_else(|| {
-                            UserError(format!("{}: the metadata names no index digest", v.name))
+                            UserError::metadata(format!(
+                                "{}: the metadata names no index digest",
+                                v.name
+                            ))
                         })?,
                         platforms: v
                             .platforms
@@ -406,12 +409,12 @@ async fn boot_one(
 /// PEM public key).
 pub fn read_public_key(path: &Utf8Path) -> Result<String, UserError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        UserError(format!(
+        UserError::signing(format!(
             "cannot read --key {path}: {e}; pass the cosign public key (cosign.pub from cosign generate-key-pair)"
         ))
     })?;
     sc::public_key_body(&text).ok_or_else(|| {
-        UserError(format!(
+        UserError::signing(format!(
             "--key {path} is not a PEM public key (-----BEGIN PUBLIC KEY-----); pass cosign.pub, not the private key"
         ))
     })
@@ -477,7 +480,7 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(err.0.starts_with("--scan needs `trivy`"), "{err}");
+        assert!(err.message().starts_with("--scan needs `trivy`"), "{err}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Published {
                 let later =
                     self.variants.iter().any(|o| &o.name == p) && !seen.contains(&p.as_str());
                 if later {
-                    return Err(UserError(format!(
+                    return Err(UserError::metadata(format!(
                         "variant {} is listed before its parent {p}",
                         v.name
                     )));
@@ -297,7 +297,7 @@ pub async fn run_gates(
     published.validate()?;
     if opts.uses_tools() && !engine.dry_run() {
         std::fs::create_dir_all(&opts.out_dir)
-            .map_err(|e| UserError(format!("cannot create {}: {e}", opts.out_dir)))?;
+            .map_err(|e| UserError::file(format!("cannot create {}: {e}", opts.out_dir)))?;
     }
     let mut report = GateReport {
         sbom: opts.sbom,

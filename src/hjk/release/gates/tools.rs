@@ -67,7 +67,7 @@ pub fn parse_scanners(s: &str) -> Result<Vec<Scanner>, UserError> {
             "vuln" => Scanner::Vuln,
             "secret" => Scanner::Secret,
             _ => {
-                return Err(UserError(format!(
+                return Err(UserError::setting(format!(
                     "unknown scanner {part:?} in --scanners; use vuln and/or secret (trivy's names), e.g. --scanners secret"
                 )))
             }
@@ -77,7 +77,7 @@ pub fn parse_scanners(s: &str) -> Result<Vec<Scanner>, UserError> {
         }
     }
     if out.is_empty() {
-        return Err(UserError(format!(
+        return Err(UserError::setting(format!(
             "no scanner given in --scanners {s:?}; e.g. --scanners {DEFAULT_SCANNERS}"
         )));
     }
@@ -307,7 +307,7 @@ pub fn parse_severity(s: &str) -> Result<String, UserError> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let up = part.to_ascii_uppercase();
         if !SEVERITIES.contains(&up.as_str()) {
-            return Err(UserError(format!(
+            return Err(UserError::setting(format!(
                 "unknown scan severity {part:?}; use a comma-separated list of {}",
                 SEVERITIES.join(", ")
             )));
@@ -317,7 +317,7 @@ pub fn parse_severity(s: &str) -> Result<String, UserError> {
         }
     }
     if out.is_empty() {
-        return Err(UserError(format!(
+        return Err(UserError::setting(format!(
             "no scan severity given in {s:?}; e.g. {DEFAULT_SEVERITY}"
         )));
     }
@@ -383,7 +383,7 @@ pub fn check_tools(opts: &GateOptions, path: Option<&OsString>) -> Result<Tools,
             )
         })
         .collect();
-    Err(UserError(format!(
+    Err(UserError::tool(format!(
         "{}; nothing was built or pushed",
         each.join("; ")
     )))
@@ -660,7 +660,7 @@ pub fn download_db(tools: &Tools, db: &TrivyDb) -> Invocation {
 /// The one line a release ends with when trivy's vulnerability DB cannot be had: what failed
 /// (`why`), and the ways to give trivy a DB. The scan fails closed: nothing is built or pushed.
 pub fn no_db(why: &str) -> UserError {
-    UserError(format!(
+    UserError::tool(format!(
         "--scan with the vuln scanner needs trivy's vulnerability DB, and {why}: give trivy a DB it can reach with --scan-db-repository REPO (a mirror of ghcr.io/aquasecurity/trivy-db) or TRIVY_DB_REPOSITORY, or a cache directory that holds one with --scan-cache-dir DIR (db/trivy.db, e.g. from `trivy image --download-db-only --cache-dir DIR` where it can be reached), or scan without it (--scanners secret); nothing was built or pushed"
     ))
 }
@@ -832,7 +832,7 @@ mod tests {
         );
         let e = parse_severity("HIGH,SEVERE").unwrap_err();
         assert_eq!(
-            e.0,
+            e.message(),
             "unknown scan severity \"SEVERE\"; use a comma-separated list of UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL"
         );
         assert!(parse_severity(" , ").is_err());
@@ -848,17 +848,21 @@ mod tests {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let o = opts(Signing::Keyless, false);
         let err = check_tools(&o, Some(&path)).unwrap_err();
-        assert!(!err.0.contains('\n'));
+        assert!(!err.message().contains('\n'));
         assert!(
-            err.0.starts_with(
+            err.message().starts_with(
                 "--scan needs `trivy`, which is not on PATH: install it from https://trivy.dev/"
             ),
             "{}",
-            err.0
+            err.message()
         );
-        assert!(err.0.contains("; --sign needs `cosign`"), "{}", err.0);
-        assert!(!err.0.contains("--sbom needs"), "{}", err.0);
-        assert!(err.0.ends_with("nothing was built or pushed"));
+        assert!(
+            err.message().contains("; --sign needs `cosign`"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("--sbom needs"), "{}", err.message());
+        assert!(err.message().ends_with("nothing was built or pushed"));
         // only what the options ask for is needed
         let only_sbom = GateOptions {
             sign: false,
@@ -954,7 +958,7 @@ mod tests {
         );
         let e = parse_scanners("vuln,misconfig").unwrap_err();
         assert_eq!(
-            e.0,
+            e.message(),
             "unknown scanner \"misconfig\" in --scanners; use vuln and/or secret (trivy's names), e.g. --scanners secret"
         );
         assert!(parse_scanners(",").is_err());
@@ -980,8 +984,11 @@ mod tests {
             "trivy could not download it from mirror.gcr.io/aquasec/trivy-db:2"
         );
         let e = no_db(&why);
-        assert!(!e.0.contains('\n'));
-        assert!(e.0.contains("--scan-db-repository REPO") && e.0.contains("--scan-cache-dir DIR"));
+        assert!(!e.message().contains('\n'));
+        assert!(
+            e.message().contains("--scan-db-repository REPO")
+                && e.message().contains("--scan-cache-dir DIR")
+        );
         assert_eq!(
             db_failure("2026\tFATAL\tFatal error\tsomething else"),
             "trivy could not download it (something else)"
