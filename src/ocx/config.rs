@@ -6,6 +6,7 @@ use crate::backend::BackendKind;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
+use crate::version::Version;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,11 +183,12 @@ impl Username {
     }
 }
 
-/// `latest` or a concrete `X.Y.Z` (a leading `v` is accepted and dropped).
+/// `latest` or a concrete `X.Y.Z` (a leading `v` is accepted and dropped, so an opencode
+/// [`Version`] never has one: it goes into tags and cache paths as `1.18.18`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpencodeVersion {
     Latest,
-    Exact(String),
+    Exact(Version),
 }
 
 impl OpencodeVersion {
@@ -196,7 +198,7 @@ impl OpencodeVersion {
         }
         let v = s.strip_prefix('v').unwrap_or(s);
         if crate::version::is_release(v) && !v.starts_with('v') {
-            Ok(OpencodeVersion::Exact(v.to_string()))
+            Ok(OpencodeVersion::Exact(Version::parse(v)?))
         } else {
             Err(UserError(format!(
                 "invalid opencode_version {s:?}: use \"latest\" or X.Y.Z, e.g. 1.18.18"

@@ -26,6 +26,7 @@ use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use crate::report::{self, ProgressMode, Reporter};
+use crate::version::Version;
 use anyhow::{Context as _, Result};
 use base::{missing_base, resolve_base, Base};
 use camino::Utf8PathBuf;
@@ -121,7 +122,8 @@ pub struct Project {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub reference: ImageRef,
-    pub version: String,
+    /// The opencode version in the image (`1.18.18`: see [`config::OpencodeVersion`]).
+    pub version: Version,
     pub built: bool,
     /// The container user's home.
     pub home: Utf8PathBuf,
@@ -404,7 +406,7 @@ impl Project {
     async fn current(
         &self,
         image: &ImageRef,
-        version: &str,
+        version: &Version,
         state: &State,
     ) -> Result<Option<Image>> {
         let facts = self.base_facts(&state.base).await?;
@@ -425,7 +427,7 @@ impl Project {
             .info(&format!("{image} is up to date"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.to_string(),
+            version: version.clone(),
             built: false,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
@@ -442,7 +444,7 @@ impl Project {
         &self,
         image: &ImageRef,
         shared: &ImageRef,
-        version: &str,
+        version: &Version,
         state: &State,
         bins: &[BinaryImage],
         base: &ImageInfo,
@@ -497,7 +499,7 @@ impl Project {
             .info(&format!("built {image} (also tagged {shared})"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.to_string(),
+            version: version.clone(),
             built: true,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
@@ -505,7 +507,7 @@ impl Project {
     }
 
     /// `latest` becomes a concrete version (a read-only query, so `--dry-run` does it too).
-    async fn resolve_version(&self) -> Result<String> {
+    async fn resolve_version(&self) -> Result<Version> {
         self.fetcher(self.config.opencode_variant.unwrap_or_default())
             .resolve(&self.config.opencode_version, &self.config.platforms)
             .await
