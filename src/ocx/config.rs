@@ -436,9 +436,10 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
     let at = |e: UserError, s: &Source| UserError(format!("{} (from {s})", e.0));
 
     let custom_base_image = match take("custom_base_image", None) {
-        // screened now; the grammar check runs in `Config::validate_base`
+        // the grammar check costs microseconds on the usual shapes (see `ImageRef`), so a
+        // bad value fails here, naming its origin, before any engine call
         Some((v, s)) => Some(
-            ImageRef::parse_deferred(&v)
+            ImageRef::parse(&v)
                 .map_err(|e| at(UserError(format!("custom_base_image: {}", e.0)), &s))?,
         ),
         None => None,
@@ -522,24 +523,6 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
 }
 
 impl Config {
-    /// The grammar check of `custom_base_image`, naming the value's origin.
-    pub fn validate_base(&self) -> Result<(), UserError> {
-        if let Some(r) = &self.custom_base_image {
-            if let Err(e) = r.checked() {
-                let src = self
-                    .sources
-                    .get("custom_base_image")
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                return Err(UserError(format!(
-                    "custom_base_image: {} (from {src})",
-                    e.0
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// The effective value of a key, as text (`None` when unset).
     pub fn value(&self, key: &str) -> Option<String> {
         match key {
@@ -683,8 +666,8 @@ mod tests {
     fn base_image_grammar_errors_name_their_source() {
         let (_t, home, project) = dirs();
         let env = env_with(&[("OCX_CUSTOM_BASE_IMAGE", "upper/Case")], &home);
-        let c = load(&project, &env, &Flags::default()).unwrap();
-        let err = c.validate_base().unwrap_err();
+        let err = load(&project, &env, &Flags::default()).unwrap_err();
+        assert!(err.0.starts_with("custom_base_image: "), "{err}");
         assert!(err.0.ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"), "{err}");
         assert!(
             err.0.contains("repository names must be lowercase"),

@@ -240,7 +240,7 @@ impl Project {
             self.config.gid,
             self.config.username.as_ref().map(|u| u.as_str()),
         );
-        Ok(ImageRef::parse_deferred(&format!(
+        Ok(ImageRef::parse(&format!(
             "{}:{version}-{user}",
             final_repo(&self.base)
         ))?)
@@ -250,7 +250,7 @@ impl Project {
     /// moved to the final image of whoever built last on this engine. The user-keyed tag stays
     /// beside it, so users sharing a daemon never rebuild over each other.
     fn shared_image(&self, version: &str) -> Result<ImageRef> {
-        Ok(ImageRef::parse_deferred(&format!(
+        Ok(ImageRef::parse(&format!(
             "{}:{version}",
             final_repo(&self.base)
         ))?)
@@ -278,7 +278,7 @@ impl Project {
                 out.push(BinaryImage {
                     variant: v,
                     platform: *p,
-                    reference: ImageRef::parse_deferred(&format!(
+                    reference: ImageRef::parse(&format!(
                         "{}-{}",
                         binary_prefix(version, v),
                         p.arch()
@@ -297,9 +297,6 @@ impl Project {
                 "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
             );
         }
-        // bad input fails before any network or engine call; the quick check costs
-        // microseconds on the usual reference shapes, so the no-op keeps its speed
-        self.config.validate_base()?;
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
         let shared = self.shared_image(&version)?;
@@ -318,7 +315,6 @@ impl Project {
                 return Ok(done);
             }
         }
-        self.validate_refs(&image)?;
         if !state.base.exists && matches!(self.base, Base::Image(_)) {
             return Err(missing_base(self.base.image()).into());
         }
@@ -557,13 +553,6 @@ impl Project {
     async fn inspect_binaries(&self, bins: &[BinaryImage]) -> Result<Vec<ImageInfo>> {
         let refs: Vec<&ImageRef> = bins.iter().map(|b| &b.reference).collect();
         self.engine.inspect(&refs).await
-    }
-
-    fn validate_refs(&self, image: &ImageRef) -> Result<(), UserError> {
-        self.config.validate_base()?;
-        self.base.image().validated()?;
-        image.validated()?;
-        Ok(())
     }
 
     fn base_dockerfile_name(&self) -> String {
