@@ -105,7 +105,8 @@ impl BuildRequest {
 pub struct ImageInfo {
     pub exists: bool,
     pub id: Option<String>,
-    pub digest: Option<String>,
+    /// Parsed where the engine's answer enters ([`crate::backend::Inspected::BadAnswer`]).
+    pub digest: Option<crate::digest::ImageDigest>,
     pub labels: BTreeMap<String, String>,
     /// Architectures present: one for an image, several for a manifest list.
     pub architectures: Vec<String>,

@@ -152,6 +152,7 @@ impl Engine {
         match self.backend.parse_inspect(refs, &out) {
             Inspected::Facts(infos) => return Ok(infos),
             Inspected::EngineFailed(msg) => return Err(self.engine_failed(&shown, &msg)),
+            Inspected::BadAnswer(msg) => return Err(self.bad_answer(&shown, &msg)),
             Inspected::Ambiguous => {}
         }
         let mut infos = Vec::with_capacity(refs.len());
@@ -162,10 +163,19 @@ impl Engine {
             match self.backend.parse_inspect(&[r], &out) {
                 Inspected::Facts(mut v) => infos.push(v.pop().unwrap_or_default()),
                 Inspected::EngineFailed(msg) => return Err(self.engine_failed(&shown, &msg)),
+                Inspected::BadAnswer(msg) => return Err(self.bad_answer(&shown, &msg)),
                 Inspected::Ambiguous => infos.push(ImageInfo::missing()),
             }
         }
         Ok(infos)
+    }
+
+    /// An answer ocx cannot use (see [`Inspected::BadAnswer`]), naming the command.
+    fn bad_answer(&self, command: &str, msg: &str) -> anyhow::Error {
+        anyhow!(
+            "{} gave an unusable answer to `{command}`: {msg}",
+            self.backend.kind()
+        )
     }
 
     fn engine_failed(&self, command: &str, msg: &str) -> anyhow::Error {
@@ -573,7 +583,14 @@ impl Engine {
             .staged_digest(&text)
             .map(|d| ImageDigest::parse(&d))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("the engine reported a bad digest: {}", e.message()))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{} wrote {} with a digest that is not one: {}",
+                    self.backend.kind(),
+                    stage.digest_file,
+                    e.message()
+                )
+            })?;
         Ok(Staged { digest, layout })
     }
 
@@ -728,4 +745,48 @@ pub enum Ran {
     Output(Captured),
     /// The image has no such command (a base without `/bin/sh`).
     NoSuchCommand,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Event;
+
+    struct Quiet;
+    impl Reporter for Quiet {
+        fn event(&self, _: Event) {}
+    }
+
+    /// An engine answering `image inspect` with a digest that is not one: the error names the
+    /// engine and the command, and says what was wrong.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_bad_digest_in_an_inspect_answer_names_the_command() {
+        let dir = std::env::temp_dir().join(format!("ocx-bad-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("docker");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho '[{\"Id\":\"sha256:a\",\"RepoTags\":[\"a:1\"],\"RepoDigests\":[\"a@sha256:not-hex\"]}]'\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let engine = Engine::new(
+            Box::new(crate::backend::docker::Docker::new(
+                script.to_str().unwrap(),
+            )),
+            Runner::new(Arc::new(Quiet), false),
+        );
+        let a = ImageRef::parse("a:1").unwrap();
+        let err = engine.inspect(&[&a]).await.unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            err.starts_with("docker gave an unusable answer to `")
+                && err.contains(" image inspect a:1`: ")
+                && err.ends_with(
+                    "`: RepoDigests: \"sha256:not-hex\" is not a sha256 digest (sha256:<64 hex digits>)"
+                ),
+            "{err}"
+        );
+    }
 }

@@ -8,69 +8,64 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-/// A validated image reference. Keeps what the user wrote (engines resolve short names against
-/// their own local stores, and an engine may not find `docker.io/local/x` for a local `local/x`)
-/// alongside the docker-normalized form used for comparison and display.
+/// A validated image reference: every one is checked against the distribution grammar when it
+/// is made, so none is ever invalid (there is no unchecked form). Keeps what the user wrote
+/// (engines resolve short names against their own local stores, and an engine may not find
+/// `docker.io/local/x` for a local `local/x`) alongside the docker-normalized form used for
+/// comparison and display.
 ///
-/// oci-spec's grammar regex takes ~60 ms to compile (its tag class is Unicode `\w{0,127}`),
-/// as long as the whole `image inspect` a no-op build costs. [`ImageRef::parse_deferred`]
-/// therefore screens the text at once (so it is safe as an argv element) and leaves the full
-/// grammar check to [`ImageRef::validated`], which workflows call before anything is built.
+/// The verdict and the normalized form are two costs. oci-spec's grammar regex takes ~60 ms
+/// to compile (its tag class is Unicode `\w{0,127}`), as long as the whole `image inspect` a
+/// no-op build costs, and every name a no-op makes (the final image, the base, the binary
+/// images) would pay it. So [`ImageRef::parse`] gives the verdict by hand for the usual shapes
+/// (`[host[:port]/]path[:tag]`, see `plain_shape`, in microseconds), which accepts only what
+/// the grammar accepts (unit tests and the fuzz test hold it to that), and runs the grammar
+/// for anything else. The normalized form (registry, repository, tag, digest) is worked out
+/// on first use, once per reference; a no-op build never asks for it.
+///
+/// (There used to be a `parse_deferred` that screened the text and left the grammar check for
+/// later: its value looked validated but answered `""` for the registry of a name the grammar
+/// rejects. The quick verdict made it unnecessary.)
 #[derive(Debug, Clone)]
 pub struct ImageRef {
     original: String,
-    parsed: Arc<OnceLock<Result<Reference, UserError>>>,
+    /// The grammar's reading of `original`, made on first use (or at once by `parse` when the
+    /// quick check cannot give the verdict).
+    parsed: Arc<OnceLock<Reference>>,
 }
 
 impl ImageRef {
-    /// Screens and fully validates.
+    /// Screens (charset, no leading `-`, so it is safe as an argv element) and validates: by
+    /// hand for the usual shapes, by the full grammar otherwise. The error is the one-line
+    /// message a user sees.
     pub fn parse(s: &str) -> Result<Self, UserError> {
-        let r = Self::parse_deferred(s)?;
-        r.validated()?;
-        Ok(r)
-    }
-
-    /// Screens now (charset, no leading `-`); the grammar check runs on first use.
-    pub fn parse_deferred(s: &str) -> Result<Self, UserError> {
         screen(s)?;
+        let parsed = OnceLock::new();
+        if !plain_shape(s) {
+            let _ = parsed.set(full_parse(s)?);
+        }
         Ok(ImageRef {
             original: s.to_string(),
-            parsed: Arc::new(OnceLock::new()),
+            parsed: Arc::new(parsed),
         })
     }
 
-    fn full(&self) -> &Result<Reference, UserError> {
-        self.parsed.get_or_init(|| full_parse(&self.original))
-    }
-
-    /// Runs the grammar check (once); the error is the one-line message a user sees.
-    pub fn validated(&self) -> Result<&Self, UserError> {
-        match self.full() {
-            Ok(_) => Ok(self),
-            Err(e) => Err(e.clone()),
-        }
-    }
-
-    /// The same verdict as [`ImageRef::validated`], in microseconds for the usual shapes
-    /// (`[host[:port]/]path[:tag]`, see `plain_shape`); anything else gets the full check.
-    /// So a workflow can reject bad input before its first engine call without a no-op
-    /// paying for the grammar regex.
-    pub fn checked(&self) -> Result<(), UserError> {
-        if self.parsed.get().is_none() && plain_shape(&self.original) {
-            return Ok(());
-        }
-        self.validated().map(|_| ())
-    }
-
-    fn reference(&self) -> Option<&Reference> {
-        self.full().as_ref().ok()
+    /// The grammar's reading. `parse` accepted the text, by the grammar itself or by
+    /// `plain_shape`, which accepts nothing the grammar rejects (tested), so this cannot fail.
+    fn reference(&self) -> &Reference {
+        self.parsed.get_or_init(|| {
+            full_parse(&self.original).unwrap_or_else(|e| {
+                panic!(
+                    "the quick check accepted {:?}, the grammar did not: {e}",
+                    self.original
+                )
+            })
+        })
     }
 
     /// `docker.io/library/ubuntu:latest` for `ubuntu`.
     pub fn normalized(&self) -> String {
-        self.reference()
-            .map(|r| r.whole())
-            .unwrap_or_else(|| self.original.clone())
+        self.reference().whole()
     }
 
     /// The form to hand an engine: what the user wrote.
@@ -78,20 +73,22 @@ impl ImageRef {
         &self.original
     }
 
+    /// `docker.io` for `ubuntu`; empty only for a name the grammar reads with no host (it
+    /// takes `a_b.c/x` as a path, as Go does).
     pub fn registry(&self) -> &str {
-        self.reference().map(|r| r.registry()).unwrap_or("")
+        self.reference().registry()
     }
 
     pub fn repository(&self) -> &str {
-        self.reference().map(|r| r.repository()).unwrap_or("")
+        self.reference().repository()
     }
 
     pub fn tag(&self) -> Option<&str> {
-        self.reference().and_then(|r| r.tag())
+        self.reference().tag()
     }
 
     pub fn digest(&self) -> Option<&str> {
-        self.reference().and_then(|r| r.digest())
+        self.reference().digest()
     }
 
     /// The same repository with another tag (e.g. `<registry>:<variant>-<version>`).
@@ -477,6 +474,7 @@ mod tests {
 
     #[test]
     fn the_quick_check_agrees_with_the_full_one() {
+        let full = |s: &str| screen(s).is_ok() && full_parse(s).is_ok();
         for s in [
             "ubuntu",
             "ubuntu:24.04",
@@ -496,16 +494,48 @@ mod tests {
             &format!("{}:1", "a".repeat(64)),
             &format!("x.io/{}", "a".repeat(248)),
         ] {
-            let r = ImageRef::parse_deferred(s).unwrap();
-            let quick = plain_shape(s);
-            let full = ImageRef::parse(s).is_ok();
             assert!(
-                !quick || full,
+                !plain_shape(s) || full(s),
                 "{s}: the quick check accepts what the grammar rejects"
             );
-            assert_eq!(r.checked().is_ok(), full, "{s}");
+            assert_eq!(ImageRef::parse(s).is_ok(), full(s), "{s}");
         }
         assert!(plain_shape("localhost:5000/a/b-c__d.e:v1") && !plain_shape("Foo/Bar"));
+    }
+
+    /// A reference given its verdict by the quick check answers what the grammar reads when
+    /// asked, never an empty registry or repository.
+    #[test]
+    fn a_quickly_checked_reference_answers_like_a_fully_parsed_one() {
+        for (s, registry, repository) in [
+            (
+                "ocx-default-base:0123456789ab",
+                "docker.io",
+                "library/ocx-default-base",
+            ),
+            (
+                "ocx-base-app-01234567:latest",
+                "docker.io",
+                "library/ocx-base-app-01234567",
+            ),
+            (
+                "ocx-opencode:1.18.18-musl-arm64",
+                "docker.io",
+                "library/ocx-opencode",
+            ),
+            ("local/debian:bookworm", "docker.io", "local/debian"),
+            ("localhost:5000/x", "localhost:5000", "x"),
+        ] {
+            assert!(plain_shape(s), "{s}");
+            let r = ImageRef::parse(s).unwrap();
+            assert!(r.parsed.get().is_none(), "{s}: the grammar ran at parse");
+            assert_eq!(
+                (r.registry(), r.repository()),
+                (registry, repository),
+                "{s}"
+            );
+            assert_eq!(r, ImageRef::parse(&r.normalized()).unwrap(), "{s}");
+        }
     }
 
     #[test]

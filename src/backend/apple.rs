@@ -316,8 +316,11 @@ impl Backend for Apple {
             let digest = e
                 .pointer("/index/digest")
                 .or_else(|| e.pointer("/configuration/descriptor/digest"))
-                .and_then(|d| d.as_str())
-                .map(String::from);
+                .and_then(|d| d.as_str());
+            let digest = match super::reported_digest("descriptor digest", digest) {
+                Ok(d) => d,
+                Err(e) => return Inspected::BadAnswer(e),
+            };
             let mut labels = Default::default();
             let mut architectures = Vec::new();
             let mut user = None;
@@ -347,7 +350,7 @@ impl Backend for Apple {
             }
             infos[i] = ImageInfo {
                 exists: true,
-                id: digest.clone(),
+                id: digest.as_ref().map(|d| d.to_string()),
                 digest,
                 labels,
                 architectures,
@@ -372,7 +375,7 @@ impl Backend for Apple {
         if let Some(p) = spec.platform {
             inv = inv.args(["--platform".to_string(), p.to_string()]);
         }
-        let image = ImageRef::parse_deferred(&spec.image)
+        let image = ImageRef::parse(&spec.image)
             .map(|r| qualified(&r))
             .unwrap_or_else(|_| spec.image.clone());
         inv.arg(image).args(spec.command.iter().cloned())
@@ -518,12 +521,12 @@ mod tests {
     use super::*;
     use crate::build::RunAs;
 
-    const OLD: &str = r#"[{"name":"docker.io/library/ocx-dev:1","index":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:1111","size":856},
+    const OLD: &str = r#"[{"name":"docker.io/library/ocx-dev:1","index":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":856},
         "variants":[{"platform":{"os":"linux","architecture":"arm64","variant":"v8"},"config":{"architecture":"arm64","os":"linux","config":{"Labels":{"k":"v"}}},"size":3},
                     {"platform":{"os":"unknown","architecture":"unknown"},"config":{},"size":1}]}]"#;
     /// 1.2.2's `ImageResource`, as `image inspect` prints it (pretty, sorted keys).
-    const NEW: &str = r#"[{"configuration":{"creationDate":"2026-06-01T10:00:00Z","descriptor":{"digest":"sha256:2222","mediaType":"application/vnd.oci.image.index.v1+json","size":856},"name":"docker.io/library/ocx-dev:1"},
-        "id":"2222","variants":[{"config":{"architecture":"amd64","os":"linux","config":{"Labels":{"k":"w"},"User":"1000"},"rootfs":{"diff_ids":[],"type":"layers"}},"digest":"sha256:4444","platform":{"architecture":"amd64","os":"linux"},"size":3}]}]"#;
+    const NEW: &str = r#"[{"configuration":{"creationDate":"2026-06-01T10:00:00Z","descriptor":{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","mediaType":"application/vnd.oci.image.index.v1+json","size":856},"name":"docker.io/library/ocx-dev:1"},
+        "id":"2222222222222222222222222222222222222222222222222222222222222222","variants":[{"config":{"architecture":"amd64","os":"linux","config":{"Labels":{"k":"w"},"User":"1000"},"rootfs":{"diff_ids":[],"type":"layers"}},"digest":"sha256:4444444444444444444444444444444444444444444444444444444444444444","platform":{"architecture":"amd64","os":"linux"},"size":3}]}]"#;
 
     fn req(platforms: &[Platform], output: Output) -> BuildRequest {
         let mut r = BuildRequest::new(
@@ -836,7 +839,11 @@ mod tests {
                 old.architectures.clone(),
                 old.label("k")
             ),
-            (Some("sha256:1111"), vec!["arm64".to_string()], Some("v"))
+            (
+                Some("sha256:1111111111111111111111111111111111111111111111111111111111111111"),
+                vec!["arm64".to_string()],
+                Some("v")
+            )
         );
         let new = facts(NEW);
         assert_eq!(
@@ -847,7 +854,7 @@ mod tests {
                 new.user.as_deref()
             ),
             (
-                Some("sha256:2222"),
+                Some("sha256:2222222222222222222222222222222222222222222222222222222222222222"),
                 vec!["amd64".to_string()],
                 Some("w"),
                 Some("1000")
@@ -874,5 +881,19 @@ mod tests {
             a.parse_inspect(&[&x], &down),
             Inspected::EngineFailed(_)
         ));
+    }
+
+    #[test]
+    fn a_reported_digest_that_is_not_one_is_a_bad_answer() {
+        let a = Apple::new("container");
+        let r = ImageRef::parse("ocx-dev:1").unwrap();
+        let out = NEW.replacen(&format!("sha256:{}", "2".repeat(64)), "sha256:2222", 1);
+        assert_eq!(
+            a.parse_inspect(&[&r], &Captured::stdout(&out)),
+            Inspected::BadAnswer(
+                "descriptor digest: \"sha256:2222\" is not a sha256 digest (sha256:<64 hex digits>)"
+                    .into()
+            )
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use super::{ImageCommands, Inspected};
 use crate::build::{BuildRequest, ImageInfo, Mount, RunSpec};
+use crate::digest::ImageDigest;
 use crate::exec::Captured;
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
@@ -99,7 +100,7 @@ impl DockerCli {
     pub fn info(
         v: &serde_json::Value,
         id: Option<String>,
-        digest: Option<String>,
+        digest: Option<ImageDigest>,
         labels: std::collections::BTreeMap<String, String>,
     ) -> ImageInfo {
         ImageInfo {
@@ -140,7 +141,7 @@ impl DockerCli {
         refs: &[&ImageRef],
         out: &Captured,
         names_match: impl Fn(&ImageRef, &str) -> bool,
-        to_info: impl Fn(&serde_json::Value) -> ImageInfo,
+        to_info: impl Fn(&serde_json::Value) -> Result<ImageInfo, String>,
     ) -> Inspected {
         if !out.success && !only_not_found(&out.stderr) {
             return Inspected::EngineFailed(engine_error(out));
@@ -154,7 +155,10 @@ impl DockerCli {
             }
         };
         if entries.len() == refs.len() {
-            return Inspected::Facts(entries.iter().map(&to_info).collect());
+            return match entries.iter().map(&to_info).collect() {
+                Ok(infos) => Inspected::Facts(infos),
+                Err(e) => Inspected::BadAnswer(e),
+            };
         }
         let mut infos = vec![ImageInfo::missing(); refs.len()];
         let mut taken = vec![false; refs.len()];
@@ -187,7 +191,10 @@ impl DockerCli {
             match hit {
                 Some((i, _)) => {
                     taken[i] = true;
-                    infos[i] = to_info(entry);
+                    infos[i] = match to_info(entry) {
+                        Ok(info) => info,
+                        Err(e) => return Inspected::BadAnswer(e),
+                    };
                 }
                 // an untagged entry (a manifest-list instance) with something missing
                 None => return Inspected::Ambiguous,
@@ -363,7 +370,7 @@ mod tests {
     fn missing_is_an_answer_but_a_dead_daemon_is_not() {
         let cli = DockerCli::new("docker", &[]);
         let a = ImageRef::parse("a:1").unwrap();
-        let to = |_: &serde_json::Value| ImageInfo::missing();
+        let to = |_: &serde_json::Value| Ok(ImageInfo::missing());
         let same = |r: &ImageRef, n: &str| ImageRef::parse(n).is_ok_and(|n| n == *r);
         let missing = Captured {
             success: false,

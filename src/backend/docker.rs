@@ -381,9 +381,15 @@ impl Backend for Docker {
                 .and_then(|d| d.get(0))
                 .and_then(|d| d.as_str())
                 .and_then(|d| d.split_once('@'))
-                .map(|(_, d)| d.to_string());
+                .map(|(_, d)| d);
+            let digest = super::reported_digest("RepoDigests", digest)?;
             let id = v.get("Id").and_then(|i| i.as_str()).map(String::from);
-            DockerCli::info(v, id, digest, labels_at(v.pointer("/Config/Labels")))
+            Ok(DockerCli::info(
+                v,
+                id,
+                digest,
+                labels_at(v.pointer("/Config/Labels")),
+            ))
         })
     }
 
@@ -917,16 +923,39 @@ Labels:
         let d = Docker::new("docker");
         let a = ImageRef::parse("local/a:1").unwrap();
         let b = ImageRef::parse("b:2").unwrap();
-        let out = r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:ddd"],"Architecture":"arm64","Config":{"User":"node","Labels":{"x":"y"}}}]"#;
+        let out = r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"],"Architecture":"arm64","Config":{"User":"node","Labels":{"x":"y"}}}]"#;
         let Inspected::Facts(infos) = d.parse_inspect(&[&a, &b], &Captured::stdout(out)) else {
             panic!()
         };
         assert!(!infos[0].exists);
         assert_eq!(infos[1].id.as_deref(), Some("sha256:aaa"));
-        assert_eq!(infos[1].digest.as_deref(), Some("sha256:ddd"));
+        assert_eq!(
+            infos[1].digest.as_deref(),
+            Some(format!("sha256:{}", "d".repeat(64)).as_str())
+        );
         assert_eq!(infos[1].architectures, ["arm64"]);
         assert_eq!(infos[1].label("x"), Some("y"));
         assert_eq!(infos[1].user.as_deref(), Some("node"));
+    }
+
+    /// A digest is parsed where the engine's answer enters: one that is not `sha256:<64 hex>`
+    /// is a bad answer, never a fact passed on.
+    #[test]
+    fn a_reported_digest_that_is_not_one_is_a_bad_answer() {
+        let d = Docker::new("docker");
+        let b = ImageRef::parse("b:2").unwrap();
+        for out in [
+            r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@sha256:ddd"]}]"#,
+            r#"[{"Id":"sha256:aaa","RepoTags":["b:2"],"RepoDigests":["b@md5:ddd"]},{"Id":"sha256:bbb","RepoTags":["y:1"]}]"#,
+        ] {
+            match d.parse_inspect(&[&b], &Captured::stdout(out)) {
+                Inspected::BadAnswer(m) => assert!(
+                    m.starts_with("RepoDigests: ") && m.contains("is not a sha256 digest"),
+                    "{m}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

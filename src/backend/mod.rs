@@ -191,6 +191,18 @@ pub enum Inspected {
     Ambiguous,
     /// The engine itself failed (daemon down, no permission): not an answer about images.
     EngineFailed(String),
+    /// The engine answered, but something in the answer is not what it must be (a digest
+    /// that is not `sha256:<64 hex>`): what is wrong, for an error naming the command.
+    BadAnswer(String),
+}
+
+/// A digest as an engine reported it, parsed where it enters: `Err` says what `what` was.
+pub(crate) fn reported_digest(
+    what: &str,
+    d: Option<&str>,
+) -> Result<Option<crate::digest::ImageDigest>, String> {
+    d.map(|d| crate::digest::ImageDigest::parse(d).map_err(|e| format!("{what}: {}", e.message())))
+        .transpose()
 }
 
 /// The image and container commands that are not builds: how a CLI spells them. docker and

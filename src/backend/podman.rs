@@ -233,9 +233,10 @@ impl Backend for Podman {
                     format!("sha256:{i}")
                 }
             });
-            let digest = v.get("Digest").and_then(|d| d.as_str()).map(String::from);
+            let digest = v.get("Digest").and_then(|d| d.as_str());
+            let digest = super::reported_digest("Digest", digest)?;
             let labels = labels_at(v.get("Labels").or_else(|| v.pointer("/Config/Labels")));
-            DockerCli::info(v, id, digest, labels)
+            Ok(DockerCli::info(v, id, digest, labels))
         })
     }
 
@@ -552,14 +553,17 @@ mod tests {
     fn podman_inspect_shape_and_localhost_names() {
         let p = Podman::new("podman", false);
         let r = ImageRef::parse("ocx-dev:1").unwrap();
-        let out = r#"[{"Id":"abc","Digest":"sha256:def","RepoTags":["localhost/ocx-dev:1"],"Architecture":"amd64","Labels":{"io.agent-images.fingerprint":"f"}}]"#;
+        let out = r#"[{"Id":"abc","Digest":"sha256:defdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefd","RepoTags":["localhost/ocx-dev:1"],"Architecture":"amd64","Labels":{"io.agent-images.fingerprint":"f"}}]"#;
         let Inspected::Facts(mut infos) = p.parse_inspect(&[&r], &Captured::stdout(out)) else {
             panic!()
         };
         let info = infos.pop().unwrap();
         assert_eq!(
             (info.id.as_deref(), info.digest.as_deref()),
-            (Some("sha256:abc"), Some("sha256:def"))
+            (
+                Some("sha256:abc"),
+                Some("sha256:defdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefdefd")
+            )
         );
         assert_eq!(info.label("io.agent-images.fingerprint"), Some("f"));
         assert!(p.names_match(&r, "localhost/ocx-dev:1"));
@@ -567,6 +571,13 @@ mod tests {
         assert!(!p.names_match(&r, "localhost/ocx-dev:2"));
         let r = ImageRef::parse("local/debian:bookworm").unwrap();
         assert!(p.names_match(&r, "localhost/local/debian:bookworm"));
+        let bad = r#"[{"Id":"abc","Digest":"sha256:def","RepoTags":["localhost/local/debian:bookworm"]}]"#;
+        assert_eq!(
+            p.parse_inspect(&[&r], &Captured::stdout(bad)),
+            Inspected::BadAnswer(
+                "Digest: \"sha256:def\" is not a sha256 digest (sha256:<64 hex digits>)".into()
+            )
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::variants::Graph;
 use super::Session;
 use crate::backend::MultiPlatform;
 use crate::build::{BuildRequest, ImageInfo, Output};
+use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::fingerprint;
 use crate::image_ref::ImageRef;
@@ -480,7 +481,7 @@ async fn record_ids(engine: &Engine, plan: &Nodes, results: &mut [NodeResult]) -
     if !built.is_empty() {
         let refs: Vec<&ImageRef> = built.iter().map(|&i| &plan.nodes[i].tag).collect();
         for (&i, info) in built.iter().zip(engine.inspect(&refs).await?) {
-            results[i].id = info.id.or(info.digest);
+            results[i].id = info.id.or(info.digest.map(|d| d.to_string()));
         }
     }
     Ok(())
@@ -599,7 +600,7 @@ pub struct ListRow {
     pub built: bool,
     pub current: bool,
     pub id: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<ImageDigest>,
 }
 
 pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Result<Vec<ListRow>> {

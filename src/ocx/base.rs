@@ -55,10 +55,7 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
                 let h = Fingerprint::new()
                     .add("dockerfile", dockerfile::DEFAULT_BASE_DOCKERFILE)
                     .finish();
-                Base::Default(ImageRef::parse_deferred(&format!(
-                    "ocx-default-base:{}",
-                    &h[..12]
-                ))?)
+                Base::Default(ImageRef::parse(&format!("ocx-default-base:{}", &h[..12]))?)
             }
         });
     };
@@ -122,7 +119,7 @@ pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Resul
 /// per project path, so two checkouts named `app` never share (and overwrite) one base.
 fn default_base_name(project: &Utf8Path, dirname: &str) -> Result<ImageRef, UserError> {
     let h = Fingerprint::new().add("project", project.as_str()).finish();
-    ImageRef::parse_deferred(&format!(
+    ImageRef::parse(&format!(
         "ocx-base-{}-{}:latest",
         crate::image_ref::sanitize(dirname),
         &h[..8]

@@ -6,6 +6,7 @@ use crate::backend::BackendKind;
 use crate::error::UserError;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
+use crate::version::Version;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,11 +183,12 @@ impl Username {
     }
 }
 
-/// `latest` or a concrete `X.Y.Z` (a leading `v` is accepted and dropped).
+/// `latest` or a concrete `X.Y.Z` (a leading `v` is accepted and dropped, so an opencode
+/// [`Version`] never has one: it goes into tags and cache paths as `1.18.18`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpencodeVersion {
     Latest,
-    Exact(String),
+    Exact(Version),
 }
 
 impl OpencodeVersion {
@@ -196,7 +198,7 @@ impl OpencodeVersion {
         }
         let v = s.strip_prefix('v').unwrap_or(s);
         if crate::version::is_release(v) && !v.starts_with('v') {
-            Ok(OpencodeVersion::Exact(v.to_string()))
+            Ok(OpencodeVersion::Exact(Version::parse(v)?))
         } else {
             Err(UserError::setting(format!(
                 "invalid opencode_version {s:?}: use \"latest\" or X.Y.Z, e.g. 1.18.18"
@@ -436,9 +438,10 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
     let at = |e: UserError, s: &Source| e.reword(|m| format!("{m} (from {s})"));
 
     let custom_base_image = match take("custom_base_image", None) {
-        // screened now; the grammar check runs in `Config::validate_base`
+        // the grammar check costs microseconds on the usual shapes (see `ImageRef`), so a
+        // bad value fails here, naming its origin, before any engine call
         Some((v, s)) => Some(
-            ImageRef::parse_deferred(&v)
+            ImageRef::parse(&v)
                 .map_err(|e| at(e.reword(|m| format!("custom_base_image: {m}")), &s))?,
         ),
         None => None,
@@ -522,21 +525,6 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
 }
 
 impl Config {
-    /// The grammar check of `custom_base_image`, naming the value's origin.
-    pub fn validate_base(&self) -> Result<(), UserError> {
-        if let Some(r) = &self.custom_base_image {
-            if let Err(e) = r.checked() {
-                let src = self
-                    .sources
-                    .get("custom_base_image")
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                return Err(e.reword(|m| format!("custom_base_image: {m} (from {src})")));
-            }
-        }
-        Ok(())
-    }
-
     /// The effective value of a key, as text (`None` when unset).
     pub fn value(&self, key: &str) -> Option<String> {
         match key {
@@ -695,8 +683,8 @@ mod tests {
     fn base_image_grammar_errors_name_their_source() {
         let (_t, home, project) = dirs();
         let env = env_with(&[("OCX_CUSTOM_BASE_IMAGE", "upper/Case")], &home);
-        let c = load(&project, &env, &Flags::default()).unwrap();
-        let err = c.validate_base().unwrap_err();
+        let err = load(&project, &env, &Flags::default()).unwrap_err();
+        assert!(err.message().starts_with("custom_base_image: "), "{err}");
         assert!(
             err.message().ends_with("(from env OCX_CUSTOM_BASE_IMAGE)"),
             "{err}"

@@ -26,6 +26,7 @@ use crate::fingerprint::{self, Fingerprint};
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use crate::report::{self, ProgressMode, Reporter};
+use crate::version::Version;
 use anyhow::{Context as _, Result};
 use base::{missing_base, resolve_base, Base};
 use camino::Utf8PathBuf;
@@ -121,7 +122,8 @@ pub struct Project {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub reference: ImageRef,
-    pub version: String,
+    /// The opencode version in the image (`1.18.18`: see [`config::OpencodeVersion`]).
+    pub version: Version,
     pub built: bool,
     /// The container user's home.
     pub home: Utf8PathBuf,
@@ -238,7 +240,7 @@ impl Project {
             self.config.gid,
             self.config.username.as_ref().map(|u| u.as_str()),
         );
-        Ok(ImageRef::parse_deferred(&format!(
+        Ok(ImageRef::parse(&format!(
             "{}:{version}-{user}",
             final_repo(&self.base)
         ))?)
@@ -248,7 +250,7 @@ impl Project {
     /// moved to the final image of whoever built last on this engine. The user-keyed tag stays
     /// beside it, so users sharing a daemon never rebuild over each other.
     fn shared_image(&self, version: &str) -> Result<ImageRef> {
-        Ok(ImageRef::parse_deferred(&format!(
+        Ok(ImageRef::parse(&format!(
             "{}:{version}",
             final_repo(&self.base)
         ))?)
@@ -276,7 +278,7 @@ impl Project {
                 out.push(BinaryImage {
                     variant: v,
                     platform: *p,
-                    reference: ImageRef::parse_deferred(&format!(
+                    reference: ImageRef::parse(&format!(
                         "{}-{}",
                         binary_prefix(version, v),
                         p.arch()
@@ -296,9 +298,6 @@ impl Project {
                 "--rebuild-base needs custom_base_dockerfile; without one ocx cannot rebuild the base",
             );
         }
-        // bad input fails before any network or engine call; the quick check costs
-        // microseconds on the usual reference shapes, so the no-op keeps its speed
-        self.config.validate_base()?;
         let version = self.resolve_version().await?;
         let image = self.final_image(&version)?;
         let shared = self.shared_image(&version)?;
@@ -317,7 +316,6 @@ impl Project {
                 return Ok(done);
             }
         }
-        self.validate_refs(&image)?;
         if !state.base.exists && matches!(self.base, Base::Image(_)) {
             return Err(missing_base(self.base.image()).into());
         }
@@ -405,7 +403,7 @@ impl Project {
     async fn current(
         &self,
         image: &ImageRef,
-        version: &str,
+        version: &Version,
         state: &State,
     ) -> Result<Option<Image>> {
         let facts = self.base_facts(&state.base).await?;
@@ -426,7 +424,7 @@ impl Project {
             .info(&format!("{image} is up to date"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.to_string(),
+            version: version.clone(),
             built: false,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
@@ -443,7 +441,7 @@ impl Project {
         &self,
         image: &ImageRef,
         shared: &ImageRef,
-        version: &str,
+        version: &Version,
         state: &State,
         bins: &[BinaryImage],
         base: &ImageInfo,
@@ -498,7 +496,7 @@ impl Project {
             .info(&format!("built {image} (also tagged {shared})"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.to_string(),
+            version: version.clone(),
             built: true,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
@@ -506,7 +504,7 @@ impl Project {
     }
 
     /// `latest` becomes a concrete version (a read-only query, so `--dry-run` does it too).
-    async fn resolve_version(&self) -> Result<String> {
+    async fn resolve_version(&self) -> Result<Version> {
         self.fetcher(self.config.opencode_variant.unwrap_or_default())
             .resolve(&self.config.opencode_version, &self.config.platforms)
             .await
@@ -556,13 +554,6 @@ impl Project {
     async fn inspect_binaries(&self, bins: &[BinaryImage]) -> Result<Vec<ImageInfo>> {
         let refs: Vec<&ImageRef> = bins.iter().map(|b| &b.reference).collect();
         self.engine.inspect(&refs).await
-    }
-
-    fn validate_refs(&self, image: &ImageRef) -> Result<(), UserError> {
-        self.config.validate_base()?;
-        self.base.image().validated()?;
-        image.validated()?;
-        Ok(())
     }
 
     fn base_dockerfile_name(&self) -> String {

@@ -8,6 +8,7 @@ use crate::error::UserError;
 use crate::fingerprint::hex;
 use crate::invocation::Invocation;
 use crate::platform::Platform;
+use crate::version::Version;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -224,7 +225,7 @@ impl Fetcher<'_> {
         &self,
         version: &OpencodeVersion,
         platforms: &[Platform],
-    ) -> Result<String> {
+    ) -> Result<Version> {
         let v = match version {
             OpencodeVersion::Exact(v) => return Ok(v.clone()),
             // what a source answers goes into paths, tags and labels: it must be X.Y.Z too
@@ -254,10 +255,17 @@ impl Fetcher<'_> {
         }
     }
 
-    fn newest_cached(&self, platforms: &[Platform]) -> Option<String> {
-        let mut versions: Vec<String> = std::fs::read_dir(&self.cache_dir)
+    /// The newest version cached for every platform; a directory whose name is not an
+    /// opencode version (`X.Y.Z`, no `v`) is not one.
+    fn newest_cached(&self, platforms: &[Platform]) -> Option<Version> {
+        let mut versions: Vec<Version> = std::fs::read_dir(&self.cache_dir)
             .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|e| {
+                match OpencodeVersion::parse(&e.ok()?.file_name().into_string().ok()?) {
+                    Ok(OpencodeVersion::Exact(v)) => Some(v),
+                    _ => None,
+                }
+            })
             .filter(|v| platforms.iter().all(|p| self.cached(v, *p).is_some()))
             .collect();
         versions.sort_by_key(|v| crate::version::sort_key(v));

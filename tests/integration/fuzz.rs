@@ -309,9 +309,9 @@ fn fuzz_image_reference_agrees_with_the_distribution_grammar() {
             prop_assert!(!e.contains('\n'), "{s:?}: multi-line error {e:?}");
         }
         if want.is_some() { &valid } else { &invalid }.fetch_add(1, Relaxed);
-        // the quick check (no grammar regex for the usual shapes) gives the same verdict
-        let quick = ImageRef::parse_deferred(&s).is_ok_and(|r| r.checked().is_ok());
-        prop_assert_eq!(quick, want.is_some(), "checked() on {:?}", s);
+        // `parse` gives the usual shapes their verdict without the grammar regex; `ours`
+        // then asks for the grammar's reading, so a quick verdict the grammar does not share
+        // fails here (as a panic in `ImageRef::reference`)
         prop_assert_eq!(got.ok(), want, "{:?}", s);
         Ok(())
     });
@@ -325,7 +325,7 @@ fn fuzz_image_reference_agrees_with_the_distribution_grammar() {
 fn fuzz_image_reference_never_panics_on_any_text() {
     fuzz("image reference, any text", any::<String>(), |s| {
         let _ = ImageRef::parse(&s);
-        let _ = ImageRef::parse_deferred(&s).map(|r| r.has_explicit_registry());
+        let _ = ImageRef::parse(&s).map(|r| (r.has_explicit_registry(), r.normalized()));
         Ok(())
     });
 }
@@ -574,13 +574,8 @@ fn fuzz_ocx_config_loader_never_panics() {
                 host_uid: 1000,
                 host_gid: 1000,
             };
-            match load(&project, &env, &Flags::default()) {
-                Ok(c) => {
-                    if let Err(e) = c.validate_base() {
-                        prop_assert!(!e.message().contains('\n'), "{e:?}");
-                    }
-                }
-                Err(e) => prop_assert!(!e.message().contains('\n'), "{global:?} {local:?}: {e:?}"),
+            if let Err(e) = load(&project, &env, &Flags::default()) {
+                prop_assert!(!e.message().contains('\n'), "{global:?} {local:?}: {e:?}");
             }
             Ok(())
         },

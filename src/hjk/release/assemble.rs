@@ -249,7 +249,7 @@ pub(super) mod tests {
             stage_tag: "t".into(),
             fingerprint: "f".into(),
             base: None,
-            result: "built".into(),
+            result: super::super::metadata::PlatformResult::Built,
             attestation: None,
         }
     }

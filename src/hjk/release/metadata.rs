@@ -67,11 +67,33 @@ pub struct PlatformRecord {
     /// `<registry>@<parent's digest for this platform>`, what it was built FROM.
     pub base: Option<String>,
     /// `built` or `reused` (already in the registry with the same inputs).
-    pub result: String,
+    pub result: PlatformResult,
     /// The provenance attestation the builder made for this image (BuildKit's attestation
     /// manifest, listed in the index as platform `unknown/unknown`); `null` without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<Attestation>,
+}
+
+/// How a per-platform image came to be in the release that recorded it: the metadata file's
+/// `result`, written as `built` or `reused`. (A merge publishes records as they were written,
+/// so "merged" is only ever a summary row's origin, never a record's result.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformResult {
+    /// Built and pushed under its staging tag.
+    Built,
+    /// In the registry already with the same fingerprint.
+    Reused,
+}
+
+impl PlatformResult {
+    /// The summary row's origin for a record made by this run.
+    pub(super) fn origin(self) -> super::summary::Origin {
+        match self {
+            PlatformResult::Built => super::summary::Origin::Built,
+            PlatformResult::Reused => super::summary::Origin::Reused,
+        }
+    }
 }
 
 /// An attestation manifest: what an index lists to attach it to its image.
@@ -118,5 +140,45 @@ impl Metadata {
 
     pub fn variant(&self, name: &str) -> Option<&VariantRecord> {
         self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `result` is an enum in memory and the same strings in the file: each value survives a
+    /// write and a read, and a value no release writes is refused as the file is read.
+    #[test]
+    fn the_result_round_trips_through_the_file_as_its_string() {
+        for (result, text) in [
+            (PlatformResult::Built, "built"),
+            (PlatformResult::Reused, "reused"),
+        ] {
+            let rec = PlatformRecord {
+                digest: ImageDigest::of_bytes(text.as_bytes()),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 10,
+                stage_tag: "t".into(),
+                fingerprint: "f".into(),
+                base: None,
+                result,
+                attestation: None,
+            };
+            let json = serde_json::to_value(&rec).unwrap();
+            assert_eq!(json["result"], text);
+            assert_eq!(serde_json::from_value::<PlatformRecord>(json).unwrap(), rec);
+        }
+        for bad in ["merged", "Built", ""] {
+            let err = serde_json::from_str::<PlatformResult>(&format!("{bad:?}")).unwrap_err();
+            assert!(
+                err.to_string().contains("expected `built` or `reused`"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            PlatformResult::Reused.origin(),
+            super::super::summary::Origin::Reused
+        );
     }
 }

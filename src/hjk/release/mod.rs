@@ -272,7 +272,7 @@ pub async fn digest_command(
                 .await?
                 .pop()
                 .unwrap_or_default();
-            match info.digest.or(info.id) {
+            match info.digest.map(|d| d.to_string()).or(info.id) {
                 Some(d) if info.exists => d,
                 _ => {
                     return Err(UserError::not_found(format!(

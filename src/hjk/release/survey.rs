@@ -2,7 +2,9 @@
 //! `hjk images build` makes too), their fingerprints and content-addressed staging tags, and
 //! per platform which of them the registry already has.
 
-use super::metadata::{Attestation, Metadata, PlatformRecord, VariantRecord, SCHEMA};
+use super::metadata::{
+    Attestation, Metadata, PlatformRecord, PlatformResult, VariantRecord, SCHEMA,
+};
 use super::promote::{public_tags, Planned};
 use super::registry::{self, Manifest, Registry};
 use crate::digest::ImageDigest;
@@ -38,12 +40,16 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub(super) fn origin(&self) -> Origin {
+    pub(super) fn result(&self) -> PlatformResult {
         if self.reused {
-            Origin::Reused
+            PlatformResult::Reused
         } else {
-            Origin::Built
+            PlatformResult::Built
         }
+    }
+
+    pub(super) fn origin(&self) -> Origin {
+        self.result().origin()
     }
 }
 
@@ -248,7 +254,7 @@ pub(super) fn unchanged(
                     stage_tag: stage_tag(&u.name, *p, &fp),
                     fingerprint: fp,
                     base,
-                    result: Origin::Reused.as_str().into(),
+                    result: PlatformResult::Reused,
                     attestation: parsed.attestation_for(&d.digest).cloned().map(attestation),
                 },
             );
@@ -415,7 +421,7 @@ pub(super) fn record(
                                 stage_tag: s.stage_tag.clone(),
                                 fingerprint: s.fingerprint.clone(),
                                 base: s.base.clone(),
-                                result: s.origin().as_str().into(),
+                                result: s.result(),
                                 attestation: s.attestation.clone(),
                             },
                         ))
