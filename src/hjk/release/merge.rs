@@ -247,72 +247,48 @@ mod tests {
             registry: "127.0.0.1:5001/hjk".into(),
             version: Some("v1.0.0".into()),
             partial: true,
-            variants: vec![VariantRecord {
-                name: "base".into(),
-                parent: None,
-                index_digest: None,
-                tags: vec![],
-                parent_ref: None,
+            variants: vec![VariantRecord::staged(
+                "base".into(),
+                None,
                 platforms,
-                sbom: vec![],
-                signed: false,
-                scan: None,
-                held: vec![],
-                boot: None,
-                inputs: Some("in".into()),
-            }],
+                "in".into(),
+            )],
         }
+    }
+
+    /// `sha256:` and 64 times `c`.
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    /// The two partial files of a two-platform release, one per machine.
+    fn two_halves() -> [Metadata; 2] {
+        [
+            partial(Platform::LinuxArm64, &digest('b')),
+            partial(Platform::LinuxAmd64, &digest('a')),
+        ]
     }
 
     #[test]
     fn merge_combines_platforms_and_refuses_overlaps_and_gaps() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
-        let m = combine(
-            &[
-                partial(
-                    Platform::LinuxArm64,
-                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                ),
-                partial(
-                    Platform::LinuxAmd64,
-                    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-                ),
-            ],
-            None,
-            &files,
-        )
-        .unwrap();
+        let m = combine(&two_halves(), None, &files).unwrap();
         assert_eq!(m.variants[0].platforms.len(), 2);
         assert!(!m.partial);
         let err = combine(
             &[
-                partial(
-                    Platform::LinuxArm64,
-                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                ),
-                partial(
-                    Platform::LinuxArm64,
-                    "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
-                ),
+                partial(Platform::LinuxArm64, &digest('b')),
+                partial(Platform::LinuxArm64, &digest('c')),
             ],
             None,
             &files,
         )
         .unwrap_err();
         assert!(err.message().contains("more than one file"), "{err}");
-        let mut other = partial(
-            Platform::LinuxAmd64,
-            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        );
+        let mut other = partial(Platform::LinuxAmd64, &digest('a'));
         other.registry = "ghcr.io/x/y".into();
         let err = combine(
-            &[
-                partial(
-                    Platform::LinuxArm64,
-                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                ),
-                other,
-            ],
+            &[partial(Platform::LinuxArm64, &digest('b')), other],
             None,
             &files,
         )
@@ -326,16 +302,7 @@ mod tests {
     #[test]
     fn merge_takes_the_files_version_and_refuses_another() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
-        let parts = [
-            partial(
-                Platform::LinuxArm64,
-                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-            ),
-            partial(
-                Platform::LinuxAmd64,
-                "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            ),
-        ];
+        let parts = two_halves();
         // no --version: the files' own, so the versioned tags are not dropped
         let m = combine(&parts, None, &files).unwrap();
         assert_eq!(m.version.as_deref(), Some("v1.0.0"));
@@ -369,19 +336,10 @@ mod tests {
     #[test]
     fn merge_refuses_other_inputs_and_children_before_parents() {
         let files: Vec<Utf8PathBuf> = vec!["a.json".into(), "b.json".into()];
-        let mut b = partial(
-            Platform::LinuxAmd64,
-            "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        );
+        let mut b = partial(Platform::LinuxAmd64, &digest('a'));
         b.variants[0].inputs = Some("changed".into());
         let err = combine(
-            &[
-                partial(
-                    Platform::LinuxArm64,
-                    "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-                ),
-                b,
-            ],
+            &[partial(Platform::LinuxArm64, &digest('b')), b],
             None,
             &files,
         )
@@ -392,10 +350,7 @@ mod tests {
             "{err}"
         );
         // a hand-edited file with the child first is refused, not a panic in verify
-        let mut child_first = partial(
-            Platform::LinuxArm64,
-            "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
-        );
+        let mut child_first = partial(Platform::LinuxArm64, &digest('b'));
         let mut child = child_first.variants[0].clone();
         child.name = "top".into();
         child.parent = Some("base".into());

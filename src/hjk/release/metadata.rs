@@ -54,6 +54,32 @@ pub struct VariantRecord {
     pub inputs: Option<String>,
 }
 
+impl VariantRecord {
+    /// A variant as staged: its platform images, and nothing yet of what comes after them (no
+    /// index or tags; no gate has run).
+    pub fn staged(
+        name: String,
+        parent: Option<String>,
+        platforms: BTreeMap<Platform, PlatformRecord>,
+        inputs: String,
+    ) -> Self {
+        VariantRecord {
+            name,
+            parent,
+            index_digest: None,
+            tags: Vec::new(),
+            parent_ref: None,
+            platforms,
+            sbom: Vec::new(),
+            signed: false,
+            scan: None,
+            held: Vec::new(),
+            boot: None,
+            inputs: Some(inputs),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformRecord {
     /// The per-platform manifest digest.

@@ -95,7 +95,7 @@ async fn release_phases(
 ) -> Result<u8> {
     let started = Instant::now();
     // the plan `hjk images build` makes; the survey adds the registry's state to its steps
-    let Plan { steps: units } = Plan::walk(graph, &spec.images.variants)?;
+    let Plan { steps } = Plan::walk(graph, &spec.images.variants)?;
     if let Some(f) = &spec.publish.metadata_file {
         check_metadata_path(f, graph)?;
     }
@@ -112,9 +112,9 @@ async fn release_phases(
     let quick = !spec.no_cache && !spec.push_by_digest && gates.is_none();
     // the public indexes are read while the engine looks up the root base, not after
     let (root_ids, published) =
-        futures_util::future::join(root_identities(engine, spec, &units), async {
+        futures_util::future::join(root_identities(engine, spec, &steps), async {
             match quick {
-                true => Some(read_public(&registry, spec, &units).await),
+                true => Some(read_public(&registry, spec, &steps).await),
                 false => None,
             }
         })
@@ -122,7 +122,7 @@ async fn release_phases(
     let root_ids = root_ids?;
     if let Some(published) = published {
         if let Some((meta, rows)) =
-            unchanged(&registry, spec, &units, &root_ids, &applied, published?)?
+            unchanged(&registry, spec, &steps, &root_ids, &applied, published?)?
         {
             engine
                 .reporter()
@@ -137,12 +137,12 @@ async fn release_phases(
             return Ok(crate::error::EXIT_OK);
         }
     }
-    let mut slots = survey(engine, &registry, spec, &units, &root_ids, &applied).await?;
+    let mut slots = survey(engine, &registry, spec, &steps, &root_ids, &applied).await?;
     let mut surveyed = None;
     if !spec.push_by_digest {
         // a tag this release may not move is refused now, before hours of building; what each
         // tag holds now is what promotion compares it with before it swaps it
-        let plans = planned(&registry, spec, &units, &slots);
+        let plans = planned(&registry, spec, &steps, &slots);
         let (_, read) = promote::check(
             &registry,
             &plans,
@@ -172,12 +172,12 @@ async fn release_phases(
         ),
         _ => None,
     };
-    let staged = stage(engine, &registry, spec, &units, &applied, &mut slots, built).await;
+    let staged = stage(engine, &registry, spec, &steps, &applied, &mut slots, built).await;
     if let Some(l) = login {
         l.close(engine).await;
     }
     let rows = staged?;
-    let meta = record(spec, &registry, &units, &slots);
+    let meta = record(spec, &registry, &steps, &slots);
     if spec.push_by_digest || engine.dry_run() {
         if engine.dry_run() {
             let gates_note = match &gates {

@@ -8,6 +8,7 @@ use crate::build::BuildRequest;
 use crate::digest::ImageDigest;
 use crate::engine::Engine;
 use crate::fingerprint::{self};
+use crate::hjk::plan::Step;
 use crate::image_ref::ImageRef;
 use crate::platform::Platform;
 use anyhow::{anyhow, Result};
@@ -26,7 +27,7 @@ pub(super) async fn stage(
     engine: &Engine,
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
     applied: &Applied,
     slots: &mut BTreeMap<(usize, Platform), Slot>,
     built: &Built,
@@ -35,13 +36,13 @@ pub(super) async fn stage(
     let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_owned())
         .map_err(|p| anyhow!("non-UTF-8 temp dir {}", p.display()))?;
     let lanes = spec.images.platforms.iter().map(|p| {
-        let mine: BTreeMap<usize, Slot> = units
+        let mine: BTreeMap<usize, Slot> = steps
             .iter()
             .enumerate()
             .map(|(i, _)| (i, slots[&(i, *p)].clone()))
             .collect();
         lane(
-            engine, registry, spec, units, applied, *p, mine, &tmp_path, built,
+            engine, registry, spec, steps, applied, *p, mine, &tmp_path, built,
         )
     });
     let results = futures_util::future::join_all(lanes).await;
@@ -52,7 +53,7 @@ pub(super) async fn stage(
             Ok(mine) => {
                 for (i, s) in mine {
                     rows.push(Row {
-                        variant: units[i].name.clone(),
+                        variant: steps[i].name.clone(),
                         platform: p.to_string(),
                         result: s.origin(),
                         seconds: s.seconds,
@@ -74,7 +75,7 @@ pub(super) async fn stage(
     }
     rows.sort_by_key(|r| {
         (
-            units.iter().position(|u| u.name == r.variant),
+            steps.iter().position(|u| u.name == r.variant),
             r.platform.clone(),
         )
     });
@@ -87,7 +88,7 @@ pub(super) async fn lane(
     engine: &Engine,
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
     applied: &Applied,
     p: Platform,
     mut mine: BTreeMap<usize, Slot>,
@@ -95,7 +96,7 @@ pub(super) async fn lane(
     built: &Built,
 ) -> Result<BTreeMap<usize, Slot>> {
     let plain_http = registry::plain_http(registry.host());
-    for (i, u) in units.iter().enumerate() {
+    for (i, u) in steps.iter().enumerate() {
         if mine[&i].reused {
             continue;
         }
@@ -103,7 +104,7 @@ pub(super) async fn lane(
         let base = match u.parent {
             Some(pi) => Some(match &mine[&pi].digest {
                 Some(d) => crate::digest::by_digest(&registry.name(), d),
-                None => format!("{}@<digest of {} {p}>", registry.name(), units[pi].name),
+                None => format!("{}@<digest of {} {p}>", registry.name(), steps[pi].name),
             }),
             None => mine[&i].base.clone(),
         };

@@ -18,10 +18,7 @@ use std::collections::BTreeMap;
 
 use super::stage::attestation;
 use super::*;
-
-/// One variant of the release: a step of the [`crate::hjk::plan::Plan`] that `hjk images
-/// build` makes too; the survey adds, per platform, what the registry holds ([`Slot`]).
-pub(super) type Unit = crate::hjk::plan::Step;
+use crate::hjk::plan::Step;
 
 /// One variant on one platform, after the survey or the build.
 #[derive(Debug, Clone)]
@@ -65,8 +62,8 @@ pub(super) fn stage_tag(variant: &str, p: Platform, fingerprint: &str) -> String
 
 /// The root's base for one platform: `--base-image`, else the Dockerfile's default with
 /// `TARGETARCH` filled in.
-pub(super) fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) -> Option<String> {
-    unit.base(spec_base, &[p])
+pub(super) fn root_base(spec_base: Option<&ImageRef>, step: &Step, p: Platform) -> Option<String> {
+    step.base(spec_base, &[p])
 }
 
 /// Each variant's tags as this release would set them, from the survey: the index digest when
@@ -75,11 +72,11 @@ pub(super) fn root_base(spec_base: Option<&ImageRef>, unit: &Unit, p: Platform) 
 pub(super) fn planned(
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
     slots: &BTreeMap<(usize, Platform), Slot>,
 ) -> Vec<Planned> {
-    let meta = record(spec, registry, units, slots);
-    units
+    let meta = record(spec, registry, steps, slots);
+    steps
         .iter()
         .enumerate()
         .map(|(i, u)| {
@@ -105,9 +102,9 @@ pub(super) fn planned(
 pub(super) async fn root_identities(
     engine: &Engine,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
 ) -> Result<BTreeMap<Platform, String>> {
-    let Some(root) = units.first() else {
+    let Some(root) = steps.first() else {
         return Ok(BTreeMap::new());
     };
     let mut refs: Vec<(Platform, ImageRef)> = Vec::new();
@@ -145,10 +142,10 @@ pub(super) struct PublicTags {
 pub(super) async fn read_public(
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
 ) -> Result<PublicTags> {
     let version = spec.images.version.as_deref();
-    let tags: Vec<Vec<String>> = units
+    let tags: Vec<Vec<String>> = steps
         .iter()
         .map(|u| public_tags(&u.name, version))
         .collect();
@@ -177,13 +174,13 @@ pub(super) async fn read_public(
 pub(super) fn unchanged(
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
     root_ids: &BTreeMap<Platform, String>,
     applied: &Applied,
     published: PublicTags,
 ) -> Result<Option<(Metadata, Vec<Row>)>> {
     let version = spec.images.version.as_deref();
-    let tags: Vec<Vec<String>> = units
+    let tags: Vec<Vec<String>> = steps
         .iter()
         .map(|u| public_tags(&u.name, version))
         .collect();
@@ -192,7 +189,7 @@ pub(super) fn unchanged(
     let mut digests: BTreeMap<(usize, Platform), ImageDigest> = BTreeMap::new();
     let mut variants = Vec::new();
     let mut rows = Vec::new();
-    for ((i, u), index) in units.iter().enumerate().zip(indexes) {
+    for ((i, u), index) in steps.iter().enumerate().zip(indexes) {
         let Some(index) = index else { return Ok(None) };
         if !index.is_index() {
             return Ok(None);
@@ -259,24 +256,22 @@ pub(super) fn unchanged(
                 },
             );
         }
+        let parent_ref = u.parent.and_then(|p| {
+            variants
+                .get(p)
+                .and_then(|v: &VariantRecord| v.index_digest.clone())
+                .map(|d| format!("{}@{d}", registry.name()))
+        });
         variants.push(VariantRecord {
-            name: u.name.clone(),
-            parent: u.parent.map(|p| units[p].name.clone()),
             index_digest: Some(index.digest.clone()),
             tags: tags[i].clone(),
-            parent_ref: u.parent.and_then(|p| {
-                variants
-                    .get(p)
-                    .and_then(|v: &VariantRecord| v.index_digest.clone())
-                    .map(|d| format!("{}@{d}", registry.name()))
-            }),
-            platforms,
-            sbom: Vec::new(),
-            signed: false,
-            scan: None,
-            held: Vec::new(),
-            boot: None,
-            inputs: Some(u.inputs.clone()),
+            parent_ref,
+            ..VariantRecord::staged(
+                u.name.clone(),
+                u.parent.map(|p| steps[p].name.clone()),
+                platforms,
+                u.inputs.clone(),
+            )
         });
     }
     let meta = Metadata {
@@ -292,7 +287,7 @@ pub(super) fn unchanged(
 /// The identity of one variant on one platform ([`plan::fingerprint`], the one recipe of a
 /// variant node, with what this release's builder adds).
 pub(super) fn fingerprint_of(
-    unit: &Unit,
+    step: &Step,
     p: Platform,
     version: Option<&str>,
     base: Option<&str>,
@@ -308,7 +303,7 @@ pub(super) fn fingerprint_of(
         provenance: applied.provenance,
         epoch: applied.epoch,
     };
-    plan::fingerprint(unit, &id)
+    plan::fingerprint(step, &id)
 }
 
 /// Phase 2: per platform and variant, whether the registry already has an image built from
@@ -318,13 +313,13 @@ pub(super) async fn survey(
     engine: &Engine,
     registry: &Registry,
     spec: &ReleaseSettings,
-    units: &[Unit],
+    steps: &[Step],
     root_ids: &BTreeMap<Platform, String>,
     applied: &Applied,
 ) -> Result<BTreeMap<(usize, Platform), Slot>> {
     let mut slots = BTreeMap::new();
     for p in &spec.images.platforms {
-        for (i, u) in units.iter().enumerate() {
+        for (i, u) in steps.iter().enumerate() {
             let base = match u.parent {
                 Some(pi) => {
                     let parent: &Slot = &slots[&(pi, *p)];
@@ -389,7 +384,7 @@ pub(super) async fn survey(
 pub(super) fn record(
     spec: &ReleaseSettings,
     registry: &Registry,
-    units: &[Unit],
+    steps: &[Step],
     slots: &BTreeMap<(usize, Platform), Slot>,
 ) -> Metadata {
     Metadata {
@@ -397,16 +392,11 @@ pub(super) fn record(
         registry: registry.name(),
         version: spec.images.version.clone(),
         partial: spec.push_by_digest,
-        variants: units
+        variants: steps
             .iter()
             .enumerate()
-            .map(|(i, u)| VariantRecord {
-                name: u.name.clone(),
-                parent: u.parent.map(|p| units[p].name.clone()),
-                index_digest: None,
-                tags: Vec::new(),
-                parent_ref: None,
-                platforms: spec
+            .map(|(i, u)| {
+                let platforms = spec
                     .images
                     .platforms
                     .iter()
@@ -426,13 +416,13 @@ pub(super) fn record(
                             },
                         ))
                     })
-                    .collect(),
-                sbom: Vec::new(),
-                signed: false,
-                scan: None,
-                held: Vec::new(),
-                boot: None,
-                inputs: Some(u.inputs.clone()),
+                    .collect();
+                VariantRecord::staged(
+                    u.name.clone(),
+                    u.parent.map(|p| steps[p].name.clone()),
+                    platforms,
+                    u.inputs.clone(),
+                )
             })
             .collect(),
     }
