@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Where a build's result goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Into the engine's local image store (if the engine can keep it: see `Backend::can_load`).
     Load,
     /// To the registry named by the tags.
@@ -20,7 +20,7 @@ pub enum Output {
 
 /// When the engine should pull the FROM image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PullPolicy {
+pub(crate) enum PullPolicy {
     /// Pull only if not present locally (every engine's default).
     #[default]
     Missing,
@@ -29,7 +29,7 @@ pub enum PullPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildRequest {
+pub(crate) struct BuildRequest {
     pub context: Utf8PathBuf,
     pub dockerfile: Utf8PathBuf,
     /// The first tag names the result (and the local multi-platform image, where an engine
@@ -65,7 +65,7 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
-    pub fn new(context: Utf8PathBuf, dockerfile: Utf8PathBuf, tag: ImageRef) -> Self {
+    pub(crate) fn new(context: Utf8PathBuf, dockerfile: Utf8PathBuf, tag: ImageRef) -> Self {
         BuildRequest {
             context,
             dockerfile,
@@ -87,22 +87,22 @@ impl BuildRequest {
     }
 
     /// Whether the Dockerfile declares `ARG name` (true when unknown).
-    pub fn declares_arg(&self, name: &str) -> bool {
+    pub(crate) fn declares_arg(&self, name: &str) -> bool {
         self.declared_args.as_ref().is_none_or(|a| a.contains(name))
     }
 
-    pub fn primary_tag(&self) -> &ImageRef {
+    pub(crate) fn primary_tag(&self) -> &ImageRef {
         &self.tags[0]
     }
 
-    pub fn is_multi_platform(&self) -> bool {
+    pub(crate) fn is_multi_platform(&self) -> bool {
         self.platforms.len() > 1
     }
 }
 
 /// What one `image inspect` tells us about one requested reference.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageInfo {
+pub(crate) struct ImageInfo {
     pub exists: bool,
     pub id: Option<String>,
     /// Parsed where the engine's answer enters ([`crate::backend::Inspected::BadAnswer`]).
@@ -115,18 +115,18 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
-    pub fn missing() -> Self {
+    pub(crate) fn missing() -> Self {
         ImageInfo::default()
     }
 
-    pub fn label(&self, key: &str) -> Option<&str> {
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
     }
 }
 
 /// A bind mount from host to container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub host: Utf8PathBuf,
     pub container: Utf8PathBuf,
     pub read_only: bool,
@@ -136,14 +136,14 @@ pub struct Mount {
 /// from the image's `/etc/passwd` and `/etc/group` (so `%sudo` rules and a `docker` group
 /// work); with a GID too, the container runtimes add no supplementary groups at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
+pub(crate) struct RunAs {
     pub uid: u32,
     pub gid: Option<u32>,
 }
 
 impl RunAs {
     /// `uid:gid`: for a user the image has no passwd entry for (or root, whatever its group).
-    pub fn ids(uid: u32, gid: u32) -> Self {
+    pub(crate) fn ids(uid: u32, gid: u32) -> Self {
         RunAs {
             uid,
             gid: Some(gid),
@@ -151,7 +151,7 @@ impl RunAs {
     }
 
     /// The UID alone: the image's passwd entry decides the groups.
-    pub fn uid(uid: u32) -> Self {
+    pub(crate) fn uid(uid: u32) -> Self {
         RunAs { uid, gid: None }
     }
 }
@@ -167,7 +167,7 @@ impl std::fmt::Display for RunAs {
 
 /// A container to run in the foreground.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RunSpec {
+pub(crate) struct RunSpec {
     pub image: String,
     /// A name we choose, so a container that outlives an interrupted session can be removed.
     pub name: Option<String>,
@@ -194,7 +194,7 @@ pub struct RunSpec {
 
 /// A Dockerfile's instructions as logical lines: continuations joined, comment lines dropped
 /// (also inside a continuation), the way the builders read them.
-pub fn instructions(dockerfile: &str) -> Vec<String> {
+pub(crate) fn instructions(dockerfile: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut logical = String::new();
     for raw in dockerfile.lines() {
@@ -221,7 +221,7 @@ pub fn instructions(dockerfile: &str) -> Vec<String> {
 
 /// The `ARG` names a Dockerfile declares, in any stage. Quoting and defaults do not matter for
 /// the name.
-pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
+pub(crate) fn declared_args(dockerfile: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for line in instructions(dockerfile) {
         let mut words = line.split_whitespace();

@@ -21,10 +21,14 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 /// The label carrying the hash on a base ocx built.
-pub const LABEL: &str = "io.agent-images.base-inputs";
+pub(crate) const LABEL: &str = "io.agent-images.base-inputs";
 
 /// The hash of everything a build of `dockerfile` in `context` reads.
-pub fn fingerprint(dockerfile: &Utf8Path, context: &Utf8Path, platforms: &[Platform]) -> String {
+pub(crate) fn fingerprint(
+    dockerfile: &Utf8Path,
+    context: &Utf8Path,
+    platforms: &[Platform],
+) -> String {
     let text = match std::fs::read(dockerfile) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => format!("unreadable: {e}"),
@@ -34,7 +38,7 @@ pub fn fingerprint(dockerfile: &Utf8Path, context: &Utf8Path, platforms: &[Platf
 
 /// [`fingerprint`] of a Dockerfile already read (`text`), for a caller that reads it once for
 /// its other facts too ([`crate::hjk::plan`]).
-pub fn of_text(text: &str, context: &Utf8Path, platforms: &[Platform]) -> String {
+pub(crate) fn of_text(text: &str, context: &Utf8Path, platforms: &[Platform]) -> String {
     let ignore_text = std::fs::read_to_string(context.join(".dockerignore")).unwrap_or_default();
     let ignore = Ignore::parse(&ignore_text);
     let mut files = BTreeMap::new();
@@ -58,7 +62,7 @@ pub fn of_text(text: &str, context: &Utf8Path, platforms: &[Platform]) -> String
 
 /// The hash of every file under `dir` (a local devcontainer feature, which the Dev Containers
 /// CLI copies whole), by content, with the same rules for links and special files.
-pub fn tree(dir: &Utf8Path) -> String {
+pub(crate) fn tree(dir: &Utf8Path) -> String {
     let mut files = BTreeMap::new();
     walk(dir, ".", &Ignore::parse(""), &mut files);
     let mut f = Fingerprint::new();

@@ -27,7 +27,7 @@ impl ImageDigest {
     }
 
     /// The digest of `bytes`, as registries compute a manifest's.
-    pub fn of_bytes(bytes: &[u8]) -> ImageDigest {
+    pub(crate) fn of_bytes(bytes: &[u8]) -> ImageDigest {
         use sha2::Digest as _;
         let hex = crate::fingerprint::hex(&sha2::Sha256::digest(bytes));
         ImageDigest::parse(&format!("sha256:{hex}")).expect("a sha256 hex is a digest")
@@ -39,18 +39,13 @@ impl ImageDigest {
     }
 
     /// The 64 hex digits after `sha256:`.
-    pub fn hex(&self) -> &str {
+    pub(crate) fn hex(&self) -> &str {
         self.0.digest()
-    }
-
-    /// The oci-spec value.
-    pub fn as_oci(&self) -> &Digest {
-        &self.0
     }
 }
 
 /// `<repository>@<digest>`: the one place a reference by digest is spelled.
-pub fn by_digest(repository: &str, digest: &ImageDigest) -> String {
+pub(crate) fn by_digest(repository: &str, digest: &ImageDigest) -> String {
     format!("{repository}@{digest}")
 }
 

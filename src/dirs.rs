@@ -14,17 +14,17 @@ fn base(vars: &BTreeMap<String, String>, xdg: &str, fallback: &str) -> Option<Ut
 }
 
 /// `$XDG_CONFIG_HOME` or `~/.config`.
-pub fn config_home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+pub(crate) fn config_home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     base(vars, "XDG_CONFIG_HOME", ".config")
 }
 
 /// `$XDG_CACHE_HOME` or `~/.cache`.
-pub fn cache_home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+pub(crate) fn cache_home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     base(vars, "XDG_CACHE_HOME", ".cache")
 }
 
 /// `~`, for the opencode state directories we mount.
-pub fn home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+pub(crate) fn home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     vars.get("HOME")
         .filter(|h| !h.is_empty())
         .map(Utf8PathBuf::from)
@@ -33,7 +33,7 @@ pub fn home(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
 /// The environment as UTF-8 strings. A variable whose name or value is not UTF-8 cannot be one
 /// we read (ours are all ASCII names with text values), so it is left out instead of panicking
 /// the way `std::env::vars` does; one of ours with a non-UTF-8 value is reported.
-pub fn process_env() -> BTreeMap<String, String> {
+pub(crate) fn process_env() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in std::env::vars_os() {
         match (k.into_string(), v.into_string()) {
@@ -53,7 +53,7 @@ pub fn process_env() -> BTreeMap<String, String> {
 
 /// The project directory: `--project` or the current directory, canonical and UTF-8. A path
 /// the user can fix is exit 2.
-pub fn project_dir(
+pub(crate) fn project_dir(
     flag: Option<&camino::Utf8Path>,
 ) -> Result<camino::Utf8PathBuf, crate::error::UserError> {
     use crate::error::UserError;

@@ -5,13 +5,13 @@ use anyhow::{anyhow, Result};
 use camino::Utf8Path;
 
 /// `std::fs::write`, with [`io_error`]'s messages.
-pub fn write(path: &Utf8Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+pub(crate) fn write(path: &Utf8Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     let bytes = bytes.as_ref();
     std::fs::write(path, bytes).map_err(|e| io_error(path, Some(bytes.len() as u64), e))
 }
 
 /// An I/O error on `path` as a user reads it. ENOSPC gets the numbers; anything else the path.
-pub fn io_error(path: &Utf8Path, needed: Option<u64>, e: std::io::Error) -> anyhow::Error {
+pub(crate) fn io_error(path: &Utf8Path, needed: Option<u64>, e: std::io::Error) -> anyhow::Error {
     if e.raw_os_error() == Some(libc::ENOSPC) {
         let free = free_bytes(path)
             .map(|f| format!("{} free", size(f)))
@@ -54,7 +54,7 @@ pub(crate) fn size(n: u64) -> String {
 }
 
 /// [`io_error`] for one step of a longer write (create, write).
-pub fn context<T>(r: std::io::Result<T>, path: &Utf8Path, needed: Option<u64>) -> Result<T> {
+pub(crate) fn context<T>(r: std::io::Result<T>, path: &Utf8Path, needed: Option<u64>) -> Result<T> {
     r.map_err(|e| io_error(path, needed, e))
 }
 

@@ -40,7 +40,7 @@ pub struct Choice {
 }
 
 impl Engine {
-    pub fn new(backend: Box<dyn Backend>, runner: Runner) -> Self {
+    pub(crate) fn new(backend: Box<dyn Backend>, runner: Runner) -> Self {
         Engine {
             backend,
             runner,
@@ -62,44 +62,44 @@ impl Engine {
         Ok(Engine::new(backend, Runner::new(reporter, dry_run)))
     }
 
-    pub fn kind(&self) -> BackendKind {
+    pub(crate) fn kind(&self) -> BackendKind {
         self.backend.kind()
     }
 
-    pub fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.runner.dry_run()
     }
 
-    pub fn reporter(&self) -> &dyn Reporter {
+    pub(crate) fn reporter(&self) -> &dyn Reporter {
         self.runner.reporter()
     }
 
     /// The reporter, shared (see [`crate::exec::Runner::shared_reporter`]).
-    pub fn shared_reporter(&self) -> std::sync::Arc<dyn Reporter> {
+    pub(crate) fn shared_reporter(&self) -> std::sync::Arc<dyn Reporter> {
         self.runner.shared_reporter()
     }
 
     /// In dry-run mode, shows work that is not a command (a download) in the plan.
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         self.runner.note(text);
     }
 
     /// Whether a line of a failed build's output is the engine's summary of the failed step,
     /// not what the step's program printed.
-    pub fn step_failure(&self, line: &str) -> bool {
+    pub(crate) fn step_failure(&self, line: &str) -> bool {
         self.backend.step_failure(line)
     }
 
-    pub fn multi_platform(&self) -> MultiPlatform {
+    pub(crate) fn multi_platform(&self) -> MultiPlatform {
         self.backend.multi_platform()
     }
 
-    pub fn can_load(&self, platforms: &[Platform]) -> bool {
+    pub(crate) fn can_load(&self, platforms: &[Platform]) -> bool {
         self.backend.can_load(platforms)
     }
 
     /// Enables the per-tag locks ([`crate::lock`]) for assembling and publishing.
-    pub fn set_lock_dir(&mut self, dir: Option<Utf8PathBuf>) {
+    pub(crate) fn set_lock_dir(&mut self, dir: Option<Utf8PathBuf>) {
         self.lock_dir = dir;
     }
 
@@ -112,7 +112,10 @@ impl Engine {
 
     /// Held while a release moves the public tags of `repository`, so two releases on this
     /// machine take turns (see `hjk::release::promote`); `None` without a lock directory or in a dry run.
-    pub async fn promotion_lock(&self, repository: &str) -> Result<Option<crate::lock::TagLock>> {
+    pub(crate) async fn promotion_lock(
+        &self,
+        repository: &str,
+    ) -> Result<Option<crate::lock::TagLock>> {
         match (&self.lock_dir, self.dry_run()) {
             (Some(d), false) => Ok(Some(
                 crate::lock::TagLock::acquire(d, &format!("promote {repository}")).await?,
@@ -122,7 +125,7 @@ impl Engine {
     }
 
     /// Sets environment for every later engine call (e.g. where a login stored credentials).
-    pub fn set_env(&mut self, vars: Vec<(String, String)>) {
+    pub(crate) fn set_env(&mut self, vars: Vec<(String, String)>) {
         self.env = vars;
     }
 
@@ -142,7 +145,7 @@ impl Engine {
 
     /// One `image inspect` for all references. An engine that cannot answer (daemon down) is
     /// an error showing the engine's own message, never "missing".
-    pub async fn inspect(&self, refs: &[&ImageRef]) -> Result<Vec<ImageInfo>> {
+    pub(crate) async fn inspect(&self, refs: &[&ImageRef]) -> Result<Vec<ImageInfo>> {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
@@ -193,7 +196,7 @@ impl Engine {
     /// Probes what the backend needs and checks the request, without building, so a plan of
     /// several builds can fail before the first one starts. Probes are read-only and also run
     /// in dry-run mode, so the printed plan uses the builder a real run would use.
-    pub async fn prepare(&self, req: &BuildRequest) -> Result<()> {
+    pub(crate) async fn prepare(&self, req: &BuildRequest) -> Result<()> {
         while let Some(probe) = self.backend.probe(req) {
             let out = self.capture(probe.invocation).await?;
             if let Some(w) = self.backend.learn(probe.kind, &out) {
@@ -206,7 +209,7 @@ impl Engine {
 
     /// Prepares, then runs the build processes. A failure is a [`crate::exec::CommandFailed`]
     /// naming the step it failed at.
-    pub async fn build(&self, req: &BuildRequest) -> Result<()> {
+    pub(crate) async fn build(&self, req: &BuildRequest) -> Result<()> {
         self.prepare(req).await?;
         for inv in self.backend.build(req) {
             self.stream_build(inv.secret_envs(&req.env_args)).await?;
@@ -232,7 +235,7 @@ impl Engine {
     /// listing of the store, for every user. Such an image is removed, but only once it is seen
     /// broken twice a second apart: another build's commit in progress looks the same for a
     /// moment. Best effort, bounded, and it runs although a stop was requested.
-    pub async fn repair_store(&self) {
+    pub(crate) async fn repair_store(&self) {
         let Some(check) = self.backend.store_check() else {
             return;
         };
@@ -273,7 +276,11 @@ impl Engine {
     /// older builds of one thing named by their fingerprint, which would otherwise pile up.
     /// Best effort: a tag the engine will not remove (a container uses it) stays, with a
     /// warning. Returns the tags removed.
-    pub async fn remove_older_tags(&self, keep: &ImageRef, prefix: &str) -> Result<Vec<ImageRef>> {
+    pub(crate) async fn remove_older_tags(
+        &self,
+        keep: &ImageRef,
+        prefix: &str,
+    ) -> Result<Vec<ImageRef>> {
         let commands = self.backend.commands();
         let Some(list) = commands.list(keep.name_as_written()) else {
             return Ok(Vec::new());
@@ -311,14 +318,14 @@ impl Engine {
     }
 
     /// Gives the local image `src` the name `dst` as well.
-    pub async fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Result<()> {
+    pub(crate) async fn tag(&self, src: &ImageRef, dst: &ImageRef) -> Result<()> {
         let inv = self.with_env(self.backend.commands().tag(src, dst));
         self.runner.check(&inv, self.backend.as_ref()).await?;
         Ok(())
     }
 
     /// Pulls an image; `false` if the engine could not (it may not exist in any registry).
-    pub async fn pull(&self, image: &ImageRef) -> Result<bool> {
+    pub(crate) async fn pull(&self, image: &ImageRef) -> Result<bool> {
         Ok(self
             .capture(self.backend.commands().pull(image))
             .await?
@@ -326,7 +333,7 @@ impl Engine {
     }
 
     /// Publishes `tags` (see [`Backend::publish`]), one tag at a time under its lock.
-    pub async fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Result<()> {
+    pub(crate) async fn publish(&self, tags: &[ImageRef], instances: &[&ImageRef]) -> Result<()> {
         for tag in tags {
             let _lock = self.lock(tag).await?;
             for inv in self.backend.publish(std::slice::from_ref(tag), instances) {
@@ -337,7 +344,11 @@ impl Engine {
     }
 
     /// Makes `list` a local multi-platform image of `instances`, under the tag's lock.
-    pub async fn assemble_list(&self, list: &ImageRef, instances: &[&ImageRef]) -> Result<()> {
+    pub(crate) async fn assemble_list(
+        &self,
+        list: &ImageRef,
+        instances: &[&ImageRef],
+    ) -> Result<()> {
         let _lock = self.lock(list).await?;
         for inv in self.backend.assemble_list(list, instances) {
             self.stream(inv).await?;
@@ -348,7 +359,7 @@ impl Engine {
     /// Runs a container attached to the terminal and returns its exit code. If the session is
     /// interrupted, the named container is removed first: its main process may ignore the
     /// signal (PID 1 has no default handlers), and waiting for it would only delay the stop.
-    pub async fn run_interactive(&self, spec: &RunSpec, attach: Attach) -> Result<i32> {
+    pub(crate) async fn run_interactive(&self, spec: &RunSpec, attach: Attach) -> Result<i32> {
         self.backend.check_run(spec)?;
         let inv = self.with_env(self.backend.run(spec));
         let cleanup = spec
@@ -361,12 +372,12 @@ impl Engine {
     }
 
     /// The label this engine's runner reads its flags from (`io.headjack.<runtime>.flags`).
-    pub fn runner_flags_label(&self) -> &'static str {
+    pub(crate) fn runner_flags_label(&self) -> &'static str {
         runner_flags::label(self.kind())
     }
 
     /// The flags an image's labels ask this engine's runner for, spelled for the engine.
-    pub fn runner_flags(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+    pub(crate) fn runner_flags(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
         labels
             .get(self.runner_flags_label())
             .map(|l| runner_flags::RunnerFlags::parse(l).to_args())
@@ -376,7 +387,7 @@ impl Engine {
     /// Starts a container in the background (`spec.detach`). An engine that will not start it
     /// because of one of the flags the image's label asked for says which flag, in its own
     /// words, and what to change ([`FlagRefused`]), instead of a bare engine error.
-    pub async fn start(&self, spec: &RunSpec) -> Result<()> {
+    pub(crate) async fn start(&self, spec: &RunSpec) -> Result<()> {
         let inv = self.with_env(self.backend.run(spec));
         let out = self.runner.capture(&inv).await?;
         if out.success {
@@ -413,25 +424,30 @@ impl Engine {
 
     /// Runs `command` in the running container `name` (as `user` if given) and captures it;
     /// its exit code is an answer, not an error.
-    pub async fn exec(&self, name: &str, user: Option<&str>, command: &[&str]) -> Result<Captured> {
+    pub(crate) async fn exec(
+        &self,
+        name: &str,
+        user: Option<&str>,
+        command: &[&str],
+    ) -> Result<Captured> {
         let command: Vec<String> = command.iter().map(|c| c.to_string()).collect();
         let inv = self.backend.commands().exec(name, user, &command);
         self.capture(inv).await
     }
 
     /// Whether a captured `exec` failed because its container stopped.
-    pub fn stopped(&self, out: &Captured) -> bool {
+    pub(crate) fn stopped(&self, out: &Captured) -> bool {
         self.backend.container_stopped(out)
     }
 
     /// What the container printed so far (its init's messages).
-    pub async fn logs(&self, name: &str) -> Result<Captured> {
+    pub(crate) async fn logs(&self, name: &str) -> Result<Captured> {
         self.capture(self.backend.commands().logs(name)).await
     }
 
     /// Removes a container and its anonymous volumes, also after an interruption (the cleanup
     /// the interruption itself needs); best effort.
-    pub async fn discard_container(&self, name: &str) {
+    pub(crate) async fn discard_container(&self, name: &str) {
         let inv = self.with_env(self.backend.commands().discard_container(name));
         if self.dry_run() {
             let _ = self.runner.capture(&inv).await;
@@ -450,13 +466,13 @@ impl Engine {
     }
 
     /// Passes remote-builder choices through (see [`Backend::configure`]).
-    pub fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
+    pub(crate) fn configure(&mut self, remote: &Remote) -> Result<(), UserError> {
         self.backend.configure(remote)
     }
 
     /// Runs the build probes (which builder the engine has), then refuses a release it cannot
     /// do, before anything is built or pushed.
-    pub async fn check_release(&self, needs: &ReleaseNeeds) -> Result<()> {
+    pub(crate) async fn check_release(&self, needs: &ReleaseNeeds) -> Result<()> {
         self.learn_builder(&needs.platforms[..1]).await?;
         self.backend.check_release(needs)?;
         Ok(())
@@ -466,7 +482,7 @@ impl Engine {
     /// (`host/path`): its login files in the order it reads them ([`Backend::login_files`], read
     /// as [`Backend::login_reader`] says), a credential helper when one holds them. `None` when
     /// nothing is stored (or the helper cannot answer): the registry is then read anonymously.
-    pub async fn stored_credentials(
+    pub(crate) async fn stored_credentials(
         &self,
         vars: &BTreeMap<String, String>,
         repo: &str,
@@ -501,7 +517,7 @@ impl Engine {
     }
 
     /// How the engine's commands will find the credentials of a login to `host` into `dir`.
-    pub fn auth_store(
+    pub(crate) fn auth_store(
         &self,
         dir: &Utf8Path,
         vars: &BTreeMap<String, String>,
@@ -513,7 +529,7 @@ impl Engine {
     /// `login --password-stdin` into the store at `dir`. Rejected credentials are the user's to
     /// fix (exit 2, one line); anything else (registry down) is a failure. Where the engine
     /// keeps logins outside the store, one the user already has for the host is refused first.
-    pub async fn login(&self, login: &Login, dir: &Utf8Path) -> Result<()> {
+    pub(crate) async fn login(&self, login: &Login, dir: &Utf8Path) -> Result<()> {
         if let Some(list) = self.backend.keychain_logins() {
             let listing = self.capture(list).await?;
             self.backend.check_login(&login.host, &listing)?;
@@ -552,7 +568,7 @@ impl Engine {
     }
 
     /// Forgets a login that would outlive us (Apple's keychain); best effort.
-    pub async fn logout(&self, host: &str) {
+    pub(crate) async fn logout(&self, host: &str) {
         if let Some(inv) = self.backend.logout(host) {
             let inv = self.with_env(inv);
             // also after an interruption: the keychain entry must not outlive us
@@ -565,7 +581,7 @@ impl Engine {
 
     /// Builds one platform of a release and pushes it to its staging tag, or writes it as an
     /// OCI layout for the workflow to push ([`Backend::stage_layout`]).
-    pub async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Staged> {
+    pub(crate) async fn stage(&self, req: &BuildRequest, stage: &Stage) -> Result<Staged> {
         self.prepare(req).await?;
         for inv in self.backend.stage(req, stage) {
             self.stream_build(inv).await?;
@@ -597,7 +613,7 @@ impl Engine {
     /// Removes the local images a release built under its staging tags, each by its tag (an
     /// image another tag names keeps that tag), best effort, also after a stop was requested.
     /// Where the builder wrote an OCI layout for the workflow to push, nothing was kept.
-    pub async fn remove_staged(&self, tags: &[ImageRef]) {
+    pub(crate) async fn remove_staged(&self, tags: &[ImageRef]) {
         if tags.is_empty() || self.dry_run() || self.backend.stage_layout() {
             return;
         }
@@ -621,30 +637,30 @@ impl Engine {
     }
 
     /// Whether the engine can do `c` (see [`Capability`]); asks the builder first, once.
-    pub async fn supports(&self, c: Capability, platforms: &[Platform]) -> Result<bool> {
+    pub(crate) async fn supports(&self, c: Capability, platforms: &[Platform]) -> Result<bool> {
         self.learn_builder(platforms).await?;
         Ok(self.backend.supports(c))
     }
 
     /// The one-line refusal of a request for `c`, which this engine lacks.
-    pub fn refusal(&self, c: Capability) -> UserError {
+    pub(crate) fn refusal(&self, c: Capability) -> UserError {
         crate::backend::refusal(self.backend.as_ref(), c)
     }
 
     /// Which builder the engine's answers are about, for messages.
-    pub fn builder_note(&self) -> String {
+    pub(crate) fn builder_note(&self) -> String {
         self.backend.builder_note()
     }
 
     /// The same question without asking the builder: the answer for the builder the backend
     /// assumes until its probes ran. For what must not cost an engine call (a no-op's plan).
-    pub fn assumes(&self, c: Capability) -> bool {
+    pub(crate) fn assumes(&self, c: Capability) -> bool {
         self.backend.supports(c)
     }
 
     /// Runs the read-only builder probes (once per process) that the answers of
     /// [`Engine::supports`], [`Engine::can_load`] and `check_*` depend on.
-    pub async fn learn_builder(&self, platforms: &[Platform]) -> Result<()> {
+    pub(crate) async fn learn_builder(&self, platforms: &[Platform]) -> Result<()> {
         let mut probe_req = BuildRequest::new(
             Default::default(),
             Default::default(),
@@ -665,7 +681,7 @@ impl Engine {
     /// Runs a short container and captures what it printed (a probe of an image). It changes no
     /// image, so it is read-only and `--dry-run` runs it too. A command the image does not have
     /// is an answer ([`Ran::NoSuchCommand`]); any other failure is the engine's.
-    pub async fn run_captured(&self, spec: &RunSpec) -> Result<Ran> {
+    pub(crate) async fn run_captured(&self, spec: &RunSpec) -> Result<Ran> {
         self.backend.check_run(spec)?;
         let inv = self.backend.run(spec).read_only();
         let shown = inv.to_string();
@@ -681,25 +697,25 @@ impl Engine {
     }
 
     /// Runs a tool that is not the engine (npm, cosign, syft, trivy) and requires success.
-    pub async fn tool(&self, inv: &Invocation) -> Result<Captured> {
+    pub(crate) async fn tool(&self, inv: &Invocation) -> Result<Captured> {
         self.runner.check(inv, &NoParser).await
     }
 
     /// Runs a long tool process with its output streamed like a build's.
-    pub async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
+    pub(crate) async fn tool_stream(&self, inv: &Invocation) -> Result<()> {
         self.runner.stream(inv, &NoParser).await
     }
 
     /// [`Engine::tool_stream`] for a tool that prints its result on stdout after its progress
     /// (`devcontainer build`): returns how it ended and all of its stdout.
-    pub async fn tool_stream_result(&self, inv: &Invocation) -> Result<Captured> {
+    pub(crate) async fn tool_stream_result(&self, inv: &Invocation) -> Result<Captured> {
         self.runner.stream_keeping(inv, &NoParser, true).await
     }
 }
 
 /// What [`Engine::stage`] left for the workflow.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     /// The digest the engine reported (pushed, or at the top of the layout).
     pub digest: Option<ImageDigest>,
     /// An OCI layout to push under the staging tag, when the engine wrote one.
@@ -709,7 +725,7 @@ pub struct Staged {
 /// An engine would not start a container because of a flag the image's label asked for (a
 /// host whose capability set is short, user-namespace remapping, a flag this engine lacks).
 #[derive(Debug)]
-pub struct FlagRefused {
+pub(crate) struct FlagRefused {
     pub engine: crate::backend::BackendKind,
     /// The flag as passed (`--privileged`).
     pub flag: String,
@@ -741,7 +757,7 @@ impl std::error::Error for FlagRefused {}
 
 /// What [`Engine::run_captured`] found.
 #[derive(Debug)]
-pub enum Ran {
+pub(crate) enum Ran {
     Output(Captured),
     /// The image has no such command (a base without `/bin/sh`).
     NoSuchCommand,

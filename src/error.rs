@@ -59,7 +59,7 @@ pub struct UserError {
 }
 
 impl UserError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> UserError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> UserError {
         UserError {
             kind,
             message: message.into(),
@@ -76,7 +76,7 @@ impl UserError {
 
     /// The same kind with a new message made from the old one, e.g. to say where a bad value
     /// came from: `e.reword(|m| format!("{m} (from {source})"))`.
-    pub fn reword(self, f: impl FnOnce(&str) -> String) -> UserError {
+    pub(crate) fn reword(self, f: impl FnOnce(&str) -> String) -> UserError {
         let message = f(&self.message);
         UserError { message, ..self }
     }
@@ -87,7 +87,7 @@ macro_rules! kinds {
         impl UserError {
             $(
                 #[doc = concat!("A `UserError` of kind [`ErrorKind::", stringify!($kind), "`].")]
-                pub fn $name(message: impl Into<String>) -> UserError {
+                pub(crate) fn $name(message: impl Into<String>) -> UserError {
                     UserError::new(ErrorKind::$kind, message)
                 }
             )*
@@ -120,7 +120,7 @@ impl fmt::Display for UserError {
 impl std::error::Error for UserError {}
 
 /// Shorthand for `Err(UserError::new(kind, msg).into())`.
-pub fn user_error<T>(kind: ErrorKind, msg: impl Into<String>) -> anyhow::Result<T> {
+pub(crate) fn user_error<T>(kind: ErrorKind, msg: impl Into<String>) -> anyhow::Result<T> {
     Err(UserError::new(kind, msg).into())
 }
 
@@ -131,7 +131,7 @@ pub fn user_error_in(err: &anyhow::Error) -> Option<&UserError> {
 
 /// Why the work stopped early: a signal, or our stdout was closed by the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupted {
+pub(crate) enum Interrupted {
     Signal(i32),
     /// `ocx ... | head -1`: the reader is gone, nothing more can be shown.
     ClosedOutput,
@@ -148,7 +148,7 @@ impl fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-pub fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGINT => "SIGINT (Ctrl-C)",
         libc::SIGTERM => "SIGTERM",
@@ -158,14 +158,14 @@ pub fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Exit code for success.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Exit code for a build, engine or environment failure.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit code for bad input.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 /// The exit code for an interruption: 128 + signal, like a shell reports a killed child.
-pub fn interrupted_code(i: Interrupted) -> u8 {
+pub(crate) fn interrupted_code(i: Interrupted) -> u8 {
     match i {
         Interrupted::Signal(s) => (128 + s).clamp(0, 255) as u8,
         Interrupted::ClosedOutput => EXIT_OK,
@@ -184,7 +184,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-pub fn interruption(err: &anyhow::Error) -> Option<Interrupted> {
+pub(crate) fn interruption(err: &anyhow::Error) -> Option<Interrupted> {
     err.chain()
         .find_map(|c| c.downcast_ref::<Interrupted>().copied())
 }

@@ -23,19 +23,19 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::process::{Child, Command};
 
 /// How many trailing output lines a failure shows.
-pub const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 
 /// How long a child gets to exit after we forward a stop signal, before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a builder stopped through its helpers ([`StopBy::Helpers`]) gets to end the step
 /// it is in (a COPY or a commit of a large layer) before it is killed anyway. Its helpers get
 /// the signal for [`STOP_GRACE`], then SIGKILL.
-pub const BUILD_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const BUILD_GRACE: Duration = Duration::from_secs(60);
 
 /// What a captured process printed (decoded lossily: engines may print any bytes).
 #[derive(Debug, Clone, Default)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub success: bool,
     pub code: Option<i32>,
     pub stdout: String,
@@ -44,7 +44,7 @@ pub struct Captured {
 
 impl Captured {
     /// A successful run that printed `stdout` (tests, recorded output).
-    pub fn stdout(stdout: &str) -> Self {
+    pub(crate) fn stdout(stdout: &str) -> Self {
         Captured {
             success: true,
             code: Some(0),
@@ -54,7 +54,8 @@ impl Captured {
     }
 
     /// A failed run that printed `stderr`.
-    pub fn failed(code: i32, stderr: &str) -> Self {
+    #[cfg(test)]
+    pub(crate) fn failed(code: i32, stderr: &str) -> Self {
         Captured {
             success: false,
             code: Some(code),
@@ -64,7 +65,7 @@ impl Captured {
     }
 
     /// The last [`TAIL_LINES`] lines of both streams.
-    pub fn tail(&self) -> Vec<String> {
+    pub(crate) fn tail(&self) -> Vec<String> {
         let mut tail: Vec<String> = self
             .stdout
             .lines()
@@ -79,7 +80,7 @@ impl Captured {
 
 /// A process failed. Shows the exact command and the last lines it printed.
 #[derive(Debug)]
-pub struct CommandFailed {
+pub(crate) struct CommandFailed {
     pub command: String,
     pub code: Option<i32>,
     pub tail: Vec<String>,
@@ -117,7 +118,7 @@ impl std::error::Error for CommandFailed {}
 
 /// What a runner needs to know about a program's output: its build-step lines and the hints
 /// for its known failures. Backends implement it for their engine; tools use [`NoParser`].
-pub trait OutputParser: Sync {
+pub(crate) trait OutputParser: Sync {
     fn step(&self, _line: &str) -> Option<Step> {
         None
     }
@@ -135,12 +136,12 @@ pub trait OutputParser: Sync {
     }
 }
 
-pub struct NoParser;
+pub(crate) struct NoParser;
 impl OutputParser for NoParser {}
 
 /// How an interactive child is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attach {
+pub(crate) struct Attach {
     /// Our stdin is a terminal the child reads: it stays in our process group, and a Ctrl-C
     /// from the terminal reaches it directly (opencode's TUI handles it), so we do not forward
     /// SIGINT; SIGTERM and SIGHUP are still forwarded.
@@ -153,31 +154,31 @@ pub struct Attach {
 /// pretends it succeeded with empty output; read-only queries still run, so the plan a dry run
 /// prints is the plan a real run follows.
 #[derive(Clone)]
-pub struct Runner {
+pub(crate) struct Runner {
     dry_run: bool,
     reporter: Arc<dyn Reporter>,
 }
 
 impl Runner {
-    pub fn new(reporter: Arc<dyn Reporter>, dry_run: bool) -> Self {
+    pub(crate) fn new(reporter: Arc<dyn Reporter>, dry_run: bool) -> Self {
         Runner { dry_run, reporter }
     }
 
-    pub fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.dry_run
     }
 
-    pub fn reporter(&self) -> &dyn Reporter {
+    pub(crate) fn reporter(&self) -> &dyn Reporter {
         self.reporter.as_ref()
     }
 
     /// The reporter, for a part of a workflow that outlives a borrow (a registry client).
-    pub fn shared_reporter(&self) -> Arc<dyn Reporter> {
+    pub(crate) fn shared_reporter(&self) -> Arc<dyn Reporter> {
         self.reporter.clone()
     }
 
     /// In dry-run mode, reports work that is not a command (a download) as a `#` comment.
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if self.dry_run {
             self.reporter.event(Event::Command {
                 command: format!("# {text}"),
@@ -239,7 +240,7 @@ impl Runner {
 
     /// Runs to completion and returns its output; a non-zero exit is not an error here, since
     /// callers like `image inspect` treat "missing" as an answer.
-    pub async fn capture(&self, inv: &Invocation) -> Result<Captured> {
+    pub(crate) async fn capture(&self, inv: &Invocation) -> Result<Captured> {
         if !self.runs(inv) {
             return Ok(Captured::stdout(""));
         }
@@ -266,7 +267,7 @@ impl Runner {
 
     /// Runs to completion even though a stop was requested: for the cleanup an interruption
     /// itself needs (removing a container the interrupted session left).
-    pub async fn capture_ignoring_stop(&self, inv: &Invocation) -> Result<Captured> {
+    pub(crate) async fn capture_ignoring_stop(&self, inv: &Invocation) -> Result<Captured> {
         let mut cmd = Self::command(inv, true);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = Self::spawn(inv, &mut cmd)?;
@@ -280,7 +281,11 @@ impl Runner {
     }
 
     /// Runs and requires success; a failure is a [`CommandFailed`] with the output tail.
-    pub async fn check(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<Captured> {
+    pub(crate) async fn check(
+        &self,
+        inv: &Invocation,
+        parser: &dyn OutputParser,
+    ) -> Result<Captured> {
         let out = self.capture(inv).await?;
         if !out.success && !inv.may_fail {
             let tail = out.tail();
@@ -298,14 +303,14 @@ impl Runner {
 
     /// Runs a long process (a build), streaming stdout and stderr concurrently to the reporter
     /// line by line, turning step lines into progress, and keeping the last lines for errors.
-    pub async fn stream(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<()> {
+    pub(crate) async fn stream(&self, inv: &Invocation, parser: &dyn OutputParser) -> Result<()> {
         self.stream_keeping(inv, parser, false).await.map(|_| ())
     }
 
     /// [`Runner::stream`], also returning how it ended and (with `keep_stdout`) all of its
     /// stdout: for a tool that prints its progress and then a result line (`devcontainer
     /// build`). With `may_fail` a failure is returned, not raised.
-    pub async fn stream_keeping(
+    pub(crate) async fn stream_keeping(
         &self,
         inv: &Invocation,
         parser: &dyn OutputParser,
@@ -417,7 +422,7 @@ impl Runner {
     ///
     /// `on_stop` runs as soon as a stop is requested, before the child is signalled: for a
     /// container whose PID 1 ignores signals, removing the container is what stops it.
-    pub async fn interactive(
+    pub(crate) async fn interactive(
         &self,
         inv: &Invocation,
         attach: Attach,

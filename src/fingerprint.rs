@@ -4,20 +4,20 @@
 use sha2::{Digest, Sha256};
 
 /// The label that carries the fingerprint on ocx and hjk images.
-pub const LABEL: &str = "io.agent-images.fingerprint";
+pub(crate) const LABEL: &str = "io.agent-images.fingerprint";
 
 #[derive(Default)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     hasher: Sha256,
 }
 
 impl Fingerprint {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a named input. Names and lengths are hashed too, so ("ab","c") != ("a","bc").
-    pub fn add(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+    pub(crate) fn add(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let v = value.as_ref();
         self.hasher.update((name.len() as u64).to_le_bytes());
         self.hasher.update(name.as_bytes());
@@ -26,12 +26,12 @@ impl Fingerprint {
         self
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         hex(&self.hasher.finalize())
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

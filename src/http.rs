@@ -39,27 +39,27 @@ use std::time::Duration;
 /// What both clients send as `User-Agent`.
 pub const USER_AGENT: &str = concat!("agent-images/", env!("CARGO_PKG_VERSION"));
 /// A PEM file of CA certificates to trust (OpenSSL's variable).
-pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+pub(crate) const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 /// Directories (`:`-separated) of PEM files of CA certificates to trust (OpenSSL's variable).
-pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
+pub(crate) const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 
 /// How long a client waits for a connection, and then for each piece of an answer (reqwest's
 /// `read_timeout`: until the headers, then between reads of the body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     pub connect: Duration,
     pub read: Duration,
 }
 
 /// The opencode download's.
-pub const DOWNLOAD_TIMEOUTS: Timeouts = Timeouts {
+pub(crate) const DOWNLOAD_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(20),
     read: Duration::from_secs(120),
 };
 
 /// The configuration both clients are built from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// DER certificates from `SSL_CERT_FILE` and `SSL_CERT_DIR`, trusted beside the platform's.
     pub extra_roots: Vec<Vec<u8>>,
 }
@@ -67,7 +67,7 @@ pub struct Settings {
 impl Settings {
     /// Reads `SSL_CERT_FILE` and `SSL_CERT_DIR` through `var`. A variable that names nothing
     /// readable is the user's to fix (one line, exit 2), before any connection.
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Settings, UserError> {
+    pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Settings, UserError> {
         let mut roots = Vec::new();
         if let Some(file) = var(SSL_CERT_FILE) {
             if file.is_empty() {
@@ -98,7 +98,7 @@ impl Settings {
     }
 
     /// This process's settings, read once.
-    pub fn get() -> Result<&'static Settings, UserError> {
+    pub(crate) fn get() -> Result<&'static Settings, UserError> {
         static SETTINGS: OnceLock<Result<Settings, UserError>> = OnceLock::new();
         SETTINGS
             .get_or_init(|| Settings::from_env(|k| std::env::var(k).ok()))
@@ -110,7 +110,7 @@ impl Settings {
     /// [`USER_AGENT`], `timeouts`, and no proxy of its own (reqwest then reads the
     /// environment's). Redirects are reqwest's default (followed, at most 10; GitHub's release
     /// assets redirect) in both.
-    pub fn config(&self, timeouts: Timeouts) -> ClientConfig {
+    pub(crate) fn config(&self, timeouts: Timeouts) -> ClientConfig {
         ClientConfig {
             extra_root_certificates: self
                 .extra_roots
@@ -147,7 +147,7 @@ fn refuse_errors(
 /// The download client, from [`Settings::config`] with [`DOWNLOAD_TIMEOUTS`]: each field
 /// applied as oci-client's `Client::try_from(ClientConfig)` applies it, so the two clients
 /// differ only in what `config` was given.
-pub fn download_client(settings: &Settings) -> Result<reqwest::Client> {
+pub(crate) fn download_client(settings: &Settings) -> Result<reqwest::Client> {
     let config = settings.config(DOWNLOAD_TIMEOUTS);
     let failed = |e: reqwest::Error| {
         match config.extra_root_certificates.is_empty() {
@@ -182,7 +182,10 @@ pub fn download_client(settings: &Settings) -> Result<reqwest::Client> {
 /// The registry client for `protocol`, from [`Settings::config`] with `timeout` for connecting
 /// and for each wait. oci-client's own `Client::new` replaces a configuration it cannot build
 /// with its defaults (and only logs it), which would drop the roots; this fails instead.
-pub fn registry_client(protocol: ClientProtocol, timeout: Duration) -> Result<oci_client::Client> {
+pub(crate) fn registry_client(
+    protocol: ClientProtocol,
+    timeout: Duration,
+) -> Result<oci_client::Client> {
     let config = ClientConfig {
         protocol,
         ..Settings::get()?.config(Timeouts {
@@ -196,10 +199,10 @@ pub fn registry_client(protocol: ClientProtocol, timeout: Duration) -> Result<oc
 
 /// The download client, built on first use (a no-op build never builds one).
 #[derive(Default)]
-pub struct LazyClient(OnceLock<reqwest::Client>);
+pub(crate) struct LazyClient(OnceLock<reqwest::Client>);
 
 impl LazyClient {
-    pub fn get(&self) -> Result<&reqwest::Client> {
+    pub(crate) fn get(&self) -> Result<&reqwest::Client> {
         if let Some(c) = self.0.get() {
             return Ok(c);
         }
@@ -211,7 +214,7 @@ impl LazyClient {
 /// A failed request as an error, `what` first (`GET <url>`): one the server's certificate
 /// failed because no CA this machine trusts signed it is the user's to fix ([`UserError`]: one
 /// line, naming `SSL_CERT_FILE`); anything else is its chain of causes.
-pub fn failure(err: &reqwest::Error, what: &str) -> anyhow::Error {
+pub(crate) fn failure(err: &reqwest::Error, what: &str) -> anyhow::Error {
     let text = format!("{what}: {}", describe(err));
     match refused_certificate(err) {
         Some(rustls::CertificateError::UnknownIssuer) => UserError::trust(text).into(),
@@ -221,7 +224,7 @@ pub fn failure(err: &reqwest::Error, what: &str) -> anyhow::Error {
 
 /// A failed request in one line: a certificate the trust store refused names the server and,
 /// when no trusted CA signed it, `SSL_CERT_FILE`; anything else is its chain of causes.
-pub fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     let server = err.url().and_then(|u| {
         let host = u.host_str()?;
         Some(match u.port_or_known_default() {
@@ -233,7 +236,7 @@ pub fn describe(err: &reqwest::Error) -> String {
 }
 
 /// [`describe`] for an oci-client error (its request errors are reqwest's).
-pub fn describe_oci(err: &oci_client::errors::OciDistributionError) -> String {
+pub(crate) fn describe_oci(err: &oci_client::errors::OciDistributionError) -> String {
     match err {
         oci_client::errors::OciDistributionError::RequestError(e) => describe(e),
         other => describe_chain(other, None),
@@ -242,7 +245,7 @@ pub fn describe_oci(err: &oci_client::errors::OciDistributionError) -> String {
 
 /// Why the server's certificate was refused, if that is what failed `err`: no attempt again
 /// can succeed.
-pub fn refused_certificate<'a>(
+pub(crate) fn refused_certificate<'a>(
     err: &'a (dyn StdError + 'static),
 ) -> Option<&'a rustls::CertificateError> {
     let mut next = Some(err);

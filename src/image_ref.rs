@@ -69,7 +69,7 @@ impl ImageRef {
     }
 
     /// The form to hand an engine: what the user wrote.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.original
     }
 
@@ -92,13 +92,13 @@ impl ImageRef {
     }
 
     /// The same repository with another tag (e.g. `<registry>:<variant>-<version>`).
-    pub fn with_tag(&self, tag: &str) -> Result<Self, UserError> {
+    pub(crate) fn with_tag(&self, tag: &str) -> Result<Self, UserError> {
         let name = self.name_as_written();
         format!("{name}:{tag}").parse()
     }
 
     /// What the user wrote, minus tag and digest.
-    pub fn name_as_written(&self) -> &str {
+    pub(crate) fn name_as_written(&self) -> &str {
         let s = self.original.split('@').next().unwrap_or(&self.original);
         match s.rfind(':') {
             Some(i) if !s[i + 1..].contains('/') => &s[..i],
@@ -124,13 +124,13 @@ impl ImageRef {
 
     /// A repository name derived from this reference: lowercase, with registry, path, tag and
     /// digest separators mapped to `-`. `ghcr.io/org/dev:1.2` becomes `ghcr-io-org-dev-1-2`.
-    pub fn sanitized_name(&self) -> String {
+    pub(crate) fn sanitized_name(&self) -> String {
         sanitize(&self.original)
     }
 }
 
 /// Maps any text to a valid repository path component (see [`ImageRef::sanitized_name`]).
-pub fn sanitize(text: &str) -> String {
+pub(crate) fn sanitize(text: &str) -> String {
     {
         let mut out = String::with_capacity(text.len());
         for c in text.chars() {

@@ -24,46 +24,46 @@ const MIB: u64 = 1 << 20;
 
 /// What a file is and the most it may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
+pub(crate) struct Limit {
     /// What the file is, for messages ("release metadata file").
     pub what: &'static str,
     pub max: u64,
 }
 
 /// A release metadata file: a few KB per variant.
-pub const METADATA: Limit = Limit {
+pub(crate) const METADATA: Limit = Limit {
     what: "a release metadata file",
     max: 16 * MIB,
 };
 /// `variants.yaml`: a few lines per variant.
-pub const VARIANTS: Limit = Limit {
+pub(crate) const VARIANTS: Limit = Limit {
     what: "variants.yaml",
     max: MIB,
 };
 /// A devcontainer.json.
-pub const DEVCONTAINER: Limit = Limit {
+pub(crate) const DEVCONTAINER: Limit = Limit {
     what: "a devcontainer.json",
     max: MIB,
 };
 /// A config file (`ocx.json`, Headjack's `config.yaml`), or an engine's login file.
-pub const CONFIG: Limit = Limit {
+pub(crate) const CONFIG: Limit = Limit {
     what: "a config file",
     max: MIB,
 };
 /// `--creds-stdin`: `user:password` (a registry token is a few KB at most).
-pub const CREDS: Limit = Limit {
+pub(crate) const CREDS: Limit = Limit {
     what: "--creds-stdin",
     max: 64 * KIB,
 };
 
 /// The deepest nesting of arrays and objects a JSON or YAML input may have.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// What YAML aliases may expand to, in bytes of scalars plus 16 per node.
-pub const MAX_YAML_EXPANSION: usize = 16 << 20;
+pub(crate) const MAX_YAML_EXPANSION: usize = 16 << 20;
 
 /// `n` bytes as a user reads it: `64 KiB`, `16 MiB`.
-pub fn size(n: u64) -> String {
+pub(crate) fn size(n: u64) -> String {
     if n >= MIB && n % MIB == 0 {
         format!("{} MiB", n / MIB)
     } else if n >= KIB && n % KIB == 0 {
@@ -107,7 +107,7 @@ fn not_regular(path: &Utf8Path, target: Option<&str>, kind: &str) -> UserError {
 /// `Ok(true)` for a regular file or a link to one, and the one-line refusal for anything else
 /// (a dangling or looping link, a FIFO, a device, a directory). For discovery: a file that is
 /// there but cannot be read is an error, never "no file".
-pub fn present(path: &Utf8Path) -> Result<bool, UserError> {
+pub(crate) fn present(path: &Utf8Path) -> Result<bool, UserError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -134,7 +134,7 @@ pub fn present(path: &Utf8Path) -> Result<bool, UserError> {
 }
 
 /// The text of the file at `path`, `None` if nothing is there (see the module doc).
-pub fn read(path: &Utf8Path, limit: Limit) -> Result<Option<String>, UserError> {
+pub(crate) fn read(path: &Utf8Path, limit: Limit) -> Result<Option<String>, UserError> {
     if !present(path)? {
         return Ok(None);
     }
@@ -143,7 +143,11 @@ pub fn read(path: &Utf8Path, limit: Limit) -> Result<Option<String>, UserError> 
 
 /// The text of the file at `path`, which must be there: `missing` says what to do when it is
 /// not (`pass --images-dir ...`).
-pub fn read_required(path: &Utf8Path, limit: Limit, missing: &str) -> Result<String, UserError> {
+pub(crate) fn read_required(
+    path: &Utf8Path,
+    limit: Limit,
+    missing: &str,
+) -> Result<String, UserError> {
     match read(path, limit)? {
         Some(t) => Ok(t),
         None => Err(UserError::file(format!("{path} does not exist; {missing}"))),
@@ -189,7 +193,7 @@ fn read_present(path: &Utf8Path, limit: Limit) -> Result<String, UserError> {
 }
 
 /// At most `limit.max` bytes of text from a stream (stdin), as [`read`] reads a file.
-pub fn read_stream(stream: impl Read, limit: Limit) -> Result<String, UserError> {
+pub(crate) fn read_stream(stream: impl Read, limit: Limit) -> Result<String, UserError> {
     let mut bytes = Vec::new();
     stream
         .take(limit.max + 1)
@@ -209,7 +213,7 @@ pub fn read_stream(stream: impl Read, limit: Limit) -> Result<String, UserError>
 /// Deserializes YAML after checking what its aliases expand to (at most
 /// [`MAX_YAML_EXPANSION`]) and how deep it nests (at most [`MAX_DEPTH`]). `Err` is the reason,
 /// one line, for the caller to prefix with the file.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     use serde::de::DeserializeSeed;
     let mut budget = Expansion {
         left: MAX_YAML_EXPANSION,
@@ -347,7 +351,7 @@ impl<'de> serde::de::Visitor<'de> for &mut Expansion {
 /// Refuses JSON (or JSON5: comments, single-quoted strings) that nests arrays and objects
 /// deeper than [`MAX_DEPTH`], before a recursive parser sees it. Brackets inside strings and
 /// comments do not count; anything else malformed is left to the parser.
-pub fn check_json_depth(text: &str) -> Result<(), String> {
+pub(crate) fn check_json_depth(text: &str) -> Result<(), String> {
     let b = text.as_bytes();
     let (mut i, mut depth) = (0usize, 0usize);
     while i < b.len() {

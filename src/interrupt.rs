@@ -23,7 +23,7 @@ fn channel() -> &'static watch::Sender<State> {
 }
 
 /// Starts listening for SIGINT, SIGTERM and SIGHUP. Needs a tokio runtime; call once, early.
-pub fn install() -> std::io::Result<()> {
+pub(crate) fn install() -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, num) in [
         (SignalKind::interrupt(), libc::SIGINT),
@@ -41,7 +41,7 @@ pub fn install() -> std::io::Result<()> {
 }
 
 /// Records a stop. The first reason is the one reported; later ones count as escalation.
-pub fn trigger(why: Interrupted) {
+pub(crate) fn trigger(why: Interrupted) {
     channel().send_modify(|s| {
         s.first.get_or_insert(why);
         s.last = Some(why);
@@ -50,18 +50,18 @@ pub fn trigger(why: Interrupted) {
 }
 
 /// The reason, if the process has been asked to stop.
-pub fn current() -> Option<Interrupted> {
+pub(crate) fn current() -> Option<Interrupted> {
     channel().borrow().first
 }
 
 /// Resolves when the process is asked to stop.
-pub async fn wait() -> Interrupted {
+pub(crate) async fn wait() -> Interrupted {
     wait_where(|_| true).await
 }
 
 /// Resolves on the first stop for which `pred` holds (an interactive session leaves a
 /// terminal's Ctrl-C to the child and waits only for SIGTERM/SIGHUP).
-pub async fn wait_where(pred: impl Fn(Interrupted) -> bool) -> Interrupted {
+pub(crate) async fn wait_where(pred: impl Fn(Interrupted) -> bool) -> Interrupted {
     let mut rx = channel().subscribe();
     let got = rx.wait_for(|s| s.last.is_some_and(&pred)).await;
     match got {
@@ -72,7 +72,7 @@ pub async fn wait_where(pred: impl Fn(Interrupted) -> bool) -> Interrupted {
 }
 
 /// Resolves when a second stop arrives (the user pressed Ctrl-C again).
-pub async fn escalated() {
+pub(crate) async fn escalated() {
     let mut rx = channel().subscribe();
     if rx.wait_for(|s| s.count >= 2).await.is_err() {
         std::future::pending::<()>().await;
@@ -81,7 +81,7 @@ pub async fn escalated() {
 
 /// Fails with [`Interrupted`] if a stop has been requested; for loops that do blocking work in
 /// small pieces (copying or unpacking a file checks between them).
-pub fn check() -> Result<(), Interrupted> {
+pub(crate) fn check() -> Result<(), Interrupted> {
     match current() {
         Some(i) => Err(i),
         None => Ok(()),
@@ -90,7 +90,9 @@ pub fn check() -> Result<(), Interrupted> {
 
 /// Runs `fut`, but gives up on it at once (dropping it, which closes its connections) when the
 /// process is asked to stop: a download or a request waits on nothing else.
-pub async fn until_stopped<T>(fut: impl std::future::Future<Output = T>) -> Result<T, Interrupted> {
+pub(crate) async fn until_stopped<T>(
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Interrupted> {
     tokio::select! {
         v = fut => Ok(v),
         why = wait() => Err(why),

@@ -5,7 +5,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub program: String,
     pub args: Vec<String>,
     /// Extra environment for the child, on top of ours. Never holds secrets: those are passed
@@ -28,7 +28,7 @@ pub struct Invocation {
 
 /// How a process is stopped when the user stops us (Ctrl-C, SIGTERM, SIGHUP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StopBy {
+pub(crate) enum StopBy {
     /// The signal is forwarded to it (after the helpers in its process group), and it gets
     /// [`crate::exec::STOP_GRACE`] to clean up.
     #[default]
@@ -43,19 +43,19 @@ pub enum StopBy {
 }
 
 impl Invocation {
-    pub fn new(program: impl Into<String>) -> Self {
+    pub(crate) fn new(program: impl Into<String>) -> Self {
         Invocation {
             program: program.into(),
             ..Default::default()
         }
     }
 
-    pub fn arg(mut self, a: impl Into<String>) -> Self {
+    pub(crate) fn arg(mut self, a: impl Into<String>) -> Self {
         self.args.push(a.into());
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Self
+    pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -64,29 +64,29 @@ impl Invocation {
         self
     }
 
-    pub fn may_fail(mut self) -> Self {
+    pub(crate) fn may_fail(mut self) -> Self {
         self.may_fail = true;
         self
     }
 
-    pub fn read_only(mut self) -> Self {
+    pub(crate) fn read_only(mut self) -> Self {
         self.read_only = true;
         self
     }
 
     /// Stopped through the helpers in its process group only (see [`StopBy::Helpers`]).
-    pub fn stopped_by_helpers(mut self) -> Self {
+    pub(crate) fn stopped_by_helpers(mut self) -> Self {
         self.stop = StopBy::Helpers;
         self
     }
 
     /// Bytes for the child's stdin: how secrets reach a child (`login --password-stdin`).
-    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(data.into());
         self
     }
 
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    pub(crate) fn envs<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -97,13 +97,13 @@ impl Invocation {
         self
     }
 
-    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+    pub(crate) fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
         self
     }
 
     /// Adds environment whose values are never displayed (see [`Invocation::secret_env`]).
-    pub fn secret_envs<'a>(
+    pub(crate) fn secret_envs<'a>(
         mut self,
         vars: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Self {
@@ -113,7 +113,8 @@ impl Invocation {
     }
 
     /// The argv as one list, program first; handy for assertions.
-    pub fn argv(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn argv(&self) -> Vec<&str> {
         std::iter::once(self.program.as_str())
             .chain(self.args.iter().map(String::as_str))
             .collect()
@@ -121,7 +122,7 @@ impl Invocation {
 }
 
 /// POSIX shell quoting: bare when every character is safe, else single quotes.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:=@,+%^".contains(c);
     if !s.is_empty() && s.chars().all(safe) {
         s.to_string()

@@ -10,12 +10,12 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Held while alive.
-pub struct TagLock {
+pub(crate) struct TagLock {
     _file: std::fs::File,
 }
 
 /// Where locks live: `$XDG_RUNTIME_DIR/agent-images/locks`, else the cache dir's.
-pub fn dir(vars: &std::collections::BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+pub(crate) fn dir(vars: &std::collections::BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     vars.get("XDG_RUNTIME_DIR")
         .filter(|d| d.starts_with('/') && Utf8Path::new(d).is_dir())
         .map(Utf8PathBuf::from)
@@ -25,7 +25,7 @@ pub fn dir(vars: &std::collections::BTreeMap<String, String>) -> Option<Utf8Path
 
 impl TagLock {
     /// Waits (interruptibly) until no other process holds the lock for `tag`.
-    pub async fn acquire(dir: &Utf8Path, tag: &str) -> Result<TagLock> {
+    pub(crate) async fn acquire(dir: &Utf8Path, tag: &str) -> Result<TagLock> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating the lock dir {dir}"))?;
         let path = dir.join(format!("{}.lock", crate::image_ref::sanitize(tag)));
         let file = std::fs::OpenOptions::new()

@@ -30,7 +30,7 @@ fn resolved(path: &Utf8Path) -> Option<Utf8PathBuf> {
 /// Refuses, before anything runs, an output `path` (given as `flag`) that cannot be written
 /// there, or that is one of `inputs` (files) or inside one of `input_dirs` (build contexts):
 /// writing it would replace what the run reads.
-pub fn check(
+pub(crate) fn check(
     flag: &str,
     path: &Utf8Path,
     inputs: &[(&Utf8Path, &str)],
@@ -91,7 +91,7 @@ pub fn check(
 
 /// Writes `bytes` to `path` atomically (see the module doc), readable by all like a file the
 /// user's shell would create (0644 before the umask).
-pub fn write(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = parent(path);
     let name = path.file_name().unwrap_or("out");

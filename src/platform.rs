@@ -25,7 +25,7 @@ impl Platform {
     }
 
     /// The architecture in opencode's release asset names.
-    pub fn opencode_arch(self) -> &'static str {
+    pub(crate) fn opencode_arch(self) -> &'static str {
         match self {
             Platform::LinuxAmd64 => "x64",
             Platform::LinuxArm64 => "arm64",
@@ -33,7 +33,8 @@ impl Platform {
     }
 
     /// What `uname -m` prints inside a container of this platform.
-    pub fn uname(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn uname(self) -> &'static str {
         match self {
             Platform::LinuxAmd64 => "x86_64",
             Platform::LinuxArm64 => "aarch64",
@@ -41,7 +42,7 @@ impl Platform {
     }
 
     /// The platform of the machine we run on; the default target.
-    pub fn host() -> Platform {
+    pub(crate) fn host() -> Platform {
         if cfg!(target_arch = "aarch64") {
             Platform::LinuxArm64
         } else {
@@ -50,7 +51,7 @@ impl Platform {
     }
 
     /// Parses a comma-separated list, rejecting duplicates so a build never runs twice.
-    pub fn parse_list(s: &str) -> Result<Vec<Platform>, UserError> {
+    pub(crate) fn parse_list(s: &str) -> Result<Vec<Platform>, UserError> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let p: Platform = part.parse()?;
@@ -66,7 +67,7 @@ impl Platform {
         Ok(out)
     }
 
-    pub fn join(platforms: &[Platform]) -> String {
+    pub(crate) fn join(platforms: &[Platform]) -> String {
         platforms
             .iter()
             .map(|p| p.to_string())

@@ -94,7 +94,7 @@ pub trait Reporter: Send + Sync {
 
 /// For `--json` output flags: the result's data alone, pretty-printed on stdout (what scripts
 /// parse), and everything else as plain lines on stderr.
-pub struct DataReporter;
+pub(crate) struct DataReporter;
 
 impl Reporter for DataReporter {
     fn event(&self, ev: Event) {
@@ -109,7 +109,7 @@ impl Reporter for DataReporter {
 }
 
 /// Picks the reporter for a mode: a bar only on a terminal outside CI.
-pub fn reporter(mode: ProgressMode) -> Box<dyn Reporter> {
+pub(crate) fn reporter(mode: ProgressMode) -> Box<dyn Reporter> {
     match mode {
         ProgressMode::Json => Box::new(JsonReporter),
         ProgressMode::Plain => Box::new(PlainReporter),
@@ -127,7 +127,7 @@ static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Writes to stdout. A broken pipe stops the run (quietly, exit 0) instead of panicking, and
 /// nothing more is written.
-pub fn stdout(text: &str) {
+pub(crate) fn stdout(text: &str) {
     if STDOUT_CLOSED.load(Ordering::Relaxed) {
         return;
     }
@@ -144,7 +144,7 @@ pub fn stdout(text: &str) {
 /// Writes to stderr or stdout; for text printed before any reporter exists (clap's help).
 /// Whether text for stderr (`to_stderr`) or stdout may carry terminal styles: the stream is a
 /// terminal and `NO_COLOR` is unset (no-color.org).
-pub fn styles_on(to_stderr: bool) -> bool {
+pub(crate) fn styles_on(to_stderr: bool) -> bool {
     use std::io::IsTerminal;
     let terminal = if to_stderr {
         std::io::stderr().is_terminal()
@@ -154,7 +154,7 @@ pub fn styles_on(to_stderr: bool) -> bool {
     terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-pub fn stdout_or_stderr(text: &str, to_stderr: bool) {
+pub(crate) fn stdout_or_stderr(text: &str, to_stderr: bool) {
     if to_stderr {
         stderr(text)
     } else {
@@ -163,7 +163,7 @@ pub fn stdout_or_stderr(text: &str, to_stderr: bool) {
 }
 
 /// Writes to stderr; a closed stderr is ignored (there is nowhere left to say anything).
-pub fn stderr(text: &str) {
+pub(crate) fn stderr(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
 }
@@ -198,7 +198,7 @@ impl Reporter for PlainReporter {
 }
 
 /// One JSON object per line on stdout; nothing else is written there.
-pub struct JsonReporter;
+pub(crate) struct JsonReporter;
 
 impl Reporter for JsonReporter {
     fn event(&self, ev: Event) {
@@ -214,7 +214,7 @@ impl Reporter for JsonReporter {
 /// A bar showing the current build step; output lines are kept off the screen (the runner
 /// keeps the tail for errors).
 #[derive(Default)]
-pub struct BarReporter {
+pub(crate) struct BarReporter {
     bar: Mutex<Option<ProgressBar>>,
 }
 

@@ -4,7 +4,7 @@
 /// Whether `s` is `[v]X.Y.Z[-pre]` (ASCII digits, 1-6 each), with 1-40 pre-release characters
 /// from `[0-9A-Za-z.]`: always a valid tag suffix, never anything a shell or Dockerfile reads.
 /// Checked by hand: compiling a regex for it cost a no-op `ocx build` a third of its own time.
-pub fn is_release(s: &str) -> bool {
+pub(crate) fn is_release(s: &str) -> bool {
     let s = s.strip_prefix('v').unwrap_or(s);
     let (core, pre) = match s.split_once('-') {
         Some((c, p)) => (c, Some(p)),
@@ -27,7 +27,7 @@ pub struct Version(String);
 
 impl Version {
     /// `s` as a release version, or the `--version` flag's own refusal.
-    pub fn parse(s: &str) -> Result<Version, crate::error::UserError> {
+    pub(crate) fn parse(s: &str) -> Result<Version, crate::error::UserError> {
         if is_release(s) {
             Ok(Version(s.to_string()))
         } else {
@@ -35,10 +35,6 @@ impl Version {
                 "invalid --version {s:?}: use vX.Y.Z, e.g. v1.4.0"
             )))
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -96,7 +92,7 @@ impl From<&str> for Version {
 }
 
 /// Sort key for `X.Y.Z[-pre]`: numeric parts, then a pre-release sorts before its release.
-pub fn sort_key(v: &str) -> (Vec<u64>, String) {
+pub(crate) fn sort_key(v: &str) -> (Vec<u64>, String) {
     let v = v.strip_prefix('v').unwrap_or(v);
     let (core, pre) = v.split_once('-').unwrap_or((v, "~"));
     (

@@ -37,7 +37,7 @@ const DEFAULT_PLATFORM: &str = "CONTAINER_DEFAULT_PLATFORM";
 const DOCKERFILE_LIMIT: u64 = 16 * 1024;
 
 /// `container image ...` and `container delete`: Apple's spelling of the image commands.
-pub struct AppleCli {
+pub(crate) struct AppleCli {
     program: String,
 }
 
@@ -147,12 +147,12 @@ impl ImageCommands for AppleCli {
     }
 }
 
-pub struct Apple {
+pub(crate) struct Apple {
     cli: AppleCli,
 }
 
 impl Apple {
-    pub fn new(program: impl Into<String>) -> Self {
+    pub(crate) fn new(program: impl Into<String>) -> Self {
         Apple {
             cli: AppleCli {
                 program: program.into(),

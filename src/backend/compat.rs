@@ -9,7 +9,7 @@ use crate::exec::Captured;
 use crate::image_ref::ImageRef;
 use crate::invocation::Invocation;
 
-pub struct DockerCli {
+pub(crate) struct DockerCli {
     pub program: String,
     /// Options before the subcommand on every call (podman `--connection NAME`).
     pub global: Vec<String>,
@@ -74,7 +74,7 @@ impl ImageCommands for DockerCli {
 }
 
 impl DockerCli {
-    pub fn new(program: impl Into<String>, rm_now: &'static [&'static str]) -> Self {
+    pub(crate) fn new(program: impl Into<String>, rm_now: &'static [&'static str]) -> Self {
         DockerCli {
             program: program.into(),
             rm_now,
@@ -82,12 +82,12 @@ impl DockerCli {
         }
     }
 
-    pub fn cmd(&self) -> Invocation {
+    pub(crate) fn cmd(&self) -> Invocation {
         Invocation::new(&self.program).args(self.global.iter().cloned())
     }
 
     /// `login --username U --password-stdin [extra] host`, the password on stdin.
-    pub fn login(&self, login: &super::Login, extra: &[String]) -> Invocation {
+    pub(crate) fn login(&self, login: &super::Login, extra: &[String]) -> Invocation {
         self.cmd()
             .args(["login", "--username", &login.username, "--password-stdin"])
             .args(extra.iter().cloned())
@@ -97,7 +97,7 @@ impl DockerCli {
 
     /// The facts both CLIs report under the same keys; `id`, `digest` and `labels` come from
     /// where each keeps them.
-    pub fn info(
+    pub(crate) fn info(
         v: &serde_json::Value,
         id: Option<String>,
         digest: Option<ImageDigest>,
@@ -123,7 +123,7 @@ impl DockerCli {
     }
 
     /// `run` with the flags both CLIs spell the same; `extra` goes right after `run`.
-    pub fn run(&self, spec: &RunSpec, extra: &[&str]) -> Invocation {
+    pub(crate) fn run(&self, spec: &RunSpec, extra: &[&str]) -> Invocation {
         let mut inv = self.cmd().arg("run").args(extra.iter().copied());
         inv = inv.args(run_flags(spec, csv_mount));
         if let Some(p) = spec.platform {
@@ -136,7 +136,7 @@ impl DockerCli {
     /// but keeps request order, so entries are matched by name first, then by position. A
     /// failure whose every error line says "not found" is an answer; anything else (a dead
     /// daemon, no permission) is the engine failing.
-    pub fn parse_inspect(
+    pub(crate) fn parse_inspect(
         &self,
         refs: &[&ImageRef],
         out: &Captured,

@@ -10,14 +10,14 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Finds a program on a PATH; production uses `which::which_in`.
-pub fn find_on_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
+pub(crate) fn find_on_path(program: &str, path: Option<&OsString>) -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
     which::which_in(program, path.cloned(), cwd).ok()
 }
 
 /// Picks and constructs a backend. `explicit` is the first of flag, env and config that is set,
 /// with a label naming where it came from for the error message.
-pub fn detect(
+pub(crate) fn detect(
     explicit: Option<(&str, &str)>,
     path: Option<&OsString>,
 ) -> Result<Box<dyn Backend>, UserError> {
@@ -41,13 +41,13 @@ pub fn detect(
 }
 
 /// The engine detection picks when nothing is chosen, if any is installed.
-pub fn first_on_path(path: Option<&OsString>) -> Option<BackendKind> {
+pub(crate) fn first_on_path(path: Option<&OsString>) -> Option<BackendKind> {
     BackendKind::ALL
         .into_iter()
         .find(|k| find_on_path(k.program(), path).is_some())
 }
 
-pub fn construct(kind: BackendKind) -> Box<dyn Backend> {
+pub(crate) fn construct(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Docker => Box::new(Docker::new(kind.program())),
         // SAFETY: geteuid and getuid have no preconditions and cannot fail
@@ -62,7 +62,7 @@ pub fn construct(kind: BackendKind) -> Box<dyn Backend> {
 /// A backend for a command that runs only tools and registry calls, never a build (`hjk images
 /// merge` on a machine with no engine installed and none chosen): the docker CLI's, whose
 /// login files are the ones the tools read too.
-pub fn tools_only() -> Box<dyn Backend> {
+pub(crate) fn tools_only() -> Box<dyn Backend> {
     construct(BackendKind::Docker)
 }
 

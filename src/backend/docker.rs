@@ -24,12 +24,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builder {
+pub(crate) enum Builder {
     Buildx,
     Classic,
 }
 
-pub struct Docker {
+pub(crate) struct Docker {
     cli: DockerCli,
     /// buildx `--builder NAME`, passed to every buildx call.
     builder_name: Option<String>,
@@ -41,7 +41,7 @@ pub struct Docker {
 
 /// What `docker buildx inspect` says about the current builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Driver {
+pub(crate) struct Driver {
     /// `docker`, `docker-container`, `kubernetes`, `remote`.
     pub name: String,
     /// The daemon keeps images in containerd (the BuildKit worker's
@@ -59,7 +59,7 @@ impl Driver {
     }
 
     /// `docker buildx inspect`'s `Driver:` line and the worker labels under `Labels:`.
-    pub fn parse(text: &str) -> Driver {
+    pub(crate) fn parse(text: &str) -> Driver {
         let name = text
             .lines()
             .find_map(|l| {
@@ -93,7 +93,7 @@ const LEGACY_NOTICE: [&str; 4] = [
 const LEGACY_NOTICE_END: &str = "environment-variable.";
 
 impl Docker {
-    pub fn new(program: impl Into<String>) -> Self {
+    pub(crate) fn new(program: impl Into<String>) -> Self {
         Docker {
             cli: DockerCli::new(program, &[]),
             builder_name: None,
@@ -103,14 +103,15 @@ impl Docker {
     }
 
     /// A backend whose builder is already known (tests).
-    pub fn with_builder(program: impl Into<String>, builder: Builder) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_builder(program: impl Into<String>, builder: Builder) -> Self {
         let d = Docker::new(program);
         let _ = d.builder.set(builder);
         d
     }
 
     /// Before the probe has answered, plans assume buildx.
-    pub fn builder(&self) -> Builder {
+    pub(crate) fn builder(&self) -> Builder {
         *self.builder.get().unwrap_or(&Builder::Buildx)
     }
 

@@ -21,7 +21,7 @@ impl fmt::Debug for Credentials {
 
 impl Credentials {
     /// `user:password`, split at the first colon; `None` unless both parts are there.
-    pub fn from_pair(text: &str) -> Option<Credentials> {
+    pub(crate) fn from_pair(text: &str) -> Option<Credentials> {
         match text.split_once(':') {
             Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Credentials {
                 username: u.to_string(),
@@ -32,7 +32,7 @@ impl Credentials {
     }
 
     /// The base64 `user:password` of a login file's `auth` field.
-    pub fn from_basic(b64: &str) -> Option<Credentials> {
+    pub(crate) fn from_basic(b64: &str) -> Option<Credentials> {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
         // docker pads some entries with NULs, containers/image trims them too
@@ -40,7 +40,7 @@ impl Credentials {
     }
 
     /// The `auth` field a login file holds for these credentials.
-    pub fn basic(&self) -> String {
+    pub(crate) fn basic(&self) -> String {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", self.username, self.password))
@@ -49,7 +49,7 @@ impl Credentials {
 
 /// What one login file says about one registry host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredLogin {
+pub(crate) enum StoredLogin {
     /// The credentials are in the file.
     Basic(Credentials),
     /// A `docker-credential-<name>` helper holds them.
@@ -60,7 +60,7 @@ pub enum StoredLogin {
 
 /// Which program reads the file, since the two read the same keys in a different order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reader {
+pub(crate) enum Reader {
     /// The docker CLI (`cli/config/configfile`): `credHelpers[host]`, else `credsStore`, else
     /// `auths[host]`.
     DockerCli,
@@ -73,7 +73,7 @@ pub enum Reader {
 /// What `text` (a login file) says about the repository `repo` (`host/path`), read the way
 /// `reader` reads it. A file that is not JSON says nothing (the engine would fail on it, not
 /// us).
-pub fn stored_login(text: &str, repo: &str, reader: Reader) -> StoredLogin {
+pub(crate) fn stored_login(text: &str, repo: &str, reader: Reader) -> StoredLogin {
     let host = repo.split('/').next().unwrap_or(repo);
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return StoredLogin::Missing;
@@ -148,7 +148,7 @@ fn normalize(key: &str) -> String {
 
 /// `docker-credential-<helper> get` with the host on stdin; `None` for a helper name that is
 /// not a plain program name (it becomes part of a program path).
-pub fn helper_get(helper: &str, host: &str) -> Option<Invocation> {
+pub(crate) fn helper_get(helper: &str, host: &str) -> Option<Invocation> {
     let plain = !helper.is_empty()
         && helper
             .chars()
@@ -163,7 +163,7 @@ pub fn helper_get(helper: &str, host: &str) -> Option<Invocation> {
 }
 
 /// The credentials in a helper's `get` reply (`{"Username": .., "Secret": ..}`).
-pub fn helper_reply(stdout: &str) -> Option<Credentials> {
+pub(crate) fn helper_reply(stdout: &str) -> Option<Credentials> {
     let j: serde_json::Value = serde_json::from_str(stdout).ok()?;
     let u = j.get("Username")?.as_str()?;
     let s = j.get("Secret")?.as_str()?;

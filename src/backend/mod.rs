@@ -7,15 +7,15 @@
 //! docker and podman share the docker-compatible parts through [`compat::DockerCli`], so each of
 //! their files shows only how it differs.
 
-pub mod apple;
-pub mod compat;
-pub mod detect;
-pub mod docker;
-pub mod logins;
-pub mod podman;
-pub mod runner_flags;
+pub(crate) mod apple;
+pub(crate) mod compat;
+pub(crate) mod detect;
+pub(crate) mod docker;
+pub(crate) mod logins;
+pub(crate) mod podman;
+pub(crate) mod runner_flags;
 
-pub use logins::{Credentials, StoredLogin};
+pub(crate) use logins::{Credentials, StoredLogin};
 
 use crate::build::{BuildRequest, ImageInfo, RunSpec};
 use crate::error::UserError;
@@ -39,10 +39,10 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// In detection order: the first one found on PATH wins.
-    pub const ALL: [BackendKind; 3] =
+    pub(crate) const ALL: [BackendKind; 3] =
         [BackendKind::Docker, BackendKind::Podman, BackendKind::Apple];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BackendKind::Docker => "docker",
             BackendKind::Podman => "podman",
@@ -51,20 +51,20 @@ impl BackendKind {
     }
 
     /// The CLI this backend drives.
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         self.name()
     }
 
     /// The program a tool written for the docker CLI (the Dev Containers CLI's
     /// `--docker-path`) can drive in docker's place, if this engine's CLI is docker-compatible.
-    pub fn docker_compatible_program(self) -> Option<&'static str> {
+    pub(crate) fn docker_compatible_program(self) -> Option<&'static str> {
         match self {
             BackendKind::Docker | BackendKind::Podman => Some(self.program()),
             BackendKind::Apple => None,
         }
     }
 
-    pub fn install_hint(self) -> &'static str {
+    pub(crate) fn install_hint(self) -> &'static str {
         match self {
             BackendKind::Docker => "docker (with the buildx plugin): apt-get install docker.io",
             BackendKind::Podman => "podman: apt-get install podman",
@@ -100,7 +100,7 @@ impl fmt::Display for BackendKind {
 /// engine lacks is refused by [`Backend::check_build`]. Several platforms in one build is
 /// answered by [`Backend::multi_platform`] and [`Backend::can_load`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
+pub(crate) enum Capability {
     /// `COPY --link`: a layer that does not depend on the layers below it, so a base edit
     /// reuses it instead of copying it again (BuildKit).
     /// <https://docs.docker.com/reference/dockerfile/#copy---link>
@@ -117,7 +117,7 @@ pub enum Capability {
 
 impl Capability {
     /// What a user asks for when a request needs this capability, for refusals.
-    pub fn asked_as(self) -> &'static str {
+    pub(crate) fn asked_as(self) -> &'static str {
         match self {
             Capability::CopyLink => "`COPY --link`",
             Capability::RegistryCache => "a registry build cache (--cache-repo)",
@@ -127,7 +127,7 @@ impl Capability {
     }
 
     /// The capabilities a request needs beyond a plain build.
-    pub fn needed_by(req: &BuildRequest) -> Vec<Capability> {
+    pub(crate) fn needed_by(req: &BuildRequest) -> Vec<Capability> {
         let mut out = Vec::new();
         if req.cache.is_some() {
             out.push(Capability::RegistryCache);
@@ -158,7 +158,7 @@ pub(crate) fn check_capabilities(
 }
 
 /// The one-line refusal of a request for `c` on an engine that lacks it.
-pub fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
+pub(crate) fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
     UserError::engine(format!(
         "{} cannot make {}{}; leave it out, or use an engine that can (docker with the buildx plugin can make all of them)",
         backend.kind(),
@@ -169,7 +169,7 @@ pub fn refusal(backend: &dyn Backend, c: Capability) -> UserError {
 
 /// What a probe asks, so a backend can tell its answers apart without reading argv.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
+pub(crate) enum ProbeKind {
     /// Which builder the CLI has and what it can do (docker: the buildx plugin and its current
     /// builder's driver and image store, or the classic builder).
     Builder,
@@ -177,14 +177,14 @@ pub enum ProbeKind {
 
 /// A read-only process a backend needs to run before it can plan a build.
 #[derive(Debug, Clone)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub kind: ProbeKind,
     pub invocation: Invocation,
 }
 
 /// What `image inspect` output says about the requested references.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inspected {
+pub(crate) enum Inspected {
     /// Facts per reference, in request order; a missing image is `exists: false`.
     Facts(Vec<ImageInfo>),
     /// The output cannot be matched to the requests; ask one reference at a time.
@@ -207,7 +207,7 @@ pub(crate) fn reported_digest(
 
 /// The image and container commands that are not builds: how a CLI spells them. docker and
 /// podman share one implementation ([`compat::DockerCli`]); Apple has its own.
-pub trait ImageCommands: Send + Sync {
+pub(crate) trait ImageCommands: Send + Sync {
     /// One read-only call inspecting every reference.
     fn inspect(&self, refs: &[&ImageRef]) -> Invocation;
     fn pull(&self, image: &ImageRef) -> Invocation;
@@ -245,7 +245,7 @@ pub trait ImageCommands: Send + Sync {
 }
 
 /// Everything the workflows need from an engine. Pure: no method spawns anything.
-pub trait Backend: OutputParser + Send + Sync {
+pub(crate) trait Backend: OutputParser + Send + Sync {
     fn kind(&self) -> BackendKind;
 
     /// A process whose answer the backend needs before it can plan a build (e.g. whether the
@@ -411,7 +411,7 @@ pub trait Backend: OutputParser + Send + Sync {
 /// Remote builders a release passes through to every engine call. `DOCKER_HOST`, docker
 /// contexts and `CONTAINER_HOST` are inherited from the environment as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Remote {
+pub(crate) struct Remote {
     /// buildx `--builder NAME` (a remote BuildKit, a Kubernetes driver).
     pub builder: Option<String>,
     /// podman `--connection NAME` (a `podman system connection`).
@@ -421,7 +421,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn refuse_all(&self, kind: BackendKind) -> Result<(), UserError> {
+    pub(crate) fn refuse_all(&self, kind: BackendKind) -> Result<(), UserError> {
         if self.builder.is_some() {
             return Err(UserError::engine(format!(
                 "--builder is a docker buildx option; {kind} has no buildx builders (use --backend docker)"
@@ -438,7 +438,7 @@ impl Remote {
 
 /// What a release will ask of the engine, so it can refuse up front.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleaseNeeds {
+pub(crate) struct ReleaseNeeds {
     /// Every platform this machine builds.
     pub platforms: Vec<Platform>,
     /// Whether the release logs in (any auth mode but docker-config).
@@ -455,7 +455,7 @@ pub(crate) fn docker_config_file(vars: &BTreeMap<String, String>) -> Option<Utf8
 
 /// A registry login: user name and the secret, which only ever goes to a child's stdin.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Login {
+pub(crate) struct Login {
     pub host: String,
     pub username: String,
     pub password: String,
@@ -471,7 +471,7 @@ impl fmt::Debug for Login {
 
 /// How an engine's commands find a release's credentials (see [`Backend::auth_store`]).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AuthStore {
+pub(crate) struct AuthStore {
     /// Set on every engine call after the login (`REGISTRY_AUTH_FILE`, `DOCKER_CONFIG`).
     pub env: Vec<(String, String)>,
     /// Files written into the store before the login (0600).
@@ -483,7 +483,7 @@ pub struct AuthStore {
 /// One file of a temporary login store: a JSON object, plus top-level keys copied from the
 /// user's own file (docker's `currentContext`, so the user's engine choice keeps working).
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoreFile {
+pub(crate) struct StoreFile {
     pub name: String,
     pub content: serde_json::Value,
     pub copy_from: Option<Utf8PathBuf>,
@@ -493,7 +493,7 @@ pub struct StoreFile {
 /// Where one platform of a release goes: its content-addressed staging tag, which is also its
 /// local name, and the file the engine writes the pushed digest to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage {
+pub(crate) struct Stage {
     pub tag: ImageRef,
     pub digest_file: Utf8PathBuf,
     /// An empty directory for an engine that exports an OCI layout ([`Backend::stage_layout`]).
@@ -504,7 +504,7 @@ pub struct Stage {
 
 /// How an engine builds one image for several platforms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MultiPlatform {
+pub(crate) enum MultiPlatform {
     /// One build names every platform (buildx `--platform a,b`, Apple repeated `--arch`); the
     /// engine checks up front whether it can keep the result.
     OneInvocation,

@@ -29,7 +29,7 @@ fn local_name(r: &ImageRef) -> String {
     }
 }
 
-pub struct Podman {
+pub(crate) struct Podman {
     cli: DockerCli,
     /// Rootless podman maps the host user into the container only with `--userns=keep-id`.
     rootless: bool,
@@ -40,7 +40,7 @@ pub struct Podman {
 }
 
 impl Podman {
-    pub fn new(program: impl Into<String>, rootless: bool) -> Self {
+    pub(crate) fn new(program: impl Into<String>, rootless: bool) -> Self {
         Podman {
             // podman's `rm --force` otherwise waits 10 s for a PID 1 that ignores SIGTERM
             cli: DockerCli::new(program, &["--time", "0"]),
@@ -50,7 +50,7 @@ impl Podman {
         }
     }
 
-    pub fn for_uid(mut self, uid: u32) -> Self {
+    pub(crate) fn for_uid(mut self, uid: u32) -> Self {
         self.uid = uid;
         self
     }

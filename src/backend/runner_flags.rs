@@ -13,15 +13,15 @@ use super::BackendKind;
 use std::collections::BTreeMap;
 
 /// The command the runner puts after the image.
-pub const LABEL_INIT: &str = "io.headjack.init";
+pub(crate) const LABEL_INIT: &str = "io.headjack.init";
 /// The user agent sessions run as (`exec --user`); every Headjack variant carries it, and ocx,
 /// `hjk images resolve --build` and `hjk images boot` honour it.
-pub const LABEL_EXEC_USER: &str = "io.headjack.exec.user";
+pub(crate) const LABEL_EXEC_USER: &str = "io.headjack.exec.user";
 /// What the runner runs without an init label.
-pub const DEFAULT_INIT: &[&str] = &["sleep", "infinity"];
+pub(crate) const DEFAULT_INIT: &[&str] = &["sleep", "infinity"];
 
 /// The flags label the runner of `kind` reads.
-pub fn label(kind: BackendKind) -> &'static str {
+pub(crate) fn label(kind: BackendKind) -> &'static str {
     match kind {
         BackendKind::Docker => "io.headjack.docker.flags",
         BackendKind::Podman => "io.headjack.podman.flags",
@@ -39,13 +39,13 @@ enum Value {
 
 /// A parsed flags label: `flags.FromLabel`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunnerFlags(BTreeMap<String, Value>);
+pub(crate) struct RunnerFlags(BTreeMap<String, Value>);
 
 impl RunnerFlags {
     /// Fields split on whitespace; `key=value` on the first `=`; `true`/`false` (any case) are
     /// booleans; a bare key is true; a repeated string key becomes a list; a string after a
     /// boolean replaces it.
-    pub fn parse(label: &str) -> RunnerFlags {
+    pub(crate) fn parse(label: &str) -> RunnerFlags {
         let mut out: BTreeMap<String, Value> = BTreeMap::new();
         for part in label.split_whitespace() {
             let (key, value) = match part.split_once('=') {
@@ -75,7 +75,7 @@ impl RunnerFlags {
 
     /// `Flags.ToArgs`: sorted by key; `--key=value`, `--key` for true, nothing for false, one
     /// flag per list value.
-    pub fn to_args(&self) -> Vec<String> {
+    pub(crate) fn to_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         for (k, v) in &self.0 {
             match v {
@@ -90,7 +90,7 @@ impl RunnerFlags {
 }
 
 /// The init command of an image with these labels.
-pub fn init(labels: &BTreeMap<String, String>) -> Vec<String> {
+pub(crate) fn init(labels: &BTreeMap<String, String>) -> Vec<String> {
     match labels.get(LABEL_INIT).map(|s| s.split_whitespace()) {
         Some(words) if labels[LABEL_INIT].split_whitespace().next().is_some() => {
             words.map(String::from).collect()
@@ -121,7 +121,7 @@ const REFUSALS: &[(&str, Option<&str>)] = &[
 /// The flag of `flags` an engine refused, if its output (`tail`) says it refused one. The flag
 /// is the one the message names (`--systemd`, `--privileged`), else the one the message is known
 /// to be about; a permission error naming no flag is put on the first privileged-looking one.
-pub fn refused(tail: &[String], flags: &[String]) -> Option<String> {
+pub(crate) fn refused(tail: &[String], flags: &[String]) -> Option<String> {
     if flags.is_empty() {
         return None;
     }

@@ -402,7 +402,7 @@ pub fn main() -> ExitCode {
     super::main(run)
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
     let vars = crate::dirs::process_env();
     let Top::Images { command } = cli.command;
     match command {

@@ -123,7 +123,7 @@ pub fn main() -> ExitCode {
     super::main(run)
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Context {
         project: crate::dirs::project_dir(cli.global.project.as_deref())?,
         env: ConfigEnv::from_process(),

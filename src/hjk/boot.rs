@@ -21,12 +21,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::backend::runner_flags::LABEL_EXEC_USER;
+pub(crate) use crate::backend::runner_flags::LABEL_EXEC_USER;
 /// Units an image expects to fail in a container (space-separated): a boot that is `degraded`
 /// only by these passes, as with `--allow-failed`.
-pub const LABEL_ALLOW_FAILED: &str = "io.headjack.boot.allow-failed";
+pub(crate) const LABEL_ALLOW_FAILED: &str = "io.headjack.boot.allow-failed";
 /// How long a boot may take by default (systemd and dockerd under emulation take longer).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(180);
 /// How many journal lines a failure shows.
 const JOURNAL_LINES: usize = 30;
 
@@ -51,7 +51,7 @@ impl Default for BootOptions {
 
 /// What a boot showed (the `--json` result).
 #[derive(Debug, Clone, Serialize, Default)]
-pub struct Booted {
+pub(crate) struct Booted {
     pub image: String,
     pub engine: String,
     /// The command after the image.
@@ -72,7 +72,7 @@ pub struct Booted {
 
 impl Booted {
     /// One line for people.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let mut parts = vec![match &self.systemd {
             Some(s) if self.allowed_failed.is_empty() => format!("systemd {s}"),
             Some(s) => format!("systemd {s} (allowed: {})", self.allowed_failed.join(", ")),
@@ -99,7 +99,7 @@ impl Booted {
 
 /// A boot that did not come up: why, the failed units, and the last journal lines.
 #[derive(Debug, Clone)]
-pub struct BootFailed {
+pub(crate) struct BootFailed {
     pub image: String,
     pub why: String,
     pub failed_units: Vec<String>,
@@ -127,7 +127,7 @@ impl std::error::Error for BootFailed {}
 
 impl BootFailed {
     /// One line for a gate's reasons.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         match self.failed_units.is_empty() {
             true => format!("boot failed: {}", self.why),
             false => format!(
@@ -151,7 +151,7 @@ fn container_name() -> String {
 
 /// Boots `image` (already local, with these `labels`), checks it, and removes the container
 /// whatever happened. A boot that does not come up is a [`BootFailed`].
-pub async fn boot(
+pub(crate) async fn boot(
     engine: &Engine,
     image: &ImageRef,
     labels: &BTreeMap<String, String>,
@@ -462,14 +462,14 @@ fn last_line(out: &crate::exec::Captured) -> String {
 
 /// What `hjk images boot` boots: a variant (what `hjk images build` tagged for it) or an
 /// image reference, as it is.
-pub enum Target {
+pub(crate) enum Target {
     Variant(String),
     Image(ImageRef),
 }
 
 /// The image to boot and its labels: a variant must have been built; a reference that is not
 /// local is pulled.
-pub async fn local_image(
+pub(crate) async fn local_image(
     engine: &Engine,
     target: &Target,
     registry: &ImageRef,

@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 
 type Vars = BTreeMap<String, String>;
 
-pub async fn build(vars: &Vars, cmd: BuildCommand) -> Result<u8> {
+pub(crate) async fn build(vars: &Vars, cmd: BuildCommand) -> Result<u8> {
     let (cfg, graph) = Session::load(vars, &cmd.engine.images_dir)?;
     let settings = BuildSettings::resolve(cmd, &cfg, &graph)?;
     let s = Session::open(vars, &settings.images.engine, cfg, graph)?;
     images::build_command(&s, &settings).await
 }
 
-pub async fn release(vars: &Vars, cmd: ReleaseCommand) -> Result<u8> {
+pub(crate) async fn release(vars: &Vars, cmd: ReleaseCommand) -> Result<u8> {
     let (cfg, graph) = Session::load(vars, &cmd.engine.images_dir)?;
     let mut settings = ReleaseSettings::resolve(cmd, vars, &cfg, &graph)?;
     let mut s = Session::open(vars, &settings.images.engine, cfg, graph)?;
@@ -35,14 +35,14 @@ pub async fn release(vars: &Vars, cmd: ReleaseCommand) -> Result<u8> {
     release::release_command(&mut s.engine, &s.graph, &settings, vars).await
 }
 
-pub async fn merge(vars: &Vars, cmd: MergeCommand) -> Result<u8> {
+pub(crate) async fn merge(vars: &Vars, cmd: MergeCommand) -> Result<u8> {
     let cfg = super::config::load(vars)?;
     let settings = MergeSettings::resolve(cmd, vars, &cfg)?;
     let mut engine = super::open_merge_engine(&settings.engine, &cfg, vars)?;
     release::merge_command(&mut engine, &settings, vars).await
 }
 
-pub async fn digest(
+pub(crate) async fn digest(
     vars: &Vars,
     args: &EngineArgs,
     variant: String,
@@ -60,7 +60,7 @@ pub async fn digest(
     release::digest_command(&s, &settings, &variant, metadata_file).await
 }
 
-pub async fn list(vars: &Vars, args: &EngineArgs, json: bool) -> Result<u8> {
+pub(crate) async fn list(vars: &Vars, args: &EngineArgs, json: bool) -> Result<u8> {
     let (cfg, graph) = Session::load(vars, &args.images_dir)?;
     let settings = ImagesSettings::of(args, Vec::new(), &cfg, &graph, ProgressMode::Plain)?;
     let s = Session::open(vars, &settings.engine, cfg, graph)?;
@@ -68,7 +68,7 @@ pub async fn list(vars: &Vars, args: &EngineArgs, json: bool) -> Result<u8> {
 }
 
 /// `hjk images resolve`'s arguments.
-pub struct ResolveArgs<'a> {
+pub(crate) struct ResolveArgs<'a> {
     /// `--project`, else the current directory.
     pub project: Option<&'a Utf8Path>,
     pub image: Option<&'a str>,
@@ -78,7 +78,7 @@ pub struct ResolveArgs<'a> {
     pub json: bool,
 }
 
-pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
+pub(crate) async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
     let project = crate::dirs::project_dir(args.project)?;
     let req = resolve::Request {
         project: &project,
@@ -90,7 +90,7 @@ pub async fn resolve(vars: &Vars, args: ResolveArgs<'_>) -> Result<u8> {
 }
 
 /// `hjk images boot`'s arguments.
-pub struct BootArgs {
+pub(crate) struct BootArgs {
     /// A variant of `images_dir`, or an image reference.
     pub target: String,
     pub backend: Option<String>,
@@ -120,7 +120,7 @@ fn boot_target(args: &BootArgs) -> Result<Target> {
     }
 }
 
-pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
+pub(crate) async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
     let cfg = super::config::load(vars)?;
     let platform = match &args.platform {
         Some(p) => {
@@ -166,7 +166,7 @@ pub async fn boot(vars: &Vars, args: BootArgs) -> Result<u8> {
 }
 
 /// `hjk images verify`'s arguments.
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     pub targets: Vec<String>,
     /// `--all`: every variant of this images directory.
     pub all: Option<Utf8PathBuf>,
@@ -186,7 +186,7 @@ pub struct VerifyArgs {
     pub registry_timeout: Option<u64>,
 }
 
-pub async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
+pub(crate) async fn verify(vars: &Vars, args: VerifyArgs) -> Result<u8> {
     use super::release::gates::tools::Trust;
     let cfg = super::config::load(vars)?;
     let choice = super::settings::EngineSettings::resolve(

@@ -12,13 +12,13 @@ use camino::Utf8PathBuf;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub const DEFAULT_REGISTRY: &str = "ghcr.io/gilmanlab/headjack";
-pub const DEFAULT_BASE_IMAGE: &str = "ghcr.io/gilmanlab/headjack:base";
+pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/gilmanlab/headjack";
+pub(crate) const DEFAULT_BASE_IMAGE: &str = "ghcr.io/gilmanlab/headjack:base";
 
 /// Environment overrides, one per key.
-pub const ENV_RUNTIME: &str = "HJK_RUNTIME_NAME";
-pub const ENV_BASE_IMAGE: &str = "HJK_DEFAULT_BASE_IMAGE";
-pub const ENV_REGISTRY: &str = "HJK_IMAGES_REGISTRY";
+pub(crate) const ENV_RUNTIME: &str = "HJK_RUNTIME_NAME";
+pub(crate) const ENV_BASE_IMAGE: &str = "HJK_DEFAULT_BASE_IMAGE";
+pub(crate) const ENV_REGISTRY: &str = "HJK_IMAGES_REGISTRY";
 
 /// The keys hjk does not read, by section: kept in the file, skipped here.
 type Other = BTreeMap<String, serde_yaml_ng::Value>;
@@ -113,7 +113,7 @@ pub struct HjkConfig {
 
 impl HjkConfig {
     /// One warning naming the keys hjk skipped, if any.
-    pub fn warn_ignored(&self, reporter: &dyn crate::report::Reporter) {
+    pub(crate) fn warn_ignored(&self, reporter: &dyn crate::report::Reporter) {
         if !self.ignored.is_empty() {
             reporter.warn(&format!(
                 "{} has keys hjk does not read, left as they are: {}",
@@ -124,7 +124,7 @@ impl HjkConfig {
     }
 }
 
-pub fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+pub(crate) fn config_path(vars: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     crate::dirs::config_home(vars).map(|h| h.join("headjack/config.yaml"))
 }
 
@@ -226,7 +226,7 @@ fn ignored_keys(raw: &RawConfig) -> Vec<String> {
 }
 
 /// A registry repository has no tag or digest of its own.
-pub fn parse_registry(s: &str) -> Result<ImageRef, UserError> {
+pub(crate) fn parse_registry(s: &str) -> Result<ImageRef, UserError> {
     let r = ImageRef::parse(s)?;
     if r.digest().is_some() || r.name_as_written() != s {
         return Err(UserError::reference(format!(

@@ -27,7 +27,7 @@ const WELL_KNOWN: [&str; 2] = [".devcontainer/devcontainer.json", ".devcontainer
 /// The devcontainer.json for `project`: `explicit` (`--config`, relative to the project) if
 /// given; else the first well-known file; else the one `.devcontainer/<folder>/devcontainer.json`.
 /// Several sub-folder configs and no well-known one is an error listing them.
-pub fn discover(
+pub(crate) fn discover(
     project: &Utf8Path,
     explicit: Option<&Utf8Path>,
 ) -> Result<Option<Utf8PathBuf>, UserError> {
@@ -177,7 +177,7 @@ fn present(file: &Utf8Path) -> Result<bool, UserError> {
 
 /// Reads and interprets `file` (see [`parse`]), read as every input is
 /// ([`crate::input_file`]: a regular file of at most 1 MiB).
-pub fn read(file: &Utf8Path, ctx: &Context) -> Result<Config, UserError> {
+pub(crate) fn read(file: &Utf8Path, ctx: &Context) -> Result<Config, UserError> {
     let text = crate::input_file::read_required(
         file,
         crate::input_file::DEVCONTAINER,
@@ -336,7 +336,7 @@ fn stringify_arg(file: &Utf8Path, key: &str, v: &Value) -> Result<String, UserEr
 
 /// Lexical `path.resolve(base, p)`: absolute paths stay, `.` and `..` fold, no symlinks are
 /// followed (the CLI's `path.posix.resolve`).
-pub fn normalize(base: &Utf8Path, p: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn normalize(base: &Utf8Path, p: &Utf8Path) -> Utf8PathBuf {
     let joined = if p.is_absolute() {
         p.to_owned()
     } else {

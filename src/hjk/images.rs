@@ -22,7 +22,7 @@ use std::time::Instant;
 /// One build: a variant of the [`Plan`] for one platform, or for all of them, by the engine's
 /// [`MultiPlatform`] strategy.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     /// The variant's index in [`Plan::steps`].
     pub step: usize,
     pub platforms: Vec<Platform>,
@@ -35,8 +35,7 @@ pub struct Node {
 
 /// A multi-platform image made from per-platform nodes.
 #[derive(Debug, Clone)]
-pub struct List {
-    pub variant: String,
+pub(crate) struct List {
     pub tags: Vec<ImageRef>,
     pub nodes: Vec<usize>,
 }
@@ -44,7 +43,7 @@ pub struct List {
 /// The [`Plan`] laid out as local builds: its nodes (parents first), the manifest lists of
 /// per-platform nodes, and the root's base, whose id the fingerprints take.
 #[derive(Debug, Clone)]
-pub struct Nodes {
+pub(crate) struct Nodes {
     pub plan: Plan,
     pub nodes: Vec<Node>,
     pub lists: Vec<List>,
@@ -53,7 +52,7 @@ pub struct Nodes {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Built,
     UpToDate,
     /// The build failed.
@@ -66,7 +65,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn failed(self) -> bool {
+    pub(crate) fn failed(self) -> bool {
         matches!(
             self,
             Outcome::Failed | Outcome::PushFailed | Outcome::ListFailed
@@ -74,7 +73,7 @@ impl Outcome {
     }
 
     /// The step a failure happened at, for messages.
-    pub fn step(self) -> &'static str {
+    pub(crate) fn step(self) -> &'static str {
         match self {
             Outcome::PushFailed => "push",
             Outcome::ListFailed => "manifest list",
@@ -95,7 +94,7 @@ impl Outcome {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct NodeResult {
+pub(crate) struct NodeResult {
     pub variant: String,
     pub platform: String,
     pub tag: String,
@@ -107,7 +106,7 @@ pub struct NodeResult {
 
 /// Lays the plan out as nodes: one per variant for all platforms, or one per variant and
 /// platform (then a manifest list per variant) where the engine builds platforms one by one.
-pub fn nodes(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Result<Nodes> {
+pub(crate) fn nodes(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Result<Nodes> {
     let plan = Plan::walk(graph, &spec.images.variants)?;
     let per_platform =
         strategy == MultiPlatform::PerPlatformThenList && spec.images.platforms.len() > 1;
@@ -175,7 +174,6 @@ pub fn nodes(graph: &Graph, spec: &BuildSettings, strategy: MultiPlatform) -> Re
                 tags.push(tag(&v.name, Some(ver))?);
             }
             lists.push(List {
-                variant: v.name.clone(),
                 tags,
                 nodes: members,
             });
@@ -260,7 +258,7 @@ impl Nodes {
 
 /// `hjk images build`: builds what is not current, in order, publishes if asked, and always
 /// reports one row per node, also when something failed.
-pub async fn build_command(session: &Session, spec: &BuildSettings) -> Result<u8> {
+pub(crate) async fn build_command(session: &Session, spec: &BuildSettings) -> Result<u8> {
     let results = build(&session.engine, &session.graph, spec).await?;
     let engine = &session.engine;
     if !engine.dry_run() {
@@ -287,7 +285,11 @@ pub async fn build_command(session: &Session, spec: &BuildSettings) -> Result<u8
 }
 
 /// `hjk images list`; `json` prints the rows as a JSON array instead of a table.
-pub async fn list_command(session: &Session, spec: &BuildSettings, json: bool) -> Result<u8> {
+pub(crate) async fn list_command(
+    session: &Session,
+    spec: &BuildSettings,
+    json: bool,
+) -> Result<u8> {
     let rows = list(&session.engine, &session.graph, spec).await?;
     let data = serde_json::to_value(&rows).unwrap_or_default();
     if json {
@@ -488,7 +490,7 @@ async fn record_ids(engine: &Engine, plan: &Nodes, results: &mut [NodeResult]) -
 }
 
 /// Builds what is not current, in order, and returns one result per node.
-pub async fn build(
+pub(crate) async fn build(
     engine: &Engine,
     graph: &Graph,
     spec: &BuildSettings,
@@ -570,7 +572,7 @@ fn current_nodes(
 }
 
 /// The end-of-build table: variant x platform, result, time, image id.
-pub fn summary(results: &[NodeResult]) -> String {
+pub(crate) fn summary(results: &[NodeResult]) -> String {
     let mut out = format!(
         "{:<12} {:<24} {:<11} {:>8}  {}\n",
         "VARIANT", "PLATFORM", "RESULT", "TIME", "IMAGE"
@@ -593,7 +595,7 @@ fn short_id(id: &str) -> &str {
 
 /// One row of `hjk images list`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ListRow {
+pub(crate) struct ListRow {
     pub variant: String,
     pub parent: Option<String>,
     pub tag: String,
@@ -603,7 +605,11 @@ pub struct ListRow {
     pub digest: Option<ImageDigest>,
 }
 
-pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Result<Vec<ListRow>> {
+pub(crate) async fn list(
+    engine: &Engine,
+    graph: &Graph,
+    spec: &BuildSettings,
+) -> Result<Vec<ListRow>> {
     let plan = nodes(graph, spec, engine.multi_platform())?;
     let mut refs: Vec<&ImageRef> = plan.nodes.iter().map(|n| &n.tag).collect();
     if let Some(b) = &plan.root_base {
@@ -646,7 +652,7 @@ pub async fn list(engine: &Engine, graph: &Graph, spec: &BuildSettings) -> Resul
         .collect())
 }
 
-pub fn list_table(rows: &[ListRow]) -> String {
+pub(crate) fn list_table(rows: &[ListRow]) -> String {
     let mut out = format!(
         "{:<12} {:<12} {:<48} {:<6} {:<8} {:<13} {}\n",
         "VARIANT", "PARENT", "TAG", "BUILT", "CURRENT", "ID", "DIGEST"

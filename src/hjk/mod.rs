@@ -2,18 +2,18 @@
 //! entered through [`commands`], which resolves the command's [`settings`] once and opens the
 //! [`Session`] (config, the variant graph, the engine) it runs against.
 
-pub mod boot;
-pub mod commands;
+pub(crate) mod boot;
+pub(crate) mod commands;
 pub mod config;
 pub mod devcontainer;
-pub mod images;
-pub mod plan;
-pub mod prebuild;
+pub(crate) mod images;
+pub(crate) mod plan;
+pub(crate) mod prebuild;
 pub mod release;
-pub mod resolve;
-pub mod settings;
+pub(crate) mod resolve;
+pub(crate) mod settings;
 pub mod variants;
-pub mod verify;
+pub(crate) mod verify;
 
 use crate::engine::{Choice, Engine};
 use crate::report;
@@ -24,16 +24,15 @@ use std::sync::Arc;
 use variants::Graph;
 
 /// What an images command runs against: the config, the variant graph and the engine.
-pub struct Session {
+pub(crate) struct Session {
     pub engine: Engine,
     pub graph: Graph,
-    pub config: config::HjkConfig,
 }
 
 impl Session {
     /// The config and the graph, read before any setting is resolved (the settings check the
     /// variants they name against the graph).
-    pub fn load(
+    pub(crate) fn load(
         vars: &BTreeMap<String, String>,
         images_dir: &camino::Utf8Path,
     ) -> Result<(config::HjkConfig, Graph)> {
@@ -43,7 +42,7 @@ impl Session {
     }
 
     /// Opens the engine the settings chose.
-    pub fn open(
+    pub(crate) fn open(
         vars: &BTreeMap<String, String>,
         engine: &settings::EngineSettings,
         config: config::HjkConfig,
@@ -57,17 +56,13 @@ impl Session {
             reporter,
             engine.dry_run,
         )?;
-        Ok(Session {
-            engine,
-            graph,
-            config,
-        })
+        Ok(Session { engine, graph })
     }
 }
 
 /// The engine an hjk command uses: `--backend`, else `runtime.name` (with where it was set),
 /// else the first on PATH.
-pub fn open_engine(
+pub(crate) fn open_engine(
     choice: Option<&Choice>,
     cfg: &config::HjkConfig,
     vars: &BTreeMap<String, String>,
@@ -84,7 +79,7 @@ pub fn open_engine(
 /// An engine for `merge`, which needs no images directory: the chosen one, else the first on
 /// PATH; with none installed and none chosen, one that is never asked to build (merge runs
 /// only credential tools and gates through it).
-pub fn open_merge_engine(
+pub(crate) fn open_merge_engine(
     choice: &settings::EngineSettings,
     cfg: &config::HjkConfig,
     vars: &BTreeMap<String, String>,

@@ -16,14 +16,14 @@ use std::collections::BTreeSet;
 
 /// The variants to build, parents before children.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub steps: Vec<Step>,
 }
 
 /// One variant of the plan: where it builds from, what its Dockerfile declares, and the hash of
 /// everything its build reads.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub(crate) struct Step {
     pub name: String,
     /// The parent's index in [`Plan::steps`] (always before this one).
     pub parent: Option<usize>,
@@ -42,7 +42,7 @@ pub struct Step {
 impl Plan {
     /// The one walk: `wanted` and their ancestors, each once, in the graph's order (parents are
     /// declared before children). Each Dockerfile is read once here.
-    pub fn walk(graph: &Graph, wanted: &[String]) -> Result<Plan> {
+    pub(crate) fn walk(graph: &Graph, wanted: &[String]) -> Result<Plan> {
         let mut names: Vec<&str> = Vec::new();
         for w in wanted {
             for v in graph.chain(w)? {
@@ -79,17 +79,16 @@ impl Plan {
         }
         Ok(Plan { steps })
     }
-
-    /// The first step without a parent: the one whose base comes from outside the graph.
-    pub fn root(&self) -> Option<&Step> {
-        self.steps.first()
-    }
 }
 
 impl Step {
     /// A root's base for a build of `platforms`: `--base-image`, else the Dockerfile's default,
     /// with `TARGETARCH` filled in for a build of one platform.
-    pub fn base(&self, spec_base: Option<&ImageRef>, platforms: &[Platform]) -> Option<String> {
+    pub(crate) fn base(
+        &self,
+        spec_base: Option<&ImageRef>,
+        platforms: &[Platform],
+    ) -> Option<String> {
         match (spec_base, platforms) {
             (Some(b), _) => Some(b.to_string()),
             (None, [p]) => self.base_default.as_ref().map(|d| {
@@ -103,7 +102,7 @@ impl Step {
 
 /// What a variant node is built from and with, besides its step's inputs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Identity<'a> {
+pub(crate) struct Identity<'a> {
     pub platforms: &'a [Platform],
     /// `--version`.
     pub version: Option<&'a str>,
@@ -122,7 +121,7 @@ pub struct Identity<'a> {
 /// inputs, its version, what it is FROM and what the builder adds to the image (its times, an
 /// attestation), so two builds that differ in any of them make different images. Stored as
 /// the fingerprint label of every local node and staged image, and in a staging tag.
-pub fn fingerprint(step: &Step, id: &Identity) -> String {
+pub(crate) fn fingerprint(step: &Step, id: &Identity) -> String {
     let mut f = Fingerprint::new()
         .add("inputs", &step.inputs)
         .add("platforms", Platform::join(id.platforms))

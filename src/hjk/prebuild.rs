@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 /// The image to run and how it came to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ready {
+pub(crate) struct Ready {
     /// The reference to run, as the engine knows it.
     pub image: String,
     /// `built`, `up-to-date`, or `as-is` (nothing to build).
@@ -43,7 +43,7 @@ pub struct Ready {
 }
 
 /// Builds what `res` needs built, unless it is current.
-pub async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Result<Ready> {
+pub(crate) async fn ensure(engine: &Engine, project: &Utf8Path, res: &Resolution) -> Result<Ready> {
     if let Some(image) = &res.image {
         return Ok(Ready {
             image: image.to_string(),
@@ -234,7 +234,7 @@ struct CliResult {
 }
 
 /// The `devcontainer build` invocation for `config`, tagging the result `tag`.
-pub fn delegate_invocation(
+pub(crate) fn delegate_invocation(
     project: &Utf8Path,
     config: &Utf8Path,
     tag: &ImageRef,

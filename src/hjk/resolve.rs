@@ -20,7 +20,7 @@ use std::ffi::OsString;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Resolved {
+pub(crate) enum Resolved {
     Dockerfile {
         dockerfile: Utf8PathBuf,
         context: Utf8PathBuf,
@@ -58,7 +58,7 @@ pub enum Resolved {
 impl Resolved {
     /// `<kind> <normalized reference or absolute Dockerfile path>`; a config only the Dev
     /// Containers CLI builds shows its file and why.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         match self {
             Resolved::Dockerfile { dockerfile, .. } => format!("dockerfile {dockerfile}"),
             Resolved::Registry { reference } => format!("registry {reference}"),
@@ -99,7 +99,7 @@ fn join_paths(paths: &[Utf8PathBuf]) -> String {
 
 /// What resolution found, with what `--build` needs besides the printed facts.
 #[derive(Debug, Clone)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     pub resolved: Resolved,
     /// The image to run as written (engines resolve short names against their own stores),
     /// when nothing needs building.
@@ -109,7 +109,7 @@ pub struct Resolution {
 }
 
 /// What `hjk images resolve` was asked.
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub project: &'a Utf8Path,
     /// `--image`: a Dockerfile path or a reference.
     pub image: Option<&'a str>,
@@ -122,7 +122,7 @@ pub struct Request<'a> {
 /// `hjk images resolve`: prints `<kind> <image>`, or the object with `json`. With `build`,
 /// builds what needs building first and prints the reference to run (`--json` adds it as
 /// `image`).
-pub async fn command(
+pub(crate) async fn command(
     req: &Request<'_>,
     backend: Option<&str>,
     build: bool,
@@ -212,7 +212,7 @@ fn image_arg(project: &Utf8Path, image: &str) -> Result<Resolution, UserError> {
     })
 }
 
-pub fn resolve(req: &Request<'_>, default_base: &ImageRef) -> Result<Resolution, UserError> {
+pub(crate) fn resolve(req: &Request<'_>, default_base: &ImageRef) -> Result<Resolution, UserError> {
     if let Some(image) = req.image {
         return image_arg(req.project, image);
     }
@@ -229,7 +229,7 @@ pub fn resolve(req: &Request<'_>, default_base: &ImageRef) -> Result<Resolution,
 }
 
 /// The program the build is handed to when hjk cannot build a config itself.
-pub const DEVCONTAINER_CLI: &str = "devcontainer";
+pub(crate) const DEVCONTAINER_CLI: &str = "devcontainer";
 
 fn from_devcontainer(req: &Request<'_>, file: &Utf8Path) -> Result<Resolution, UserError> {
     let ctx = devcontainer::Context {

@@ -27,7 +27,7 @@ use std::time::Duration;
 type Vars = BTreeMap<String, String>;
 
 /// Merges two sources of one setting: `self` (the stronger source) unless it says nothing.
-pub trait Combine {
+pub(crate) trait Combine {
     fn combine(self, weaker: Self) -> Self;
 }
 
@@ -40,14 +40,14 @@ impl<T> Combine for Option<T> {
 /// How a command reaches its engine: `--backend`, else `runtime.name` (with where it was
 /// set), else the first on PATH (`None`); how it shows progress; whether it only prints.
 #[derive(Debug, Clone, Default)]
-pub struct EngineSettings {
+pub(crate) struct EngineSettings {
     pub backend: Option<Choice>,
     pub progress: ProgressMode,
     pub dry_run: bool,
 }
 
 impl EngineSettings {
-    pub fn resolve(
+    pub(crate) fn resolve(
         backend: Option<String>,
         cfg: &HjkConfig,
         progress: ProgressMode,
@@ -72,7 +72,7 @@ impl EngineSettings {
 /// What every command over the variant hierarchy is told: which variants (with their parents),
 /// for which platforms, under which repository and version.
 #[derive(Debug, Clone)]
-pub struct ImagesSettings {
+pub(crate) struct ImagesSettings {
     pub engine: EngineSettings,
     /// `--images-dir` (or `HJK_IMAGES_DIR`): variants.yaml and one directory per variant.
     pub images_dir: Utf8PathBuf,
@@ -90,7 +90,7 @@ pub struct ImagesSettings {
 
 impl ImagesSettings {
     /// Checks every input before the engine is touched; `variants` empty means all of them.
-    pub fn resolve(
+    pub(crate) fn resolve(
         args: &EngineArgs,
         variants: Vec<String>,
         cfg: &HjkConfig,
@@ -126,7 +126,7 @@ impl ImagesSettings {
 
     /// The settings of a command that names no variant (`list`, `digest`): all of them, or
     /// the one given.
-    pub fn of(
+    pub(crate) fn of(
         args: &EngineArgs,
         variants: Vec<String>,
         cfg: &HjkConfig,
@@ -139,7 +139,7 @@ impl ImagesSettings {
 }
 
 /// `--registry`, else `images.registry`.
-pub fn registry_setting(flag: Option<&str>, cfg: &HjkConfig) -> Result<ImageRef, UserError> {
+pub(crate) fn registry_setting(flag: Option<&str>, cfg: &HjkConfig) -> Result<ImageRef, UserError> {
     match flag {
         Some(r) => config::parse_registry(r),
         None => Ok(cfg.registry.clone()),
@@ -153,7 +153,7 @@ fn cache_repo(repo: Option<&str>) -> Result<Option<ImageRef>, UserError> {
 }
 
 /// `--registry-timeout` (or `HJK_REGISTRY_TIMEOUT`, which clap reads), else 60 s.
-pub fn registry_timeout(seconds: Option<u64>) -> Duration {
+pub(crate) fn registry_timeout(seconds: Option<u64>) -> Duration {
     seconds
         .map(Duration::from_secs)
         .unwrap_or(registry::DEFAULT_TIMEOUT)
@@ -161,7 +161,7 @@ pub fn registry_timeout(seconds: Option<u64>) -> Duration {
 
 /// The auth settings: `--auth` > `HJK_AUTH` > `images.auth.mode` (the config loader reads
 /// both) > docker-config.
-pub fn auth_setting(
+pub(crate) fn auth_setting(
     flag: Option<&str>,
     cfg: &HjkConfig,
     creds_stdin: bool,
@@ -189,7 +189,7 @@ pub fn auth_setting(
 
 /// `hjk images build`.
 #[derive(Debug, Clone)]
-pub struct BuildSettings {
+pub(crate) struct BuildSettings {
     pub images: ImagesSettings,
     /// `--push`: push the tags after every build succeeded.
     pub push: bool,
@@ -201,7 +201,11 @@ pub struct BuildSettings {
 }
 
 impl BuildSettings {
-    pub fn resolve(cmd: BuildCommand, cfg: &HjkConfig, graph: &Graph) -> Result<BuildSettings> {
+    pub(crate) fn resolve(
+        cmd: BuildCommand,
+        cfg: &HjkConfig,
+        graph: &Graph,
+    ) -> Result<BuildSettings> {
         let engine =
             EngineSettings::resolve(cmd.engine.backend.clone(), cfg, cmd.progress, cmd.dry_run);
         let images = ImagesSettings::resolve(&cmd.engine, named(cmd.which), cfg, graph, engine)?;
@@ -215,7 +219,7 @@ impl BuildSettings {
     }
 
     /// What `hjk images list` plans with: the images settings, building nothing.
-    pub fn listing(images: ImagesSettings) -> BuildSettings {
+    pub(crate) fn listing(images: ImagesSettings) -> BuildSettings {
         BuildSettings {
             images,
             push: false,
@@ -233,7 +237,7 @@ fn named(which: Which) -> Vec<String> {
 
 /// What `release` and `merge` share: how they publish.
 #[derive(Debug, Clone)]
-pub struct PublishSettings {
+pub(crate) struct PublishSettings {
     /// `--auth`, `--creds-stdin`, `HJK_AUTH`, `images.auth`.
     pub auth: AuthSettings,
     /// `--metadata-file`.
@@ -261,7 +265,7 @@ impl PublishSettings {
 
 /// `hjk images release`.
 #[derive(Debug, Clone)]
-pub struct ReleaseSettings {
+pub(crate) struct ReleaseSettings {
     pub images: ImagesSettings,
     pub publish: PublishSettings,
     /// `--push-by-digest`: stop after the per-platform images are pushed.
@@ -279,7 +283,7 @@ impl ReleaseSettings {
     /// Everything but the epoch's last source, the time of the last commit that changed the
     /// images directory, which only the engine's runner can ask git for (see
     /// [`crate::hjk::release::commit_epoch`]).
-    pub fn resolve(
+    pub(crate) fn resolve(
         cmd: ReleaseCommand,
         vars: &Vars,
         cfg: &HjkConfig,
@@ -343,7 +347,7 @@ fn epoch_setting(flag: Option<u64>, vars: &Vars) -> Result<Option<Epoch>, UserEr
 
 /// `hjk images merge`.
 #[derive(Debug, Clone)]
-pub struct MergeSettings {
+pub(crate) struct MergeSettings {
     pub engine: EngineSettings,
     /// The metadata files, one per machine.
     pub files: Vec<Utf8PathBuf>,
@@ -355,7 +359,11 @@ pub struct MergeSettings {
 }
 
 impl MergeSettings {
-    pub fn resolve(cmd: MergeCommand, vars: &Vars, cfg: &HjkConfig) -> Result<MergeSettings> {
+    pub(crate) fn resolve(
+        cmd: MergeCommand,
+        vars: &Vars,
+        cfg: &HjkConfig,
+    ) -> Result<MergeSettings> {
         let version = cmd.version.clone();
         Ok(MergeSettings {
             engine: EngineSettings::resolve(cmd.backend, cfg, cmd.progress, false),

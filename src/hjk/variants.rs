@@ -4,7 +4,7 @@ use crate::error::UserError;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
-pub const FILE: &str = "variants.yaml";
+pub(crate) const FILE: &str = "variants.yaml";
 
 /// The longest variant name: it is part of every tag a release makes.
 pub const MAX_NAME: usize = 41;
@@ -132,11 +132,11 @@ impl Graph {
         Ok(())
     }
 
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         self.variants.iter().map(|v| v.name.as_str()).collect()
     }
 
-    pub fn get(&self, name: &str) -> Result<&Variant, UserError> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Variant, UserError> {
         self.variants
             .iter()
             .find(|v| v.name == name)
@@ -149,7 +149,7 @@ impl Graph {
     }
 
     /// The variant and its ancestors, root first.
-    pub fn chain(&self, name: &str) -> Result<Vec<&Variant>, UserError> {
+    pub(crate) fn chain(&self, name: &str) -> Result<Vec<&Variant>, UserError> {
         let mut out = vec![self.get(name)?];
         while let Some(p) = &out.last().expect("non-empty").parent {
             out.push(self.get(p)?);
@@ -158,16 +158,11 @@ impl Graph {
         Ok(out)
     }
 
-    /// Every variant, parents before children.
-    pub fn all(&self) -> Vec<&Variant> {
-        self.variants.iter().collect()
-    }
-
-    pub fn dir(&self, v: &Variant) -> Utf8PathBuf {
+    pub(crate) fn dir(&self, v: &Variant) -> Utf8PathBuf {
         self.root.join(&v.dir)
     }
 
-    pub fn dockerfile(&self, v: &Variant) -> Result<Utf8PathBuf, UserError> {
+    pub(crate) fn dockerfile(&self, v: &Variant) -> Result<Utf8PathBuf, UserError> {
         let d = self.dir(v);
         ["Dockerfile", "Containerfile"]
             .iter()

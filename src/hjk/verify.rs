@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 /// What `hjk images verify` was asked.
 #[derive(Debug, Clone)]
-pub struct VerifySpec {
+pub(crate) struct VerifySpec {
     /// Variant names (`dind`: `<registry>:dind`) or references (`<repo>:<tag>`, `<repo>@sha256:`).
     pub targets: Vec<String>,
     /// `--registry`, else `images.registry`: where a variant name is looked up.
@@ -49,7 +49,7 @@ pub struct VerifySpec {
 
 /// One check's outcome in a cell of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Cell {
+pub(crate) enum Cell {
     #[serde(rename = "ok")]
     Ok,
     #[serde(rename = "FAILED")]
@@ -71,7 +71,7 @@ impl Cell {
 
 /// The checks of one image, the columns of the table.
 #[derive(Debug, Clone, Serialize)]
-pub struct Checks {
+pub(crate) struct Checks {
     pub signature: Cell,
     pub sbom: Cell,
     pub provenance: Cell,
@@ -80,7 +80,7 @@ pub struct Checks {
 
 /// One row: an index, or one platform manifest of it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The target as given (a variant name or a reference).
     pub target: String,
     /// `index`, `linux/amd64`, ...
@@ -136,7 +136,7 @@ fn target(given: &str, registry: &ImageRef, version: Option<&str>) -> Result<Tar
 }
 
 /// `hjk images verify`.
-pub async fn verify_command(
+pub(crate) async fn verify_command(
     engine: &Engine,
     spec: &VerifySpec,
     vars: &BTreeMap<String, String>,
@@ -232,7 +232,7 @@ pub async fn verify_command(
 }
 
 /// The table: one row per image, one column per check.
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     let width = rows
         .iter()
         .map(|r| r.target.len())

@@ -11,7 +11,7 @@ use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 
 /// Where the FROM image comes from.
-pub enum Base {
+pub(crate) enum Base {
     /// An image that must already exist (built by the user; only checked for existence).
     Image(ImageRef),
     /// An image built from a Dockerfile when missing, when its inputs changed, or on
@@ -26,7 +26,7 @@ pub enum Base {
 }
 
 impl Base {
-    pub fn image(&self) -> &ImageRef {
+    pub(crate) fn image(&self) -> &ImageRef {
         match self {
             Base::Image(i) | Base::Dockerfile { image: i, .. } | Base::Default(i) => i,
         }
@@ -37,7 +37,7 @@ impl Base {
 /// `~/.config/ocx/<project-dirname>/`; the context is `custom_base_context` (relative to the
 /// project), else the directory the Dockerfile was found in. Paths from the project's own
 /// `ocx.json` must stay inside those two places.
-pub fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Result<Base> {
+pub(crate) fn resolve_base(config: &Config, project: &Utf8Path, trust: &Trust) -> Result<Base> {
     let source = |key: &str| config.sources.get(key).cloned().unwrap_or(Source::Default);
     let Some(rel) = &config.custom_base_dockerfile else {
         if let Some(c) = &config.custom_base_context {
@@ -126,7 +126,7 @@ fn default_base_name(project: &Utf8Path, dirname: &str) -> Result<ImageRef, User
     ))
 }
 
-pub fn missing_base(base: &ImageRef) -> UserError {
+pub(crate) fn missing_base(base: &ImageRef) -> UserError {
     UserError::not_found(format!(
         "custom base image {base} not found and no custom_base_dockerfile configured; pull or build {base} first, or set custom_base_dockerfile"
     ))

@@ -119,7 +119,7 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The declaration of `name`; panics on a name that is not a key (a bug, not input).
-pub fn key(name: &str) -> &'static Key {
+pub(crate) fn key(name: &str) -> &'static Key {
     KEYS.iter()
         .find(|k| k.name == name)
         .unwrap_or_else(|| panic!("no config key {name}"))
@@ -140,7 +140,7 @@ pub enum Source {
 
 impl Source {
     /// Whether the value came with the project rather than from the user.
-    pub fn is_project(&self) -> bool {
+    pub(crate) fn is_project(&self) -> bool {
         matches!(self, Source::ProjectFile(_))
     }
 }
@@ -161,7 +161,7 @@ impl fmt::Display for Source {
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(s: &str) -> Result<Self, UserError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, UserError> {
         let ok = !s.is_empty()
             && s.len() <= 32
             && s.chars()
@@ -178,7 +178,7 @@ impl Username {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -192,7 +192,7 @@ pub enum OpencodeVersion {
 }
 
 impl OpencodeVersion {
-    pub fn parse(s: &str) -> Result<Self, UserError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, UserError> {
         if s == "latest" {
             return Ok(OpencodeVersion::Latest);
         }
@@ -231,7 +231,7 @@ pub enum OpencodeSource {
 }
 
 impl OpencodeSource {
-    pub fn parse(s: &str) -> Result<Self, UserError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, UserError> {
         let bad = |why: &str| UserError::setting(format!("invalid opencode_source {s:?}: {why}"));
         if s.chars().any(|c| c.is_control()) {
             return Err(bad("it contains control characters"));
@@ -298,7 +298,7 @@ pub struct ConfigEnv {
 }
 
 impl ConfigEnv {
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         let vars = crate::dirs::process_env();
         let config_home = crate::dirs::config_home(&vars);
         // SAFETY: getuid/getgid have no preconditions and cannot fail
@@ -311,7 +311,7 @@ impl ConfigEnv {
         }
     }
 
-    pub fn global_config_dir(&self) -> Option<Utf8PathBuf> {
+    pub(crate) fn global_config_dir(&self) -> Option<Utf8PathBuf> {
         self.config_home.as_ref().map(|h| h.join("ocx"))
     }
 }
@@ -324,7 +324,7 @@ pub struct Flags {
 }
 
 impl Flags {
-    pub fn set(&mut self, key: &str, value: Option<String>) {
+    pub(crate) fn set(&mut self, key: &str, value: Option<String>) {
         if let Some(v) = value {
             self.values.push((self::key(key).name, v));
         }
@@ -351,7 +351,7 @@ fn value_text(v: &serde_json::Value) -> Option<String> {
 
 /// Reads one config file, if it exists, into a layer. A syntax error names the file, line and
 /// column; an unknown key or a value of the wrong type names the key.
-pub fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserError> {
+pub(crate) fn read_file(path: &Utf8Path, project: bool) -> Result<Option<Layer>, UserError> {
     let Some(text) = crate::input_file::read(path, crate::input_file::CONFIG)? else {
         return Ok(None);
     };
@@ -526,7 +526,7 @@ fn resolve(mut layer: Layer, env: &ConfigEnv, project: &Utf8Path) -> Result<Conf
 
 impl Config {
     /// The effective value of a key, as text (`None` when unset).
-    pub fn value(&self, key: &str) -> Option<String> {
+    pub(crate) fn value(&self, key: &str) -> Option<String> {
         match key {
             "custom_base_image" => self.custom_base_image.as_ref().map(|r| r.to_string()),
             "custom_base_dockerfile" => self.custom_base_dockerfile.as_ref().map(|p| p.to_string()),

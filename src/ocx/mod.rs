@@ -8,13 +8,13 @@
 //! probe container per base image ID, cached), `build_binaries`, then `build_final` unless the
 //! fingerprint says the image is current.
 
-pub mod base;
+pub(crate) mod base;
 pub mod config;
-pub mod dockerfile;
-pub mod opencode;
-pub mod paths;
-pub mod probe;
-pub mod user;
+pub(crate) mod dockerfile;
+pub(crate) mod opencode;
+pub(crate) mod paths;
+pub(crate) mod probe;
+pub(crate) mod user;
 
 use crate::backend::Capability;
 use crate::build::{BuildRequest, ImageInfo, Mount, Output, RunAs, RunSpec};
@@ -42,7 +42,7 @@ use user::UserPlan;
 
 /// Provider credentials passed into the container by name (`--env NAME`), so their values
 /// never appear in argv, logs or `--dry-run` output.
-pub const PASSTHROUGH_ENV: &[&str] = &[
+pub(crate) const PASSTHROUGH_ENV: &[&str] = &[
     "ANTHROPIC_API_KEY",
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
@@ -75,13 +75,13 @@ pub const PASSTHROUGH_ENV: &[&str] = &[
 /// the build: each run writes into a fresh `<n>/` subdirectory, `<n>/final/` for the image and
 /// `<n>/opencode-<variant>-<arch>/` for a binary image. For debugging, and for
 /// `scripts/bench.sh` to build the same context raw.
-pub const ENV_KEEP_CONTEXT: &str = "OCX_KEEP_CONTEXT";
+pub(crate) const ENV_KEEP_CONTEXT: &str = "OCX_KEEP_CONTEXT";
 
 /// The repository of the per-version opencode binary images.
-pub const BINARY_REPO: &str = "ocx-opencode";
+pub(crate) const BINARY_REPO: &str = "ocx-opencode";
 
 /// Everything a workflow run depends on from outside, so tests can build it explicitly.
-pub struct Context {
+pub(crate) struct Context {
     pub project: Utf8PathBuf,
     pub env: ConfigEnv,
     pub flags: Flags,
@@ -96,13 +96,13 @@ impl Context {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     pub force: bool,
     pub rebuild_base: bool,
 }
 
 /// A project ocx works on: its config, its engine and where its base comes from.
-pub struct Project {
+pub(crate) struct Project {
     pub config: Config,
     engine: Engine,
     base: Base,
@@ -120,11 +120,9 @@ pub struct Project {
 
 /// The image `ensure` made current, and what running it needs.
 #[derive(Debug, Clone)]
-pub struct Image {
+pub(crate) struct Image {
     pub reference: ImageRef,
     /// The opencode version in the image (`1.18.18`: see [`config::OpencodeVersion`]).
-    pub version: Version,
-    pub built: bool,
     /// The container user's home.
     pub home: Utf8PathBuf,
     /// Who the container runs as (see [`UserPlan::run_as`]).
@@ -174,7 +172,7 @@ fn reporter(mode: ProgressMode) -> Arc<dyn Reporter> {
 
 impl Project {
     /// Reads and checks every input; nothing here calls an engine or the network.
-    pub fn open(ctx: &Context) -> Result<Project> {
+    pub(crate) fn open(ctx: &Context) -> Result<Project> {
         let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
         let trust = Trust::new(&ctx.project, ctx.env.global_config_dir().as_deref());
         let base = resolve_base(&config, &ctx.project, &trust)?;
@@ -291,7 +289,7 @@ impl Project {
 
     /// Makes the image current: one inspect when it already is, otherwise builds what is
     /// missing or stale.
-    pub async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
+    pub(crate) async fn ensure(&self, opts: BuildOptions) -> Result<Image> {
         if opts.rebuild_base && matches!(self.base, Base::Image(_)) {
             return user_error(
                 ErrorKind::Setting,
@@ -373,8 +371,6 @@ impl Project {
             self.point_shared(&shared, &image).await?;
             return Ok(Image {
                 reference: image,
-                version,
-                built: false,
                 home,
                 user,
             });
@@ -389,8 +385,6 @@ impl Project {
         }
         Ok(Image {
             reference: image,
-            version,
-            built: true,
             home,
             user,
         })
@@ -424,8 +418,6 @@ impl Project {
             .info(&format!("{image} is up to date"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.clone(),
-            built: false,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
         }))
@@ -496,8 +488,6 @@ impl Project {
             .info(&format!("built {image} (also tagged {shared})"));
         Ok(Some(Image {
             reference: image.clone(),
-            version: version.clone(),
-            built: true,
             home: Utf8PathBuf::from(&design.plan.home),
             user: design.plan.run_as(),
         }))
@@ -1048,7 +1038,7 @@ impl Project {
     }
 
     /// The container spec for running `command` on the project.
-    pub fn run_spec(&self, image: &Image, command: Vec<String>) -> Result<RunSpec> {
+    pub(crate) fn run_spec(&self, image: &Image, command: Vec<String>) -> Result<RunSpec> {
         let home = &image.home;
         let mut mounts = vec![Mount {
             host: self.dir.clone(),
@@ -1127,7 +1117,7 @@ fn final_repo(base: &Base) -> String {
 
 /// 8 hex of the container user the config asks for: the first 8 hex digits of the sha256 of
 /// `<uid>:<gid>:<username or nothing>`.
-pub fn user_tag(uid: u32, gid: u32, username: Option<&str>) -> String {
+pub(crate) fn user_tag(uid: u32, gid: u32, username: Option<&str>) -> String {
     use sha2::Digest;
     let text = format!("{uid}:{gid}:{}", username.unwrap_or(""));
     fingerprint::hex(&sha2::Sha256::digest(text.as_bytes()))[..8].to_string()
@@ -1185,13 +1175,13 @@ fn utf8(p: &std::path::Path) -> Result<Utf8PathBuf> {
 }
 
 /// `ocx build`
-pub async fn build(ctx: &Context, opts: BuildOptions) -> Result<u8> {
+pub(crate) async fn build(ctx: &Context, opts: BuildOptions) -> Result<u8> {
     Project::open(ctx)?.ensure(opts).await?;
     Ok(crate::error::EXIT_OK)
 }
 
 /// `ocx opencode ARGS`: opencode itself, with ARGS, in the image.
-pub async fn opencode(ctx: &Context, args: Vec<String>) -> Result<u8> {
+pub(crate) async fn opencode(ctx: &Context, args: Vec<String>) -> Result<u8> {
     let mut command = vec![dockerfile::BINARY_PATH.to_string()];
     command.extend(args);
     run(ctx, command).await
@@ -1199,7 +1189,7 @@ pub async fn opencode(ctx: &Context, args: Vec<String>) -> Result<u8> {
 
 /// `ocx opencode ARGS` and `ocx exec CMD`: ensures the image, then runs in it; returns the
 /// child's exit code (wrapped into a byte the way a shell shows it).
-pub async fn run(ctx: &Context, command: Vec<String>) -> Result<u8> {
+pub(crate) async fn run(ctx: &Context, command: Vec<String>) -> Result<u8> {
     let project = Project::open(ctx)?;
     let image = project.ensure(BuildOptions::default()).await?;
     let spec = project.run_spec(&image, command)?;
@@ -1213,7 +1203,7 @@ pub async fn run(ctx: &Context, command: Vec<String>) -> Result<u8> {
 
 /// `ocx config show`: every key, its value and where the value came from. An unset backend
 /// shows the engine detection would pick, and why.
-pub fn show_config(ctx: &Context) -> Result<u8> {
+pub(crate) fn show_config(ctx: &Context) -> Result<u8> {
     let config = config::load(&ctx.project, &ctx.env, &ctx.flags)?;
     let mut text = String::new();
     let mut rows = Vec::new();

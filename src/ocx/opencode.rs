@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 /// Environment variables that point the GitHub source elsewhere (a mirror, or a test server).
-pub const ENV_GITHUB_API: &str = "OCX_GITHUB_API_URL";
-pub const ENV_GITHUB_REPO: &str = "OCX_GITHUB_REPO";
+pub(crate) const ENV_GITHUB_API: &str = "OCX_GITHUB_API_URL";
+pub(crate) const ENV_GITHUB_REPO: &str = "OCX_GITHUB_REPO";
 const GITHUB_API: &str = "https://api.github.com";
 const GITHUB_REPO: &str = "sst/opencode";
 /// The most a source's JSON or `.sha256` document may hold, and the most a download may.
@@ -37,7 +37,7 @@ pub enum OpencodeVariant {
 }
 
 impl OpencodeVariant {
-    pub fn parse(s: &str) -> Result<Self, UserError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, UserError> {
         match s {
             "standard" => Ok(OpencodeVariant::Standard),
             "baseline" => Ok(OpencodeVariant::Baseline),
@@ -49,7 +49,7 @@ impl OpencodeVariant {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OpencodeVariant::Standard => "standard",
             OpencodeVariant::Baseline => "baseline",
@@ -70,7 +70,7 @@ impl OpencodeVariant {
 
 /// `opencode-linux-<x64|arm64>[-baseline][-musl]`, as upstream names release assets and npm
 /// packages.
-pub fn asset_name(platform: Platform, variant: OpencodeVariant) -> String {
+pub(crate) fn asset_name(platform: Platform, variant: OpencodeVariant) -> String {
     format!(
         "opencode-linux-{}{}",
         platform.opencode_arch(),
@@ -80,7 +80,7 @@ pub fn asset_name(platform: Platform, variant: OpencodeVariant) -> String {
 
 /// A verified binary in the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binary {
+pub(crate) struct Binary {
     pub platform: Platform,
     pub asset: String,
     pub path: Utf8PathBuf,
@@ -93,7 +93,7 @@ pub struct Binary {
 
 /// The cached file no longer hashes to what was verified when it was stored.
 #[derive(Debug)]
-pub struct Corrupt {
+pub(crate) struct Corrupt {
     pub path: Utf8PathBuf,
     pub want: String,
     pub got: String,
@@ -114,7 +114,7 @@ impl std::error::Error for Corrupt {}
 /// Copies the cached binary to `dst` (a copy, never a link: whoever edits `dst` must not edit
 /// the cache), hashing the bytes as they are copied, so what lands in `dst` is exactly what was
 /// checked. On a mismatch `dst` is removed.
-pub fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
+pub(crate) fn copy_verified(b: &Binary, dst: &Utf8Path) -> Result<()> {
     let mut src = std::fs::File::open(&b.path).with_context(|| format!("opening {}", b.path))?;
     let size = std::fs::metadata(&b.path).map(|m| m.len()).ok();
     let mut out = crate::disk::context(std::fs::File::create(dst), dst, size)?;
@@ -154,7 +154,7 @@ fn mismatch(what: &str, want: &str, got: &str) -> anyhow::Error {
     )
 }
 
-pub struct Fetcher<'a> {
+pub(crate) struct Fetcher<'a> {
     pub source: &'a OpencodeSource,
     /// Checks a `file:` source's path against where its config may point (see `super::paths`).
     pub trust: &'a super::paths::Trust,
@@ -196,7 +196,7 @@ impl Fetcher<'_> {
 
     /// The cached binary, if a verified one is there. Its bytes are checked when it is used
     /// ([`copy_verified`]), not here: a no-op build does not read 180 MB.
-    pub fn cached(&self, version: &str, platform: Platform) -> Option<Binary> {
+    pub(crate) fn cached(&self, version: &str, platform: Platform) -> Option<Binary> {
         let asset = asset_name(platform, self.variant);
         let dir = self.entry_dir(version, &asset);
         let published = std::fs::read_to_string(dir.join("checksum")).ok()?;
@@ -214,14 +214,14 @@ impl Fetcher<'_> {
     }
 
     /// Drops a cache entry (found corrupt), so the next fetch downloads it again.
-    pub fn forget(&self, version: &str, platform: Platform) {
+    pub(crate) fn forget(&self, version: &str, platform: Platform) {
         let asset = asset_name(platform, self.variant);
         let _ = std::fs::remove_dir_all(self.entry_dir(version, &asset));
     }
 
     /// Turns `latest` into a concrete version available for every platform. Offline, it falls
     /// back to the newest version already cached for all of them.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         version: &OpencodeVersion,
         platforms: &[Platform],
@@ -306,7 +306,7 @@ impl Fetcher<'_> {
     }
 
     /// The verified binary for one platform, downloading it if it is not cached.
-    pub async fn fetch(&self, version: &str, platform: Platform) -> Result<Binary> {
+    pub(crate) async fn fetch(&self, version: &str, platform: Platform) -> Result<Binary> {
         if let Some(b) = self.cached(version, platform) {
             return Ok(b);
         }

@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 
 /// The directories a project's config may name files in.
 #[derive(Debug, Clone)]
-pub struct Trust {
+pub(crate) struct Trust {
     project: Utf8PathBuf,
     /// `~/.config/ocx/<dirname>`, when there is a config home.
     global: Option<Utf8PathBuf>,
 }
 
 impl Trust {
-    pub fn new(project: &Utf8Path, global_dir: Option<&Utf8Path>) -> Trust {
+    pub(crate) fn new(project: &Utf8Path, global_dir: Option<&Utf8Path>) -> Trust {
         Trust {
             project: project.to_owned(),
             global: global_dir.map(|g| g.join(project.file_name().unwrap_or("project"))),
@@ -29,7 +29,7 @@ impl Trust {
     }
 
     /// The per-project directory under the user's config (`~/.config/ocx/<dirname>`).
-    pub fn global_dir(&self) -> Option<&Utf8Path> {
+    pub(crate) fn global_dir(&self) -> Option<&Utf8Path> {
         self.global.as_deref()
     }
 
@@ -43,7 +43,7 @@ impl Trust {
     /// Checks `path`, the value of `key` from `source`, and returns it resolved (symlinks
     /// followed) when it exists. For a value from the project's `ocx.json` a path outside the
     /// project and its config directory is bad input naming the key and the file.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         key: &str,
         source: &Source,
@@ -54,7 +54,7 @@ impl Trust {
 
     /// [`Trust::check`] for a value that is not itself the path checked (a `file:` template,
     /// whose fixed directory is checked): the message names `value`.
-    pub fn check_value(
+    pub(crate) fn check_value(
         &self,
         key: &str,
         source: &Source,
@@ -83,7 +83,7 @@ impl Trust {
 /// `path` with symlinks followed, as far as it exists: the existing ancestor is canonicalized
 /// and the rest appended (with `..` applied), so a path that does not exist yet cannot climb
 /// out either.
-pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
+pub(crate) fn resolve(path: &Utf8Path) -> Utf8PathBuf {
     if let Ok(c) = path.canonicalize_utf8() {
         return c;
     }
@@ -117,7 +117,9 @@ pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
 /// `OCX_KEEP_CONTEXT`: where kept contexts go. Each run writes into a fresh numbered
 /// subdirectory ([`fresh_numbered_dir`]), so nothing of the user's is overwritten and an earlier
 /// run's contexts never block a later run. Only an existing non-directory is refused.
-pub fn keep_context_dir(vars: &BTreeMap<String, String>) -> Result<Option<Utf8PathBuf>, UserError> {
+pub(crate) fn keep_context_dir(
+    vars: &BTreeMap<String, String>,
+) -> Result<Option<Utf8PathBuf>, UserError> {
     let Some(keep) = vars.get(ENV_KEEP_CONTEXT) else {
         return Ok(None);
     };
@@ -132,7 +134,7 @@ pub fn keep_context_dir(vars: &BTreeMap<String, String>) -> Result<Option<Utf8Pa
 
 /// `parent/<n>` for the first `n` (from 1) that does not exist yet, created here: the
 /// creation itself is the claim, so two runs at once never share one.
-pub fn fresh_numbered_dir(parent: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+pub(crate) fn fresh_numbered_dir(parent: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
     std::fs::create_dir_all(parent)?;
     for n in 1..=100_000u32 {
         let d = parent.join(n.to_string());
@@ -149,7 +151,7 @@ pub fn fresh_numbered_dir(parent: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
 
 /// A `file:` source from the project's `ocx.json` must point inside the project: its fixed
 /// part (before the first `{placeholder}`) is checked now, the expanded path when it is read.
-pub fn check_file_source(config: &Config, trust: &Trust) -> Result<(), UserError> {
+pub(crate) fn check_file_source(config: &Config, trust: &Trust) -> Result<(), UserError> {
     let config::OpencodeSource::File(template) = &config.opencode_source else {
         return Ok(());
     };

@@ -18,7 +18,7 @@ const TOOLS: &[&str] = &["awk", "chown", "mkdir", "cp", "mv", "bash", "sudo"];
 
 /// Run with `/bin/sh -c`; prints one section per fact. Nothing here depends on a value from
 /// the user's config.
-pub fn script() -> String {
+pub(crate) fn script() -> String {
     format!(
         "echo '{FORMAT}'; \
          echo '[passwd]'; cat /etc/passwd 2>/dev/null; \
@@ -56,7 +56,7 @@ const LIBC_FILES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PasswdEntry {
+pub(crate) struct PasswdEntry {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
@@ -65,7 +65,7 @@ pub struct PasswdEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupEntry {
+pub(crate) struct GroupEntry {
     pub name: String,
     pub gid: u32,
     pub members: Vec<String>,
@@ -73,7 +73,7 @@ pub struct GroupEntry {
 
 /// What the probe found in a base image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct BaseFacts {
+pub(crate) struct BaseFacts {
     /// `/bin/sh` exists: the user setup can run, and the rest of these facts are known.
     pub shell: bool,
     pub passwd: Vec<PasswdEntry>,
@@ -95,13 +95,13 @@ pub struct BaseFacts {
 
 impl BaseFacts {
     /// A base with no `/bin/sh`: nothing else could be learned.
-    pub fn shell_less() -> Self {
+    pub(crate) fn shell_less() -> Self {
         BaseFacts::default()
     }
 
     /// What a plan assumes about a base that does not exist yet (`--dry-run` before the base
     /// is built): a glibc base with a shell and only root.
-    pub fn assumed() -> Self {
+    pub(crate) fn assumed() -> Self {
         BaseFacts {
             shell: true,
             passwd: vec![PasswdEntry {
@@ -124,14 +124,14 @@ impl BaseFacts {
 
     /// The probe ran and found no dynamic loader of either libc: nothing but static binaries
     /// run on this base.
-    pub fn no_libc(&self) -> bool {
+    pub(crate) fn no_libc(&self) -> bool {
         self.shell && self.musl.is_empty() && self.glibc.is_empty()
     }
 
     /// A digest of the base's C library and C++ runtime, the part of a base an opencode binary
     /// depends on: two bases with the same signature run the same binary alike. `None` when it
     /// is not fully known (no shell, no loader, a file `cksum` could not read).
-    pub fn libc_signature(&self) -> Option<String> {
+    pub(crate) fn libc_signature(&self) -> Option<String> {
         if !self.shell
             || self.no_libc()
             || self.libc.is_empty()
@@ -146,30 +146,30 @@ impl BaseFacts {
         Some(f.finish())
     }
 
-    pub fn has(&self, tool: &str) -> bool {
+    pub(crate) fn has(&self, tool: &str) -> bool {
         self.tools.contains(tool)
     }
 
-    pub fn user_by_uid(&self, uid: u32) -> Option<&PasswdEntry> {
+    pub(crate) fn user_by_uid(&self, uid: u32) -> Option<&PasswdEntry> {
         self.passwd.iter().find(|p| p.uid == uid)
     }
 
-    pub fn user_by_name(&self, name: &str) -> Option<&PasswdEntry> {
+    pub(crate) fn user_by_name(&self, name: &str) -> Option<&PasswdEntry> {
         self.passwd.iter().find(|p| p.name == name)
     }
 
-    pub fn group_by_gid(&self, gid: u32) -> Option<&GroupEntry> {
+    pub(crate) fn group_by_gid(&self, gid: u32) -> Option<&GroupEntry> {
         self.groups.iter().find(|g| g.gid == gid)
     }
 
-    pub fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
+    pub(crate) fn group_by_name(&self, name: &str) -> Option<&GroupEntry> {
         self.groups.iter().find(|g| g.name == name)
     }
 }
 
 /// Parses the script's output. Malformed passwd/group lines are skipped, as libc does.
 /// Output that is not the script's is the engine's or the image's fault, not the user's.
-pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
+pub(crate) fn parse(out: &str) -> anyhow::Result<BaseFacts> {
     let mut lines = out.lines();
     if lines.next().map(str::trim) != Some(FORMAT) || !out.contains("\n[end]") {
         anyhow::bail!(
@@ -246,14 +246,14 @@ pub fn parse(out: &str) -> anyhow::Result<BaseFacts> {
 
 /// Where the facts of the image with `id` are cached; `None` for an ID that is not plain hex
 /// (it becomes a file name).
-pub fn cache_file(dir: &Utf8Path, id: &str) -> Option<Utf8PathBuf> {
+pub(crate) fn cache_file(dir: &Utf8Path, id: &str) -> Option<Utf8PathBuf> {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     (hex.len() >= 12 && hex.len() <= 128 && hex.chars().all(|c| c.is_ascii_hexdigit()))
         .then(|| dir.join(format!("{hex}.json")))
 }
 
 /// The cached facts, if a readable entry of this format is there.
-pub fn load(file: &Utf8Path) -> Option<BaseFacts> {
+pub(crate) fn load(file: &Utf8Path) -> Option<BaseFacts> {
     let text = std::fs::read_to_string(file).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     if v.get("format")?.as_str()? != FORMAT {
@@ -264,7 +264,7 @@ pub fn load(file: &Utf8Path) -> Option<BaseFacts> {
 
 /// Stores the facts (written aside and renamed, so a reader never sees half a file). A cache
 /// that cannot be written costs one more probe next time, nothing else.
-pub fn store(file: &Utf8Path, facts: &BaseFacts) {
+pub(crate) fn store(file: &Utf8Path, facts: &BaseFacts) {
     let Some(dir) = file.parent() else { return };
     let _ = std::fs::create_dir_all(dir);
     let body = serde_json::json!({"format": FORMAT, "facts": facts});
@@ -279,7 +279,7 @@ pub fn store(file: &Utf8Path, facts: &BaseFacts) {
 mod tests {
     use super::*;
 
-    pub const DEBIAN_NODE: &str = "ocx-probe 3\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[libc]\n2871232 210968 /lib64/ld-linux-x86-64.so.2\n[end]\n";
+    pub(crate) const DEBIAN_NODE: &str = "ocx-probe 3\n[passwd]\nroot:x:0:0:root:/root:/bin/bash\nnode:x:1000:1000::/home/node:/bin/bash\n[group]\nroot:x:0:\nsudo:x:27:node\nnode:x:1000:\n[sudoers.d]\nREADME\nnode\n[tools]\nawk\nbash\n[musl]\n[glibc]\n/lib64/ld-linux-x86-64.so.2\n[libc]\n2871232 210968 /lib64/ld-linux-x86-64.so.2\n[end]\n";
 
     #[test]
     fn parses_every_section() {

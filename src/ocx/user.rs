@@ -25,7 +25,7 @@ use crate::error::UserError;
 
 /// The directories under the home that ocx mounts or opencode writes; made by the setup so an
 /// engine does not create their parents root-owned.
-pub const HOME_DIRS: &[&str] = &[
+pub(crate) const HOME_DIRS: &[&str] = &[
     ".config/opencode",
     ".local/share/opencode",
     ".local/state",
@@ -37,7 +37,7 @@ const DEFAULT_NAME: &str = "developer";
 
 /// What the config asks for.
 #[derive(Debug, Clone, Copy)]
-pub struct Wanted<'a> {
+pub(crate) struct Wanted<'a> {
     pub username: Option<&'a Username>,
     pub uid: u32,
     pub gid: u32,
@@ -46,7 +46,7 @@ pub struct Wanted<'a> {
 /// One step of `setup-user.sh`. Every value is checked ([`safe_name`], [`safe_home`]) before
 /// it becomes an op, so an op's arguments are safe in an exec-form `RUN` and in the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Give an existing group another GID.
     GroupGid {
         group: String,
@@ -88,7 +88,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn args(&self) -> Vec<String> {
+    pub(crate) fn args(&self) -> Vec<String> {
         let s = |v: &[&dyn ToString]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         match self {
             Op::GroupGid { group, gid } => s(&[&"group-gid", group, gid]),
@@ -121,7 +121,7 @@ impl Op {
 
 /// How the user came about; shown once when the image is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum How {
+pub(crate) enum How {
     Root,
     Adopted,
     Renumbered {
@@ -136,7 +136,7 @@ pub enum How {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserPlan {
+pub(crate) struct UserPlan {
     /// `None` when the base's `/etc/passwd` is left alone ([`How::Unnamed`]).
     pub name: Option<String>,
     pub uid: u32,
@@ -150,7 +150,7 @@ pub struct UserPlan {
 
 impl UserPlan {
     /// The user a label and messages name: the name, or `uid` for an unnamed user.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.uid.to_string())
     }
 
@@ -159,7 +159,7 @@ impl UserPlan {
     /// so) and its supplementary groups from the image; `uid:gid` would drop the latter, and
     /// with them `%sudo` rules and group access to a mounted socket. An unnamed user has no
     /// entry to take them from, and root keeps the configured group.
-    pub fn run_as(&self) -> RunAs {
+    pub(crate) fn run_as(&self) -> RunAs {
         match self.how {
             How::Unnamed | How::Root => RunAs::ids(self.uid, self.gid),
             _ => RunAs::uid(self.uid),
@@ -167,7 +167,7 @@ impl UserPlan {
     }
 
     /// One line for the build log.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let ids = format!("uid {}, gid {}, home {}", self.uid, self.gid, self.home);
         let mut s = match &self.how {
             How::Root => format!("container user root ({ids})"),
@@ -200,7 +200,7 @@ impl UserPlan {
 
 /// A user or group name from the base that may go into the setup's arguments.
 /// Not only dots: `..` would make `/home/..` of a home.
-pub fn safe_name(s: &str) -> bool {
+pub(crate) fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('-')
@@ -211,7 +211,7 @@ pub fn safe_name(s: &str) -> bool {
 
 /// A home directory that may go into a Dockerfile line and be chowned: absolute, plain
 /// characters, and not a system directory (`/`, `/nonexistent`, `/var`, ...).
-pub fn safe_home(s: &str) -> bool {
+pub(crate) fn safe_home(s: &str) -> bool {
     let plain = s.starts_with('/')
         && s.len() <= 255
         && s.chars()
@@ -259,7 +259,11 @@ fn checked_name(name: &str) -> Result<String, UserError> {
 }
 
 /// Decides the container user.
-pub fn plan(f: &BaseFacts, base_user: Option<&str>, w: &Wanted) -> Result<UserPlan, UserError> {
+pub(crate) fn plan(
+    f: &BaseFacts,
+    base_user: Option<&str>,
+    w: &Wanted,
+) -> Result<UserPlan, UserError> {
     if w.uid == 0 {
         let home = f
             .user_by_uid(0)

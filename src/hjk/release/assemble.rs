@@ -14,7 +14,9 @@ use super::*;
 
 /// The index of one variant: its platforms in a fixed order, so the same per-platform digests
 /// always give the same index bytes and digest, from one machine or from a merge.
-pub fn index_bytes(platforms: &BTreeMap<Platform, PlatformRecord>) -> (Vec<u8>, &'static str) {
+pub(crate) fn index_bytes(
+    platforms: &BTreeMap<Platform, PlatformRecord>,
+) -> (Vec<u8>, &'static str) {
     let docker = platforms
         .values()
         .all(|r| r.media_type == registry::DOCKER_MANIFEST && r.attestation.is_none());

@@ -15,7 +15,7 @@
 //! long as its process lives, and every later release or merge removes the stores whose lock
 //! nobody holds ([`sweep_stale`]).
 
-pub use crate::backend::Credentials;
+pub(crate) use crate::backend::Credentials;
 use crate::backend::Login;
 use crate::engine::Engine;
 use crate::error::UserError;
@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub const ENV_AUTH: &str = "HJK_AUTH";
-pub const ENV_CREDS: &str = "HJK_REGISTRY_CREDS";
+pub(crate) const ENV_AUTH: &str = "HJK_AUTH";
+pub(crate) const ENV_CREDS: &str = "HJK_REGISTRY_CREDS";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -40,9 +40,9 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
-    pub const NAMES: &'static str = "docker-config, ghcr, gcp, op, raw";
+    pub(crate) const NAMES: &'static str = "docker-config, ghcr, gcp, op, raw";
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AuthMode::DockerConfig => "docker-config",
             AuthMode::Ghcr => "ghcr",
@@ -80,7 +80,7 @@ impl fmt::Display for AuthMode {
 
 /// The auth settings after flag > env > config > default.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthSettings {
+pub(crate) struct AuthSettings {
     pub mode: AuthMode,
     /// `images.auth.op.username_ref` / `password_ref` (`op://vault/item/field`).
     pub op_refs: Option<(String, String)>,
@@ -89,7 +89,7 @@ pub struct AuthSettings {
 }
 
 /// `op://vault/item/field`, with nothing a shell or a flag parser could misread.
-pub fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
+pub(crate) fn check_op_ref(key: &str, r: &str) -> Result<(), UserError> {
     let ok = r.starts_with("op://")
         && r.len() > 5
         && !r.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -144,7 +144,7 @@ async fn creds_from_stdin() -> Result<Credentials> {
 /// Resolves the credentials of `settings.mode` for `host`. `docker-config` returns the stored
 /// ones if any (for the registry reads; the engine uses its own login); the others return what
 /// the release logs in with.
-pub async fn resolve(
+pub(crate) async fn resolve(
     settings: &AuthSettings,
     vars: &BTreeMap<String, String>,
     engine: &Engine,
@@ -230,7 +230,7 @@ const STORE_LOCK: &str = ".lock";
 /// `TempDir` is dropped: on success, failure and interruption (which unwinds through the
 /// workflow). It holds a lock until the process exits, however it exits, so a later run can
 /// tell a directory whose run was killed from one in use ([`sweep_stale`]).
-pub fn private_dir() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
+pub(crate) fn private_dir() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
     let dir = tempfile::Builder::new().prefix(STORE_PREFIX).tempdir()?;
     let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
         .map_err(|p| anyhow::anyhow!("non-UTF-8 temp dir {}", p.display()))?;
@@ -274,7 +274,7 @@ fn hold_lock(dir: &camino::Utf8Path) -> Result<()> {
 /// the temporary directory: ours (by owner), whose lock no process holds. One without a lock
 /// file is left alone: an hjk from before the locks made it, and it may still be running.
 /// Returns how many were removed. Every release and merge calls it first.
-pub fn sweep_stale() -> usize {
+pub(crate) fn sweep_stale() -> usize {
     sweep_stale_in(&std::env::temp_dir())
 }
 
@@ -317,7 +317,7 @@ fn sweep_stale_in(tmp: &std::path::Path) -> usize {
 }
 
 /// Writes a new file holding a secret, 0600 from the start.
-pub fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
@@ -333,7 +333,7 @@ pub fn write_private(path: &camino::Utf8Path, bytes: &[u8]) -> Result<()> {
 /// from the login until this value is dropped (every exit path, including an interruption,
 /// which unwinds through the workflow). Apple keeps logins in the keychain, so it is logged out
 /// instead (see [`LoginStore::close`]).
-pub struct LoginStore {
+pub(crate) struct LoginStore {
     dir: tempfile::TempDir,
     host: String,
 }
@@ -341,7 +341,7 @@ pub struct LoginStore {
 impl LoginStore {
     /// Creates the store, carries over what the engine needs from the user's own config, logs
     /// in with the password on stdin, and points every later engine call at the store.
-    pub async fn open(
+    pub(crate) async fn open(
         engine: &mut Engine,
         creds: &Credentials,
         host: &str,
@@ -396,12 +396,8 @@ impl LoginStore {
         Ok(me)
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
     /// Logs out where a login outlives the store (Apple), then removes the store.
-    pub async fn close(self, engine: &mut Engine) {
+    pub(crate) async fn close(self, engine: &mut Engine) {
         engine.logout(&self.host).await;
         engine.set_env(Vec::new());
     }

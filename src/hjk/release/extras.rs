@@ -11,7 +11,7 @@ use super::*;
 /// What a release asks of the builder beyond the image itself: each a backend capability,
 /// either asked for (refused up front where the engine lacks it) or wanted where it can be had.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extras {
+pub(crate) struct Extras {
     /// A provenance attestation (SLSA, `mode=max`) per image: `None` where the engine can make
     /// one (the default), `Some(true)` required (`--provenance`), `Some(false)` off.
     pub provenance: Option<bool>,
@@ -24,7 +24,7 @@ pub struct Extras {
 
 /// The time written into a release's images.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Epoch {
+pub(crate) struct Epoch {
     pub seconds: u64,
     /// `--source-date-epoch`, `SOURCE_DATE_EPOCH`, or the commit it was read from.
     pub from: String,
@@ -114,7 +114,7 @@ impl Applied {
 /// `SOURCE_DATE_EPOCH` gave one (see [`crate::hjk::settings::ReleaseSettings`]): the commit
 /// time of the last commit that touched the images directory, so the same commit gives the
 /// same digests on every machine. `None` outside a git checkout.
-pub async fn commit_epoch(engine: &Engine, images_dir: &Utf8Path) -> Result<Option<Epoch>> {
+pub(crate) async fn commit_epoch(engine: &Engine, images_dir: &Utf8Path) -> Result<Option<Epoch>> {
     let git = crate::invocation::Invocation::new("git")
         .args([
             "-C",

@@ -22,7 +22,7 @@ use crate::hjk::settings::MergeSettings;
 
 /// `hjk images merge A.json B.json`: the indexes and tags of a one-machine release, from the
 /// per-platform digests of `--push-by-digest` runs.
-pub async fn merge_command(
+pub(crate) async fn merge_command(
     engine: &mut Engine,
     spec: &MergeSettings,
     vars: &BTreeMap<String, String>,

@@ -10,7 +10,7 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -57,7 +57,7 @@ pub struct VariantRecord {
 impl VariantRecord {
     /// A variant as staged: its platform images, and nothing yet of what comes after them (no
     /// index or tags; no gate has run).
-    pub fn staged(
+    pub(crate) fn staged(
         name: String,
         parent: Option<String>,
         platforms: BTreeMap<Platform, PlatformRecord>,
@@ -149,7 +149,7 @@ impl Metadata {
 
     /// Reads a metadata file; `None` when nothing is at `path` (a dangling link, a FIFO or a
     /// device is an error). Read as every input is ([`crate::input_file`]): at most 16 MiB.
-    pub fn read_if_present(path: &Utf8Path) -> Result<Option<Metadata>, UserError> {
+    pub(crate) fn read_if_present(path: &Utf8Path) -> Result<Option<Metadata>, UserError> {
         let Some(text) = crate::input_file::read(path, crate::input_file::METADATA)? else {
             return Ok(None);
         };
@@ -164,7 +164,7 @@ impl Metadata {
         Ok(Some(m))
     }
 
-    pub fn variant(&self, name: &str) -> Option<&VariantRecord> {
+    pub(crate) fn variant(&self, name: &str) -> Option<&VariantRecord> {
         self.variants.iter().find(|v| v.name == name)
     }
 }

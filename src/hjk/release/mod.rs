@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 mod assemble;
-pub mod auth;
+pub(crate) mod auth;
 mod check;
 mod extras;
 pub mod gates;
@@ -51,26 +51,26 @@ mod stage;
 mod summary;
 mod survey;
 
-pub use assemble::index_bytes;
+pub(crate) use assemble::index_bytes;
 pub(crate) use assemble::provenance_of;
 use assemble::{assemble, verify};
 use check::{check, check_metadata_path, sweep_credentials};
 use extras::Applied;
-pub use extras::{commit_epoch, Epoch, Extras};
-pub use merge::merge_command;
+pub(crate) use extras::{commit_epoch, Epoch, Extras};
+pub(crate) use merge::merge_command;
 use stage::{stage, Built};
 use summary::finish;
-pub use summary::{Origin, Row};
+pub(crate) use summary::{Origin, Row};
 use survey::*;
 
-pub const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
-pub const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
-pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+pub(crate) const LABEL_BASE_NAME: &str = "org.opencontainers.image.base.name";
+pub(crate) const LABEL_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+pub(crate) const LABEL_VERSION: &str = "org.opencontainers.image.version";
 
 /// `hjk images release`. However it ends (also interrupted), the local images it built under
 /// their staging tags are removed unless `--keep-stage`: the registry holds them, and each
 /// release would otherwise leave its own behind.
-pub async fn release_command(
+pub(crate) async fn release_command(
     engine: &mut Engine,
     graph: &Graph,
     spec: &ReleaseSettings,
@@ -242,7 +242,7 @@ struct Publishing<'a> {
 
 /// `hjk images digest`: the variant's index digest from a metadata file (or its only platform's
 /// digest in a one-platform partial file), else the local image's digest or id.
-pub async fn digest_command(
+pub(crate) async fn digest_command(
     session: &super::Session,
     settings: &crate::hjk::settings::ImagesSettings,
     variant: &str,

@@ -31,17 +31,17 @@ use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The tag prefix of held markers.
-pub const HELD_TAG_PREFIX: &str = "held-";
+pub(crate) const HELD_TAG_PREFIX: &str = "held-";
 /// Marker annotations: the held index, the gates that held it (comma-separated), why.
-pub const ANN_HELD: &str = "io.agent-images.held";
-pub const ANN_HELD_GATES: &str = "io.agent-images.held.gates";
-pub const ANN_HELD_REASONS: &str = "io.agent-images.held.reasons";
+pub(crate) const ANN_HELD: &str = "io.agent-images.held";
+pub(crate) const ANN_HELD_GATES: &str = "io.agent-images.held.gates";
+pub(crate) const ANN_HELD_REASONS: &str = "io.agent-images.held.reasons";
 /// On a marker whose hold a later release lifted: the gates that passed.
-pub const ANN_HELD_LIFTED: &str = "io.agent-images.held.lifted-by";
+pub(crate) const ANN_HELD_LIFTED: &str = "io.agent-images.held.lifted-by";
 
 /// The digests a hold covers, each with what it is (`index`, or a platform): the variant's
 /// index and each platform image it lists.
-pub type HoldKeys = BTreeMap<String, Vec<(String, ImageDigest)>>;
+pub(crate) type HoldKeys = BTreeMap<String, Vec<(String, ImageDigest)>>;
 
 /// The public tags of a variant: `<variant>` and, with a version, `<variant>-<version>`.
 pub fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
@@ -53,7 +53,7 @@ pub fn public_tags(name: &str, version: Option<&str>) -> Vec<String> {
 }
 
 /// `held-<64 hex>`: where the marker of a held index lives.
-pub fn held_tag(digest: &str) -> String {
+pub(crate) fn held_tag(digest: &str) -> String {
     format!(
         "{HELD_TAG_PREFIX}{}",
         digest.strip_prefix("sha256:").unwrap_or(digest)
@@ -62,7 +62,7 @@ pub fn held_tag(digest: &str) -> String {
 
 /// The marker of a held digest: an OCI index listing no image (nothing anyone could pull or
 /// run), whose annotations say which digest, which gates and why.
-pub fn held_marker(digest: &str, hold: &EarlierHold) -> Vec<u8> {
+pub(crate) fn held_marker(digest: &str, hold: &EarlierHold) -> Vec<u8> {
     let gates: Vec<&str> = hold.gates.iter().map(String::as_str).collect();
     marker(serde_json::json!({
         ANN_HELD: digest,
@@ -72,7 +72,7 @@ pub fn held_marker(digest: &str, hold: &EarlierHold) -> Vec<u8> {
 }
 
 /// The marker of a hold that `gates` lifted: it names the digest and holds nothing.
-pub fn lifted_marker(digest: &str, gates: &[&str]) -> Vec<u8> {
+pub(crate) fn lifted_marker(digest: &str, gates: &[&str]) -> Vec<u8> {
     marker(serde_json::json!({ ANN_HELD: digest, ANN_HELD_LIFTED: gates.join(",") }))
 }
 
@@ -88,14 +88,14 @@ fn marker(annotations: serde_json::Value) -> Vec<u8> {
 
 /// An earlier release's hold on an index, read back from its marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarlierHold {
+pub(crate) struct EarlierHold {
     pub gates: BTreeSet<String>,
     pub reasons: String,
 }
 
 impl EarlierHold {
     /// This release's hold: the gates it ran, and why they held the variant.
-    pub fn new(asked: &[&str], reasons: &[String]) -> EarlierHold {
+    pub(crate) fn new(asked: &[&str], reasons: &[String]) -> EarlierHold {
         EarlierHold {
             gates: asked.iter().map(|g| g.to_string()).collect(),
             reasons: reasons.join("; "),
@@ -103,7 +103,7 @@ impl EarlierHold {
     }
 
     /// This hold and an earlier one of the same digest: lifting it takes the gates of both.
-    pub fn and(mut self, earlier: Option<EarlierHold>) -> EarlierHold {
+    pub(crate) fn and(mut self, earlier: Option<EarlierHold>) -> EarlierHold {
         if let Some(e) = earlier {
             self.gates.extend(e.gates);
             if !e.reasons.is_empty() && !self.reasons.contains(&e.reasons) {
@@ -114,7 +114,7 @@ impl EarlierHold {
     }
 
     /// The marker's hold, if `m` is the marker of `digest` and its hold was not lifted.
-    pub fn parse(m: &Manifest, digest: &str) -> Option<EarlierHold> {
+    pub(crate) fn parse(m: &Manifest, digest: &str) -> Option<EarlierHold> {
         let a = m.parsed().ok()?.annotations;
         let ours = a.get(ANN_HELD).map(String::as_str) == Some(digest);
         (ours && !a.contains_key(ANN_HELD_LIFTED)).then(|| EarlierHold {
@@ -133,13 +133,13 @@ impl EarlierHold {
 
     /// Whether a release that ran `asked` (and whose gates let the variant through) has checked
     /// again everything this hold came from.
-    pub fn lifted_by(&self, asked: &[&str]) -> bool {
+    pub(crate) fn lifted_by(&self, asked: &[&str]) -> bool {
         !self.gates.is_empty() && self.gates.iter().all(|g| asked.contains(&g.as_str()))
     }
 
     /// Why the variant stays held (`what`: `this index`, or `its <platform> image`), and how
     /// to lift it.
-    pub fn reason(&self, what: &str) -> String {
+    pub(crate) fn reason(&self, what: &str) -> String {
         let flags: Vec<String> = self.gates.iter().map(|g| format!("--{g}")).collect();
         format!(
             "an earlier release's gates held {what} ({}); release it with {} to check it again",
@@ -160,7 +160,7 @@ async fn hold_of(registry: &Registry, digest: &str) -> Result<Option<EarlierHold
 /// Records this release's holds in the registry (before any tag moves), on the index and on
 /// each platform image of every held variant, so no later release can promote them, under
 /// this index or another, without passing the same gates and those of any earlier hold.
-pub async fn record_holds(
+pub(crate) async fn record_holds(
     engine: &Engine,
     registry: &Registry,
     held: &[Held],
@@ -189,7 +189,7 @@ pub async fn record_holds(
 /// variant (a child tag never moves past its parent's). `parents`: each variant's parent, in
 /// graph order. Returns the digests whose holds this release lifts (its gates passed and the
 /// variant moves), to mark with [`record_lifts`] once the tags moved.
-pub async fn apply_earlier_holds(
+pub(crate) async fn apply_earlier_holds(
     registry: &Registry,
     promotion: &mut Promotion,
     parents: &[(String, Option<String>)],
@@ -260,7 +260,7 @@ pub async fn apply_earlier_holds(
 
 /// Marks the holds this release lifted (see [`apply_earlier_holds`]), after its tags moved: a
 /// later rerun without gates then does not hold again what is already promoted.
-pub async fn record_lifts(
+pub(crate) async fn record_lifts(
     engine: &Engine,
     registry: &Registry,
     digests: &[String],
@@ -281,7 +281,7 @@ pub async fn record_lifts(
 
 /// What a public tag points at now: its digest and the platforms it lists (`os/arch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Current {
+pub(crate) struct Current {
     pub digest: ImageDigest,
     pub platforms: BTreeSet<String>,
 }
@@ -289,7 +289,7 @@ pub struct Current {
 /// One variant's tags as the release means to set them: the index they go to (`None`: not known
 /// yet, a platform is still to be built) and the platforms it lists.
 #[derive(Debug, Clone)]
-pub struct Planned {
+pub(crate) struct Planned {
     pub variant: String,
     pub digest: Option<ImageDigest>,
     pub platforms: BTreeSet<String>,
@@ -297,7 +297,7 @@ pub struct Planned {
 
 /// One tag to move.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Move {
+pub(crate) struct Move {
     pub variant: String,
     pub tag: String,
     pub digest: ImageDigest,
@@ -308,11 +308,11 @@ pub struct Move {
 }
 
 /// What every tag of a plan held when [`check`] read it, by tag (`None`: no such tag).
-pub type Surveyed = BTreeMap<String, Option<ImageDigest>>;
+pub(crate) type Surveyed = BTreeMap<String, Option<ImageDigest>>;
 
 /// Why a tag may not move without `--force-tags`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Conflict {
+pub(crate) enum Conflict {
     /// Its index lists these platforms, which the release does not have.
     Narrows(Vec<String>),
     /// It is a released `<variant>-<version>` and points at this other index.
@@ -321,7 +321,11 @@ pub enum Conflict {
 
 /// Why a tag (`versioned`: a `<variant>-<version>`) may not move from `current` to the plan
 /// without `--force-tags`, if it may not.
-pub fn conflict(versioned: bool, current: Option<&Current>, plan: &Planned) -> Option<Conflict> {
+pub(crate) fn conflict(
+    versioned: bool,
+    current: Option<&Current>,
+    plan: &Planned,
+) -> Option<Conflict> {
     let cur = current?;
     if plan.digest.as_deref() == Some(cur.digest.as_str()) {
         return None;
@@ -368,7 +372,7 @@ fn refusal(repo: &str, refused: &[(String, Conflict)]) -> UserError {
 /// tags that would narrow their platforms or re-point a released version, unless `force`, and
 /// tags that changed since `surveyed` (what the release read before it built). Returns the
 /// tags to move, versioned ones first, parents before children, and what each tag held.
-pub async fn check(
+pub(crate) async fn check(
     registry: &Registry,
     plans: &[Planned],
     version: Option<&str>,
@@ -500,7 +504,7 @@ async fn current(registry: &Registry, tag: &str) -> Result<Option<Current>> {
 /// Moves the tags, in the order [`check`] gave them, each by compare-and-swap: a tag that no
 /// longer holds what [`check`] read is not overwritten (the run stops, naming it), and a
 /// versioned tag must hold this release's index when read back.
-pub async fn apply(
+pub(crate) async fn apply(
     engine: &Engine,
     registry: &Registry,
     moves: &[Move],

@@ -36,16 +36,16 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many times in all a call is made when the registry fails it transiently.
-pub const ATTEMPTS: u32 = 5;
+pub(crate) const ATTEMPTS: u32 = 5;
 
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const ACCEPT: [&str; 4] = [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// Whether `host` (with an optional port) is a loopback address, spoken to over plain HTTP.
-pub fn plain_http(host: &str) -> bool {
+pub(crate) fn plain_http(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
         None => host.split(':').next().unwrap_or(""),
@@ -66,7 +66,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
+pub(crate) struct Descriptor {
     #[serde(default)]
     pub media_type: String,
     pub digest: ImageDigest,
@@ -79,7 +79,7 @@ pub struct Descriptor {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct PlatformField {
+pub(crate) struct PlatformField {
     pub architecture: String,
     pub os: String,
 }
@@ -87,7 +87,7 @@ pub struct PlatformField {
 /// The fields of an image manifest or an index a release reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Parsed {
+pub(crate) struct Parsed {
     #[serde(default)]
     pub media_type: Option<String>,
     #[serde(default)]
@@ -103,13 +103,13 @@ pub struct Parsed {
 /// BuildKit's annotations on an index entry that is an attestation manifest: what it is, and
 /// the digest of the image it is about.
 /// <https://docs.docker.com/build/metadata/attestations/attestation-storage/>
-pub const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
-pub const ATTESTATION_FOR: &str = "vnd.docker.reference.digest";
-pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+pub(crate) const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
+pub(crate) const ATTESTATION_FOR: &str = "vnd.docker.reference.digest";
+pub(crate) const ATTESTATION_MANIFEST: &str = "attestation-manifest";
 
 impl Parsed {
     /// An index's attestation manifest about the image `digest`, if it lists one.
-    pub fn attestation_for(&self, digest: &str) -> Option<&Descriptor> {
+    pub(crate) fn attestation_for(&self, digest: &str) -> Option<&Descriptor> {
         self.manifests.iter().find(|d| {
             d.annotations.get(ATTESTATION_TYPE).map(String::as_str) == Some(ATTESTATION_MANIFEST)
                 && d.annotations.get(ATTESTATION_FOR).map(String::as_str) == Some(digest)
@@ -117,7 +117,7 @@ impl Parsed {
     }
 
     /// An index's image for `platform` (attestation entries, `unknown/unknown`, never match).
-    pub fn entry_for(&self, platform: crate::platform::Platform) -> Option<&Descriptor> {
+    pub(crate) fn entry_for(&self, platform: crate::platform::Platform) -> Option<&Descriptor> {
         self.manifests.iter().find(|d| {
             d.platform
                 .as_ref()
@@ -127,7 +127,7 @@ impl Parsed {
 }
 
 impl Manifest {
-    pub fn parsed(&self) -> Result<Parsed> {
+    pub(crate) fn parsed(&self) -> Result<Parsed> {
         serde_json::from_slice(&self.bytes)
             .map_err(|e| anyhow!("the registry returned a manifest that is not JSON: {e}"))
     }
@@ -216,7 +216,7 @@ impl Registry {
     }
 
     /// `<repository>@sha256:...` for a digest, `<repository>:<tag>` for a tag.
-    pub fn shown(&self, tag_or_digest: &str) -> String {
+    pub(crate) fn shown(&self, tag_or_digest: &str) -> String {
         match tag_or_digest.starts_with("sha256:") {
             true => format!("{}@{tag_or_digest}", self.name()),
             false => format!("{}:{tag_or_digest}", self.name()),
@@ -226,7 +226,7 @@ impl Registry {
     /// Whether the registry answers at all (its `/v2/` and, where it asks for one, a token for
     /// reading the repository), asked before anything is built: a registry that hangs ends the
     /// run here, in one line, instead of after the builds.
-    pub async fn reachable(&self) -> Result<()> {
+    pub(crate) async fn reachable(&self) -> Result<()> {
         let r = self.reference("hjk-reachable");
         let doing = format!("connecting to read {}", self.name());
         self.call(&doing, || {
@@ -270,12 +270,12 @@ impl Registry {
         }
     }
 
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 
     /// `<host>/<repository>`, the name tags and digests are appended to.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.host, self.repository)
     }
 
@@ -351,7 +351,7 @@ impl Registry {
     /// The image manifest for `platform` under a tag or digest (see
     /// [`Registry::platform_manifest`]) and, when the tag holds an index with one, the
     /// attestation manifest about it.
-    pub async fn platform_manifest_attested(
+    pub(crate) async fn platform_manifest_attested(
         &self,
         tag_or_digest: &str,
         platform: crate::platform::Platform,
@@ -371,7 +371,7 @@ impl Registry {
     }
 
     /// A blob of this repository (an attestation's statement), at most `limit` bytes.
-    pub async fn blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
+    pub(crate) async fn blob(&self, digest: &str, limit: usize) -> Result<Vec<u8>> {
         let r = self.reference(digest);
         let doing = format!("reading blob {}", self.shown(digest));
         let buf = self
@@ -389,7 +389,7 @@ impl Registry {
     }
 
     /// The digest a tag points at, or `None` if the tag does not exist (one HEAD request).
-    pub async fn digest_of(&self, tag: &str) -> Result<Option<ImageDigest>> {
+    pub(crate) async fn digest_of(&self, tag: &str) -> Result<Option<ImageDigest>> {
         let r = self.reference(tag);
         let doing = format!("reading {}", self.shown(tag));
         let got = self
@@ -435,7 +435,7 @@ impl Registry {
     }
 
     /// Pushes manifest bytes under a tag, or by their own digest (`sha256:...`: untagged).
-    pub async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         tag_or_digest: &str,
         bytes: &[u8],
@@ -461,7 +461,7 @@ impl Registry {
     /// (children first), by digest, and its top manifest under `tag`. Every blob is checked
     /// against its digest as it is read, so what lands under the digest the metadata names is
     /// what the builder wrote. Returns the top manifest.
-    pub async fn push_layout(&self, dir: &Utf8Path, tag: &str) -> Result<Manifest> {
+    pub(crate) async fn push_layout(&self, dir: &Utf8Path, tag: &str) -> Result<Manifest> {
         let index: Parsed = serde_json::from_slice(&read_blob_file(&dir.join("index.json"))?)
             .map_err(|e| anyhow!("{dir}/index.json is not an OCI index: {e}"))?;
         let top = match index.manifests.as_slice() {
@@ -731,7 +731,7 @@ fn read_blob_file(path: &Utf8Path) -> Result<Vec<u8>> {
 }
 
 /// The digest of manifest bytes, as registries compute it.
-pub fn digest_of_bytes(bytes: &[u8]) -> ImageDigest {
+pub(crate) fn digest_of_bytes(bytes: &[u8]) -> ImageDigest {
     ImageDigest::of_bytes(bytes)
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 /// How one variant on one platform came to be in a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Origin {
+pub(crate) enum Origin {
     /// Built and pushed under its staging tag.
     Built,
     /// In the registry already with the same fingerprint.
@@ -21,7 +21,7 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Origin::Built => "built",
             Origin::Reused => "reused",
@@ -38,7 +38,7 @@ impl std::fmt::Display for Origin {
 
 /// One row of the summary (and of `--progress json`'s result).
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     pub variant: String,
     pub platform: String,
     pub result: Origin,

@@ -25,7 +25,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 
 /// The gates of one release, checked and ready to run.
-pub struct Gates {
+pub(crate) struct Gates {
     opts: GateOptions,
     tools: Tools,
     /// `--key`'s public key (its key material), to compare with `COSIGN_KEY`'s.
@@ -47,7 +47,7 @@ impl GateOptions {
     /// with `COSIGN_KEY` from `vars`, as the one value the gates run with. A flag that only means
     /// something with a gate that was not asked for is refused. Without a gate nothing else is
     /// read (`--scan-severity` alone is not checked).
-    pub fn resolve(
+    pub(crate) fn resolve(
         args: &crate::cli::hjk::ReleaseArgs,
         vars: &BTreeMap<String, String>,
     ) -> Result<GateOptions, UserError> {
@@ -110,7 +110,7 @@ impl GateOptions {
 impl Gates {
     /// Checks the options and finds the tools on PATH, before anything is built or pushed
     /// (a missing tool is exit 2 with an install hint). `None` when no gate was asked for.
-    pub fn check(
+    pub(crate) fn check(
         mut opts: GateOptions,
         plain_http: bool,
         vars: &BTreeMap<String, String>,
@@ -163,7 +163,7 @@ impl Gates {
     /// `<gates-dir>/cosign.pub` and used to verify every signature the release makes; with the
     /// vuln scanner, trivy's DB, downloaded once (none to be had is exit 2: the scan fails
     /// closed).
-    pub async fn prepare(&mut self, engine: &Engine) -> Result<()> {
+    pub(crate) async fn prepare(&mut self, engine: &Engine) -> Result<()> {
         if self.opts.sign && self.opts.signing == sc::Signing::Key {
             let out = engine.tool(&sc::public_key(&self.tools).may_fail()).await?;
             let derived = sc::public_key_body(&out.stdout).filter(|_| out.success);
@@ -217,7 +217,7 @@ impl Gates {
 
     /// The gates asked for, by flag name (`scan`, `sbom`, `sign`): what a held marker records
     /// and what a later release must run again to lift it.
-    pub fn names(&self) -> Vec<&'static str> {
+    pub(crate) fn names(&self) -> Vec<&'static str> {
         let o = &self.opts;
         [
             (o.scan, "scan"),
@@ -233,7 +233,7 @@ impl Gates {
     /// Runs the gates on the staged release (`meta` holds every index and per-platform digest),
     /// records SBOM paths, signatures and scan verdicts in it, and returns which variants may
     /// move their tags. `dirs`: each variant's directory (its `.trivyignore`), where known.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         engine: &Engine,
         meta: &mut Metadata,
@@ -323,7 +323,7 @@ impl Gates {
 /// Platforms this machine would only emulate are skipped and say so (systemd under qemu is
 /// not a verdict on the image; docs/hjk-images.md, "arm64 under qemu"). A boot that fails is the variant's
 /// reason to be held; only an interruption stops the release.
-pub async fn boot_variants(
+pub(crate) async fn boot_variants(
     engine: &Engine,
     published: &Published,
     stage_tags: &BTreeMap<(String, Platform), String>,
@@ -407,7 +407,7 @@ async fn boot_one(
 
 /// The key material of the public key file `--key` names (exit 2 when it is missing or not a
 /// PEM public key).
-pub fn read_public_key(path: &Utf8Path) -> Result<String, UserError> {
+pub(crate) fn read_public_key(path: &Utf8Path) -> Result<String, UserError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         UserError::signing(format!(
             "cannot read --key {path}: {e}; pass the cosign public key (cosign.pub from cosign generate-key-pair)"
@@ -426,13 +426,13 @@ pub fn read_public_key(path: &Utf8Path) -> Result<String, UserError> {
 /// a 0700 directory of its own, removed when dropped. It is not the engine's login store: that
 /// one may hold a credential-helper reference or an engine-specific file the tools cannot read.
 /// `None` without credentials (anonymous reads): the tools then use their own defaults.
-pub struct ToolAuth {
+pub(crate) struct ToolAuth {
     _dir: tempfile::TempDir,
     pub dir: Utf8PathBuf,
 }
 
 impl ToolAuth {
-    pub fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
+    pub(crate) fn new(creds: Option<&Credentials>, host: &str) -> Result<Option<ToolAuth>> {
         let Some(c) = creds else { return Ok(None) };
         let (tmp, dir) = super::auth::private_dir()?;
         let config = serde_json::json!({"auths": {host: {"auth": c.basic()}}});
@@ -442,7 +442,7 @@ impl ToolAuth {
 }
 
 /// The directories of the variants a release names, for their `.trivyignore`.
-pub fn variant_dirs(graph: &crate::hjk::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
+pub(crate) fn variant_dirs(graph: &crate::hjk::variants::Graph) -> BTreeMap<String, Utf8PathBuf> {
     graph
         .variants
         .iter()
@@ -451,7 +451,7 @@ pub fn variant_dirs(graph: &crate::hjk::variants::Graph) -> BTreeMap<String, Utf
 }
 
 /// The same, from `images_dir` if it holds a `variants.yaml` (merge runs in a checkout).
-pub fn dirs_if_present(images_dir: &Utf8Path) -> BTreeMap<String, Utf8PathBuf> {
+pub(crate) fn dirs_if_present(images_dir: &Utf8Path) -> BTreeMap<String, Utf8PathBuf> {
     crate::hjk::variants::Graph::load(images_dir)
         .map(|g| variant_dirs(&g))
         .unwrap_or_default()

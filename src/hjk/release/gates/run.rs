@@ -157,7 +157,7 @@ impl GateReport {
     }
 
     /// Why this variant's own gates did not pass (empty: they passed).
-    pub fn failures(&self, g: &VariantGates, platforms: usize) -> Vec<String> {
+    pub(crate) fn failures(&self, g: &VariantGates, platforms: usize) -> Vec<String> {
         let mut why = Vec::new();
         if self.scan {
             match g.scan.verdict {

@@ -24,21 +24,21 @@ use std::path::PathBuf;
 
 /// trivy's exit code when it found vulnerabilities at the gated severities. trivy itself exits 1
 /// on any fatal error, so findings get a code of their own and the two are never confused.
-pub const FINDINGS_EXIT: i32 = 3;
+pub(crate) const FINDINGS_EXIT: i32 = 3;
 
 /// The severities that fail the scan gate unless `--scan-severity` says otherwise.
-pub const DEFAULT_SEVERITY: &str = "CRITICAL,HIGH";
+pub(crate) const DEFAULT_SEVERITY: &str = "CRITICAL,HIGH";
 
 /// trivy's severity names.
 const SEVERITIES: [&str; 5] = ["UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"];
 
 /// What `--scan` runs unless `--scanners` says otherwise (trivy's own names).
-pub const DEFAULT_SCANNERS: &str = "vuln,secret";
+pub(crate) const DEFAULT_SCANNERS: &str = "vuln,secret";
 
 /// The cosign attestation type of the SBOMs (`cosign attest --type spdxjson`), and the in-toto
 /// predicate type cosign writes for it.
-pub const SBOM_TYPE: &str = "spdxjson";
-pub const SBOM_PREDICATE: &str = "https://spdx.dev/Document";
+pub(crate) const SBOM_TYPE: &str = "spdxjson";
+pub(crate) const SBOM_PREDICATE: &str = "https://spdx.dev/Document";
 
 /// The trivy scanners a scan gate can run (trivy's names): `vuln` needs trivy's vulnerability
 /// DB, `secret` runs offline.
@@ -50,7 +50,7 @@ pub enum Scanner {
 }
 
 impl Scanner {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scanner::Vuln => "vuln",
             Scanner::Secret => "secret",
@@ -60,7 +60,7 @@ impl Scanner {
 
 /// `vuln,secret` -> the scanners, each once, in trivy's order. Only the scanners whose
 /// findings the gate reads are accepted.
-pub fn parse_scanners(s: &str) -> Result<Vec<Scanner>, UserError> {
+pub(crate) fn parse_scanners(s: &str) -> Result<Vec<Scanner>, UserError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let sc = match part.to_ascii_lowercase().as_str() {
@@ -97,32 +97,32 @@ pub struct TrivyDb {
 
 impl TrivyDb {
     /// A cache directory given without a repository is used as it is, never updated.
-    pub fn offline(&self) -> bool {
+    pub(crate) fn offline(&self) -> bool {
         self.cache_dir.is_some() && self.repository.is_none()
     }
 
     /// The file trivy reads its vulnerability DB from, under a cache directory.
-    pub fn db_file(dir: &Utf8Path) -> Utf8PathBuf {
+    pub(crate) fn db_file(dir: &Utf8Path) -> Utf8PathBuf {
         dir.join("db/trivy.db")
     }
 }
 
 /// The environment variable that selects key-based signing; cosign reads the PEM from it.
-pub const ENV_COSIGN_KEY: &str = "COSIGN_KEY";
+pub(crate) const ENV_COSIGN_KEY: &str = "COSIGN_KEY";
 
 /// The per-variant file of accepted findings, in the variant's directory.
-pub const TRIVYIGNORE: &str = ".trivyignore";
+pub(crate) const TRIVYIGNORE: &str = ".trivyignore";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Tool {
+pub(crate) enum Tool {
     Cosign,
     Syft,
     Trivy,
 }
 
 impl Tool {
-    pub fn program(self) -> &'static str {
+    pub(crate) fn program(self) -> &'static str {
         match self {
             Tool::Cosign => "cosign",
             Tool::Syft => "syft",
@@ -172,7 +172,7 @@ pub enum Signing {
 
 impl Signing {
     /// Key mode when `COSIGN_KEY` is set (non-empty), keyless otherwise.
-    pub fn from_env(vars: &BTreeMap<String, String>) -> Signing {
+    pub(crate) fn from_env(vars: &BTreeMap<String, String>) -> Signing {
         match vars.get(ENV_COSIGN_KEY) {
             Some(v) if !v.is_empty() => Signing::Key,
             _ => Signing::Keyless,
@@ -242,7 +242,7 @@ impl GateOptions {
     }
 
     /// No gate: what a release without `--sign`, `--sbom`, `--scan` or `--boot` runs.
-    pub fn none(out_dir: Utf8PathBuf) -> GateOptions {
+    pub(crate) fn none(out_dir: Utf8PathBuf) -> GateOptions {
         GateOptions {
             sbom: false,
             sign: false,
@@ -261,22 +261,22 @@ impl GateOptions {
     }
 
     /// Whether the scan needs trivy's vulnerability DB.
-    pub fn scans_vulns(&self) -> bool {
+    pub(crate) fn scans_vulns(&self) -> bool {
         self.scan && self.scanners.contains(&Scanner::Vuln)
     }
 
     /// Whether any gate runs (`--boot` included).
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.uses_tools() || self.boot.is_some()
     }
 
     /// Whether a gate that runs cosign, syft or trivy was asked for.
-    pub fn uses_tools(&self) -> bool {
+    pub(crate) fn uses_tools(&self) -> bool {
         self.sbom || self.sign || self.scan
     }
 
     /// The tools these options need, in the order they run.
-    pub fn tools(&self) -> Vec<Tool> {
+    pub(crate) fn tools(&self) -> Vec<Tool> {
         let mut out = Vec::new();
         if self.scan {
             out.push(Tool::Trivy);
@@ -290,19 +290,19 @@ impl GateOptions {
         out
     }
 
-    pub fn sbom_path(&self, variant: &str, platform: Platform) -> Utf8PathBuf {
+    pub(crate) fn sbom_path(&self, variant: &str, platform: Platform) -> Utf8PathBuf {
         self.out_dir
             .join(format!("{variant}-{}.spdx.json", platform.arch()))
     }
 
-    pub fn scan_report_path(&self, variant: &str, platform: Platform) -> Utf8PathBuf {
+    pub(crate) fn scan_report_path(&self, variant: &str, platform: Platform) -> Utf8PathBuf {
         self.out_dir
             .join(format!("{variant}-{}.trivy.json", platform.arch()))
     }
 }
 
 /// Normalizes a comma-separated severity list (`high,critical` -> `HIGH,CRITICAL`).
-pub fn parse_severity(s: &str) -> Result<String, UserError> {
+pub(crate) fn parse_severity(s: &str) -> Result<String, UserError> {
     let mut out: Vec<String> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let up = part.to_ascii_uppercase();
@@ -334,7 +334,7 @@ pub struct Tools {
 
 impl Tools {
     /// Only cosign, at `path` (`hjk images verify`).
-    pub fn with_cosign(path: PathBuf) -> Tools {
+    pub(crate) fn with_cosign(path: PathBuf) -> Tools {
         Tools {
             cosign: Some(path),
             ..Tools::default()
@@ -389,7 +389,7 @@ pub fn check_tools(opts: &GateOptions, path: Option<&OsString>) -> Result<Tools,
     )))
 }
 
-pub use crate::digest::by_digest;
+pub(crate) use crate::digest::by_digest;
 
 /// Where the tools find registry credentials: `DOCKER_CONFIG=<dir>` (the dir holds
 /// `config.json`, the format every engine's login writes). None: each tool's default keychain.
@@ -402,7 +402,7 @@ fn auth_env(inv: Invocation, auth_dir: Option<&Utf8Path>) -> Invocation {
 
 /// `syft scan registry:<repo>@<digest> -o spdx-json=<file>`: the `registry:` scheme reads the
 /// image from the registry (never a local daemon's copy of a similar name).
-pub fn sbom(
+pub(crate) fn sbom(
     tools: &Tools,
     opts: &GateOptions,
     image: &str,
@@ -440,7 +440,7 @@ fn cosign_common(opts: &GateOptions) -> Vec<String> {
 
 /// `cosign public-key --key env://COSIGN_KEY`: the public half of the signing key (it also
 /// proves `COSIGN_PASSWORD` opens it), compared with `--key` before anything is pushed.
-pub fn public_key(tools: &Tools) -> Invocation {
+pub(crate) fn public_key(tools: &Tools) -> Invocation {
     Invocation::new(tools.program(Tool::Cosign))
         .args(["public-key", "--key"])
         .arg(format!("env://{ENV_COSIGN_KEY}"))
@@ -449,7 +449,7 @@ pub fn public_key(tools: &Tools) -> Invocation {
 
 /// The key material of a PEM public key (its base64 body, whitespace removed), so two files
 /// that differ only in line breaks compare equal. None: not a PEM public key.
-pub fn public_key_body(pem: &str) -> Option<String> {
+pub(crate) fn public_key_body(pem: &str) -> Option<String> {
     let start = pem.find("-----BEGIN PUBLIC KEY-----")? + "-----BEGIN PUBLIC KEY-----".len();
     let end = start + pem[start..].find("-----END PUBLIC KEY-----")?;
     let body: String = pem[start..end]
@@ -509,7 +509,7 @@ fn verify_common(v: &VerifyOptions) -> Vec<String> {
 
 /// `cosign verify <trust> <repo>@<digest>`: the image's signature. Its answer is its exit code
 /// (and the verified payloads on stdout), so a failure is returned, not raised.
-pub fn verify_signature(
+pub(crate) fn verify_signature(
     tools: &Tools,
     v: &VerifyOptions,
     image: &str,
@@ -526,7 +526,7 @@ pub fn verify_signature(
 
 /// `cosign verify-attestation --type <kind> <trust> <repo>@<digest>`: the signed attestations
 /// of that type about the image; stdout holds each as a DSSE envelope (one JSON per line).
-pub fn verify_attestation(
+pub(crate) fn verify_attestation(
     tools: &Tools,
     v: &VerifyOptions,
     image: &str,
@@ -543,7 +543,7 @@ pub fn verify_attestation(
 
 /// The in-toto statements in `cosign verify-attestation`'s stdout (one DSSE envelope per line,
 /// its payload base64), as JSON.
-pub fn attested_statements(stdout: &str) -> Vec<serde_json::Value> {
+pub(crate) fn attested_statements(stdout: &str) -> Vec<serde_json::Value> {
     use base64::Engine as _;
     stdout
         .lines()
@@ -559,7 +559,7 @@ pub fn attested_statements(stdout: &str) -> Vec<serde_json::Value> {
 }
 
 /// `cosign sign --yes --recursive <repo>@<index digest>`: the index and every manifest in it.
-pub fn sign(
+pub(crate) fn sign(
     tools: &Tools,
     opts: &GateOptions,
     index: &str,
@@ -577,7 +577,7 @@ pub fn sign(
 /// cosign attest has no `--recursive`, so each platform image is attested with its own SBOM.
 /// `--replace`: a rerun (a newer syft) replaces the image's SBOM attestation instead of adding
 /// a second one that may disagree with the first.
-pub fn attest(
+pub(crate) fn attest(
     tools: &Tools,
     opts: &GateOptions,
     image: &str,
@@ -603,7 +603,7 @@ pub fn attest(
 /// fixable ones). `ignorefile`: the variant's accepted findings. The vulnerability DB is never
 /// downloaded here (`--skip-db-update`): [`download_db`] fetched it once, before anything was
 /// built, or `--scan-cache-dir` holds it.
-pub fn scan(
+pub(crate) fn scan(
     tools: &Tools,
     opts: &GateOptions,
     image: &str,
@@ -646,7 +646,7 @@ pub fn scan(
 /// `trivy image --download-db-only`: the vulnerability DB, fetched once before anything is
 /// built (from `--scan-db-repository`, else trivy's default repositories), so that a DB that
 /// cannot be had refuses the release up front and every scan uses the same DB.
-pub fn download_db(tools: &Tools, db: &TrivyDb) -> Invocation {
+pub(crate) fn download_db(tools: &Tools, db: &TrivyDb) -> Invocation {
     let mut inv = Invocation::new(tools.program(Tool::Trivy)).args(["image", "--download-db-only"]);
     if let Some(r) = &db.repository {
         inv = inv.args(["--db-repository", r.as_str()]);
@@ -659,7 +659,7 @@ pub fn download_db(tools: &Tools, db: &TrivyDb) -> Invocation {
 
 /// The one line a release ends with when trivy's vulnerability DB cannot be had: what failed
 /// (`why`), and the ways to give trivy a DB. The scan fails closed: nothing is built or pushed.
-pub fn no_db(why: &str) -> UserError {
+pub(crate) fn no_db(why: &str) -> UserError {
     UserError::tool(format!(
         "--scan with the vuln scanner needs trivy's vulnerability DB, and {why}: give trivy a DB it can reach with --scan-db-repository REPO (a mirror of ghcr.io/aquasecurity/trivy-db) or TRIVY_DB_REPOSITORY, or a cache directory that holds one with --scan-cache-dir DIR (db/trivy.db, e.g. from `trivy image --download-db-only --cache-dir DIR` where it can be reached), or scan without it (--scanners secret); nothing was built or pushed"
     ))
@@ -667,7 +667,7 @@ pub fn no_db(why: &str) -> UserError {
 
 /// What trivy said when it could not download its DB, as a short phrase: the repository it
 /// tried, where its FATAL line names one.
-pub fn db_failure(output: &str) -> String {
+pub(crate) fn db_failure(output: &str) -> String {
     let fatal = output
         .lines()
         .rev()
@@ -703,7 +703,7 @@ pub struct Finding {
 
 impl Finding {
     /// `secret private-key (Asymmetric Private Key) in /etc/x.pem`, `CVE-1 in openssl 3.0`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.kind.as_str() {
             "secret" => format!("secret {} ({}) in {}", self.id, self.title, self.target),
             _ => format!("{} in {} {}", self.id, self.target, self.title),
@@ -713,7 +713,7 @@ impl Finding {
 
 /// The findings in a trivy JSON report: vulnerabilities and secrets (trivy already left out
 /// the severities not gated and the `.trivyignore` entries).
-pub fn findings(report: &str) -> Result<Vec<Finding>, serde_json::Error> {
+pub(crate) fn findings(report: &str) -> Result<Vec<Finding>, serde_json::Error> {
     let v: serde_json::Value = serde_json::from_str(report)?;
     let text = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
     let mut out = Vec::new();
@@ -741,7 +741,8 @@ pub fn findings(report: &str) -> Result<Vec<Finding>, serde_json::Error> {
 }
 
 /// Counts the findings (vulnerabilities and secrets) in a trivy JSON report by severity.
-pub fn count_findings(report: &str) -> Result<BTreeMap<String, u64>, serde_json::Error> {
+#[cfg(test)]
+pub(crate) fn count_findings(report: &str) -> Result<BTreeMap<String, u64>, serde_json::Error> {
     let mut counts = BTreeMap::new();
     for f in findings(report)? {
         *counts.entry(f.severity).or_insert(0) += 1;
