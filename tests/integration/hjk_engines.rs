@@ -433,24 +433,9 @@ fn docker_classic_builds_the_images_standin() {
     env.classic_docker();
     let standin = crate::util::standin::StandIn::write(env.root());
     let reg = format!("{}-classic", standin.repo);
-    let dir = standin.dir_str();
-    let out = env
-        .hjk(&[
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--images-dir",
-            &dir,
-            "--registry",
-            &reg,
-            "--backend",
-            "docker",
-            "--progress",
-            "plain",
-        ])
-        .status(0)
-        .run();
+    let mut args = standin.argv(&["build", "--variant", "dind"], &reg, "docker");
+    args.extend(["--progress", "plain"]);
+    let out = env.hjk(&args).status(0).run();
     // built by this lane (the registry name is the stand-in's content hash plus `-classic`),
     // now or by an earlier run: then up to date
     let rows = summary_rows(&out.stdout);
