@@ -370,24 +370,22 @@ fn https_proxy_carries_the_download() {
     let (api, authority, _) = github_over_https(&pki, "opencode.test", "2.0.3");
     let mut env = github_project(&api, "2.0.3");
     env.set("SSL_CERT_FILE", pki.ca_file());
+    // the release document is asked for, the name does not resolve, and no tunnel was made
+    let unresolved = |env: &TestEnv| {
+        env.ocx(&["build"])
+            .status(1)
+            .stderr_has(format!(
+                "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
+            ))
+            .run();
+        assert_eq!(proxy.tunnels_to(&authority), 0);
+    };
     // without the proxy the name does not resolve
-    env.ocx(&["build"])
-        .status(1)
-        .stderr_has(format!(
-            "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
-        ))
-        .run();
-    assert_eq!(proxy.tunnels_to(&authority), 0);
+    unresolved(&env);
     // NO_PROXY names it: no tunnel, so again nothing resolves it
     env.set("HTTPS_PROXY", &proxy.url);
     env.set("NO_PROXY", "opencode.test");
-    env.ocx(&["build"])
-        .status(1)
-        .stderr_has(format!(
-            "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
-        ))
-        .run();
-    assert_eq!(proxy.tunnels_to(&authority), 0);
+    unresolved(&env);
     env.vars.remove("NO_PROXY");
     env.ocx(&["build"]).run();
     assert_eq!(cached_opencode(&env, "2.0.3"), Some(fake_elf(X86_64, 0)));
