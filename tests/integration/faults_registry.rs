@@ -9,8 +9,8 @@
 use crate::util::process::{hjk_bin, spawn_group};
 use crate::util::real::PodmanStore;
 use crate::util::registry::{
-    assert_published, fake_gate_tools, raw, read_meta, release_args, setup, uploads, Setup,
-    REGISTRY, USER,
+    assert_published, auth_dirs, fake_gate_tools, raw, read_meta, release_args, setup, uploads,
+    Setup, REGISTRY, USER,
 };
 use crate::util::{need, wait, Need, TestEnv};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -858,17 +858,9 @@ fn podman_credentials_a_killed_release_left_are_swept_by_the_next_run() {
     args.extend(["--backend", "podman", "--auth", "raw", "--no-cache"]);
     let mut child = spawn_group(&env, &hjk_bin(), &args);
     let stores = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("hjk-auth-")
-                    && p.join("auth.json").exists()
-            })
+        auth_dirs(&tmp)
+            .into_iter()
+            .filter(|p| p.join("auth.json").exists())
             .collect()
     };
     wait::until("a login store", Duration::from_secs(120), || {

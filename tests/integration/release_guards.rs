@@ -7,11 +7,11 @@
 use crate::util::argv::Argv;
 use crate::util::fake::{Build, Pid, Script};
 use crate::util::registry::{
-    authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta, release_args,
-    setup, Setup, REGISTRY, USER,
+    auth_dirs, authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta,
+    release_args, setup, Setup, REGISTRY, USER,
 };
 use crate::util::{need, succeeds, wait, Need, TestEnv};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -257,21 +257,6 @@ fn docker_config_mode_asks_the_credential_helper() {
         .bad_input()
         .stderr_has("refused anonymous access (no credentials found)")
         .run();
-}
-
-/// The `hjk-auth-*` directories under `tmp`.
-fn auth_dirs(tmp: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(tmp)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("hjk-auth-")
-        })
-        .collect()
 }
 
 /// SIGTERM in the middle of a release (a fake build that sleeps) removes the engine's
