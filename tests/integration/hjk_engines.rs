@@ -2,24 +2,11 @@
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
 use crate::util::argv::Argv;
-use crate::util::{fixtures, manifest_arches, need, summary_rows, Need, TestEnv};
+use crate::util::{copy_fixture_dir, manifest_arches, need, summary_rows, Need, TestEnv};
 
+/// The hierarchy fixture (tests/fixtures/hierarchy), copied into the test's directory.
 fn copy_fixture(env: &TestEnv) -> String {
-    let dst = env.root().join("images");
-    for v in ["base", "middle", "top"] {
-        std::fs::create_dir_all(dst.join(v)).unwrap();
-        std::fs::copy(
-            fixtures().join(format!("hierarchy/{v}/Dockerfile")),
-            dst.join(format!("{v}/Dockerfile")),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("hierarchy/variants.yaml"),
-        dst.join("variants.yaml"),
-    )
-    .unwrap();
-    dst.display().to_string()
+    copy_fixture_dir(env, "hierarchy", "images")
 }
 
 fn inspect(engine: &str, image: &str) -> serde_json::Value {
@@ -147,25 +134,9 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // --push to the local registry: the pushed top is a two-arch list, tagged with the version
     let pushed = "127.0.0.1:5000/hjk-e2e/podman";
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "top",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        pushed,
-        "--version",
-        "v0.2.0",
-        "--push",
-        "--backend",
-        "podman",
-    ])
-    .status(0)
-    .run();
+    let mut args = both_arches_of_top(&images, pushed, "podman");
+    args.extend(["--version", "v0.2.0", "--push"]);
+    env.hjk(&args).status(0).run();
     for tag in ["top", "top-v0.2.0", "base"] {
         let raw = std::process::Command::new("skopeo")
             .args([

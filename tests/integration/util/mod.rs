@@ -558,6 +558,14 @@ pub fn fake_elf(machine: u8, fill: u8) -> Vec<u8> {
     b
 }
 
+/// tests/fixtures/`name` copied to `to` in the test's directory (a test edits its copy): the
+/// copy's path.
+pub fn copy_fixture_dir(env: &TestEnv, name: &str, to: &str) -> String {
+    let dst = env.root().join(to);
+    copy_dir(&fixtures().join(name), &dst);
+    dst.display().to_string()
+}
+
 /// Copies the tree at `src` to `dst` (regular files and directories).
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
