@@ -6,7 +6,7 @@ use crate::util::argv::Argv;
 use crate::util::fake::Pid;
 use crate::util::fake::{Build, Script};
 use crate::util::process::{alive, hjk_bin, ocx_bin, signal, spawn, stderr_until};
-use crate::util::real::{busybox_images, real_project};
+use crate::util::real::{busybox_images, real_env, real_project};
 use crate::util::{fake_elf, fixtures, need, shared_cache, wait, Need, TestEnv, X86_64};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -968,12 +968,10 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
 /// build process, no build container and no generated context is left behind.
 fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
     let engine = if lane == "podman" { "podman" } else { "docker" };
-    let mut env = TestEnv::new();
-    env.with_system_path();
+    let mut env = real_env();
     if lane == "docker-classic" {
         env.classic_docker();
     }
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     let tmp = env.root().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     env.set("TMPDIR", tmp.display().to_string());

@@ -5,7 +5,8 @@
 //! `--force`, so the container-user plan is decided and checked on every run, not only on the
 //! first one on a machine.
 
-use crate::util::{shared_cache, TestEnv};
+use crate::util::real::real_env;
+use crate::util::TestEnv;
 
 const OPENCODE: &str = "1.18.18";
 
@@ -35,9 +36,7 @@ macro_rules! on_both_engines {
 /// A project whose base `ocx-bases/<engine>-<name>` is built from `dockerfile`; `config` adds
 /// keys to ocx.json.
 fn project(engine: &str, name: &str, dockerfile: &str, config: &str) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let env = real_env();
     env.write("project/Dockerfile", dockerfile);
     env.write(
         "project/ocx.json",
@@ -461,12 +460,7 @@ on_both_engines!(
 // A base with no C library at all (a static busybox): no opencode build runs there, and the
 // error says so instead of suggesting the musl build.
 on_both_engines!(a_base_without_a_libc_is_named_as_such, |engine: &str| {
-    let mut env = crate::util::TestEnv::new();
-    env.with_system_path();
-    env.set(
-        "XDG_CACHE_HOME",
-        crate::util::shared_cache().display().to_string(),
-    );
+    let env = crate::util::real::real_env();
     env.write(
         "project/ocx.json",
         &format!(
