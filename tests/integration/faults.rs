@@ -7,7 +7,7 @@ use crate::util::fake::Pid;
 use crate::util::fake::{Build, Script};
 use crate::util::process::{alive, hjk_bin, ocx_bin, signal, spawn, stderr_until};
 use crate::util::real::{busybox_images, real_env, real_project};
-use crate::util::{fake_elf, fixtures, need, shared_cache, wait, Need, TestEnv, X86_64};
+use crate::util::{fake_elf, fixtures, need, wait, Need, TestEnv, X86_64};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -800,7 +800,7 @@ fn docker_exec_handles_odd_paths_and_sigterm() {
 #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
     need(&[Need::Podman]);
-    let mut env = TestEnv::new();
+    let env = real_env();
     let project = env.root().join("pro\nject");
     std::fs::create_dir_all(project.join("docker,\"x\"")).unwrap();
     std::fs::write(
@@ -808,8 +808,6 @@ fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
         "FROM local/debian:bookworm\nRUN echo ok > /built\n",
     )
     .unwrap();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     // builds the base from `dockerfile` (relative to the project) as `faults/<name>`
     let build = |name: &str, dockerfile: &str| {
         std::fs::write(
