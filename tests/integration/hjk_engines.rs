@@ -2,7 +2,7 @@
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
 use crate::util::argv::Argv;
-use crate::util::{copy_fixture_dir, manifest_arches, need, summary_rows, Need, TestEnv};
+use crate::util::{copy_fixture_dir, manifest_arches, need, succeeds, summary_rows, Need, TestEnv};
 
 /// The hierarchy fixture (tests/fixtures/hierarchy), copied into the test's directory.
 fn copy_fixture(env: &TestEnv) -> String {
@@ -10,15 +10,7 @@ fn copy_fixture(env: &TestEnv) -> String {
 }
 
 fn inspect(engine: &str, image: &str) -> serde_json::Value {
-    let out = std::process::Command::new(engine)
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(std::process::Command::new(engine).args(["image", "inspect", image]));
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
 }
 
@@ -138,20 +130,12 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
     args.extend(["--version", "v0.2.0", "--push"]);
     env.hjk(&args).status(0).run();
     for tag in ["top", "top-v0.2.0", "base"] {
-        let raw = std::process::Command::new("skopeo")
-            .args([
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &format!("docker://{pushed}:{tag}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            raw.status.success(),
-            "{tag}: {}",
-            String::from_utf8_lossy(&raw.stderr)
-        );
+        let raw = succeeds(std::process::Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pushed}:{tag}"),
+        ]));
         let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
         let mut arches: Vec<&str> = m["manifests"]
             .as_array()

@@ -355,17 +355,11 @@ fn musl_runtime() -> std::path::PathBuf {
     let scratch = tempfile::tempdir_in(crate::util::shared_cache()).unwrap();
     let dir = scratch.path();
     std::fs::create_dir_all(dir.join("cxx")).unwrap();
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().expect("python3");
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new("python3")
-        .args(["-c", FETCH_TRIXIE_MUSL])
-        .arg(dir.join("ld-musl-x86_64.so.1")));
+    crate::util::succeeds(
+        std::process::Command::new("python3")
+            .args(["-c", FETCH_TRIXIE_MUSL])
+            .arg(dir.join("ld-musl-x86_64.so.1")),
+    );
     // the loader is a program: the kernel runs a non-root user's binary through it only if
     // it may execute it
     use std::os::unix::fs::PermissionsExt;
@@ -375,23 +369,25 @@ fn musl_runtime() -> std::path::PathBuf {
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    run(std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "greenlet==3.5.6",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--platform",
-            "musllinux_1_2_x86_64",
-            "--python-version",
-            "3.12",
-        ])
-        .args(["--implementation", "cp", "--no-deps", "--dest"])
-        .arg(tmp.path()));
+    crate::util::succeeds(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "greenlet==3.5.6",
+                "--only-binary=:all:",
+            ])
+            .args([
+                "--platform",
+                "musllinux_1_2_x86_64",
+                "--python-version",
+                "3.12",
+            ])
+            .args(["--implementation", "cp", "--no-deps", "--dest"])
+            .arg(tmp.path()),
+    );
     let wheel = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -10,7 +10,7 @@
 use crate::util::registry::{
     keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
 };
-use crate::util::{copy_fixture_dir, need, Need, TestEnv};
+use crate::util::{copy_fixture_dir, need, succeeds, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,15 +68,10 @@ fn docker_config(env: &TestEnv, pw: &str) -> PathBuf {
 
 /// `cosign ARGS` as a user checks a release (with `--key`, no transparency log, plain HTTP).
 fn cosign_ok(config: &Path, args: &[&str]) -> String {
-    let out = Command::new("cosign")
-        .args(args)
-        .env("DOCKER_CONFIG", config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cosign {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        Command::new("cosign")
+            .args(args)
+            .env("DOCKER_CONFIG", config),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -498,15 +498,7 @@ pub fn summary_rows(stdout: &str) -> Vec<(String, String, String)> {
 
 /// The architectures a podman manifest list names, sorted.
 pub fn manifest_arches(image: &str) -> Vec<String> {
-    let out = std::process::Command::new("podman")
-        .args(["manifest", "inspect", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "podman manifest inspect {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(std::process::Command::new("podman").args(["manifest", "inspect", image]));
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut arches: Vec<String> = m["manifests"]
         .as_array()
