@@ -2,7 +2,9 @@
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
 use crate::util::argv::Argv;
-use crate::util::{copy_fixture_dir, manifest_arches, need, succeeds, summary_rows, Need, TestEnv};
+use crate::util::{
+    copy_fixture_dir, index_arches, manifest_arches, need, succeeds, summary_rows, Need, TestEnv,
+};
 
 /// The hierarchy fixture (tests/fixtures/hierarchy), copied into the test's directory.
 fn copy_fixture(env: &TestEnv) -> String {
@@ -136,15 +138,7 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
             "--tls-verify=false",
             &format!("docker://{pushed}:{tag}"),
         ]));
-        let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-        let mut arches: Vec<&str> = m["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["platform"]["architecture"].as_str().unwrap())
-            .collect();
-        arches.sort();
-        assert_eq!(arches, ["amd64", "arm64"], "{tag}");
+        assert_eq!(index_arches(&raw.stdout), ["amd64", "arm64"], "{tag}");
     }
 }
 

@@ -499,7 +499,12 @@ pub fn summary_rows(stdout: &str) -> Vec<(String, String, String)> {
 /// The architectures a podman manifest list names, sorted.
 pub fn manifest_arches(image: &str) -> Vec<String> {
     let out = succeeds(std::process::Command::new("podman").args(["manifest", "inspect", image]));
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    index_arches(&out.stdout)
+}
+
+/// The architectures of every manifest an image index (its JSON) lists, sorted.
+pub fn index_arches(index: &[u8]) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(index).unwrap();
     let mut arches: Vec<String> = m["manifests"]
         .as_array()
         .unwrap()
