@@ -8,7 +8,6 @@
 //! `util::serve` (the GitHub API and its release asset) and before the password registry on
 //! 127.0.0.1:5001, which hjk then reads over HTTPS.
 
-use crate::util::argv::Argv;
 use crate::util::registry::{copy_fixture, password, release_args, REGISTRY, USER};
 use crate::util::{fake_elf, need, serve_listener, sha256_hex, tar_gz, Need, TestEnv, X86_64};
 use std::collections::BTreeMap;
@@ -297,11 +296,7 @@ fn the_opencode_download_trusts_a_ca_only_ssl_cert_file_names() {
         .run();
     assert_eq!(sessions.load(Ordering::SeqCst), 0);
     assert!(cached_opencode(&env, "2.0.1").is_none());
-    assert!(
-        !env.log().iter().any(|l| l.is(&["build"])),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built();
 
     // a CA file that does not hold the signer says so
     let other = Pki::new(&["127.0.0.1".into()]);

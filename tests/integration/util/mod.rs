@@ -222,6 +222,12 @@ impl TestEnv {
             .collect()
     }
 
+    /// No recorded invocation is a `build`.
+    pub fn assert_nothing_built(&self) {
+        let log = self.log();
+        assert!(!log.iter().any(|l| l.is(&["build"])), "{log:?}");
+    }
+
     /// No recorded invocation built or pushed anything.
     pub fn assert_nothing_built_or_pushed(&self) {
         let log = self.log();
