@@ -7,38 +7,17 @@
 
 use crate::util::argv::Argv;
 use crate::util::fake::Script;
-use crate::util::standin::StandIn;
+use crate::util::standin::{env_with_standin, StandIn};
 use crate::util::{need, wait, Need, TestEnv};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A test env with the machine's engines and the stand-in written into it.
-fn setup() -> (TestEnv, StandIn) {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    let standin = StandIn::write(env.root());
-    (env, standin)
-}
-
 /// `hjk images build --variant V` of the stand-in (a no-op once built: content-addressed repo).
 fn build(env: &TestEnv, s: &StandIn, engine: &str, variant: &str) {
     let started = Instant::now();
-    let dir = s.dir_str();
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        variant,
-        "--images-dir",
-        &dir,
-        "--registry",
-        &s.repo,
-        "--backend",
-        engine,
-        "--progress",
-        "plain",
-    ])
-    .run();
+    let mut args = s.argv(&["build", "--variant", variant], &s.repo, engine);
+    args.extend(["--progress", "plain"]);
+    env.hjk(&args).run();
     eprintln!(
         "built the stand-in {variant} on {engine} in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -46,17 +25,7 @@ fn build(env: &TestEnv, s: &StandIn, engine: &str, variant: &str) {
 }
 
 fn boot(env: &TestEnv, s: &StandIn, engine: &str, args: &[&str]) -> crate::util::Out {
-    let dir = s.dir_str();
-    let mut all = vec![
-        "images",
-        "boot",
-        "--images-dir",
-        &dir,
-        "--registry",
-        &s.repo,
-        "--backend",
-        engine,
-    ];
+    let mut all = s.argv(&["boot"], &s.repo, engine);
     all.extend_from_slice(args);
     let started = Instant::now();
     let out = env.hjk(&all).output();
@@ -103,7 +72,7 @@ fn leftovers_of(engine: &str, stderr: &str) -> Vec<String> {
 }
 
 fn boots_the_hierarchy(engine: &str) {
-    let (env, s) = setup();
+    let (env, s) = env_with_standin();
     build(&env, &s, engine, "dind");
     build(&env, &s, engine, "broken");
 
@@ -199,24 +168,13 @@ fn boots_the_standin_hierarchy_on_docker() {
 fn ctrl_c_during_a_boot_removes_the_container() {
     need(&[Need::Podman]);
     let engine = "podman";
-    let (env, s) = setup();
+    let (env, s) = env_with_standin();
     build(&env, &s, engine, "systemd");
-    let dir = s.dir_str();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("hjk"))
         .env_clear()
         .envs(&env.vars)
         .current_dir(env.project())
-        .args([
-            "images",
-            "boot",
-            "systemd",
-            "--images-dir",
-            &dir,
-            "--registry",
-            &s.repo,
-            "--backend",
-            engine,
-        ])
+        .args(s.argv(&["boot", "systemd"], &s.repo, engine))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -243,7 +201,7 @@ fn ctrl_c_during_a_boot_removes_the_container() {
 fn a_refused_label_flag_is_named() {
     need(&[Need::Podman]);
     let engine = "podman";
-    let (env, s) = setup();
+    let (env, s) = env_with_standin();
     build(&env, &s, engine, "flagged");
     let out = boot(&env, &s, engine, &["flagged"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
@@ -306,28 +264,18 @@ fn a_refused_privileged_flag_is_named() {
 fn boots_systemd_for_arm64_under_qemu() {
     need(&[Need::Podman]);
     let engine = "podman";
-    let (env, s) = setup();
-    let dir = s.dir_str();
+    let (env, s) = env_with_standin();
     let started = Instant::now();
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "systemd",
-        "--images-dir",
-        &dir,
-        "--registry",
-        &s.repo,
-        "--backend",
-        engine,
+    let mut args = s.argv(&["build", "--variant", "systemd"], &s.repo, engine);
+    args.extend([
         "--platform",
         "linux/arm64",
         "--base-image",
         "local/debian:bookworm-arm64",
         "--progress",
         "plain",
-    ])
-    .run();
+    ]);
+    env.hjk(&args).run();
     eprintln!("built arm64 in {:.1}s", started.elapsed().as_secs_f64());
     let plain = ["systemd", "--platform", "linux/arm64", "--timeout", "600"];
     let out = boot(&env, &s, engine, &plain);

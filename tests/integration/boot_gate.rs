@@ -5,8 +5,8 @@
 //! code, gets a held marker in the registry, and a later release without `--boot` still moves
 //! no tag of it.
 
-use crate::util::standin::StandIn;
-use crate::util::{need, Need, TestEnv};
+use crate::util::standin::env_with_standin;
+use crate::util::{need, Need};
 use std::process::Command;
 
 /// The raw manifest a tag of the loopback registry (no password) names, if any.
@@ -25,32 +25,23 @@ fn manifest(reference: &str) -> Option<serde_json::Value> {
 #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn a_variant_that_does_not_boot_is_held_like_a_failed_scan() {
     need(&[Need::Podman]);
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    let s = StandIn::write(env.root());
+    let (env, s) = env_with_standin();
     // content-addressed: a rerun of this test reuses what the registry has
     let repo = format!("127.0.0.1:5000/{}", s.repo.replace('/', "-boot-gate/"));
-    let dir = s.dir_str();
     let meta = env.root().join("release.json").display().to_string();
     let release = |extra: &[&str]| {
-        let mut args = vec![
-            "images",
-            "release",
-            "--variant",
-            "broken",
-            "--platform",
-            "linux/amd64",
-            "--images-dir",
-            &dir,
-            "--registry",
+        let mut args = s.argv(
+            &[
+                "release",
+                "--variant",
+                "broken",
+                "--platform",
+                "linux/amd64",
+            ],
             &repo,
-            "--backend",
             "podman",
-            "--metadata-file",
-            &meta,
-            "--progress",
-            "plain",
-        ];
+        );
+        args.extend(["--metadata-file", &meta, "--progress", "plain"]);
         args.extend_from_slice(extra);
         let started = std::time::Instant::now();
         let out = env.hjk(&args).output();

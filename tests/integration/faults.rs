@@ -5,9 +5,9 @@
 use crate::util::argv::Argv;
 use crate::util::fake::Pid;
 use crate::util::fake::{Build, Script};
-use crate::util::process::{alive, hjk_bin, ocx_bin, signal, spawn};
-use crate::util::real::{busybox_images, real_project};
-use crate::util::{fake_elf, fixtures, need, shared_cache, wait, Need, TestEnv, X86_64};
+use crate::util::process::{alive, hjk_bin, ocx_bin, signal, spawn, stderr_until};
+use crate::util::real::{busybox_images, real_env, real_project};
+use crate::util::{fake_elf, fixtures, need, wait, Need, TestEnv, X86_64};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -71,16 +71,23 @@ fn sigterm_and_sighup_stop_a_build_like_ctrl_c() {
     }
 }
 
-#[test]
-fn an_engine_that_ignores_the_signal_is_killed_after_the_grace_period_or_a_second_ctrl_c() {
-    // a second Ctrl-C does not wait for the grace period
+/// `ocx build` on a fake podman whose build ignores signals: the env, the running ocx and the
+/// fake engine's pid.
+fn stubborn_build() -> (TestEnv, Child, i32) {
     let env = fake_project("podman");
     env.script(&Script {
         build: Build::HangsThroughSignals,
         ..Script::default()
     });
-    let mut child = spawn(&env, &ocx_bin(), &["build"]);
+    let child = spawn(&env, &ocx_bin(), &["build"]);
     let engine = env.fake_pid(Pid::Build);
+    (env, child, engine)
+}
+
+#[test]
+fn an_engine_that_ignores_the_signal_is_killed_after_the_grace_period_or_a_second_ctrl_c() {
+    // a second Ctrl-C does not wait for the grace period
+    let (env, mut child, engine) = stubborn_build();
     signal(child.id(), libc::SIGINT);
     // the first press reaches the build's step (which dies of it) and leaves the build alive
     wait::until(
@@ -103,13 +110,7 @@ fn an_engine_that_ignores_the_signal_is_killed_after_the_grace_period_or_a_secon
     );
 
     // one SIGTERM: the stubborn engine is killed when the grace period ends
-    let env = fake_project("podman");
-    env.script(&Script {
-        build: Build::HangsThroughSignals,
-        ..Script::default()
-    });
-    let mut child = spawn(&env, &ocx_bin(), &["build"]);
-    let engine = env.fake_pid(Pid::Build);
+    let (env, mut child, engine) = stubborn_build();
     signal(child.id(), libc::SIGTERM);
     let (status, _, _) = wait::exit(&mut child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(143));
@@ -799,7 +800,7 @@ fn docker_exec_handles_odd_paths_and_sigterm() {
 #[ignore = "needs podman: scripts/test-engines.sh up, then make test"]
 fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
     need(&[Need::Podman]);
-    let mut env = TestEnv::new();
+    let env = real_env();
     let project = env.root().join("pro\nject");
     std::fs::create_dir_all(project.join("docker,\"x\"")).unwrap();
     std::fs::write(
@@ -807,8 +808,6 @@ fn podman_dockerfile_path_with_a_comma_a_quote_and_a_line_break() {
         "FROM local/debian:bookworm\nRUN echo ok > /built\n",
     )
     .unwrap();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     // builds the base from `dockerfile` (relative to the project) as `faults/<name>`
     let build = |name: &str, dockerfile: &str| {
         std::fs::write(
@@ -885,19 +884,8 @@ fn podman_ctrl_c_leaves_no_working_container() {
         ),
     );
     // wait until the RUN step runs
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.trim() == "started" {
-            break;
-        }
-    }
-    assert!(seen.iter().any(|l| l.trim() == "started"), "{seen:?}");
     // the rest of what hjk prints, drained so it never blocks and shown if an assertion fails
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (_, rest) = stderr_until(&mut child, |l| l.trim() == "started");
     let working = || {
         let out = Command::new("podman")
             .args([
@@ -978,12 +966,10 @@ fn a_dangling_or_fifo_ocx_json_is_refused_naming_it() {
 /// build process, no build container and no generated context is left behind.
 fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
     let engine = if lane == "podman" { "podman" } else { "docker" };
-    let mut env = TestEnv::new();
-    env.with_system_path();
+    let mut env = real_env();
     if lane == "docker-classic" {
         env.classic_docker();
     }
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
     let tmp = env.root().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     env.set("TMPDIR", tmp.display().to_string());
@@ -1009,22 +995,8 @@ fn interrupt_a_real_ocx_build(lane: &str, stage: &str, sig: i32, code: i32) {
         ),
     );
     let mut child = spawn(&env, &ocx_bin(), &["--progress", "plain", "build"]);
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.trim().ends_with(&format!("started-{marker}")) {
-            break;
-        }
-    }
-    assert!(
-        seen.iter()
-            .any(|l| l.trim().ends_with(&format!("started-{marker}"))),
-        "{seen:#?}"
-    );
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let started = format!("started-{marker}");
+    let (_, rest) = stderr_until(&mut child, |l| l.trim().ends_with(&started));
     // the build's containers: podman's working containers name their image; the classic
     // builder's RUN containers descend from the tagged base; BuildKit runs its steps outside
     // docker's container list, so there it is the step's own process

@@ -9,8 +9,8 @@
 use crate::util::process::{hjk_bin, spawn_group};
 use crate::util::real::PodmanStore;
 use crate::util::registry::{
-    assert_published, fake_gate_tools, raw, read_meta, release_args, setup, uploads, Setup,
-    REGISTRY, USER,
+    assert_published, auth_dirs, fake_gate_tools, raw, read_meta, release_args, setup, uploads,
+    Setup, REGISTRY, USER,
 };
 use crate::util::{need, wait, Need, TestEnv};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -358,31 +358,34 @@ fn run_hjk(
     )
 }
 
-/// A one-platform release of `images` into `via` (a repository behind `proxy`) on `backend`,
-/// which must succeed within `limit_s` seconds despite the faults: its stderr and the proxy's
-/// log (one line per request, the fault it got or ` -`).
-fn release_via(
+/// A one-platform release of the fixture into `s.repo` through `proxy` (faults injected) on
+/// `backend`, which must succeed within `limit_s` seconds despite the faults and publish the
+/// release whole: its stderr, the proxy's log (one line per request, the fault it got or ` -`)
+/// and the lines of that log that got a fault.
+fn release_through(
     proxy: &Proxy,
-    env: &TestEnv,
-    images: &str,
-    via: &str,
-    meta: &str,
+    s: &Setup,
     backend: &str,
     limit_s: u64,
-) -> (String, Vec<String>) {
-    let mut args = release_args(images, via, "linux/amd64", meta);
+) -> (String, Vec<String>, Vec<String>) {
+    let via = proxy.repo(&s.repo);
+    let meta = s.env.root().join("meta.json").display().to_string();
+    let mut args = release_args(&s.images, &via, "linux/amd64", &meta);
     args.extend(["--backend", backend, "--auth", "raw"]);
-    let (code, stdout, stderr, took) = run_hjk(env, &args, Duration::from_secs(limit_s));
+    let (code, stdout, stderr, took) = run_hjk(&s.env, &args, Duration::from_secs(limit_s));
     let log = proxy.log();
     eprintln!("{backend} released through the flaky proxy in {took:?}; log: {log:#?}");
     assert_eq!(code, Some(0), "{stdout}\n{stderr}\n{log:#?}");
-    (stderr, log)
-}
-
-/// What the release into `via` wrote to `meta` is in the registry (read through `proxy`).
-fn published_via(proxy: &Proxy, env: &TestEnv, pw: &str, via: &str, meta: &str) {
-    let meta = read_meta(Path::new(meta));
-    assert_published(&proxy.authfile(env, pw), via, &meta, "v0.1.0", &["amd64"]);
+    let injected = log.iter().filter(|l| !l.ends_with(" -")).cloned().collect();
+    let meta = read_meta(Path::new(&meta));
+    assert_published(
+        &proxy.authfile(&s.env, &s.pw),
+        &via,
+        &meta,
+        "v0.1.0",
+        &["amd64"],
+    );
+    (stderr, log, injected)
 }
 
 /// Items 8 and 12: one injected 500 on each kind of request hjk makes (a manifest GET, a
@@ -393,13 +396,7 @@ fn published_via(proxy: &Proxy, env: &TestEnv, pw: &str, via: &str, meta: &str) 
 #[ignore = "needs podman and registry: scripts/test-engines.sh up, then make test"]
 fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
     need(&[Need::Podman, Need::Registry]);
-    let Setup {
-        pw,
-        env,
-        images,
-        repo,
-        ..
-    } = setup("faults-flaky");
+    let s = setup("faults-flaky");
     let proxy = Proxy::start();
     for kind in [
         Kind::ManifestGet,
@@ -410,10 +407,7 @@ fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
         proxy.inject(kind, Fault::Status500, 1, true);
     }
     proxy.inject(Kind::ManifestGet, Fault::Reset, 1, true);
-    let via = proxy.repo(&repo);
-    let meta = env.root().join("meta.json").display().to_string();
-    let (stderr, log) = release_via(&proxy, &env, &images, &via, &meta, "podman", 600);
-    let injected: Vec<&String> = log.iter().filter(|l| !l.ends_with(" -")).collect();
+    let (stderr, log, injected) = release_through(&proxy, &s, "podman", 600);
     for want in ["ManifestGet", "ManifestHead", "TagPut", "IndexPut"] {
         assert!(
             injected
@@ -437,7 +431,6 @@ fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
         !stderr.contains(":sha256:"),
         "a digest shown as a tag: {stderr}"
     );
-    published_via(&proxy, &env, &pw, &via, &meta);
 }
 
 /// Item 8: a blob upload (hjk pushes the OCI layouts buildx writes) whose session the registry
@@ -446,21 +439,12 @@ fn podman_a_500_or_a_reset_on_each_kind_of_request_does_not_fail_a_release() {
 #[ignore = "needs docker and registry: scripts/test-engines.sh up, then make test"]
 fn docker_a_failed_blob_upload_session_is_started_again() {
     need(&[Need::Docker, Need::Registry]);
-    let Setup {
-        pw,
-        env,
-        images,
-        repo,
-        ..
-    } = setup("faults-blob");
+    let s = setup("faults-blob");
     let proxy = Proxy::start();
     proxy.inject(Kind::BlobPost, Fault::Status500, 1, true);
     proxy.inject(Kind::BlobPatch, Fault::Reset, 1, true);
     proxy.inject(Kind::IndexPut, Fault::Status500, 1, true);
-    let via = proxy.repo(&repo);
-    let meta = env.root().join("meta.json").display().to_string();
-    let (stderr, log) = release_via(&proxy, &env, &images, &via, &meta, "docker", 900);
-    let injected: Vec<&String> = log.iter().filter(|l| !l.ends_with(" -")).collect();
+    let (stderr, log, injected) = release_through(&proxy, &s, "docker", 900);
     assert!(
         injected.iter().any(|l| l.starts_with("BlobPost")),
         "{log:#?}"
@@ -470,7 +454,6 @@ fn docker_a_failed_blob_upload_session_is_started_again() {
         "{log:#?}"
     );
     assert!(stderr.contains("pushing blob sha256:"), "{stderr}");
-    published_via(&proxy, &env, &pw, &via, &meta);
 }
 
 /// Item 8: a registry that accepts the connection and never answers ended nowhere; now the run
@@ -875,17 +858,9 @@ fn podman_credentials_a_killed_release_left_are_swept_by_the_next_run() {
     args.extend(["--backend", "podman", "--auth", "raw", "--no-cache"]);
     let mut child = spawn_group(&env, &hjk_bin(), &args);
     let stores = || -> Vec<std::path::PathBuf> {
-        std::fs::read_dir(&tmp)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("hjk-auth-")
-                    && p.join("auth.json").exists()
-            })
+        auth_dirs(&tmp)
+            .into_iter()
+            .filter(|p| p.join("auth.json").exists())
             .collect()
     };
     wait::until("a login store", Duration::from_secs(120), || {

@@ -8,11 +8,10 @@
 //! signalled itself it left its working container every time and, in a commit, a half-written
 //! image after which `podman images` failed for every user of the store until `podman rmi -f`.
 
-use crate::util::process::{hjk_bin, ocx_bin, spawn_group};
+use crate::util::process::{hjk_bin, ocx_bin, spawn_group, stderr_until};
 use crate::util::real::{busybox_images, real_project, PodmanStore};
 use crate::util::registry::{raw, release_args, setup};
 use crate::util::{need, wait, Need, TestEnv};
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -91,21 +90,9 @@ fn signal_when(
     delay: Duration,
     trigger: impl Fn(&str) -> bool,
 ) -> (Option<i32>, String, Duration) {
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let mut hit = false;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if trigger(&line) {
-            hit = true;
-            break;
-        }
-    }
-    assert!(hit, "the step never started:\n{}", seen.join("\n"));
-    // the lines go on while we wait (the child must never block on a full pipe)
-    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    // the step started; the lines go on while we wait (the child must never block on a full
+    // pipe)
+    let (mut seen, rest) = stderr_until(&mut child, trigger);
     // where in the step the signal lands (a commit has no line of its own to wait for), not a
     // wait for something to happen
     std::thread::sleep(delay);

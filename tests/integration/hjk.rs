@@ -539,9 +539,5 @@ fn build_cache_repo_tags_one_cache_per_variant() {
         "{}",
         out.stderr
     );
-    assert!(
-        !env.log().iter().any(|a| a.is(&["build"])),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built();
 }

@@ -2,36 +2,17 @@
 //! (FROM local/debian:bookworm-<arch>; systemd in the middle, docker.io on top, from the mirror).
 
 use crate::util::argv::Argv;
-use crate::util::{fixtures, manifest_arches, need, summary_rows, Need, TestEnv};
+use crate::util::{
+    copy_fixture_dir, index_arches, manifest_arches, need, succeeds, summary_rows, Need, TestEnv,
+};
 
+/// The hierarchy fixture (tests/fixtures/hierarchy), copied into the test's directory.
 fn copy_fixture(env: &TestEnv) -> String {
-    let dst = env.root().join("images");
-    for v in ["base", "middle", "top"] {
-        std::fs::create_dir_all(dst.join(v)).unwrap();
-        std::fs::copy(
-            fixtures().join(format!("hierarchy/{v}/Dockerfile")),
-            dst.join(format!("{v}/Dockerfile")),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("hierarchy/variants.yaml"),
-        dst.join("variants.yaml"),
-    )
-    .unwrap();
-    dst.display().to_string()
+    copy_fixture_dir(env, "hierarchy", "images")
 }
 
 fn inspect(engine: &str, image: &str) -> serde_json::Value {
-    let out = std::process::Command::new(engine)
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(std::process::Command::new(engine).args(["image", "inspect", image]));
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
 }
 
@@ -147,49 +128,17 @@ fn podman_builds_the_hierarchy_for_amd64_and_arm64() {
 
     // --push to the local registry: the pushed top is a two-arch list, tagged with the version
     let pushed = "127.0.0.1:5000/hjk-e2e/podman";
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "top",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--images-dir",
-        &images,
-        "--registry",
-        pushed,
-        "--version",
-        "v0.2.0",
-        "--push",
-        "--backend",
-        "podman",
-    ])
-    .status(0)
-    .run();
+    let mut args = both_arches_of_top(&images, pushed, "podman");
+    args.extend(["--version", "v0.2.0", "--push"]);
+    env.hjk(&args).status(0).run();
     for tag in ["top", "top-v0.2.0", "base"] {
-        let raw = std::process::Command::new("skopeo")
-            .args([
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                &format!("docker://{pushed}:{tag}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            raw.status.success(),
-            "{tag}: {}",
-            String::from_utf8_lossy(&raw.stderr)
-        );
-        let m: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-        let mut arches: Vec<&str> = m["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["platform"]["architecture"].as_str().unwrap())
-            .collect();
-        arches.sort();
-        assert_eq!(arches, ["amd64", "arm64"], "{tag}");
+        let raw = succeeds(std::process::Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pushed}:{tag}"),
+        ]));
+        assert_eq!(index_arches(&raw.stdout), ["amd64", "arm64"], "{tag}");
     }
 }
 
@@ -433,24 +382,9 @@ fn docker_classic_builds_the_images_standin() {
     env.classic_docker();
     let standin = crate::util::standin::StandIn::write(env.root());
     let reg = format!("{}-classic", standin.repo);
-    let dir = standin.dir_str();
-    let out = env
-        .hjk(&[
-            "images",
-            "build",
-            "--variant",
-            "dind",
-            "--images-dir",
-            &dir,
-            "--registry",
-            &reg,
-            "--backend",
-            "docker",
-            "--progress",
-            "plain",
-        ])
-        .status(0)
-        .run();
+    let mut args = standin.argv(&["build", "--variant", "dind"], &reg, "docker");
+    args.extend(["--progress", "plain"]);
+    let out = env.hjk(&args).status(0).run();
     // built by this lane (the registry name is the stand-in's content hash plus `-classic`),
     // now or by an earlier run: then up to date
     let rows = summary_rows(&out.stdout);

@@ -8,7 +8,6 @@
 //! `util::serve` (the GitHub API and its release asset) and before the password registry on
 //! 127.0.0.1:5001, which hjk then reads over HTTPS.
 
-use crate::util::argv::Argv;
 use crate::util::registry::{copy_fixture, password, release_args, REGISTRY, USER};
 use crate::util::{fake_elf, need, serve_listener, sha256_hex, tar_gz, Need, TestEnv, X86_64};
 use std::collections::BTreeMap;
@@ -297,11 +296,7 @@ fn the_opencode_download_trusts_a_ca_only_ssl_cert_file_names() {
         .run();
     assert_eq!(sessions.load(Ordering::SeqCst), 0);
     assert!(cached_opencode(&env, "2.0.1").is_none());
-    assert!(
-        !env.log().iter().any(|l| l.is(&["build"])),
-        "{:?}",
-        env.log()
-    );
+    env.assert_nothing_built();
 
     // a CA file that does not hold the signer says so
     let other = Pki::new(&["127.0.0.1".into()]);
@@ -370,24 +365,22 @@ fn https_proxy_carries_the_download() {
     let (api, authority, _) = github_over_https(&pki, "opencode.test", "2.0.3");
     let mut env = github_project(&api, "2.0.3");
     env.set("SSL_CERT_FILE", pki.ca_file());
+    // the release document is asked for, the name does not resolve, and no tunnel was made
+    let unresolved = |env: &TestEnv| {
+        env.ocx(&["build"])
+            .status(1)
+            .stderr_has(format!(
+                "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
+            ))
+            .run();
+        assert_eq!(proxy.tunnels_to(&authority), 0);
+    };
     // without the proxy the name does not resolve
-    env.ocx(&["build"])
-        .status(1)
-        .stderr_has(format!(
-            "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
-        ))
-        .run();
-    assert_eq!(proxy.tunnels_to(&authority), 0);
+    unresolved(&env);
     // NO_PROXY names it: no tunnel, so again nothing resolves it
     env.set("HTTPS_PROXY", &proxy.url);
     env.set("NO_PROXY", "opencode.test");
-    env.ocx(&["build"])
-        .status(1)
-        .stderr_has(format!(
-            "GET {api}/repos/sst/opencode/releases/tags/v2.0.3: "
-        ))
-        .run();
-    assert_eq!(proxy.tunnels_to(&authority), 0);
+    unresolved(&env);
     env.vars.remove("NO_PROXY");
     env.ocx(&["build"]).run();
     assert_eq!(cached_opencode(&env, "2.0.3"), Some(fake_elf(X86_64, 0)));

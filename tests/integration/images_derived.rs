@@ -6,7 +6,7 @@
 //! a version offline. Afterwards the session user the image's `io.headjack.exec.user` label
 //! names can still use the manager: install another version, switch, rehash, run it.
 
-use crate::util::standin::StandIn;
+use crate::util::standin::env_with_standin;
 use crate::util::{engine_stdout, need, succeeds, Need, TestEnv};
 use std::process::Command;
 
@@ -36,23 +36,9 @@ fn definition(dir: &std::path::Path, version: &str) {
 }
 
 fn guide_example(engine: &str) {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    let s = StandIn::write(env.root());
-    let dir = s.dir_str();
-    env.hjk(&[
-        "images",
-        "build",
-        "--variant",
-        "base",
-        "--images-dir",
-        &dir,
-        "--registry",
-        &s.repo,
-        "--backend",
-        engine,
-    ])
-    .run();
+    let (env, s) = env_with_standin();
+    env.hjk(&s.argv(&["build", "--variant", "base"], &s.repo, engine))
+        .run();
     let ctx = env.root().join("derived");
     definition(&ctx.join("defs"), "1.0.0");
     definition(&ctx.join("defs"), "2.0.0");

@@ -5,7 +5,8 @@
 //! `--force`, so the container-user plan is decided and checked on every run, not only on the
 //! first one on a machine.
 
-use crate::util::{shared_cache, TestEnv};
+use crate::util::real::real_env;
+use crate::util::TestEnv;
 
 const OPENCODE: &str = "1.18.18";
 
@@ -35,9 +36,7 @@ macro_rules! on_both_engines {
 /// A project whose base `ocx-bases/<engine>-<name>` is built from `dockerfile`; `config` adds
 /// keys to ocx.json.
 fn project(engine: &str, name: &str, dockerfile: &str, config: &str) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let env = real_env();
     env.write("project/Dockerfile", dockerfile);
     env.write(
         "project/ocx.json",
@@ -356,17 +355,11 @@ fn musl_runtime() -> std::path::PathBuf {
     let scratch = tempfile::tempdir_in(crate::util::shared_cache()).unwrap();
     let dir = scratch.path();
     std::fs::create_dir_all(dir.join("cxx")).unwrap();
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().expect("python3");
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new("python3")
-        .args(["-c", FETCH_TRIXIE_MUSL])
-        .arg(dir.join("ld-musl-x86_64.so.1")));
+    crate::util::succeeds(
+        std::process::Command::new("python3")
+            .args(["-c", FETCH_TRIXIE_MUSL])
+            .arg(dir.join("ld-musl-x86_64.so.1")),
+    );
     // the loader is a program: the kernel runs a non-root user's binary through it only if
     // it may execute it
     use std::os::unix::fs::PermissionsExt;
@@ -376,23 +369,25 @@ fn musl_runtime() -> std::path::PathBuf {
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    run(std::process::Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "greenlet==3.5.6",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--platform",
-            "musllinux_1_2_x86_64",
-            "--python-version",
-            "3.12",
-        ])
-        .args(["--implementation", "cp", "--no-deps", "--dest"])
-        .arg(tmp.path()));
+    crate::util::succeeds(
+        std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "greenlet==3.5.6",
+                "--only-binary=:all:",
+            ])
+            .args([
+                "--platform",
+                "musllinux_1_2_x86_64",
+                "--python-version",
+                "3.12",
+            ])
+            .args(["--implementation", "cp", "--no-deps", "--dest"])
+            .arg(tmp.path()),
+    );
     let wheel = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -461,12 +456,7 @@ on_both_engines!(
 // A base with no C library at all (a static busybox): no opencode build runs there, and the
 // error says so instead of suggesting the musl build.
 on_both_engines!(a_base_without_a_libc_is_named_as_such, |engine: &str| {
-    let mut env = crate::util::TestEnv::new();
-    env.with_system_path();
-    env.set(
-        "XDG_CACHE_HOME",
-        crate::util::shared_cache().display().to_string(),
-    );
+    let env = crate::util::real::real_env();
     env.write(
         "project/ocx.json",
         &format!(

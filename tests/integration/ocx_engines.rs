@@ -2,7 +2,8 @@
 //! docker CLI without the plugin (the classic builder), with the real opencode binary from npm.
 //! Needs `scripts/test-engines.sh up`.
 
-use crate::util::{manifest_arches, need, shared_cache, Need, TestEnv};
+use crate::util::real::real_env;
+use crate::util::{manifest_arches, need, Need, TestEnv};
 use std::os::unix::fs::MetadataExt;
 
 const OPENCODE: &str = "1.18.18";
@@ -10,9 +11,7 @@ const OPENCODE: &str = "1.18.18";
 /// A project whose base already has a UID-1000 user (like ubuntu:24.04's `ubuntu`) owning GID
 /// 1000, and whose default user is not root; ocx is asked for user `dev` with 1000:1000.
 fn colliding_project(engine: &str) -> TestEnv {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let env = real_env();
     env.write(
         "project/docker/Dockerfile.dev",
         "FROM local/debian:bookworm\nRUN groupadd -g 1000 ubuntu && useradd -m -u 1000 -g 1000 -s /bin/bash ubuntu && echo dotfile >/home/ubuntu/.marker\nUSER ubuntu\n",
@@ -184,9 +183,7 @@ fn docker_classic_builds_real_opencode_for_a_colliding_uid() {
 /// goes into: BuildKit's `COPY --link` keeps the very layer (same digest), where a plain COPY,
 /// as buildah does it, is made again on the new base (another digest).
 fn layer_after_a_base_edit(lane: &str) -> (String, String) {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let env = real_env();
     let dockerfile =
         |n: u32| format!("FROM local/debian:bookworm\nRUN echo {n} >/usr/local/bin/edit-marker\n");
     env.write("project/Dockerfile", &dockerfile(1));
@@ -251,9 +248,7 @@ fn podman_copies_the_opencode_layer_again_after_a_base_edit() {
 /// One `ocx build` for amd64 and arm64: podman makes a manifest list of per-platform builds,
 /// buildx one build for both, kept as one local image on the containerd image store.
 fn multi_arch(engine: &str) {
-    let mut env = TestEnv::new();
-    env.with_system_path();
-    env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    let env = real_env();
     env.write(
         "project/Dockerfile.base",
         "ARG TARGETARCH=${TARGETARCH}\nFROM local/debian:bookworm-${TARGETARCH}\n",

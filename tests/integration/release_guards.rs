@@ -6,12 +6,13 @@
 
 use crate::util::argv::Argv;
 use crate::util::fake::{Build, Pid, Script};
+use crate::util::real::busybox_images;
 use crate::util::registry::{
-    authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta, release_args,
-    setup, Setup, REGISTRY, USER,
+    auth_dirs, authfile, copy_fixture, fake_gate_tools, fresh_repo, password, raw, read_meta,
+    release_args, setup, Setup, REGISTRY, USER,
 };
 use crate::util::{need, succeeds, wait, Need, TestEnv};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -259,21 +260,6 @@ fn docker_config_mode_asks_the_credential_helper() {
         .run();
 }
 
-/// The `hjk-auth-*` directories under `tmp`.
-fn auth_dirs(tmp: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(tmp)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("hjk-auth-")
-        })
-        .collect()
-}
-
 /// SIGTERM in the middle of a release (a fake build that sleeps) removes the engine's
 /// temporary auth store and exits 143: podman's `REGISTRY_AUTH_FILE` and docker's
 /// `DOCKER_CONFIG`.
@@ -446,19 +432,10 @@ fn ghcr_gcp_and_op_log_in_with_their_own_secret_source() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let images = env.root().join("images");
-    std::fs::create_dir_all(images.join("base")).unwrap();
-    std::fs::write(
-        images.join("variants.yaml"),
-        "variants:\n  - name: base\n    dir: base\n",
-    )
-    .unwrap();
-    std::fs::write(
-        images.join("base/Dockerfile"),
+    let images = busybox_images(
+        &env,
         "ARG BASE_IMAGE=local/busybox:amd64\nFROM ${BASE_IMAGE}\nRUN echo auth-modes > /auth-modes\n",
-    )
-    .unwrap();
-    let images = images.display().to_string();
+    );
     let auth = authfile(&env, &pw);
     let release = |env: &TestEnv, mode: &str, repo: &str| {
         let meta = env

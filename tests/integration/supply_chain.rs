@@ -10,27 +10,13 @@
 use crate::util::registry::{
     keypair, raw, read_meta, setup, sign_with, Setup, KEY_PASSWORD, REGISTRY, USER,
 };
-use crate::util::{fixtures, need, Need, TestEnv};
+use crate::util::{copy_fixture_dir, need, succeeds, Need, TestEnv};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The supply fixture, copied into the test's directory (a test edits its copy).
 fn copy_supply(env: &TestEnv) -> String {
-    let dst = env.root().join("supply");
-    for v in ["base", "app", "leaky"] {
-        std::fs::create_dir_all(dst.join(v)).unwrap();
-        std::fs::copy(
-            fixtures().join(format!("supply/{v}/Dockerfile")),
-            dst.join(format!("{v}/Dockerfile")),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("supply/variants.yaml"),
-        dst.join("variants.yaml"),
-    )
-    .unwrap();
-    dst.display().to_string()
+    copy_fixture_dir(env, "supply", "supply")
 }
 
 /// A release of the supply fixture (`images`, a copy) that signs with a fresh key pair from
@@ -82,15 +68,10 @@ fn docker_config(env: &TestEnv, pw: &str) -> PathBuf {
 
 /// `cosign ARGS` as a user checks a release (with `--key`, no transparency log, plain HTTP).
 fn cosign_ok(config: &Path, args: &[&str]) -> String {
-    let out = Command::new("cosign")
-        .args(args)
-        .env("DOCKER_CONFIG", config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cosign {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        Command::new("cosign")
+            .args(args)
+            .env("DOCKER_CONFIG", config),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

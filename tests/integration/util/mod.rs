@@ -222,6 +222,12 @@ impl TestEnv {
             .collect()
     }
 
+    /// No recorded invocation is a `build`.
+    pub fn assert_nothing_built(&self) {
+        let log = self.log();
+        assert!(!log.iter().any(|l| l.is(&["build"])), "{log:?}");
+    }
+
     /// No recorded invocation built or pushed anything.
     pub fn assert_nothing_built_or_pushed(&self) {
         let log = self.log();
@@ -498,16 +504,13 @@ pub fn summary_rows(stdout: &str) -> Vec<(String, String, String)> {
 
 /// The architectures a podman manifest list names, sorted.
 pub fn manifest_arches(image: &str) -> Vec<String> {
-    let out = std::process::Command::new("podman")
-        .args(["manifest", "inspect", image])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "podman manifest inspect {image}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = succeeds(std::process::Command::new("podman").args(["manifest", "inspect", image]));
+    index_arches(&out.stdout)
+}
+
+/// The architectures of every manifest an image index (its JSON) lists, sorted.
+pub fn index_arches(index: &[u8]) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(index).unwrap();
     let mut arches: Vec<String> = m["manifests"]
         .as_array()
         .unwrap()
@@ -556,6 +559,14 @@ pub fn fake_elf(machine: u8, fill: u8) -> Vec<u8> {
     b[18] = machine;
     b[19] = 0;
     b
+}
+
+/// tests/fixtures/`name` copied to `to` in the test's directory (a test edits its copy): the
+/// copy's path.
+pub fn copy_fixture_dir(env: &TestEnv, name: &str, to: &str) -> String {
+    let dst = env.root().join(to);
+    copy_dir(&fixtures().join(name), &dst);
+    dst.display().to_string()
 }
 
 /// Copies the tree at `src` to `dst` (regular files and directories).

@@ -1,9 +1,11 @@
 //! The binaries under test as child processes, and signals to them.
 
 use super::TestEnv;
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 
 pub fn ocx_bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("ocx")
@@ -45,4 +47,28 @@ pub fn signal(pid: u32, sig: i32) {
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks whether the process exists
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Reads `child`'s stderr until a line for which `until` holds, and asserts one came: the
+/// lines read so far, and a thread that drains the rest (so the child never blocks on a full
+/// pipe) and returns them.
+pub fn stderr_until(
+    child: &mut Child,
+    until: impl Fn(&str) -> bool,
+) -> (Vec<String>, JoinHandle<Vec<String>>) {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let mut hit = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if until(&line) {
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit, "no such line on stderr:\n{}", seen.join("\n"));
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    (seen, rest)
 }

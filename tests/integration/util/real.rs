@@ -21,12 +21,19 @@ pub fn busybox_images(env: &TestEnv, dockerfile: &str) -> String {
     dir.display().to_string()
 }
 
-/// A uid-0 project on a real engine FROM local/debian:bookworm with the real opencode: the
-/// cheapest real image to run things in.
-pub fn real_project(engine: &str, project: &Path) -> TestEnv {
+/// A test env on the machine's engines that shares the opencode download cache
+/// ([`shared_cache`]).
+pub fn real_env() -> TestEnv {
     let mut env = TestEnv::new();
     env.with_system_path();
     env.set("XDG_CACHE_HOME", shared_cache().display().to_string());
+    env
+}
+
+/// A uid-0 project on a real engine FROM local/debian:bookworm with the real opencode: the
+/// cheapest real image to run things in.
+pub fn real_project(engine: &str, project: &Path) -> TestEnv {
+    let env = real_env();
     std::fs::create_dir_all(project).unwrap();
     std::fs::write(
         project.join("ocx.json"),

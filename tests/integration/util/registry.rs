@@ -101,22 +101,9 @@ impl Drop for Repo {
     }
 }
 
+/// The release fixture (tests/fixtures/release), copied into the test's directory.
 pub fn copy_fixture(env: &TestEnv) -> String {
-    let dst = env.root().join("images");
-    for v in ["base", "middle", "top"] {
-        std::fs::create_dir_all(dst.join(v)).unwrap();
-        std::fs::copy(
-            fixtures().join(format!("release/{v}/Dockerfile")),
-            dst.join(format!("{v}/Dockerfile")),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        fixtures().join("release/variants.yaml"),
-        dst.join("variants.yaml"),
-    )
-    .unwrap();
-    dst.display().to_string()
+    super::copy_fixture_dir(env, "release", "images")
 }
 
 /// A skopeo auth file (0600) in the test's own directory.
@@ -360,4 +347,19 @@ pub fn keypair(env: &TestEnv, name: &str) -> (PathBuf, PathBuf) {
 pub fn sign_with(env: &mut TestEnv, key: &Path) {
     env.set("COSIGN_KEY", std::fs::read_to_string(key).unwrap());
     env.set("COSIGN_PASSWORD", KEY_PASSWORD);
+}
+
+/// The `hjk-auth-*` directories (hjk's temporary login stores) under `tmp`.
+pub fn auth_dirs(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("hjk-auth-")
+        })
+        .collect()
 }

@@ -12,15 +12,25 @@
 
 use super::dockerfile::images_dir;
 use super::sha256_hex;
-use std::path::{Path, PathBuf};
+use super::TestEnv;
+use std::path::Path;
 
 /// The marker line in images/base/Dockerfile from which its lines are copied as they are.
 pub const BASE_TAIL_MARKER: &str = "# --- How derived images build";
 
 pub struct StandIn {
-    pub dir: PathBuf,
     /// `hjk-standin/<12 hex of every file>`: the registry the tests build into.
     pub repo: String,
+    /// Where it is written, as text for an argv.
+    dir: String,
+}
+
+/// A test env with the machine's engines on its PATH and the stand-in written into it.
+pub fn env_with_standin() -> (TestEnv, StandIn) {
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let standin = StandIn::write(env.root());
+    (env, standin)
 }
 
 /// The LABEL instructions of a Dockerfile, verbatim.
@@ -148,10 +158,30 @@ impl StandIn {
             all.push('\0');
         }
         let repo = format!("hjk-standin/{}", &sha256_hex(all.as_bytes())[..12]);
-        StandIn { dir, repo }
+        StandIn {
+            repo,
+            dir: dir.display().to_string(),
+        }
     }
 
-    pub fn dir_str(&self) -> String {
-        self.dir.display().to_string()
+    /// `images <command...> --images-dir <the stand-in> --registry <registry> --backend
+    /// <engine>`: how the tests build, boot and release the stand-in; they add the rest.
+    pub fn argv<'a>(
+        &'a self,
+        command: &[&'a str],
+        registry: &'a str,
+        engine: &'a str,
+    ) -> Vec<&'a str> {
+        let mut all = vec!["images"];
+        all.extend_from_slice(command);
+        all.extend([
+            "--images-dir",
+            &self.dir,
+            "--registry",
+            registry,
+            "--backend",
+            engine,
+        ]);
+        all
     }
 }
