@@ -12,6 +12,8 @@
 #   scripts/test-engines.sh up     install, configure, start; idempotent
 #   scripts/test-engines.sh down   stop the daemons this script started
 #   scripts/test-engines.sh status one line per component
+#   scripts/test-engines.sh prune  remove every image, build cache and registry blob earlier
+#                                  runs left (a machine that only runs these tests; see cmd_prune)
 #   scripts/test-engines.sh auth-registry  (re)start only the password registry on 127.0.0.1:5001
 #   scripts/test-engines.sh --dry-run up   print the commands that change the machine instead
 #
@@ -349,7 +351,7 @@ stop_pid() { # pidfile: TERM, then KILL after 15 s
     for _ in $(seq 1 75); do ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     ! ${SUDO:+"$SUDO"} kill -0 "$pid" 2>/dev/null || as_root kill -KILL "$pid"
   fi
-  rm -f "$1"
+  run rm -f "$1"
 }
 
 cmd_down() {
@@ -358,6 +360,27 @@ cmd_down() {
     stop_pid "$f"
   done
   log "down"
+}
+
+# Everything earlier runs left: every image, container and build cache in podman's store and in
+# the dockerd this script starts, and the registries' contents. For a machine that only runs
+# these tests (CI calls it when the disk runs low): a developer's own images go too. The next
+# `up` imports the base images again from the tarballs kept in $STATE.
+cmd_prune() {
+  local before
+  before=$(df -BG --output=avail /var/lib 2>/dev/null | tail -n1 | tr -d ' ')
+  if docker_store >/dev/null; then
+    alive "$STATE/dockerd.pid" || die "a dockerd that is not ours answers: prune its images yourself"
+    run "${DOCKER[@]}" system prune -af --volumes
+    run "${DOCKER[@]}" builder prune -af
+  fi
+  if command -v podman >/dev/null; then
+    run podman system prune -af --volumes
+  fi
+  stop_pid "$STATE/registry.pid"
+  stop_pid "$STATE/auth-registry.pid"
+  run rm -rf "$STATE/registry-data" "$STATE/auth-registry/data"
+  log "pruned: $before free before, $(df -BG --output=avail /var/lib 2>/dev/null | tail -n1 | tr -d ' ') after; the registries start again with up"
 }
 
 cmd_status() {
@@ -373,6 +396,7 @@ case "${1:-up}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  prune) mkdir -p "$STATE"; cmd_prune ;;
   auth-registry) mkdir -p "$STATE"; start_auth_registry ;;
-  *) echo "usage: $0 up|down|status|auth-registry" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|prune|auth-registry" >&2; exit 2 ;;
 esac
