@@ -347,6 +347,26 @@ fn no_op_is_one_inspect(env: &TestEnv, engine: &str, image: &str) {
     assert!(calls[0].is(&["image", "inspect"]), "{calls:?}");
 }
 
+/// What the engine lists of the tests' project repository, for the message of a failed check
+/// that the older build was removed (it failed once under a loaded CI run on docker's
+/// containerd store, and never alone).
+fn project_images(engine: &str) -> String {
+    let out = std::process::Command::new(engine)
+        .args([
+            "image",
+            "ls",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "hjk-project",
+        ])
+        .output()
+        .unwrap();
+    format!(
+        "{engine} image ls hjk-project: {}",
+        String::from_utf8_lossy(&out.stdout)
+    )
+}
+
 fn image_exists(engine: &str, image: &str) -> bool {
     std::process::Command::new(engine)
         .args(["image", "inspect", image])
@@ -420,7 +440,8 @@ fn build_target_numeric(engine: &str) {
     assert_eq!(run_in(engine, &edited, "cat /dev-args2"), "18 true");
     assert!(
         stderr.contains(&format!("removed the older {image}")),
-        "{stderr}"
+        "{stderr}\n{}",
+        project_images(engine)
     );
     assert!(!image_exists(engine, &image), "{image} is left behind");
     assert!(image_exists(engine, &edited));
@@ -512,7 +533,8 @@ fn docker_features_are_delegated_to_the_real_devcontainer_cli() {
     assert!(stderr.contains("@devcontainers/cli"), "{stderr}");
     assert!(
         stderr.contains(&format!("removed the older {image}")),
-        "{stderr}"
+        "{stderr}\n{}",
+        project_images("docker")
     );
     assert!(!image_exists("docker", &image));
     rmi("docker", &second);
