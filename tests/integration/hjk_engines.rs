@@ -401,3 +401,63 @@ fn docker_classic_builds_the_images_standin() {
         assert_eq!(labels["io.headjack.exec.user"], user);
     }
 }
+
+/// `hjk images build --cache-repo` on real BuildKit: the build exports its layer cache to the
+/// registry under one tag per variant and platform, and the next build imports it from there
+/// (hjk.rs checks the argv against a fake; this is the path for real). Whether an imported
+/// cache replaces a missing local one is the release's test
+/// (`release::docker_buildx_release_uses_a_registry_cache`): pruning BuildKit's cache here
+/// would take it from the tests running beside this one.
+#[test]
+#[ignore = "needs docker and plain registry: scripts/test-engines.sh up, then make test"]
+fn docker_buildx_build_exports_a_registry_cache_per_variant() {
+    need(&[Need::Docker, Need::PlainRegistry]);
+    let mut env = TestEnv::new();
+    env.with_system_path();
+    let run = std::process::id();
+    let images = crate::util::real::busybox_images(
+        &env,
+        "FROM local/busybox:amd64\nRUN echo cached > /marker\n",
+    );
+    let cache = format!("127.0.0.1:5000/hjk-cache-test/c{run}");
+    let reg = format!("hjk-cache-test/r{run}");
+    let args = [
+        "images",
+        "build",
+        "--all",
+        "--images-dir",
+        &images,
+        "--registry",
+        &reg,
+        "--platform",
+        "linux/amd64",
+        "--cache-repo",
+        &cache,
+        "--backend",
+        "docker",
+        "--progress",
+        "plain",
+    ];
+    let out = env.hjk(&args).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // the cache is a manifest in the registry, under the variant and platform's tag
+    succeeds(std::process::Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{cache}:base-amd64"),
+    ]));
+    // the image was built, and its cache is read back from the registry by the next build
+    succeeds(std::process::Command::new("docker").args(["image", "rm", &format!("{reg}:base")]));
+    let out = env.hjk(&args).output();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // BuildKit names the import on every build; it infers a manifest type only for one it found
+    assert!(
+        out.stderr
+            .contains(&format!("importing cache manifest from {cache}:base-amd64"))
+            && out.stderr.contains("inferred cache manifest type"),
+        "{}",
+        out.stderr
+    );
+    succeeds(std::process::Command::new("docker").args(["image", "rm", &format!("{reg}:base")]));
+}
